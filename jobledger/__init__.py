@@ -1,0 +1,1 @@
+"""jobledger: an event-sourced job orchestrator."""

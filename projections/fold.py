@@ -1,0 +1,90 @@
+"""Folding a batch of decoded events into read-model changes, in memory.
+
+This is the part of a projection that thinks; projections/store.py only writes what it
+returns. Events are applied one at a time, in order, so the result does not depend on how
+the log was cut into batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from jobledger.schemas import Envelope, JobLogged, QueuePaused, QueueResumed
+
+from .jobs import JobState, reduce_job
+from .queues import QueueState, reduce_queue
+from .rows import run_id, run_row
+from .stats import StatsDelta
+from .workers import WorkerState, reduce_worker
+
+_json = msgspec.json.Encoder()
+
+
+@dataclass
+class JobsChange:
+    """What a batch of the jobs topic changed."""
+
+    jobs: dict[str, JobState] = field(default_factory=dict)  # final state per changed job
+    positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # job -> last event
+    runs: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # run_id -> row
+    stats: StatsDelta = field(default_factory=StatsDelta)
+    queues: dict[str, QueueState] = field(default_factory=dict)
+
+
+def fold_jobs(
+    envs: Iterable[Envelope],
+    jobs: MutableMapping[str, JobState],
+    queues: MutableMapping[str, QueueState],
+) -> JobsChange:
+    """Apply envs to the states in `jobs` and `queues` (updated in place)."""
+    change = JobsChange()
+    for env in envs:
+        event = env.event
+        if isinstance(event, QueuePaused | QueueResumed):
+            old_q = queues.get(event.queue)
+            new_q = reduce_queue(old_q, env)
+            if new_q is not old_q and new_q is not None:
+                queues[event.queue] = change.queues[event.queue] = new_q
+            continue
+        job_id = event.job_id  # type: ignore[union-attr]
+        old = jobs.get(job_id)
+        new = reduce_job(old, env)
+        if new is old or new is None:
+            continue
+        jobs[job_id] = change.jobs[job_id] = new
+        change.positions[job_id] = (env.partition, env.offset)
+        change.stats.add(old, new)
+        if new.attempt:
+            change.runs[run_id(job_id, new.attempt)] = run_row(new)
+    return change
+
+
+def log_rows(envs: Iterable[Envelope]) -> list[tuple[Any, ...]]:
+    """run_logs rows of JobLogged events."""
+    rows = []
+    for env in envs:
+        ev = env.event
+        if isinstance(ev, JobLogged):
+            rows.append((
+                env.id, run_id(ev.job_id, ev.attempt), ev.job_id, ev.attempt, ev.level,
+                ev.message, _json.encode(ev.details), int(env.time.timestamp() * 1000),
+                env.partition, env.offset,
+            ))
+    return rows
+
+
+def fold_workers(
+    envs: Iterable[Envelope], workers: MutableMapping[str, WorkerState]
+) -> dict[str, WorkerState]:
+    changed: dict[str, WorkerState] = {}
+    for env in envs:
+        worker_id = env.event.worker_id  # type: ignore[union-attr]
+        old = workers.get(worker_id)
+        new = reduce_worker(old, env)
+        if new is not old and new is not None:
+            workers[worker_id] = changed[worker_id] = new
+    return changed

@@ -1,0 +1,189 @@
+"""The jobs reducer: a job's state after one more event. Pure: no clock, no I/O.
+
+The same function runs in the projections (state loaded from SQLite) and in the
+dispatcher (state kept in memory), so both see one state machine. Times come from the
+events; the attempt number fences out late events of a superseded attempt: such an event
+stays in the history and returns the state unchanged.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec.structs import replace
+
+from jobledger.schemas import (
+    Envelope,
+    JobCancelled,
+    JobCancelRequested,
+    JobDue,
+    JobEnqueued,
+    JobFailed,
+    JobHeartbeat,
+    JobLeaseExpired,
+    JobPicked,
+    JobRequeued,
+    JobStatus,
+    JobSucceeded,
+    RunStatus,
+)
+from jobledger.schemas.common import to_ms
+from jobledger.schemas.lifecycle import TERMINAL, WAITING
+
+S = JobStatus
+LEASE_EXPIRED_ERROR = "LeaseExpired: no heartbeat before the lease ran out"
+
+
+class JobState(msgspec.Struct, frozen=True):
+    """Everything a job detail needs. Times are Unix milliseconds."""
+
+    job_id: str
+    task_type: str
+    queue: str
+    priority: int
+    payload: msgspec.Raw
+    status: JobStatus
+    created_at: int
+    updated_at: int
+    run_at: int | None
+    timeout_seconds: float | None
+    max_retries: int | None
+    idempotency_key: str | None
+    partition: int
+    created_offset: int  # where JobEnqueued sits in its partition: enqueue order
+    attempt: int = 0  # the latest attempt picked; 0 before the first pick
+    retry_count: int = 0  # failed attempts since enqueue or the last requeue
+    worker_id: str | None = None
+    lease_expires_at: int | None = None
+    started_at: int | None = None  # first pick
+    finished_at: int | None = None  # reached a terminal state
+    result: msgspec.Raw | None = None
+    error: str | None = None
+    stack: str | None = None
+    cancel_requested: bool = False
+    # The latest attempt's run: the runs read model keeps one row per attempt.
+    run_status: RunStatus | None = None
+    run_started_at: int | None = None
+    run_ended_at: int | None = None
+    processed: int = 0
+    total: int | None = None
+    failed: int = 0
+
+
+def reduce_job(state: JobState | None, env: Envelope) -> JobState | None:
+    """The state after env; the same object when env changes nothing."""
+    event = env.event
+    if isinstance(event, JobEnqueued):
+        return state if state is not None else _enqueued(event, env)
+    if state is None:
+        return None  # an event for a job never enqueued: recorded, ignored
+    now = to_ms(env.time)
+    match event:
+        case JobDue() if state.status == S.SCHEDULED:
+            return replace(state, status=S.PENDING, updated_at=now)
+        case JobPicked() if state.status == S.PENDING and event.attempt == state.attempt + 1:
+            return _picked(state, event, now)
+        case JobHeartbeat() if _current(state, event.attempt):
+            return _heartbeat(state, event)
+        case JobSucceeded() if _current(state, event.attempt):
+            return replace(
+                state, status=S.COMPLETED, updated_at=now, finished_at=now, result=event.result,
+                error=None, stack=None, run_status=RunStatus.COMPLETED, run_ended_at=now,
+            )
+        case JobFailed() if _current(state, event.attempt):
+            final = S.FAILED if event.permanent else S.DEAD_LETTER
+            return _attempt_failed(state, now, event.error, event.stack, event.retry_at, final)
+        case JobLeaseExpired() if _current(state, event.attempt):
+            return _attempt_failed(state, now, LEASE_EXPIRED_ERROR, None, event.retry_at, S.DEAD_LETTER)
+        case JobCancelRequested() if state.status not in TERMINAL and not state.cancel_requested:
+            return replace(state, cancel_requested=True, updated_at=now)
+        case JobCancelled():
+            return _cancelled(state, event, now)
+        case JobRequeued() if state.status in TERMINAL:
+            return replace(
+                state, status=S.PENDING, updated_at=now, run_at=None, retry_count=0,
+                finished_at=None, result=None, error=None, stack=None, cancel_requested=False,
+            )
+    return state
+
+
+def revive(event: JobRequeued, env: Envelope) -> JobState:
+    """The pending state of a requeued job rebuilt from the event alone (the dispatcher
+    forgets finished jobs; the projections keep them and use reduce_job instead)."""
+    now = to_ms(env.time)
+    return JobState(
+        job_id=event.job_id, task_type=event.task_type, queue=event.queue,
+        priority=event.priority, payload=event.payload, status=S.PENDING, created_at=now,
+        updated_at=now, run_at=None, timeout_seconds=event.timeout_seconds,
+        max_retries=event.max_retries, idempotency_key=None, partition=env.partition,
+        created_offset=env.offset, attempt=event.attempt,
+    )
+
+
+def _current(state: JobState, attempt: int) -> bool:
+    """Does an event quoting this attempt speak for the running attempt?"""
+    return state.status == S.IN_PROGRESS and attempt == state.attempt
+
+
+def _enqueued(event: JobEnqueued, env: Envelope) -> JobState:
+    now = to_ms(env.time)
+    run_at = to_ms(event.run_at) if event.run_at is not None else None
+    return JobState(
+        job_id=event.job_id,
+        task_type=event.task_type,
+        queue=event.queue,
+        priority=event.priority,
+        payload=event.payload,
+        status=S.SCHEDULED if run_at is not None and run_at > now else S.PENDING,
+        created_at=now,
+        updated_at=now,
+        run_at=run_at,
+        timeout_seconds=event.timeout_seconds,
+        max_retries=event.max_retries,
+        idempotency_key=event.idempotency_key,
+        partition=env.partition,
+        created_offset=env.offset,
+    )
+
+
+def _picked(state: JobState, event: JobPicked, now: int) -> JobState:
+    return replace(
+        state, status=S.IN_PROGRESS, updated_at=now, attempt=event.attempt,
+        worker_id=event.worker_id, lease_expires_at=to_ms(event.lease_expires_at),
+        started_at=state.started_at if state.started_at is not None else now,
+        run_status=RunStatus.RUNNING, run_started_at=now, run_ended_at=None,
+        processed=0, total=None, failed=0,
+    )
+
+
+def _heartbeat(state: JobState, event: JobHeartbeat) -> JobState:
+    # A heartbeat is not a change of the job a user sees, so updated_at stays.
+    progress = event.progress
+    if progress is None:
+        return replace(state, lease_expires_at=to_ms(event.lease_expires_at))
+    return replace(
+        state, lease_expires_at=to_ms(event.lease_expires_at),
+        processed=progress.processed, total=progress.total, failed=progress.failed,
+    )
+
+
+def _attempt_failed(
+    state: JobState, now: int, error: str, stack: str | None, retry_at, final: JobStatus  # type: ignore[no-untyped-def]
+) -> JobState:
+    common = dict(
+        updated_at=now, error=error, stack=stack, retry_count=state.retry_count + 1,
+        run_status=RunStatus.FAILED, run_ended_at=now, lease_expires_at=None,
+    )
+    if retry_at is not None:
+        return replace(state, status=S.SCHEDULED, run_at=to_ms(retry_at), **common)
+    return replace(state, status=final, finished_at=now, **common)
+
+
+def _cancelled(state: JobState, event: JobCancelled, now: int) -> JobState:
+    if state.status in WAITING and event.attempt is None:
+        return replace(state, status=S.CANCELLED, updated_at=now, finished_at=now)
+    if event.attempt is not None and _current(state, event.attempt):
+        return replace(
+            state, status=S.CANCELLED, updated_at=now, finished_at=now,
+            run_status=RunStatus.CANCELLED, run_ended_at=now, lease_expires_at=None,
+        )
+    return state

@@ -1,0 +1,170 @@
+"""The projection host of the embedded mode: tails the log, folds each batch, writes it.
+
+Three models, each with its own checkpoint: jobs (jobs, runs, stats, queues tables) from
+the jobs topic, run_logs from the logs topic, workers from the workers topic. Records
+below a model's checkpoint are skipped, so redelivery applies nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from jobledger.schemas import JOBS, LOGS, WORKERS
+from jobledger.schemas.codec import decode_batch
+from jobledger.services.log import LogBackend, Record
+
+from .fold import JobsChange, fold_jobs, fold_workers, log_rows
+from .jobs import JobState
+from .queues import QueueState
+from .store import ReadModelStore
+
+TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS}
+
+
+@dataclass(frozen=True)
+class Projected:
+    """Told to listeners after a jobs batch is committed."""
+
+    change: JobsChange
+    positions: Mapping[int, int]
+
+
+Listener = Callable[[Projected], None]
+JobPredicate = Callable[[JobState], bool]
+
+
+class _StateCache(OrderedDict[str, JobState]):
+    """The most recently touched job states, so a job's next event needs no SELECT."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def trim(self) -> None:
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+class Projector:
+    def __init__(self, backend: LogBackend, store: ReadModelStore, cache_size: int = 20_000):
+        self.backend = backend
+        self.store = store
+        self.positions: dict[str, dict[int, int]] = {m: {} for m in TOPIC_OF_MODEL}
+        self.listeners: list[Listener] = []
+        self.quarantined = 0
+        self._cache = _StateCache(cache_size)
+        self._queues: dict[str, QueueState] = {}
+        self._write_lock = asyncio.Lock()  # one transaction at a time on the one connection
+        self._progress = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._job_waiters: dict[str, list[tuple[JobPredicate, asyncio.Future[JobState]]]] = {}
+
+    async def load(self) -> None:
+        for model in TOPIC_OF_MODEL:
+            self.positions[model] = await self.store.checkpoints(model)
+        self._queues = await self.store.load_queues()
+
+    def start(self) -> None:
+        """Tail every topic in the background, from the checkpoints (call load() first)."""
+        for model in TOPIC_OF_MODEL:
+            self._tasks.append(asyncio.create_task(self._follow(model), name=f"project-{model}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _follow(self, model: str) -> None:
+        log = self.backend.topic(TOPIC_OF_MODEL[model])
+        async for records in log.tail(self.positions[model]):
+            await self.apply(model, records)
+
+    async def catch_up(self, on_batch: Callable[[int], None] | None = None) -> None:
+        """Apply everything up to the current end of every topic (used by replay)."""
+        for model, topic in TOPIC_OF_MODEL.items():
+            log = self.backend.topic(topic)
+            for partition, end in (await log.end_offsets()).items():
+                while (offset := self.positions[model].get(partition, 0)) < end:
+                    records = await log.read(partition, offset, limit=min(20_000, end - offset))
+                    await self.apply(model, records)
+                    if on_batch:
+                        on_batch(len(records))
+
+    async def apply(self, model: str, records: Sequence[Record]) -> None:
+        """Apply one batch of one model's topic in one transaction."""
+        done = self.positions[model]
+        fresh = [r for r in records if r.offset >= done.get(r.partition, 0)]
+        if not fresh:
+            return
+        positions = dict(done)
+        for rec in fresh:
+            positions[rec.partition] = rec.offset + 1
+        envs, bad = decode_batch(fresh)
+        async with self._write_lock:
+            if model == "jobs":
+                change = await self._apply_jobs(envs, positions, bad)
+            elif model == "run_logs":
+                await self.store.write_logs(log_rows(envs), positions, bad)
+            else:
+                workers = await self.store.load_workers({e.key for e in envs})
+                await self.store.write_workers(fold_workers(envs, workers), positions, bad)
+        self.quarantined += len(bad)
+        self.positions[model] = positions
+        if model == "jobs":
+            self._wake_job_waiters(change)
+            for listener in self.listeners:
+                listener(Projected(change, positions))
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def _apply_jobs(self, envs, positions, bad) -> JobsChange:  # type: ignore[no-untyped-def]
+        cache = self._cache
+        wanted = {e.event.job_id for e in envs if hasattr(e.event, "job_id")} - cache.keys()
+        if wanted:
+            cache.update(await self.store.load_jobs(wanted))
+        queues = dict(self._queues)
+        try:
+            change = fold_jobs(envs, cache, queues)
+            await self.store.write_jobs(change, positions, bad)
+        except BaseException:
+            cache.clear()  # it may hold changes that were rolled back
+            raise
+        self._queues = queues
+        for job_id in change.jobs:
+            cache.move_to_end(job_id)
+        cache.trim()
+        return change
+
+    def watch_job(self, job_id: str, predicate: JobPredicate) -> asyncio.Future[JobState]:
+        """A future of the job's first projected state (after now) that satisfies predicate."""
+        future: asyncio.Future[JobState] = asyncio.get_running_loop().create_future()
+        self._job_waiters.setdefault(job_id, []).append((predicate, future))
+        future.add_done_callback(lambda f: self._drop_waiter(job_id, f))
+        return future
+
+    def _drop_waiter(self, job_id: str, future: asyncio.Future[JobState]) -> None:
+        waiters = [w for w in self._job_waiters.get(job_id, []) if w[1] is not future]
+        if waiters:
+            self._job_waiters[job_id] = waiters
+        else:
+            self._job_waiters.pop(job_id, None)
+
+    def _wake_job_waiters(self, change: JobsChange) -> None:
+        if not self._job_waiters:
+            return
+        for job_id in self._job_waiters.keys() & change.jobs.keys():
+            state = change.jobs[job_id]
+            for predicate, future in list(self._job_waiters.get(job_id, [])):
+                if not future.done() and predicate(state):
+                    future.set_result(state)
+
+    async def wait_for(self, model: str, partition: int, offset: int) -> None:
+        """Return once the record at (partition, offset) of model's topic is applied."""
+        async with self._progress:
+            await self._progress.wait_for(
+                lambda: self.positions[model].get(partition, 0) > offset
+            )

@@ -1,0 +1,142 @@
+"""Read-side queries over the read models, on a connection of their own (WAL lets them
+read while the projector writes, and they never see half a batch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from jobledger.schemas.api import Progress, TaskDetail, TaskSummary
+from jobledger.schemas.common import iso_ms
+
+from .rows import job_from_row
+from .jobs import JobState
+from .stats import MINUTE_MS
+
+_list_of_str = msgspec.json.Decoder(list[str])
+
+
+def task_detail(job: JobState) -> TaskDetail:
+    return TaskDetail(
+        task_id=job.job_id, task_type=job.task_type, queue=job.queue, status=job.status,
+        priority=job.priority, payload=job.payload, created_at=iso_ms(job.created_at) or "",
+        updated_at=iso_ms(job.updated_at) or "", scheduled_at=iso_ms(job.run_at),
+        started_at=iso_ms(job.started_at), finished_at=iso_ms(job.finished_at),
+        result=job.result, error=job.error, retry_count=job.retry_count,
+        max_retries=job.max_retries, timeout_seconds=job.timeout_seconds, attempt=job.attempt,
+        worker_id=job.worker_id, idempotency_key=job.idempotency_key,
+        cancel_requested=job.cancel_requested,
+        progress=Progress(processed=job.processed, total=job.total, failed=job.failed),
+    )
+
+
+class Queries:
+    def __init__(self, db: aiosqlite.Connection):
+        self.db = db
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Queries:
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA query_only=1")
+        return cls(db)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def job(self, job_id: str) -> JobState | None:
+        rows = await self.db.execute_fetchall("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        return job_from_row(rows[0]) if rows else None
+
+    async def jobs(
+        self, *, status: str | None = None, task_type: str | None = None,
+        queue: str | None = None, limit: int = 100, offset: int = 0,
+    ) -> list[TaskSummary]:
+        where, args = [], []
+        for column, value in (("status", status), ("task_type", task_type), ("queue", queue)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = (
+            "SELECT job_id, task_type, queue, status, priority, created_at, updated_at FROM jobs"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY created_at DESC, job_id DESC LIMIT ? OFFSET ?"
+        )
+        rows = await self.db.execute_fetchall(sql, (*args, limit, offset))
+        return [
+            TaskSummary(r[0], r[1], r[2], r[3], r[4], iso_ms(r[5]) or "", iso_ms(r[6]) or "")
+            for r in rows
+        ]
+
+    async def stats(self, now_ms: int) -> dict[str, Any]:
+        """Stats as of now_ms (the caller's clock decides what "the last hour" is)."""
+        by_status: dict[str, int] = {}
+        by_type: dict[str, dict[str, int]] = {}
+        for task_type, status, count in await self.db.execute_fetchall(
+            "SELECT task_type, status, count FROM job_counts WHERE count != 0"
+        ):
+            by_status[status] = by_status.get(status, 0) + count
+            by_type.setdefault(task_type, {})[status] = count
+        depth = dict.fromkeys(("high", "normal", "low"), 0)
+        depth.update(await self.db.execute_fetchall("SELECT band, count FROM queue_depth"))
+        since = (now_ms - 3_600_000) // MINUTE_MS * MINUTE_MS
+        ended = dict(await self.db.execute_fetchall(
+            "SELECT outcome, SUM(count) FROM runs_ended WHERE minute >= ? GROUP BY outcome",
+            (since,),
+        ))
+        processing = await self.db.execute_fetchall("SELECT total_ms, runs FROM processing")
+        total_ms, runs = processing[0] if processing else (0, 0)
+        workers = await self.db.execute_fetchall(
+            "SELECT COUNT(*) FROM workers WHERE status = 'alive'"
+        )
+        return {
+            "pending_count": by_status.get("pending", 0),
+            "in_progress_count": by_status.get("in_progress", 0),
+            "scheduled_count": by_status.get("scheduled", 0),
+            "completed_count": by_status.get("completed", 0),
+            "failed_count": by_status.get("failed", 0),
+            "dead_letter_count": by_status.get("dead_letter", 0),
+            "cancelled_count": by_status.get("cancelled", 0),
+            "completed_last_hour": ended.get("COMPLETED", 0),
+            "failed_last_hour": ended.get("FAILED", 0),
+            "worker_count": workers[0][0],
+            "avg_processing_time_ms": round(total_ms / runs, 3) if runs else 0.0,
+            "queue_depth_by_priority": depth,
+            "by_task_type": by_type,
+        }
+
+    async def workers(self) -> list[dict[str, Any]]:
+        rows = await self.db.execute_fetchall(
+            "SELECT worker_id, registered_at, last_heartbeat, current_jobs, cpu_percent,"
+            " memory_mb, status, hostname, pid, concurrency FROM workers ORDER BY registered_at"
+        )
+        return [
+            {
+                "worker_id": r[0], "registered_at": iso_ms(r[1]), "last_heartbeat": iso_ms(r[2]),
+                "current_tasks": _list_of_str.decode(r[3]), "cpu_usage_percent": r[4],
+                "memory_usage_mb": r[5], "status": r[6], "hostname": r[7], "pid": r[8],
+                "concurrency": r[9],
+            }
+            for r in rows
+        ]
+
+    async def queues(self) -> list[dict[str, Any]]:
+        paused = dict(await self.db.execute_fetchall("SELECT queue, paused FROM queues"))
+        counts = await self.db.execute_fetchall(
+            "SELECT queue, status, COUNT(*) FROM jobs WHERE status IN"
+            " ('scheduled', 'pending', 'in_progress') GROUP BY queue, status"
+        )
+        out: dict[str, dict[str, Any]] = {
+            q: {"queue": q, "paused": bool(p), "pending": 0, "scheduled": 0, "in_progress": 0}
+            for q, p in paused.items()
+        }
+        for queue, status, count in counts:
+            out.setdefault(queue, {"queue": queue, "paused": False, "pending": 0,
+                                   "scheduled": 0, "in_progress": 0})[status] = count
+        return sorted(out.values(), key=lambda q: q["queue"])
+
+    async def quarantined(self) -> int:
+        rows = await self.db.execute_fetchall("SELECT COUNT(*) FROM quarantine")
+        return int(rows[0][0])

@@ -1,0 +1,28 @@
+"""The queues reducer: whether a queue is paused. Pure.
+
+Queue events are written to every partition of the jobs topic; applying a copy again
+gives the same state, so the copies are harmless here.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from jobledger.schemas import Envelope, QueuePaused, QueueResumed
+from jobledger.schemas.common import to_ms
+
+
+class QueueState(msgspec.Struct, frozen=True):
+    queue: str
+    paused: bool
+    updated_at: int
+
+
+def reduce_queue(state: QueueState | None, env: Envelope) -> QueueState | None:
+    event = env.event
+    if not isinstance(event, QueuePaused | QueueResumed):
+        return state
+    paused = isinstance(event, QueuePaused)
+    if state is not None and state.paused == paused:
+        return state
+    return QueueState(queue=event.queue, paused=paused, updated_at=to_ms(env.time))

@@ -1,0 +1,69 @@
+"""Conversions between reducer states and read-model rows (column order = schema.sql)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from jobledger.schemas import JobStatus, RunStatus
+
+from .jobs import JobState
+from .queues import QueueState
+from .workers import WorkerState, WorkerStatus
+
+_json = msgspec.json.Encoder()
+_list_of_str = msgspec.json.Decoder(list[str])
+
+# Indexes in JobState's field order of the fields that need converting.
+_PAYLOAD, _STATUS, _RESULT, _CANCEL, _RUN_STATUS = 4, 5, 20, 23, 24
+
+
+def job_row(s: JobState) -> tuple[Any, ...]:
+    row = list(msgspec.structs.astuple(s))
+    row[_PAYLOAD] = bytes(s.payload)
+    row[_RESULT] = bytes(s.result) if s.result is not None else None
+    row[_CANCEL] = int(s.cancel_requested)
+    return tuple(row)
+
+
+def job_from_row(row: tuple[Any, ...]) -> JobState:
+    values = list(row)
+    values[_PAYLOAD] = msgspec.Raw(row[_PAYLOAD])
+    values[_STATUS] = JobStatus(row[_STATUS])
+    values[_RESULT] = msgspec.Raw(row[_RESULT]) if row[_RESULT] is not None else None
+    values[_CANCEL] = bool(row[_CANCEL])
+    values[_RUN_STATUS] = RunStatus(row[_RUN_STATUS]) if row[_RUN_STATUS] is not None else None
+    return JobState(*values)
+
+
+def run_id(job_id: str, attempt: int) -> str:
+    return f"{job_id}.{attempt}"
+
+
+def run_row(s: JobState) -> tuple[Any, ...]:
+    """The row of the state's latest attempt."""
+    failed = s.run_status == RunStatus.FAILED
+    return (
+        run_id(s.job_id, s.attempt), s.job_id, s.attempt, s.task_type, s.run_status,
+        s.worker_id, s.run_started_at, s.run_ended_at, s.processed, s.total, s.failed,
+        s.error if failed else None, s.stack if failed else None,
+    )
+
+
+def worker_row(s: WorkerState) -> tuple[Any, ...]:
+    return (
+        s.worker_id, s.hostname, s.pid, s.concurrency, s.registered_at, s.last_heartbeat,
+        s.status, _json.encode(s.current_jobs), s.cpu_percent, s.memory_mb,
+    )
+
+
+def worker_from_row(row: tuple[Any, ...]) -> WorkerState:
+    values = list(row)
+    values[6] = WorkerStatus(row[6])
+    values[7] = _list_of_str.decode(row[7])
+    return WorkerState(*values)
+
+
+def queue_row(s: QueueState) -> tuple[Any, ...]:
+    return (s.queue, int(s.paused), s.updated_at)

@@ -1,0 +1,129 @@
+-- The read models. Every table here is derived from the log and can be rebuilt by
+-- `jobledger replay`. Times are Unix milliseconds.
+
+CREATE TABLE IF NOT EXISTS checkpoints (
+    model TEXT NOT NULL,          -- jobs | run_logs | workers
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL, -- every record before it has been applied
+    PRIMARY KEY (model, partition)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    task_type TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    run_at INTEGER,
+    timeout_seconds REAL,
+    max_retries INTEGER,
+    idempotency_key TEXT,
+    partition INTEGER NOT NULL,
+    created_offset INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    retry_count INTEGER NOT NULL,
+    worker_id TEXT,
+    lease_expires_at INTEGER,
+    started_at INTEGER,
+    finished_at INTEGER,
+    result BLOB,
+    error TEXT,
+    stack TEXT,
+    cancel_requested INTEGER NOT NULL,
+    run_status TEXT,
+    run_started_at INTEGER,
+    run_ended_at INTEGER,
+    processed INTEGER NOT NULL,
+    total INTEGER,
+    failed INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at DESC);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,      -- "<job_id>.<attempt>"
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    task_type TEXT NOT NULL,
+    status TEXT NOT NULL,         -- RUNNING | COMPLETED | FAILED | CANCELLED
+    worker_id TEXT,
+    started_at INTEGER,
+    ended_at INTEGER,
+    processed INTEGER NOT NULL,
+    total INTEGER,
+    failed INTEGER NOT NULL,
+    error TEXT,
+    stack TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job_id, attempt);
+
+CREATE TABLE IF NOT EXISTS run_logs (
+    log_id TEXT PRIMARY KEY,      -- the JobLogged event's id: a redelivery is ignored
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    details BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_logs_by_run ON run_logs (run_id, partition, offset);
+
+CREATE TABLE IF NOT EXISTS job_counts (
+    task_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (task_type, status)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS queue_depth (
+    band TEXT PRIMARY KEY,        -- high | normal | low: pending jobs per priority band
+    count INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS runs_ended (
+    minute INTEGER NOT NULL,      -- start of the minute the run ended in
+    outcome TEXT NOT NULL,        -- COMPLETED | FAILED
+    count INTEGER NOT NULL,
+    PRIMARY KEY (minute, outcome)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS processing (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    total_ms INTEGER NOT NULL,    -- summed duration of completed runs
+    runs INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS queues (
+    queue TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id TEXT PRIMARY KEY,
+    hostname TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    concurrency INTEGER NOT NULL,
+    registered_at INTEGER NOT NULL,
+    last_heartbeat INTEGER NOT NULL,
+    status TEXT NOT NULL,         -- alive | stopped | lost
+    current_jobs BLOB NOT NULL,   -- JSON array of job ids
+    cpu_percent REAL NOT NULL,
+    memory_mb REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS quarantine (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    error TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;

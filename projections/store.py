@@ -1,0 +1,201 @@
+"""The read-model store: one SQLite file (aiosqlite) holding every read model.
+
+Each batch is written in one transaction together with the model's checkpoint (the next
+offset of each partition), so a batch is applied entirely or not at all, and a record
+below the checkpoint is known to be applied already. The file is a cache of the log:
+synchronous=NORMAL is enough, since what a crash loses is re-applied from the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from jobledger.schemas.codec import Undecodable
+
+from .fold import JobsChange
+from .jobs import JobState
+from .queues import QueueState
+from .rows import job_from_row, job_row, queue_row, worker_from_row, worker_row
+from .workers import WorkerState
+
+MODELS = ("jobs", "run_logs", "workers")
+_IN_CHUNK = 900  # ids per IN (...) query
+
+UPSERT_COUNT = (
+    "INSERT INTO job_counts VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+)
+UPSERT_DEPTH = "INSERT INTO queue_depth VALUES (?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+UPSERT_ENDED = (
+    "INSERT INTO runs_ended VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+)
+UPSERT_PROCESSING = (
+    "INSERT INTO processing VALUES (1, ?, ?) ON CONFLICT DO UPDATE"
+    " SET total_ms = total_ms + excluded.total_ms, runs = runs + excluded.runs"
+)
+
+
+class ReadModelStore:
+    def __init__(self, db: aiosqlite.Connection, path: Path):
+        self.db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str | Path) -> ReadModelStore:
+        db = await aiosqlite.connect(path, isolation_level=None)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        schema = resources.files("jobledger.projections").joinpath("schema.sql").read_text()
+        await db.executescript(schema)
+        return cls(db, Path(path))
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def checkpoints(self, model: str) -> dict[int, int]:
+        rows = await self.db.execute_fetchall(
+            "SELECT partition, next_offset FROM checkpoints WHERE model = ?", (model,)
+        )
+        return {p: o for p, o in rows}
+
+    # -- loading reducer states ---------------------------------------------------------
+
+    async def load_jobs(self, job_ids: Iterable[str]) -> dict[str, JobState]:
+        rows = await self._select_in("SELECT * FROM jobs WHERE job_id IN ({})", list(job_ids))
+        return {row[0]: job_from_row(row) for row in rows}
+
+    async def load_unfinished_jobs(self) -> list[JobState]:
+        rows = await self.db.execute_fetchall(
+            "SELECT * FROM jobs WHERE status IN ('scheduled', 'pending', 'in_progress')"
+        )
+        return [job_from_row(row) for row in rows]
+
+    async def load_queues(self) -> dict[str, QueueState]:
+        rows = await self.db.execute_fetchall("SELECT queue, paused, updated_at FROM queues")
+        return {q: QueueState(q, bool(p), t) for q, p, t in rows}
+
+    async def load_workers(self, worker_ids: Iterable[str]) -> dict[str, WorkerState]:
+        rows = await self._select_in("SELECT * FROM workers WHERE worker_id IN ({})", list(worker_ids))
+        return {row[0]: worker_from_row(row) for row in rows}
+
+    async def _select_in(self, sql: str, keys: Sequence[str]) -> list[Any]:
+        out: list[Any] = []
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i : i + _IN_CHUNK]
+            out.extend(await self.db.execute_fetchall(sql.format(",".join("?" * len(chunk))), chunk))
+        return out
+
+    # -- writing one batch ----------------------------------------------------------------
+
+    async def write_jobs(
+        self, change: JobsChange, positions: Mapping[int, int], bad: Sequence[Undecodable]
+    ) -> None:
+        db = self.db
+        await db.execute("BEGIN")
+        try:
+            if change.jobs:
+                await db.executemany(
+                    f"INSERT OR REPLACE INTO jobs VALUES ({','.join('?' * 30)})",
+                    [job_row(s) for s in change.jobs.values()],
+                )
+            if change.runs:
+                await db.executemany(
+                    f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * 13)})", change.runs.values()
+                )
+            if change.queues:
+                await db.executemany(
+                    "INSERT OR REPLACE INTO queues VALUES (?, ?, ?)",
+                    [queue_row(q) for q in change.queues.values()],
+                )
+            await self._write_stats(change)
+            await self._finish(db, "jobs", "jobs", positions, bad)
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    async def _write_stats(self, change: JobsChange) -> None:
+        stats = change.stats
+        counts = [(t, s, n) for (t, s), n in stats.counts.items() if n]
+        if counts:
+            await self.db.executemany(UPSERT_COUNT, counts)
+        depth = [(band, n) for band, n in stats.depth.items() if n]
+        if depth:
+            await self.db.executemany(UPSERT_DEPTH, depth)
+        ended = [(m, o, n) for (m, o), n in stats.ended.items() if n]
+        if ended:
+            await self.db.executemany(UPSERT_ENDED, ended)
+        if stats.processed_runs:
+            await self.db.execute(UPSERT_PROCESSING, (stats.processing_ms, stats.processed_runs))
+
+    async def write_logs(
+        self, rows: Sequence[tuple[Any, ...]], positions: Mapping[int, int],
+        bad: Sequence[Undecodable],
+    ) -> None:
+        await self.db.execute("BEGIN")
+        try:
+            if rows:
+                await self.db.executemany(
+                    f"INSERT OR IGNORE INTO run_logs VALUES ({','.join('?' * 10)})", rows
+                )
+            await self._finish(self.db, "run_logs", "logs", positions, bad)
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+
+    async def write_workers(
+        self, changed: Mapping[str, WorkerState], positions: Mapping[int, int],
+        bad: Sequence[Undecodable],
+    ) -> None:
+        await self.db.execute("BEGIN")
+        try:
+            if changed:
+                await self.db.executemany(
+                    f"INSERT OR REPLACE INTO workers VALUES ({','.join('?' * 10)})",
+                    [worker_row(w) for w in changed.values()],
+                )
+            await self._finish(self.db, "workers", "workers", positions, bad)
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    async def _finish(
+        db: aiosqlite.Connection, model: str, topic: str, positions: Mapping[int, int],
+        bad: Sequence[Undecodable],
+    ) -> None:
+        """Quarantine undecodable records, move the checkpoint, commit."""
+        if bad:
+            await db.executemany(
+                "INSERT OR IGNORE INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
+                [(topic, b.partition, b.offset, b.key, b.error, b.value) for b in bad],
+            )
+        await db.executemany(
+            "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
+            [(model, p, o) for p, o in positions.items()],
+        )
+        await db.execute("COMMIT")
+
+    # -- checksums --------------------------------------------------------------------------
+
+    async def checksums(self) -> dict[str, str]:
+        """SHA-256 of every read-model table's rows in primary-key order."""
+        tables = [
+            name for (name,) in await self.db.execute_fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        out = {}
+        for table in tables:
+            digest = hashlib.sha256()
+            columns = await self.db.execute_fetchall(f"PRAGMA table_info({table})")
+            order = ", ".join(str(i + 1) for i in range(len(columns)))
+            async with self.db.execute(f"SELECT * FROM {table} ORDER BY {order}") as cursor:
+                async for row in cursor:
+                    digest.update(repr(tuple(row)).encode())
+            out[table] = digest.hexdigest()[:16]
+        return out

@@ -1,0 +1,54 @@
+"""The workers reducer: registration, heartbeats and liveness of each worker. Pure."""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+from msgspec.structs import replace
+
+from jobledger.schemas import Envelope, WorkerHeartbeat, WorkerLost, WorkerStarted, WorkerStopped
+from jobledger.schemas.common import to_ms
+
+
+class WorkerStatus(enum.StrEnum):
+    ALIVE = "alive"  # started, heartbeating
+    STOPPED = "stopped"  # shut down cleanly (WorkerStopped)
+    LOST = "lost"  # the owner saw no heartbeat for too long (WorkerLost)
+
+
+class WorkerState(msgspec.Struct, frozen=True):
+    worker_id: str
+    hostname: str
+    pid: int
+    concurrency: int
+    registered_at: int
+    last_heartbeat: int
+    status: WorkerStatus
+    current_jobs: list[str] = []
+    cpu_percent: float = 0.0
+    memory_mb: float = 0.0
+
+
+def reduce_worker(state: WorkerState | None, env: Envelope) -> WorkerState | None:
+    event = env.event
+    now = to_ms(env.time)
+    if isinstance(event, WorkerStarted):
+        return WorkerState(
+            worker_id=event.worker_id, hostname=event.hostname, pid=event.pid,
+            concurrency=event.concurrency, registered_at=now, last_heartbeat=now,
+            status=WorkerStatus.ALIVE,
+        )
+    if state is None:
+        return None
+    match event:
+        case WorkerHeartbeat() if state.status == WorkerStatus.ALIVE:
+            return replace(
+                state, last_heartbeat=now, cpu_percent=event.cpu_percent,
+                memory_mb=event.memory_mb, current_jobs=event.current_jobs,
+            )
+        case WorkerStopped():
+            return replace(state, status=WorkerStatus.STOPPED, current_jobs=[])
+        case WorkerLost() if state.status == WorkerStatus.ALIVE:
+            return replace(state, status=WorkerStatus.LOST, current_jobs=[])
+    return state

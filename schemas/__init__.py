@@ -1,0 +1,31 @@
+"""The event model: frozen msgspec Structs in tagged unions, their envelope and wire format."""
+
+from .codec import UndecodableRecord, decode, encode
+from .common import Actor, ActorKind, LogLevel, Progress, uuid7
+from .envelope import JOBS, LOGS, TOPICS, WORKERS, Envelope, Event, topic_of
+from .jobs import (
+    JobCancelled,
+    JobCancelRequested,
+    JobDue,
+    JobEnqueued,
+    JobFailed,
+    JobHeartbeat,
+    JobLeaseExpired,
+    JobLogged,
+    JobPicked,
+    JobRequeued,
+    JobSucceeded,
+    QueuePaused,
+    QueueResumed,
+)
+from .lifecycle import JobStatus, RunStatus
+from .workers import WorkerHeartbeat, WorkerLost, WorkerStarted, WorkerStopped
+
+__all__ = [
+    "JOBS", "LOGS", "TOPICS", "WORKERS",
+    "Actor", "ActorKind", "Envelope", "Event", "JobCancelRequested", "JobCancelled",
+    "JobDue", "JobEnqueued", "JobFailed", "JobHeartbeat", "JobLeaseExpired", "JobLogged",
+    "JobPicked", "JobRequeued", "JobStatus", "JobSucceeded", "LogLevel", "Progress",
+    "QueuePaused", "QueueResumed", "RunStatus", "UndecodableRecord", "WorkerHeartbeat",
+    "WorkerLost", "WorkerStarted", "WorkerStopped", "decode", "encode", "topic_of", "uuid7",
+]

@@ -1,0 +1,88 @@
+"""Shapes of the REST API's request and response bodies. Request bodies forbid unknown
+fields (a typo is an error, not a silently ignored option); log decoders accept them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from .common import Name, NonNegativeInt, PositiveSeconds, Priority
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_BATCH = 1000
+
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    task_type: Name
+    payload: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+    priority: Priority = 128
+    schedule_at: datetime | None = None
+    delay_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    timeout_seconds: PositiveSeconds = 300.0
+    max_retries: NonNegativeInt = 3
+    idempotency_key: IdempotencyKey | None = None
+    queue: Name = "default"
+
+
+class BatchRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    tasks: Annotated[list[TaskRequest], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+class TaskCreated(msgspec.Struct):
+    task_id: str
+    status: str
+
+
+class BatchCreated(msgspec.Struct):
+    task_ids: list[str]
+
+
+class Progress(msgspec.Struct):
+    processed: int
+    total: int | None
+    failed: int
+
+
+class TaskDetail(msgspec.Struct):
+    task_id: str
+    task_type: str
+    queue: str
+    status: str
+    priority: int
+    payload: msgspec.Raw
+    created_at: str
+    updated_at: str
+    scheduled_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    result: msgspec.Raw | None
+    error: str | None
+    retry_count: int
+    max_retries: int | None
+    timeout_seconds: float | None
+    attempt: int
+    worker_id: str | None
+    idempotency_key: str | None
+    cancel_requested: bool
+    progress: Progress
+
+
+class TaskSummary(msgspec.Struct):
+    task_id: str
+    task_type: str
+    queue: str
+    status: str
+    priority: int
+    created_at: str
+    updated_at: str
+
+
+class ErrorBody(msgspec.Struct):
+    error: str
+    code: str
+    field: str | None = None
+    details: Any = None

@@ -1,0 +1,107 @@
+"""The wire format: JSON envelopes, decoded with one decoder built once.
+
+Decoding accepts unknown fields (a newer producer may add some) and upcasts old event
+versions. A record that cannot be decoded raises UndecodableRecord; consumers quarantine
+it (services/quarantine.py) and go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple, Protocol
+
+import msgspec
+
+from .envelope import Envelope, event_types
+from .upcast import upcast
+
+_decoder = msgspec.json.Decoder(Envelope)
+_raw_decoder = msgspec.json.Decoder(dict[str, Any])
+_encoder = msgspec.json.Encoder()
+
+
+
+def _current_version(cls: type[msgspec.Struct]) -> int:
+    (field,) = [f for f in msgspec.structs.fields(cls) if f.name == "v"]
+    return int(field.default)
+
+
+CURRENT_VERSION: dict[type, int] = {cls: _current_version(cls) for cls in event_types()}
+CURRENT_BY_TAG: dict[str, int] = {
+    cls.__struct_config__.tag: v for cls, v in CURRENT_VERSION.items()  # type: ignore[misc]
+}
+
+
+class UndecodableRecord(ValueError):
+    """A log record that is not a valid envelope; the message says what is wrong."""
+
+
+def encode(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def decode(value: bytes, partition: int = -1, offset: int = -1) -> Envelope:
+    """Decode one record, upcasting an old event version; raise UndecodableRecord."""
+    try:
+        env = _decoder.decode(value)
+        if env.event.v != CURRENT_VERSION[type(env.event)]:
+            env = _decode_versioned(value)
+    except msgspec.ValidationError:
+        env = _decode_versioned(value)
+    except msgspec.DecodeError as exc:
+        raise UndecodableRecord(f"not JSON: {exc}") from None
+    if partition >= 0:
+        env = msgspec.structs.replace(env, partition=partition, offset=offset)
+    return env
+
+
+def _decode_versioned(value: bytes) -> Envelope:
+    """The slow path: an event of an older (or unknown) version."""
+    try:
+        raw = _raw_decoder.decode(value)
+        event = raw.get("event")
+        if not isinstance(event, dict) or "type" not in event:
+            raise UndecodableRecord("the envelope has no event object with a 'type'")
+        current = CURRENT_BY_TAG.get(event["type"])
+        if current is None:
+            raise UndecodableRecord(f"unknown event type {event['type']!r}")
+        version = event.get("v", current)
+        if not isinstance(version, int) or version > current:
+            raise UndecodableRecord(
+                f"{event['type']} version {version!r} is newer than this build knows ({current})"
+            )
+        raw["event"] = upcast(event, current)
+        return msgspec.convert(raw, Envelope)
+    except msgspec.ValidationError as exc:
+        raise UndecodableRecord(str(exc)) from None
+    except KeyError as exc:
+        raise UndecodableRecord(f"no upcaster for {exc}") from None
+
+
+class HasValue(Protocol):
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+
+
+class Undecodable(NamedTuple):
+    """A record that failed to decode, with the reason: it goes to quarantine."""
+
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    error: str
+
+
+def decode_batch(records: Iterable[HasValue]) -> tuple[list[Envelope], list[Undecodable]]:
+    """Decode log records; the undecodable ones are returned apart, never raised."""
+    good: list[Envelope] = []
+    bad: list[Undecodable] = []
+    for rec in records:
+        try:
+            good.append(decode(rec.value, rec.partition, rec.offset))
+        except UndecodableRecord as exc:
+            bad.append(Undecodable(rec.partition, rec.offset, rec.key, rec.value, str(exc)))
+    return good, bad

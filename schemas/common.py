@@ -1,0 +1,81 @@
+"""Small shared types of the event model: ids, times, actors, progress, log levels."""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+import msgspec
+
+
+Priority = Annotated[int, msgspec.Meta(ge=0, le=255, description="0–255, higher runs first")]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+Attempt = Annotated[int, msgspec.Meta(ge=1, description="1-based attempt number; the lease's fencing token")]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+DEFAULT_PRIORITY = 128
+DEFAULT_QUEUE = "default"
+DEFAULT_TIMEOUT_SECONDS = 300.0
+DEFAULT_MAX_RETRIES = 3
+
+
+def uuid7() -> str:
+    """A UUIDv7 string: 48 bits of Unix milliseconds, then random bits, so ids sort by creation."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | rand
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def to_ms(moment: datetime) -> int:
+    """Milliseconds since the Unix epoch; read models store times this way so they sort as numbers."""
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def iso_ms(ms: int | None) -> str | None:
+    """ISO 8601 UTC with a trailing Z and millisecond precision, as the API shows times."""
+    if ms is None:
+        return None
+    return from_ms(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+class ActorKind(enum.StrEnum):
+    """Who caused an event."""
+
+    API = "api"  # a REST caller; id is its API key name (or "anonymous")
+    CLIENT = "client"  # the Python client or another producer writing to the log directly
+    WORKER = "worker"  # a worker slot reporting what its handler did
+    DISPATCHER = "dispatcher"  # the partition owner's own policy: picks, lease expiry, retries
+    SCHEDULER = "scheduler"
+
+
+class Actor(msgspec.Struct, frozen=True):
+    kind: ActorKind
+    id: str = ""
+
+
+class LogLevel(enum.StrEnum):
+    TRACE = "TRACE"
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
+    FATAL = "FATAL"
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """Items a run has processed so far; total is None while unknown."""
+
+    processed: NonNegativeInt = 0
+    total: NonNegativeInt | None = None
+    failed: NonNegativeInt = 0

@@ -1,0 +1,56 @@
+"""The envelope every event travels in, the union of all events, and which topic each lives on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from .common import Actor
+from .jobs import JobEvent, JobLogged, QueueEvent
+from .workers import WorkerEvent
+
+Event = JobEvent | QueueEvent | WorkerEvent
+
+# Topics of the log. Job events are keyed by job id; queue events are written to every
+# partition of the jobs topic so that each partition owner sees them in its own order.
+JOBS = "jobs"
+LOGS = "logs"
+WORKERS = "workers"
+TOPICS = (JOBS, LOGS, WORKERS)
+
+
+class Envelope(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One record of the log.
+
+    partition and offset are the record's place in the log: they are not written to the
+    wire (the log knows them) and are filled in when a record is read back.
+    """
+
+    id: str  # a UUIDv7, unique per event
+    key: str  # job id, worker id or queue name: events of one key share a partition
+    time: datetime  # when the actor produced it, by the actor's clock
+    actor: Actor
+    event: Event
+    causation_id: str | None = None  # the event that led to this one
+    correlation_id: str | None = None  # shared by every event of one request or job
+    trace: dict[str, str] = {}  # W3C trace context (traceparent, tracestate)
+    partition: int = -1
+    offset: int = -1
+
+    @property
+    def type(self) -> str:
+        return type(self.event).__struct_config__.tag  # type: ignore[return-value]
+
+
+def topic_of(event: Event) -> str:
+    if isinstance(event, JobLogged):
+        return LOGS
+    if isinstance(event, WorkerEvent):
+        return WORKERS
+    return JOBS
+
+
+def event_types() -> list[type[msgspec.Struct]]:
+    """Every event class, in the order of the Event union."""
+    return list(Event.__args__)  # type: ignore[attr-defined]

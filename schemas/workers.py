@@ -1,0 +1,42 @@
+"""Events of the workers topic, keyed by worker id."""
+
+from __future__ import annotations
+
+import msgspec
+
+from .common import NonNegativeInt
+
+
+class WorkerStarted(msgspec.Struct, frozen=True, tag="WorkerStarted"):
+    worker_id: str
+    hostname: str = ""
+    pid: int = 0
+    concurrency: NonNegativeInt = 0
+    task_types: list[str] = []
+    v: int = 1
+
+
+class WorkerHeartbeat(msgspec.Struct, frozen=True, tag="WorkerHeartbeat"):
+    """Version 2 reports memory in MB; version 1 reported memory_bytes (upcast on read)."""
+
+    worker_id: str
+    cpu_percent: float = 0.0
+    memory_mb: float = 0.0
+    current_jobs: list[str] = []
+    v: int = 2
+
+
+class WorkerStopped(msgspec.Struct, frozen=True, tag="WorkerStopped"):
+    worker_id: str
+    reason: str = "shutdown"
+    v: int = 1
+
+
+class WorkerLost(msgspec.Struct, frozen=True, tag="WorkerLost"):
+    """The owner saw no heartbeat from this worker for its lease time."""
+
+    worker_id: str
+    v: int = 1
+
+
+WorkerEvent = WorkerStarted | WorkerHeartbeat | WorkerStopped | WorkerLost

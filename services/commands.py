@@ -1,0 +1,137 @@
+"""The write side every entry point shares (REST, CLI, Python code in-process):
+each command validates against the read model, appends events, and says what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jobledger.projections.jobs import JobState
+from jobledger.projections.projector import Projector
+from jobledger.projections.queries import Queries
+from jobledger.schemas import (
+    JOBS,
+    Actor,
+    JobCancelRequested,
+    JobRequeued,
+    JobStatus,
+    QueuePaused,
+    QueueResumed,
+    encode,
+)
+from jobledger.schemas.api import TaskRequest
+from jobledger.schemas.lifecycle import TERMINAL, WAITING
+
+from .log import Entry
+from .producer import Producer
+from .publisher import Publisher
+
+S = JobStatus
+OUTCOME_WAIT_SECONDS = 5.0  # how long a command waits to see the owner's answer
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(RuntimeError):
+    """The job is in a state the command does not apply to; the message says which."""
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    task_id: str
+    status: JobStatus
+    created: bool  # False: the idempotency key named an existing job
+
+
+class CancelOutcome(enum.Enum):
+    CANCELLED = "cancelled"  # it was waiting and is now cancelled
+    REQUESTED = "requested"  # it is running: the handler has been asked to stop
+
+
+class Commands:
+    def __init__(self, publisher: Publisher, producer: Producer, projector: Projector,
+                 queries: Queries):
+        self.publisher = publisher
+        self.producer = producer
+        self.projector = projector
+        self.queries = queries
+
+    async def enqueue(self, requests: Sequence[TaskRequest], actor: Actor | None = None) -> list[Enqueued]:
+        now = self.publisher.clock.now()
+        appended = await self.producer.enqueue(requests, actor)
+        out = []
+        for request, (job_id, (partition, offset)) in zip(requests, appended, strict=True):
+            run_at = request.schedule_at
+            status = S.SCHEDULED if (run_at and run_at > now) or request.delay_seconds else S.PENDING
+            if request.idempotency_key is None:
+                out.append(Enqueued(job_id, status, True))
+                continue
+            # Was it new? Only the read model, once it has this record, can tell.
+            await self._projected(partition, offset)
+            job = await self.queries.job(job_id)
+            created = job is None or (job.partition, job.created_offset) == (partition, offset)
+            out.append(Enqueued(job_id, job.status if job else status, created))
+        return out
+
+    async def _projected(self, partition: int, offset: int) -> None:
+        try:
+            await asyncio.wait_for(self.projector.wait_for("jobs", partition, offset),
+                                   OUTCOME_WAIT_SECONDS)
+        except TimeoutError:
+            pass
+
+    async def _job(self, job_id: str) -> JobState:
+        job = await self.queries.job(job_id)
+        if job is None:
+            raise NotFound(f"no task {job_id}")
+        return job
+
+    async def cancel(self, job_id: str, actor: Actor | None = None,
+                     running_ok: bool = True) -> CancelOutcome:
+        """Cancel a waiting job (at once) or, if running_ok, ask a running one to stop."""
+        job = await self._job(job_id)
+        if job.status in TERMINAL:
+            raise Conflict(f"task {job_id} is already {job.status}")
+        if job.status == S.IN_PROGRESS and not running_ok:
+            raise Conflict(f"task {job_id} is in progress; use POST .../cancel to stop it")
+        settled = self.projector.watch_job(job_id, lambda s: s.status not in WAITING)
+        try:
+            await self.publisher.publish(JobCancelRequested(job_id=job_id), job_id, actor=actor)
+            if job.status == S.IN_PROGRESS:
+                return CancelOutcome.REQUESTED
+            state = await asyncio.wait_for(asyncio.shield(settled), OUTCOME_WAIT_SECONDS)
+        except TimeoutError:
+            return CancelOutcome.REQUESTED
+        finally:
+            settled.cancel()
+        if state.status == S.CANCELLED:
+            return CancelOutcome.CANCELLED
+        if running_ok:
+            return CancelOutcome.REQUESTED
+        raise Conflict(f"task {job_id} started before the cancel landed; it is {state.status}")
+
+    async def requeue(self, job_id: str, actor: Actor | None = None) -> JobStatus:
+        job = await self._job(job_id)
+        if job.status not in TERMINAL:
+            raise Conflict(f"task {job_id} is {job.status}; only finished tasks can be requeued")
+        event = JobRequeued(
+            job_id=job_id, task_type=job.task_type, attempt=job.attempt, queue=job.queue,
+            payload=job.payload, priority=job.priority, timeout_seconds=job.timeout_seconds,
+            max_retries=job.max_retries,
+        )
+        await self.publisher.publish(event, job_id, actor=actor)
+        return S.PENDING
+
+    async def set_paused(self, queue: str, paused: bool, actor: Actor | None = None) -> None:
+        """Pause or resume a queue: the event goes to every partition, so every owner sees it."""
+        event = QueuePaused(queue=queue) if paused else QueueResumed(queue=queue)
+        env = self.publisher.envelope(event, queue, actor=actor)
+        log = self.publisher.backend.topic(JOBS)
+        value = encode(env)
+        positions = await log.append([Entry(queue, value, p) for p in range(log.partitions)])
+        for partition, offset in positions:
+            await self._projected(partition, offset)

@@ -1,0 +1,85 @@
+"""The typed context a handler receives: attempt, logger, progress, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from jobledger.schemas import LogLevel, Progress
+
+
+class JobCancelledError(Exception):
+    """Raised by JobContext.raise_if_cancelled() in a sync handler once cancel is requested."""
+
+
+class JobLogger:
+    """Each line becomes a JobLogged event of the current run."""
+
+    def __init__(self, emit: Callable[[LogLevel, str, dict[str, Any]], None]):
+        self._emit = emit
+
+    def trace(self, message: str, **details: Any) -> None:
+        self._emit(LogLevel.TRACE, message, details)
+
+    def info(self, message: str, **details: Any) -> None:
+        self._emit(LogLevel.INFO, message, details)
+
+    def warn(self, message: str, **details: Any) -> None:
+        self._emit(LogLevel.WARN, message, details)
+
+    def error(self, message: str, **details: Any) -> None:
+        self._emit(LogLevel.ERROR, message, details)
+
+    def fatal(self, message: str, **details: Any) -> None:
+        self._emit(LogLevel.FATAL, message, details)
+
+
+class JobContext:
+    """What a handler knows about the run it is in. Safe to use from a worker thread."""
+
+    def __init__(
+        self, *, job_id: str, task_type: str, queue: str, attempt: int, priority: int,
+        emit_log: Callable[[LogLevel, str, dict[str, Any]], None],
+        loop: asyncio.AbstractEventLoop,
+    ):
+        self.job_id = job_id
+        self.task_type = task_type
+        self.queue = queue
+        self.attempt = attempt
+        self.priority = priority
+        self.log = JobLogger(self._threadsafe(emit_log, loop))
+        self.progress_now: Progress | None = None
+        self._cancelled = False
+
+    @staticmethod
+    def _threadsafe(
+        emit: Callable[[LogLevel, str, dict[str, Any]], None], loop: asyncio.AbstractEventLoop
+    ) -> Callable[[LogLevel, str, dict[str, Any]], None]:
+        def call(level: LogLevel, message: str, details: dict[str, Any]) -> None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                emit(level, message, details)
+            else:
+                loop.call_soon_threadsafe(emit, level, message, details)
+
+        return call
+
+    def progress(self, processed: int, total: int | None = None, failed: int = 0) -> None:
+        """Report items done so far; sent with the next heartbeat."""
+        self.progress_now = Progress(processed=processed, total=total, failed=failed)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once a cancel was requested (sync handlers poll this)."""
+        return self._cancelled
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancelled:
+            raise JobCancelledError(f"job {self.job_id} was cancelled")
+
+    def mark_cancelled(self) -> None:
+        self._cancelled = True

@@ -1,0 +1,354 @@
+"""The partition owner: the only one that decides picks, lease expiry, timeouts and retries.
+
+It follows the jobs topic of its partitions, applies the same pure reducer as the
+projections to the jobs it holds in memory (unfinished ones only), and reacts to each
+change by appending decisions. A decision shows in its state only once it is read back
+from the log, so the log order is the truth; until then the job is "in flight".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psutil
+
+from jobledger.projections.jobs import JobState, reduce_job, revive
+from jobledger.projections.queues import QueueState, reduce_queue
+from jobledger.schemas import (
+    JOBS,
+    Actor,
+    ActorKind,
+    Envelope,
+    JobCancelled,
+    JobDue,
+    JobFailed,
+    JobHeartbeat,
+    JobLeaseExpired,
+    JobLogged,
+    JobPicked,
+    JobRequeued,
+    JobStatus,
+    JobSucceeded,
+    LogLevel,
+    QueuePaused,
+    QueueResumed,
+    WorkerHeartbeat,
+    WorkerStarted,
+    WorkerStopped,
+)
+from jobledger.schemas.codec import decode_batch
+from jobledger.schemas.common import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_SECONDS, uuid7
+from jobledger.schemas.lifecycle import TERMINAL, WAITING
+
+from .app import App
+from .backoff import Backoff
+from .clock import Clock
+from .executor import Cancelled, Executor, Failed, Outcome, Running, Succeeded
+from .log import LogBackend, Position
+from .publisher import Publisher
+from .ready_set import ReadySet
+from .timers import Timer, Timers, TimerKind
+
+S = JobStatus
+
+
+@dataclass
+class DispatcherConfig:
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid7()[-6:]}")
+    concurrency: int = 8
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float | None = None  # default: a third of the lease
+    backoff: Backoff = field(default_factory=Backoff)
+    shutdown_grace_seconds: float = 10.0
+
+    @property
+    def heartbeat_every(self) -> float:
+        return self.heartbeat_seconds or self.lease_seconds / 3
+
+
+class Dispatcher:
+    def __init__(
+        self, backend: LogBackend, app: App, clock: Clock, config: DispatcherConfig,
+        partitions: Collection[int] | None = None,
+    ):
+        self.backend = backend
+        self.app = app
+        self.clock = clock
+        self.config = config
+        log = backend.topic(JOBS)
+        self.partitions = set(range(log.partitions) if partitions is None else partitions)
+        self.positions: dict[int, int] = {}
+        self.jobs: dict[str, JobState] = {}  # unfinished jobs of my partitions
+        self.ready = ReadySet()
+        self.queues: dict[str, QueueState] = {}
+        self.worker_actor = Actor(ActorKind.WORKER, config.worker_id)
+        self.publisher = Publisher(backend, clock, Actor(ActorKind.DISPATCHER, config.worker_id))
+        self.executor = Executor(app, config.concurrency, self._reported, self._emit_log)
+        self.timers = Timers(clock, self._fire)
+        self._in_flight: set[str] = set()  # picks appended, not yet read back
+        self._decided: dict[str, int] = {}  # job -> latest attempt whose end is appended
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._fill_scheduled = False
+        self._process = psutil.Process()
+
+    # -- start and stop -------------------------------------------------------------------
+
+    def load(
+        self, jobs: Iterable[JobState], queues: Mapping[str, QueueState],
+        positions: Mapping[int, int],
+    ) -> None:
+        """Start from a snapshot (unfinished jobs as of `positions`) instead of offset 0."""
+        self.positions = {p: positions.get(p, 0) for p in self.partitions}
+        self.queues = dict(queues)
+        self.ready.paused = {q for q, s in self.queues.items() if s.paused}
+        for job in jobs:
+            if job.partition in self.partitions:
+                self._react(None, job)
+
+    async def start(self) -> None:
+        for p in self.partitions:
+            self.positions.setdefault(p, 0)
+        await self.publisher.publish(
+            WorkerStarted(
+                worker_id=self.config.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
+                concurrency=self.config.concurrency, task_types=sorted(self.app.handlers),
+            ),
+            self.config.worker_id,
+        )
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="dispatcher-follow"),
+            asyncio.create_task(self.timers.run(), name="dispatcher-timers"),
+            asyncio.create_task(self._heartbeats(), name="dispatcher-heartbeats"),
+        ]
+        self._schedule_fill()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.executor.stop(self.config.shutdown_grace_seconds)
+        self.publisher.publish(WorkerStopped(worker_id=self.config.worker_id), self.config.worker_id)
+        await self.publisher.drain()
+
+    # -- following the log ----------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        log = self.backend.topic(JOBS)
+        async for records in log.tail(self.positions):
+            envs, _bad = decode_batch(r for r in records if r.partition in self.partitions)
+            for rec in records:
+                self.positions[rec.partition] = rec.offset + 1
+            for env in envs:
+                self._apply(env)
+            self._schedule_fill()
+
+    def _apply(self, env: Envelope) -> None:
+        event = env.event
+        if isinstance(event, QueuePaused | QueueResumed):
+            state = reduce_queue(self.queues.get(event.queue), env)
+            if state is not None:
+                self.queues[event.queue] = state
+                (self.ready.paused.add if state.paused else self.ready.paused.discard)(event.queue)
+            return
+        job_id = event.job_id  # type: ignore[union-attr]
+        old = self.jobs.get(job_id)
+        if old is None and isinstance(event, JobRequeued):
+            new: JobState | None = revive(event, env)  # finished jobs are not kept in memory
+        else:
+            new = reduce_job(old, env)
+        if new is not old and new is not None:
+            self._react(old, new)
+
+    def _react(self, old: JobState | None, new: JobState) -> None:
+        """Bring timers, the ready set and running attempts in line with a job's new state."""
+        job_id = new.job_id
+        self._in_flight.discard(job_id)
+        if new.status in TERMINAL:
+            self.jobs.pop(job_id, None)
+            self.executor.cancel(job_id, report=False)  # e.g. it timed out: stop the handler
+            self._decided.pop(job_id, None)
+            return
+        self.jobs[job_id] = new
+        moved = old is None or old.status != new.status or old.attempt != new.attempt
+        if new.status == S.PENDING and moved:
+            self.ready.push(new)
+        elif new.status == S.SCHEDULED and (moved or old.run_at != new.run_at):  # type: ignore[union-attr]
+            assert new.run_at is not None
+            self.timers.add(new.run_at, TimerKind.DUE, job_id, new.attempt)
+        elif new.status == S.IN_PROGRESS:
+            self._watch_attempt(old, new, moved)
+        if new.cancel_requested and (old is None or not old.cancel_requested):
+            self._cancel(new)
+
+    def _watch_attempt(self, old: JobState | None, new: JobState, moved: bool) -> None:
+        assert new.lease_expires_at is not None
+        if moved:
+            if self.executor.running.get(new.job_id) and not self.executor.is_running(
+                new.job_id, new.attempt
+            ):
+                self.executor.cancel(new.job_id, report=False)  # a superseded attempt of ours
+            assert new.run_started_at is not None
+            timeout = self._timeout_seconds(new)
+            self.timers.add(new.run_started_at + int(timeout * 1000), TimerKind.TIMEOUT,
+                            new.job_id, new.attempt)
+        if moved or old.lease_expires_at != new.lease_expires_at:  # type: ignore[union-attr]
+            self.timers.add(new.lease_expires_at, TimerKind.LEASE, new.job_id, new.attempt)
+
+    def _cancel(self, job: JobState) -> None:
+        if job.job_id in self.executor.running:
+            self.executor.cancel(job.job_id, report=True)  # it reports JobCancelled
+        elif job.status in WAITING:
+            self.publisher.publish(JobCancelled(job_id=job.job_id), job.job_id)
+        elif self._claim(job.job_id, job.attempt):
+            self.publisher.publish(JobCancelled(job_id=job.job_id, attempt=job.attempt), job.job_id)
+
+    # -- picking --------------------------------------------------------------------------
+
+    def _schedule_fill(self) -> None:
+        if not self._fill_scheduled:
+            self._fill_scheduled = True
+            asyncio.get_running_loop().call_soon(self._fill)
+
+    def _fill(self) -> None:
+        """Pick ready jobs into free worker slots."""
+        self._fill_scheduled = False
+        free = self.executor.free - len(self._in_flight)
+        now = self.clock.now()
+        lease = now + timedelta(seconds=self.config.lease_seconds)
+        while free > 0:
+            job_id = self.ready.pop()
+            if job_id is None:
+                break
+            job = self.jobs.get(job_id)
+            if job is None or job.status != S.PENDING or job_id in self._in_flight:
+                continue  # a stale heap entry
+            if job.cancel_requested:
+                continue
+            self._in_flight.add(job_id)
+            free -= 1
+            attempt = job.attempt + 1
+            picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
+                               lease_expires_at=lease)
+            future = self.publisher.publish(picked, job_id)
+            future.add_done_callback(lambda f, job=job, attempt=attempt: self._picked(f, job, attempt))
+
+    def _picked(self, appended: asyncio.Future[Position], job: JobState, attempt: int) -> None:
+        if appended.cancelled() or appended.exception() is not None:
+            self._in_flight.discard(job.job_id)  # not recorded: it stays pending
+            self.ready.push(job)
+            return
+        # Durable: the attempt exists in the log. Run it now rather than after the echo.
+        self.executor.start(job, attempt)
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def _claim(self, job_id: str, attempt: int) -> bool:
+        """True the first time an end of this attempt is decided; False after."""
+        if self._decided.get(job_id, 0) >= attempt:
+            return False
+        self._decided[job_id] = attempt
+        return True
+
+    def _reported(self, run: Running, outcome: Outcome) -> None:
+        """A worker slot finished an attempt."""
+        self._schedule_fill()
+        job_id, attempt = run.job.job_id, run.attempt
+        if not self._claim(job_id, attempt):
+            return
+        actor = self.worker_actor
+        match outcome:
+            case Succeeded(result=result):
+                event: Any = JobSucceeded(job_id=job_id, attempt=attempt, result=result)
+            case Failed(error=error, stack=stack, permanent=permanent):
+                retry_at = None if permanent else self._retry_at(self.jobs.get(job_id, run.job))
+                event = JobFailed(job_id=job_id, attempt=attempt, error=error, stack=stack,
+                                  retry_at=retry_at, permanent=permanent)
+            case Cancelled():
+                event = JobCancelled(job_id=job_id, attempt=attempt)
+        self.publisher.publish(event, job_id, actor=actor)
+
+    def _retry_at(self, job: JobState) -> datetime | None:
+        """When the next attempt may start, or None when the retries are used up."""
+        handler = self.app.handlers.get(job.task_type)
+        max_retries = job.max_retries
+        if max_retries is None:
+            max_retries = handler.max_retries if handler and handler.max_retries is not None else DEFAULT_MAX_RETRIES
+        retry = job.retry_count + 1
+        if retry > max_retries:
+            return None
+        return self.clock.now() + timedelta(seconds=self.config.backoff.delay(retry))
+
+    def _timeout_seconds(self, job: JobState) -> float:
+        if job.timeout_seconds is not None:
+            return job.timeout_seconds
+        handler = self.app.handlers.get(job.task_type)
+        if handler is not None and handler.timeout is not None:
+            return handler.timeout
+        return DEFAULT_TIMEOUT_SECONDS
+
+    def _emit_log(self, job_id: str, attempt: int, level: LogLevel, message: str,
+                  details: dict[str, Any]) -> None:
+        event = JobLogged(job_id=job_id, attempt=attempt, level=level, message=message,
+                          details=details)
+        self.publisher.publish(event, job_id, actor=self.worker_actor)
+
+    # -- timers and heartbeats ------------------------------------------------------------
+
+    def _fire(self, timers: list[Timer], now_ms: int) -> None:
+        for _deadline, kind, job_id, attempt in timers:
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            if kind is TimerKind.DUE:
+                # A second JobDue (from a timer added twice) is harmless: the reducer ignores it.
+                if job.status == S.SCHEDULED and job.run_at is not None and job.run_at <= now_ms:
+                    self.publisher.publish(JobDue(job_id=job_id), job_id)
+            elif job.status != S.IN_PROGRESS or job.attempt != attempt:
+                continue
+            elif kind is TimerKind.LEASE:
+                if job.lease_expires_at is not None and job.lease_expires_at <= now_ms \
+                        and self._claim(job_id, attempt):
+                    self.executor.cancel(job_id, report=False)
+                    self.publisher.publish(
+                        JobLeaseExpired(job_id=job_id, attempt=attempt, retry_at=self._retry_at(job)),
+                        job_id,
+                    )
+            elif self._claim(job_id, attempt):  # TIMEOUT
+                self.executor.cancel(job_id, report=False)
+                seconds = self._timeout_seconds(job)
+                self.publisher.publish(
+                    JobFailed(job_id=job_id, attempt=attempt,
+                              error=f"TimeoutError: ran past timeout_seconds={seconds:g}",
+                              retry_at=self._retry_at(job)),
+                    job_id,
+                )
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await self.clock.sleep(self.config.heartbeat_every)
+            self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """Renew the lease of every running attempt and report this worker's load."""
+        lease = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
+        for job_id, run in list(self.executor.running.items()):
+            self.publisher.publish(
+                JobHeartbeat(job_id=job_id, attempt=run.attempt, lease_expires_at=lease,
+                             progress=run.ctx.progress_now),
+                job_id, actor=self.worker_actor,
+            )
+        self.publisher.publish(
+            WorkerHeartbeat(
+                worker_id=self.config.worker_id, cpu_percent=self._process.cpu_percent(),
+                memory_mb=round(self._process.memory_info().rss / 2**20, 1),
+                current_jobs=sorted(self.executor.running),
+            ),
+            self.config.worker_id, actor=self.worker_actor,
+        )
+

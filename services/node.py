@@ -1,0 +1,93 @@
+"""The embedded node: one process running the log, the projections, the dispatcher with its
+worker slots, and (optionally) the HTTP API, over one SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobledger.projections.projector import Projector
+from jobledger.projections.queries import Queries
+from jobledger.projections.store import ReadModelStore
+from jobledger.schemas import JOBS, LOGS, WORKERS, Actor, ActorKind
+
+from .app import App
+from .clock import Clock, SystemClock
+from .commands import Commands
+from .dispatcher import Dispatcher, DispatcherConfig
+from .producer import Producer
+from .publisher import Publisher
+from .sqlite_log import SQLiteLogBackend
+
+
+def views_path(db: Path) -> Path:
+    """Where the read models of a log file live: jobledger.db -> jobledger.views.db."""
+    return db.with_name(db.stem + ".views" + (db.suffix or ".db"))
+
+
+@dataclass
+class NodeConfig:
+    db: Path = Path("jobledger.db")
+    partitions: int = 4  # of the jobs and logs topics; fixed when the file is created
+    dispatcher: DispatcherConfig = field(default_factory=DispatcherConfig)
+    run_workers: bool = True
+
+
+class EmbeddedNode:
+    """Start with `async with EmbeddedNode(config, app) as node:`."""
+
+    def __init__(self, config: NodeConfig, app: App, clock: Clock | None = None):
+        self.config = config
+        self.app = app
+        self.clock = clock or SystemClock()
+
+    async def start(self) -> None:
+        cfg = self.config
+        partitions = {JOBS: cfg.partitions, LOGS: cfg.partitions, WORKERS: 1}
+        self.backend = await SQLiteLogBackend.open(cfg.db, partitions)
+        self.store = await ReadModelStore.open(views_path(cfg.db))
+        self.queries = await Queries.open(views_path(cfg.db))
+        self.projector = Projector(self.backend, self.store)
+        await self.projector.load()
+        self.publisher = Publisher(self.backend, self.clock, Actor(ActorKind.CLIENT, "embedded"))
+        self.producer = Producer(self.publisher, self.clock)
+        self.commands = Commands(self.publisher, self.producer, self.projector, self.queries)
+        self.dispatcher: Dispatcher | None = None
+        if cfg.run_workers:
+            self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)
+            # Start from the read model's snapshot, read before the projector moves on.
+            self.dispatcher.load(
+                await self.store.load_unfinished_jobs(), await self.store.load_queues(),
+                self.projector.positions["jobs"],
+            )
+        self.projector.start()
+        if self.dispatcher is not None:
+            await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        await self.publisher.drain()
+        await self._settle()
+        await self.projector.stop()
+        await self.queries.close()
+        await self.store.close()
+        await self.backend.close()
+
+    async def _settle(self) -> None:
+        """Let the projections apply what this node appended, so the read model is current."""
+        for model, topic in (("jobs", JOBS), ("run_logs", LOGS), ("workers", WORKERS)):
+            for partition, end in (await self.backend.topic(topic).end_offsets()).items():
+                if end:
+                    try:
+                        await asyncio.wait_for(self.projector.wait_for(model, partition, end - 1), 10)
+                    except TimeoutError:
+                        return
+
+    async def __aenter__(self) -> EmbeddedNode:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,80 @@
+"""Wraps events in envelopes and appends them, batching every publish of one loop tick
+into one append per topic (the log then group-commits those batches)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from jobledger.schemas import Actor, Envelope, Event, encode, topic_of, uuid7
+
+from .clock import Clock
+from .log import Entry, LogBackend, Position
+
+
+class Publisher:
+    def __init__(self, backend: LogBackend, clock: Clock, actor: Actor):
+        self.backend = backend
+        self.clock = clock
+        self.actor = actor
+        self._pending: dict[str, list[tuple[Entry, asyncio.Future[Position]]]] = {}
+        self._flush_scheduled = False
+        self._appending: set[asyncio.Task[None]] = set()
+
+    def envelope(
+        self, event: Event, key: str, *, actor: Actor | None = None,
+        causation_id: str | None = None, correlation_id: str | None = None,
+    ) -> Envelope:
+        return Envelope(
+            id=uuid7(), key=key, time=self.clock.now(), actor=actor or self.actor, event=event,
+            causation_id=causation_id, correlation_id=correlation_id,
+        )
+
+    def publish(
+        self, event: Event, key: str, *, partition: int | None = None,
+        actor: Actor | None = None, causation_id: str | None = None,
+    ) -> asyncio.Future[Position]:
+        """Queue one event; the future resolves to its position once it is durable."""
+        env = self.envelope(event, key, actor=actor, causation_id=causation_id)
+        return self.publish_envelope(env, topic_of(event), partition)
+
+    def publish_envelope(
+        self, env: Envelope, topic: str, partition: int | None = None
+    ) -> asyncio.Future[Position]:
+        future: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(topic, []).append((Entry(env.key, encode(env), partition), future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return future
+
+    async def append_now(self, topic: str, envs: Sequence[Envelope]) -> list[Position]:
+        """Append a batch at once, as one unit (a REST batch enqueue)."""
+        return await self.backend.topic(topic).append([Entry(e.key, encode(e)) for e in envs])
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        for topic, items in pending.items():
+            task = asyncio.ensure_future(self._append(topic, items))
+            self._appending.add(task)
+            task.add_done_callback(self._appending.discard)
+
+    async def drain(self) -> None:
+        """Wait until everything published so far is appended."""
+        while self._pending or self._appending:
+            if self._pending:
+                self._flush()
+            await asyncio.gather(*self._appending, return_exceptions=True)
+
+    async def _append(self, topic: str, items: list[tuple[Entry, asyncio.Future[Position]]]) -> None:
+        try:
+            positions = await self.backend.topic(topic).append([entry for entry, _ in items])
+        except Exception as exc:  # every waiter learns the append failed
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), position in zip(items, positions, strict=True):
+            if not future.done():
+                future.set_result(position)

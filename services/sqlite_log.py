@@ -1,0 +1,350 @@
+"""The SQLite backend of the Log protocol: the embedded default.
+
+Durability: the file is in WAL mode with synchronous=FULL, so a COMMIT returns only after
+the WAL is fsynced; `append` resolves only after its COMMIT. An acknowledged append
+survives the process being killed (and, with FULL, a power cut).
+
+Group commit: one writer thread owns the write connection. Appends queue up while a
+commit is in progress and the next commit takes every queued append at once — one
+fsync per batch of concurrent appends, however many callers there are.
+
+One writer process per file: an exclusive lock on `<path>.lock` keeps a second
+`jobledger serve` off the same log. Readers in other processes may open it read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO
+
+from .log import Entry, LogError, Position, Record
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+"""
+INSERT = "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)"
+SELECT_FROM = (
+    "SELECT offset, timestamp_ms, key, value FROM records"
+    " WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?"
+)
+
+
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+class _Append:
+    __slots__ = ("topic", "entries", "future")
+
+    def __init__(self, topic: str, entries: Sequence[Entry], future: asyncio.Future[list[Position]]):
+        self.topic = topic
+        self.entries = entries
+        self.future = future
+
+
+class _Writer(threading.Thread):
+    """Owns the write connection and the next offset of every partition."""
+
+    def __init__(self, conn: sqlite3.Connection, backend: SQLiteLogBackend):
+        super().__init__(name="jobledger-log-writer", daemon=True)
+        self._conn = conn
+        self._backend = backend
+        self._queue: deque[_Append] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self.next_offset: dict[tuple[str, int], int] = {}
+        self.last_ts: dict[tuple[str, int], int] = {}
+        for topic, part, offset, ts in conn.execute(
+            "SELECT topic, partition, MAX(offset), MAX(timestamp_ms) FROM records"
+            " GROUP BY topic, partition"
+        ):
+            self.next_offset[(topic, part)] = offset + 1
+            self.last_ts[(topic, part)] = ts
+
+    def submit(self, item: _Append) -> None:
+        with self._wake:
+            self._queue.append(item)
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self.join()
+        self._conn.close()
+
+    def run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Append]) -> None:
+        saved_next, saved_ts = dict(self.next_offset), dict(self.last_ts)
+        rows: list[tuple[str, int, int, int, str, bytes]] = []
+        results: list[tuple[_Append, list[Position] | BaseException]] = []
+        now = int(time.time() * 1000)
+        for item in batch:
+            try:
+                results.append((item, self._assign(item, now, rows)))
+            except LogError as exc:
+                results.append((item, exc))
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(INSERT, rows)
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            self.next_offset, self.last_ts = saved_next, saved_ts
+            error = LogError(f"append to {self._backend.path} failed: {exc}")
+            results = [(item, error) for item, _ in results]
+        topics = {item.topic for item in batch}
+        self._backend.loop.call_soon_threadsafe(self._backend.delivered, results, topics)
+
+    def _assign(self, item: _Append, now: int, rows: list) -> list[Position]:
+        log = self._backend.topic(item.topic)
+        positions: list[Position] = []
+        for entry in item.entries:
+            part = log.partition_for(entry.key) if entry.partition is None else entry.partition
+            if not 0 <= part < log.partitions:
+                raise LogError(f"partition {part} out of range for topic {item.topic!r}")
+            slot = (item.topic, part)
+            offset = self.next_offset.get(slot, 0)
+            # Record time never goes backwards within a partition, so time -> offset
+            # lookups can binary-search.
+            ts = max(entry.timestamp_ms if entry.timestamp_ms is not None else now,
+                     self.last_ts.get(slot, 0))
+            self.next_offset[slot] = offset + 1
+            self.last_ts[slot] = ts
+            rows.append((item.topic, part, offset, ts, entry.key, entry.value))
+            positions.append((part, offset))
+        return positions
+
+
+class SQLiteLog:
+    """One topic of a SQLite log file."""
+
+    def __init__(self, backend: SQLiteLogBackend, topic: str, partitions: int):
+        self._backend = backend
+        self._topic = topic
+        self._partitions = partitions
+        self._appended: asyncio.Future[None] = backend.loop.create_future()
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
+
+    def partition_for(self, key: str) -> int:
+        return zlib.crc32(key.encode()) % self._partitions
+
+    async def append(self, entries: Sequence[Entry]) -> list[Position]:
+        writer = self._backend.writer
+        if writer is None:
+            raise LogError(f"{self._backend.path} is open read-only")
+        if not entries:
+            return []
+        future: asyncio.Future[list[Position]] = self._backend.loop.create_future()
+        writer.submit(_Append(self._topic, entries, future))
+        return await future
+
+    async def read(self, partition: int, offset: int, limit: int = 1000) -> list[Record]:
+        return await self._backend.run(self._read, partition, offset, limit)
+
+    def _read(self, partition: int, offset: int, limit: int) -> list[Record]:
+        rows = self._backend.reader.execute(SELECT_FROM, (self._topic, partition, offset, limit))
+        return [Record(partition, o, ts, k, v) for o, ts, k, v in rows]
+
+    def _read_many(self, positions: dict[int, int], limit: int) -> list[Record]:
+        out: list[Record] = []
+        for part, offset in positions.items():
+            out.extend(self._read(part, offset, limit - len(out)))
+            if len(out) >= limit:
+                break
+        return out
+
+    async def tail(
+        self, positions: Mapping[int, int], limit: int = 5000
+    ) -> AsyncIterator[list[Record]]:
+        pos = {p: positions.get(p, 0) for p in range(self._partitions)}
+        while True:
+            appended = self._appended  # taken before reading, so no append is missed
+            batch = await self._backend.run(self._read_many, dict(pos), limit)
+            if batch:
+                for rec in batch:
+                    pos[rec.partition] = rec.offset + 1
+                yield batch
+            elif self._backend.writer is None:
+                await asyncio.sleep(0.05)  # read-only: another process writes, nothing wakes us
+            else:
+                await asyncio.shield(appended)
+
+    def wake(self) -> None:
+        appended, self._appended = self._appended, self._backend.loop.create_future()
+        appended.set_result(None)
+
+    async def end_offsets(self) -> dict[int, int]:
+        writer = self._backend.writer
+        if writer is not None:
+            return {p: writer.next_offset.get((self._topic, p), 0) for p in range(self._partitions)}
+        return await self._backend.run(self._end_offsets)
+
+    def _end_offsets(self) -> dict[int, int]:
+        ends = dict.fromkeys(range(self._partitions), 0)
+        for part, offset in self._backend.reader.execute(
+            "SELECT partition, MAX(offset) FROM records WHERE topic = ? GROUP BY partition",
+            (self._topic,),
+        ):
+            ends[part] = offset + 1
+        return ends
+
+    async def offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
+        return await self._backend.run(self._offset_for_time, partition, timestamp_ms)
+
+    def _offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
+        row = self._backend.reader.execute(
+            "SELECT MIN(offset), MAX(offset) FROM records WHERE topic = ? AND partition = ?",
+            (self._topic, partition),
+        ).fetchone()
+        lo, hi = row if row and row[0] is not None else (0, -1)
+        found = None
+        while lo <= hi:  # timestamps are monotonic within a partition
+            mid = (lo + hi) // 2
+            (ts,) = self._backend.reader.execute(
+                "SELECT timestamp_ms FROM records WHERE topic = ? AND partition = ? AND offset = ?",
+                (self._topic, partition, mid),
+            ).fetchone()
+            if ts >= timestamp_ms:
+                found, hi = mid, mid - 1
+            else:
+                lo = mid + 1
+        return found
+
+
+class SQLiteLogBackend:
+    """A log file with its topics. Use `await SQLiteLogBackend.open(path, partitions)`."""
+
+    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop, read_only: bool):
+        self.path = path
+        self.loop = loop
+        self.read_only = read_only
+        self.writer: _Writer | None = None
+        self.reader: sqlite3.Connection
+        self._lock_file: IO[bytes] | None = None
+        self._topics: dict[str, SQLiteLog] = {}
+        # Reads run on one thread of their own, which owns the read connection.
+        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="jobledger-log-reader")
+
+    @classmethod
+    async def open(
+        cls, path: str | Path, partitions: Mapping[str, int], read_only: bool = False
+    ) -> SQLiteLogBackend:
+        """Open (creating if needed) the log at path. Topics already in the file keep their
+        partition count; new ones in `partitions` are created."""
+        self = cls(Path(path), asyncio.get_running_loop(), read_only)
+        try:
+            await self.run(self._open_sync, dict(partitions))
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    def _open_sync(self, partitions: dict[str, int]) -> None:
+        if not self.read_only:
+            self._lock()
+            conn = _connect(self.path, read_only=False)
+            conn.executescript(SCHEMA)
+            for name, count in partitions.items():
+                conn.execute("INSERT OR IGNORE INTO topics VALUES (?, ?)", (name, count))
+            self.writer = _Writer(conn, self)
+        elif not self.path.exists():
+            raise LogError(f"no log at {self.path}")
+        self.reader = _connect(self.path, read_only=True)
+        for name, count in self.reader.execute("SELECT name, partitions FROM topics"):
+            self._topics[name] = SQLiteLog(self, name, count)
+        if self.writer is not None:
+            self.writer.start()
+
+    def _lock(self) -> None:
+        self._lock_file = open(f"{self.path}.lock", "wb")  # noqa: SIM115 - held while open
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise LogError(f"{self.path} is already open for writing by another process") from None
+        self._lock_file.write(str(os.getpid()).encode())
+        self._lock_file.flush()
+
+    async def run(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await self.loop.run_in_executor(self._read_pool, fn, *args)
+
+    def topic(self, name: str) -> SQLiteLog:
+        try:
+            return self._topics[name]
+        except KeyError:
+            raise LogError(f"topic {name!r} does not exist in {self.path}") from None
+
+    def delivered(
+        self, results: list[tuple[_Append, list[Position] | BaseException]], topics: set[str]
+    ) -> None:
+        """Runs on the event loop after a commit: resolve appends, wake tails."""
+        for item, outcome in results:
+            if item.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+        for name in topics:
+            self._topics[name].wake()
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.close)
+            self.writer = None
+        await self.loop.run_in_executor(self._read_pool, self._close_reader)
+        self._read_pool.shutdown(wait=True)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _close_reader(self) -> None:
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.close()
