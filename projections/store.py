@@ -120,12 +120,16 @@ class ReadModelStore:
 
     async def _write_stats(self, change: JobsChange) -> None:
         stats = change.stats
+        # Rows that reach zero are deleted, so the tables do not depend on how the log
+        # was cut into batches (a +1 and a -1 in one batch never write a row at all).
         counts = [(t, s, n) for (t, s), n in stats.counts.items() if n]
         if counts:
             await self.db.executemany(UPSERT_COUNT, counts)
+            await self.db.execute("DELETE FROM job_counts WHERE count = 0")
         depth = [(band, n) for band, n in stats.depth.items() if n]
         if depth:
             await self.db.executemany(UPSERT_DEPTH, depth)
+            await self.db.execute("DELETE FROM queue_depth WHERE count = 0")
         ended = [(m, o, n) for (m, o), n in stats.ended.items() if n]
         if ended:
             await self.db.executemany(UPSERT_ENDED, ended)

@@ -60,17 +60,22 @@ class Commands:
         self.projector = projector
         self.queries = queries
 
-    async def enqueue(self, requests: Sequence[TaskRequest], actor: Actor | None = None) -> list[Enqueued]:
+    async def enqueue(
+        self, requests: Sequence[TaskRequest], actor: Actor | None = None,
+        wait_visible: bool = False,
+    ) -> list[Enqueued]:
+        """Append the jobs once durable. With wait_visible (and always for jobs with an
+        idempotency key) also wait until the read model shows them, so that a read right
+        after sees them and a known key is told apart from a new one."""
         now = self.publisher.clock.now()
         appended = await self.producer.enqueue(requests, actor)
         out = []
         for request, (job_id, (partition, offset)) in zip(requests, appended, strict=True):
             run_at = request.schedule_at
             status = S.SCHEDULED if (run_at and run_at > now) or request.delay_seconds else S.PENDING
-            if request.idempotency_key is None:
+            if request.idempotency_key is None and not wait_visible:
                 out.append(Enqueued(job_id, status, True))
                 continue
-            # Was it new? Only the read model, once it has this record, can tell.
             await self._projected(partition, offset)
             job = await self.queries.job(job_id)
             created = job is None or (job.partition, job.created_offset) == (partition, offset)

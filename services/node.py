@@ -7,10 +7,11 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobledger.projections.projector import Projector
+from jobledger.projections.projector import TOPIC_OF_MODEL, Projector
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, LOGS, WORKERS, Actor, ActorKind
+from jobledger.schemas.common import to_ms
 
 from .app import App
 from .clock import Clock, SystemClock
@@ -75,9 +76,23 @@ class EmbeddedNode:
         await self.store.close()
         await self.backend.close()
 
+    async def projection_lag_ms(self) -> int:
+        """How old the oldest record not yet applied by the projections is (0: caught up)."""
+        oldest: int | None = None
+        for model, topic in TOPIC_OF_MODEL.items():
+            log = self.backend.topic(topic)
+            for partition, end in (await log.end_offsets()).items():
+                done = self.projector.positions[model].get(partition, 0)
+                if done < end:
+                    (first,) = await log.read(partition, done, limit=1)
+                    oldest = first.timestamp_ms if oldest is None else min(oldest, first.timestamp_ms)
+        if oldest is None:
+            return 0
+        return max(0, to_ms(self.clock.now()) - oldest)
+
     async def _settle(self) -> None:
         """Let the projections apply what this node appended, so the read model is current."""
-        for model, topic in (("jobs", JOBS), ("run_logs", LOGS), ("workers", WORKERS)):
+        for model, topic in TOPIC_OF_MODEL.items():
             for partition, end in (await self.backend.topic(topic).end_offsets()).items():
                 if end:
                     try:

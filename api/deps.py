@@ -1,0 +1,21 @@
+"""What handlers reach through request.app.state: the node the lifespan started."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from jobledger.projections.queries import Queries
+from jobledger.services.commands import Commands
+from jobledger.services.node import EmbeddedNode
+
+
+def node(request: Request) -> EmbeddedNode:
+    return request.app.state.node  # type: ignore[no-any-return]
+
+
+def commands(request: Request) -> Commands:
+    return node(request).commands
+
+
+def queries(request: Request) -> Queries:
+    return node(request).queries

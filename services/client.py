@@ -1,0 +1,98 @@
+"""The Python client: talks to a jobledger server over its REST API.
+
+    async with Client("http://127.0.0.1:8080") as client:
+        task_id = await client.submit("send_email", {"to": "a@example.com"})
+        task = await client.wait(task_id)
+
+Arguments are validated here with the server's own rules, so a bad one fails before any
+request is sent, with the same message naming the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+import msgspec
+
+from jobledger.schemas.api import MAX_BATCH, BatchRequest, TaskRequest
+from jobledger.schemas.lifecycle import TERMINAL
+
+from .producer import task_request
+
+_encoder = msgspec.json.Encoder()
+
+
+class ClientError(Exception):
+    """The server refused a request; status, code and field say why."""
+
+    def __init__(self, status: int, body: dict[str, Any]):
+        super().__init__(body.get("error", f"HTTP {status}"))
+        self.status = status
+        self.code = body.get("code")
+        self.field = body.get("field")
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0):
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, content: bytes | None = None) -> Any:
+        headers = {"content-type": "application/json"} if content is not None else None
+        response = await self._http.request(method, path, content=content, headers=headers)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"error": response.text}
+            raise ClientError(response.status_code, body)
+        return response.json() if response.content else None
+
+    async def submit(self, task_type: str, payload: Any = None, **options: Any) -> str:
+        """Enqueue one task; returns its id (the existing one for a known idempotency_key)."""
+        request = task_request(task_type, payload, **options)
+        body = await self._call("POST", "/api/v1/tasks", _encoder.encode(request))
+        return str(body["task_id"])
+
+    async def submit_many(self, tasks: Iterable[TaskRequest]) -> list[str]:
+        """Enqueue many tasks (build them with producer.task_request), MAX_BATCH per request,
+        each request all-or-nothing."""
+        tasks = list(tasks)
+        ids: list[str] = []
+        for i in range(0, len(tasks), MAX_BATCH):
+            batch = BatchRequest(tasks=tasks[i : i + MAX_BATCH])
+            body = await self._call("POST", "/api/v1/tasks/batch", _encoder.encode(batch))
+            ids.extend(body["task_ids"])
+        return ids
+
+    async def get(self, task_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/api/v1/tasks/{task_id}")  # type: ignore[no-any-return]
+
+    async def cancel(self, task_id: str) -> None:
+        await self._call("POST", f"/api/v1/tasks/{task_id}/cancel")
+
+    async def requeue(self, task_id: str) -> None:
+        await self._call("POST", f"/api/v1/tasks/{task_id}/requeue")
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._call("GET", "/api/v1/stats")  # type: ignore[no-any-return]
+
+    async def wait(self, task_id: str, timeout: float = 60.0, interval: float = 0.2) -> dict[str, Any]:
+        """Poll until the task is finished (completed, failed, dead_letter or cancelled)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                task = await self.get(task_id)
+                if task["status"] in TERMINAL:
+                    return task
+                await asyncio.sleep(interval)
