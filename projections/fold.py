@@ -58,9 +58,17 @@ def fold_jobs(
         jobs[job_id] = change.jobs[job_id] = new
         change.positions[job_id] = (env.partition, env.offset)
         change.stats.add(old, new)
-        if new.attempt:
+        if new.attempt and (old is None or _run_of(old) != _run_of(new)):
             change.runs[run_id(job_id, new.attempt)] = run_row(new)
     return change
+
+
+def _run_of(s: JobState) -> tuple[Any, ...]:
+    """The fields of the latest run. A change that leaves them alone (a requeue, a cancel
+    request) must not rewrite the run row: a requeue clears the job's error, and the ended
+    run would lose its own."""
+    return (s.attempt, s.run_status, s.worker_id, s.run_started_at, s.run_ended_at,
+            s.processed, s.total, s.failed)
 
 
 def log_rows(envs: Iterable[Envelope]) -> list[tuple[Any, ...]]:

@@ -88,6 +88,7 @@ def reduce_job(state: JobState | None, env: Envelope) -> JobState | None:
             return replace(
                 state, status=S.COMPLETED, updated_at=now, finished_at=now, result=event.result,
                 error=None, stack=None, run_status=RunStatus.COMPLETED, run_ended_at=now,
+                lease_expires_at=None,  # as on failure and cancel: no lease outlives its run
             )
         case JobFailed() if _current(state, event.attempt):
             final = S.FAILED if event.permanent else S.DEAD_LETTER

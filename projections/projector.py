@@ -80,7 +80,11 @@ class Projector:
 
     async def _follow(self, model: str) -> None:
         log = self.backend.topic(TOPIC_OF_MODEL[model])
-        async for records in log.tail(self.positions[model]):
+        # Name every partition: a checkpoint holds only partitions already applied, and a
+        # tail follows only the partitions it is given (log.py, requirement 4).
+        done = self.positions[model]
+        start = {p: done.get(p, 0) for p in range(log.partitions)}
+        async for records in log.tail(start):
             await self.apply(model, records)
 
     async def catch_up(self, on_batch: Callable[[int], None] | None = None) -> None:

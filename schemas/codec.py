@@ -59,23 +59,35 @@ def _decode_versioned(value: bytes) -> Envelope:
     """The slow path: an event of an older (or unknown) version."""
     try:
         raw = _raw_decoder.decode(value)
-        event = raw.get("event")
-        if not isinstance(event, dict) or "type" not in event:
-            raise UndecodableRecord("the envelope has no event object with a 'type'")
-        current = CURRENT_BY_TAG.get(event["type"])
-        if current is None:
-            raise UndecodableRecord(f"unknown event type {event['type']!r}")
-        version = event.get("v", current)
-        if not isinstance(version, int) or version > current:
-            raise UndecodableRecord(
-                f"{event['type']} version {version!r} is newer than this build knows ({current})"
-            )
+    except msgspec.ValidationError as exc:
+        raise UndecodableRecord(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        # The fast path can stop at a wrong type before it reaches a syntax error further on.
+        raise UndecodableRecord(f"not JSON: {exc}") from None
+    event = raw.get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise UndecodableRecord("the envelope has no event object with a 'type' string")
+    current = CURRENT_BY_TAG.get(event["type"])
+    if current is None:
+        raise UndecodableRecord(f"unknown event type {event['type']!r}")
+    version = event.get("v", current)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise UndecodableRecord(f"{event['type']} has a version {version!r} that is not an integer")
+    if version > current:
+        raise UndecodableRecord(
+            f"{event['type']} version {version!r} is newer than this build knows ({current})"
+        )
+    try:
         raw["event"] = upcast(event, current)
+    except KeyError as exc:
+        raise UndecodableRecord(f"no upcaster for {exc}") from None
+    except (TypeError, ValueError) as exc:
+        # Upcasters read fields that were never validated (e.g. a string memory_bytes).
+        raise UndecodableRecord(f"cannot upcast {event['type']} v{version}: {exc}") from None
+    try:
         return msgspec.convert(raw, Envelope)
     except msgspec.ValidationError as exc:
         raise UndecodableRecord(str(exc)) from None
-    except KeyError as exc:
-        raise UndecodableRecord(f"no upcaster for {exc}") from None
 
 
 class HasValue(Protocol):

@@ -27,6 +27,7 @@ from jobledger.schemas import (
     Envelope,
     JobCancelled,
     JobDue,
+    JobEnqueued,
     JobFailed,
     JobHeartbeat,
     JobLeaseExpired,
@@ -93,6 +94,10 @@ class Dispatcher:
         self.timers = Timers(clock, self._fire)
         self._in_flight: set[str] = set()  # picks appended, not yet read back
         self._decided: dict[str, int] = {}  # job -> latest attempt whose end is appended
+        # Finished jobs are dropped from self.jobs, but a job enqueued with an idempotency
+        # key can be enqueued again: remember those, so that a duplicate JobEnqueued is
+        # not taken for a new job and run again. Only what finished since start.
+        self._finished_keyed: set[str] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._fill_scheduled = False
         self._process = psutil.Process()
@@ -158,6 +163,8 @@ class Dispatcher:
             return
         job_id = event.job_id  # type: ignore[union-attr]
         old = self.jobs.get(job_id)
+        if old is None and isinstance(event, JobEnqueued) and job_id in self._finished_keyed:
+            return  # a duplicate of a finished job: the reducer would ignore it, had we the state
         if old is None and isinstance(event, JobRequeued):
             new: JobState | None = revive(event, env)  # finished jobs are not kept in memory
         else:
@@ -171,6 +178,8 @@ class Dispatcher:
         self._in_flight.discard(job_id)
         if new.status in TERMINAL:
             self.jobs.pop(job_id, None)
+            if new.idempotency_key is not None:
+                self._finished_keyed.add(job_id)
             self.executor.cancel(job_id, report=False)  # e.g. it timed out: stop the handler
             self._decided.pop(job_id, None)
             return
@@ -183,7 +192,9 @@ class Dispatcher:
             self.timers.add(new.run_at, TimerKind.DUE, job_id, new.attempt)
         elif new.status == S.IN_PROGRESS:
             self._watch_attempt(old, new, moved)
-        if new.cancel_requested and (old is None or not old.cancel_requested):
+        # Also when it moved: a request that landed while a pick or a failed attempt's retry
+        # was in flight finds it picked or scheduled again, and must still end it.
+        if new.cancel_requested and (old is None or not old.cancel_requested or moved):
             self._cancel(new)
 
     def _watch_attempt(self, old: JobState | None, new: JobState, moved: bool) -> None:

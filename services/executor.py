@@ -102,7 +102,12 @@ class Executor:
             outcome = await self._call(job, handler, ctx)
         except asyncio.CancelledError:
             outcome = Cancelled()
-        run = self.running.pop(job.job_id)
+        run = self.running.get(job.job_id)
+        if run is None or run.ctx is not ctx:
+            # A superseded attempt that ran on after it was cancelled: its end was decided
+            # (lease expiry, timeout) and a newer attempt now holds the job's slot.
+            return
+        del self.running[job.job_id]
         if ctx.cancelled and not isinstance(outcome, Succeeded | Failed):
             outcome = Cancelled()
         if run.report:

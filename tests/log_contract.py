@@ -18,7 +18,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
-from jobledger.services.log import Entry, Log, LogBackend, Position, Record
+import pytest
+
+from jobledger.services.log import Entry, Log, LogBackend, LogError, Position, Record
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -159,6 +161,17 @@ class LogContract:
         log = backend.topic("a")
         assert await log.append([]) == []
         assert await log.end_offsets() == {0: 0, 1: 0, 2: 0}
+
+    async def test_append_to_partition_out_of_range_raises_and_appends_nothing(
+        self, backend: LogBackend
+    ) -> None:
+        log = backend.topic("a")
+        with pytest.raises(LogError):
+            await log.append([Entry("k", b"ok", partition=0), Entry("k", b"bad", partition=3)])
+        # A refused append must not land in part: the caller was told it failed.
+        assert await log.end_offsets() == {0: 0, 1: 0, 2: 0}
+        assert await log.read(0, 0) == []
+        assert await log.append([Entry("k", b"next", partition=0)]) == [(0, 0)]
 
     async def test_explicit_partition_is_honoured(self, backend: LogBackend) -> None:
         log = backend.topic("a")
@@ -372,6 +385,27 @@ class LogContract:
         assert await log.end_offsets() == {0: 0, 1: 0, 2: 0}
         await log.append([Entry("k", b"v", partition=p) for p in (0, 0, 2, 0, 2)])
         assert await log.end_offsets() == {0: 3, 1: 0, 2: 2}
+
+    async def test_end_offsets_never_run_ahead_of_readable_records(
+        self, backend: LogBackend
+    ) -> None:
+        log = backend.topic("a")
+        # A large append takes a while to become durable; meanwhile every end offset we are
+        # shown must already be readable (end_offsets counts records, not promises).
+        value = random.Random(3).randbytes(1 << 20)
+        append = asyncio.create_task(log.append([Entry("k", value, partition=1)] * 16))
+        deadline = asyncio.get_running_loop().time() + self.wait_s * 6
+        try:
+            while not append.done():
+                assert asyncio.get_running_loop().time() < deadline, "append did not finish"
+                await asyncio.sleep(0)  # a yield, not a wait: lets the append make progress
+                ends = await log.end_offsets()
+                if ends[1]:
+                    assert await log.read(1, ends[1] - 1, limit=1), f"end {ends[1]} not readable"
+            await append
+        finally:
+            await _cancel(append)
+        assert await log.end_offsets() == {0: 0, 1: 16, 2: 0}
 
     # 6: offset_for_time
 

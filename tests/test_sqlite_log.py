@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from log_contract import LogContract
+
+# Rewrite asserts in the contract module too, so its failures show the compared values.
+pytest.register_assert_rewrite("tests.log_contract")
+from tests.log_contract import LogContract  # noqa: E402
 
 from jobledger.services.log import Entry, LogBackend, LogError
 from jobledger.services.sqlite_log import SQLiteLogBackend

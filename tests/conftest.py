@@ -1,0 +1,19 @@
+"""Fixtures shared by the tests; the helpers they use live in tests/harness.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import NodeFactory
+
+
+@pytest.fixture
+async def make_node(tmp_path: Path) -> AsyncIterator[NodeFactory]:
+    """`node = await make_node(app, concurrency=1, ...)`: an EmbeddedNode over
+    tmp_path/'j.db' with a ManualClock, stopped after the test."""
+    factory = NodeFactory(tmp_path)
+    yield factory
+    await factory.close()

@@ -1,0 +1,181 @@
+"""The embedded projection host: a real SQLite log folded into a real read-model store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobledger.projections.projector import Projector
+from jobledger.projections.stats import MINUTE_MS
+from jobledger.projections.store import ReadModelStore
+from jobledger.schemas import (
+    JOBS,
+    Envelope,
+    JobEnqueued,
+    JobHeartbeat,
+    JobLogged,
+    JobPicked,
+    JobSucceeded,
+    LogLevel,
+    Progress,
+)
+from jobledger.schemas.common import to_ms
+from jobledger.services.log import Entry
+from jobledger.services.sqlite_log import SQLiteLogBackend
+
+from .builders import at, append, envelope, open_log
+
+JOB = "job-1"
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[SQLiteLogBackend]:
+    backend = await open_log(tmp_path / "log.db")
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ReadModelStore]:
+    store = await ReadModelStore.open(tmp_path / "views.db")
+    yield store
+    await store.close()
+
+
+def life(job_id: str = JOB) -> list[Envelope]:
+    """One job's whole, successful life: enqueue, pick, heartbeat with progress, a log line
+    (on the logs topic), success."""
+    return [
+        envelope(JobEnqueued(job_id=job_id, task_type="resize", priority=200), 0),
+        envelope(JobPicked(job_id=job_id, attempt=1, worker_id="w1", lease_expires_at=at(31)), 1),
+        envelope(JobHeartbeat(job_id=job_id, attempt=1, lease_expires_at=at(62),
+                              progress=Progress(processed=7, total=10, failed=1)), 32),
+        envelope(JobLogged(job_id=job_id, attempt=1, level=LogLevel.INFO, message="halfway",
+                           details={"step": 5}), 33),
+        envelope(JobSucceeded(job_id=job_id, attempt=1), 40),
+    ]
+
+
+async def rows(store: ReadModelStore, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in await store.db.execute_fetchall(sql)]
+
+
+async def test_catch_up_projects_a_job_life_into_every_table(
+    backend: SQLiteLogBackend, store: ReadModelStore
+) -> None:
+    await append(backend, life())
+    await Projector(backend, store).catch_up()
+
+    assert await rows(store, "SELECT status, attempt, worker_id, processed, total, failed,"
+                             " started_at, finished_at, lease_expires_at FROM jobs") == [
+        ("completed", 1, "w1", 7, 10, 1, to_ms(at(1)), to_ms(at(40)), None)
+    ]
+    assert await rows(store, "SELECT * FROM runs") == [
+        (f"{JOB}.1", JOB, 1, "resize", "COMPLETED", "w1", to_ms(at(1)), to_ms(at(40)),
+         7, 10, 1, None, None)
+    ]
+    assert await rows(store, "SELECT run_id, attempt, level, message, details FROM run_logs") == [
+        (f"{JOB}.1", 1, "INFO", "halfway", b'{"step":5}')
+    ]
+    # Counts move with the job: pending and in_progress went up and down again.
+    assert await rows(store, "SELECT * FROM job_counts WHERE count != 0") == [
+        ("resize", "completed", 1)
+    ]
+    minute = to_ms(at(40)) // MINUTE_MS * MINUTE_MS
+    assert await rows(store, "SELECT * FROM runs_ended") == [(minute, "COMPLETED", 1)]
+    assert await rows(store, "SELECT total_ms, runs FROM processing") == [(39_000, 1)]
+
+
+async def test_checkpoints_record_the_next_offset_of_each_partition(
+    backend: SQLiteLogBackend, store: ReadModelStore
+) -> None:
+    positions = await append(backend, life())
+    await Projector(backend, store).catch_up()
+
+    (jobs_partition, _) = positions[0]
+    assert await store.checkpoints("jobs") == {jobs_partition: 4}  # 4 jobs-topic events
+    (logs_partition, log_offset) = positions[3]
+    assert await store.checkpoints("run_logs") == {logs_partition: log_offset + 1}
+
+
+async def test_undecodable_record_is_quarantined_counted_and_skipped(
+    backend: SQLiteLogBackend, store: ReadModelStore
+) -> None:
+    events = life()
+    jobs = backend.topic(JOBS)
+    partition = jobs.partition_for(JOB)
+    await append(backend, events[:1])
+    # A producer wrote garbage between the enqueue and the pick, in the job's partition.
+    await jobs.append([Entry(JOB, b"{oops", partition=partition)])
+    await append(backend, events[1:])
+    projector = Projector(backend, store)
+
+    await projector.catch_up()
+
+    assert projector.quarantined == 1
+    quarantined = await rows(store, "SELECT topic, partition, offset, key, value FROM quarantine")
+    assert quarantined == [("jobs", partition, 1, JOB, b"{oops")]
+    (error,) = (await rows(store, "SELECT error FROM quarantine"))[0]
+    assert "not JSON" in error
+    # The records after it were still applied.
+    assert await rows(store, "SELECT status FROM jobs") == [("completed",)]
+
+
+async def test_reapplying_the_same_records_changes_nothing(
+    backend: SQLiteLogBackend, store: ReadModelStore
+) -> None:
+    await append(backend, life())
+    projector = Projector(backend, store)
+    await projector.catch_up()
+    before = await store.checksums()
+    jobs = backend.topic(JOBS)
+    records = [r for p in range(jobs.partitions) for r in await jobs.read(p, 0)]
+
+    # A redelivery to the same projector: the in-memory positions recognise it.
+    await projector.apply("jobs", records)
+    assert await store.checksums() == before
+
+    # A redelivery after a restart: the checkpoint stored with the rows recognises it.
+    restarted = Projector(backend, store)
+    await restarted.load()
+    await restarted.apply("jobs", records)
+    await restarted.catch_up()
+    assert await store.checksums() == before
+
+
+async def test_a_fresh_store_rebuilt_from_the_log_has_equal_checksums(
+    backend: SQLiteLogBackend, store: ReadModelStore, tmp_path: Path
+) -> None:
+    await append(backend, life("job-1") + life("job-2") + life("job-3"))
+    await Projector(backend, store).catch_up()
+
+    rebuilt = await ReadModelStore.open(tmp_path / "rebuilt.db")
+    try:
+        await Projector(backend, rebuilt).catch_up()
+        assert await rebuilt.checksums() == await store.checksums()
+    finally:
+        await rebuilt.close()
+
+
+async def test_projection_catches_up_from_a_checkpoint_after_a_restart(
+    backend: SQLiteLogBackend, store: ReadModelStore, tmp_path: Path
+) -> None:
+    # Half the life now, half later: a restarted projector resumes where the checkpoint is
+    # and ends where a single pass over the whole log ends.
+    events = life()
+    await append(backend, events[:2])
+    await Projector(backend, store).catch_up()
+    await append(backend, events[2:])
+    restarted = Projector(backend, store)
+    await restarted.load()
+    await restarted.catch_up()
+
+    single = await ReadModelStore.open(tmp_path / "single.db")
+    try:
+        await Projector(backend, single).catch_up()
+        assert await store.checksums() == await single.checksums()
+    finally:
+        await single.close()
