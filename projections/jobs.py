@@ -33,7 +33,7 @@ S = JobStatus
 LEASE_EXPIRED_ERROR = "LeaseExpired: no heartbeat before the lease ran out"
 
 
-class JobState(msgspec.Struct, frozen=True):
+class JobState(msgspec.Struct, frozen=True, gc=False):
     """Everything a job detail needs. Times are Unix milliseconds."""
 
     job_id: str

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from jobledger.schemas import JOBS, LOGS, WORKERS
+from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.schemas.codec import decode_batch
 from jobledger.services.log import LogBackend, Record
 
@@ -49,7 +50,7 @@ class _StateCache(OrderedDict[str, JobState]):
 
 
 class Projector:
-    def __init__(self, backend: LogBackend, store: ReadModelStore, cache_size: int = 20_000):
+    def __init__(self, backend: LogBackend, store: ReadModelStore, cache_size: int = 50_000):
         self.backend = backend
         self.store = store
         self.positions: dict[str, dict[int, int]] = {m: {} for m in TOPIC_OF_MODEL}
@@ -138,8 +139,11 @@ class Projector:
             cache.clear()  # it may hold changes that were rolled back
             raise
         self._queues = queues
-        for job_id in change.jobs:
-            cache.move_to_end(job_id)
+        for job_id, state in change.jobs.items():
+            if state.status in TERMINAL:
+                del cache[job_id]  # rarely touched again: keep the room for unfinished jobs
+            else:
+                cache.move_to_end(job_id)
         cache.trim()
         return change
 

@@ -12,7 +12,7 @@ from jobledger.schemas import Envelope, QueuePaused, QueueResumed
 from jobledger.schemas.common import to_ms
 
 
-class QueueState(msgspec.Struct, frozen=True):
+class QueueState(msgspec.Struct, frozen=True, gc=False):
     queue: str
     paused: bool
     updated_at: int

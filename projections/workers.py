@@ -17,7 +17,7 @@ class WorkerStatus(enum.StrEnum):
     LOST = "lost"  # the owner saw no heartbeat for too long (WorkerLost)
 
 
-class WorkerState(msgspec.Struct, frozen=True):
+class WorkerState(msgspec.Struct, frozen=True, gc=False):
     worker_id: str
     hostname: str
     pid: int

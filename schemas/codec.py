@@ -95,6 +95,7 @@ class HasValue(Protocol):
     offset: int
     key: str
     value: bytes
+    decoded: Any
 
 
 class Undecodable(NamedTuple):
@@ -112,8 +113,12 @@ def decode_batch(records: Iterable[HasValue]) -> tuple[list[Envelope], list[Unde
     good: list[Envelope] = []
     bad: list[Undecodable] = []
     for rec in records:
-        try:
-            good.append(decode(rec.value, rec.partition, rec.offset))
-        except UndecodableRecord as exc:
-            bad.append(Undecodable(rec.partition, rec.offset, rec.key, rec.value, str(exc)))
+        env = rec.decoded
+        if env is None:
+            try:
+                env = rec.decoded = decode(rec.value, rec.partition, rec.offset)
+            except UndecodableRecord as exc:
+                bad.append(Undecodable(rec.partition, rec.offset, rec.key, rec.value, str(exc)))
+                continue
+        good.append(env)
     return good, bad

@@ -27,7 +27,7 @@ def _null() -> msgspec.Raw:
     return msgspec.Raw(b"null")
 
 
-class JobEnqueued(msgspec.Struct, frozen=True, tag="JobEnqueued"):
+class JobEnqueued(msgspec.Struct, frozen=True, gc=False, tag="JobEnqueued"):
     """A producer asked for a job. A second JobEnqueued for an existing job_id is a
     duplicate: it stays in the history and changes nothing (that is how idempotency
     keys work, see docs/events.md)."""
@@ -44,14 +44,14 @@ class JobEnqueued(msgspec.Struct, frozen=True, tag="JobEnqueued"):
     v: int = 1
 
 
-class JobDue(msgspec.Struct, frozen=True, tag="JobDue"):
+class JobDue(msgspec.Struct, frozen=True, gc=False, tag="JobDue"):
     """The owner's clock reached the job's run_at: scheduled -> pending."""
 
     job_id: str
     v: int = 1
 
 
-class JobPicked(msgspec.Struct, frozen=True, tag="JobPicked"):
+class JobPicked(msgspec.Struct, frozen=True, gc=False, tag="JobPicked"):
     """The owner gave the job to a worker slot: attempt starts under a lease."""
 
     job_id: str
@@ -61,7 +61,7 @@ class JobPicked(msgspec.Struct, frozen=True, tag="JobPicked"):
     v: int = 1
 
 
-class JobHeartbeat(msgspec.Struct, frozen=True, tag="JobHeartbeat"):
+class JobHeartbeat(msgspec.Struct, frozen=True, gc=False, tag="JobHeartbeat"):
     """The running attempt is alive: the lease is renewed, progress reported."""
 
     job_id: str
@@ -71,7 +71,7 @@ class JobHeartbeat(msgspec.Struct, frozen=True, tag="JobHeartbeat"):
     v: int = 1
 
 
-class JobLogged(msgspec.Struct, frozen=True, tag="JobLogged"):
+class JobLogged(msgspec.Struct, frozen=True, gc=False, tag="JobLogged"):
     """A log line of a run. Lives on the logs topic, keyed by job id."""
 
     job_id: str
@@ -82,14 +82,14 @@ class JobLogged(msgspec.Struct, frozen=True, tag="JobLogged"):
     v: int = 1
 
 
-class JobSucceeded(msgspec.Struct, frozen=True, tag="JobSucceeded"):
+class JobSucceeded(msgspec.Struct, frozen=True, gc=False, tag="JobSucceeded"):
     job_id: str
     attempt: Attempt
     result: msgspec.Raw = msgspec.field(default_factory=_null)
     v: int = 1
 
 
-class JobFailed(msgspec.Struct, frozen=True, tag="JobFailed"):
+class JobFailed(msgspec.Struct, frozen=True, gc=False, tag="JobFailed"):
     """An attempt failed (the handler raised, or ran past its timeout).
 
     retry_at set: back to scheduled until then. retry_at None: dead_letter when the
@@ -105,7 +105,7 @@ class JobFailed(msgspec.Struct, frozen=True, tag="JobFailed"):
     v: int = 1
 
 
-class JobLeaseExpired(msgspec.Struct, frozen=True, tag="JobLeaseExpired"):
+class JobLeaseExpired(msgspec.Struct, frozen=True, gc=False, tag="JobLeaseExpired"):
     """The owner saw no heartbeat before the lease ran out: the attempt failed."""
 
     job_id: str
@@ -114,7 +114,7 @@ class JobLeaseExpired(msgspec.Struct, frozen=True, tag="JobLeaseExpired"):
     v: int = 1
 
 
-class JobCancelRequested(msgspec.Struct, frozen=True, tag="JobCancelRequested"):
+class JobCancelRequested(msgspec.Struct, frozen=True, gc=False, tag="JobCancelRequested"):
     """Someone asked to cancel; the owner answers with JobCancelled."""
 
     job_id: str
@@ -122,7 +122,7 @@ class JobCancelRequested(msgspec.Struct, frozen=True, tag="JobCancelRequested"):
     v: int = 1
 
 
-class JobCancelled(msgspec.Struct, frozen=True, tag="JobCancelled"):
+class JobCancelled(msgspec.Struct, frozen=True, gc=False, tag="JobCancelled"):
     """The job is cancelled. attempt is the run that was stopped, None if none ran."""
 
     job_id: str
@@ -130,7 +130,7 @@ class JobCancelled(msgspec.Struct, frozen=True, tag="JobCancelled"):
     v: int = 1
 
 
-class JobRequeued(msgspec.Struct, frozen=True, tag="JobRequeued"):
+class JobRequeued(msgspec.Struct, frozen=True, gc=False, tag="JobRequeued"):
     """A terminal job starts over: pending again, with a fresh retry budget.
 
     It carries the job's definition and latest attempt, because a partition owner keeps
@@ -148,14 +148,14 @@ class JobRequeued(msgspec.Struct, frozen=True, tag="JobRequeued"):
     v: int = 1
 
 
-class QueuePaused(msgspec.Struct, frozen=True, tag="QueuePaused"):
+class QueuePaused(msgspec.Struct, frozen=True, gc=False, tag="QueuePaused"):
     """No job of this queue is picked until QueueResumed. Written to every partition."""
 
     queue: Name
     v: int = 1
 
 
-class QueueResumed(msgspec.Struct, frozen=True, tag="QueueResumed"):
+class QueueResumed(msgspec.Struct, frozen=True, gc=False, tag="QueueResumed"):
     queue: Name
     v: int = 1
 

@@ -7,7 +7,7 @@ import msgspec
 from .common import NonNegativeInt
 
 
-class WorkerStarted(msgspec.Struct, frozen=True, tag="WorkerStarted"):
+class WorkerStarted(msgspec.Struct, frozen=True, gc=False, tag="WorkerStarted"):
     worker_id: str
     hostname: str = ""
     pid: int = 0
@@ -16,7 +16,7 @@ class WorkerStarted(msgspec.Struct, frozen=True, tag="WorkerStarted"):
     v: int = 1
 
 
-class WorkerHeartbeat(msgspec.Struct, frozen=True, tag="WorkerHeartbeat"):
+class WorkerHeartbeat(msgspec.Struct, frozen=True, gc=False, tag="WorkerHeartbeat"):
     """Version 2 reports memory in MB; version 1 reported memory_bytes (upcast on read)."""
 
     worker_id: str
@@ -26,13 +26,13 @@ class WorkerHeartbeat(msgspec.Struct, frozen=True, tag="WorkerHeartbeat"):
     v: int = 2
 
 
-class WorkerStopped(msgspec.Struct, frozen=True, tag="WorkerStopped"):
+class WorkerStopped(msgspec.Struct, frozen=True, gc=False, tag="WorkerStopped"):
     worker_id: str
     reason: str = "shutdown"
     v: int = 1
 
 
-class WorkerLost(msgspec.Struct, frozen=True, tag="WorkerLost"):
+class WorkerLost(msgspec.Struct, frozen=True, gc=False, tag="WorkerLost"):
     """The owner saw no heartbeat from this worker for its lease time."""
 
     worker_id: str

@@ -6,7 +6,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from jobledger.schemas import LogLevel, Progress
+
+_json = msgspec.json.Encoder()
 
 
 class JobCancelledError(Exception):
@@ -48,15 +52,30 @@ class JobContext:
         self.queue = queue
         self.attempt = attempt
         self.priority = priority
-        self.log = JobLogger(self._threadsafe(emit_log, loop))
         self.progress_now: Progress | None = None
         self._cancelled = False
+        self._emit_log = emit_log
+        self._loop = loop
+        self._log: JobLogger | None = None
+
+    @property
+    def log(self) -> JobLogger:
+        """A logger whose lines become JobLogged events of this run."""
+        if self._log is None:  # built on first use: most handlers never log
+            self._log = JobLogger(self._threadsafe(self._emit_log, self._loop))
+        return self._log
 
     @staticmethod
     def _threadsafe(
         emit: Callable[[LogLevel, str, dict[str, Any]], None], loop: asyncio.AbstractEventLoop
     ) -> Callable[[LogLevel, str, dict[str, Any]], None]:
         def call(level: LogLevel, message: str, details: dict[str, Any]) -> None:
+            # Checked here, in the handler's own call: from a worker thread an encoding
+            # error would surface on the event loop instead, and the line be lost unseen.
+            try:
+                _json.encode(details)
+            except (TypeError, msgspec.EncodeError) as exc:
+                raise TypeError(f"log details of {message!r} are not JSON: {exc}") from None
             try:
                 running = asyncio.get_running_loop()
             except RuntimeError:
@@ -69,8 +88,13 @@ class JobContext:
         return call
 
     def progress(self, processed: int, total: int | None = None, failed: int = 0) -> None:
-        """Report items done so far; sent with the next heartbeat."""
-        self.progress_now = Progress(processed=processed, total=total, failed=failed)
+        """Report items done so far; sent with the next heartbeat. Raises ValueError
+        (msgspec.ValidationError) for a count that is not an int >= 0, naming it."""
+        # Validated now: a Struct is not checked when built, and a heartbeat carrying a bad
+        # count would be quarantined when read back, so the lease would never be renewed.
+        self.progress_now = msgspec.convert(
+            {"processed": processed, "total": total, "failed": failed}, Progress
+        )
 
     @property
     def cancelled(self) -> bool:

@@ -90,7 +90,8 @@ class Dispatcher:
         self.queues: dict[str, QueueState] = {}
         self.worker_actor = Actor(ActorKind.WORKER, config.worker_id)
         self.publisher = Publisher(backend, clock, Actor(ActorKind.DISPATCHER, config.worker_id))
-        self.executor = Executor(app, config.concurrency, self._reported, self._emit_log)
+        self.executor = Executor(app, config.concurrency, self._reported, self._emit_log,
+                                 freed=self._schedule_fill)
         self.timers = Timers(clock, self._fire)
         self._in_flight: set[str] = set()  # picks appended, not yet read back
         self._decided: dict[str, int] = {}  # job -> latest attempt whose end is appended
@@ -100,6 +101,7 @@ class Dispatcher:
         self._finished_keyed: set[str] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._fill_scheduled = False
+        self._stopping = False  # no new picks once stop() has begun
         self._process = psutil.Process()
 
     # -- start and stop -------------------------------------------------------------------
@@ -134,6 +136,7 @@ class Dispatcher:
         self._schedule_fill()
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -161,7 +164,9 @@ class Dispatcher:
                 self.queues[event.queue] = state
                 (self.ready.paused.add if state.paused else self.ready.paused.discard)(event.queue)
             return
-        job_id = event.job_id  # type: ignore[union-attr]
+        job_id = getattr(event, "job_id", None)
+        if job_id is None:
+            return  # another topic's event written here by mistake: nothing to decide
         old = self.jobs.get(job_id)
         if old is None and isinstance(event, JobEnqueued) and job_id in self._finished_keyed:
             return  # a duplicate of a finished job: the reducer would ignore it, had we the state
@@ -229,6 +234,8 @@ class Dispatcher:
     def _fill(self) -> None:
         """Pick ready jobs into free worker slots."""
         self._fill_scheduled = False
+        if self._stopping:
+            return  # a slot freed during the shutdown grace stays free
         free = self.executor.free - len(self._in_flight)
         now = self.clock.now()
         lease = now + timedelta(seconds=self.config.lease_seconds)
@@ -254,6 +261,8 @@ class Dispatcher:
             self._in_flight.discard(job.job_id)  # not recorded: it stays pending
             self.ready.push(job)
             return
+        if self._stopping:
+            return  # the executor is stopping: the lease expires and the owner retries it
         # Durable: the attempt exists in the log. Run it now rather than after the echo.
         self.executor.start(job, attempt)
 

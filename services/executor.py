@@ -59,17 +59,24 @@ EmitLog = Callable[[str, int, LogLevel, str, dict[str, Any]], None]
 
 
 class Executor:
-    def __init__(self, app: App, concurrency: int, report: Report, emit_log: EmitLog):
+    def __init__(
+        self, app: App, concurrency: int, report: Report, emit_log: EmitLog,
+        freed: Callable[[], None] = lambda: None,
+    ):
         self.app = app
         self.concurrency = concurrency
         self.running: dict[str, Running] = {}
         self._report = report
         self._emit_log = emit_log
+        self._freed = freed  # told when a slot frees up other than by a report
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="jobledger-job")
+        # Threads of cancelled sync handlers still running: a thread cannot be interrupted,
+        # so its slot stays taken until the handler returns.
+        self._orphans = 0
 
     @property
     def free(self) -> int:
-        return self.concurrency - len(self.running)
+        return self.concurrency - len(self.running) - self._orphans
 
     def is_running(self, job_id: str, attempt: int) -> bool:
         run = self.running.get(job_id)
@@ -121,8 +128,7 @@ class Executor:
             if handler.is_async:
                 result = await handler.fn(ctx, payload)
             else:
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self._threads, handler.fn, ctx, payload)
+                result = await self._in_thread(handler, ctx, payload)
         except JobCancelledError:
             return Cancelled()
         except PermanentError as exc:
@@ -133,6 +139,30 @@ class Executor:
             return Succeeded(msgspec.Raw(_encode_result.encode(result)))
         except (TypeError, msgspec.EncodeError) as exc:
             return Failed(f"the result is not JSON: {exc}", None, permanent=True)
+
+    async def _in_thread(self, handler: Handler, ctx: JobContext, payload: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        thread = self._threads.submit(handler.fn, ctx, payload)
+        try:
+            return await asyncio.wrap_future(thread, loop=loop)
+        except asyncio.CancelledError:
+            # The cancel reached the thread's future first: it is cancelled if it had not
+            # started, and still running otherwise.
+            if not thread.done():
+                self._orphans += 1
+                thread.add_done_callback(lambda _: self._tell_loop(loop, self._orphan_returned))
+            raise
+
+    @staticmethod
+    def _tell_loop(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        try:
+            loop.call_soon_threadsafe(callback)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is left to give the slot to
+
+    def _orphan_returned(self) -> None:
+        self._orphans -= 1
+        self._freed()
 
     async def stop(self, grace_seconds: float) -> None:
         """Let running attempts finish for grace_seconds, then cancel the rest silently:

@@ -17,8 +17,8 @@ Requirements every backend meets:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +31,20 @@ class Entry:
     timestamp_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
-    """A record as read back from the log."""
+    """A record as read back from the log. Treat it as immutable.
+
+    `decoded` memoises the decoded envelope: consumers in one process that read the same
+    record object (the projector and the dispatcher, embedded) decode it once.
+    """
 
     partition: int
     offset: int
     timestamp_ms: int
     key: str
     value: bytes
+    decoded: Any = field(default=None, compare=False, repr=False)
 
 
 Position = tuple[int, int]  # (partition, offset)

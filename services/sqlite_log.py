@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS records (
 ) WITHOUT ROWID;
 """
 INSERT = "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)"
+RECENT = 20_000  # records per partition kept in memory for tails at the head
+Row = tuple[str, int, int, int, str, bytes]
 SELECT_FROM = (
     "SELECT offset, timestamp_ms, key, value FROM records"
     " WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?"
@@ -111,14 +113,13 @@ class _Writer(threading.Thread):
             self._commit(batch)
 
     def _commit(self, batch: list[_Append]) -> None:
-        saved_next, saved_ts = dict(self.next_offset), dict(self.last_ts)
-        rows: list[tuple[str, int, int, int, str, bytes]] = []
-        results: list[tuple[_Append, list[Position] | BaseException]] = []
+        rows: list[Row] = []
+        results: list[tuple[_Append, list[Position] | LogError]] = []
         now = int(time.time() * 1000)
         for item in batch:
             try:
                 results.append((item, self._assign(item, now, rows)))
-            except LogError as exc:
+            except LogError as exc:  # this append is refused whole; the others go on
                 results.append((item, exc))
         try:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -127,23 +128,27 @@ class _Writer(threading.Thread):
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            self.next_offset, self.last_ts = saved_next, saved_ts
+            self._forget(rows)
             error = LogError(f"append to {self._backend.path} failed: {exc}")
-            results = [(item, error) for item, _ in results]
-        topics = {item.topic for item in batch}
-        self._backend.loop.call_soon_threadsafe(self._backend.delivered, results, topics)
+            results, rows = [(item, error) for item, _ in results], []
+        self._backend.loop.call_soon_threadsafe(self._backend.delivered, results, rows)
 
-    def _assign(self, item: _Append, now: int, rows: list) -> list[Position]:
+    def _assign(self, item: _Append, now: int, rows: list[Row]) -> list[Position]:
+        """Give each entry its partition, offset and time; all of them or none."""
         log = self._backend.topic(item.topic)
-        positions: list[Position] = []
-        for entry in item.entries:
-            part = log.partition_for(entry.key) if entry.partition is None else entry.partition
+        parts = [log.partition_for(e.key) if e.partition is None else e.partition for e in item.entries]
+        for part in parts:
             if not 0 <= part < log.partitions:
-                raise LogError(f"partition {part} out of range for topic {item.topic!r}")
+                raise LogError(
+                    f"partition {part} out of range for topic {item.topic!r} "
+                    f"({log.partitions} partitions)"
+                )
+        positions: list[Position] = []
+        for entry, part in zip(item.entries, parts, strict=True):
             slot = (item.topic, part)
             offset = self.next_offset.get(slot, 0)
-            # Record time never goes backwards within a partition, so time -> offset
-            # lookups can binary-search.
+            # Record time never goes backwards within a partition (like Kafka's
+            # LogAppendTime), so time -> offset lookups can binary-search.
             ts = max(entry.timestamp_ms if entry.timestamp_ms is not None else now,
                      self.last_ts.get(slot, 0))
             self.next_offset[slot] = offset + 1
@@ -152,14 +157,27 @@ class _Writer(threading.Thread):
             positions.append((part, offset))
         return positions
 
+    def _forget(self, rows: list[Row]) -> None:
+        """Undo the offsets given to rows whose commit failed."""
+        for topic, part, offset, _ts, _key, _value in rows:
+            slot = (topic, part)
+            self.next_offset[slot] = min(self.next_offset[slot], offset)
+
 
 class SQLiteLog:
-    """One topic of a SQLite log file."""
+    """One topic of a SQLite log file.
 
-    def __init__(self, backend: SQLiteLogBackend, topic: str, partitions: int):
+    The newest records of each partition are also kept in memory, as they are committed,
+    so that tails at the head (the projector, the dispatcher) read them without a query.
+    """
+
+    def __init__(self, backend: SQLiteLogBackend, topic: str, partitions: int,
+                 ends: dict[int, int]):
         self._backend = backend
         self._topic = topic
         self._partitions = partitions
+        self._ends = {p: ends.get(p, 0) for p in range(partitions)}  # committed ends
+        self._recent: dict[int, list[Record]] = {p: [] for p in range(partitions)}
         self._appended: asyncio.Future[None] = backend.loop.create_future()
 
     @property
@@ -176,7 +194,8 @@ class SQLiteLog:
     async def append(self, entries: Sequence[Entry]) -> list[Position]:
         writer = self._backend.writer
         if writer is None:
-            raise LogError(f"{self._backend.path} is open read-only")
+            state = "closed" if self._backend.closed else "open read-only"
+            raise LogError(f"{self._backend.path} is {state}")
         if not entries:
             return []
         future: asyncio.Future[list[Position]] = self._backend.loop.create_future()
@@ -184,44 +203,60 @@ class SQLiteLog:
         return await future
 
     async def read(self, partition: int, offset: int, limit: int = 1000) -> list[Record]:
+        recent = self._read_recent(partition, offset, limit)
+        if recent is not None:
+            return recent
         return await self._backend.run(self._read, partition, offset, limit)
+
+    def _read_recent(self, partition: int, offset: int, limit: int) -> list[Record] | None:
+        """Records from memory, or None when offset is older than what memory holds."""
+        recent = self._recent[partition]
+        if offset >= self._ends[partition]:
+            return []
+        if not recent or offset < recent[0].offset:
+            return None
+        start = offset - recent[0].offset
+        return recent[start : start + limit]
 
     def _read(self, partition: int, offset: int, limit: int) -> list[Record]:
         rows = self._backend.reader.execute(SELECT_FROM, (self._topic, partition, offset, limit))
         return [Record(partition, o, ts, k, v) for o, ts, k, v in rows]
 
-    def _read_many(self, positions: dict[int, int], limit: int) -> list[Record]:
-        out: list[Record] = []
-        for part, offset in positions.items():
-            out.extend(self._read(part, offset, limit - len(out)))
-            if len(out) >= limit:
-                break
-        return out
-
     async def tail(
         self, positions: Mapping[int, int], limit: int = 5000
     ) -> AsyncIterator[list[Record]]:
-        pos = {p: positions.get(p, 0) for p in range(self._partitions)}
+        pos = dict(positions)
         while True:
             appended = self._appended  # taken before reading, so no append is missed
-            batch = await self._backend.run(self._read_many, dict(pos), limit)
+            batch: list[Record] = []
+            for part, offset in pos.items():
+                if len(batch) >= limit:
+                    break
+                got = await self.read(part, offset, limit - len(batch))
+                if got:
+                    pos[part] = got[-1].offset + 1
+                    batch.extend(got)
             if batch:
-                for rec in batch:
-                    pos[rec.partition] = rec.offset + 1
                 yield batch
             elif self._backend.writer is None:
                 await asyncio.sleep(0.05)  # read-only: another process writes, nothing wakes us
             else:
                 await asyncio.shield(appended)
 
-    def wake(self) -> None:
+    def committed(self, records: list[Record]) -> None:
+        """Runs on the event loop after a commit: make records readable, wake tails."""
+        for rec in records:
+            recent = self._recent[rec.partition]
+            recent.append(rec)
+            self._ends[rec.partition] = rec.offset + 1
+            if len(recent) > 2 * RECENT:
+                del recent[:RECENT]
         appended, self._appended = self._appended, self._backend.loop.create_future()
         appended.set_result(None)
 
     async def end_offsets(self) -> dict[int, int]:
-        writer = self._backend.writer
-        if writer is not None:
-            return {p: writer.next_offset.get((self._topic, p), 0) for p in range(self._partitions)}
+        if self._backend.writer is not None:
+            return dict(self._ends)
         return await self._backend.run(self._end_offsets)
 
     def _end_offsets(self) -> dict[int, int]:
@@ -237,15 +272,12 @@ class SQLiteLog:
         return await self._backend.run(self._offset_for_time, partition, timestamp_ms)
 
     def _offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
-        row = self._backend.reader.execute(
-            "SELECT MIN(offset), MAX(offset) FROM records WHERE topic = ? AND partition = ?",
-            (self._topic, partition),
-        ).fetchone()
-        lo, hi = row if row and row[0] is not None else (0, -1)
+        reader = self._backend.reader
+        lo, hi = 0, self._end_offsets()[partition] - 1
         found = None
         while lo <= hi:  # timestamps are monotonic within a partition
             mid = (lo + hi) // 2
-            (ts,) = self._backend.reader.execute(
+            (ts,) = reader.execute(
                 "SELECT timestamp_ms FROM records WHERE topic = ? AND partition = ? AND offset = ?",
                 (self._topic, partition, mid),
             ).fetchone()
@@ -267,6 +299,7 @@ class SQLiteLogBackend:
         self.reader: sqlite3.Connection
         self._lock_file: IO[bytes] | None = None
         self._topics: dict[str, SQLiteLog] = {}
+        self.closed = False
         # Reads run on one thread of their own, which owns the read connection.
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="jobledger-log-reader")
 
@@ -295,19 +328,26 @@ class SQLiteLogBackend:
         elif not self.path.exists():
             raise LogError(f"no log at {self.path}")
         self.reader = _connect(self.path, read_only=True)
+        ends: dict[str, dict[int, int]] = {}
+        for topic, part, end in self.reader.execute(
+            "SELECT topic, partition, MAX(offset) + 1 FROM records GROUP BY topic, partition"
+        ):
+            ends.setdefault(topic, {})[part] = end
         for name, count in self.reader.execute("SELECT name, partitions FROM topics"):
-            self._topics[name] = SQLiteLog(self, name, count)
+            self._topics[name] = SQLiteLog(self, name, count, ends.get(name, {}))
         if self.writer is not None:
             self.writer.start()
 
     def _lock(self) -> None:
-        self._lock_file = open(f"{self.path}.lock", "wb")  # noqa: SIM115 - held while open
+        # "ab": opening must not wipe the holder's pid before we know we hold the lock.
+        self._lock_file = open(f"{self.path}.lock", "ab")  # noqa: SIM115 - held while open
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock_file.close()
             self._lock_file = None
-            raise LogError(f"{self.path} is already open for writing by another process") from None
+            raise LogError(f"{self.path} is already open for writing (see {self.path}.lock)") from None
+        self._lock_file.truncate(0)
         self._lock_file.write(str(os.getpid()).encode())
         self._lock_file.flush()
 
@@ -321,20 +361,24 @@ class SQLiteLogBackend:
             raise LogError(f"topic {name!r} does not exist in {self.path}") from None
 
     def delivered(
-        self, results: list[tuple[_Append, list[Position] | BaseException]], topics: set[str]
+        self, results: list[tuple[_Append, list[Position] | LogError]], rows: list[Row]
     ) -> None:
-        """Runs on the event loop after a commit: resolve appends, wake tails."""
+        """Runs on the event loop after a commit: publish the records, resolve appends."""
+        by_topic: dict[str, list[Record]] = {}
+        for topic, part, offset, ts, key, value in rows:
+            by_topic.setdefault(topic, []).append(Record(part, offset, ts, key, value))
+        for topic, records in by_topic.items():
+            self._topics[topic].committed(records)
         for item, outcome in results:
             if item.future.done():
                 continue
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, LogError):
                 item.future.set_exception(outcome)
             else:
                 item.future.set_result(outcome)
-        for name in topics:
-            self._topics[name].wake()
 
     async def close(self) -> None:
+        self.closed = True
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)
             self.writer = None

@@ -158,7 +158,7 @@ async def advance(node: EmbeddedNode, seconds: float, step: float | None = None)
     clock = clock_of(node)
     heartbeat = dispatcher_of(node).config.heartbeat_every
     step = heartbeat if step is None else step
-    assert 0 < step <= heartbeat, f"step {step} s is longer than the heartbeat interval {heartbeat} s"
+    assert 0 < step <= heartbeat, f"step {step} s is longer than the heartbeat ({heartbeat} s)"
     await settle(node)
     left = seconds
     while left > 1e-9:

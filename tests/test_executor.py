@@ -220,3 +220,89 @@ async def test_a_result_that_is_not_json_fails_permanently(make_node: NodeFactor
     failed = await wait_until(node, job_id, S.FAILED)
 
     assert failed.error is not None and failed.error.startswith("the result is not JSON")
+
+
+async def test_a_timed_out_sync_handler_keeps_its_slot_until_its_thread_returns(
+    make_node: NodeFactory,
+) -> None:
+    app = App()
+    started, finish = threading.Event(), threading.Event()
+    quick_attempts: list[int] = []
+
+    @app.job("stubborn")
+    def stubborn(ctx: JobContext, payload: Any) -> str:
+        started.set()
+        finish.wait(SAFETY_SECONDS)  # blocking work that never looks at ctx.cancelled
+        return "too late"
+
+    @app.job("quick")
+    def quick(ctx: JobContext, payload: Any) -> str:
+        quick_attempts.append(ctx.attempt)
+        return "quick"
+
+    node = await make_node(app, concurrency=1)
+    stubborn_id = await enqueue(node, "stubborn", timeout_seconds=5, max_retries=0)
+    await wait_until(node, stubborn_id, S.IN_PROGRESS)
+    await wait_thread_event(started)
+    quick_id = await enqueue(node, "quick", timeout_seconds=5)
+
+    await advance(node, 5.5)
+    timed_out = await wait_until(node, stubborn_id, S.DEAD_LETTER)
+    assert timed_out.error is not None and "timeout" in timed_out.error
+    # The only thread is still busy: a job picked now would wait for it, and could time
+    # out before its handler ever started.
+    await advance(node, 10)
+    assert (await job(node, quick_id)).status == S.PENDING and quick_attempts == []
+
+    finish.set()
+    done = await wait_until(node, quick_id, S.COMPLETED)
+    assert (done.attempt, quick_attempts) == (1, [1])
+
+
+async def test_a_bad_progress_count_is_refused_where_the_handler_reports_it(
+    make_node: NodeFactory,
+) -> None:
+    app = App()
+    errors: list[str] = []
+
+    @app.job("miscounts")
+    async def miscounts(ctx: JobContext, payload: Any) -> str:
+        try:
+            ctx.progress(-1, total=10)
+        except ValueError as exc:
+            errors.append(str(exc))
+        ctx.progress(4, total=10)
+        await asyncio.Event().wait()
+        return "unreachable"
+
+    node = await make_node(app)
+    job_id = await enqueue(node, "miscounts")
+    await wait_until(node, job_id, S.IN_PROGRESS)
+
+    # Had the bad count been kept, its heartbeats would be quarantined as unreadable and
+    # the lease of a live attempt would run out.
+    await advance(node, 35)
+
+    [error] = errors
+    assert ">= 0" in error and "processed" in error
+    alive = await job(node, job_id)
+    assert (alive.status, alive.attempt, alive.processed, alive.total) == (S.IN_PROGRESS, 1, 4, 10)
+    assert await node.queries.quarantined() == 0
+
+
+async def test_log_details_that_are_not_json_fail_in_the_handler_thread(
+    make_node: NodeFactory,
+) -> None:
+    app = App()
+
+    @app.job("logs_an_object")
+    def logs_an_object(ctx: JobContext, payload: Any) -> None:
+        ctx.log.info("connected", client=object())
+
+    node = await make_node(app)
+    job_id = await enqueue(node, "logs_an_object", max_retries=0)
+
+    failed = await wait_until(node, job_id, S.DEAD_LETTER)
+
+    assert failed.error is not None
+    assert failed.error.startswith("TypeError: log details of 'connected' are not JSON")

@@ -1,0 +1,88 @@
+"""The handler registry (services/app.py): registration, merging Apps, load_app's errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from jobledger.services.app import App, Handler, load_app
+from jobledger.services.context import JobContext
+from jobledger.services.demo import demo
+
+
+def test_job_registers_the_function_and_returns_it_unchanged() -> None:
+    app = App()
+
+    async def send(ctx: JobContext, payload: Any) -> None:
+        return None
+
+    def resize(ctx: JobContext, payload: Any) -> None:
+        return None
+
+    assert app.job("send_email", max_retries=5, timeout=60)(send) is send
+    assert app.job("resize")(resize) is resize
+
+    assert app.handlers == {
+        "send_email": Handler("send_email", send, is_async=True, max_retries=5, timeout=60),
+        "resize": Handler("resize", resize, is_async=False),
+    }
+
+
+def test_registering_a_task_type_twice_raises_naming_it() -> None:
+    app = App()
+
+    @app.job("send_email")
+    async def send(ctx: JobContext, payload: Any) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="'send_email' already has a handler"):
+        app.job("send_email")
+    assert app.handlers["send_email"].fn is send
+
+
+def test_an_empty_task_type_is_refused() -> None:
+    with pytest.raises(ValueError, match="task_type must not be empty"):
+        App().job("")
+
+
+def test_include_adds_every_handler_and_refuses_a_clash() -> None:
+    app = App()
+    app.include(demo)
+    assert set(app.handlers) == {"echo", "sleep", "fail", "flaky"}
+
+    other = App()
+
+    @other.job("echo")
+    async def echo(ctx: JobContext, payload: Any) -> Any:
+        return payload
+
+    with pytest.raises(ValueError, match="'echo' already has a handler"):
+        app.include(other)
+    assert app.handlers["echo"] is demo.handlers["echo"]
+
+
+def test_load_app_returns_the_app_a_spec_names() -> None:
+    assert load_app("jobledger.services.demo:demo") is demo
+
+
+@pytest.mark.parametrize("spec", ["jobledger.services.demo", ":demo", "jobledger.services.demo:"])
+def test_load_app_without_module_and_attribute_says_what_a_spec_looks_like(spec: str) -> None:
+    with pytest.raises(ValueError, match="module:attribute") as error:
+        load_app(spec)
+    assert repr(spec) in str(error.value)
+
+
+def test_load_app_names_a_missing_module() -> None:
+    with pytest.raises(ModuleNotFoundError, match="jobledger.services.no_such_module"):
+        load_app("jobledger.services.no_such_module:app")
+
+
+def test_load_app_names_a_missing_attribute() -> None:
+    with pytest.raises(AttributeError, match="jobledger.services.demo.*no_such_app"):
+        load_app("jobledger.services.demo:no_such_app")
+
+
+def test_load_app_says_when_the_attribute_is_not_an_app() -> None:
+    with pytest.raises(ValueError, match="demo:echo is a function, not a jobledger App"):
+        load_app("jobledger.services.demo:echo")
