@@ -20,7 +20,8 @@ async def health(request: Request) -> Response:
     stats = await queries(request).stats(to_ms(n.clock.now()))
     lag_ms = await n.projection_lag_ms()
     log_ok = n.backend.writer is not None
-    healthy = log_ok and lag_ms <= MAX_PROJECTION_LAG_MS
+    crashed = n.crashed()
+    healthy = log_ok and not crashed and lag_ms <= MAX_PROJECTION_LAG_MS
     body = {
         "status": "healthy" if healthy else "degraded",
         "is_leader": n.dispatcher is not None,
@@ -28,6 +29,8 @@ async def health(request: Request) -> Response:
         "pending_tasks": stats["pending_count"],
         "projection_lag_ms": lag_ms,
     }
+    if crashed:
+        body["crashed"] = crashed
     return JSON(body, 200 if healthy else 503)
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from jobledger.schemas import JOBS, LOGS, WORKERS
 from jobledger.schemas.lifecycle import TERMINAL
-from jobledger.schemas.codec import decode_batch
+from jobledger.schemas import Envelope, topic_of
+from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.services.log import LogBackend, Record
+from jobledger.services.supervise import crashed, spawn
 
 from .fold import JobsChange, fold_jobs, fold_workers, log_rows
 from .jobs import JobState
@@ -71,7 +73,10 @@ class Projector:
     def start(self) -> None:
         """Tail every topic in the background, from the checkpoints (call load() first)."""
         for model in TOPIC_OF_MODEL:
-            self._tasks.append(asyncio.create_task(self._follow(model), name=f"project-{model}"))
+            self._tasks.append(spawn(self._follow(model), f"project-{model}"))
+
+    def crashed(self) -> list[str]:
+        return crashed(self._tasks)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -109,6 +114,8 @@ class Projector:
         for rec in fresh:
             positions[rec.partition] = rec.offset + 1
         envs, bad = decode_batch(fresh)
+        envs, misplaced = _split_misplaced(envs, TOPIC_OF_MODEL[model], fresh)
+        bad += misplaced
         async with self._write_lock:
             if model == "jobs":
                 change = await self._apply_jobs(envs, positions, bad)
@@ -176,3 +183,21 @@ class Projector:
             await self._progress.wait_for(
                 lambda: self.positions[model].get(partition, 0) > offset
             )
+
+
+def _split_misplaced(
+    envs: list[Envelope], topic: str, records: Sequence[Record]
+) -> tuple[list[Envelope], list[Undecodable]]:
+    """Events that decode but belong on another topic are quarantined like undecodable ones."""
+    if all(topic_of(e.event) == topic for e in envs):
+        return envs, []
+    value = {(r.partition, r.offset): r.value for r in records}
+    good, bad = [], []
+    for env in envs:
+        if topic_of(env.event) == topic:
+            good.append(env)
+        else:
+            error = f"{env.type} belongs on the {topic_of(env.event)} topic, not {topic}"
+            raw = value[(env.partition, env.offset)]
+            bad.append(Undecodable(env.partition, env.offset, env.key, raw, error))
+    return good, bad

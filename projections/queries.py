@@ -3,6 +3,7 @@ read while the projector writes, and they never see half a batch)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,18 @@ class Queries:
     async def job(self, job_id: str) -> JobState | None:
         rows = await self.db.execute_fetchall("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
         return job_from_row(rows[0]) if rows else None
+
+    async def existing(self, job_ids: Collection[str]) -> set[str]:
+        """Which of these job ids the read model knows."""
+        ids = list(job_ids)
+        found: set[str] = set()
+        for i in range(0, len(ids), 900):
+            chunk = ids[i : i + 900]
+            rows = await self.db.execute_fetchall(
+                f"SELECT job_id FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            found.update(r[0] for r in rows)
+        return found
 
     async def jobs(
         self, *, status: str | None = None, task_type: str | None = None,

@@ -22,8 +22,9 @@ class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     priority: Priority = 128
     schedule_at: datetime | None = None
     delay_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    timeout_seconds: PositiveSeconds = 300.0
-    max_retries: NonNegativeInt = 3
+    # None: the handler's default (@app.job(timeout=..., max_retries=...)), else 300 s / 3.
+    timeout_seconds: PositiveSeconds | None = None
+    max_retries: NonNegativeInt | None = None
     idempotency_key: IdempotencyKey | None = None
     queue: Name = "default"
 

@@ -15,5 +15,6 @@ class Backoff:
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number `retry` (1 for the first retry)."""
-        exact = min(self.cap_seconds, self.base_seconds * 2 ** (retry - 1))
+        # The exponent is capped so that a huge retry count cannot overflow the float.
+        exact = min(self.cap_seconds, self.base_seconds * 2.0 ** min(retry - 1, 64))
         return exact * (1 + self.jitter * self.rng.random())

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Collection, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,7 +45,7 @@ from jobledger.schemas import (
     WorkerStopped,
 )
 from jobledger.schemas.codec import decode_batch
-from jobledger.schemas.common import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_SECONDS, uuid7
+from jobledger.schemas.common import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_SECONDS, to_ms, uuid7
 from jobledger.schemas.lifecycle import TERMINAL, WAITING
 
 from .app import App
@@ -54,9 +55,13 @@ from .executor import Cancelled, Executor, Failed, Outcome, Running, Succeeded
 from .log import LogBackend, Position
 from .publisher import Publisher
 from .ready_set import ReadySet
+from .supervise import crashed, spawn
 from .timers import Timer, Timers, TimerKind
 
 S = JobStatus
+FINISHED_KEYED_MEMORY = 100_000  # finished keyed jobs kept in memory; older: known_jobs
+RETRY_DECISION_MS = 1000  # a decision whose append failed is taken again this much later
+KnownJobs = Callable[[Collection[str]], Awaitable[Collection[str]]]
 
 
 @dataclass
@@ -96,9 +101,11 @@ class Dispatcher:
         self._in_flight: set[str] = set()  # picks appended, not yet read back
         self._decided: dict[str, int] = {}  # job -> latest attempt whose end is appended
         # Finished jobs are dropped from self.jobs, but a job enqueued with an idempotency
-        # key can be enqueued again: remember those, so that a duplicate JobEnqueued is
-        # not taken for a new job and run again. Only what finished since start.
-        self._finished_keyed: set[str] = set()
+        # key can be enqueued again. The recent ones are remembered here (bounded); older
+        # ones are looked up with `known_jobs` (the read model), so a duplicate JobEnqueued
+        # is never taken for a new job and run again.
+        self._finished_keyed: OrderedDict[str, None] = OrderedDict()
+        self.known_jobs: KnownJobs | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._fill_scheduled = False
         self._stopping = False  # no new picks once stop() has begun
@@ -129,11 +136,14 @@ class Dispatcher:
             self.config.worker_id,
         )
         self._tasks = [
-            asyncio.create_task(self._follow(), name="dispatcher-follow"),
-            asyncio.create_task(self.timers.run(), name="dispatcher-timers"),
-            asyncio.create_task(self._heartbeats(), name="dispatcher-heartbeats"),
+            spawn(self._follow(), "dispatcher-follow"),
+            spawn(self.timers.run(), "dispatcher-timers"),
+            spawn(self._heartbeats(), "dispatcher-heartbeats"),
         ]
         self._schedule_fill()
+
+    def crashed(self) -> list[str]:
+        return crashed(self._tasks)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -152,9 +162,28 @@ class Dispatcher:
             envs, _bad = decode_batch(r for r in records if r.partition in self.partitions)
             for rec in records:
                 self.positions[rec.partition] = rec.offset + 1
+            await self._recall_finished(envs)
             for env in envs:
                 self._apply(env)
             self._schedule_fill()
+
+    async def _recall_finished(self, envs: list[Envelope]) -> None:
+        """Mark keyed jobs of this batch that finished before we could remember them."""
+        if self.known_jobs is None:
+            return
+        unknown = {
+            e.event.job_id for e in envs
+            if isinstance(e.event, JobEnqueued) and e.event.idempotency_key is not None
+            and e.event.job_id not in self.jobs and e.event.job_id not in self._finished_keyed
+        }
+        if unknown:
+            for job_id in await self.known_jobs(unknown):
+                self._remember_finished(job_id)
+
+    def _remember_finished(self, job_id: str) -> None:
+        self._finished_keyed[job_id] = None
+        if len(self._finished_keyed) > FINISHED_KEYED_MEMORY:
+            self._finished_keyed.popitem(last=False)
 
     def _apply(self, env: Envelope) -> None:
         event = env.event
@@ -184,7 +213,7 @@ class Dispatcher:
         if new.status in TERMINAL:
             self.jobs.pop(job_id, None)
             if new.idempotency_key is not None:
-                self._finished_keyed.add(job_id)
+                self._remember_finished(job_id)
             self.executor.cancel(job_id, report=False)  # e.g. it timed out: stop the handler
             self._decided.pop(job_id, None)
             return
@@ -222,7 +251,7 @@ class Dispatcher:
         elif job.status in WAITING:
             self.publisher.publish(JobCancelled(job_id=job.job_id), job.job_id)
         elif self._claim(job.job_id, job.attempt):
-            self.publisher.publish(JobCancelled(job_id=job.job_id, attempt=job.attempt), job.job_id)
+            self._end_attempt(JobCancelled(job_id=job.job_id, attempt=job.attempt), job.attempt)
 
     # -- picking --------------------------------------------------------------------------
 
@@ -275,6 +304,21 @@ class Dispatcher:
         self._decided[job_id] = attempt
         return True
 
+    def _end_attempt(self, event: Any, attempt: int, actor: Actor | None = None) -> None:
+        """Append the end of a claimed attempt. Should the append fail, the claim is undone
+        and the lease timer re-armed, so the attempt is decided again instead of hanging."""
+        job_id = event.job_id
+        appended = self.publisher.publish(event, job_id, actor=actor)
+
+        def check(f: asyncio.Future[Position]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                if self._decided.get(job_id) == attempt:
+                    del self._decided[job_id]
+                self.timers.add(to_ms(self.clock.now()) + RETRY_DECISION_MS, TimerKind.LEASE,
+                                job_id, attempt)
+
+        appended.add_done_callback(check)
+
     def _reported(self, run: Running, outcome: Outcome) -> None:
         """A worker slot finished an attempt."""
         self._schedule_fill()
@@ -291,7 +335,7 @@ class Dispatcher:
                                   retry_at=retry_at, permanent=permanent)
             case Cancelled():
                 event = JobCancelled(job_id=job_id, attempt=attempt)
-        self.publisher.publish(event, job_id, actor=actor)
+        self._end_attempt(event, attempt, actor)
 
     def _retry_at(self, job: JobState) -> datetime | None:
         """When the next attempt may start, or None when the retries are used up."""
@@ -335,18 +379,18 @@ class Dispatcher:
                 if job.lease_expires_at is not None and job.lease_expires_at <= now_ms \
                         and self._claim(job_id, attempt):
                     self.executor.cancel(job_id, report=False)
-                    self.publisher.publish(
+                    self._end_attempt(
                         JobLeaseExpired(job_id=job_id, attempt=attempt, retry_at=self._retry_at(job)),
-                        job_id,
+                        attempt,
                     )
             elif self._claim(job_id, attempt):  # TIMEOUT
                 self.executor.cancel(job_id, report=False)
                 seconds = self._timeout_seconds(job)
-                self.publisher.publish(
+                self._end_attempt(
                     JobFailed(job_id=job_id, attempt=attempt,
                               error=f"TimeoutError: ran past timeout_seconds={seconds:g}",
                               retry_at=self._retry_at(job)),
-                    job_id,
+                    attempt,
                 )
 
     async def _heartbeats(self) -> None:

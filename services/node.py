@@ -57,6 +57,7 @@ class EmbeddedNode:
         self.dispatcher: Dispatcher | None = None
         if cfg.run_workers:
             self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)
+            self.dispatcher.known_jobs = self.queries.existing
             # Start from the read model's snapshot, read before the projector moves on.
             self.dispatcher.load(
                 await self.store.load_unfinished_jobs(), await self.store.load_queues(),
@@ -75,6 +76,10 @@ class EmbeddedNode:
         await self.queries.close()
         await self.store.close()
         await self.backend.close()
+
+    def crashed(self) -> list[str]:
+        """Background tasks that died (logged when they did); /health reports them."""
+        return self.projector.crashed() + (self.dispatcher.crashed() if self.dispatcher else [])
 
     async def projection_lag_ms(self) -> int:
         """How old the oldest record not yet applied by the projections is (0: caught up)."""

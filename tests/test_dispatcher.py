@@ -142,11 +142,6 @@ async def test_flaky_demo_job_completes_on_attempt_after_its_failures(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schemas/api.py: TaskRequest defaults max_retries to 3 (and timeout_seconds to 300),"
-    " so every enqueued job carries a value and the handler's defaults never apply",
-)
 async def test_a_handlers_max_retries_applies_to_jobs_enqueued_without_one(
     make_node: NodeFactory,
 ) -> None:
@@ -369,11 +364,6 @@ async def test_a_cancel_request_that_lands_just_before_a_failure_still_cancels(
     assert attempts == [1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/dispatcher.py keeps no finished jobs and node.py gives it no lookup into"
-    " the read model: after a restart a repeated key looks like a new job and runs again",
-)
 async def test_a_repeated_key_after_a_restart_does_not_run_the_job_again(
     make_node: NodeFactory,
 ) -> None:

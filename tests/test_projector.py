@@ -15,12 +15,16 @@ from jobledger.schemas import (
     JOBS,
     Envelope,
     JobEnqueued,
+    JobFailed,
     JobHeartbeat,
     JobLogged,
     JobPicked,
+    JobRequeued,
     JobSucceeded,
     LogLevel,
     Progress,
+    WorkerStarted,
+    encode,
 )
 from jobledger.schemas.common import to_ms
 from jobledger.services.log import Entry
@@ -87,6 +91,25 @@ async def test_catch_up_projects_a_job_life_into_every_table(
     minute = to_ms(at(40)) // MINUTE_MS * MINUTE_MS
     assert await rows(store, "SELECT * FROM runs_ended") == [(minute, "COMPLETED", 1)]
     assert await rows(store, "SELECT total_ms, runs FROM processing") == [(39_000, 1)]
+
+
+async def test_requeue_keeps_the_error_of_the_failed_run(
+    backend: SQLiteLogBackend, store: ReadModelStore
+) -> None:
+    # A requeue clears the job's error for its fresh start; the run that failed is history
+    # and keeps its own error.
+    await append(backend, [
+        envelope(JobEnqueued(job_id=JOB, task_type="resize"), 0),
+        envelope(JobPicked(job_id=JOB, attempt=1, worker_id="w1", lease_expires_at=at(31)), 1),
+        envelope(JobFailed(job_id=JOB, attempt=1, error="OSError: disk full", permanent=True), 2),
+        envelope(JobRequeued(job_id=JOB, task_type="resize", attempt=1), 3),
+    ])
+    await Projector(backend, store).catch_up()
+
+    assert await rows(store, "SELECT status, error FROM jobs") == [("pending", None)]
+    assert await rows(store, "SELECT run_id, status, error FROM runs") == [
+        (f"{JOB}.1", "FAILED", "OSError: disk full")
+    ]
 
 
 async def test_checkpoints_record_the_next_offset_of_each_partition(
@@ -179,3 +202,25 @@ async def test_projection_catches_up_from_a_checkpoint_after_a_restart(
         assert await store.checksums() == await single.checksums()
     finally:
         await single.close()
+
+
+
+async def test_an_event_on_the_wrong_topic_is_quarantined_and_the_rest_applied(
+    backend: SQLiteLogBackend, tmp_path: Path
+) -> None:
+    misplaced = envelope(WorkerStarted(worker_id="w1"))
+    enqueued = envelope(JobEnqueued(job_id=JOB, task_type="t"))
+    await backend.topic(JOBS).append(
+        [Entry("w1", encode(misplaced), 0), Entry(JOB, encode(enqueued), 0)]
+    )
+    store = await ReadModelStore.open(tmp_path / "views.db")
+    try:
+        projector = Projector(backend, store)
+        await projector.load()
+        await projector.catch_up()
+        assert projector.quarantined == 1
+        [(error,)] = await store.db.execute_fetchall("SELECT error FROM quarantine")
+        assert "WorkerStarted belongs on the workers topic" in error
+        assert await store.db.execute_fetchall("SELECT job_id FROM jobs") == [(JOB,)]
+    finally:
+        await store.close()

@@ -1,0 +1,27 @@
+"""Background tasks that do not die in silence."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+log = logging.getLogger("jobledger")
+
+
+def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    """Start a task whose crash is logged with its traceback when it happens."""
+    task = asyncio.create_task(coro, name=name)
+    task.add_done_callback(_report)
+    return task
+
+
+def _report(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+def crashed(tasks: list[asyncio.Task[Any]]) -> list[str]:
+    """Names of the tasks that ended with an exception."""
+    return [t.get_name() for t in tasks if t.done() and not t.cancelled() and t.exception()]

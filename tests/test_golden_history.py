@@ -1,0 +1,99 @@
+"""A recorded history replayed through today's projections.
+
+tests/golden/history_v1.jsonl is a log written by hand, one wire envelope per line, in log
+order: a job retried into dead_letter (with a late heartbeat of a superseded attempt), a
+completed job with progress and logs (and a duplicate enqueue), a scheduled job cancelled
+by request, a permanently failed job requeued to success, a running job cancelled (and its
+late success), and a worker reporting with the v1 WorkerHeartbeat (memory_bytes).
+The jobs, runs and job_counts rows are the point; run_logs, workers (the upcast memory_mb),
+runs_ended and processing come along because a change there is just as much a change.
+
+The records are appended byte for byte as recorded, so old versions reach the decoder as
+they would from a real log. The rows that come out are compared with
+history_v1.expected.json, whose values were checked by hand.
+
+A difference is either a bug or a deliberate change of the read models. Never just
+regenerate the expected file to make this pass: a deliberate change is a versioned
+migration — keep this history and its expectation, record a new history_v2 pair beside it,
+and say in the commit why old logs now project differently. To write a new expectation
+after such a decision: `python -m tests.test_golden_history history_vN`, then check it by
+hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jobledger.projections.projector import Projector
+from jobledger.projections.store import ReadModelStore
+from jobledger.schemas import decode, topic_of
+from jobledger.services.log import Entry
+
+from .builders import open_log
+
+GOLDEN = Path(__file__).parent / "golden"
+# The tables compared, each in primary-key order.
+TABLES = {
+    "jobs": "job_id",
+    "runs": "run_id",
+    "job_counts": "task_type, status",
+    "run_logs": "log_id",
+    "workers": "worker_id",
+    "runs_ended": "minute, outcome",
+    "processing": "id",
+}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly: BLOB columns hold JSON text (payloads, results, details, job lists)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def project(history: Path, tmp: Path) -> dict[str, list[dict[str, Any]]]:
+    """Append the history to a fresh log, catch a fresh store up, and dump TABLES."""
+    backend = await open_log(tmp / "log.db")
+    store = await ReadModelStore.open(tmp / "views.db")
+    try:
+        for line in history.read_bytes().splitlines():
+            env = decode(line)  # only to route it; the log gets the recorded bytes
+            await backend.topic(topic_of(env.event)).append([Entry(env.key, line)])
+        projector = Projector(backend, store)
+        await projector.catch_up()
+        assert projector.quarantined == 0
+        out: dict[str, list[dict[str, Any]]] = {}
+        for table, order in TABLES.items():
+            async with store.db.execute(f"SELECT * FROM {table} ORDER BY {order}") as cursor:
+                names = [d[0] for d in cursor.description]
+                out[table] = [
+                    {n: _plain(v) for n, v in zip(names, row, strict=True)}
+                    async for row in cursor
+                ]
+        return out
+    finally:
+        await store.close()
+        await backend.close()
+
+
+async def test_history_v1_projects_to_the_recorded_rows(tmp_path: Path) -> None:
+    expected = json.loads((GOLDEN / "history_v1.expected.json").read_text())
+    actual = await project(GOLDEN / "history_v1.jsonl", tmp_path)
+    assert set(expected) == set(TABLES)
+    for table in TABLES:
+        assert actual[table] == expected[table], f"{table} differs from the golden rows"
+
+
+def _write_expected(name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = asyncio.run(project(GOLDEN / f"{name}.jsonl", Path(tmp)))
+    target = GOLDEN / f"{name}.expected.json"
+    target.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {target}: check every value by hand before committing")
+
+
+if __name__ == "__main__":
+    _write_expected(sys.argv[1])
