@@ -25,6 +25,7 @@ from .queues import QueueState
 from .store import ReadModelStore
 
 TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS}
+CATCH_UP_BATCH = 20_000  # records per transaction when catching up
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,22 @@ class Projector:
             await self.apply(model, records)
 
     async def catch_up(self, on_batch: Callable[[int], None] | None = None) -> None:
-        """Apply everything up to the current end of every topic (used by replay)."""
+        """Apply everything up to the current end of every topic (used by replay). The next
+        batch is read while the current one is applied."""
         for model, topic in TOPIC_OF_MODEL.items():
             log = self.backend.topic(topic)
             for partition, end in (await log.end_offsets()).items():
-                while (offset := self.positions[model].get(partition, 0)) < end:
-                    records = await log.read(partition, offset, limit=min(20_000, end - offset))
+
+                def read_from(offset: int) -> asyncio.Future[list[Record]] | None:
+                    if offset >= end:
+                        return None
+                    return asyncio.ensure_future(
+                        log.read(partition, offset, limit=min(CATCH_UP_BATCH, end - offset)))
+
+                reading = read_from(self.positions[model].get(partition, 0))
+                while reading is not None:
+                    records = await reading
+                    reading = read_from(records[-1].offset + 1) if records else None
                     await self.apply(model, records)
                     if on_batch:
                         on_batch(len(records))

@@ -40,8 +40,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     total INTEGER,
     failed INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC);
-CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at DESC);
 
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,      -- "<job_id>.<attempt>"
@@ -58,7 +56,6 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     stack TEXT
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job_id, attempt);
 
 CREATE TABLE IF NOT EXISTS run_logs (
     log_id TEXT PRIMARY KEY,      -- the JobLogged event's id: a redelivery is ignored
@@ -72,7 +69,6 @@ CREATE TABLE IF NOT EXISTS run_logs (
     partition INTEGER NOT NULL,
     offset INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS run_logs_by_run ON run_logs (run_id, partition, offset);
 
 CREATE TABLE IF NOT EXISTS job_counts (
     task_type TEXT NOT NULL,

@@ -25,6 +25,10 @@ from .rows import job_from_row, job_row, queue_row, worker_from_row, worker_row
 from .workers import WorkerState
 
 MODELS = ("jobs", "run_logs", "workers")
+
+
+def _sql(name: str) -> str:
+    return resources.files("jobledger.projections").joinpath(name).read_text()
 _IN_CHUNK = 900  # ids per IN (...) query
 
 UPSERT_COUNT = (
@@ -46,13 +50,20 @@ class ReadModelStore:
         self.path = path
 
     @classmethod
-    async def open(cls, path: str | Path) -> ReadModelStore:
+    async def open(cls, path: str | Path, bulk: bool = False) -> ReadModelStore:
+        """Open (creating) the read models. bulk: a fresh file being filled by a replay —
+        no secondary indexes and no syncs until finish_bulk(); a crash means replay again."""
         db = await aiosqlite.connect(path, isolation_level=None)
         await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        schema = resources.files("jobledger.projections").joinpath("schema.sql").read_text()
-        await db.executescript(schema)
+        await db.execute(f"PRAGMA synchronous={'OFF' if bulk else 'NORMAL'}")
+        await db.executescript(_sql("schema.sql"))
+        if not bulk:
+            await db.executescript(_sql("indexes.sql"))
         return cls(db, Path(path))
+
+    async def finish_bulk(self) -> None:
+        await self.db.executescript(_sql("indexes.sql"))
+        await self.db.execute("PRAGMA synchronous=NORMAL")
 
     async def close(self) -> None:
         await self.db.close()

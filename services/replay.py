@@ -15,10 +15,16 @@ from .sqlite_log import SQLiteLogBackend
 
 async def replay(db: Path, out: Path, show_progress: bool = True) -> dict[str, str]:
     """Rebuild the read models of the log at db into out (replaced); their checksums."""
+    await rebuild(db, out, show_progress)
+    return await checksums(out)
+
+
+async def rebuild(db: Path, out: Path, show_progress: bool = True) -> None:
+    """Rebuild the read models of the log at db into out, replacing it."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{out}{suffix}").unlink(missing_ok=True)
     backend = await SQLiteLogBackend.open(db, {JOBS: 0, LOGS: 0, WORKERS: 0}, read_only=True)
-    store = await ReadModelStore.open(out)
+    store = await ReadModelStore.open(out, bulk=True)
     try:
         projector = Projector(backend, store)
         total = 0
@@ -27,7 +33,7 @@ async def replay(db: Path, out: Path, show_progress: bool = True) -> dict[str, s
         with Progress(disable=not show_progress, transient=True) as bar:
             task = bar.add_task("replaying events", total=total)
             await projector.catch_up(on_batch=lambda n: bar.advance(task, n))
-        return await store.checksums()
+        await store.finish_bulk()
     finally:
         await store.close()
         await backend.close()

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from .builders import at, envelope
 from jobledger.projections.jobs import LEASE_EXPIRED_ERROR, JobState, reduce_job
 from jobledger.schemas import (
     Event,
@@ -31,6 +30,8 @@ from jobledger.schemas import (
 )
 from jobledger.schemas.envelope import event_types
 from jobledger.schemas.lifecycle import TERMINAL, TRANSITIONS, WAITING
+
+from .builders import at, envelope
 
 S = JobStatus
 JOB = "job-1"
@@ -274,7 +275,7 @@ def test_duplicate_enqueue_changes_nothing() -> None:
     ],
     ids=["retry_at", "retries_used_up", "permanent"],
 )
-def test_job_failed_moves_by_retry_at_and_permanent(failure: JobFailed, status: S) -> None:
+def test_job_failed_moves_by_retry_at_and_permanent(failure: JobFailed, status: JobStatus) -> None:
     after = fold([failure], job_in(S.IN_PROGRESS), start=10)
     assert after.status == status
     assert (after.error, after.retry_count, after.run_status) == ("e", 1, RunStatus.FAILED)
@@ -308,13 +309,13 @@ def test_requeue_resets_retry_count_and_goes_to_pending() -> None:
 
 
 @pytest.mark.parametrize("status", sorted(WAITING))
-def test_cancel_without_attempt_cancels_a_waiting_job(status: S) -> None:
+def test_cancel_without_attempt_cancels_a_waiting_job(status: JobStatus) -> None:
     after = fold([JobCancelled(job_id=JOB)], job_in(status), start=10)
     assert after.status == S.CANCELLED
 
 
 @pytest.mark.parametrize("status", [S.IN_PROGRESS, *sorted(TERMINAL)])
-def test_cancel_without_attempt_leaves_other_states_alone(status: S) -> None:
+def test_cancel_without_attempt_leaves_other_states_alone(status: JobStatus) -> None:
     # A running job is cancelled only by naming its attempt (the worker stopped it).
     state = job_in(status)
     assert reduce_job(state, envelope(JobCancelled(job_id=JOB), 50)) is state
@@ -327,7 +328,7 @@ def test_cancel_naming_the_running_attempt_ends_the_run() -> None:
 
 
 @pytest.mark.parametrize("status", [S.SCHEDULED, S.PENDING, S.IN_PROGRESS])
-def test_cancel_request_flags_an_unfinished_job(status: S) -> None:
+def test_cancel_request_flags_an_unfinished_job(status: JobStatus) -> None:
     state = job_in(status)
     after = fold([JobCancelRequested(job_id=JOB, reason="user")], state, start=10)
     assert after.cancel_requested and after.status == status
@@ -336,7 +337,7 @@ def test_cancel_request_flags_an_unfinished_job(status: S) -> None:
 
 
 @pytest.mark.parametrize("status", sorted(TERMINAL))
-def test_cancel_request_ignores_a_finished_job(status: S) -> None:
+def test_cancel_request_ignores_a_finished_job(status: JobStatus) -> None:
     state = job_in(status)
     assert reduce_job(state, envelope(JobCancelRequested(job_id=JOB), 50)) is state
 

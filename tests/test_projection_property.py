@@ -12,6 +12,7 @@ import asyncio
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -169,7 +170,7 @@ def interleave(records: Sequence[Record], order: Sequence[int]) -> list[Record]:
 
 def batches(records: Sequence[Record], cuts: Sequence[int]) -> list[list[Record]]:
     bounds = sorted({c % (len(records) + 1) for c in cuts} | {0, len(records)})
-    return [list(records[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [list(records[a:b]) for a, b in pairwise(bounds)]
 
 
 async def fold_into(

@@ -30,7 +30,7 @@ from jobledger.schemas.common import to_ms
 from jobledger.services.log import Entry
 from jobledger.services.sqlite_log import SQLiteLogBackend
 
-from .builders import at, append, envelope, open_log
+from .builders import append, at, envelope, open_log
 
 JOB = "job-1"
 
