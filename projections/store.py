@@ -44,6 +44,32 @@ UPSERT_PROCESSING = (
 )
 
 
+class Transaction:
+    """Statements to run in one SQLite transaction on aiosqlite's thread."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, Any, bool]] = []
+
+    def many(self, sql: str, rows: Sequence[Any]) -> bool:
+        if rows:
+            self.statements.append((sql, rows, True))
+        return bool(rows)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.statements.append((sql, params, False))
+
+    def run(self, db: aiosqlite.Connection) -> None:
+        conn = db._conn  # on aiosqlite's own thread: the sqlite3 connection is ours here
+        conn.execute("BEGIN")
+        try:
+            for sql, params, many in self.statements:
+                (conn.executemany if many else conn.execute)(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
 class ReadModelStore:
     def __init__(self, db: aiosqlite.Connection, path: Path):
         self.db = db
@@ -106,94 +132,54 @@ class ReadModelStore:
     async def write_jobs(
         self, change: JobsChange, positions: Mapping[int, int], bad: Sequence[Undecodable]
     ) -> None:
-        db = self.db
-        await db.execute("BEGIN")
-        try:
-            if change.jobs:
-                await db.executemany(
-                    f"INSERT OR REPLACE INTO jobs VALUES ({','.join('?' * 30)})",
-                    [job_row(s) for s in change.jobs.values()],
-                )
-            if change.runs:
-                await db.executemany(
-                    f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * 13)})", change.runs.values()
-                )
-            if change.queues:
-                await db.executemany(
-                    "INSERT OR REPLACE INTO queues VALUES (?, ?, ?)",
-                    [queue_row(q) for q in change.queues.values()],
-                )
-            await self._write_stats(change)
-            await self._finish(db, "jobs", "jobs", positions, bad)
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-
-    async def _write_stats(self, change: JobsChange) -> None:
+        tx = Transaction()
+        tx.many(f"INSERT OR REPLACE INTO jobs VALUES ({','.join('?' * 30)})",
+                [job_row(s) for s in change.jobs.values()])
+        tx.many(f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * 13)})",
+                list(change.runs.values()))
+        tx.many("INSERT OR REPLACE INTO queues VALUES (?, ?, ?)",
+                [queue_row(q) for q in change.queues.values()])
         stats = change.stats
         # Rows that reach zero are deleted, so the tables do not depend on how the log
         # was cut into batches (a +1 and a -1 in one batch never write a row at all).
-        counts = [(t, s, n) for (t, s), n in stats.counts.items() if n]
-        if counts:
-            await self.db.executemany(UPSERT_COUNT, counts)
-            await self.db.execute("DELETE FROM job_counts WHERE count = 0")
-        depth = [(band, n) for band, n in stats.depth.items() if n]
-        if depth:
-            await self.db.executemany(UPSERT_DEPTH, depth)
-            await self.db.execute("DELETE FROM queue_depth WHERE count = 0")
-        ended = [(m, o, n) for (m, o), n in stats.ended.items() if n]
-        if ended:
-            await self.db.executemany(UPSERT_ENDED, ended)
+        if tx.many(UPSERT_COUNT, [(t, s, n) for (t, s), n in stats.counts.items() if n]):
+            tx.one("DELETE FROM job_counts WHERE count = 0")
+        if tx.many(UPSERT_DEPTH, [(band, n) for band, n in stats.depth.items() if n]):
+            tx.one("DELETE FROM queue_depth WHERE count = 0")
+        tx.many(UPSERT_ENDED, [(m, o, n) for (m, o), n in stats.ended.items() if n])
         if stats.processed_runs:
-            await self.db.execute(UPSERT_PROCESSING, (stats.processing_ms, stats.processed_runs))
+            tx.one(UPSERT_PROCESSING, (stats.processing_ms, stats.processed_runs))
+        await self._commit(tx, "jobs", "jobs", positions, bad)
 
     async def write_logs(
         self, rows: Sequence[tuple[Any, ...]], positions: Mapping[int, int],
         bad: Sequence[Undecodable],
     ) -> None:
-        await self.db.execute("BEGIN")
-        try:
-            if rows:
-                await self.db.executemany(
-                    f"INSERT OR IGNORE INTO run_logs VALUES ({','.join('?' * 10)})", rows
-                )
-            await self._finish(self.db, "run_logs", "logs", positions, bad)
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
+        tx = Transaction()
+        tx.many(f"INSERT OR IGNORE INTO run_logs VALUES ({','.join('?' * 10)})", rows)
+        await self._commit(tx, "run_logs", "logs", positions, bad)
 
     async def write_workers(
         self, changed: Mapping[str, WorkerState], positions: Mapping[int, int],
         bad: Sequence[Undecodable],
     ) -> None:
-        await self.db.execute("BEGIN")
-        try:
-            if changed:
-                await self.db.executemany(
-                    f"INSERT OR REPLACE INTO workers VALUES ({','.join('?' * 10)})",
-                    [worker_row(w) for w in changed.values()],
-                )
-            await self._finish(self.db, "workers", "workers", positions, bad)
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
+        tx = Transaction()
+        tx.many(f"INSERT OR REPLACE INTO workers VALUES ({','.join('?' * 10)})",
+                [worker_row(w) for w in changed.values()])
+        await self._commit(tx, "workers", "workers", positions, bad)
 
-    @staticmethod
-    async def _finish(
-        db: aiosqlite.Connection, model: str, topic: str, positions: Mapping[int, int],
+    async def _commit(
+        self, tx: Transaction, model: str, topic: str, positions: Mapping[int, int],
         bad: Sequence[Undecodable],
     ) -> None:
-        """Quarantine undecodable records, move the checkpoint, commit."""
-        if bad:
-            await db.executemany(
-                "INSERT OR IGNORE INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
-                [(topic, b.partition, b.offset, b.key, b.error, b.value) for b in bad],
-            )
-        await db.executemany(
-            "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
-            [(model, p, o) for p, o in positions.items()],
-        )
-        await db.execute("COMMIT")
+        """Add quarantined records and the checkpoint to tx, and run it as one transaction."""
+        tx.many("INSERT OR IGNORE INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
+                [(topic, b.partition, b.offset, b.key, b.error, b.value) for b in bad])
+        tx.many("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
+                [(model, p, o) for p, o in positions.items()])
+        # One hop to aiosqlite's thread for the whole transaction instead of one per
+        # statement: aiosqlite runs a callable there with _execute, as its own methods do.
+        await self.db._execute(tx.run, self.db)
 
     # -- checksums --------------------------------------------------------------------------
 
