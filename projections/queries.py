@@ -51,14 +51,17 @@ class Queries:
         rows = await self.db.execute_fetchall("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
         return job_from_row(rows[0]) if rows else None
 
-    async def existing(self, job_ids: Collection[str]) -> set[str]:
-        """Which of these job ids the read model knows."""
+    async def finished(self, job_ids: Collection[str]) -> set[str]:
+        """Which of these job ids the read model shows finished. Only finished ones: a job
+        the projector applied before the dispatcher read it is new to the dispatcher, and
+        must not be taken for a duplicate."""
         ids = list(job_ids)
         found: set[str] = set()
         for i in range(0, len(ids), 900):
             chunk = ids[i : i + 900]
             rows = await self.db.execute_fetchall(
-                f"SELECT job_id FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})", chunk
+                f"SELECT job_id FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})"
+                " AND status IN ('completed', 'failed', 'dead_letter', 'cancelled')", chunk
             )
             found.update(r[0] for r in rows)
         return found

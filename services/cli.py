@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--priority", type=int, help="0-255, higher first (default 128)")
     submit.add_argument("--delay", type=float, dest="delay_seconds", help="run after N seconds")
     submit.add_argument("--queue", help='queue name (default "default")')
-    submit.add_argument("--max-retries", type=int, help="default 3")
-    submit.add_argument("--timeout", type=float, dest="timeout_seconds", help="seconds, default 300")
+    submit.add_argument("--max-retries", type=int, help="default: the handler's, else 3")
+    submit.add_argument("--timeout", type=float, dest="timeout_seconds", help="seconds; default: the handler's, else 300")
     submit.add_argument("--idempotency-key", help="a second submit with it returns the same task")
     submit.add_argument("--wait", action="store_true", help="wait until it finishes; print it")
     _server_arg(submit)
@@ -121,6 +121,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _run_client(coro_fn: Any) -> int:
+    import httpx
+
     from .client import ClientError
 
     try:
@@ -128,7 +130,7 @@ def _run_client(coro_fn: Any) -> int:
     except ClientError as exc:
         print(f"error: {exc} ({exc.code})", file=sys.stderr)
         return 1
-    except OSError as exc:
+    except (OSError, httpx.HTTPError) as exc:
         print(f"error: cannot reach the server: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from jobledger.projections.projector import TOPIC_OF_MODEL, Projector
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
-from jobledger.schemas import JOBS, LOGS, WORKERS, Actor, ActorKind
+from jobledger.schemas import JOBS, LOGS, WORKERS, Actor, ActorKind, WorkerLost
 from jobledger.schemas.common import to_ms
 
 from .app import App
@@ -57,7 +57,7 @@ class EmbeddedNode:
         self.dispatcher: Dispatcher | None = None
         if cfg.run_workers:
             self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)
-            self.dispatcher.known_jobs = self.queries.existing
+            self.dispatcher.known_jobs = self.queries.finished
             # Start from the read model's snapshot, read before the projector moves on.
             self.dispatcher.load(
                 await self.store.load_unfinished_jobs(), await self.store.load_queues(),
@@ -66,6 +66,7 @@ class EmbeddedNode:
         self.projector.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
+        await self._mark_lost_workers()
 
     async def stop(self) -> None:
         if self.dispatcher is not None:
@@ -76,6 +77,16 @@ class EmbeddedNode:
         await self.queries.close()
         await self.store.close()
         await self.backend.close()
+
+    async def _mark_lost_workers(self) -> None:
+        """Workers still alive in the read model ran in an earlier process on this file
+        (the file lock allows one writer): that process is gone, so they are lost."""
+        mine = self.dispatcher.config.worker_id if self.dispatcher else None
+        for worker in await self.queries.workers():
+            if worker["status"] == "alive" and worker["worker_id"] != mine:
+                event = WorkerLost(worker_id=worker["worker_id"])
+                self.publisher.publish(event, worker["worker_id"],
+                                       actor=Actor(ActorKind.DISPATCHER, mine or "embedded"))
 
     def crashed(self) -> list[str]:
         """Background tasks that died (logged when they did); /health reports them."""

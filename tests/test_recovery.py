@@ -101,3 +101,26 @@ def test_every_acknowledged_enqueue_survives_a_server_kill(tmp_path: Path) -> No
         assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged tasks lost or unfinished"
     finally:
         restarted.stop()
+
+
+def test_workers_of_a_killed_server_show_as_lost_after_restart(tmp_path: Path) -> None:
+    db = tmp_path / "j.db"
+    server = ServerProcess(db, "--app", "recovery_app:app")
+    try:
+        server.wait_healthy()
+        [before] = server.http.get("/api/v1/workers").json()
+    finally:
+        server.kill()
+    restarted = ServerProcess(db, "--app", "recovery_app:app")
+    try:
+        restarted.wait_healthy()
+
+        def statuses() -> dict[str, str] | None:
+            rows = {w["worker_id"]: w["status"] for w in restarted.http.get("/api/v1/workers").json()}
+            return rows if len(rows) == 2 and rows[before["worker_id"]] == "lost" else None
+
+        rows = poll(statuses, 10)
+        assert sorted(rows.values()) == ["alive", "lost"]
+        assert restarted.http.get("/api/v1/stats").json()["worker_count"] == 1
+    finally:
+        restarted.stop()
