@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS records (
 ) WITHOUT ROWID;
 """
 INSERT = "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)"
-RECENT = 20_000  # records per partition kept in memory for tails at the head
+RECENT = 10_000  # records per partition kept in memory for tails at the head (up to 2x)
 Row = tuple[str, int, int, int, str, bytes]
 SELECT_FROM = (
     "SELECT offset, timestamp_ms, key, value FROM records"
