@@ -2,7 +2,7 @@
 
 Decoding accepts unknown fields (a newer producer may add some) and upcasts old event
 versions. A record that cannot be decoded raises UndecodableRecord; consumers quarantine
-it (services/quarantine.py) and go on.
+it (the quarantine table of the read models) and go on.
 """
 
 from __future__ import annotations
