@@ -28,6 +28,7 @@ async def health(request: Request) -> Response:
         "connected_workers": stats["worker_count"],
         "pending_tasks": stats["pending_count"],
         "projection_lag_ms": lag_ms,
+        "quarantined_records": await queries(request).quarantined(),
     }
     if crashed:
         body["crashed"] = crashed

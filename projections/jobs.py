@@ -125,6 +125,13 @@ def _current(state: JobState, attempt: int) -> bool:
     return state.status == S.IN_PROGRESS and attempt == state.attempt
 
 
+def initial_status(event: JobEnqueued, env: Envelope) -> JobStatus:
+    """Scheduled when run_at is after the enqueue time, else pending."""
+    if event.run_at is not None and to_ms(event.run_at) > to_ms(env.time):
+        return S.SCHEDULED
+    return S.PENDING
+
+
 def _enqueued(event: JobEnqueued, env: Envelope) -> JobState:
     now = to_ms(env.time)
     run_at = to_ms(event.run_at) if event.run_at is not None else None
@@ -134,7 +141,7 @@ def _enqueued(event: JobEnqueued, env: Envelope) -> JobState:
         queue=event.queue,
         priority=event.priority,
         payload=event.payload,
-        status=S.SCHEDULED if run_at is not None and run_at > now else S.PENDING,
+        status=initial_status(event, env),
         created_at=now,
         updated_at=now,
         run_at=run_at,

@@ -24,9 +24,6 @@ from .queues import QueueState
 from .rows import job_from_row, job_row, queue_row, worker_from_row, worker_row
 from .workers import WorkerState
 
-MODELS = ("jobs", "run_logs", "workers")
-
-
 def _sql(name: str) -> str:
     return resources.files("jobledger.projections").joinpath(name).read_text()
 _IN_CHUNK = 900  # ids per IN (...) query

@@ -18,8 +18,6 @@ PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 _random = random.Random()  # seeded from os.urandom once
-DEFAULT_PRIORITY = 128
-DEFAULT_QUEUE = "default"
 DEFAULT_TIMEOUT_SECONDS = 300.0
 DEFAULT_MAX_RETRIES = 3
 

@@ -8,7 +8,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from jobledger.projections.jobs import JobState
+from jobledger.projections.jobs import JobState, initial_status
 from jobledger.projections.projector import Projector
 from jobledger.projections.queries import Queries
 from jobledger.schemas import (
@@ -67,13 +67,12 @@ class Commands:
         """Append the jobs once durable. With wait_visible (and always for jobs with an
         idempotency key) also wait until the read model shows them, so that a read right
         after sees them and a known key is told apart from a new one."""
-        now = self.publisher.clock.now()
         appended = await self.producer.enqueue(requests, actor)
         out = []
-        for request, (job_id, (partition, offset)) in zip(requests, appended, strict=True):
-            run_at = request.schedule_at
-            status = S.SCHEDULED if (run_at and run_at > now) or request.delay_seconds else S.PENDING
-            if request.idempotency_key is None and not wait_visible:
+        for env, (partition, offset) in appended:
+            job_id = env.key
+            status = initial_status(env.event, env)  # type: ignore[arg-type]
+            if env.event.idempotency_key is None and not wait_visible:  # type: ignore[union-attr]
                 out.append(Enqueued(job_id, status, True))
                 continue
             await self._projected(partition, offset)

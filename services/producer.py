@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from jobledger.schemas import Actor, Envelope, JobEnqueued, uuid7
+from jobledger.schemas import JOBS, Actor, Envelope, JobEnqueued, uuid7
 from jobledger.schemas.api import MAX_PAYLOAD_BYTES, BatchRequest, TaskRequest
 
 from .clock import Clock
@@ -121,9 +121,9 @@ class Producer:
 
     async def enqueue(
         self, requests: Sequence[TaskRequest], actor: Actor | None = None
-    ) -> list[tuple[str, tuple[int, int]]]:
-        """Append one JobEnqueued per request as one batch; (job id, position) of each,
-        once durable."""
+    ) -> list[tuple[Envelope, tuple[int, int]]]:
+        """Append one JobEnqueued per request as one batch; each envelope with its
+        position, once durable."""
         envs = [self.envelope(r, actor) for r in requests]
-        positions = await self.publisher.append_now("jobs", envs)
-        return [(env.key, pos) for env, pos in zip(envs, positions, strict=True)]
+        positions = await self.publisher.append_now(JOBS, envs)
+        return list(zip(envs, positions, strict=True))

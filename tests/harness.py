@@ -18,7 +18,8 @@ from typing import Any
 import msgspec
 
 from jobledger.projections.jobs import JobState
-from jobledger.schemas import JOBS, LOGS, WORKERS, Envelope, JobStatus, decode
+from jobledger.projections.projector import TOPIC_OF_MODEL
+from jobledger.schemas import JOBS, Envelope, JobStatus, decode
 from jobledger.services.app import App
 from jobledger.services.backoff import Backoff
 from jobledger.services.clock import ManualClock
@@ -29,7 +30,7 @@ from jobledger.services.producer import task_request
 SAFETY_SECONDS = 5.0  # real time; only ever reached when something is broken
 BACKOFF_SEED = 1234
 JobPredicate = Callable[[JobState], bool]
-_MODELS = (("jobs", JOBS), ("run_logs", LOGS), ("workers", WORKERS))
+_MODELS = tuple(TOPIC_OF_MODEL.items())
 
 
 class NodeFactory:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from jobledger.projections.jobs import JobState
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.services.backoff import Backoff
 from jobledger.services.demo import demo
@@ -16,6 +14,8 @@ from jobledger.services.dispatcher import DispatcherConfig
 from jobledger.services.node import EmbeddedNode, NodeConfig, views_path
 from jobledger.services.producer import task_request
 from jobledger.services.replay import checksums, replay
+
+from .harness import wait_until
 
 
 async def _run_mixed_workload(db: Path) -> None:
@@ -30,18 +30,9 @@ async def _run_mixed_workload(db: Path) -> None:
         jobs = await node.commands.enqueue(requests, wait_visible=True)
         await node.commands.cancel(jobs[-1].task_id)
         for job in jobs[:-5]:
-            await _wait(node, job.task_id, lambda s: s.status in TERMINAL)
+            await wait_until(node, job.task_id, lambda s: s.status in TERMINAL)
         await node.commands.requeue(jobs[0].task_id)
-        await _wait(node, jobs[0].task_id, lambda s: s.attempt == 2 and s.status in TERMINAL)
-
-
-async def _wait(node: EmbeddedNode, job_id: str, predicate: Callable[[JobState], bool]) -> None:
-    changed = node.projector.watch_job(job_id, predicate)  # watch first: no change is missed
-    job = await node.queries.job(job_id)
-    if job is not None and predicate(job):
-        changed.cancel()
-        return
-    await asyncio.wait_for(changed, 30)
+        await wait_until(node, jobs[0].task_id, lambda s: s.attempt == 2 and s.status in TERMINAL)
 
 
 async def test_replay_rebuilds_read_models_equal_to_the_live_ones(tmp_path: Path) -> None:
