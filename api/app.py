@@ -14,7 +14,7 @@ from jobledger.services.log import AppendOutcomeUnknown, LogError
 from jobledger.services.node import EmbeddedNode
 from jobledger.services.producer import InvalidJob
 
-from . import system, tasks
+from . import runs, system, tasks
 from .responses import ApiError
 
 
@@ -56,7 +56,7 @@ def create_app(make_node: Callable[[], EmbeddedNode]) -> Starlette:
             await node.stop()
 
     return Starlette(
-        routes=[*tasks.routes, *system.routes],
+        routes=[*tasks.routes, *runs.routes, *system.routes],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

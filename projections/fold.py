@@ -29,7 +29,8 @@ class JobsChange:
     """What a batch of the jobs topic changed."""
 
     jobs: dict[str, JobState] = field(default_factory=dict)  # final state per changed job
-    positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # job -> last event
+    positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # job -> last change
+    events: list[tuple[str, int, int]] = field(default_factory=list)  # every job event's place
     runs: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # run_id -> row
     stats: StatsDelta = field(default_factory=StatsDelta)
     queues: dict[str, QueueState] = field(default_factory=dict)
@@ -51,6 +52,8 @@ def fold_jobs(
                 queues[event.queue] = change.queues[event.queue] = new_q
             continue
         job_id = event.job_id  # type: ignore[union-attr]
+        # Every event belongs in the job's audit trail, the ones that change nothing too.
+        change.events.append((job_id, env.partition, env.offset))
         old = jobs.get(job_id)
         new = reduce_job(old, env)
         if new is old or new is None:

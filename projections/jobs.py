@@ -26,7 +26,7 @@ from jobledger.schemas import (
     JobSucceeded,
     RunStatus,
 )
-from jobledger.schemas.common import to_ms
+from jobledger.schemas.common import Progress, to_ms
 from jobledger.schemas.lifecycle import TERMINAL, WAITING
 
 S = JobStatus
@@ -86,13 +86,13 @@ def reduce_job(state: JobState | None, env: Envelope) -> JobState | None:
             return _heartbeat(state, event)
         case JobSucceeded() if _current(state, event.attempt):
             return replace(
-                state, status=S.COMPLETED, updated_at=now, finished_at=now, result=event.result,
+                _with_progress(state, event.progress), status=S.COMPLETED, updated_at=now, finished_at=now, result=event.result,
                 error=None, stack=None, run_status=RunStatus.COMPLETED, run_ended_at=now,
                 lease_expires_at=None,  # as on failure and cancel: no lease outlives its run
             )
         case JobFailed() if _current(state, event.attempt):
             final = S.FAILED if event.permanent else S.DEAD_LETTER
-            return _attempt_failed(state, now, event.error, event.stack, event.retry_at, final)
+            return _attempt_failed(_with_progress(state, event.progress), now, event.error, event.stack, event.retry_at, final)
         case JobLeaseExpired() if _current(state, event.attempt):
             return _attempt_failed(state, now, LEASE_EXPIRED_ERROR, None, event.retry_at, S.DEAD_LETTER)
         case JobCancelRequested() if state.status not in TERMINAL and not state.cancel_requested:
@@ -165,12 +165,15 @@ def _picked(state: JobState, event: JobPicked, now: int) -> JobState:
 
 def _heartbeat(state: JobState, event: JobHeartbeat) -> JobState:
     # A heartbeat is not a change of the job a user sees, so updated_at stays.
-    progress = event.progress
+    state = _with_progress(state, event.progress)
+    return replace(state, lease_expires_at=to_ms(event.lease_expires_at))
+
+
+def _with_progress(state: JobState, progress: Progress | None) -> JobState:
     if progress is None:
-        return replace(state, lease_expires_at=to_ms(event.lease_expires_at))
+        return state
     return replace(
-        state, lease_expires_at=to_ms(event.lease_expires_at),
-        processed=progress.processed, total=progress.total, failed=progress.failed,
+        state, processed=progress.processed, total=progress.total, failed=progress.failed
     )
 
 

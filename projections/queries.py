@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-from jobledger.schemas.api import Progress, TaskDetail, TaskSummary
+from jobledger.schemas.api import Progress, RunDetail, RunLog, RunSummary, TaskDetail, TaskSummary
 from jobledger.schemas.common import iso_ms
 
 from .rows import job_from_row
@@ -31,6 +31,22 @@ def task_detail(job: JobState) -> TaskDetail:
         worker_id=job.worker_id, idempotency_key=job.idempotency_key,
         cancel_requested=job.cancel_requested,
         progress=Progress(processed=job.processed, total=job.total, failed=job.failed),
+    )
+
+
+_RUN_COLUMNS = (
+    "run_id, job_id, attempt, task_type, status, worker_id, started_at, ended_at, processed,"
+    " total, failed, error"
+)
+
+
+def _run_summary(r: Any) -> RunSummary:
+    started, ended = r[6], r[7]
+    return RunSummary(
+        run_id=r[0], task_id=r[1], attempt=r[2], task_type=r[3], status=r[4], worker_id=r[5],
+        started_at=iso_ms(started), ended_at=iso_ms(ended),
+        duration_ms=ended - started if started is not None and ended is not None else None,
+        progress=Progress(processed=r[8], total=r[9], failed=r[10]), error=r[11],
     )
 
 
@@ -152,6 +168,52 @@ class Queries:
             out.setdefault(queue, {"queue": queue, "paused": False, "pending": 0,
                                    "scheduled": 0, "in_progress": 0})[status] = count
         return sorted(out.values(), key=lambda q: q["queue"])
+
+    async def runs_of(self, job_id: str) -> list[RunSummary]:
+        rows = await self.db.execute_fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ? ORDER BY attempt", (job_id,)
+        )
+        return [_run_summary(r) for r in rows]
+
+    async def runs(
+        self, *, task_type: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[RunSummary]:
+        """Newest first (by start time)."""
+        where, args = [], []
+        for column, value in (("task_type", task_type), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = (
+            f"SELECT {_RUN_COLUMNS} FROM runs"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY started_at DESC, run_id DESC LIMIT ?"
+        )
+        return [_run_summary(r) for r in await self.db.execute_fetchall(sql, (*args, limit))]
+
+    async def run(self, run_id: str) -> RunDetail | None:
+        rows = await self.db.execute_fetchall(
+            f"SELECT {_RUN_COLUMNS}, stack FROM runs WHERE run_id = ?", (run_id,)
+        )
+        if not rows:
+            return None
+        logs = await self.db.execute_fetchall(
+            "SELECT log_id, level, message, details, created_at FROM run_logs WHERE run_id = ?"
+            " ORDER BY partition, offset", (run_id,)
+        )
+        summary = _run_summary(rows[0])
+        return RunDetail(
+            **msgspec.structs.asdict(summary), stack=rows[0][12],
+            logs=[RunLog(id=i, level=lv, message=m, details=msgspec.Raw(d),
+                         created_at=iso_ms(t) or "") for i, lv, m, d, t in logs],
+        )
+
+    async def event_positions(self, job_id: str) -> list[tuple[int, int]]:
+        """Where the job's events sit in the jobs topic, in log order."""
+        rows = await self.db.execute_fetchall(
+            "SELECT partition, offset FROM job_events WHERE job_id = ? ORDER BY offset", (job_id,)
+        )
+        return [(p, o) for p, o in rows]
 
     async def quarantined(self) -> int:
         rows = await self.db.execute_fetchall("SELECT COUNT(*) FROM quarantine")

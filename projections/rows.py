@@ -19,16 +19,20 @@ _list_of_str = msgspec.json.Decoder(list[str])
 _PAYLOAD, _STATUS, _RESULT, _CANCEL, _RUN_STATUS = 4, 5, 20, 23, 24
 
 
-def job_row(s: JobState) -> tuple[Any, ...]:
+JOB_COLUMNS = len(JobState.__struct_fields__) + 1  # the state, then last_offset
+
+
+def job_row(s: JobState, last_offset: int) -> tuple[Any, ...]:
     row = list(msgspec.structs.astuple(s))
     row[_PAYLOAD] = bytes(s.payload)
     row[_RESULT] = bytes(s.result) if s.result is not None else None
     row[_CANCEL] = int(s.cancel_requested)
+    row.append(last_offset)
     return tuple(row)
 
 
 def job_from_row(row: tuple[Any, ...]) -> JobState:
-    values = list(row)
+    values = list(row[: JOB_COLUMNS - 1])
     values[_PAYLOAD] = msgspec.Raw(row[_PAYLOAD])
     values[_STATUS] = JobStatus(row[_STATUS])
     values[_RESULT] = msgspec.Raw(row[_RESULT]) if row[_RESULT] is not None else None

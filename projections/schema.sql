@@ -38,7 +38,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     run_ended_at INTEGER,
     processed INTEGER NOT NULL,
     total INTEGER,
-    failed INTEGER NOT NULL
+    failed INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL  -- offset of the job's latest event in its partition: the
+                                  -- WebSocket resume cursor finds what changed after a point
+) WITHOUT ROWID;
+
+-- Where each event of a job sits in the jobs topic: the audit trail (GET .../history)
+-- reads exactly these records back from the log.
+CREATE TABLE IF NOT EXISTS job_events (
+    job_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    PRIMARY KEY (job_id, offset)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS runs (

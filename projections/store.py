@@ -21,7 +21,7 @@ from jobledger.schemas.codec import Undecodable
 from .fold import JobsChange
 from .jobs import JobState
 from .queues import QueueState
-from .rows import job_from_row, job_row, queue_row, worker_from_row, worker_row
+from .rows import JOB_COLUMNS, job_from_row, job_row, queue_row, worker_from_row, worker_row
 from .workers import WorkerState
 
 def _sql(name: str) -> str:
@@ -130,8 +130,10 @@ class ReadModelStore:
         self, change: JobsChange, positions: Mapping[int, int], bad: Sequence[Undecodable]
     ) -> None:
         tx = Transaction()
-        tx.many(f"INSERT OR REPLACE INTO jobs VALUES ({','.join('?' * 30)})",
-                [job_row(s) for s in change.jobs.values()])
+        last = change.positions
+        tx.many(f"INSERT OR REPLACE INTO jobs VALUES ({','.join('?' * JOB_COLUMNS)})",
+                [job_row(s, last[job_id][1]) for job_id, s in change.jobs.items()])
+        tx.many("INSERT OR IGNORE INTO job_events VALUES (?, ?, ?)", change.events)
         tx.many(f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * 13)})",
                 list(change.runs.values()))
         tx.many("INSERT OR REPLACE INTO queues VALUES (?, ?, ?)",

@@ -87,3 +87,49 @@ class ErrorBody(msgspec.Struct):
     code: str
     field: str | None = None
     details: Any = None
+
+
+class RunSummary(msgspec.Struct):
+    """One attempt of a task."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    task_type: str
+    status: str  # RUNNING | COMPLETED | FAILED | CANCELLED
+    worker_id: str | None
+    started_at: str | None
+    ended_at: str | None
+    duration_ms: int | None
+    progress: Progress
+    error: str | None
+
+
+class RunLog(msgspec.Struct):
+    id: str
+    level: str
+    message: str
+    details: msgspec.Raw
+    created_at: str
+
+
+class RunDetail(RunSummary):
+    stack: str | None = None
+    logs: list[RunLog] = []
+
+
+class HistoryEntry(msgspec.Struct):
+    """One event of a task's audit trail, as recorded in the log. `event` holds the event's
+    own fields (its "type" among them)."""
+
+    event_id: str
+    type: str
+    time: str
+    partition: int
+    offset: int
+    attempt: int | None
+    worker_id: str | None
+    actor: dict[str, str]
+    causation_id: str | None
+    correlation_id: str | None
+    event: msgspec.Raw  # the event as JSON

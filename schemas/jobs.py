@@ -86,6 +86,7 @@ class JobSucceeded(msgspec.Struct, frozen=True, gc=False, tag="JobSucceeded"):
     job_id: str
     attempt: Attempt
     result: msgspec.Raw = msgspec.field(default_factory=_null)
+    progress: Progress | None = None  # the final count, when reported since the last heartbeat
     v: int = 1
 
 
@@ -102,6 +103,7 @@ class JobFailed(msgspec.Struct, frozen=True, gc=False, tag="JobFailed"):
     stack: str | None = None
     retry_at: datetime | None = None
     permanent: bool = False
+    progress: Progress | None = None  # the final count, when reported since the last heartbeat
     v: int = 1
 
 

@@ -326,13 +326,15 @@ class Dispatcher:
         if not self._claim(job_id, attempt):
             return
         actor = self.worker_actor
+        progress = run.ctx.progress_now
         match outcome:
             case Succeeded(result=result):
-                event: Any = JobSucceeded(job_id=job_id, attempt=attempt, result=result)
+                event: Any = JobSucceeded(job_id=job_id, attempt=attempt, result=result,
+                                          progress=progress)
             case Failed(error=error, stack=stack, permanent=permanent):
                 retry_at = None if permanent else self._retry_at(self.jobs.get(job_id, run.job))
                 event = JobFailed(job_id=job_id, attempt=attempt, error=error, stack=stack,
-                                  retry_at=retry_at, permanent=permanent)
+                                  retry_at=retry_at, permanent=permanent, progress=progress)
             case Cancelled():
                 event = JobCancelled(job_id=job_id, attempt=attempt)
         self._end_attempt(event, attempt, actor)

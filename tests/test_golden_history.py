@@ -46,6 +46,7 @@ TABLES = {
     "workers": "worker_id",
     "runs_ended": "minute, outcome",
     "processing": "id",
+    "job_events": "job_id, offset",
 }
 
 
