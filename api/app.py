@@ -6,40 +6,16 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 
-from jobledger.services.commands import Conflict, NotFound
-from jobledger.services.log import AppendOutcomeUnknown, LogError
 from jobledger.services.node import EmbeddedNode
-from jobledger.services.producer import InvalidJob
 
-from . import runs, system, tasks
-from .responses import ApiError
-
-
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return exc.response()
+from . import docs_page, openapi, runs, system, tasks
+from .errors import EXCEPTION_HANDLERS
 
 
-async def _invalid(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, InvalidJob)
-    return ApiError(400, "INVALID_ARGUMENT", str(exc), exc.field).response()
-
-
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return ApiError(404, "NOT_FOUND", str(exc)).response()
-
-
-async def _conflict(request: Request, exc: Exception) -> Response:
-    return ApiError(409, "CONFLICT", str(exc)).response()
-
-
-async def _log_error(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, AppendOutcomeUnknown):
-        return ApiError(504, "OUTCOME_UNKNOWN", f"{exc}; retry with the same idempotency_key").response()
-    return ApiError(503, "LOG_UNAVAILABLE", str(exc)).response()
+# Every documented endpoint: each module's `endpoints` give its routes and its part of
+# /openapi.json (api/openapi.py says how to add one).
+ENDPOINTS = [*tasks.endpoints, *system.endpoints, *openapi.endpoints, *docs_page.endpoints]
 
 
 def create_app(make_node: Callable[[], EmbeddedNode]) -> Starlette:
@@ -55,14 +31,11 @@ def create_app(make_node: Callable[[], EmbeddedNode]) -> Starlette:
         finally:
             await node.stop()
 
-    return Starlette(
-        routes=[*tasks.routes, *runs.routes, *system.routes],
+    app = Starlette(
+        routes=[*openapi.routes_of(ENDPOINTS), *runs.routes],
         lifespan=lifespan,
-        exception_handlers={
-            ApiError: _api_error,
-            InvalidJob: _invalid,
-            NotFound: _not_found,
-            Conflict: _conflict,
-            LogError: _log_error,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
     )
+    app.router.redirect_slashes = False  # /api/v1/tasks/ is no endpoint: 404, not a 307
+    app.state.openapi = openapi.build_spec(ENDPOINTS)
+    return app

@@ -6,13 +6,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+import msgspec
+
+from jobledger.schemas.api import Health, QueueInfo, QueuePath, QueueToggled, Stats, WorkerInfo
 from jobledger.schemas.common import to_ms
 
 from .deps import commands, node, queries
-from .responses import JSON
+from .openapi import APPEND_ERRORS, Endpoint, Reply, routes_of
+from .responses import JSON, ApiError
 from .tasks import actor_of
-
-MAX_PROJECTION_LAG_MS = 10_000  # /health is degraded beyond this
 
 
 async def health(request: Request) -> Response:
@@ -21,49 +23,73 @@ async def health(request: Request) -> Response:
     lag_ms = await n.projection_lag_ms()
     log_ok = n.backend.writer is not None
     crashed = n.crashed()
-    healthy = log_ok and not crashed and lag_ms <= MAX_PROJECTION_LAG_MS
-    body = {
-        "status": "healthy" if healthy else "degraded",
-        "is_leader": n.dispatcher is not None,
-        "connected_workers": stats["worker_count"],
-        "pending_tasks": stats["pending_count"],
-        "projection_lag_ms": lag_ms,
-        "quarantined_records": await queries(request).quarantined(),
-    }
-    if crashed:
-        body["crashed"] = crashed
+    healthy = log_ok and not crashed and lag_ms <= n.config.max_projection_lag_ms
+    body = Health(
+        status="healthy" if healthy else "degraded",
+        is_leader=n.dispatcher is not None,
+        connected_workers=stats["worker_count"],
+        pending_tasks=stats["pending_count"],
+        projection_lag_ms=lag_ms,
+        quarantined_records=await queries(request).quarantined(),
+        crashed=crashed,
+    )
     return JSON(body, 200 if healthy else 503)
 
 
 async def stats(request: Request) -> Response:
-    return JSON(await queries(request).stats(to_ms(node(request).clock.now())))
+    counts = await queries(request).stats(to_ms(node(request).clock.now()))
+    return JSON(msgspec.convert(counts, Stats))
 
 
 async def workers(request: Request) -> Response:
-    return JSON(await queries(request).workers())
+    return JSON(msgspec.convert(await queries(request).workers(), list[WorkerInfo]))
 
 
 async def queues(request: Request) -> Response:
-    return JSON(await queries(request).queues())
+    return JSON(msgspec.convert(await queries(request).queues(), list[QueueInfo]))
 
 
 async def pause_queue(request: Request) -> Response:
-    queue = request.path_params["queue"]
-    await commands(request).set_paused(queue, True, actor_of(request))
-    return JSON({"queue": queue, "paused": True})
+    return await _set_paused(request, True)
 
 
 async def resume_queue(request: Request) -> Response:
-    queue = request.path_params["queue"]
-    await commands(request).set_paused(queue, False, actor_of(request))
-    return JSON({"queue": queue, "paused": False})
+    return await _set_paused(request, False)
 
 
-routes = [
-    Route("/health", health, methods=["GET"]),
-    Route("/api/v1/stats", stats, methods=["GET"]),
-    Route("/api/v1/workers", workers, methods=["GET"]),
-    Route("/api/v1/queues", queues, methods=["GET"]),
-    Route("/api/v1/queues/{queue}/pause", pause_queue, methods=["POST"]),
-    Route("/api/v1/queues/{queue}/resume", resume_queue, methods=["POST"]),
+async def _set_paused(request: Request, paused: bool) -> Response:
+    queue = _queue_of(request)
+    await commands(request).set_paused(queue, paused, actor_of(request))
+    return JSON(QueueToggled(queue=queue, paused=paused))
+
+
+def _queue_of(request: Request) -> str:
+    try:
+        return msgspec.convert(request.path_params, QueuePath).queue
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "INVALID_ARGUMENT", str(exc), "queue") from None
+
+
+_QUEUE_ERRORS = {400: "the queue name is longer than 200 characters", **APPEND_ERRORS}
+
+endpoints = [
+    Endpoint(
+        "GET", "/health", health, "Liveness and projection lag", tag="system",
+        replies={200: Reply("healthy", Health),
+                 503: Reply("degraded: the log is not writable, the projections lag beyond "
+                            "the bound, or a background task crashed", Health)},
+    ),
+    Endpoint("GET", "/api/v1/stats", stats, "Counts, queue depth, last-hour runs", tag="system",
+             replies={200: Reply("the stats", Stats)}),
+    Endpoint("GET", "/api/v1/workers", workers, "Workers and their load", tag="system",
+             replies={200: Reply("every worker ever registered", list[WorkerInfo])}),
+    Endpoint("GET", "/api/v1/queues", queues, "Queues: paused, waiting and running counts",
+             tag="queues", replies={200: Reply("the queues", list[QueueInfo])}),
+    Endpoint("POST", "/api/v1/queues/{queue}/pause", pause_queue, "Stop picking from a queue",
+             tag="queues", path_params=QueuePath,
+             replies={200: Reply("paused", QueueToggled)}, errors=_QUEUE_ERRORS),
+    Endpoint("POST", "/api/v1/queues/{queue}/resume", resume_queue, "Pick from a queue again",
+             tag="queues", path_params=QueuePath,
+             replies={200: Reply("resumed", QueueToggled)}, errors=_QUEUE_ERRORS),
 ]
+routes = routes_of(endpoints)

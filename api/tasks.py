@@ -7,15 +7,29 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from jobledger.projections.queries import task_detail
-from jobledger.schemas import Actor, ActorKind, JobStatus
-from jobledger.schemas.api import BatchCreated, TaskCreated
+from jobledger.schemas import Actor, ActorKind
+from jobledger.schemas.api import (
+    MAX_BATCH_BODY_BYTES,
+    MAX_LIST,
+    MAX_TASK_BODY_BYTES,
+    BatchCreated,
+    BatchRequest,
+    TaskCreated,
+    TaskDetail,
+    TaskListQuery,
+    TaskRequest,
+    TaskSummary,
+)
 from jobledger.services.commands import CancelOutcome
 from jobledger.services.producer import parse_batch, parse_task
 
+from .body import read_json
 from .deps import commands, queries
+from .openapi import APPEND_ERRORS, JSON_BODY_ERRORS, Endpoint, Reply, parse_query, routes_of
 from .responses import JSON, ApiError
 
-MAX_LIST = 1000
+# MAX_LIST and _int_param are used by api/runs.py too.
+__all__ = ["MAX_LIST", "_int_param", "actor_of", "endpoints", "routes"]
 
 
 def actor_of(request: Request) -> Actor:
@@ -23,14 +37,14 @@ def actor_of(request: Request) -> Actor:
 
 
 async def create_task(request: Request) -> Response:
-    task = parse_task(await request.body())
+    task = parse_task(await read_json(request, MAX_TASK_BODY_BYTES))
     (outcome,) = await commands(request).enqueue([task], actor_of(request), wait_visible=True)
     body = TaskCreated(task_id=outcome.task_id, status=outcome.status)
     return JSON(body, 201 if outcome.created else 200)
 
 
 async def create_batch(request: Request) -> Response:
-    batch = parse_batch(await request.body())
+    batch = parse_batch(await read_json(request, MAX_BATCH_BODY_BYTES))
     outcomes = await commands(request).enqueue(batch.tasks, actor_of(request))
     return JSON(BatchCreated(task_ids=[o.task_id for o in outcomes]), 201)
 
@@ -57,14 +71,9 @@ def _int_param(request: Request, name: str, default: int, maximum: int | None = 
 
 
 async def list_tasks(request: Request) -> Response:
-    status = request.query_params.get("status")
-    if status is not None and status not in JobStatus.__members__.values():
-        raise ApiError(400, "INVALID_ARGUMENT", f"unknown status {status!r}", "status")
+    q = parse_query(request, TaskListQuery)
     rows = await queries(request).jobs(
-        status=status, task_type=request.query_params.get("task_type"),
-        queue=request.query_params.get("queue"),
-        limit=_int_param(request, "limit", 100, MAX_LIST),
-        offset=_int_param(request, "offset", 0),
+        status=q.status, task_type=q.task_type, queue=q.queue, limit=q.limit, offset=q.offset
     )
     return JSON(rows)
 
@@ -85,12 +94,53 @@ async def requeue_task(request: Request) -> Response:
     return JSON(TaskCreated(task_id=task_id, status=status))
 
 
-routes = [
-    Route("/api/v1/tasks", create_task, methods=["POST"]),
-    Route("/api/v1/tasks", list_tasks, methods=["GET"]),
-    Route("/api/v1/tasks/batch", create_batch, methods=["POST"]),
-    Route("/api/v1/tasks/{task_id}", get_task, methods=["GET"]),
-    Route("/api/v1/tasks/{task_id}", delete_task, methods=["DELETE"]),
-    Route("/api/v1/tasks/{task_id}/cancel", cancel_task, methods=["POST"]),
-    Route("/api/v1/tasks/{task_id}/requeue", requeue_task, methods=["POST"]),
+_TASK_ID_404 = {404: "no task with that id"}
+_CONFLICT = "the task's state does not allow it"
+
+endpoints = [
+    Endpoint(
+        "POST", "/api/v1/tasks", create_task, "Enqueue a task", tag="tasks",
+        body=TaskRequest,
+        replies={201: Reply("enqueued", TaskCreated),
+                 200: Reply("the idempotency key names an existing task", TaskCreated)},
+        errors={**JSON_BODY_ERRORS, 422: "schedule_at and delay_seconds together, or "
+                "schedule_at outside the times a job can run", **APPEND_ERRORS},
+        description="Answers once the log has the task durably and the read model shows it.",
+    ),
+    Endpoint(
+        "GET", "/api/v1/tasks", list_tasks, "List tasks, newest first", tag="tasks",
+        query=TaskListQuery, replies={200: Reply("task summaries", list[TaskSummary])},
+        errors={400: "a bad query parameter (`field` names it)"},
+    ),
+    Endpoint(
+        "POST", "/api/v1/tasks/batch", create_batch, "Enqueue up to 1000 tasks, all or none",
+        tag="tasks", body=BatchRequest,
+        replies={201: Reply("all enqueued, ids in request order", BatchCreated)},
+        errors={**JSON_BODY_ERRORS, 422: "a task that cannot be applied (`field` names it)",
+                **APPEND_ERRORS},
+        description="One invalid task rejects the batch; `field` names it (tasks[3].priority).",
+    ),
+    Endpoint(
+        "GET", "/api/v1/tasks/{task_id}", get_task, "One task", tag="tasks",
+        replies={200: Reply("the task", TaskDetail)}, errors=_TASK_ID_404,
+    ),
+    Endpoint(
+        "DELETE", "/api/v1/tasks/{task_id}", delete_task, "Cancel a waiting task", tag="tasks",
+        replies={204: Reply("it was scheduled or pending and is now cancelled")},
+        errors={**_TASK_ID_404, 409: f"{_CONFLICT}: it is in progress or finished",
+                **APPEND_ERRORS},
+    ),
+    Endpoint(
+        "POST", "/api/v1/tasks/{task_id}/cancel", cancel_task,
+        "Cancel a waiting task, or ask a running one to stop", tag="tasks",
+        replies={204: Reply("it was waiting and is now cancelled"),
+                 202: Reply("it is running: its handler has been asked to stop")},
+        errors={**_TASK_ID_404, 409: f"{_CONFLICT}: it is finished", **APPEND_ERRORS},
+    ),
+    Endpoint(
+        "POST", "/api/v1/tasks/{task_id}/requeue", requeue_task, "Start a finished task over",
+        tag="tasks", replies={200: Reply("pending again", TaskCreated)},
+        errors={**_TASK_ID_404, 409: f"{_CONFLICT}: it has not finished", **APPEND_ERRORS},
+    ),
 ]
+routes = routes_of(endpoints)

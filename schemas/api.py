@@ -8,25 +8,48 @@ from typing import Annotated, Any
 
 import msgspec
 
-from .common import Name, NonNegativeInt, PositiveSeconds, Priority
+from .common import Name, Priority
+from .lifecycle import JobStatus
 
-MAX_PAYLOAD_BYTES = 1024 * 1024
-MAX_BATCH = 1000
+# Request limits, all in one place (docs/api.md, "Limits"). A body over its limit is
+# refused with 413 before it is read to the end.
+MAX_PAYLOAD_BYTES = 1024 * 1024  # one task's payload, as JSON
+MAX_TASK_BODY_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024  # POST /tasks: the payload plus the other fields
+MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024  # POST /tasks/batch
+MAX_BATCH = 1000  # tasks in one batch
+MAX_LIST = 1000  # rows in one list answer
+# Seconds of a delay or a timeout: a century, so every deadline stays a representable time.
+MAX_SECONDS = 100 * 365 * 24 * 3600
+MAX_RETRIES = 10_000
 
-IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+IdempotencyKey = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=200, description="the same key always names the same task")]
+RequestSeconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    task_type: Name
-    payload: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+    """One task to enqueue. Unknown fields are refused."""
+
+    task_type: Annotated[Name, msgspec.Meta(description="which handler runs it")]
+    payload: Annotated[msgspec.Raw, msgspec.Meta(
+        description=f"any JSON, at most {MAX_PAYLOAD_BYTES} bytes; passed to the handler"
+    )] = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
     priority: Priority = 128
-    schedule_at: datetime | None = None
-    delay_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    schedule_at: Annotated[datetime, msgspec.Meta(
+        tz=True, description="run no earlier than this (with a timezone); not with delay_seconds"
+    )] | None = None
+    delay_seconds: Annotated[float, msgspec.Meta(
+        ge=0, le=MAX_SECONDS, description="run no earlier than now + this"
+    )] | None = None
     # None: the handler's default (@app.job(timeout=..., max_retries=...)), else 300 s / 3.
-    timeout_seconds: PositiveSeconds | None = None
-    max_retries: NonNegativeInt | None = None
+    timeout_seconds: Annotated[RequestSeconds, msgspec.Meta(
+        description="an attempt running longer fails; default: the handler's, else 300"
+    )] | None = None
+    max_retries: Annotated[int, msgspec.Meta(
+        ge=0, le=MAX_RETRIES, description="retries after the first attempt; default: the handler's, else 3"
+    )] | None = None
     idempotency_key: IdempotencyKey | None = None
-    queue: Name = "default"
+    queue: Annotated[Name, msgspec.Meta(description="queues can be paused one by one")] = "default"
 
 
 class BatchRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -82,10 +105,88 @@ class TaskSummary(msgspec.Struct):
     updated_at: str
 
 
+class TaskListQuery(msgspec.Struct, frozen=True):
+    """The query parameters of GET /api/v1/tasks (unknown ones are ignored)."""
+
+    status: Annotated[JobStatus, msgspec.Meta(description="only tasks in this status")] | None = None
+    task_type: Annotated[str, msgspec.Meta(description="only tasks of this type")] | None = None
+    queue: Annotated[str, msgspec.Meta(description="only tasks of this queue")] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
+    offset: Annotated[int, msgspec.Meta(ge=0, le=2**62, description="skip this many")] = 0
+
+
+class QueueDepth(msgspec.Struct):
+    """Pending tasks per priority band: high >= 170, normal 85-169, low < 85."""
+
+    high: int
+    normal: int
+    low: int
+
+
+class Stats(msgspec.Struct):
+    pending_count: int
+    in_progress_count: int
+    scheduled_count: int
+    completed_count: int
+    failed_count: int
+    dead_letter_count: int
+    cancelled_count: int
+    completed_last_hour: int
+    failed_last_hour: int
+    worker_count: int
+    avg_processing_time_ms: float
+    queue_depth_by_priority: QueueDepth
+    by_task_type: dict[str, dict[str, int]]
+
+
+class WorkerInfo(msgspec.Struct):
+    worker_id: str
+    registered_at: str
+    last_heartbeat: str
+    current_tasks: list[str]
+    cpu_usage_percent: float
+    memory_usage_mb: float
+    status: Annotated[str, msgspec.Meta(description="alive, stopped or lost")]
+    hostname: str
+    pid: int
+    concurrency: int
+
+
+class QueueInfo(msgspec.Struct):
+    queue: str
+    paused: bool
+    pending: int
+    scheduled: int
+    in_progress: int
+
+
+class QueuePath(msgspec.Struct, frozen=True):
+    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="the queue's name")]
+
+
+class QueueToggled(msgspec.Struct):
+    queue: str
+    paused: bool
+
+
+class Health(msgspec.Struct, omit_defaults=True):
+    status: Annotated[str, msgspec.Meta(description="healthy or degraded")]
+    is_leader: bool
+    connected_workers: int
+    pending_tasks: int
+    projection_lag_ms: int
+    quarantined_records: int
+    crashed: Annotated[list[str], msgspec.Meta(
+        description="background tasks that died; absent when none")] = []
+
+
 class ErrorBody(msgspec.Struct):
-    error: str
-    code: str
-    field: str | None = None
+    """Every error answer (docs/api.md, "Errors")."""
+
+    error: Annotated[str, msgspec.Meta(description="what is wrong, naming the input")]
+    code: Annotated[str, msgspec.Meta(description="UPPER_SNAKE, stable: branch on it")]
+    field: Annotated[str, msgspec.Meta(
+        description="the offending input, e.g. priority or tasks[3].payload")] | None = None
     details: Any = None
 
 

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="your handlers, as module:attribute naming a jobledger App")
     serve.add_argument("--no-workers", action="store_true",
                        help="serve the API and projections only; run no jobs")
+    serve.add_argument("--max-projection-lag-ms", type=int,
+                       default=int(_env("MAX_PROJECTION_LAG_MS", "10000")),
+                       help="/health is degraded (503) when the projections lag more (default 10000)")
 
     submit = sub.add_parser("submit", help="enqueue a task on a running server",
                             description="Enqueue one task through the REST API.")
@@ -111,6 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
         app.include(load_app(args.app))
     config = NodeConfig(
         db=args.db, partitions=args.partitions, run_workers=not args.no_workers,
+        max_projection_lag_ms=args.max_projection_lag_ms,
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
     web = create_app(lambda: EmbeddedNode(config, app))

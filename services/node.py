@@ -33,6 +33,7 @@ class NodeConfig:
     partitions: int = 4  # of the jobs and logs topics; fixed when the file is created
     dispatcher: DispatcherConfig = field(default_factory=DispatcherConfig)
     run_workers: bool = True
+    max_projection_lag_ms: int = 10_000  # /health answers 503 degraded beyond this
 
 
 class EmbeddedNode:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -24,14 +24,21 @@ _encoder = msgspec.json.Encoder()
 _task_decoder = msgspec.json.Decoder(TaskRequest)
 _batch_decoder = msgspec.json.Decoder(BatchRequest)
 _PATH = re.compile(r"at `\$((?:\.\w+|\[\d+\])+)`")
+_NAMED = re.compile(r"(?:unknown|required) field `([^`]+)`")
+# Run times the clock, the read models (ms since 1970) and the timers can all represent.
+EARLIEST_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_RUN_AT = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class InvalidJob(ValueError):
-    """A request that cannot become a job. `field` names the offending input."""
+    """A request that cannot become a job. `field` names the offending input; `code` says
+    how it is wrong (the API answers INVALID_ARGUMENT and MALFORMED_JSON with 400,
+    PAYLOAD_TOO_LARGE with 413, UNPROCESSABLE with 422)."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, code: str = "INVALID_ARGUMENT"):
         super().__init__(message)
         self.field = field
+        self.code = code
 
 
 def job_id_for_key(idempotency_key: str) -> str:
@@ -47,9 +54,20 @@ def job_id_for_key(idempotency_key: str) -> str:
 
 def _invalid(exc: msgspec.ValidationError | msgspec.DecodeError) -> InvalidJob:
     text = str(exc)
-    match = _PATH.search(text)
-    field = match.group(1).lstrip(".") if match else None
-    return InvalidJob(text, field)
+    if not isinstance(exc, msgspec.ValidationError):
+        return InvalidJob(f"the body is not valid JSON: {text}", None, "MALFORMED_JSON")
+    return InvalidJob(text, _field_of(text))
+
+
+def _field_of(message: str) -> str | None:
+    """The input a msgspec message is about: `$.tasks[1].priority` -> tasks[1].priority;
+    an unknown or missing field's name is appended to the path it was found at."""
+    match = _PATH.search(message)
+    path = match.group(1).lstrip(".") if match else ""
+    named = _NAMED.search(message)
+    if named:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+    return path or None
 
 
 def parse_task(body: bytes) -> TaskRequest:
@@ -68,7 +86,7 @@ def parse_batch(body: bytes) -> BatchRequest:
         try:
             _check(task)
         except InvalidJob as exc:
-            raise InvalidJob(f"tasks[{i}]: {exc}", f"tasks[{i}].{exc.field}") from None
+            raise InvalidJob(f"tasks[{i}]: {exc}", f"tasks[{i}].{exc.field}", exc.code) from None
     return batch
 
 
@@ -90,12 +108,21 @@ def _check(request: TaskRequest) -> TaskRequest:
     if len(request.payload) > MAX_PAYLOAD_BYTES:
         raise InvalidJob(
             f"payload is {len(request.payload)} bytes; at most {MAX_PAYLOAD_BYTES} (1 MiB)",
-            "payload",
+            "payload", "PAYLOAD_TOO_LARGE",
         )
     if request.schedule_at is not None and request.delay_seconds is not None:
-        raise InvalidJob("give schedule_at or delay_seconds, not both", "schedule_at")
+        raise InvalidJob("give schedule_at or delay_seconds, not both", "schedule_at",
+                         "UNPROCESSABLE")
     if request.schedule_at is not None and request.schedule_at.tzinfo is None:
         raise InvalidJob("schedule_at needs a timezone (e.g. a trailing Z)", "schedule_at")
+    if request.schedule_at is not None and not (
+        EARLIEST_RUN_AT <= request.schedule_at < LATEST_RUN_AT
+    ):
+        raise InvalidJob(
+            f"schedule_at {request.schedule_at.isoformat()} is outside the times a job can be "
+            f"scheduled at ({EARLIEST_RUN_AT.isoformat()} to {LATEST_RUN_AT.isoformat()})",
+            "schedule_at", "UNPROCESSABLE",
+        )
     return request
 
 

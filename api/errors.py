@@ -1,0 +1,116 @@
+"""The one error shape, {"error", "code", "field", "details"}, for every answer that is not
+a success: the codes, and the exception handlers that turn exceptions into them.
+
+Handlers raise `ApiError` (or a domain error translated here: InvalidJob, NotFound,
+Conflict, LogError); Starlette's own 404 and 405 become JSON too, and anything else is a
+bug, answered 500 INTERNAL and logged. Add a handler by adding an entry to
+`EXCEPTION_HANDLERS`; add a code to `CODES` (docs/api.md lists them, and a test checks
+that it does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+
+from jobledger.services.commands import Conflict, NotFound
+from jobledger.services.log import AppendOutcomeUnknown, LogError
+from jobledger.services.producer import InvalidJob
+
+from .responses import ApiError
+
+log = logging.getLogger("jobledger.api")
+
+# code -> the status it is answered with. Each code means one thing; `error` says the rest.
+CODES: dict[str, int] = {
+    "MALFORMED_JSON": 400,  # the body is not JSON (or not UTF-8)
+    "INVALID_ARGUMENT": 400,  # a body field or a parameter is missing, unknown or invalid
+    "NOT_FOUND": 404,  # no such task or run, or no such path
+    "METHOD_NOT_ALLOWED": 405,  # the path exists, the method does not (see the Allow header)
+    "CONFLICT": 409,  # the task's state does not allow it
+    "PAYLOAD_TOO_LARGE": 413,  # the body, or one task's payload, is over its limit
+    "UNSUPPORTED_MEDIA_TYPE": 415,  # a body sent as something other than application/json
+    "UNPROCESSABLE": 422,  # every field is valid, but together they cannot be applied
+    "INTERNAL": 500,  # a bug: never bad input
+    "LOG_UNAVAILABLE": 503,  # the append failed; nothing was written
+    "OUTCOME_UNKNOWN": 504,  # the append may or may not have landed; retry with the same key
+}
+
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _invalid(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidJob)
+    return ApiError(CODES[exc.code], exc.code, str(exc), exc.field).response()
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return ApiError(404, "NOT_FOUND", str(exc)).response()
+
+
+async def _conflict(request: Request, exc: Exception) -> Response:
+    return ApiError(409, "CONFLICT", str(exc)).response()
+
+
+async def _log_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, AppendOutcomeUnknown):
+        return ApiError(504, "OUTCOME_UNKNOWN", f"{exc}; retry with the same idempotency_key").response()
+    return ApiError(503, "LOG_UNAVAILABLE", str(exc)).response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors (no route, wrong method) in the one error shape."""
+    assert isinstance(exc, HTTPException)
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        return ApiError(404, "NOT_FOUND", f"no endpoint at {request.url.path}").response()
+    if exc.status_code == 405:
+        allowed = allowed_methods(request)
+        response = ApiError(405, "METHOD_NOT_ALLOWED",
+                            f"{where} is not allowed; allowed: {', '.join(allowed)}").response()
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+    code = exc.detail.upper().replace(" ", "_") if exc.detail else f"HTTP_{exc.status_code}"
+    response = ApiError(exc.status_code, code, f"{where}: {exc.detail}").response()
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at this path (Starlette's own Allow header names
+    only the first route that matched the path, not the others at the same path)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    """A bug. Logged here with the request; Starlette re-raises it afterwards, so the
+    server logs it too."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return ApiError(500, "INTERNAL", "internal error; it has been logged").response()
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, ExceptionHandler] = {
+    ApiError: _api_error,
+    InvalidJob: _invalid,
+    NotFound: _not_found,
+    Conflict: _conflict,
+    LogError: _log_error,
+    HTTPException: _http_error,
+    Exception: _internal,
+}

@@ -1,0 +1,233 @@
+"""The API's routes and its OpenAPI 3.1 description, both from one declarative table.
+
+Each route module exports `endpoints`: one `Endpoint` per method and path, naming the
+handler and the msgspec types it reads and writes. The same entry gives the Starlette
+route (`routes_of`) and the operation in GET /openapi.json (`build_spec`), so what is
+served and what is documented cannot drift apart; tests/test_openapi.py checks that
+every route of the app is documented and that the spec validates.
+
+To add an endpoint, add one entry to the `endpoints` of its module:
+
+    endpoints = [
+        Endpoint("GET", "/api/v1/runs/{run_id}", get_run, "One run with its logs",
+                 replies={200: Reply("the run", RunDetail)},
+                 errors={404: "no run with that id"}),
+    ]
+    routes = routes_of(endpoints)
+
+and, for a new module, list its `endpoints` in `ENDPOINTS` of api/app.py. Path
+parameters are read from the path (strings unless `path_params` names a Struct giving
+their constraints); query parameters are the fields of the `query` Struct the handler
+parses them with (`parse_query`); `body` is the request body's type (application/json);
+`replies` are the success answers and `errors` the error answers (always an `ErrorBody`).
+An entry with `handler=None` is documented only: use it for a route the module adds to
+the app itself (a WebSocket route: describe its upgrade as a GET).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from jobledger.schemas.api import ErrorBody
+
+from .responses import JSON, ApiError
+
+Handler = Callable[[Request], Awaitable[Response]]
+Q = TypeVar("Q")
+
+_PATH_PARAM = re.compile(r"{(\w+)(:\w+)?}")
+_REF = "#/components/schemas/{name}"
+
+# Error answers most endpoints share; merge them into an entry's `errors`.
+JSON_BODY_ERRORS: Mapping[int, str] = {
+    400: "the body is not JSON, or a field is missing, unknown or invalid (`field` names it)",
+    413: "the body (or a payload) is over its limit",
+    415: "the Content-Type is not application/json",
+}
+APPEND_ERRORS: Mapping[int, str] = {
+    503: "the log refused the append; nothing was written",
+    504: "the append's outcome is unknown; retry with the same idempotency_key",
+}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A success answer: its description and body type (None: no body)."""
+
+    description: str
+    body: Any = None
+    media_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler | None
+    summary: str
+    replies: Mapping[int, Reply]
+    errors: Mapping[int, str] = field(default_factory=dict)
+    body: Any = None
+    query: type | None = None
+    path_params: type | None = None
+    tag: str = ""
+    description: str = ""
+    operation_id: str = ""
+
+    def route(self) -> Route:
+        assert self.handler is not None, f"{self.method} {self.path} is documented only"
+        return Route(self.path, self.handler, methods=[self.method])
+
+    @property
+    def id(self) -> str:
+        if self.operation_id:
+            return self.operation_id
+        assert self.handler is not None, f"{self.method} {self.path} needs an operation_id"
+        return self.handler.__name__
+
+
+def routes_of(endpoints: list[Endpoint]) -> list[BaseRoute]:
+    return [e.route() for e in endpoints if e.handler is not None]
+
+
+def parse_query(request: Request, shape: type[Q]) -> Q:
+    """The request's query parameters as `shape` (a Struct); 400 naming a bad one.
+    Unknown parameters are ignored; a repeated one counts once (its last value)."""
+    try:
+        return msgspec.convert(dict(request.query_params), shape, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "INVALID_ARGUMENT", str(exc), _param_of(str(exc))) from None
+
+
+def _param_of(message: str) -> str | None:
+    match = re.search(r"at `\$\.(\w+)`|field `(\w+)`", message)
+    return (match.group(1) or match.group(2)) if match else None
+
+
+def build_spec(endpoints: list[Endpoint], title: str = "jobledger") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of these endpoints, schemas under components/schemas."""
+    param_types = {t for e in endpoints for t in (e.query, e.path_params) if t is not None}
+    types = _types_of(endpoints)
+    schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    schema_of = dict(zip(types, schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for e in endpoints:
+        path = _PATH_PARAM.sub(r"{\1}", e.path)
+        paths.setdefault(path, {})[e.method.lower()] = _operation(e, schema_of, components)
+    for t in param_types:  # described as parameters, not as schemas of their own
+        components.pop(t.__name__, None)
+    tags = sorted({e.tag for e in endpoints if e.tag})
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": _version(),
+            "description": "An event-sourced job orchestrator. Every error answers an "
+            "ErrorBody: {\"error\", \"code\", \"field\", \"details\"}.",
+        },
+        "tags": [{"name": t} for t in tags],
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+def _types_of(endpoints: list[Endpoint]) -> list[Any]:
+    found: list[Any] = [ErrorBody]
+    for e in endpoints:
+        candidates = [e.body, e.query, e.path_params, *(r.body for r in e.replies.values())]
+        found.extend(t for t in candidates if t is not None and t not in found)
+    return found
+
+
+def _operation(
+    e: Endpoint, schema_of: dict[Any, Any], components: dict[str, Any]
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": e.id, "summary": e.summary}
+    if e.description:
+        op["description"] = e.description
+    if e.tag:
+        op["tags"] = [e.tag]
+    parameters = _path_parameters(e, components) + _query_parameters(e, components)
+    if parameters:
+        op["parameters"] = parameters
+    if e.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema_of[e.body]}},
+        }
+    responses: dict[str, Any] = {}
+    for status, reply in sorted(e.replies.items()):
+        responses[str(status)] = {"description": reply.description}
+        if reply.body is not None:
+            responses[str(status)]["content"] = {reply.media_type: {"schema": schema_of[reply.body]}}
+    error = {"schema": schema_of[ErrorBody]}
+    for status, when in sorted(e.errors.items()):
+        responses[str(status)] = {"description": when, "content": {"application/json": error}}
+    op["responses"] = responses
+    return op
+
+
+def _properties(shape: type | None, components: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    if shape is None:
+        return {}, set()
+    schema = components[shape.__name__]
+    return schema.get("properties", {}), set(schema.get("required", ()))
+
+
+def _path_parameters(e: Endpoint, components: dict[str, Any]) -> list[dict[str, Any]]:
+    props, _ = _properties(e.path_params, components)
+    return [
+        {"name": name, "in": "path", "required": True,
+         "schema": props.get(name, {"type": "string", "minLength": 1})}
+        for name, _convertor in _PATH_PARAM.findall(e.path)
+    ]
+
+
+def _query_parameters(e: Endpoint, components: dict[str, Any]) -> list[dict[str, Any]]:
+    props, required = _properties(e.query, components)
+    params = []
+    for name, schema in props.items():
+        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required,
+                                 "schema": _non_null(schema)}
+        description = param["schema"].get("description")
+        if description:
+            param["description"] = description
+        params.append(param)
+    return params
+
+
+def _non_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent rather than null: `X | None = None` documents as X."""
+    options = schema.get("anyOf")
+    if options is None:
+        return schema
+    kept = [o for o in options if o != {"type": "null"}]
+    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+    return {**kept[0], **rest} if len(kept) == 1 else {**rest, "anyOf": kept}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("jobledger")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSON(request.app.state.openapi)
+
+
+endpoints = [
+    Endpoint("GET", "/openapi.json", openapi_json, "This OpenAPI 3.1 document",
+             replies={200: Reply("the document", dict[str, Any])}, tag="docs"),
+]
+routes = routes_of(endpoints)
