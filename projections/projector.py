@@ -12,19 +12,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from jobledger.schemas import JOBS, LOGS, WORKERS
+from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.schemas import Envelope, topic_of
 from jobledger.schemas.codec import Undecodable, decode_batch
-from jobledger.services.log import LogBackend, Record
+from jobledger.services.log import LogBackend, LogError, Record
 from jobledger.services.supervise import crashed, spawn
 
 from .fold import JobsChange, fold_jobs, fold_workers, log_rows
 from .jobs import JobState
 from .queues import QueueState
+from .schedules import ScheduleState, fold_schedules
 from .store import ReadModelStore
 
-TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS}
+TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES}
 CATCH_UP_BATCH = 20_000  # records per transaction when catching up
 
 
@@ -37,6 +38,8 @@ class Projected:
 
 
 Listener = Callable[[Projected], None]
+# Told the final state of every schedule a committed batch changed (removed ones too).
+ScheduleListener = Callable[[list[ScheduleState]], None]
 JobPredicate = Callable[[JobState], bool]
 
 
@@ -58,6 +61,7 @@ class Projector:
         self.store = store
         self.positions: dict[str, dict[int, int]] = {m: {} for m in TOPIC_OF_MODEL}
         self.listeners: list[Listener] = []
+        self.schedule_listeners: list[ScheduleListener] = []
         self.quarantined = 0
         self._cache = _StateCache(cache_size)
         self._queues: dict[str, QueueState] = {}
@@ -98,7 +102,10 @@ class Projector:
         """Apply everything up to the current end of every topic (used by replay). The next
         batch is read while the current one is applied."""
         for model, topic in TOPIC_OF_MODEL.items():
-            log = self.backend.topic(topic)
+            try:
+                log = self.backend.topic(topic)
+            except LogError:
+                continue  # a log written before this topic existed: nothing to apply
             for partition, end in (await log.end_offsets()).items():
 
                 def read_from(offset: int) -> asyncio.Future[list[Record]] | None:
@@ -132,15 +139,22 @@ class Projector:
                 change = await self._apply_jobs(envs, positions, bad)
             elif model == "run_logs":
                 await self.store.write_logs(log_rows(envs), positions, bad)
-            else:
+            elif model == "workers":
                 workers = await self.store.load_workers({e.key for e in envs})
                 await self.store.write_workers(fold_workers(envs, workers), positions, bad)
+            else:
+                schedules = await self.store.load_schedules({e.event.schedule_id for e in envs})  # type: ignore[union-attr]
+                changed = fold_schedules(envs, schedules)
+                await self.store.write_schedules(changed, positions, bad)
         self.quarantined += len(bad)
         self.positions[model] = positions
         if model == "jobs":
             self._wake_job_waiters(change)
             for listener in self.listeners:
                 listener(Projected(change, positions))
+        if model == "schedules" and changed:
+            for schedule_listener in self.schedule_listeners:
+                schedule_listener(list(changed.values()))
         async with self._progress:
             self._progress.notify_all()
 

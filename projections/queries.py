@@ -12,8 +12,10 @@ import msgspec
 
 from jobledger.schemas.api import Progress, RunDetail, RunLog, RunSummary, TaskDetail, TaskSummary
 from jobledger.schemas.common import iso_ms
+from jobledger.schemas.schedules import ScheduleView
 
 from .rows import job_from_row
+from .schedules import ScheduleState, schedule_from_row, schedule_of_key, schedule_view
 from .jobs import JobState
 from .stats import MINUTE_MS
 
@@ -218,3 +220,54 @@ class Queries:
     async def quarantined(self) -> int:
         rows = await self.db.execute_fetchall("SELECT COUNT(*) FROM quarantine")
         return int(rows[0][0])
+
+    # -- schedules ------------------------------------------------------------------------
+
+    async def schedules(self, schedule_id: str | None = None) -> list[ScheduleView]:
+        """Schedules that are not removed (one, with an id), by id, with the status of the
+        last job each started and whether any job of theirs is still unfinished."""
+        where = " AND schedule_id = ?" if schedule_id is not None else ""
+        rows = await self.db.execute_fetchall(
+            f"SELECT * FROM schedules WHERE status != 'removed'{where} ORDER BY schedule_id",
+            (schedule_id,) if schedule_id is not None else (),
+        )
+        states = [(schedule_from_row(r), r[8]) for r in rows]
+        last = await self.job_statuses([s.last_job_id for s, _ in states if s.last_job_id])
+        running = await self.unfinished_schedule_jobs()
+        return [
+            schedule_view(s, next_run, last.get(s.last_job_id or ""), s.schedule_id in running)
+            for s, next_run in states
+        ]
+
+    async def schedule_state(self, schedule_id: str) -> ScheduleState | None:
+        """The schedule's state, removed or not; None if it was never defined."""
+        rows = await self.db.execute_fetchall(
+            "SELECT * FROM schedules WHERE schedule_id = ?", (schedule_id,))
+        return schedule_from_row(rows[0]) if rows else None
+
+    async def job_statuses(self, job_ids: Collection[str]) -> dict[str, str]:
+        """The status of each of these jobs that the read model has."""
+        ids = list(job_ids)
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 900):
+            chunk = ids[i : i + 900]
+            out.update(await self.db.execute_fetchall(
+                f"SELECT job_id, status FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ))
+        return out
+
+    async def unfinished_schedule_jobs(self) -> dict[str, set[str]]:
+        """Schedule id -> its jobs that are scheduled, pending or in progress (a schedule's
+        jobs carry its id in their idempotency key)."""
+        rows = await self.db.execute_fetchall(
+            "SELECT job_id, idempotency_key FROM jobs WHERE status IN"
+            " ('scheduled', 'pending', 'in_progress') AND idempotency_key LIKE 'schedule:%'"
+        )
+        out: dict[str, set[str]] = {}
+        for job_id, key in rows:
+            schedule_id = schedule_of_key(key)
+            if schedule_id is not None:
+                out.setdefault(schedule_id, set()).add(job_id)
+        return out
+

@@ -2,7 +2,7 @@
 -- `jobledger replay`. Times are Unix milliseconds.
 
 CREATE TABLE IF NOT EXISTS checkpoints (
-    model TEXT NOT NULL,          -- jobs | run_logs | workers
+    model TEXT NOT NULL,          -- jobs | run_logs | workers | schedules
     partition INTEGER NOT NULL,
     next_offset INTEGER NOT NULL, -- every record before it has been applied
     PRIMARY KEY (model, partition)
@@ -133,4 +133,24 @@ CREATE TABLE IF NOT EXISTS quarantine (
     error TEXT NOT NULL,
     value BLOB NOT NULL,
     PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS schedules (
+    schedule_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,         -- active | paused | removed
+    definition BLOB NOT NULL,     -- JSON of the ScheduleDefinition (trigger, job template)
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    defined_at INTEGER NOT NULL,  -- when the current trigger took effect
+    fire_after INTEGER NOT NULL,  -- timed fires are searched strictly after this
+    next_run_time INTEGER,        -- NULL: paused, removed, manual, or no fire time left
+    last_fire_time INTEGER,
+    last_run_at INTEGER,
+    last_job_id TEXT,
+    fire_count INTEGER NOT NULL,
+    skip_count INTEGER NOT NULL,
+    last_skip_reason TEXT,
+    partition INTEGER NOT NULL,
+    defined_offset INTEGER NOT NULL
 ) WITHOUT ROWID;

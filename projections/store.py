@@ -21,6 +21,7 @@ from jobledger.schemas.codec import Undecodable
 from .fold import JobsChange
 from .jobs import JobState
 from .queues import QueueState
+from .schedules import ScheduleState, schedule_from_row, schedule_row
 from .rows import JOB_COLUMNS, job_from_row, job_row, queue_row, worker_from_row, worker_row
 from .workers import WorkerState
 
@@ -117,6 +118,15 @@ class ReadModelStore:
         rows = await self._select_in("SELECT * FROM workers WHERE worker_id IN ({})", list(worker_ids))
         return {row[0]: worker_from_row(row) for row in rows}
 
+    async def load_schedules(self, schedule_ids: Iterable[str] | None = None) -> dict[str, ScheduleState]:
+        """Schedules by id, removed ones included; every schedule when ids is None."""
+        if schedule_ids is None:
+            rows = await self.db.execute_fetchall("SELECT * FROM schedules")
+        else:
+            rows = await self._select_in("SELECT * FROM schedules WHERE schedule_id IN ({})",
+                                         list(schedule_ids))
+        return {row[0]: schedule_from_row(row) for row in rows}
+
     async def _select_in(self, sql: str, keys: Sequence[str]) -> list[Any]:
         out: list[Any] = []
         for i in range(0, len(keys), _IN_CHUNK):
@@ -166,6 +176,15 @@ class ReadModelStore:
         tx.many(f"INSERT OR REPLACE INTO workers VALUES ({','.join('?' * 10)})",
                 [worker_row(w) for w in changed.values()])
         await self._commit(tx, "workers", "workers", positions, bad)
+
+    async def write_schedules(
+        self, changed: Mapping[str, ScheduleState], positions: Mapping[int, int],
+        bad: Sequence[Undecodable],
+    ) -> None:
+        tx = Transaction()
+        tx.many(f"INSERT OR REPLACE INTO schedules VALUES ({','.join('?' * 17)})",
+                [schedule_row(s) for s in changed.values()])
+        await self._commit(tx, "schedules", "schedules", positions, bad)
 
     async def _commit(
         self, tx: Transaction, model: str, topic: str, positions: Mapping[int, int],

@@ -2,7 +2,7 @@
 
 from .codec import UndecodableRecord, decode, encode
 from .common import Actor, ActorKind, LogLevel, Progress, uuid7
-from .envelope import JOBS, LOGS, TOPICS, WORKERS, Envelope, Event, topic_of
+from .envelope import JOBS, LOGS, SCHEDULES, TOPICS, WORKERS, Envelope, Event, topic_of
 from .jobs import (
     JobCancelled,
     JobCancelRequested,
@@ -19,10 +19,21 @@ from .jobs import (
     QueueResumed,
 )
 from .lifecycle import JobStatus, RunStatus
+from .schedules import (
+    ScheduleDefined,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+    ScheduleUpdated,
+)
 from .workers import WorkerHeartbeat, WorkerLost, WorkerStarted, WorkerStopped
 
 __all__ = [
-    "JOBS", "LOGS", "TOPICS", "WORKERS",
+    "JOBS", "LOGS", "SCHEDULES", "TOPICS", "WORKERS",
+    "ScheduleDefined", "ScheduleFired", "SchedulePaused", "ScheduleRemoved", "ScheduleResumed",
+    "ScheduleSkipped", "ScheduleUpdated",
     "Actor", "ActorKind", "Envelope", "Event", "JobCancelRequested", "JobCancelled",
     "JobDue", "JobEnqueued", "JobFailed", "JobHeartbeat", "JobLeaseExpired", "JobLogged",
     "JobPicked", "JobRequeued", "JobStatus", "JobSucceeded", "LogLevel", "Progress",

@@ -8,16 +8,18 @@ import msgspec
 
 from .common import Actor
 from .jobs import JobEvent, JobLogged, QueueEvent
+from .schedules import ScheduleEvent
 from .workers import WorkerEvent
 
-Event = JobEvent | QueueEvent | WorkerEvent
+Event = JobEvent | QueueEvent | WorkerEvent | ScheduleEvent
 
 # Topics of the log. Job events are keyed by job id; queue events are written to every
 # partition of the jobs topic so that each partition owner sees them in its own order.
 JOBS = "jobs"
 LOGS = "logs"
 WORKERS = "workers"
-TOPICS = (JOBS, LOGS, WORKERS)
+SCHEDULES = "schedules"  # keyed by schedule id: the owner of its partition fires it
+TOPICS = (JOBS, LOGS, WORKERS, SCHEDULES)
 
 
 class Envelope(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
@@ -52,6 +54,8 @@ def topic_of(event: Event) -> str:
         return LOGS
     if isinstance(event, WorkerEvent):
         return WORKERS
+    if isinstance(event, ScheduleEvent):
+        return SCHEDULES
     return JOBS
 
 

@@ -17,7 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from jobledger.schemas.schedules import ScheduleDefinition
+
 from .context import JobContext
+from .declared import Declared, check_schedule_id, cron, date, interval, manual
+
+__all__ = ["App", "Handler", "PermanentError", "cron", "date", "interval", "load_app", "manual"]
 
 HandlerFn = Callable[[JobContext, Any], Any]
 
@@ -38,15 +43,22 @@ class Handler:
 class App:
     def __init__(self) -> None:
         self.handlers: dict[str, Handler] = {}
+        # Schedules declared with @app.job(..., schedule=...), by schedule id: the node
+        # defines them on start (services/declared.py).
+        self.schedules: dict[str, ScheduleDefinition] = {}
 
     def job(
-        self, task_type: str, *, max_retries: int | None = None, timeout: float | None = None
+        self, task_type: str, *, max_retries: int | None = None, timeout: float | None = None,
+        schedule: Declared | None = None,
     ) -> Callable[[HandlerFn], HandlerFn]:
-        """Register the decorated function as the handler of task_type."""
+        """Register the decorated function as the handler of task_type; with schedule
+        (cron(...), interval(...), date(...), manual(...)), also declare its schedule."""
         if not task_type:
             raise ValueError("task_type must not be empty")
         if task_type in self.handlers:
             raise ValueError(f"task_type {task_type!r} already has a handler")
+        if schedule is not None:
+            self._declare(schedule.id or task_type, schedule.definition(task_type))
 
         def register(fn: HandlerFn) -> HandlerFn:
             is_async = inspect.iscoroutinefunction(fn)
@@ -56,11 +68,19 @@ class App:
         return register
 
     def include(self, other: App) -> None:
-        """Add every handler of another App (e.g. the demo jobs)."""
+        """Add every handler (and declared schedule) of another App (e.g. the demo jobs)."""
         for task_type, handler in other.handlers.items():
             if task_type in self.handlers:
                 raise ValueError(f"task_type {task_type!r} already has a handler")
             self.handlers[task_type] = handler
+        for schedule_id, definition in other.schedules.items():
+            self._declare(schedule_id, definition)
+
+    def _declare(self, schedule_id: str, definition: ScheduleDefinition) -> None:
+        check_schedule_id(schedule_id)
+        if schedule_id in self.schedules:
+            raise ValueError(f"schedule {schedule_id!r} is declared twice")
+        self.schedules[schedule_id] = definition
 
 
 def load_app(spec: str) -> App:

@@ -10,7 +10,7 @@ from pathlib import Path
 from jobledger.projections.projector import TOPIC_OF_MODEL, Projector
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
-from jobledger.schemas import JOBS, LOGS, WORKERS, Actor, ActorKind, WorkerLost
+from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, Actor, ActorKind, WorkerLost
 from jobledger.schemas.common import to_ms
 
 from .app import App
@@ -19,6 +19,8 @@ from .commands import Commands
 from .dispatcher import Dispatcher, DispatcherConfig
 from .producer import Producer
 from .publisher import Publisher
+from .scheduler import Scheduler, SchedulerConfig
+from .schedules import ScheduleCommands
 from .sqlite_log import SQLiteLogBackend
 
 
@@ -33,6 +35,9 @@ class NodeConfig:
     partitions: int = 4  # of the jobs and logs topics; fixed when the file is created
     dispatcher: DispatcherConfig = field(default_factory=DispatcherConfig)
     run_workers: bool = True
+    # The embedded node owns every partition of the schedules topic, so it fires them all.
+    run_scheduler: bool = True
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     max_projection_lag_ms: int = 10_000  # /health answers 503 degraded beyond this
 
 
@@ -46,7 +51,7 @@ class EmbeddedNode:
 
     async def start(self) -> None:
         cfg = self.config
-        partitions = {JOBS: cfg.partitions, LOGS: cfg.partitions, WORKERS: 1}
+        partitions = {JOBS: cfg.partitions, LOGS: cfg.partitions, WORKERS: 1, SCHEDULES: 1}
         self.backend = await SQLiteLogBackend.open(cfg.db, partitions)
         self.store = await ReadModelStore.open(views_path(cfg.db))
         self.queries = await Queries.open(views_path(cfg.db))
@@ -64,14 +69,26 @@ class EmbeddedNode:
                 await self.store.load_unfinished_jobs(), await self.store.load_queues(),
                 self.projector.positions["jobs"],
             )
+        self.schedules = ScheduleCommands(self.publisher, self.projector, self.queries, self.clock)
+        self.scheduler: Scheduler | None = None
+        if cfg.run_scheduler:
+            self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler)
+            self.scheduler.load((await self.store.load_schedules()).values(),
+                                self.projector.positions["schedules"])
         self.projector.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
+        if self.scheduler is not None:
+            await self.scheduler.catch_up()
+            await self.scheduler.declare(self.app.schedules)
+            await self.scheduler.start()
         await self._mark_lost_workers()
 
     async def stop(self) -> None:
         if self.dispatcher is not None:
-            await self.dispatcher.stop()
+            await self.dispatcher.stop()  # first: it must stop picking at once
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.publisher.drain()
         await self._settle()
         await self.projector.stop()
@@ -91,7 +108,8 @@ class EmbeddedNode:
 
     def crashed(self) -> list[str]:
         """Background tasks that died (logged when they did); /health reports them."""
-        return self.projector.crashed() + (self.dispatcher.crashed() if self.dispatcher else [])
+        return (self.projector.crashed() + (self.dispatcher.crashed() if self.dispatcher else [])
+                + (self.scheduler.crashed() if self.scheduler else []))
 
     async def projection_lag_ms(self) -> int:
         """How old the oldest record not yet applied by the projections is (0: caught up)."""

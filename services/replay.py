@@ -10,6 +10,7 @@ from jobledger.projections.projector import TOPIC_OF_MODEL, Projector
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, LOGS, WORKERS
 
+from .log import LogError
 from .sqlite_log import SQLiteLogBackend
 
 
@@ -29,7 +30,10 @@ async def rebuild(db: Path, out: Path, show_progress: bool = True) -> None:
         projector = Projector(backend, store)
         total = 0
         for topic in TOPIC_OF_MODEL.values():
-            total += sum((await backend.topic(topic).end_offsets()).values())
+            try:
+                total += sum((await backend.topic(topic).end_offsets()).values())
+            except LogError:
+                pass  # a log written before this topic existed (the projector skips it too)
         with Progress(disable=not show_progress, transient=True) as bar:
             task = bar.add_task("replaying events", total=total)
             await projector.catch_up(on_batch=lambda n: bar.advance(task, n))

@@ -37,6 +37,20 @@ from jobledger.schemas import (
     encode,
 )
 from jobledger.schemas.codec import CURRENT_BY_TAG, decode_batch
+from jobledger.schemas.schedules import (
+    CronTrigger,
+    IntervalTrigger,
+    MisfirePolicy,
+    ScheduleDefined,
+    ScheduleDefinition,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+    ScheduleUpdated,
+    SkipReason,
+)
 from jobledger.schemas.envelope import event_types
 from jobledger.schemas.jsonschema import wire_schema
 from jobledger.services.log import Record
@@ -67,6 +81,20 @@ EXAMPLES: list[Event] = [
     WorkerHeartbeat(worker_id="w1", cpu_percent=12.5, memory_mb=256.0, current_jobs=["j1"]),
     WorkerStopped(worker_id="w1", reason="sigterm"),
     WorkerLost(worker_id="w1"),
+    ScheduleDefined(schedule_id="s1", definition=ScheduleDefinition(
+        name="nightly", task_type="resize", timezone="Europe/Berlin", payload=msgspec.Raw(b'{"a":1}'),
+        trigger=CronTrigger(hour="3", day_of_week="mon-fri", start_date=at(0), end_date=at(9e6)),
+        priority=9, queue="images", timeout_seconds=5.0, max_retries=2,
+        misfire_policy=MisfirePolicy.RUN_ALL, misfire_grace_time=5.0, max_instances=2, jitter=1.5,
+    )),
+    ScheduleUpdated(schedule_id="s1", definition=ScheduleDefinition(
+        name="every", task_type="resize", trigger=IntervalTrigger(minutes=5, start_date=at(60)))),
+    SchedulePaused(schedule_id="s1"),
+    ScheduleResumed(schedule_id="s1"),
+    ScheduleRemoved(schedule_id="s1"),
+    ScheduleFired(schedule_id="s1", fire_time=at(60), job_id="j1", manual=True),
+    ScheduleSkipped(schedule_id="s1", fire_time=at(60), reason=SkipReason.MISFIRE,
+                    last_fire_time=at(120), count=2),
 ]
 
 
