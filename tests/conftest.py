@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import NodeFactory
+from tests.kafka_broker import kafka_broker, kcat_broker  # noqa: F401  (test brokers, per module)
 
 
 @pytest.fixture
