@@ -41,20 +41,18 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from jobledger.schemas.envelope import JOBS, LOGS, WORKERS
+from jobledger.schemas.envelope import JOBS, LOGS, SCHEDULES, WORKERS
 
 from .log import AppendOutcomeUnknown, Entry, LogError, Position, Record
 
-# Topic roles beyond the envelope's JOBS / LOGS / WORKERS. schemas/envelope.py does not route
-# events to them (yet), so their names live here, next to the backend that creates them.
-SCHEDULES = "schedules"  # schedule definitions, keyed by schedule id; compacted
-DEAD_LETTER = "dead_letter"  # records that could not be decoded, kept for inspection
+# The envelope routes events to JOBS / LOGS / WORKERS / SCHEDULES. Undecodable records are
+# not events, so the dead-letter topic's name lives here, next to the backend creating it.
+DEAD_LETTER = "dead_letter"
 ROLES = (JOBS, LOGS, WORKERS, SCHEDULES, DEAD_LETTER)
 
-# Topic configs by role, on top of `KafkaConfig.topic_configs()`. Only the latest schedule
-# definition of each key matters, so that topic is compacted; every other topic is the
-# history the read models are rebuilt from and is kept forever.
-ROLE_CONFIGS: Mapping[str, Mapping[str, str]] = {SCHEDULES: {"cleanup.policy": "compact"}}
+# Every topic is history the read models are rebuilt from, so it is kept forever. That
+# includes schedules: its records are events (ScheduleDefined, ...Updated, ...Fired), and
+# compaction would keep only the newest event of each schedule and break every rebuild.
 KEEP_FOREVER = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -129,9 +127,9 @@ class KafkaConfig:
             raise LogError(f"topic name {name!r} is not a legal Kafka topic name")
         return name
 
-    def topic_configs(self, role: str) -> dict[str, str]:
-        """The configs a topic of this role is created with."""
-        configs = dict(ROLE_CONFIGS.get(role, KEEP_FOREVER))
+    def topic_configs(self) -> dict[str, str]:
+        """The configs every topic jobledger creates gets."""
+        configs = dict(KEEP_FOREVER)
         configs["max.message.bytes"] = str(self.max_message_bytes)
         configs["message.timestamp.type"] = "CreateTime"  # keep the producer's timestamps
         if self.min_insync_replicas is not None:
@@ -558,7 +556,7 @@ class KafkaLogBackend:
         names = {role: self.config.topic_name(role) for role in topics}
         new = [
             NewTopic(names[role], count, self.config.replication_factor,
-                     topic_configs=self.config.topic_configs(role))
+                     topic_configs=self.config.topic_configs())
             for role, count in topics.items()
         ]  # fmt: skip
         if new:

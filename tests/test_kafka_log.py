@@ -89,12 +89,14 @@ async def test_topics_are_created_with_their_partitions_and_configs(
     described = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
     assert described == dict(zip(names, (5, 5, 1), strict=True))
 
-    configs = await _topic_configs(admin, config.topic_name(SCHEDULES))
-    # Requested, not exercised: the test broker stores the policy but never compacts.
-    assert configs["cleanup.policy"] == "compact"
-    assert configs["max.message.bytes"] == "3000000"
-    jobs = await _topic_configs(admin, config.topic_name(JOBS))
-    assert (jobs["cleanup.policy"], jobs["retention.ms"]) == ("delete", "-1")  # kept forever
+    # Requested, not exercised: the test broker stores configs but never deletes anything.
+    # Every topic is history to rebuild from, schedules too (its records are events, so
+    # compaction would drop all but each schedule's newest one).
+    for role in jobledger_topics(config):
+        configs = await _topic_configs(admin, config.topic_name(role))
+        assert (configs["cleanup.policy"], configs["retention.ms"]) == ("delete", "-1"), role
+        assert configs["max.message.bytes"] == "3000000", role
+        assert configs["message.timestamp.type"] == "CreateTime", role
 
 
 async def _topic_configs(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
