@@ -30,17 +30,16 @@ async def read_json(request: Request, limit: int) -> bytes:
     require_json(request)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(f"the body is {declared} bytes", limit)
+        raise _too_large(f"the body is {declared} bytes; at most {limit} are accepted here")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _too_large("the body is longer", limit)
+            raise _too_large(f"the body is over {limit} bytes, the most accepted here")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _too_large(what: str, limit: int) -> ApiError:
-    return ApiError(413, "PAYLOAD_TOO_LARGE", f"{what}; at most {limit} bytes are accepted here",
-                    "body")
+def _too_large(message: str) -> ApiError:
+    return ApiError(413, "PAYLOAD_TOO_LARGE", message, "body")

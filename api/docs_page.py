@@ -141,8 +141,8 @@ def type_text(schema: dict[str, Any]) -> str:
         text = f"object of {type_text(schema['additionalProperties'])}"
     else:
         text = escape(kind if isinstance(kind, str) else " | ".join(kind))
-    limits = [rule.format(escape(str(schema[key]))) for key, rule in _CONSTRAINTS if key in schema]
-    return f"{text} ({', '.join(limits)})" if limits else text
+    limits = [rule.format(schema[key]) for key, rule in _CONSTRAINTS if key in schema]
+    return f"{text} ({escape(', '.join(limits))})" if limits else text
 
 
 async def docs(request: Request) -> Response:

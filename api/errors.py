@@ -87,15 +87,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route answers at this path (Starlette's own Allow header names
-    only the first route that matched the path, not the others at the same path)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches(request.scope)
-            if match is not Match.NONE:
-                methods |= route.methods
-    return sorted(methods)
+    """The methods of the resource at this path: of every route with the same template as
+    the first route that matches it (Starlette's own Allow header names only that first
+    route's methods, though GET and DELETE /tasks/{task_id} are two routes). A literal
+    path listed first (/tasks/batch) wins over a template that also matches it."""
+    matching = [
+        route for route in request.app.router.routes
+        if isinstance(route, Route) and route.methods
+        and route.matches(request.scope)[0] is not Match.NONE
+    ]
+    if not matching:
+        return []
+    template = matching[0].path
+    return sorted({m for route in matching if route.path == template for m in route.methods or ()})
 
 
 async def _internal(request: Request, exc: Exception) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -71,11 +72,9 @@ def _int_param(request: Request, name: str, default: int, maximum: int | None = 
 
 
 async def list_tasks(request: Request) -> Response:
-    q = parse_query(request, TaskListQuery)
-    rows = await queries(request).jobs(
-        status=q.status, task_type=q.task_type, queue=q.queue, limit=q.limit, offset=q.offset
-    )
-    return JSON(rows)
+    query = parse_query(request, TaskListQuery)
+    given = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not msgspec.UNSET}
+    return JSON(await queries(request).jobs(**given))
 
 
 async def delete_task(request: Request) -> Response:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from .common import Name, Priority
 from .lifecycle import JobStatus
@@ -106,11 +107,12 @@ class TaskSummary(msgspec.Struct):
 
 
 class TaskListQuery(msgspec.Struct, frozen=True):
-    """The query parameters of GET /api/v1/tasks (unknown ones are ignored)."""
+    """The query parameters of GET /api/v1/tasks (unknown ones are ignored). An absent
+    filter is UNSET, not None: `?status=null` is a bad status, not "no filter"."""
 
-    status: Annotated[JobStatus, msgspec.Meta(description="only tasks in this status")] | None = None
-    task_type: Annotated[str, msgspec.Meta(description="only tasks of this type")] | None = None
-    queue: Annotated[str, msgspec.Meta(description="only tasks of this queue")] | None = None
+    status: Annotated[JobStatus, msgspec.Meta(description="only tasks in this status")] | UnsetType = UNSET
+    task_type: Annotated[str, msgspec.Meta(description="only tasks of this type")] | UnsetType = UNSET
+    queue: Annotated[str, msgspec.Meta(description="only tasks of this queue")] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=2**62, description="skip this many")] = 0
 
