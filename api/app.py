@@ -6,33 +6,54 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
 
 from jobledger.services.node import EmbeddedNode
 
-from . import docs_page, openapi, runs, system, tasks
+from . import docs_page, openapi, runs, schedules, system, tasks
 from .errors import EXCEPTION_HANDLERS
+from .ws import Hub, HubConfig
 
 
 # Every documented endpoint: each module's `endpoints` give its routes and its part of
 # /openapi.json (api/openapi.py says how to add one).
-ENDPOINTS = [*tasks.endpoints, *system.endpoints, *openapi.endpoints, *docs_page.endpoints]
+ENDPOINTS = [*tasks.endpoints, *system.endpoints, *openapi.endpoints, *docs_page.endpoints,
+             *schedules.endpoints]
 
 
-def create_app(make_node: Callable[[], EmbeddedNode]) -> Starlette:
+@contextlib.asynccontextmanager
+async def serving(app: Starlette, node: EmbeddedNode, hub: HubConfig | None = None) -> AsyncIterator[None]:
+    """Serve a started node: what the lifespan does, and what tests use to put a node of
+    their own behind the app."""
+    app.state.node = node
+    app.state.hub = Hub(node, hub)
+    app.state.hub.start()
+    try:
+        yield
+    finally:
+        await app.state.hub.stop()
+
+
+async def _ws(websocket: WebSocket) -> None:
+    await websocket.app.state.hub.serve(websocket)
+
+
+def create_app(make_node: Callable[[], EmbeddedNode], hub: HubConfig | None = None) -> Starlette:
     """The API over a node that the app starts on startup and stops on shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         node = make_node()
         await node.start()
-        app.state.node = node
         try:
-            yield
+            async with serving(app, node, hub):
+                yield
         finally:
             await node.stop()
 
     app = Starlette(
-        routes=[*openapi.routes_of(ENDPOINTS), *runs.routes],
+        routes=[*openapi.routes_of(ENDPOINTS), *runs.routes, WebSocketRoute("/ws", _ws)],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )

@@ -10,7 +10,9 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-from jobledger.schemas.api import Progress, RunDetail, RunLog, RunSummary, TaskDetail, TaskSummary
+from jobledger.schemas.api import (
+    Progress, RunDetail, RunLog, RunSummary, TaskDetail, TaskSummary, TaskView,
+)
 from jobledger.schemas.common import iso_ms
 from jobledger.schemas.schedules import ScheduleView
 
@@ -209,6 +211,31 @@ class Queries:
             logs=[RunLog(id=i, level=lv, message=m, details=msgspec.Raw(d),
                          created_at=iso_ms(t) or "") for i, lv, m, d, t in logs],
         )
+
+    async def changed_since(
+        self, partition: int, offset: int, filters: Any, limit: int
+    ) -> list[tuple[TaskView, int]]:
+        """Tasks of the partition whose latest change is at or after offset, in log order,
+        with that change's offset. filters: task_types / statuses / queues lists (or None)."""
+        where, args = ["partition = ?", "last_offset >= ?"], [partition, offset]
+        if filters is not None:
+            for column, values in (("task_type", filters.task_types),
+                                   ("status", filters.statuses), ("queue", filters.queues)):
+                if values is not None and not values:
+                    return []  # an empty filter matches nothing
+                if values is not None:
+                    where.append(f"{column} IN ({','.join('?' * len(values))})")
+                    args.extend(values)
+        rows = await self.db.execute_fetchall(
+            "SELECT job_id, task_type, queue, status, updated_at, retry_count, processed, total,"
+            f" failed, last_offset FROM jobs WHERE {' AND '.join(where)}"
+            " ORDER BY last_offset LIMIT ?", (*args, limit),
+        )
+        return [
+            (TaskView(r[0], r[1], r[2], r[3], iso_ms(r[4]) or "", r[5], Progress(r[6], r[7], r[8])),
+             r[9])
+            for r in rows
+        ]
 
     async def event_positions(self, job_id: str) -> list[tuple[int, int]]:
         """Where the job's events sit in the jobs topic, in log order."""

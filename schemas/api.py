@@ -236,3 +236,22 @@ class HistoryEntry(msgspec.Struct):
     causation_id: str | None
     correlation_id: str | None
     event: msgspec.Raw  # the event as JSON
+
+
+class TaskView(msgspec.Struct):
+    """A task as a WebSocket task_update shows it."""
+
+    task_id: str
+    task_type: str
+    queue: str
+    status: str
+    updated_at: str
+    retry_count: int
+    progress: Progress
+
+
+class TaskUpdate(msgspec.Struct, tag="task_update", tag_field="type"):
+    """WS message: a task changed. cursor: the log position it reflects (resume_from)."""
+
+    cursor: str
+    task: TaskView

@@ -41,7 +41,7 @@ async def node(make_node: NodeFactory) -> EmbeddedNode:
 @pytest.fixture
 async def client(node: EmbeddedNode) -> AsyncIterator[httpx.AsyncClient]:
     api = create_app(lambda: node)
-    api.state.node = node  # the node is started by the fixture, not by the app's lifespan
+    api.state.node = node  # started by the fixture, not by the lifespan
     transport = httpx.ASGITransport(app=api)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c

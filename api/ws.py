@@ -1,0 +1,411 @@
+"""WS /ws: projection changes fanned out to live dashboards.
+
+The hub listens to the projector. Each committed batch of the jobs model becomes one
+update per changed task, appended to one ring shared by every subscriber; each client's
+sender task walks the ring from its own position, sending what matches its filters.
+
+Memory is bounded by the ring, whatever the number or speed of clients. A client that
+falls behind skips the updates of a task that a newer update in the ring supersedes (its
+updates coalesce); a client that falls further behind than the ring holds could not keep
+up, and is closed with 1013 (it can resume from its last cursor).
+
+Cursors. A cursor is the position in the jobs topic that an update reflects: one offset
+per partition ("next offset": everything before it has been seen), plus the time it was
+issued. The hub appends a batch's updates in log order within each partition and advances
+its cursor update by update, so a client's latest cursor covers exactly what it has been
+sent. On resume, the read model answers "which tasks changed at or after this cursor"
+(jobs.last_offset is the offset of each task's latest change); the client's ring position
+is taken before that query, and ring updates the backlog already covered are skipped.
+Cursors point into the log, not into this process, so they survive restarts and work
+against any API node that follows the same log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from jobledger.projections.jobs import JobState
+from jobledger.projections.projector import Projected
+from jobledger.schemas import JOBS
+from jobledger.schemas.api import Progress, TaskUpdate, TaskView
+from jobledger.schemas.common import iso_ms, to_ms
+from jobledger.services.node import EmbeddedNode
+from jobledger.services.supervise import spawn
+
+TRY_AGAIN_LATER = 1013  # the close code of a client that could not keep up
+GOING_AWAY = 1001
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    # Updates kept for clients that are behind. Larger than the biggest projected batch
+    # (the tail's 5,000 records), or a burst alone would drop every client.
+    ring_size: int = 32_768
+    stats_interval_s: float = 1.0  # at most one stats message per interval
+    resume_window_s: float = 24 * 3600.0  # how old a cursor may be and still be resumed
+    backlog_page: int = 500  # rows per read-model query while resuming
+
+
+class Filters(msgspec.Struct, forbid_unknown_fields=True):
+    task_types: list[str] | None = None
+    statuses: list[str] | None = None
+    queues: list[str] | None = None
+
+
+class ClientMessage(msgspec.Struct, forbid_unknown_fields=True):
+    type: str  # subscribe | unsubscribe | ping
+    channel: str = "tasks"  # tasks | stats
+    filters: Filters | None = None
+    resume_from: str | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_client_message = msgspec.json.Decoder(ClientMessage)
+
+
+def _text(message: Any) -> str:
+    return _encoder.encode(message).decode()
+
+
+# -- cursors ----------------------------------------------------------------------------------
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def format_cursor(time_ms: int, offsets: list[int]) -> str:
+    return ".".join(map(str, (time_ms, *offsets)))
+
+
+def parse_cursor(cursor: str, partitions: int) -> tuple[int, list[int]]:
+    try:
+        time_ms, *offsets = (int(part) for part in cursor.split("."))
+    except ValueError:
+        raise BadCursor(f"resume_from {cursor!r} is not a cursor this server issued") from None
+    if len(offsets) != partitions or min(offsets, default=0) < 0:
+        raise BadCursor(
+            f"resume_from {cursor!r} names {len(offsets)} partitions; the log has {partitions}")
+    return time_ms, offsets
+
+
+# -- the ring of updates ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Update:
+    seq: int
+    job_id: str
+    partition: int
+    offset: int
+    view: TaskView
+    cursor: str
+    text: str | None = None  # encoded on first send, once for every client
+
+    def encoded(self) -> str:
+        if self.text is None:
+            self.text = _text(TaskUpdate(self.cursor, self.view))
+        return self.text
+
+
+class _Ring:
+    def __init__(self, size: int):
+        self.size = size
+        self.slots: list[_Update | None] = []
+        self.next_seq = 0
+        self.latest: dict[str, int] = {}  # job id -> seq of its newest update in the ring
+
+    def append(self, job_id: str, partition: int, offset: int, view: TaskView, cursor: str) -> None:
+        seq = self.next_seq
+        update = _Update(seq, job_id, partition, offset, view, cursor)
+        if len(self.slots) < self.size:
+            self.slots.append(update)
+        else:
+            old = self.slots[seq % self.size]
+            if old is not None and self.latest.get(old.job_id) == old.seq:
+                del self.latest[old.job_id]
+            self.slots[seq % self.size] = update
+        self.latest[job_id] = seq
+        self.next_seq = seq + 1
+
+    def get(self, seq: int) -> _Update | None:
+        """The update at seq, or None when the ring has moved past it."""
+        if seq < self.next_seq - self.size:
+            return None
+        return self.slots[seq % self.size]
+
+    def superseded(self, update: _Update) -> bool:
+        return self.latest.get(update.job_id, -1) > update.seq
+
+
+# -- one subscriber ---------------------------------------------------------------------------
+
+
+class _Match:
+    """A subscription's filters as sets; None matches everything."""
+
+    def __init__(self, filters: Filters | None):
+        f = filters or Filters()
+        self.task_types = set(f.task_types) if f.task_types is not None else None
+        self.statuses = set(f.statuses) if f.statuses is not None else None
+        self.queues = set(f.queues) if f.queues is not None else None
+
+    def __call__(self, task: TaskView) -> bool:
+        return (
+            (self.task_types is None or task.task_type in self.task_types)
+            and (self.statuses is None or task.status in self.statuses)
+            and (self.queues is None or task.queue in self.queues)
+        )
+
+
+@dataclass(frozen=True)
+class Resume:
+    filters: Filters | None
+    offsets: list[int]
+    time_ms: int
+
+
+@dataclass(eq=False)
+class Client:
+    """One connection. Only its sender task writes to the socket."""
+
+    websocket: WebSocket
+    match: _Match | None = None  # subscribed to tasks when set
+    next_seq: int = 0  # its position in the ring
+    stats: bool = False
+    resume: Resume | None = None  # a backlog the sender has yet to send
+    skip_below: list[int] | None = None  # offsets per partition a backlog covered
+    # Messages of its own (pong, stats, errors), one per kind: a newer replaces an older.
+    control: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sender: asyncio.Task[None] | None = None
+    dropped: bool = False  # fell behind the ring: being closed with 1013
+
+    def tell(self, kind: str, text: str) -> None:
+        self.control.pop(kind, None)
+        self.control[kind] = text
+        self.wake.set()
+
+
+# -- the hub ----------------------------------------------------------------------------------
+
+
+class Hub:
+    def __init__(self, node: EmbeddedNode, config: HubConfig | None = None):
+        self.node = node
+        self.config = config or HubConfig()
+        self.clients: set[Client] = set()
+        self.partitions = node.backend.topic(JOBS).partitions
+        done = node.projector.positions["jobs"]
+        self.position = [done.get(p, 0) for p in range(self.partitions)]
+        self.ring = _Ring(self.config.ring_size)
+        self._stats_dirty = asyncio.Event()
+        self._stats_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.node.projector.listeners.append(self.on_projected)
+        self._stats_task = spawn(self._push_stats(), "ws-stats")
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.node.projector.listeners.remove(self.on_projected)
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+            await asyncio.gather(self._stats_task, return_exceptions=True)
+        for client in list(self.clients):
+            await _close(client.websocket, GOING_AWAY)
+
+    def cursor(self) -> str:
+        return format_cursor(to_ms(self.node.clock.now()), self.position)
+
+    def on_projected(self, projected: Projected) -> None:
+        """Called by the projector after each committed jobs batch."""
+        self._stats_dirty.set()
+        change = projected.change
+        if not change.jobs:
+            return
+        position = self.position
+        now_ms = to_ms(self.node.clock.now())
+        listening = any(c.match is not None for c in self.clients)
+        # Log order within each partition, so each update's cursor covers what came before.
+        for (partition, offset), job_id in sorted((change.positions[j], j) for j in change.jobs):
+            position[partition] = offset + 1
+            if listening:
+                self.ring.append(job_id, partition, offset, task_view(change.jobs[job_id]),
+                                 format_cursor(now_ms, position))
+        floor = self.ring.next_seq - self.ring.size
+        for client in self.clients:
+            if client.match is None:
+                continue
+            if client.next_seq < floor and not client.dropped:
+                # Its sender may be stuck on a socket the client does not read: close from here.
+                client.dropped = True
+                spawn(self._drop(client), "ws-drop")
+            client.wake.set()
+
+    async def _drop(self, client: Client) -> None:
+        if client.sender is not None:
+            client.sender.cancel()
+        await _close(client.websocket, TRY_AGAIN_LATER)
+
+    async def _push_stats(self) -> None:
+        while True:
+            await self._stats_dirty.wait()
+            self._stats_dirty.clear()
+            listeners = [c for c in self.clients if c.stats]
+            if listeners:
+                text = await self._stats_text()
+                for client in listeners:
+                    client.tell("stats", text)
+            await asyncio.sleep(self.config.stats_interval_s)  # the rate limit, not a poll
+
+    async def _stats_text(self) -> str:
+        stats = await self.node.queries.stats(to_ms(self.node.clock.now()))
+        return _text({"type": "stats", **stats})
+
+    # -- one connection -----------------------------------------------------------------------
+
+    async def serve(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        client = Client(websocket, next_seq=self.ring.next_seq)
+        self.clients.add(client)
+        sender = client.sender = spawn(self._send(client), "ws-send")
+        try:
+            while not sender.done():
+                await self._handle(client, await websocket.receive_text())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.clients.discard(client)
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+
+    async def _handle(self, client: Client, raw: str) -> None:
+        try:
+            message = _client_message.decode(raw)
+        except msgspec.DecodeError as exc:
+            client.tell("error", _error(f"bad message: {exc}", "INVALID_MESSAGE"))
+            return
+        match message.type, message.channel:
+            case "ping", _:
+                client.tell("pong", '{"type":"pong"}')
+            case "subscribe", "stats":
+                client.stats = True
+                client.tell("stats", await self._stats_text())
+            case "unsubscribe", "stats":
+                client.stats = False
+            case "subscribe", "tasks":
+                await self._subscribe(client, message)
+            case "unsubscribe", "tasks":
+                client.match = None
+            case _:
+                client.tell("error", _error(
+                    f"unknown message type {message.type!r} on channel {message.channel!r}",
+                    "INVALID_MESSAGE"))
+
+    async def _subscribe(self, client: Client, message: ClientMessage) -> None:
+        client.skip_below = None
+        if message.resume_from is None:
+            client.next_seq = self.ring.next_seq
+            client.match = _Match(message.filters)
+            client.tell("subscribed", _text({"type": "subscribed", "cursor": self.cursor()}))
+            return
+        try:
+            time_ms, offsets = parse_cursor(message.resume_from, self.partitions)
+        except BadCursor as exc:
+            client.tell("error", _error(str(exc), "INVALID_CURSOR"))
+            return
+        if not await self._resumable(time_ms, offsets):
+            client.tell("resync", '{"type":"resync_required"}')
+            return
+        # The ring position is taken before the backlog is read: what commits in between
+        # is in the ring, and the backlog's share of it is skipped.
+        client.next_seq = self.ring.next_seq
+        client.match = _Match(message.filters)
+        client.resume = Resume(message.filters, offsets, time_ms)
+        client.wake.set()
+
+    async def _resumable(self, time_ms: int, offsets: list[int]) -> bool:
+        """A cursor older than the window, or past the end of this log (another log's), is
+        not resumed: the client must fetch the current state instead."""
+        age_s = (to_ms(self.node.clock.now()) - time_ms) / 1000
+        if age_s > self.config.resume_window_s:
+            return False
+        ends = await self.node.backend.topic(JOBS).end_offsets()
+        return all(offset <= ends.get(p, 0) for p, offset in enumerate(offsets))
+
+    async def _send(self, client: Client) -> None:
+        """The only writer of the client's socket."""
+        ws = client.websocket
+        try:
+            while True:
+                await client.wake.wait()
+                client.wake.clear()
+                if client.resume is not None:
+                    client.skip_below = await self._send_backlog(client, client.resume)
+                    client.resume = None
+                if not await self._send_ring(client):
+                    client.dropped = True
+                    await _close(ws, TRY_AGAIN_LATER)
+                    return
+                # After the ring as it was: a pong says "you have everything up to now".
+                while client.control:
+                    await ws.send_text(client.control.popitem(last=False)[1])
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return
+
+    async def _send_ring(self, client: Client) -> bool:
+        """Send the client's share of the ring up to its end now; False if it fell off."""
+        ring, end = self.ring, self.ring.next_seq
+        while client.next_seq < end:
+            update = ring.get(client.next_seq)
+            if update is None:
+                return False
+            client.next_seq += 1
+            match, skip = client.match, client.skip_below
+            if (match is None or ring.superseded(update) or not match(update.view)
+                    or (skip is not None and update.offset < skip[update.partition])):
+                continue
+            await client.websocket.send_text(update.encoded())
+        return True
+
+    async def _send_backlog(self, client: Client, resume: Resume) -> list[int]:
+        """Every matching task changed at or after the cursor, in log order per partition;
+        the cursor it reached."""
+        cursor = list(resume.offsets)
+        page = self.config.backlog_page
+        for partition in range(self.partitions):
+            rows = None
+            while rows is None or len(rows) == page:
+                rows = await self.node.queries.changed_since(
+                    partition, cursor[partition], resume.filters, page)
+                for view, offset in rows:
+                    cursor[partition] = offset + 1
+                    await client.websocket.send_text(
+                        _text(TaskUpdate(format_cursor(resume.time_ms, cursor), view)))
+        return cursor
+
+
+def task_view(job: JobState) -> TaskView:
+    return TaskView(
+        task_id=job.job_id, task_type=job.task_type, queue=job.queue, status=job.status,
+        updated_at=iso_ms(job.updated_at) or "", retry_count=job.retry_count,
+        progress=Progress(processed=job.processed, total=job.total, failed=job.failed),
+    )
+
+
+def _error(message: str, code: str) -> str:
+    return _text({"type": "error", "error": message, "code": code})
+
+
+async def _close(websocket: WebSocket, code: int) -> None:
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(RuntimeError, OSError):
+            await websocket.close(code)
