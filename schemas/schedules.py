@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -227,7 +227,7 @@ class ScheduleView(msgspec.Struct):
     id: str
     name: str
     state: str  # active | paused
-    trigger: dict[str, object]
+    trigger: dict[str, Any]  # {"type": ..., and the fields that are set}
     timezone: str
     next_run_time: str | None
     last_run_at: str | None

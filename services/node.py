@@ -80,7 +80,9 @@ class EmbeddedNode:
             await self.dispatcher.start()
         if self.scheduler is not None:
             await self.scheduler.catch_up()
-            await self.scheduler.declare(self.app.schedules)
+            for partition, offset in await self.scheduler.declare(self.app.schedules):
+                # Read-your-writes from the start: the API shows declared schedules at once.
+                await asyncio.wait_for(self.projector.wait_for("schedules", partition, offset), 10)
             await self.scheduler.start()
         await self._mark_lost_workers()
 

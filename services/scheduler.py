@@ -177,9 +177,10 @@ class Scheduler:
                 records = await log.read(partition, self.positions.get(partition, 0))
                 self._apply_records(records)
 
-    async def declare(self, declared: Mapping[str, ScheduleDefinition]) -> None:
+    async def declare(self, declared: Mapping[str, ScheduleDefinition]) -> list[Position]:
         """Define code-declared schedules that are missing (or removed), update the ones
-        whose definition changed, leave equal ones alone (call after catch_up)."""
+        whose definition changed, leave equal ones alone (call after catch_up). Returns
+        where the events it appended landed."""
         appends = []
         for schedule_id, definition in declared.items():
             if self.backend.topic(SCHEDULES).partition_for(schedule_id) not in self.partitions:
@@ -194,7 +195,7 @@ class Scheduler:
                 continue
             appends.append(self.publisher.publish(event, schedule_id,
                                                   actor=Actor(ActorKind.CLIENT, "app")))
-        await asyncio.gather(*appends)
+        return list(await asyncio.gather(*appends))
 
     async def start(self) -> None:
         for schedule_id in self.schedules:

@@ -32,6 +32,7 @@ from jobledger.schemas import (
     uuid7,
 )
 from jobledger.schemas.schedules import (
+    CRON_FIELDS,
     TRIGGER_FIELDS,
     TRIGGER_TYPES,
     CronTrigger,
@@ -140,18 +141,18 @@ def _trigger_of(given: dict[str, Any], base: Trigger | None, tz: Any) -> Trigger
         if name not in TRIGGER_FIELDS[kind]:
             raise InvalidTrigger(f"{name} is not a field of a {kind} trigger (its fields: "
                                  f"{', '.join(TRIGGER_FIELDS[kind]) or 'none'})", name)
-        fields[name] = _trigger_value(given[name], tz)
+        fields[name] = _trigger_value(name, given[name], tz)
     if kind == "date" and fields.get("run_date") is None:
         raise InvalidTrigger("a date trigger needs run_date", "run_date")
     return _TRIGGER_CLASS[kind](**fields)
 
 
-def _trigger_value(value: Any, tz: Any) -> Any:
+def _trigger_value(name: str, value: Any, tz: Any) -> Any:
     """Cron fields as strings (APScheduler takes 2 or "2"); naive times as wall times of
     the schedule's timezone."""
     if isinstance(value, datetime):
         return localize(value, tz)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if name in CRON_FIELDS and isinstance(value, int):
         return str(value)
     return value
 

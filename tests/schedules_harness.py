@@ -19,19 +19,22 @@ from .harness import SAFETY_SECONDS, clock_of
 
 
 async def settle(node: EmbeddedNode) -> None:
-    """The harness's settle, until the scheduler too is quiet and its appends are read."""
+    """The harness's settle, until the scheduler too is quiet (its decisions made and
+    appended) and it has read its own appends back, twice in a row with nothing new."""
+    scheduler = node.scheduler
+    assert scheduler is not None
+
     async def go() -> None:
+        previous = None
         while True:
             await harness.settle(node)
-            scheduler = node.scheduler
-            assert scheduler is not None
-            if not scheduler.busy():
-                ends = await node.backend.topic(SCHEDULES).end_offsets()
-                if all(scheduler.positions.get(p, 0) >= end for p, end in ends.items()):
-                    await harness.settle(node)
-                    if not scheduler.busy():
-                        return
             await scheduler.quiet()
+            ends = await node.backend.topic(SCHEDULES).end_offsets()
+            read = all(scheduler.positions.get(p, 0) >= end for p, end in ends.items())
+            if read and not scheduler.busy() and ends == previous:
+                return
+            previous = ends if read else None
+            await asyncio.sleep(0)
     await asyncio.wait_for(go(), SAFETY_SECONDS)
 
 
