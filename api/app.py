@@ -11,15 +11,15 @@ from starlette.websockets import WebSocket
 
 from jobledger.services.node import EmbeddedNode
 
-from . import docs_page, openapi, runs, schedules, system, tasks
+from . import docs_page, openapi, runs, schedules, system, tasks, ws
 from .errors import EXCEPTION_HANDLERS
 from .ws import Hub, HubConfig
 
 
 # Every documented endpoint: each module's `endpoints` give its routes and its part of
 # /openapi.json (api/openapi.py says how to add one).
-ENDPOINTS = [*tasks.endpoints, *system.endpoints, *openapi.endpoints, *docs_page.endpoints,
-             *schedules.endpoints]
+ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
+             *docs_page.endpoints, *schedules.endpoints, *ws.endpoints]
 
 
 @contextlib.asynccontextmanager
@@ -53,7 +53,7 @@ def create_app(make_node: Callable[[], EmbeddedNode], hub: HubConfig | None = No
             await node.stop()
 
     app = Starlette(
-        routes=[*openapi.routes_of(ENDPOINTS), *runs.routes, WebSocketRoute("/ws", _ws)],
+        routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _ws)],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )

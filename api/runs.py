@@ -6,17 +6,15 @@ from __future__ import annotations
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from jobledger.schemas import JOBS, Envelope, decode
-from jobledger.schemas.api import HistoryEntry
+from jobledger.schemas.api import HistoryEntry, RunDetail, RunListQuery, RunSummary
 from jobledger.schemas.common import iso_ms, to_ms
-from jobledger.schemas.lifecycle import RunStatus
 from jobledger.services.log import Log
 
 from .deps import node, queries
+from .openapi import Endpoint, Reply, parse_query, routes_of
 from .responses import JSON, ApiError
-from .tasks import MAX_LIST, _int_param
 
 _json = msgspec.json.Encoder()
 
@@ -71,17 +69,9 @@ async def task_runs(request: Request) -> Response:
 
 
 async def list_runs(request: Request) -> Response:
-    status = request.query_params.get("status")
-    if status is not None:
-        status = status.upper()
-        if status not in RunStatus.__members__:
-            allowed = ", ".join(RunStatus.__members__)
-            raise ApiError(400, "INVALID_ARGUMENT", f"status must be one of {allowed}", "status")
-    runs = await queries(request).runs(
-        task_type=request.query_params.get("task_type"), status=status,
-        limit=_int_param(request, "limit", 100, MAX_LIST),
-    )
-    return JSON(runs)
+    query = parse_query(request, RunListQuery)
+    given = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not msgspec.UNSET}
+    return JSON(await queries(request).runs(**given))
 
 
 async def get_run(request: Request) -> Response:
@@ -91,9 +81,30 @@ async def get_run(request: Request) -> Response:
     return JSON(run)
 
 
-routes = [
-    Route("/api/v1/tasks/{task_id}/history", task_history, methods=["GET"]),
-    Route("/api/v1/tasks/{task_id}/runs", task_runs, methods=["GET"]),
-    Route("/api/v1/runs", list_runs, methods=["GET"]),
-    Route("/api/v1/runs/{run_id}", get_run, methods=["GET"]),
+_TASK_ID_404 = {404: "no task with that id"}
+
+endpoints = [
+    Endpoint(
+        "GET", "/api/v1/tasks/{task_id}/history", task_history, "A task's audit trail",
+        tag="tasks", replies={200: Reply("its events in log order", list[HistoryEntry])},
+        errors=_TASK_ID_404,
+        description="Every event of the task on the jobs topic, read back from the log: the "
+        "ones that changed nothing (a superseded attempt's late heartbeat) too.",
+    ),
+    Endpoint(
+        "GET", "/api/v1/tasks/{task_id}/runs", task_runs, "A task's runs, one per attempt",
+        tag="runs", replies={200: Reply("run summaries in attempt order", list[RunSummary])},
+        errors=_TASK_ID_404,
+    ),
+    Endpoint(
+        "GET", "/api/v1/runs", list_runs, "Runs, newest first", tag="runs",
+        query=RunListQuery, replies={200: Reply("run summaries", list[RunSummary])},
+        errors={400: "a bad query parameter (`field` names it)"},
+    ),
+    Endpoint(
+        "GET", "/api/v1/runs/{run_id}", get_run, "One run with its log lines", tag="runs",
+        replies={200: Reply("the run", RunDetail)}, errors={404: "no run with that id"},
+        description="run_id is <task_id>.<attempt>.",
+    ),
 ]
+routes = routes_of(endpoints)

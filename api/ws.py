@@ -39,6 +39,8 @@ from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.node import EmbeddedNode
 from jobledger.services.supervise import spawn
 
+from .openapi import Endpoint, Reply
+
 TRY_AGAIN_LATER = 1013  # the close code of a client that could not keep up
 GOING_AWAY = 1001
 
@@ -391,6 +393,22 @@ class Hub:
                     await client.websocket.send_text(
                         _text(TaskUpdate(format_cursor(resume.time_ms, cursor), view)))
         return cursor
+
+
+endpoints = [
+    Endpoint(
+        "GET", "/ws", None, "Live task updates and stats over a WebSocket", tag="live",
+        operation_id="websocket", replies={101: Reply("switching to the WebSocket protocol")},
+        description=(
+            "Send {\"type\": \"subscribe\", \"filters\": {\"task_types\", \"statuses\","
+            " \"queues\"}, \"resume_from\": cursor?} for task_update messages (each with its"
+            " cursor), {\"type\": \"subscribe\", \"channel\": \"stats\"} for stats at most once"
+            " a second, \"unsubscribe\" and \"ping\". A cursor too old to resume gets"
+            " {\"type\": \"resync_required\"}; a client that cannot keep up is closed with"
+            " 1013. See docs/api.md."
+        ),
+    ),
+]
 
 
 def task_view(job: JobState) -> TaskView:

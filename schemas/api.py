@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from .common import Name, Priority
-from .lifecycle import JobStatus
+from .lifecycle import JobStatus, RunStatus
 
 # Request limits, all in one place (docs/api.md, "Limits"). A body over its limit is
 # refused with 413 before it is read to the end.
@@ -115,6 +115,14 @@ class TaskListQuery(msgspec.Struct, frozen=True):
     queue: Annotated[str, msgspec.Meta(description="only tasks of this queue")] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=2**62, description="skip this many")] = 0
+
+
+class RunListQuery(msgspec.Struct, frozen=True):
+    """The query parameters of GET /api/v1/runs."""
+
+    task_type: Annotated[str, msgspec.Meta(description="only runs of this task type")] | UnsetType = UNSET
+    status: Annotated[RunStatus, msgspec.Meta(description="only runs in this status")] | UnsetType = UNSET
+    limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
 
 
 class QueueDepth(msgspec.Struct):

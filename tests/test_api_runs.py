@@ -116,7 +116,7 @@ async def test_runs_list_filters_by_type_and_status(
     assert {(r["task_id"], r["attempt"]) for r in everything} == {
         (flaky_id, 1), (flaky_id, 2), (broken_id, 1)
     }
-    failed = (await client.get("/api/v1/runs", params={"status": "failed"})).json()
+    failed = (await client.get("/api/v1/runs", params={"status": "FAILED"})).json()
     assert {(r["task_id"], r["attempt"]) for r in failed} == {(flaky_id, 1), (broken_id, 1)}
     of_type = (await client.get("/api/v1/runs", params={"task_type": "broken"})).json()
     assert [r["task_id"] for r in of_type] == [broken_id]
