@@ -6,20 +6,22 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from jobledger.services.node import EmbeddedNode
 
-from . import docs_page, openapi, runs, schedules, system, tasks, ws
+from . import docs_page, metrics, openapi, runs, schedules, system, tasks, ws
 from .errors import EXCEPTION_HANDLERS
+from .metrics import Metrics, TimingMiddleware
 from .ws import Hub, HubConfig
 
 
 # Every documented endpoint: each module's `endpoints` give its routes and its part of
 # /openapi.json (api/openapi.py says how to add one).
 ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
-             *docs_page.endpoints, *schedules.endpoints, *ws.endpoints]
+             *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints]
 
 
 @contextlib.asynccontextmanager
@@ -29,9 +31,11 @@ async def serving(app: Starlette, node: EmbeddedNode, hub: HubConfig | None = No
     app.state.node = node
     app.state.hub = Hub(node, hub)
     app.state.hub.start()
+    node.projector.listeners.append(app.state.metrics.on_projected)
     try:
         yield
     finally:
+        node.projector.listeners.remove(app.state.metrics.on_projected)
         await app.state.hub.stop()
 
 
@@ -52,11 +56,14 @@ def create_app(make_node: Callable[[], EmbeddedNode], hub: HubConfig | None = No
         finally:
             await node.stop()
 
+    measured = Metrics()
     app = Starlette(
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _ws)],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(TimingMiddleware, metrics=measured)],
     )
+    app.state.metrics = measured
     app.router.redirect_slashes = False  # /api/v1/tasks/ is no endpoint: 404, not a 307
     app.state.openapi = openapi.build_spec(ENDPOINTS)
     return app

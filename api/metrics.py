@@ -1,0 +1,134 @@
+"""GET /metrics in the Prometheus text format (prometheus_client writes it: the format's
+escaping, histogram buckets and content type are its job, not ours).
+
+Gauges that describe the read models (tasks by status and type, pending, workers,
+projection lag, records per topic) are read when scraped. Histograms are observed as things
+happen: job durations as runs end in this node's projections, HTTP request durations by
+the middleware, labelled with the route's path template so ids do not explode the series.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.exposition import generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobledger.projections.projector import Projected
+from jobledger.schemas import JOBS, LOGS, WORKERS
+from jobledger.schemas.common import to_ms
+
+from .deps import node, queries
+from .openapi import Endpoint, Reply
+
+_TOPICS = (JOBS, LOGS, WORKERS)
+_ENDED = {"COMPLETED": "completed", "FAILED": "failed"}
+# Job durations span milliseconds (no-op jobs) to hours (ETL).
+_JOB_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
+
+
+class Metrics:
+    """One registry per app, so that apps in one process (tests) do not share series."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.tasks = Gauge("jobledger_tasks", "Tasks by status and type", ["status", "task_type"],
+                           registry=r)
+        self.pending = Gauge("jobledger_tasks_pending", "Tasks ready to run", registry=r)
+        self.workers = Gauge("jobledger_workers_connected", "Workers alive", registry=r)
+        self.appended = _AppendedEvents()
+        r.register(self.appended)
+        self.lag = Gauge("jobledger_projection_lag_seconds",
+                         "Age of the oldest record the projections have not applied", registry=r)
+        self.job_duration = Histogram(
+            "jobledger_job_duration_seconds", "Duration of runs that ended, by outcome",
+            ["task_type", "outcome"], buckets=_JOB_BUCKETS, registry=r)
+        self.http = Histogram(
+            "jobledger_http_request_duration_seconds", "HTTP requests by route and status",
+            ["method", "route", "status"], registry=r)
+
+    def on_projected(self, projected: Projected) -> None:
+        """Observe the runs a committed batch ended."""
+        for row in projected.change.runs.values():
+            # run rows: (run_id, job_id, attempt, task_type, status, worker, started, ended, ...)
+            outcome = _ENDED.get(row[4])
+            if outcome is not None and row[6] is not None and row[7] is not None:
+                self.job_duration.labels(row[3], outcome).observe((row[7] - row[6]) / 1000)
+
+    async def refresh(self, request: Request) -> None:
+        n = node(request)
+        stats = await queries(request).stats(to_ms(n.clock.now()))
+        self.tasks.clear()
+        for task_type, counts in stats["by_task_type"].items():
+            for status, count in counts.items():
+                self.tasks.labels(status, task_type).set(count)
+        self.pending.set(stats["pending_count"])
+        self.workers.set(stats["worker_count"])
+        self.lag.set(await n.projection_lag_ms() / 1000)
+        for topic in _TOPICS:
+            ends = await n.backend.topic(topic).end_offsets()
+            self.appended.per_topic[topic] = sum(ends.values())
+
+
+class _AppendedEvents(Collector):
+    """Events appended to each topic, by anyone: the log's end offsets, which only grow."""
+
+    def __init__(self) -> None:
+        self.per_topic: dict[str, int] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "jobledger_events_appended", "Events appended to each topic of the log", labels=["topic"])
+        for topic, count in sorted(self.per_topic.items()):
+            family.add_metric([topic], count)
+        yield family
+
+
+async def metrics(request: Request) -> Response:
+    m: Metrics = request.app.state.metrics
+    await m.refresh(request)
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class TimingMiddleware:
+    """Observes every HTTP request's duration (pure ASGI: no per-request objects)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app = app
+        self.histogram = metrics.http
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route: Any = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.histogram.labels(scope["method"], path, str(status)).observe(
+                time.perf_counter() - start)
+
+
+endpoints = [
+    Endpoint(
+        "GET", "/metrics", metrics, "Prometheus metrics", tag="system",
+        replies={200: Reply("the Prometheus text format", str, CONTENT_TYPE_LATEST)},
+    ),
+]
