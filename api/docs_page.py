@@ -39,11 +39,11 @@ def render(spec: dict[str, Any]) -> str:
     operations = [(path, method, op) for path, ops in spec["paths"].items()
                   for method, op in ops.items()]
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(info['title'])} API"
-        f"</title><style>{_STYLE}</style></head><body>",
+        (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(info['title'])} API"
+         f"</title><style>{_STYLE}</style></head><body>"),
         f"<h1>{escape(info['title'])} API <small>{escape(info['version'])}</small></h1>",
-        f"<p>{escape(info.get('description', ''))} The machine-readable document is "
-        "<a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1).</p>",
+        (f"<p>{escape(info.get('description', ''))} The machine-readable document is "
+         "<a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1).</p>"),
         "<h2>Endpoints</h2><table><tr><th>method</th><th>path</th><th>does</th></tr>",
         *(f"<tr><td class='method'>{m.upper()}</td><td class='path'><a href='#{_anchor(op)}'>"
           f"{escape(p)}</a></td><td>{escape(op.get('summary', ''))}</td></tr>"
@@ -62,11 +62,11 @@ def _anchor(op: dict[str, Any]) -> str:
 
 
 def _operation(path: str, method: str, op: dict[str, Any]) -> str:
-    parts = [
+    parts = [(
         f"<section id='{_anchor(op)}'><h3><span class='method'>{method.upper()}</span> "
         f"<span class='path'>{escape(path)}</span></h3><p>{escape(op.get('summary', ''))}. "
         f"{escape(op.get('description', ''))}</p>"
-    ]
+    )]
     if op.get("parameters"):
         parts.append("<h4>Parameters</h4><table><tr><th>name</th><th>in</th><th>type</th>"
                      "<th>required</th><th>meaning</th></tr>")

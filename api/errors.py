@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Match, Route, WebSocketRoute
 
 from jobledger.services.commands import Conflict, NotFound
 from jobledger.services.log import AppendOutcomeUnknown, LogError
@@ -36,6 +36,7 @@ CODES: dict[str, int] = {
     "PAYLOAD_TOO_LARGE": 413,  # the body, or one task's payload, is over its limit
     "UNSUPPORTED_MEDIA_TYPE": 415,  # a body sent as something other than application/json
     "UNPROCESSABLE": 422,  # every field is valid, but together they cannot be applied
+    "UPGRADE_REQUIRED": 426,  # a plain HTTP GET of a WebSocket endpoint
     "INTERNAL": 500,  # a bug: never bad input
     "LOG_UNAVAILABLE": 503,  # the append failed; nothing was written
     "OUTCOME_UNKNOWN": 504,  # the append may or may not have landed; retry with the same key
@@ -72,10 +73,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's routing errors (no route, wrong method) in the one error shape."""
     assert isinstance(exc, HTTPException)
     where = f"{request.method} {request.url.path}"
-    if exc.status_code == 404:
+    allowed = allowed_methods(request)
+    if exc.status_code == 404 and not allowed:
         return ApiError(404, "NOT_FOUND", f"no endpoint at {request.url.path}").response()
-    if exc.status_code == 405:
-        allowed = allowed_methods(request)
+    if exc.status_code == 404 and request.method in ("GET", "HEAD"):  # a WebSocket path
+        response = ApiError(426, "UPGRADE_REQUIRED",
+                            f"{request.url.path} is a WebSocket endpoint; connect with "
+                            "a WebSocket client (GET with Upgrade: websocket)").response()
+        response.headers["Upgrade"] = "websocket"
+        return response
+    if exc.status_code in (404, 405):
         response = ApiError(405, "METHOD_NOT_ALLOWED",
                             f"{where} is not allowed; allowed: {', '.join(allowed)}").response()
         response.headers["Allow"] = ", ".join(allowed)
@@ -90,16 +97,20 @@ def allowed_methods(request: Request) -> list[str]:
     """The methods of the resource at this path: of every route with the same template as
     the first route that matches it (Starlette's own Allow header names only that first
     route's methods, though GET and DELETE /tasks/{task_id} are two routes). A literal
-    path listed first (/tasks/batch) wins over a template that also matches it."""
-    matching = [
-        route for route in request.app.router.routes
-        if isinstance(route, Route) and route.methods
-        and route.matches(request.scope)[0] is not Match.NONE
-    ]
+    path listed first (/tasks/batch) wins over a template that also matches it. A
+    WebSocket route allows GET (the upgrade); none at all: []."""
+    as_websocket = {**request.scope, "type": "websocket"}
+    matching: list[tuple[str, set[str]]] = []
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            if route.matches(request.scope)[0] is not Match.NONE:
+                matching.append((route.path, route.methods))
+        elif isinstance(route, WebSocketRoute) and route.matches(as_websocket)[0] is Match.FULL:
+            matching.append((route.path, {"GET"}))
     if not matching:
         return []
-    template = matching[0].path
-    return sorted({m for route in matching if route.path == template for m in route.methods or ()})
+    template = matching[0][0]
+    return sorted({m for path, methods in matching if path == template for m in methods})
 
 
 async def _internal(request: Request, exc: Exception) -> Response:

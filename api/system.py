@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
-
-import msgspec
 
 from jobledger.schemas.api import Health, QueueInfo, QueuePath, QueueToggled, Stats, WorkerInfo
 from jobledger.schemas.common import to_ms

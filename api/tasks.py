@@ -5,7 +5,6 @@ from __future__ import annotations
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from jobledger.projections.queries import task_detail
 from jobledger.schemas import Actor, ActorKind

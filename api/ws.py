@@ -399,6 +399,7 @@ endpoints = [
     Endpoint(
         "GET", "/ws", None, "Live task updates and stats over a WebSocket", tag="live",
         operation_id="websocket", replies={101: Reply("switching to the WebSocket protocol")},
+        errors={426: "a plain HTTP request, not a WebSocket upgrade"},
         description=(
             "Send {\"type\": \"subscribe\", \"filters\": {\"task_types\", \"statuses\","
             " \"queues\"}, \"resume_from\": cursor?} for task_update messages (each with its"

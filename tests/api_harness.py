@@ -1,19 +1,43 @@
 """The API in front of a harness node (tests/harness.py: a ManualClock, tmp SQLite files),
-reached through httpx's ASGI transport, plus the checks every error answer must pass."""
+reached through httpx's ASGI transport; a real `jobledger serve`; the handlers the API
+tests run; and the checks every error answer must pass."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from jobledger.api.app import create_app
 from jobledger.api.errors import CODES
+from jobledger.services.app import App, PermanentError
+from jobledger.services.context import JobContext
 from jobledger.services.node import EmbeddedNode
 
+from .procs import ServerProcess
+
 ERROR_KEYS = {"error", "code", "field", "details"}
+
+handlers = App()
+
+
+@handlers.job("echo")
+async def echo(ctx: JobContext, payload: Any) -> Any:
+    return payload
+
+
+@handlers.job("block")
+async def block(ctx: JobContext, payload: Any) -> None:
+    await asyncio.Event().wait()  # runs until cancelled
+
+
+@handlers.job("broken")
+async def broken(ctx: JobContext, payload: Any) -> None:
+    raise PermanentError("never works")
 
 
 @asynccontextmanager
@@ -40,3 +64,21 @@ def assert_error(response: httpx.Response, status: int, code: str,
     if field is not None:
         assert body["field"] == field, body
     return body
+
+
+async def submit(client: httpx.AsyncClient, **body: Any) -> str:
+    """POST /api/v1/tasks, expecting 201; the task id."""
+    response = await client.post("/api/v1/tasks", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["task_id"])
+
+
+@contextmanager
+def demo_server(directory: Path) -> Iterator[ServerProcess]:
+    """`jobledger serve --demo` over directory/j.db, healthy, stopped afterwards."""
+    process = ServerProcess(directory / "j.db", "--demo")
+    try:
+        process.wait_healthy()
+        yield process
+    finally:
+        process.stop()

@@ -21,7 +21,7 @@ from jobledger.schemas.api import MAX_TASK_BODY_BYTES
 from jobledger.services.app import App
 from jobledger.services.node import EmbeddedNode
 
-from .api_harness import api_client, assert_error
+from .api_harness import api_client, assert_error, demo_server
 from .conftest import NodeFactory
 from .procs import ServerProcess
 
@@ -65,6 +65,17 @@ async def test_a_method_the_path_does_not_answer_is_405_json_with_every_allowed_
     assert method in error["error"] and allowed in error["error"]
 
 
+async def test_plain_http_to_the_websocket_path_answers_426_or_405(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/ws")
+    assert "WebSocket" in assert_error(response, 426, "UPGRADE_REQUIRED")["error"]
+    assert response.headers["upgrade"] == "websocket"
+    response = await client.post("/ws")
+    assert_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert response.headers["allow"] == "GET"
+
+
 async def test_a_bug_is_a_500_internal_that_is_logged_and_leaks_nothing(
     node: EmbeddedNode, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -96,12 +107,8 @@ def test_every_code_is_upper_snake_and_docs_api_md_lists_it_with_its_status() ->
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("live") / "j.db", "--demo")
-    try:
-        process.wait_healthy()
+    with demo_server(tmp_path_factory.mktemp("live")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def test_live_create_read_and_idempotent_repeat(server: ServerProcess) -> None:

@@ -3,52 +3,30 @@ ASGI app."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
 from jobledger.schemas import JOBS
 from jobledger.schemas.common import to_ms
-from jobledger.services.app import App
-from jobledger.services.context import JobContext
 from jobledger.services.log import Entry
 from jobledger.services.node import EmbeddedNode
 
-from .api_harness import api_client, assert_error
+from .api_harness import api_client, assert_error, handlers, submit
 from .conftest import NodeFactory
 from .harness import clock_of, dispatcher_of, settle, wait_until
-
-app = App()
-
-
-@app.job("echo")
-async def echo(ctx: JobContext, payload: Any) -> Any:
-    return payload
-
-
-@app.job("block")
-async def block(ctx: JobContext, payload: Any) -> None:
-    await asyncio.Event().wait()  # runs until cancelled
 
 
 @pytest.fixture
 async def node(make_node: NodeFactory) -> EmbeddedNode:
-    return await make_node(app, concurrency=3)
+    return await make_node(handlers, concurrency=3)
 
 
 @pytest.fixture
 async def client(node: EmbeddedNode) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(node) as c:
         yield c
-
-
-async def submit(client: httpx.AsyncClient, **body: Any) -> str:
-    response = await client.post("/api/v1/tasks", json=body)
-    assert response.status_code == 201, response.text
-    return str(response.json()["task_id"])
 
 
 async def test_stats_count_tasks_by_status_band_and_type(

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.generation.case import Case
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.generation.case import Case
 from schemathesis.schemas import BaseSchema
 
+from .api_harness import demo_server
 from .procs import ServerProcess
 
 EXAMPLES = 40  # per operation and phase; the whole run stays under a minute
@@ -22,12 +23,8 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("schemathesis") / "j.db", "--demo")
-    try:
-        process.wait_healthy()
+    with demo_server(tmp_path_factory.mktemp("schemathesis")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
