@@ -33,6 +33,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from jobledger.projections.jobs import JobState
 from jobledger.projections.projector import Projected
+from jobledger.projections.schedules import ScheduleState
 from jobledger.schemas import JOBS
 from jobledger.schemas.api import Progress, TaskUpdate, TaskView
 from jobledger.schemas.common import iso_ms, to_ms
@@ -40,6 +41,7 @@ from jobledger.services.node import EmbeddedNode
 from jobledger.services.supervise import spawn
 
 from .openapi import Endpoint, Reply
+from .schedules import schedule_updates
 
 TRY_AGAIN_LATER = 1013  # the close code of a client that could not keep up
 GOING_AWAY = 1001
@@ -63,7 +65,7 @@ class Filters(msgspec.Struct, forbid_unknown_fields=True):
 
 class ClientMessage(msgspec.Struct, forbid_unknown_fields=True):
     type: str  # subscribe | unsubscribe | ping
-    channel: str = "tasks"  # tasks | stats
+    channel: str = "tasks"  # tasks | stats | schedules
     filters: Filters | None = None
     resume_from: str | None = None
 
@@ -182,6 +184,7 @@ class Client:
     match: _Match | None = None  # subscribed to tasks when set
     next_seq: int = 0  # its position in the ring
     stats: bool = False
+    schedules: bool = False
     resume: Resume | None = None  # a backlog the sender has yet to send
     skip_below: list[int] | None = None  # offsets per partition a backlog covered
     # Messages of its own (pong, stats, errors), one per kind: a newer replaces an older.
@@ -213,11 +216,13 @@ class Hub:
 
     def start(self) -> None:
         self.node.projector.listeners.append(self.on_projected)
+        self.node.projector.schedule_listeners.append(self.on_schedules)
         self._stats_task = spawn(self._push_stats(), "ws-stats")
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.node.projector.listeners.remove(self.on_projected)
+            self.node.projector.schedule_listeners.remove(self.on_schedules)
         if self._stats_task is not None:
             self._stats_task.cancel()
             await asyncio.gather(self._stats_task, return_exceptions=True)
@@ -256,6 +261,19 @@ class Hub:
         if client.sender is not None:
             client.sender.cancel()
         await _close(client.websocket, TRY_AGAIN_LATER)
+
+    def on_schedules(self, changed: list[ScheduleState]) -> None:
+        """Called by the projector after each committed schedules batch."""
+        if any(c.schedules for c in self.clients):
+            spawn(self._push_schedules(changed), "ws-schedules")
+
+    async def _push_schedules(self, changed: list[ScheduleState]) -> None:
+        for message in await schedule_updates(self.node.queries, changed):
+            text = _text(message)
+            key = f"schedule:{message['schedule']['id']}"  # type: ignore[index]
+            for client in self.clients:
+                if client.schedules:
+                    client.tell(key, text)  # a newer state of a schedule replaces the older
 
     async def _push_stats(self) -> None:
         while True:
@@ -303,6 +321,11 @@ class Hub:
                 client.tell("stats", await self._stats_text())
             case "unsubscribe", "stats":
                 client.stats = False
+            case "subscribe", "schedules":
+                client.schedules = True
+                client.tell("subscribed", '{"type":"subscribed","channel":"schedules"}')
+            case "unsubscribe", "schedules":
+                client.schedules = False
             case "subscribe", "tasks":
                 await self._subscribe(client, message)
             case "unsubscribe", "tasks":
@@ -404,7 +427,8 @@ endpoints = [
             "Send {\"type\": \"subscribe\", \"filters\": {\"task_types\", \"statuses\","
             " \"queues\"}, \"resume_from\": cursor?} for task_update messages (each with its"
             " cursor), {\"type\": \"subscribe\", \"channel\": \"stats\"} for stats at most once"
-            " a second, \"unsubscribe\" and \"ping\". A cursor too old to resume gets"
+            " a second, {\"type\": \"subscribe\", \"channel\": \"schedules\"} for schedule_update"
+            " messages, \"unsubscribe\" and \"ping\". A cursor too old to resume gets"
             " {\"type\": \"resync_required\"}; a client that cannot keep up is closed with"
             " 1013. See docs/api.md."
         ),

@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 
@@ -298,3 +299,23 @@ def node_hub(node: EmbeddedNode) -> Any:
 
 def stuck_client_gone(hub: Any, reader: Conn) -> bool:
     return any(c.dropped for c in hub.clients)
+
+
+async def test_schedule_changes_are_pushed_on_the_schedules_channel(
+    node: EmbeddedNode, url: str
+) -> None:
+    conn = await connect(url)
+    assert (await conn.subscribe(channel="schedules"))["channel"] == "schedules"
+    http = url.replace("ws://", "http://").removesuffix("/ws")
+    async with httpx.AsyncClient(base_url=http) as client:
+        created = await client.post("/api/v1/schedules", json={
+            "id": "tick", "task_type": "echo", "trigger": "interval", "minutes": 5})
+        assert created.status_code == 201
+        update = await conn.recv()
+        assert update["type"] == "schedule_update"
+        assert update["schedule"]["id"] == "tick" and update["schedule"]["state"] == "active"
+        assert (await client.post("/api/v1/schedules/tick/pause")).status_code == 200
+        while (update := await conn.recv())["schedule"]["state"] != "paused":
+            assert update["type"] == "schedule_update"
+    await conn.send(type="unsubscribe", channel="schedules")
+    assert await conn.sync() == []
