@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from jobledger.api.app import create_app
+from jobledger.api.app import create_app, serving
 from jobledger.api.errors import CODES
 from jobledger.services.app import App, PermanentError
 from jobledger.services.context import JobContext
@@ -43,11 +43,11 @@ async def broken(ctx: JobContext, payload: Any) -> None:
 @asynccontextmanager
 async def api_client(node: EmbeddedNode, **transport: Any) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client of the app over this started node. httpx's ASGITransport runs no
-    lifespan, so the node the test started (and will stop) is put behind the app here."""
+    lifespan, so the node the test started (and will stop) is served as the lifespan
+    would serve it."""
     api = create_app(lambda: node)
-    api.state.node = node
     asgi = httpx.ASGITransport(app=api, **transport)
-    async with httpx.AsyncClient(transport=asgi, base_url="http://test") as client:
+    async with serving(api, node), httpx.AsyncClient(transport=asgi, base_url="http://test") as client:
         yield client
 
 
