@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the log file (default ./jobledger.db)")
     replay.add_argument("--out", type=Path, help="the new read-model file (default <db>.replay.db)")
 
+    from .schedules_cli import add_parser as add_schedules_parser
+
+    add_schedules_parser(sub, _server_arg)
+
     sub.add_parser("schema", help="print the JSON Schema of every event",
                    description="Print the JSON Schema of the event envelope and every event.")
     return parser
@@ -90,7 +94,7 @@ def _server_arg(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"serve": _serve, "submit": _submit, "status": _status, "replay": _replay,
-               "schema": _schema}[args.command]
+               "schema": _schema, "schedules": _schedules}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -203,6 +207,12 @@ def _replay(args: argparse.Namespace) -> int:
         table.add_row(name, digest, other + mark)
     Console().print(table)
     return 0
+
+
+def _schedules(args: argparse.Namespace) -> int:
+    from .schedules_cli import run
+
+    return run(args)
 
 
 def _schema(args: argparse.Namespace) -> int:

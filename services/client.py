@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from jobledger.schemas.api import MAX_BATCH, BatchRequest, TaskRequest
 from jobledger.schemas.lifecycle import TERMINAL
 
 from .producer import task_request
+from .schedules import definition_of, parse_request
 
 _encoder = msgspec.json.Encoder()
 
@@ -88,6 +90,43 @@ class Client:
     async def stats(self) -> dict[str, Any]:
         return await self._call("GET", "/api/v1/stats")  # type: ignore[no-any-return]
 
+    # -- schedules (docs/schedules.md) -------------------------------------------------------
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        return await self._call("GET", "/api/v1/schedules")  # type: ignore[no-any-return]
+
+    async def schedule(self, schedule_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/api/v1/schedules/{schedule_id}")  # type: ignore[no-any-return]
+
+    async def add_schedule(self, schedule_id: str, task_type: str, trigger: str,
+                           **fields: Any) -> dict[str, Any]:
+        """Define a schedule: trigger "interval" | "cron" | "date" | "manual", and its fields
+        (seconds=30, expression="0 * * * *", run_date=...) and job options as keywords.
+        Checked here as the server checks it (ScheduleError naming the field)."""
+        body = _schedule_body(id=schedule_id, task_type=task_type, trigger=trigger, **fields)
+        definition_of(parse_request(body), None, datetime.now(UTC))
+        return await self._call("POST", "/api/v1/schedules", body)  # type: ignore[no-any-return]
+
+    async def update_schedule(self, schedule_id: str, **fields: Any) -> dict[str, Any]:
+        """Change the given fields only (with trigger=..., the trigger is rebuilt)."""
+        body = _schedule_body(**fields)
+        parse_request(body)
+        return await self._call("PUT", f"/api/v1/schedules/{schedule_id}", body)  # type: ignore[no-any-return]
+
+    async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"/api/v1/schedules/{schedule_id}/pause")  # type: ignore[no-any-return]
+
+    async def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"/api/v1/schedules/{schedule_id}/resume")  # type: ignore[no-any-return]
+
+    async def remove_schedule(self, schedule_id: str) -> None:
+        await self._call("DELETE", f"/api/v1/schedules/{schedule_id}")
+
+    async def trigger_schedule(self, schedule_id: str) -> str:
+        """Run the schedule's job now; the task id (follow it with wait())."""
+        body = await self._call("POST", f"/api/v1/schedules/{schedule_id}/trigger")
+        return str(body["task_id"])
+
     async def wait(self, task_id: str, timeout: float = 60.0, interval: float = 0.2) -> dict[str, Any]:
         """Poll until the task is finished (completed, failed, dead_letter or cancelled)."""
         async with asyncio.timeout(timeout):
@@ -96,3 +135,9 @@ class Client:
                 if task["status"] in TERMINAL:
                     return task
                 await asyncio.sleep(interval)
+
+
+def _schedule_body(**fields: Any) -> bytes:
+    """A schedule request body from keywords; None means "not given"."""
+    return _encoder.encode({k: v for k, v in fields.items() if v is not None})
+

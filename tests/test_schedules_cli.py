@@ -1,0 +1,83 @@
+"""`jobledger schedules ...` against a real `jobledger serve --demo` on a loopback port."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobledger.services.cli import main
+from jobledger.services.schedules_cli import parse_duration
+
+from .procs import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path_factory.mktemp("cli") / "j.db", "--demo")
+    try:
+        process.wait_healthy()
+        yield process
+    finally:
+        process.stop()
+
+
+def run(server: ServerProcess, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["schedules", *args, "--server", server.url])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_add_list_show_pause_resume_trigger_remove(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(server, capsys, "add", "hourly", "echo", "--cron", "0 * * * *",
+                       "--timezone", "Europe/Berlin", "--payload", '{"a": 1}')
+    assert code == 0 and json.loads(out)["trigger"] == {"type": "cron", "expression": "0 * * * *"}
+    code, out, _ = run(server, capsys, "add", "emails", "echo", "--every", "1h30m",
+                       "--max-instances", "2")
+    assert code == 0 and json.loads(out)["trigger"] == {"type": "interval", "hours": 1, "minutes": 30}
+    assert run(server, capsys, "add", "report", "echo", "--manual", "--payload", '"r"')[0] == 0
+
+    code, out, _ = run(server, capsys, "list")
+    assert code == 0
+    for cell in ("hourly", "cron 0 * * * * (Europe/Berlin)", "every 1h30m", "report", "manual"):
+        assert cell in out
+    code, out, _ = run(server, capsys, "show", "emails")
+    assert (code, json.loads(out)["max_instances"]) == (0, 2)
+    code, out, _ = run(server, capsys, "pause", "hourly")
+    assert (code, json.loads(out)["state"]) == (0, "paused")
+    code, out, _ = run(server, capsys, "resume", "hourly")
+    assert (code, json.loads(out)["state"]) == (0, "active")
+    code, out, _ = run(server, capsys, "trigger", "report", "--wait")
+    assert code == 0 and json.loads(out)["result"] == "r"
+    code, out, _ = run(server, capsys, "remove", "report")
+    assert (code, out.strip()) == (0, "removed report")
+    code, _, err = run(server, capsys, "show", "report")
+    assert code == 1 and "JOB_NOT_FOUND" in err
+
+
+def test_bad_input_is_refused_naming_the_field(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run(server, capsys, "add", "bad", "echo", "--cron", "0 25 * * *")
+    assert code == 2 and "expression" in err and "out of range" in err
+    code, _, err = run(server, capsys, "add", "bad", "echo", "--every", "5 minutes")
+    assert code == 2 and "--every" in err
+    code, _, err = run(server, capsys, "add", "bad", "echo", "--manual", "--timezone", "Mars/Base")
+    assert code == 2 and "timezone" in err
+    run(server, capsys, "add", "twice", "echo", "--manual")
+    code, _, err = run(server, capsys, "add", "twice", "echo", "--manual")
+    assert code == 1 and "JOB_EXISTS" in err
+
+
+def test_durations() -> None:
+    assert parse_duration("90s") == {"seconds": 90.0}
+    assert parse_duration("1w2d3h4m5s") == {"weeks": 1, "days": 2, "hours": 3, "minutes": 4,
+                                           "seconds": 5.0}
+    with pytest.raises(ValueError, match="1x"):
+        parse_duration("1x")
