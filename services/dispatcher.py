@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from jobledger.projections.jobs import JobState, reduce_job, revive
+from jobledger.projections.jobs import JobState
 from jobledger.projections.queues import QueueState, reduce_queue
 from jobledger.schemas import (
     JOBS,
@@ -34,7 +34,6 @@ from jobledger.schemas import (
     JobLeaseExpired,
     JobLogged,
     JobPicked,
-    JobRequeued,
     JobStatus,
     JobSucceeded,
     LogLevel,
@@ -52,7 +51,8 @@ from .app import App
 from .backoff import Backoff
 from .clock import Clock
 from .executor import Cancelled, Executor, Failed, Outcome, Running, Succeeded
-from .log import LogBackend, Position
+from .log import LogBackend, Position, Record
+from .partition_state import JobsSnapshot, merge_queues, next_job_state
 from .publisher import Publisher
 from .ready_set import ReadySet
 from .supervise import crashed, spawn
@@ -110,6 +110,9 @@ class Dispatcher:
         self._fill_scheduled = False
         self._stopping = False  # no new picks once stop() has begun
         self._process = psutil.Process()
+        # Partitions lost to another owner, kept as of where we stopped following them: if
+        # one comes back, folding on from there is cheaper than from offset 0.
+        self._dormant: dict[int, JobsSnapshot] = {}
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -117,15 +120,18 @@ class Dispatcher:
         self, jobs: Iterable[JobState], queues: Mapping[str, QueueState],
         positions: Mapping[int, int],
     ) -> None:
-        """Start from a snapshot (unfinished jobs as of `positions`) instead of offset 0."""
-        self.positions = {p: positions.get(p, 0) for p in self.partitions}
-        self.queues = dict(queues)
-        self.ready.paused = {q for q, s in self.queues.items() if s.paused}
+        """Start from a snapshot (unfinished jobs as of `positions`) instead of offset 0:
+        assign() every partition given at construction."""
+        snapshots = {p: JobsSnapshot(p, positions.get(p, 0), queues=dict(queues))
+                     for p in self.partitions}
         for job in jobs:
-            if job.partition in self.partitions:
-                self._react(None, job)
+            if job.partition in snapshots:
+                snapshots[job.partition].jobs[job.job_id] = job
+        for snapshot in snapshots.values():
+            self.assign(snapshot)
 
-    async def start(self) -> None:
+    async def start(self, follow: bool = True) -> None:
+        """follow=False: someone else feeds consume() (a consumer group, in Kafka mode)."""
         for p in self.partitions:
             self.positions.setdefault(p, 0)
         await self.publisher.publish(
@@ -136,10 +142,11 @@ class Dispatcher:
             self.config.worker_id,
         )
         self._tasks = [
-            spawn(self._follow(), "dispatcher-follow"),
             spawn(self.timers.run(), "dispatcher-timers"),
             spawn(self._heartbeats(), "dispatcher-heartbeats"),
         ]
+        if follow:
+            self._tasks.append(spawn(self._follow(), "dispatcher-follow"))
         self._schedule_fill()
 
     def crashed(self) -> list[str]:
@@ -154,18 +161,81 @@ class Dispatcher:
         self.publisher.publish(WorkerStopped(worker_id=self.config.worker_id), self.config.worker_id)
         await self.publisher.drain()
 
+    # -- gaining and losing partitions ----------------------------------------------------
+
+    def snapshot_of(self, partition: int) -> JobsSnapshot:
+        """Where to rebuild a partition from: what we kept when we last lost it, else
+        nothing at offset 0. Fold the partition on from its position, then assign() it."""
+        kept = self._dormant.pop(partition, None)
+        return kept if kept is not None else JobsSnapshot(partition)
+
+    def assign(self, snapshot: JobsSnapshot) -> None:
+        """Own a partition from now on, starting from a snapshot of it (folded up to the
+        partition's end, so that no decision is taken on a stale state): its jobs enter the
+        ready set and the timers. An attempt whose lease the log does not see renewed
+        expires by this owner's clock, as after a restart."""
+        partition = snapshot.partition
+        self.partitions.add(partition)
+        self.positions[partition] = snapshot.position
+        self.queues = merge_queues(self.queues, snapshot.queues.values())
+        self.ready.paused = {q for q, s in self.queues.items() if s.paused}
+        for job_id in snapshot.finished_keyed:
+            self._remember_finished(job_id)
+        for job in snapshot.jobs.values():
+            self._react(None, job)
+        if self._tasks:
+            self._schedule_fill()
+
+    async def revoke(self, partitions: Collection[int]) -> None:
+        """Stop deciding for these partitions: no more picks, expiries or retries. Returns
+        once everything decided so far is durable, so the next owner reads it when it
+        rebuilds. Attempts already running here go on and report their outcome (the
+        attempt number fences it, should the next owner have decided the attempt first),
+        and their heartbeats keep renewing their leases meanwhile."""
+        lost = self.partitions & set(partitions)
+        if not lost:
+            return
+        self.partitions -= lost
+        kept = {p: JobsSnapshot(p, self.positions.pop(p), queues=dict(self.queues)) for p in lost}
+        for job_id, job in list(self.jobs.items()):
+            if job.partition in lost:
+                kept[job.partition].jobs[job_id] = self.jobs.pop(job_id)
+        for snapshot in kept.values():
+            snapshot.known_finished = self._finished_keyed
+        self._dormant.update(kept)
+        await self.publisher.drain()
+        for snapshot in kept.values():
+            for job_id in snapshot.jobs:
+                # Picks of ours are durable now: the new owner reads them. A pick we never
+                # read back would hold a worker slot for good.
+                self._in_flight.discard(job_id)
+                if job_id not in self.executor.running:
+                    self._decided.pop(job_id, None)
+
     # -- following the log ----------------------------------------------------------------
 
     async def _follow(self) -> None:
         log = self.backend.topic(JOBS)
         async for records in log.tail(self.positions):
-            envs, _bad = decode_batch(r for r in records if r.partition in self.partitions)
-            for rec in records:
-                self.positions[rec.partition] = rec.offset + 1
-            await self._recall_finished(envs)
-            for env in envs:
-                self._apply(env)
-            self._schedule_fill()
+            await self.consume(records)
+
+    async def consume(self, records: list[Record]) -> None:
+        """Apply records of the jobs topic; those of partitions not held, or already
+        applied, are skipped."""
+        await self._recall_finished(decode_batch(self._unapplied(records))[0])
+        # Again: a partition may have been revoked (or given back) while the read model was
+        # asked. Records are decoded once (Record.decoded), so this costs a filter.
+        fresh = self._unapplied(records)
+        envs, _bad = decode_batch(fresh)
+        for rec in fresh:
+            self.positions[rec.partition] = rec.offset + 1
+        for env in envs:
+            self._apply(env)
+        self._schedule_fill()
+
+    def _unapplied(self, records: list[Record]) -> list[Record]:
+        held, positions = self.partitions, self.positions
+        return [r for r in records if r.partition in held and r.offset >= positions[r.partition]]
 
     async def _recall_finished(self, envs: list[Envelope]) -> None:
         """Mark keyed jobs of this batch that finished before we could remember them."""
@@ -197,12 +267,9 @@ class Dispatcher:
         if job_id is None:
             return  # another topic's event written here by mistake: nothing to decide
         old = self.jobs.get(job_id)
-        if old is None and isinstance(event, JobEnqueued) and job_id in self._finished_keyed:
-            return  # a duplicate of a finished job: the reducer would ignore it, had we the state
-        if old is None and isinstance(event, JobRequeued):
-            new: JobState | None = revive(event, env)  # finished jobs are not kept in memory
-        else:
-            new = reduce_job(old, env)
+        # Finished jobs are not kept in memory: a duplicate JobEnqueued of one is ignored,
+        # a JobRequeued revives it.
+        new = next_job_state(old, env, self._finished_keyed)
         if new is not old and new is not None:
             self._react(old, new)
 

@@ -46,7 +46,8 @@ from jobledger.schemas.common import from_ms, to_ms
 from jobledger.schemas.schedules import MisfirePolicy, ScheduleDefinition, SkipReason
 
 from .clock import Clock
-from .log import LogBackend, Position
+from .log import LogBackend, Position, Record
+from .partition_state import SchedulesSnapshot
 from .producer import job_id_for_key
 from .publisher import Publisher
 from .supervise import crashed, spawn
@@ -158,15 +159,19 @@ class Scheduler:
         self._deciding: asyncio.Task[None] | None = None
         self._confirming: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._dormant: dict[int, SchedulesSnapshot] = {}  # partitions lost, as we left them
 
     # -- start and stop -------------------------------------------------------------------
 
     def load(self, states: Iterable[ScheduleState], positions: Mapping[int, int]) -> None:
-        """Start from a snapshot (the read model as of `positions`) instead of offset 0."""
-        self.positions = {p: positions.get(p, 0) for p in self.partitions}
+        """Start from a snapshot (the read model as of `positions`) instead of offset 0:
+        assign() every partition given at construction."""
+        snapshots = {p: SchedulesSnapshot(p, positions.get(p, 0)) for p in self.partitions}
         for state in states:
-            if state.partition in self.partitions:
-                self.schedules[state.schedule_id] = state
+            if state.partition in snapshots:
+                snapshots[state.partition].schedules[state.schedule_id] = state
+        for snapshot in snapshots.values():
+            self.assign(snapshot)
 
     async def catch_up(self) -> None:
         """Apply the topic up to its current end, so that declare() compares with what is
@@ -197,11 +202,13 @@ class Scheduler:
                                                   actor=Actor(ActorKind.CLIENT, "app")))
         return list(await asyncio.gather(*appends))
 
-    async def start(self) -> None:
+    async def start(self, follow: bool = True) -> None:
+        """follow=False: someone else feeds consume() (a consumer group, in Kafka mode)."""
         for schedule_id in self.schedules:
             self._arm(schedule_id)
-        self._tasks = [spawn(self._follow(), "scheduler-follow"),
-                       spawn(self.timers.run(), "scheduler-timers")]
+        self._tasks = [spawn(self.timers.run(), "scheduler-timers")]
+        if follow:
+            self._tasks.append(spawn(self._follow(), "scheduler-follow"))
 
     def crashed(self) -> list[str]:
         return crashed([*self._tasks, *([self._deciding] if self._deciding else [])])
@@ -229,11 +236,58 @@ class Scheduler:
             await asyncio.sleep(0)
         await self.publisher.drain()
 
+    # -- gaining and losing partitions ----------------------------------------------------
+
+    def snapshot_of(self, partition: int) -> SchedulesSnapshot:
+        """Where to rebuild a partition from: what we kept when we last lost it, else
+        nothing at offset 0. Fold the partition on from its position, then assign() it."""
+        kept = self._dormant.pop(partition, None)
+        return kept if kept is not None else SchedulesSnapshot(partition)
+
+    def assign(self, snapshot: SchedulesSnapshot) -> None:
+        """Own a partition from now on, from a snapshot of it: its schedules are armed
+        (call declare() afterwards for code-declared schedules it should hold)."""
+        self.partitions.add(snapshot.partition)
+        self.positions[snapshot.partition] = snapshot.position
+        self.schedules.update(snapshot.schedules)
+        if self._tasks:
+            for schedule_id in snapshot.schedules:
+                self._arm(schedule_id)
+
+    async def revoke(self, partitions: Collection[int]) -> None:
+        """Stop firing the schedules of these partitions. Returns once the decisions under
+        way are durable, so the next owner reads them when it rebuilds and never decides a
+        fire time twice."""
+        lost = self.partitions & set(partitions)
+        if not lost:
+            return
+        self.partitions -= lost
+        leaving = [s for s, state in self.schedules.items() if state.partition in lost]
+        for schedule_id in leaving:
+            self._armed.pop(schedule_id, None)  # their timers going off now are ignored
+            self._due.discard(schedule_id)
+        await self.quiet()
+        kept = {p: SchedulesSnapshot(p, self.positions.pop(p)) for p in lost}
+        for schedule_id in leaving:
+            state = self.schedules.pop(schedule_id)
+            kept[state.partition].schedules[schedule_id] = state
+            self._armed.pop(schedule_id, None)  # re-armed by a decision that was under way
+            self._in_flight.pop(schedule_id, None)
+        self._dormant.update(kept)
+
     # -- following the log ----------------------------------------------------------------
 
     async def _follow(self) -> None:
         async for records in self.backend.topic(SCHEDULES).tail(self.positions):
             self._apply_records(records)
+
+    async def consume(self, records: list[Record]) -> None:
+        """Apply records of the schedules topic; those of partitions not held, or already
+        applied, are skipped."""
+        self._apply_records(
+            [r for r in records
+             if r.partition in self.partitions and r.offset >= self.positions[r.partition]]
+        )
 
     def _apply_records(self, records: list) -> None:  # type: ignore[type-arg]
         envs, _bad = decode_batch(r for r in records if r.partition in self.partitions)
