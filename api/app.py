@@ -10,7 +10,7 @@ from starlette.middleware import Middleware
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from jobledger.services.node import EmbeddedNode
+from jobledger.services.node_base import Node
 
 from . import docs_page, metrics, openapi, runs, schedules, system, tasks, ws
 from .errors import EXCEPTION_HANDLERS
@@ -25,7 +25,7 @@ ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endp
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Starlette, node: EmbeddedNode, hub: HubConfig | None = None) -> AsyncIterator[None]:
+async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> AsyncIterator[None]:
     """Serve a started node: what the lifespan does, and what tests use to put a node of
     their own behind the app."""
     app.state.node = node
@@ -43,7 +43,7 @@ async def _ws(websocket: WebSocket) -> None:
     await websocket.app.state.hub.serve(websocket)
 
 
-def create_app(make_node: Callable[[], EmbeddedNode], hub: HubConfig | None = None) -> Starlette:
+def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None) -> Starlette:
     """The API over a node that the app starts on startup and stops on shutdown."""
 
     @contextlib.asynccontextmanager

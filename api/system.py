@@ -19,12 +19,12 @@ async def health(request: Request) -> Response:
     n = node(request)
     stats = await queries(request).stats(to_ms(n.clock.now()))
     lag_ms = await n.projection_lag_ms()
-    log_ok = n.backend.writer is not None
+    log_ok = n.log_writable()
     crashed = n.crashed()
     healthy = log_ok and not crashed and lag_ms <= n.config.max_projection_lag_ms
     body = Health(
         status="healthy" if healthy else "degraded",
-        is_leader=n.dispatcher is not None,
+        is_leader=n.is_leader(),
         connected_workers=stats["worker_count"],
         pending_tasks=stats["pending_count"],
         projection_lag_ms=lag_ms,

@@ -7,20 +7,16 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobledger.projections.projector import TOPIC_OF_MODEL, Projector
+from jobledger.projections.projector import Projector
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, Actor, ActorKind, WorkerLost
-from jobledger.schemas.common import to_ms
 
 from .app import App
 from .clock import Clock, SystemClock
-from .commands import Commands
 from .dispatcher import Dispatcher, DispatcherConfig
-from .producer import Producer
-from .publisher import Publisher
+from .node_base import SETTLE_SECONDS, Node
 from .scheduler import Scheduler, SchedulerConfig
-from .schedules import ScheduleCommands
 from .sqlite_log import SQLiteLogBackend
 
 
@@ -41,8 +37,11 @@ class NodeConfig:
     max_projection_lag_ms: int = 10_000  # /health answers 503 degraded beyond this
 
 
-class EmbeddedNode:
+class EmbeddedNode(Node):
     """Start with `async with EmbeddedNode(config, app) as node:`."""
+
+    config: NodeConfig
+    backend: SQLiteLogBackend
 
     def __init__(self, config: NodeConfig, app: App, clock: Clock | None = None):
         self.config = config
@@ -57,10 +56,8 @@ class EmbeddedNode:
         self.queries = await Queries.open(views_path(cfg.db))
         self.projector = Projector(self.backend, self.store)
         await self.projector.load()
-        self.publisher = Publisher(self.backend, self.clock, Actor(ActorKind.CLIENT, "embedded"))
-        self.producer = Producer(self.publisher, self.clock)
-        self.commands = Commands(self.publisher, self.producer, self.projector, self.queries)
-        self.dispatcher: Dispatcher | None = None
+        self._open_write_side(Actor(ActorKind.CLIENT, "embedded"))
+        self.dispatcher = None
         if cfg.run_workers:
             self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)
             self.dispatcher.known_jobs = self.queries.finished
@@ -69,8 +66,7 @@ class EmbeddedNode:
                 await self.store.load_unfinished_jobs(), await self.store.load_queues(),
                 self.projector.positions["jobs"],
             )
-        self.schedules = ScheduleCommands(self.publisher, self.projector, self.queries, self.clock)
-        self.scheduler: Scheduler | None = None
+        self.scheduler = None
         if cfg.run_scheduler:
             self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler)
             self.scheduler.load((await self.store.load_schedules()).values(),
@@ -92,7 +88,7 @@ class EmbeddedNode:
         if self.scheduler is not None:
             await self.scheduler.stop()
         await self.publisher.drain()
-        await self._settle()
+        await self.caught_up(SETTLE_SECONDS)  # the read model shows what this node appended
         await self.projector.stop()
         await self.queries.close()
         await self.store.close()
@@ -108,38 +104,5 @@ class EmbeddedNode:
                 self.publisher.publish(event, worker["worker_id"],
                                        actor=Actor(ActorKind.DISPATCHER, mine or "embedded"))
 
-    def crashed(self) -> list[str]:
-        """Background tasks that died (logged when they did); /health reports them."""
-        return (self.projector.crashed() + (self.dispatcher.crashed() if self.dispatcher else [])
-                + (self.scheduler.crashed() if self.scheduler else []))
-
-    async def projection_lag_ms(self) -> int:
-        """How old the oldest record not yet applied by the projections is (0: caught up)."""
-        oldest: int | None = None
-        for model, topic in TOPIC_OF_MODEL.items():
-            log = self.backend.topic(topic)
-            for partition, end in (await log.end_offsets()).items():
-                done = self.projector.positions[model].get(partition, 0)
-                if done < end:
-                    (first,) = await log.read(partition, done, limit=1)
-                    oldest = first.timestamp_ms if oldest is None else min(oldest, first.timestamp_ms)
-        if oldest is None:
-            return 0
-        return max(0, to_ms(self.clock.now()) - oldest)
-
-    async def _settle(self) -> None:
-        """Let the projections apply what this node appended, so the read model is current."""
-        for model, topic in TOPIC_OF_MODEL.items():
-            for partition, end in (await self.backend.topic(topic).end_offsets()).items():
-                if end:
-                    try:
-                        await asyncio.wait_for(self.projector.wait_for(model, partition, end - 1), 10)
-                    except TimeoutError:
-                        return
-
-    async def __aenter__(self) -> EmbeddedNode:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+    def log_writable(self) -> bool:
+        return self.backend.writer is not None
