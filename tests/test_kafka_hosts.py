@@ -1,0 +1,166 @@
+"""The projections under both hosts: the embedded Projector over a SQLite log, and faust
+agents over Kafka topics (services/faust_host.py), on a real test broker.
+
+The same records, at the same partitions and offsets, must give byte-identical read
+models; an undecodable record goes to the read model's quarantine and to the dead-letter
+topic, and the records after it are still applied; a node started late catches up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from jobledger.projections.projector import Projector
+from jobledger.projections.store import ReadModelStore
+from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, decode, topic_of
+from jobledger.services.faust_host import ERROR_HEADER, SOURCE_HEADER
+from jobledger.services.kafka_log import DEAD_LETTER, KafkaConfig, KafkaLogBackend, murmur2_partition
+from jobledger.services.kafka_log import jobledger_topics
+from jobledger.services.log import Entry, LogBackend
+from jobledger.services.sqlite_log import SQLiteLogBackend
+
+from tests.kafka_broker import TansuBroker
+from tests.kafka_harness import PARTITIONS, kafka_config, node_config, started
+
+GOLDEN = Path(__file__).parent / "golden" / "history_v1.jsonl"
+WAIT_S = 20.0
+
+
+def _golden_entries() -> list[tuple[str, Entry]]:
+    """(topic, entry) of every recorded line, byte for byte, each at murmur2 of its key:
+    both logs get the records at the same partitions, hence the same offsets."""
+    entries = []
+    for line in GOLDEN.read_bytes().splitlines():
+        env = decode(line)
+        entries.append((topic_of(env.event),
+                        Entry(env.key, line, murmur2_partition(env.key, PARTITIONS))))
+    return entries
+
+
+async def _append(backend: LogBackend, entries: list[tuple[str, Entry]]) -> None:
+    for topic, entry in entries:  # one at a time: the recorded order, across topics too
+        await backend.topic(topic).append([entry])
+
+
+async def _embedded_checksums(tmp_path: Path, entries: list[tuple[str, Entry]]) -> dict[str, str]:
+    roles = {JOBS: PARTITIONS, LOGS: PARTITIONS, WORKERS: PARTITIONS, SCHEDULES: PARTITIONS}
+    backend = await SQLiteLogBackend.open(tmp_path / "log.db", roles)
+    store = await ReadModelStore.open(tmp_path / "embedded.views.db")
+    try:
+        await _append(backend, entries)
+        projector = Projector(backend, store)
+        await projector.catch_up()
+        assert projector.quarantined == 0
+        return await store.checksums()
+    finally:
+        await store.close()
+        await backend.close()
+
+
+async def _filled_topics(config: KafkaConfig, entries: list[tuple[str, Entry]]) -> None:
+    backend = await KafkaLogBackend.open(config, jobledger_topics(config))
+    try:
+        await _append(backend, entries)
+    finally:
+        await backend.close()
+
+
+async def test_one_history_gives_identical_read_models_under_both_hosts(
+    tmp_path: Path, kafka_broker: TansuBroker
+) -> None:
+    entries = _golden_entries()
+    embedded = await _embedded_checksums(tmp_path, entries)
+    config = kafka_config(kafka_broker)
+    await _filled_topics(config, entries)
+
+    node = await started(node_config(config, tmp_path / "kafka.views.db"))
+    try:
+        assert await node.caught_up(WAIT_S)
+        assert node.projector.quarantined == 0
+        hosted = await node.store.checksums()
+    finally:
+        await node.stop()
+    assert hosted == embedded
+    assert len(hosted) >= 10  # every table: jobs, runs, run_logs, workers, checkpoints, ...
+
+
+async def test_a_node_started_late_catches_up_to_the_same_read_models(
+    tmp_path: Path, kafka_broker: TansuBroker
+) -> None:
+    entries = _golden_entries()
+    config = kafka_config(kafka_broker)
+    first = await started(node_config(config, tmp_path / "first.views.db"))
+    try:
+        await _filled_topics(config, entries[:20])
+        assert await first.caught_up(WAIT_S)
+        await _filled_topics(config, entries[20:])  # while the first one is running
+        late = await started(node_config(config, tmp_path / "late.views.db"))
+        try:
+            assert await late.caught_up(WAIT_S) and await first.caught_up(WAIT_S)
+            assert await late.store.checksums() == await first.store.checksums()
+        finally:
+            await late.stop()
+    finally:
+        await first.stop()
+
+
+async def test_a_node_restarted_resumes_from_its_checkpoints(
+    tmp_path: Path, kafka_broker: TansuBroker
+) -> None:
+    entries = _golden_entries()
+    config = kafka_config(kafka_broker)
+    views = tmp_path / "node.views.db"
+    await _filled_topics(config, entries[:20])
+    node = await started(node_config(config, views))
+    assert await node.caught_up(WAIT_S)
+    await node.stop()
+    await _filled_topics(config, entries[20:])
+    node = await started(node_config(config, views))
+    try:
+        assert await node.caught_up(WAIT_S)
+        # Resumed, not replayed: only the records after the checkpoints reached the store.
+        assert node.projector.quarantined == 0
+        restarted = await node.store.checksums()
+    finally:
+        await node.stop()
+    assert restarted == await _embedded_checksums(tmp_path, entries)
+
+
+async def test_an_undecodable_record_goes_to_the_dead_letter_topic_and_the_rest_is_applied(
+    tmp_path: Path, kafka_broker: TansuBroker
+) -> None:
+    entries = _golden_entries()
+    config = kafka_config(kafka_broker)
+    jobs = [entry for topic, entry in entries if topic == JOBS]
+    garbage = Entry("job-x", b"{not json", jobs[0].partition)
+    node = await started(node_config(config, tmp_path / "node.views.db"))
+    try:
+        await _filled_topics(config, [(JOBS, jobs[0]), (JOBS, garbage), (JOBS, jobs[1])])
+        assert await node.caught_up(WAIT_S)
+        assert node.projector.quarantined == 1
+        assert await node.queries.quarantined() == 1
+        assert await node.queries.job(decode(jobs[1].value).key) is not None  # went on
+        letters = await _dead_letters(config)
+    finally:
+        await node.stop()
+    [letter] = letters
+    assert (letter.key, letter.value) == (b"job-x", b"{not json")
+    headers = dict(letter.headers)
+    assert headers[SOURCE_HEADER] == f"{config.topic_name(JOBS)}/{garbage.partition}/1".encode()
+    assert b"not JSON" in headers[ERROR_HEADER]
+
+
+async def _dead_letters(config: KafkaConfig) -> list:  # type: ignore[type-arg]
+    consumer = AIOKafkaConsumer(bootstrap_servers=config.bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    tp = TopicPartition(config.topic_name(DEAD_LETTER), 0)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        fetched = await consumer.getmany(tp, timeout_ms=int(WAIT_S * 1000))
+        return list(fetched.get(tp, []))
+    finally:
+        await consumer.stop()
