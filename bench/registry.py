@@ -1,0 +1,108 @@
+"""Every workload of the suite: its name (for --only), which systems run it, its metrics
+and the issue's targets. Adding a workload is one entry here and one function."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from .env import Sizes
+from .workloads import http_load, lag, memory, query, replay, shared, ws
+
+Run = Callable[[Any, Any], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    at_least: float | None = None
+    below: float | None = None
+    times_peer: Mapping[str, float] = field(default_factory=dict)  # jobledger >= k x peer
+
+    def met(self, value: float, peers: Mapping[str, float]) -> bool | None:
+        """Whether jobledger's median meets it; None if a peer it is relative to is missing."""
+        if self.at_least is not None and value < self.at_least:
+            return False
+        if self.below is not None and value >= self.below:
+            return False
+        for peer, times in self.times_peer.items():
+            if peer not in peers:
+                return None
+            if value < times * peers[peer]:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    title: str  # formatted with the Sizes, e.g. "{drain_jobs:,}"
+    unit: str
+    better: str  # "higher" | "lower"
+    target: Target | None = None
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    run: Run
+    metrics: tuple[Metric, ...]
+    peers: bool  # run by the peers too (else by jobledger's modes only)
+    timeout: float = 900.0  # seconds for one run of one system
+
+
+def _latency(what: str, target: Target | None = None) -> tuple[Metric, ...]:
+    return (Metric("p50_ms", f"{what}, p50", "ms", "lower"),
+            Metric("p99_ms", f"{what}, p99", "ms", "lower", target))
+
+
+WORKLOADS = (
+    Workload("drain", shared.drain, (
+        Metric("jobs_per_s", "drain: {drain_jobs:,} no-op jobs already enqueued, one worker process",
+               "jobs/s", "higher", Target("≥ 4× Celery, ≥ 2× Huey", times_peer={"celery": 4, "huey": 2})),
+        Metric("peak_rss_mb", "peak RSS during the drain (largest process)", "MB", "lower"),
+    ), peers=True),
+    Workload("latency200", partial(shared.latency, rate=200),
+             _latency("enqueue→start at 200 jobs/s", Target("< 10 ms", below=10)), peers=True),
+    Workload("latency2000", partial(shared.latency, rate=2000, batch=10),
+             _latency("enqueue→start at 2,000 jobs/s (10 a call)"), peers=False),
+    Workload("enqueue", shared.enqueue, (
+        Metric("one_by_one", "enqueue via own client, one job a call", "jobs/s", "higher"),
+        Metric("batched", "enqueue via own client, {batch:,} jobs a call", "jobs/s", "higher",
+               Target("≥ 50,000", at_least=50_000)),
+    ), peers=True),
+    Workload("http", http_load.post_tasks, (
+        Metric("req_per_s", "POST /api/v1/tasks, {http_clients} keep-alive clients", "req/s",
+               "higher", Target("≥ 5,000", at_least=5_000)),
+    ), peers=False),
+    Workload("lag200", partial(lag.projection_lag, rate=200),
+             _latency("projection lag (append acked→visible) at 200 jobs/s"), peers=False),
+    Workload("lag2000", partial(lag.projection_lag, rate=2000),
+             _latency("projection lag (append acked→visible) at 2,000 jobs/s"), peers=False),
+    Workload("replay", replay.replay, (
+        Metric("events_per_s", "replay of {replay_events:,} events into fresh read models",
+               "events/s", "higher", Target("≥ 100,000", at_least=100_000)),
+    ), peers=False),
+    Workload("query", query.query, (
+        Metric("get_p50_ms", "GET /api/v1/tasks/{{id}} with {query_tasks:,} tasks, p50", "ms", "lower"),
+        Metric("get_p99_ms", "GET /api/v1/tasks/{{id}} with {query_tasks:,} tasks, p99", "ms", "lower",
+               Target("< 5 ms", below=5)),
+        Metric("list_p50_ms", "filtered list of 100 with {query_tasks:,} tasks, p50", "ms", "lower"),
+        Metric("list_p99_ms", "filtered list of 100 with {query_tasks:,} tasks, p99", "ms", "lower",
+               Target("< 20 ms", below=20)),
+    ), peers=False),
+    Workload("memory", memory.rss_pending, (
+        Metric("rss_mb", "server RSS with {pending_jobs:,} pending jobs", "MB", "lower",
+               Target("< 200 MB", below=200)),
+    ), peers=False),
+    Workload("ws_fanout", ws.ws_fanout,
+             _latency("WebSocket fan-out to 1,000 subscribers, append→client"), peers=False),
+)
+
+BY_NAME = {w.name: w for w in WORKLOADS}
+
+
+def title(metric: Metric, sizes: Sizes) -> str:
+    return metric.title.format(**vars(sizes))
