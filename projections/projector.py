@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.schemas import Envelope, topic_of
+from jobledger.schemas.envelope import TOPIC_OF_TYPE
+from jobledger.schemas.jobs import QueuePaused, QueueResumed
 from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.services.log import LogBackend, LogError, Record
 from jobledger.services.supervise import crashed, spawn
@@ -25,6 +27,11 @@ from .queues import QueueState
 from .schedules import ScheduleState, fold_schedules
 from .store import ReadModelStore
 
+TYPES_OF_TOPIC = {
+    topic: frozenset(cls for cls, t in TOPIC_OF_TYPE.items() if t == topic)
+    for topic in set(TOPIC_OF_TYPE.values())
+}
+_QUEUE_EVENTS = (QueuePaused, QueueResumed)
 TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES}
 CATCH_UP_BATCH = 20_000  # records per transaction when catching up
 
@@ -69,6 +76,8 @@ class Projector:
         self._progress = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
         self._job_waiters: dict[str, list[tuple[JobPredicate, asyncio.Future[JobState]]]] = {}
+        self._writing: asyncio.Future[None] | None = None  # the jobs batch being written
+        self._folded_positions: dict[int, int] = {}  # where folding the jobs topic got to
 
     async def load(self) -> None:
         for model in TOPIC_OF_MODEL:
@@ -81,13 +90,18 @@ class Projector:
             self._tasks.append(spawn(self._follow(model), f"project-{model}"))
 
     def crashed(self) -> list[str]:
-        return crashed(self._tasks)
+        writing = self._writing
+        failed_write = writing is not None and writing.done() and not writing.cancelled() \
+            and writing.exception() is not None
+        return crashed(self._tasks) + (["project-jobs-write"] if failed_write else [])
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
 
     async def _follow(self, model: str) -> None:
         log = self.backend.topic(TOPIC_OF_MODEL[model])
@@ -96,6 +110,8 @@ class Projector:
         done = self.positions[model]
         start = {p: done.get(p, 0) for p in range(log.partitions)}
         async for records in log.tail(start):
+            # Written before the next batch is read: records that arrive meanwhile make the
+            # next batch bigger, and a bigger batch coalesces more changes into one row.
             await self.apply(model, records)
 
     async def catch_up(self, on_batch: Callable[[int], None] | None = None) -> None:
@@ -118,13 +134,28 @@ class Projector:
                 while reading is not None:
                     records = await reading
                     reading = read_from(records[-1].offset + 1) if records else None
-                    await self.apply(model, records)
+                    await self.submit(model, records)
                     if on_batch:
                         on_batch(len(records))
+        await self.settled()
 
     async def apply(self, model: str, records: Sequence[Record]) -> None:
-        """Apply one batch of one model's topic in one transaction."""
+        """Apply one batch of one model's topic in one transaction; return once written."""
+        await self.submit(model, records)
+        await self.settled()
+
+    async def settled(self) -> None:
+        """Wait for the jobs batch being written, if any (raising its error)."""
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
+
+    async def submit(self, model: str, records: Sequence[Record]) -> None:
+        """Apply one batch of one model's topic in one transaction. A jobs batch is folded
+        now and written in the background, so the next batch folds while this one is
+        written; listeners, waiters and positions hear of it once it is committed."""
         done = self.positions[model]
+        if model == "jobs" and self._writing is not None:
+            done = self._folded_positions  # the batch in flight is applied as far as we fold
         fresh = [r for r in records if r.offset >= done.get(r.partition, 0)]
         if not fresh:
             return
@@ -134,10 +165,11 @@ class Projector:
         envs, bad = decode_batch(fresh)
         envs, misplaced = _split_misplaced(envs, TOPIC_OF_MODEL[model], fresh)
         bad += misplaced
+        if model == "jobs":
+            await self._fold_and_write_jobs(envs, positions, bad)
+            return
         async with self._write_lock:
-            if model == "jobs":
-                change = await self._apply_jobs(envs, positions, bad)
-            elif model == "run_logs":
+            if model == "run_logs":
                 await self.store.write_logs(log_rows(envs), positions, bad)
             elif model == "workers":
                 workers = await self.store.load_workers({e.key for e in envs})
@@ -148,36 +180,65 @@ class Projector:
                 await self.store.write_schedules(changed, positions, bad)
         self.quarantined += len(bad)
         self.positions[model] = positions
-        if model == "jobs":
-            self._wake_job_waiters(change)
-            for listener in self.listeners:
-                listener(Projected(change, positions))
         if model == "schedules" and changed:
             for schedule_listener in self.schedule_listeners:
                 schedule_listener(list(changed.values()))
         async with self._progress:
             self._progress.notify_all()
 
-    async def _apply_jobs(self, envs, positions, bad) -> JobsChange:  # type: ignore[no-untyped-def]
+    async def _fold_and_write_jobs(
+        self, envs: list[Envelope], positions: dict[int, int], bad: list[Undecodable]
+    ) -> None:
         cache = self._cache
-        wanted = {e.event.job_id for e in envs if hasattr(e.event, "job_id")} - cache.keys()
+        wanted = {e.event.job_id for e in envs if type(e.event) not in _QUEUE_EVENTS} - cache.keys()
+        if self._writing is not None and self._writing.done():
+            await self.settled()  # raise a failed write's error here, in the follower
         if wanted:
+            # Every job a batch in flight changed is in the cache until that batch is
+            # written (see _evict), so the store is up to date for the others.
             cache.update(await self.store.load_jobs(wanted))
-        queues = dict(self._queues)
         try:
-            change = fold_jobs(envs, cache, queues)
-            await self.store.write_jobs(change, positions, bad)
+            change = fold_jobs(envs, cache, self._queues)
         except BaseException:
-            cache.clear()  # it may hold changes that were rolled back
+            cache.clear()
             raise
-        self._queues = queues
         for job_id, state in change.jobs.items():
-            if state.status in TERMINAL:
-                del cache[job_id]  # rarely touched again: keep the room for unfinished jobs
-            else:
-                cache.move_to_end(job_id)
-        cache.trim()
-        return change
+            cache.move_to_end(job_id)
+        self._folded_positions = positions
+        self._writing = asyncio.ensure_future(
+            self._write_jobs(self._writing, change, positions, bad))
+
+    async def _write_jobs(
+        self, previous: asyncio.Future[None] | None, change: JobsChange,
+        positions: dict[int, int], bad: list[Undecodable],
+    ) -> None:
+        if previous is not None:
+            await previous  # commits stay in log order; a failed one fails those after it
+        try:
+            async with self._write_lock:
+                await self.store.write_jobs(change, positions, bad)
+        except BaseException:
+            self._cache.clear()  # it may hold changes that were rolled back
+            raise
+        self.quarantined += len(bad)
+        self.positions["jobs"] = positions
+        self._evict(change, last=self._folded_positions is positions)
+        self._wake_job_waiters(change)
+        for listener in self.listeners:
+            listener(Projected(change, positions))
+        async with self._progress:
+            self._progress.notify_all()
+
+    def _evict(self, change: JobsChange, last: bool) -> None:
+        """Finished jobs leave the cache once written (rarely touched again: keep the room
+        for unfinished ones). Nothing a batch still being written changed is evicted: a job
+        that is not in the cache is read from the store, which must then be up to date."""
+        cache = self._cache
+        for job_id, state in change.jobs.items():
+            if state.status in TERMINAL and cache.get(job_id) is state:
+                del cache[job_id]
+        if last:  # no later batch in flight: the oldest entries are all written
+            cache.trim()
 
     def watch_job(self, job_id: str, predicate: JobPredicate) -> asyncio.Future[JobState]:
         """A future of the job's first projected state (after now) that satisfies predicate."""
@@ -214,7 +275,8 @@ def _split_misplaced(
     envs: list[Envelope], topic: str, records: Sequence[Record]
 ) -> tuple[list[Envelope], list[Undecodable]]:
     """Events that decode but belong on another topic are quarantined like undecodable ones."""
-    if all(topic_of(e.event) == topic for e in envs):
+    types_here = TYPES_OF_TOPIC[topic]
+    if all(type(e.event) in types_here for e in envs):
         return envs, []
     value = {(r.partition, r.offset): r.value for r in records}
     good, bad = [], []

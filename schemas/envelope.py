@@ -49,14 +49,22 @@ class Envelope(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
         return type(self.event).__struct_config__.tag  # type: ignore[return-value]
 
 
-def topic_of(event: Event) -> str:
-    if isinstance(event, JobLogged):
+def _topic_of_type(cls: type) -> str:
+    if cls is JobLogged:
         return LOGS
-    if isinstance(event, WorkerEvent):
+    if cls in WorkerEvent.__args__:  # type: ignore[attr-defined]
         return WORKERS
-    if isinstance(event, ScheduleEvent):
+    if cls in ScheduleEvent.__args__:  # type: ignore[attr-defined]
         return SCHEDULES
     return JOBS
+
+
+# One dict lookup per event: projections check the topic of every event they apply.
+TOPIC_OF_TYPE: dict[type, str] = {cls: _topic_of_type(cls) for cls in Event.__args__}  # type: ignore[attr-defined]
+
+
+def topic_of(event: Event) -> str:
+    return TOPIC_OF_TYPE[type(event)]
 
 
 def event_types() -> list[type[msgspec.Struct]]:
