@@ -30,13 +30,14 @@ class Sizes:
     query_tasks: int = 1_000_000
     query_requests: int = 2_000  # of each kind, per run
     pending_jobs: int = 100_000
+    ws_subscribers: int = 1_000
     slots: int | None = None  # worker concurrency of every system; None: each its own
 
     def quick(self) -> Sizes:
         return replace(
             self, drain_jobs=2_000, enqueue_one_by_one=300, enqueue_batched=4_000,
             latency_seconds=1.5, http_seconds=3.0, lag_seconds=1.5, replay_events=100_000,
-            query_tasks=100_000, query_requests=300, pending_jobs=10_000,
+            query_tasks=100_000, query_requests=300, pending_jobs=10_000, ws_subscribers=250,
         )
 
 
