@@ -11,11 +11,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import kafka_cli
+
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"JOBLEDGER_{name}", default)
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(f"JOBLEDGER_{name}")
+    return int(value) if value else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(_env("PORT", "8080")), help="default 8080")
     serve.add_argument("--concurrency", type=int, default=int(_env("CONCURRENCY", "8")),
                        help="worker slots: jobs run at once (default 8)")
-    serve.add_argument("--partitions", type=int, default=int(_env("PARTITIONS", "4")),
-                       help="partitions of a new log file (default 4)")
+    serve.add_argument("--partitions", type=int, default=_env_int("PARTITIONS"),
+                       help="partitions of a new log file (default 4), or with --broker of "
+                       "each Kafka topic jobledger creates (default 12)")
     serve.add_argument("--lease-seconds", type=float, default=float(_env("LEASE_SECONDS", "30")),
                        help="lease of a picked job, renewed by heartbeats (default 30)")
     serve.add_argument("--demo", action="store_true",
@@ -50,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-projection-lag-ms", type=int,
                        default=int(_env("MAX_PROJECTION_LAG_MS", "10000")),
                        help="/health is degraded (503) when the projections lag more (default 10000)")
+    kafka_cli.add_kafka_args(serve, required=False)
+    kafka_cli.views_arg(serve, "with --broker")
+    kafka_cli.add_parsers(sub)
 
     submit = sub.add_parser("submit", help="enqueue a task on a running server",
                             description="Enqueue one task through the REST API.")
@@ -75,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--db", type=Path, default=Path(_env("DB", "jobledger.db")),
                         help="the log file (default ./jobledger.db)")
-    replay.add_argument("--out", type=Path, help="the new read-model file (default <db>.replay.db)")
+    replay.add_argument("--out", type=Path, help="the new read-model file (default "
+                        "<db>.replay.db; with --broker ./jobledger.replay.db)")
+    replay.add_argument("--live", type=Path, help="with --broker: a live read-model file "
+                        "(an API node's --views) to compare the checksums with")
+    kafka_cli.add_kafka_args(replay, required=False)
 
     from .schedules_cli import add_parser as add_schedules_parser
 
@@ -94,7 +109,8 @@ def _server_arg(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"serve": _serve, "submit": _submit, "status": _status, "replay": _replay,
-               "schema": _schema, "schedules": _schedules}[args.command]
+               "schema": _schema, "schedules": _schedules, "worker": kafka_cli.worker,
+               "api": kafka_cli.api}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -102,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.broker:
+        return kafka_cli.serve(args)
     import uvicorn
 
     from jobledger.api.app import create_app
@@ -117,7 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.app:
         app.include(load_app(args.app))
     config = NodeConfig(
-        db=args.db, partitions=args.partitions, run_workers=not args.no_workers,
+        db=args.db, partitions=args.partitions or 4, run_workers=not args.no_workers,
         max_projection_lag_ms=args.max_projection_lag_ms,
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
@@ -187,20 +205,28 @@ def _replay(args: argparse.Namespace) -> int:
 
     from .log import LogError
     from .node import views_path
-    from .replay import checksums, replay
+    from .replay import checksums, replay, replay_topics
 
-    out = args.out or args.db.with_name(args.db.stem + ".replay.db")
+    live_path: Path | None
+    if args.broker:
+        out = args.out or Path("jobledger.replay.db")
+        live_path = args.live
+    else:
+        out = args.out or args.db.with_name(args.db.stem + ".replay.db")
+        live_path = views_path(args.db)
     try:
-        rebuilt = asyncio.run(replay(args.db, out))
-    except LogError as exc:
+        if args.broker:
+            rebuilt = asyncio.run(replay_topics(kafka_cli.kafka_config(args), out))
+        else:
+            rebuilt = asyncio.run(replay(args.db, out))
+    except (LogError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    live_path = views_path(args.db)
-    live = asyncio.run(checksums(live_path)) if live_path.exists() else {}
+    live = asyncio.run(checksums(live_path)) if live_path and live_path.exists() else {}
     table = Table(title=f"read models rebuilt into {out}")
     table.add_column("read model")
     table.add_column("rebuilt")
-    table.add_column(f"live ({live_path.name})")
+    table.add_column(f"live ({live_path.name})" if live_path else "live")
     for name, digest in rebuilt.items():
         other = live.get(name, "-")
         mark = "" if not live else (" ✓" if other == digest else " ≠")

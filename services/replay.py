@@ -1,8 +1,11 @@
-"""`jobledger replay`: rebuild every read model from offset 0 into a fresh file."""
+"""`jobledger replay`: rebuild every read model from offset 0 into a fresh file, from a
+SQLite log file or (`--broker`) from the Kafka topics."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.progress import Progress
 
@@ -10,8 +13,11 @@ from jobledger.projections.projector import TOPIC_OF_MODEL, Projector
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, LOGS, WORKERS
 
-from .log import LogError
+from .log import LogBackend, LogError
 from .sqlite_log import SQLiteLogBackend
+
+if TYPE_CHECKING:
+    from .kafka_log import KafkaConfig
 
 
 async def replay(db: Path, out: Path, show_progress: bool = True) -> dict[str, str]:
@@ -20,11 +26,40 @@ async def replay(db: Path, out: Path, show_progress: bool = True) -> dict[str, s
     return await checksums(out)
 
 
+async def replay_topics(config: KafkaConfig, out: Path, show_progress: bool = True) -> dict[str, str]:
+    """Rebuild the read models of the Kafka topics `config` names into out (replaced);
+    their checksums. The topics are read with the partitions they have."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from .kafka_log import KafkaLogBackend, jobledger_topics
+
+    admin = AIOKafkaAdminClient(**config.client_settings())  # type: ignore[arg-type]
+    try:
+        await admin.start()
+        found = set(await admin.list_topics())
+    except Exception as error:
+        raise LogError(f"cannot reach Kafka at {config.bootstrap_servers}: {error!r}") from error
+    finally:
+        await admin.close()
+    if config.topic_name(JOBS) not in found:
+        raise LogError(f"no topic {config.topic_name(JOBS)!r} at {config.bootstrap_servers}: "
+                       "nothing to replay (is --topic-prefix right?)")  # fmt: skip
+    existing = replace(config, partitions=1)  # at least one: topics keep the count they have
+    backend = await KafkaLogBackend.open(existing, jobledger_topics(existing))
+    await rebuild_from(backend, out, show_progress)
+    return await checksums(out)
+
+
 async def rebuild(db: Path, out: Path, show_progress: bool = True) -> None:
     """Rebuild the read models of the log at db into out, replacing it."""
+    backend = await SQLiteLogBackend.open(db, {JOBS: 0, LOGS: 0, WORKERS: 0}, read_only=True)
+    await rebuild_from(backend, out, show_progress)
+
+
+async def rebuild_from(backend: LogBackend, out: Path, show_progress: bool = True) -> None:
+    """Rebuild the read models of an open log into out, replacing it; closes the log."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{out}{suffix}").unlink(missing_ok=True)
-    backend = await SQLiteLogBackend.open(db, {JOBS: 0, LOGS: 0, WORKERS: 0}, read_only=True)
     store = await ReadModelStore.open(out, bulk=True)
     try:
         projector = Projector(backend, store)

@@ -1,0 +1,269 @@
+"""The Kafka mode's commands: `jobledger worker`, `jobledger api`, and the `--broker` of
+`jobledger serve` and `jobledger replay`. Every flag has a JOBLEDGER_* environment variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .app import App
+
+if TYPE_CHECKING:  # aiokafka and faust are imported only by the commands that use them
+    from .kafka_log import KafkaConfig
+    from .kafka_node import KafkaNode, KafkaNodeConfig
+
+DEFAULT_PARTITIONS = 12
+DEFAULT_VIEWS = "jobledger.views.db"
+SCHEME = "kafka://"
+
+
+class UsageError(ValueError):
+    """A flag (or its environment variable) has a bad value; the message names it."""
+
+
+def _env(name: str, default: str | None) -> str | None:
+    return os.environ.get(f"JOBLEDGER_{name}", default)
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(f"JOBLEDGER_{name}")
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def add_kafka_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    """The flags that say which Kafka cluster and topics to use."""
+    group = parser.add_argument_group("Kafka")
+    group.add_argument(
+        "--broker", default=_env("BROKER", None), required=required and not _env("BROKER", None),
+        help="kafka://HOST:PORT[,HOST:PORT...]: the Kafka cluster (env JOBLEDGER_BROKER)"
+        + ("" if required else "; without it, the embedded SQLite mode"))
+    group.add_argument("--topic-prefix", default=_env("TOPIC_PREFIX", "jobledger."),
+                       help="prefix of every topic name (default 'jobledger.'; env JOBLEDGER_TOPIC_PREFIX)")
+    group.add_argument("--replication-factor", type=int,
+                       default=int(_env("REPLICATION_FACTOR", "1") or 1),
+                       help="replicas of topics jobledger creates (default 1; use 3 in "
+                       "production; env JOBLEDGER_REPLICATION_FACTOR)")
+    group.add_argument("--min-insync-replicas", type=int,
+                       default=_int_or_none(_env("MIN_INSYNC_REPLICAS", None)),
+                       help="min.insync.replicas of topics jobledger creates (default: the "
+                       "broker's; env JOBLEDGER_MIN_INSYNC_REPLICAS)")
+    group.add_argument("--idempotence", action=argparse.BooleanOptionalAction,
+                       default=_env_flag("IDEMPOTENCE", True),
+                       help="the idempotent producer (default on; turn off only for brokers "
+                       "that cannot do it; env JOBLEDGER_IDEMPOTENCE=0)")
+    group.add_argument("--session-timeout-ms", type=int,
+                       default=int(_env("SESSION_TIMEOUT_MS", "10000") or 10000),
+                       help="consumer-group session timeout: a dead process's partitions move "
+                       "after about this long (default 10000; env JOBLEDGER_SESSION_TIMEOUT_MS)")
+    group.add_argument("--log-level", default=_env("LOG_LEVEL", "warning"),
+                       choices=["debug", "info", "warning", "error"],
+                       help="logging to stderr (default warning; env JOBLEDGER_LOG_LEVEL)")
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return None if value in (None, "") else int(value)  # type: ignore[arg-type]
+
+
+def _partitions_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--partitions", type=int,
+                        default=int(_env("PARTITIONS", str(DEFAULT_PARTITIONS)) or DEFAULT_PARTITIONS),
+                        help=f"partitions of each topic jobledger creates (default "
+                        f"{DEFAULT_PARTITIONS}; existing topics keep theirs; env JOBLEDGER_PARTITIONS)")
+
+
+def views_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--views", type=Path, default=Path(_env("VIEWS", DEFAULT_VIEWS) or DEFAULT_VIEWS),
+                        help=f"this process's read-model file, {what} (default ./{DEFAULT_VIEWS}; "
+                        "env JOBLEDGER_VIEWS)")
+
+
+def _app_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--app", default=_env("APP", None),
+                        help="your handlers, as module:attribute naming a jobledger App (env JOBLEDGER_APP)")
+    parser.add_argument("--demo", action="store_true", default=_env_flag("DEMO", False),
+                        help="register the demo jobs: echo, sleep, fail, flaky (env JOBLEDGER_DEMO=1)")
+
+
+def _worker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=int, default=int(_env("CONCURRENCY", "8") or 8),
+                        help="worker slots: jobs run at once (default 8; env JOBLEDGER_CONCURRENCY)")
+    parser.add_argument("--lease-seconds", type=float,
+                        default=float(_env("LEASE_SECONDS", "30") or 30),
+                        help="lease of a picked job, renewed by heartbeats (default 30; env "
+                        "JOBLEDGER_LEASE_SECONDS)")
+    parser.add_argument("--shutdown-grace-seconds", type=float,
+                        default=float(_env("SHUTDOWN_GRACE_SECONDS", "10") or 10),
+                        help="on SIGTERM, how long running jobs may finish (default 10; env "
+                        "JOBLEDGER_SHUTDOWN_GRACE_SECONDS)")
+
+
+def _http_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=_env("HOST", "127.0.0.1"),
+                        help="default 127.0.0.1 (env JOBLEDGER_HOST)")
+    parser.add_argument("--port", type=int, default=int(_env("PORT", "8080") or 8080),
+                        help="default 8080 (env JOBLEDGER_PORT)")
+    parser.add_argument("--max-projection-lag-ms", type=int,
+                        default=int(_env("MAX_PROJECTION_LAG_MS", "10000") or 10000),
+                        help="/health is degraded (503) when the projections lag more (default 10000)")
+    parser.add_argument("--catch-up-seconds", type=float,
+                        default=float(_env("CATCH_UP_SECONDS", "60") or 60),
+                        help="at start, wait up to this long for the read models to reach the "
+                        "log's end before serving (default 60; env JOBLEDGER_CATCH_UP_SECONDS)")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    worker = sub.add_parser(
+        "worker", help="Kafka mode: run jobs of the partitions this process is assigned",
+        description="Join the consumer group of the jobs topic and run the jobs of the "
+        "partitions it assigns to this process: the dispatcher (picks, leases, retries) and "
+        "N worker slots. With --schedules, also fire the schedules of the schedules "
+        "partitions it is assigned; that needs read models of its own (--views). Stops "
+        "gracefully on SIGTERM or SIGINT.",
+    )
+    add_kafka_args(worker, required=True)
+    _partitions_arg(worker)
+    _app_args(worker)
+    _worker_args(worker)
+    worker.add_argument("--schedules", action=argparse.BooleanOptionalAction,
+                        default=_env_flag("SCHEDULES", False),
+                        help="also fire schedules (default off; env JOBLEDGER_SCHEDULES=1)")
+    views_arg(worker, "used with --schedules")
+
+    api = sub.add_parser(
+        "api", help="Kafka mode: projections, REST API and WebSocket (run any number)",
+        description="Fold every topic into this process's own read models (faust-streaming "
+        "agents), catch up from the log, then serve the REST API, the WebSocket and the "
+        "dashboard from them. Writes are appended to the topics.",
+    )
+    add_kafka_args(api, required=True)
+    _partitions_arg(api)
+    views_arg(api, "rebuilt from the log if missing")
+    _http_args(api)
+
+
+def kafka_config(args: argparse.Namespace, partitions: int | None = None) -> KafkaConfig:
+    from .kafka_log import KafkaConfig
+
+    broker: str = args.broker
+    if not broker.startswith(SCHEME) or not broker[len(SCHEME):].strip():
+        raise UsageError(f"--broker: give kafka://HOST:PORT[,HOST:PORT...], got {broker!r}")
+    servers = ",".join(s.strip().removeprefix(SCHEME) for s in broker[len(SCHEME):].split(","))
+    return KafkaConfig(
+        servers, topic_prefix=args.topic_prefix, partitions=partitions or DEFAULT_PARTITIONS,
+        replication_factor=args.replication_factor, min_insync_replicas=args.min_insync_replicas,
+        idempotent=args.idempotence,
+    )
+
+
+def _app_of(args: argparse.Namespace, required: bool) -> App:
+    from .app import load_app
+    from .demo import demo
+
+    app = App()
+    if args.demo:
+        app.include(demo)
+    if args.app:
+        app.include(load_app(args.app))
+    if required and not app.handlers:
+        raise UsageError("--app: give your handlers as module:attribute (or --demo)")
+    return app
+
+
+def _node_config(args: argparse.Namespace, **roles: bool) -> KafkaNodeConfig:
+    from .dispatcher import DispatcherConfig
+    from .kafka_node import KafkaNodeConfig
+    from .ownership import GroupSettings
+
+    settings: dict[str, object] = {}
+    if roles.get("run_workers"):
+        settings["dispatcher"] = DispatcherConfig(
+            concurrency=args.concurrency, lease_seconds=args.lease_seconds,
+            shutdown_grace_seconds=getattr(args, "shutdown_grace_seconds", 10.0))
+    if hasattr(args, "max_projection_lag_ms"):
+        settings["max_projection_lag_ms"] = args.max_projection_lag_ms
+        settings["catch_up_seconds"] = getattr(args, "catch_up_seconds", 60.0)
+    return KafkaNodeConfig(
+        kafka=kafka_config(args, args.partitions), views=args.views,
+        group=GroupSettings(args.session_timeout_ms), **roles, **settings,  # type: ignore[arg-type]
+    )
+
+
+def _usage(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad flags end with a one-line error and status 2, a log that cannot be reached with
+    one line and status 1; never a traceback."""
+
+    def guarded(args: argparse.Namespace) -> int:
+        from .log import LogError
+
+        logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            return run(args)
+        except (UsageError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except LogError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+
+    return guarded
+
+
+@_usage
+def worker(args: argparse.Namespace) -> int:
+    from .kafka_node import KafkaNode
+
+    app = _app_of(args, required=True)
+    config = _node_config(args, run_projections=args.schedules, run_workers=True,
+                          run_scheduler=args.schedules)  # fmt: skip
+    print(f"jobledger worker: {args.broker} ({args.topic_prefix}*), {len(app.handlers)} task "
+          f"types, {args.concurrency} slots" + (", schedules" if args.schedules else ""),
+          file=sys.stderr)  # fmt: skip
+    asyncio.run(_run_until_signalled(KafkaNode(config, app)))
+    return 0
+
+
+async def _run_until_signalled(node: KafkaNode) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with node:
+        await stop.wait()
+
+
+@_usage
+def api(args: argparse.Namespace) -> int:
+    return _serve_http(args, App(), run_workers=False, run_scheduler=False)
+
+
+@_usage
+def serve(args: argparse.Namespace) -> int:
+    """`jobledger serve --broker`: projections, API, workers and scheduler in one process."""
+    return _serve_http(args, _app_of(args, required=False), run_workers=not args.no_workers,
+                       run_scheduler=not args.no_workers)  # fmt: skip
+
+
+def _serve_http(args: argparse.Namespace, app: App, **roles: bool) -> int:
+    import uvicorn
+
+    from jobledger.api.app import create_app
+
+    from .kafka_node import KafkaNode
+
+    config = _node_config(args, run_projections=True, **roles)
+    web = create_app(lambda: KafkaNode(config, app))
+    print(f"jobledger: {args.broker} ({args.topic_prefix}*), read models {args.views}, "
+          f"http://{args.host}:{args.port}", file=sys.stderr)
+    uvicorn.run(web, host=args.host, port=args.port, log_level="warning")
+    return 0
