@@ -307,6 +307,8 @@ class Scheduler:
         self.schedules[schedule_id] = new
         if self._in_flight.get(schedule_id, -1) <= new.fire_after:
             self._in_flight.pop(schedule_id, None)
+        if isinstance(env.event, ScheduleFired | ScheduleSkipped) and schedule_id in self._armed:
+            return  # a decision read back: its timer was set when it was decided
         self._arm(schedule_id)
 
     # -- timers ---------------------------------------------------------------------------

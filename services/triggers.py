@@ -73,8 +73,17 @@ def localize(moment: datetime, tz: ZoneInfo) -> datetime:
 # -- next fire ----------------------------------------------------------------------------
 
 def next_fire(trigger: Trigger, tz: ZoneInfo, after: datetime, defined_at: datetime) -> datetime | None:
-    """The first fire time strictly after `after` (aware, UTC), or None if there is none.
-    `defined_at` (when the definition took effect) anchors an interval without start_date."""
+    """The first fire time in a later millisecond than `after` (aware, UTC), floored to
+    the millisecond, or None if there is none. Fire times are identified by their Unix
+    millisecond (fire_after, idempotency keys), so a start_date with microseconds must not
+    yield the same fire twice. `defined_at` (when the definition took effect) anchors an
+    interval without start_date."""
+    after = after.replace(microsecond=after.microsecond // 1000 * 1000 + 999)
+    found = _next_fire(trigger, tz, after, defined_at)
+    return None if found is None else found.replace(microsecond=found.microsecond // 1000 * 1000)
+
+
+def _next_fire(trigger: Trigger, tz: ZoneInfo, after: datetime, defined_at: datetime) -> datetime | None:
     match trigger:
         case IntervalTrigger():
             found = _next_interval(trigger, tz, after, defined_at)

@@ -237,3 +237,13 @@ def test_a_trigger_that_cannot_fire_is_refused_naming_the_field(
     with pytest.raises(InvalidTrigger, match=message) as error:
         check_trigger(trigger, timezone, now=utc(2026, 1, 1))
     assert error.value.field == field
+
+
+def test_fire_times_are_whole_milliseconds_so_none_repeats() -> None:
+    # A start_date with microseconds: each fire is its millisecond, and the next one asked
+    # after that millisecond is the next interval, not the same fire again.
+    start = utc(2026, 1, 1, 0, 0, 0).replace(microsecond=222_444)
+    trigger = IntervalTrigger(minutes=1, start_date=start)
+    first = next_fire(trigger, zone("UTC"), utc(2025, 12, 31), start)
+    assert first == start.replace(microsecond=222_000)
+    assert next_fire(trigger, zone("UTC"), first, start) == first + timedelta(minutes=1)  # type: ignore[operator]
