@@ -45,7 +45,8 @@ def load() -> dict[str, Any]:
 
 def _run(*argv: str) -> str:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=ROOT)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=ROOT,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return (done.stdout or done.stderr).strip()
@@ -63,7 +64,8 @@ def software() -> dict[str, Any]:
 
 
 def tree() -> dict[str, Any]:
-    """The commit measured, and how many files outside bench/ differed from it."""
+    """The commit measured (at the start of the run), and how many files outside bench/
+    differed from it."""
     dirty = [line for line in _run("git", "status", "--porcelain").splitlines()
              if not line[3:].startswith("bench/")]
     return {"commit": _run("git", "rev-parse", "HEAD"), "uncommitted_files_outside_bench": len(dirty)}

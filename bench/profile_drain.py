@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from .env import Env
+from .env import ROOT, Env
 from .ledger import EmbeddedMode
 
 TOP = 25  # functions listed
@@ -87,7 +87,7 @@ async def _with_py_spy(mode: EmbeddedMode, env: Env) -> tuple[float, str] | None
 
     @asynccontextmanager
     async def around() -> AsyncIterator[None]:
-        spy = subprocess.Popen(
+        spy = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block; waiting is in a thread
             ["py-spy", "record", "--pid", str(os.getpid()), "--threads", "--format", "raw",
              "--rate", "250", "--nonblocking", "--output", str(raw)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -126,18 +126,19 @@ async def profile_drain(mode: EmbeddedMode, env: Env, out: Path) -> dict[str, An
     jobs = env.sizes.drain_jobs
     spied = await _with_py_spy(mode, env)
     seconds, tree = await _with_pyinstrument(mode, env)
-    parts = [
+    parts = [(
         f"Profiles of the drain of {jobs:,} no-op jobs in one in-process EmbeddedNode "
         f"({mode.slots} worker slots), from the queue's resume until the read model showed all "
-        "completed. Written by `python -m bench --only profile` (bench/profile_drain.py).",
-    ]
+        "completed. Written by `python -m bench --only profile` (bench/profile_drain.py)."
+    )]
     if spied is not None:
-        parts += [f"## py-spy, every thread ({spied[0]:.2f} s, {jobs / spied[0]:,.0f} jobs/s while "
-                  "sampled at 250 Hz)", spied[1]]
-    parts += [f"## pyinstrument, the event-loop thread ({seconds:.2f} s, {jobs / seconds:,.0f} jobs/s "
-              "while profiled). Under uvloop, `[self]` of Runner.run is the loop's own C code, "
-              "including its waits for the other threads.", tree]
+        parts += [(f"## py-spy, every thread ({spied[0]:.2f} s, {jobs / spied[0]:,.0f} jobs/s "
+                   "while sampled at 250 Hz)"), spied[1]]
+    parts += [(f"## pyinstrument, the event-loop thread ({seconds:.2f} s, {jobs / seconds:,.0f} "
+               "jobs/s while profiled). Under uvloop, `[self]` of Runner.run is the loop's own C "
+               "code, including its waits for the other threads."), tree]
     out.write_text("\n\n".join(parts) + "\n")
-    return {"jobs": jobs, "file": str(out),
+    where = out.resolve()
+    return {"jobs": jobs, "file": str(where.relative_to(ROOT) if where.is_relative_to(ROOT) else where),
             "jobs_per_s_pyinstrument": round(jobs / seconds, 1),
             "jobs_per_s_py_spy": round(jobs / spied[0], 1) if spied else None}

@@ -72,15 +72,15 @@ def _intro(r: dict[str, Any]) -> str:
     kind = "QUICK run (small sizes; not for comparison)" if r["quick"] else "Full run"
     shared = r.get("shared_machine")
     lines = [
-        f"{kind} of `{r['command']}`, {r['when']}, {r['duration_s'] / 60:.1f} minutes; "
-        f"each figure is the median of {r['runs']} run(s), (min–max) beside it.",
+        (f"{kind} of `{r['command']}`, {r['when']}, {r['duration_s'] / 60:.1f} minutes; "
+         f"each figure is the median of {r['runs']} run(s), (min–max) beside it."),
         "",
-        f"Machine: {m['cpu_model']}, {m['logical_cpus']} logical CPUs ({m['physical_cores']} "
-        f"cores), {m['ram_gb']} GB RAM, Linux {m['kernel']}. Python {s['python']}, SQLite "
-        f"{s['sqlite']}, redis-server {s['redis_server']}, {s['wrk']}. Load average at start "
-        f"{r['load_start']['loadavg_1_5_15']}, at end {r['load_end']['loadavg_1_5_15']}.",
-        f"Tree: commit {r['tree']['commit'][:10]}, {r['tree']['uncommitted_files_outside_bench']} "
-        "uncommitted files outside bench/ at the time.",
+        (f"Machine: {m['cpu_model']}, {m['logical_cpus']} logical CPUs ({m['physical_cores']} "
+         f"cores), {m['ram_gb']} GB RAM, Linux {m['kernel']}. Python {s['python']}, SQLite "
+         f"{s['sqlite']}, redis-server {s['redis_server']}, {s['wrk']}. Load average at start "
+         f"{r['load_start']['loadavg_1_5_15']}, at end {r['load_end']['loadavg_1_5_15']}."),
+        (f"Tree: commit {r['tree']['commit'][:10]} at the start, "
+         f"{r['tree']['uncommitted_files_outside_bench']} uncommitted files outside bench/."),
     ]
     if shared:
         lines += ["", f"**Shared machine:** {shared}"]
@@ -88,10 +88,10 @@ def _intro(r: dict[str, Any]) -> str:
 
 
 def _legend(r: dict[str, Any]) -> list[str]:
-    out = ["Ratios are jobledger (embedded) / peer, medians: above 1 is better for jobledger "
-           "on throughputs, below 1 is better on latencies and memory.",
+    out = [("Ratios are jobledger (embedded) / peer, medians: above 1 is better for jobledger "
+            "on throughputs, below 1 is better on latencies and memory."),
            "Settings of each system (worker concurrency, pool, durability):", ""]
-    for key, system in r["systems"].items():
+    for system in r["systems"].values():
         settings = "; ".join(f"{k}: {v}" for k, v in system["settings"].items())
         out.append(f"- **{system['label']}** — {settings or '-'}")
     out.append("")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
 from bench.env import ROOT, Env
 from bench.procs import Service

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
@@ -26,7 +26,7 @@ async def noop(ctx: dict[str, Any], payload: Any) -> None:
 
 
 class WorkerSettings:
-    functions = [noop]
+    functions: ClassVar[list[Any]] = [noop]
     redis_settings = REDIS
     max_jobs = int(os.environ.get("BENCH_ARQ_MAX_JOBS", "64"))
 

@@ -57,11 +57,12 @@ async def query(system: JobledgerSystem, env: Env) -> dict[str, Any]:
     rng = random.Random(6)
     ids = [rng.choice(log.sample_ids) for _ in range(requests + WARM_UP)]
     pages = [rng.randrange(10) * 100 for _ in range(requests + WARM_UP)]
-    async with system.mode.serve_log(env, log.path) as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            by_id = await _timed(http, [f"/api/v1/tasks/{i}" for i in ids], lambda _: None)
-            lists = await _timed(
-                http, [f"/api/v1/tasks?status=pending&limit=100&offset={p}" for p in pages], _has_100)
+    async with system.mode.serve_log(env, log.path) as server, httpx.AsyncClient(
+        base_url=server.url, timeout=30
+    ) as http:
+        by_id = await _timed(http, [f"/api/v1/tasks/{i}" for i in ids], lambda _: None)
+        lists = await _timed(
+            http, [f"/api/v1/tasks?status=pending&limit=100&offset={p}" for p in pages], _has_100)
     get, listed = latency_ms(by_id[WARM_UP:]), latency_ms(lists[WARM_UP:])
     return {"get_p50_ms": get["p50_ms"], "get_p99_ms": get["p99_ms"],
             "list_p50_ms": listed["p50_ms"], "list_p99_ms": listed["p99_ms"],

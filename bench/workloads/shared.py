@@ -4,7 +4,7 @@ enqueue->start latency. They use only the Session interface (bench/system.py).""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bench.env import Env
@@ -15,7 +15,7 @@ from bench.system import System
 DRAIN_TIMEOUT = 600.0
 
 
-async def _rate(jobs: int, calls: list[Callable[[], Awaitable[None]]]) -> float:
+async def _rate(jobs: int, calls: Sequence[Callable[[], Awaitable[None]]]) -> float:
     start = time.monotonic()
     for call in calls:
         await call()
