@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from jobledger.projections.projector import Projector
@@ -127,7 +127,10 @@ class KafkaNode(Node):
 
     async def _start_scheduler(self) -> None:
         cfg = self.config
-        self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler,
+        settings = cfg.scheduler
+        if settings.scheduler_id == SchedulerConfig().scheduler_id:  # say which node fired
+            settings = replace(settings, scheduler_id=cfg.node_id)
+        self.scheduler = Scheduler(self.backend, self.clock, self.queries, settings,
                                    partitions=())  # fmt: skip
         await self.scheduler.start(follow=False)
         await self._join(SCHEDULES, "schedulers", self.scheduler, self._declare)

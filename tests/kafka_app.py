@@ -6,7 +6,7 @@ import asyncio
 import os
 from typing import Any
 
-from jobledger.services.app import App
+from jobledger.services.app import App, interval
 from jobledger.services.context import JobContext
 
 app = App()
@@ -25,3 +25,18 @@ async def hang_if_doomed(ctx: JobContext, payload: Any) -> dict[str, int]:
     if os.environ.get(DOOMED):
         await asyncio.Event().wait()
     return {"attempt": ctx.attempt}
+
+
+# Schedules firing every second, for scheduler processes (--app kafka_app:scheduled --schedules).
+# Their ids hash onto every partition of a 4-partition schedules topic.
+scheduled = App()
+TICKS = 8
+
+
+async def tick(ctx: JobContext, payload: Any) -> None:
+    return None
+
+
+for _n in range(TICKS):
+    scheduled.job(f"tick_{_n}", schedule=interval(seconds=1, id=f"every_second_{_n}",
+                                                  max_instances=1000))(tick)
