@@ -266,6 +266,12 @@ class Queries:
             for s, next_run in states
         ]
 
+    async def checkpoints(self, model: str) -> dict[int, int]:
+        """The model's next offset per partition: every record before it is applied."""
+        rows = await self.db.execute_fetchall(
+            "SELECT partition, next_offset FROM checkpoints WHERE model = ?", (model,))
+        return {p: o for p, o in rows}
+
     async def schedule_state(self, schedule_id: str) -> ScheduleState | None:
         """The schedule's state, removed or not; None if it was never defined."""
         rows = await self.db.execute_fetchall(

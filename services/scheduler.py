@@ -55,6 +55,7 @@ from .timers import Timer, Timers, TimerKind
 from .triggers import fire_times, jitter_delay, next_fire, zone
 
 RETRY_DECISION_MS = 1000  # a fire whose append failed is decided again this much later
+DECISION_CHUNK = 500  # schedules whose jobs are handed to the log at a time
 
 
 @dataclass
@@ -154,7 +155,9 @@ class Scheduler:
         self.timers = Timers(clock, self._on_timers)
         self._armed: dict[str, int] = {}  # schedule -> the fire time (ms) its timer is set for
         self._in_flight: dict[str, int] = {}  # schedule -> decided up to (ms), not read back
-        self._unprojected: dict[str, str] = {}  # job -> schedule: enqueued, maybe not projected
+        # Jobs enqueued that the read model may not show yet: job -> (schedule, where its
+        # JobEnqueued landed, once durable).
+        self._unprojected: dict[str, tuple[str, Position | None]] = {}
         self._due: set[str] = set()
         self._deciding: asyncio.Task[None] | None = None
         self._confirming: set[asyncio.Task[None]] = set()
@@ -351,32 +354,43 @@ class Scheduler:
     async def decide(self, schedule_ids: Iterable[str]) -> None:
         """Decide every fire time that is due for these schedules, by the clock now."""
         now = self.clock.now()
-        plans: dict[str, Plan] = {}
+        plans: dict[str, tuple[ScheduleState, Plan]] = {}
         considered = [s for s in schedule_ids if s in self.schedules]
         for schedule_id in considered:
             self._armed.pop(schedule_id, None)
-            state = self.schedules.get(schedule_id)
-            if state is None or state.status != ScheduleStatus.ACTIVE:
+            state = self.schedules[schedule_id]
+            if state.status != ScheduleStatus.ACTIVE:
                 continue
             d = state.definition
             due = fire_times(d.trigger, zone(d.timezone), from_ms(self._fire_after(state)), now,
                              from_ms(state.defined_at))
             plan = plan_fires(d, due, now, self.config.catch_up_limit)
-            if plan.decided_up_to is not None:
-                plans[schedule_id] = plan
-        running = await self._running({s for s, p in plans.items() if p.run}, plans)
-        enqueued: list[tuple[str, datetime, str, asyncio.Future[Position]]] = []
-        for schedule_id, plan in plans.items():
-            state = self.schedules[schedule_id]
+            if plan.run or plan.skips:
+                plans[schedule_id] = (state, plan)
+        running = await self._running({s for s, (_, p) in plans.items() if p.run},
+                                      {s: p for s, (_, p) in plans.items()})
+        for schedule_id, (state, plan) in plans.items():
             plan = apply_max_instances(plan, running.get(schedule_id, 0), state.definition.max_instances)
+            plans[schedule_id] = (state, plan)
             self._in_flight[schedule_id] = to_ms(plan.decided_up_to)  # type: ignore[arg-type]
+        for schedule_id in considered:
+            self._arm(schedule_id)
+        # In chunks, yielding between them: the log commits one chunk while the next is
+        # encoded, so the first jobs of a crowd of due schedules do not wait for the last.
+        items = list(plans.items())
+        for start in range(0, len(items), DECISION_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            self._publish_chunk(items[start : start + DECISION_CHUNK])
+
+    def _publish_chunk(self, items: list[tuple[str, tuple[ScheduleState, Plan]]]) -> None:
+        enqueued: list[tuple[str, datetime, str, asyncio.Future[Position]]] = []
+        for schedule_id, (state, plan) in items:
             for skip in plan.skips:
                 self._publish_skip(schedule_id, skip)
             for fire_time in plan.run:
                 job_id, appended = self._enqueue(state, fire_time)
                 enqueued.append((schedule_id, fire_time, job_id, appended))
-        for schedule_id in considered:
-            self._arm(schedule_id)
         if enqueued:
             task = spawn(self._confirm(enqueued), "scheduler-confirm")
             self._confirming.add(task)
@@ -399,7 +413,7 @@ class Scheduler:
             priority=d.priority, run_at=fire_time + delay if delay else None,
             timeout_seconds=d.timeout_seconds, max_retries=d.max_retries, idempotency_key=key,
         )
-        self._unprojected[job_id] = state.schedule_id
+        self._unprojected[job_id] = (state.schedule_id, None)
         return job_id, self.publisher.publish(event, job_id)
 
     async def _confirm(self, enqueued: list[tuple[str, datetime, str, asyncio.Future[Position]]]) -> None:
@@ -408,7 +422,7 @@ class Scheduler:
         failed: set[str] = set()
         for schedule_id, fire_time, job_id, appended in enqueued:
             try:
-                await appended
+                self._unprojected[job_id] = (schedule_id, await appended)
             except Exception:  # the append failed: decide this fire time again
                 self._unprojected.pop(job_id, None)
                 failed.add(schedule_id)
@@ -437,10 +451,13 @@ class Scheduler:
         if not schedule_ids:
             return {}
         own = {job_id_for_key(fire_key(s, to_ms(t))) for s in schedule_ids for t in plans[s].run}
+        # The read model's checkpoint first, then its rows: a job whose JobEnqueued lies
+        # below the checkpoint is in those rows (finished or not) and need not be counted here.
+        applied = await self.queries.checkpoints("jobs")
         unfinished = await self.queries.unfinished_schedule_jobs()
-        seen = await self.queries.job_statuses(list(self._unprojected))
-        for job_id in seen:
-            del self._unprojected[job_id]
-        for job_id, schedule_id in self._unprojected.items():
-            unfinished.setdefault(schedule_id, set()).add(job_id)
+        for job_id, (schedule_id, at) in list(self._unprojected.items()):
+            if at is not None and at[1] < applied.get(at[0], 0):
+                del self._unprojected[job_id]
+            else:
+                unfinished.setdefault(schedule_id, set()).add(job_id)
         return {s: len(unfinished.get(s, set()) - own) for s in schedule_ids}
