@@ -129,6 +129,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "N worker slots. With --schedules, also fire the schedules of the schedules "
         "partitions it is assigned; that needs read models of its own (--views). Stops "
         "gracefully on SIGTERM or SIGINT.",
+        epilog="example: jobledger worker --broker kafka://kafka-1:9092 --app myjobs:app "
+        "--concurrency 16",
     )
     add_kafka_args(worker, required=True)
     _partitions_arg(worker)
@@ -142,8 +144,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     api = sub.add_parser(
         "api", help="Kafka mode: projections, REST API and WebSocket (run any number)",
         description="Fold every topic into this process's own read models (faust-streaming "
-        "agents), catch up from the log, then serve the REST API, the WebSocket and the "
-        "dashboard from them. Writes are appended to the topics.",
+        "agents), catch up from the log, then serve the REST API and the WebSocket from "
+        "them. Writes are appended to the topics.",
+        epilog="example: jobledger api --broker kafka://kafka-1:9092 --views api.views.db "
+        "--host 0.0.0.0 --port 8080",
     )
     add_kafka_args(api, required=True)
     _partitions_arg(api)
@@ -219,13 +223,23 @@ def _usage(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     return guarded
 
 
+def node_config_for(args: argparse.Namespace) -> KafkaNodeConfig:
+    """The node the parsed `worker`, `api` or `serve --broker` command runs."""
+    if args.command == "worker":
+        return _node_config(args, run_projections=args.schedules, run_workers=True,
+                            run_scheduler=args.schedules)  # fmt: skip
+    if args.command == "api":
+        return _node_config(args, run_projections=True, run_workers=False, run_scheduler=False)
+    return _node_config(args, run_projections=True, run_workers=not args.no_workers,
+                        run_scheduler=not args.no_workers)  # fmt: skip
+
+
 @_usage
 def worker(args: argparse.Namespace) -> int:
     from .kafka_node import KafkaNode
 
     app = _app_of(args, required=True)
-    config = _node_config(args, run_projections=args.schedules, run_workers=True,
-                          run_scheduler=args.schedules)  # fmt: skip
+    config = node_config_for(args)
     print(f"jobledger worker: {args.broker} ({args.topic_prefix}*), {len(app.handlers)} task "
           f"types, {args.concurrency} slots" + (", schedules" if args.schedules else ""),
           file=sys.stderr)  # fmt: skip
@@ -244,24 +258,23 @@ async def _run_until_signalled(node: KafkaNode) -> None:
 
 @_usage
 def api(args: argparse.Namespace) -> int:
-    return _serve_http(args, App(), run_workers=False, run_scheduler=False)
+    return _serve_http(args, App())
 
 
 @_usage
 def serve(args: argparse.Namespace) -> int:
     """`jobledger serve --broker`: projections, API, workers and scheduler in one process."""
-    return _serve_http(args, _app_of(args, required=False), run_workers=not args.no_workers,
-                       run_scheduler=not args.no_workers)  # fmt: skip
+    return _serve_http(args, _app_of(args, required=False))
 
 
-def _serve_http(args: argparse.Namespace, app: App, **roles: bool) -> int:
+def _serve_http(args: argparse.Namespace, app: App) -> int:
     import uvicorn
 
     from jobledger.api.app import create_app
 
     from .kafka_node import KafkaNode
 
-    config = _node_config(args, run_projections=True, **roles)
+    config = node_config_for(args)
     web = create_app(lambda: KafkaNode(config, app))
     print(f"jobledger: {args.broker} ({args.topic_prefix}*), read models {args.views}, "
           f"http://{args.host}:{args.port}", file=sys.stderr)
