@@ -30,9 +30,11 @@ from .clock import Clock, SystemClock
 from .dispatcher import Dispatcher, DispatcherConfig
 from .faust_host import FaustProjections, projection_app_id
 from .kafka_log import KafkaConfig, KafkaLogBackend, jobledger_topics
+from .liveness import GroupLiveness, member_client_id
 from .node_base import SETTLE_SECONDS, Node
 from .ownership import GroupOwnership, GroupSettings
 from .scheduler import Scheduler, SchedulerConfig
+from .supervise import crashed, spawn
 
 
 @dataclass
@@ -52,6 +54,8 @@ class KafkaNodeConfig:
     group: GroupSettings = field(default_factory=GroupSettings)
     max_projection_lag_ms: int = 10_000
     catch_up_seconds: float = 60.0
+    # With projections: mark workers lost whose process left the dispatchers group.
+    mark_lost_workers: bool = True
 
     def __post_init__(self) -> None:
         if self.run_scheduler and not self.run_projections:
@@ -78,6 +82,7 @@ class KafkaNode(Node):
         self.clock = clock or SystemClock()
         self.host: FaustProjections | None = None
         self.groups: list[GroupOwnership] = []
+        self._liveness: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -113,6 +118,11 @@ class KafkaNode(Node):
                                      cfg.group)  # fmt: skip
         await self.host.start()
         await self.caught_up(cfg.catch_up_seconds)
+        if cfg.mark_lost_workers:
+            liveness = GroupLiveness(cfg.kafka, cfg.group_id("dispatchers"), self.queries,
+                                     self.publisher, self.clock, cfg.group.session_timeout_ms,
+                                     cfg.node_id)  # fmt: skip
+            self._liveness = spawn(liveness.run(), "worker-liveness")
         if cfg.run_scheduler:
             await self._start_scheduler()
 
@@ -123,7 +133,8 @@ class KafkaNode(Node):
         if cfg.run_projections:
             self.dispatcher.known_jobs = self.queries.finished
         await self.dispatcher.start(follow=False)
-        await self._join(JOBS, "dispatchers", self.dispatcher)
+        await self._join(JOBS, "dispatchers", self.dispatcher,
+                         client_id=member_client_id(cfg.kafka, cfg.dispatcher.worker_id))
 
     async def _start_scheduler(self) -> None:
         cfg = self.config
@@ -136,9 +147,9 @@ class KafkaNode(Node):
         await self._join(SCHEDULES, "schedulers", self.scheduler, self._declare)
 
     async def _join(self, role: str, group: str, owner: Dispatcher | Scheduler,
-                    after_assign: object = None) -> None:  # fmt: skip
+                    after_assign: object = None, client_id: str | None = None) -> None:  # fmt: skip
         ownership = GroupOwnership(self.backend, role, self.config.group_id(group), owner,
-                                   self.config.group, after_assign)  # type: ignore[arg-type]
+                                   self.config.group, after_assign, client_id)  # type: ignore[arg-type]
         self.groups.append(ownership)
         await ownership.start()
 
@@ -158,6 +169,9 @@ class KafkaNode(Node):
         for ownership in self.groups:
             await ownership.stop()
         self.groups = []
+        if self._liveness is not None:
+            self._liveness.cancel()
+            await asyncio.gather(self._liveness, return_exceptions=True)
         if self.host is not None:
             await self.publisher.drain()  # commands this node appended
             await self.caught_up(SETTLE_SECONDS)
@@ -172,6 +186,7 @@ class KafkaNode(Node):
 
     def crashed(self) -> list[str]:
         mine = self.host.crashed() if self.host is not None else []
+        mine += crashed([self._liveness] if self._liveness is not None else [])
         for ownership in self.groups:
             mine += ownership.crashed()
         if not self.config.run_projections:

@@ -81,6 +81,7 @@ class GroupOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
         self, backend: KafkaLogBackend, role: str, group_id: str, owner: Owner,
         settings: GroupSettings, after_assign: AfterAssign | None = None,
+        client_id: str | None = None,
     ):
         self.backend = backend
         self.role = role
@@ -88,6 +89,7 @@ class GroupOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
         self.settings = settings
         self.after_assign = after_assign
+        self.client_id = client_id  # how the group's members list this process
         self.held: set[int] = set()  # partitions the owner decides for now
         self._rebuilding: dict[int, asyncio.Task[None]] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -96,8 +98,11 @@ class GroupOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
     async def start(self) -> None:
         """Join the group; partitions arrive (and leave) through the rebalance callbacks."""
         config = self.backend.config
+        settings = config.client_settings()
+        if self.client_id is not None:
+            settings["client_id"] = self.client_id
         self._consumer = AIOKafkaConsumer(
-            **config.client_settings(),  # type: ignore[arg-type]
+            **settings,  # type: ignore[arg-type]
             group_id=self.group_id,
             enable_auto_commit=False,  # positions come from the owner's folds, not the group
             auto_offset_reset="earliest",  # never used: a gained partition is sought first

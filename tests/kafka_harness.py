@@ -37,6 +37,8 @@ def node_config(kafka: KafkaConfig, views: Path, **overrides: Any) -> KafkaNodeC
     settings: dict[str, Any] = {
         "kafka": kafka, "views": views, "run_workers": False, "run_scheduler": False,
         "group": GroupSettings(SESSION_TIMEOUT_MS), "catch_up_seconds": 30.0,
+        # Recorded histories name workers that never joined a group: keep them as recorded.
+        "mark_lost_workers": False,
     }
     return KafkaNodeConfig(**{**settings, **overrides})
 

@@ -46,6 +46,7 @@ class Run:
     late: ApiProcess
     enqueued: list[str]
     twice: list[str]  # hung in the killed worker: they must have run again elsewhere
+    killed_worker: str  # the worker id of the killed process
 
 
 def _keys_on_every_partition() -> list[str]:
@@ -85,8 +86,10 @@ def run(kafka_broker: TansuBroker, tmp_path_factory: pytest.TempPathFactory) -> 
         for _ in range(JOBS // BATCH):
             enqueued += _submit(first, [{"task_type": "noop"}] * BATCH)
         poll(lambda: _count(first, "completed") >= KILL_AFTER, 60, interval=0.02)
+        killed_worker = _worker_id(first, doomed.pid)
         doomed.kill()  # mid-run, holding the leases of its hung attempts
         poll(lambda: _finished(first, len(enqueued)), 90, interval=0.2)
+        poll(lambda: _status(first, killed_worker) == "lost", 30, interval=0.2)
 
         late = ApiProcess("api-late", workdir, env)
         procs.append(late)
@@ -94,7 +97,7 @@ def run(kafka_broker: TansuBroker, tmp_path_factory: pytest.TempPathFactory) -> 
         survivor.stop()  # nothing appends any more: both API nodes can reach the same end
         poll(lambda: first.health()["projection_lag_ms"] == 0
              and late.health()["projection_lag_ms"] == 0, 30)  # fmt: skip
-        yield Run(workdir, env, first, late, enqueued, twice)
+        yield Run(workdir, env, first, late, enqueued, twice, killed_worker)
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -104,6 +107,15 @@ def _submit(api: ApiProcess, tasks: list[dict[str, Any]]) -> list[str]:
     response = api.http.post("/api/v1/tasks/batch", json={"tasks": tasks})
     assert response.status_code == 201, response.text
     return list(response.json()["task_ids"])
+
+
+def _worker_id(api: ApiProcess, pid: int) -> str:
+    [worker_id] = [w["worker_id"] for w in api.get("/api/v1/workers") if w["pid"] == pid]
+    return str(worker_id)
+
+
+def _status(api: ApiProcess, worker_id: str) -> str:
+    return str(api.rows("SELECT status FROM workers WHERE worker_id = ?", worker_id)[0][0])
 
 
 def _count(api: ApiProcess, status: str) -> int:
@@ -133,6 +145,13 @@ def test_a_job_run_twice_shows_two_attempts_and_is_counted_once(run: Run) -> Non
     stats = run.first.get("/api/v1/stats")
     assert stats["completed_count"] == len(run.enqueued)  # each job once, whatever its runs
     assert stats["by_task_type"]["hang_if_doomed"] == {"completed": len(run.twice)}
+
+
+def test_the_killed_worker_shows_as_lost_and_the_stopped_one_as_stopped(run: Run) -> None:
+    workers = {w["worker_id"]: w["status"] for w in run.first.get("/api/v1/workers")}
+    assert workers.pop(run.killed_worker) == "lost"  # it left the group without a word
+    assert list(workers.values()) == ["stopped"]  # the survivor, stopped with SIGTERM
+    assert run.first.get("/api/v1/stats")["worker_count"] == 0
 
 
 def test_an_api_node_started_late_serves_the_same_read_models(run: Run) -> None:
