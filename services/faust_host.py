@@ -188,7 +188,31 @@ class FaustProjections:
         fresh = [r for r in records if r.offset >= done.get(r.partition, 0)]
         if not fresh:
             return
+        fresh = await self._with_gaps_filled(role, done, fresh)
         bad = undecodable(role, fresh)
         if bad:
             await self.dead_letters.send(role, bad)  # before the checkpoint moves past them
         await self.projector.apply(model, fresh)
+
+    async def _with_gaps_filled(self, role: str, done: dict[int, int],
+                                records: list[Record]) -> list[Record]:  # fmt: skip
+        """The records, preceded by any the read model lacks before them. faust moves on
+        past a batch whose agent failed (and restarts the agent), so after an error the
+        next batch may begin beyond the checkpoint: the missing records are read from the
+        log, rather than skipped."""
+        first: dict[int, int] = {}
+        for rec in records:
+            first.setdefault(rec.partition, rec.offset)
+        missing: list[Record] = []
+        for partition, offset in first.items():
+            start = done.get(partition, 0)
+            while start < offset:
+                read = await self.backend.topic(role).read(partition, start, offset - start)
+                missing += [r for r in read if r.offset < offset]
+                if not read or read[-1].offset + 1 >= offset:
+                    break
+                start = read[-1].offset + 1
+        if not missing:
+            return records
+        log.warning("%s: read %d records faust skipped", role, len(missing))
+        return sorted([*missing, *records], key=lambda r: (r.partition, r.offset))

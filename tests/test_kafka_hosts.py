@@ -15,10 +15,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from jobledger.projections.projector import Projector
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, decode, topic_of
-from jobledger.services.faust_host import ERROR_HEADER, SOURCE_HEADER
+from jobledger.services.faust_host import ERROR_HEADER, SOURCE_HEADER, FaustProjections
 from jobledger.services.kafka_log import DEAD_LETTER, KafkaConfig, KafkaLogBackend, murmur2_partition
 from jobledger.services.kafka_log import jobledger_topics
 from jobledger.services.log import Entry, LogBackend
+from jobledger.services.ownership import GroupSettings
 from jobledger.services.sqlite_log import SQLiteLogBackend
 
 from tests.kafka_broker import TansuBroker
@@ -164,3 +165,31 @@ async def _dead_letters(config: KafkaConfig) -> list:  # type: ignore[type-arg]
         return list(fetched.get(tp, []))
     finally:
         await consumer.stop()
+
+
+
+async def test_records_faust_skipped_after_a_failed_batch_are_read_from_the_log(
+    tmp_path: Path, kafka_broker: TansuBroker
+) -> None:
+    """faust moves on past a batch whose agent failed: the next batch may begin beyond
+    the checkpoint. The host reads the records in between from the log."""
+    config = kafka_config(kafka_broker)
+    entries = [(topic, entry) for topic, entry in _golden_entries() if topic == JOBS]
+    await _filled_topics(config, entries)
+    backend = await KafkaLogBackend.open(config, jobledger_topics(config))
+    stores = [await ReadModelStore.open(tmp_path / f"{name}.db") for name in ("gap", "all")]
+    try:
+        partition = entries[0][1].partition
+        log = backend.topic(JOBS)
+        end = (await log.end_offsets())[partition]
+        assert end >= 3
+        gapped, whole = Projector(backend, stores[0]), Projector(backend, stores[1])
+        host = FaustProjections(backend, gapped, "not-started", GroupSettings())
+        await host._apply("jobs", JOBS, await log.read(partition, end - 1))  # only the last
+        await whole.apply("jobs", await log.read(partition, 0, end))
+        assert gapped.positions["jobs"] == whole.positions["jobs"] == {partition: end}
+        assert await stores[0].checksums() == await stores[1].checksums()
+    finally:
+        for store in stores:
+            await store.close()
+        await backend.close()
