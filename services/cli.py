@@ -135,7 +135,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.app:
         app.include(load_app(args.app))
     config = NodeConfig(
-        db=args.db, partitions=args.partitions or 4, run_workers=not args.no_workers,
+        db=args.db, partitions=4 if args.partitions is None else args.partitions,
+        run_workers=not args.no_workers,
         max_projection_lag_ms=args.max_projection_lag_ms,
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )

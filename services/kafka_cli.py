@@ -41,7 +41,9 @@ def _env_flag(name: str, default: bool) -> bool:
 
 
 def add_kafka_args(parser: argparse.ArgumentParser, required: bool) -> None:
-    """The flags that say which Kafka cluster and topics to use."""
+    """The flags that say which Kafka cluster and topics to use. Defaults from JOBLEDGER_*
+    variables are strings that argparse converts like the flag's value, so a bad one is
+    reported naming the flag, by the commands that have it only."""
     group = parser.add_argument_group("Kafka")
     group.add_argument(
         "--broker", default=_env("BROKER", None), required=required and not _env("BROKER", None),
@@ -50,11 +52,11 @@ def add_kafka_args(parser: argparse.ArgumentParser, required: bool) -> None:
     group.add_argument("--topic-prefix", default=_env("TOPIC_PREFIX", "jobledger."),
                        help="prefix of every topic name (default 'jobledger.'; env JOBLEDGER_TOPIC_PREFIX)")
     group.add_argument("--replication-factor", type=int,
-                       default=int(_env("REPLICATION_FACTOR", "1") or 1),
+                       default=_env("REPLICATION_FACTOR", "1"),
                        help="replicas of topics jobledger creates (default 1; use 3 in "
                        "production; env JOBLEDGER_REPLICATION_FACTOR)")
     group.add_argument("--min-insync-replicas", type=int,
-                       default=_int_or_none(_env("MIN_INSYNC_REPLICAS", None)),
+                       default=_env("MIN_INSYNC_REPLICAS", None),
                        help="min.insync.replicas of topics jobledger creates (default: the "
                        "broker's; env JOBLEDGER_MIN_INSYNC_REPLICAS)")
     group.add_argument("--idempotence", action=argparse.BooleanOptionalAction,
@@ -62,7 +64,7 @@ def add_kafka_args(parser: argparse.ArgumentParser, required: bool) -> None:
                        help="the idempotent producer (default on; turn off only for brokers "
                        "that cannot do it; env JOBLEDGER_IDEMPOTENCE=0)")
     group.add_argument("--session-timeout-ms", type=int,
-                       default=int(_env("SESSION_TIMEOUT_MS", "10000") or 10000),
+                       default=_env("SESSION_TIMEOUT_MS", "10000"),
                        help="consumer-group session timeout: a dead process's partitions move "
                        "after about this long (default 10000; env JOBLEDGER_SESSION_TIMEOUT_MS)")
     group.add_argument("--log-level", default=_env("LOG_LEVEL", "warning"),
@@ -70,13 +72,9 @@ def add_kafka_args(parser: argparse.ArgumentParser, required: bool) -> None:
                        help="logging to stderr (default warning; env JOBLEDGER_LOG_LEVEL)")
 
 
-def _int_or_none(value: str | None) -> int | None:
-    return None if value in (None, "") else int(value)  # type: ignore[arg-type]
-
-
 def _partitions_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int,
-                        default=int(_env("PARTITIONS", str(DEFAULT_PARTITIONS)) or DEFAULT_PARTITIONS),
+                        default=_env("PARTITIONS", str(DEFAULT_PARTITIONS)),
                         help=f"partitions of each topic jobledger creates (default "
                         f"{DEFAULT_PARTITIONS}; existing topics keep theirs; env JOBLEDGER_PARTITIONS)")
 
@@ -95,14 +93,14 @@ def _app_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _worker_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--concurrency", type=int, default=int(_env("CONCURRENCY", "8") or 8),
+    parser.add_argument("--concurrency", type=int, default=_env("CONCURRENCY", "8"),
                         help="worker slots: jobs run at once (default 8; env JOBLEDGER_CONCURRENCY)")
     parser.add_argument("--lease-seconds", type=float,
-                        default=float(_env("LEASE_SECONDS", "30") or 30),
+                        default=_env("LEASE_SECONDS", "30"),
                         help="lease of a picked job, renewed by heartbeats (default 30; env "
                         "JOBLEDGER_LEASE_SECONDS)")
     parser.add_argument("--shutdown-grace-seconds", type=float,
-                        default=float(_env("SHUTDOWN_GRACE_SECONDS", "10") or 10),
+                        default=_env("SHUTDOWN_GRACE_SECONDS", "10"),
                         help="on SIGTERM, how long running jobs may finish (default 10; env "
                         "JOBLEDGER_SHUTDOWN_GRACE_SECONDS)")
 
@@ -110,13 +108,13 @@ def _worker_args(parser: argparse.ArgumentParser) -> None:
 def _http_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=_env("HOST", "127.0.0.1"),
                         help="default 127.0.0.1 (env JOBLEDGER_HOST)")
-    parser.add_argument("--port", type=int, default=int(_env("PORT", "8080") or 8080),
+    parser.add_argument("--port", type=int, default=_env("PORT", "8080"),
                         help="default 8080 (env JOBLEDGER_PORT)")
     parser.add_argument("--max-projection-lag-ms", type=int,
-                        default=int(_env("MAX_PROJECTION_LAG_MS", "10000") or 10000),
+                        default=_env("MAX_PROJECTION_LAG_MS", "10000"),
                         help="/health is degraded (503) when the projections lag more (default 10000)")
     parser.add_argument("--catch-up-seconds", type=float,
-                        default=float(_env("CATCH_UP_SECONDS", "60") or 60),
+                        default=_env("CATCH_UP_SECONDS", "60"),
                         help="at start, wait up to this long for the read models to reach the "
                         "log's end before serving (default 60; env JOBLEDGER_CATCH_UP_SECONDS)")
 
@@ -163,7 +161,8 @@ def kafka_config(args: argparse.Namespace, partitions: int | None = None) -> Kaf
         raise UsageError(f"--broker: give kafka://HOST:PORT[,HOST:PORT...], got {broker!r}")
     servers = ",".join(s.strip().removeprefix(SCHEME) for s in broker[len(SCHEME):].split(","))
     return KafkaConfig(
-        servers, topic_prefix=args.topic_prefix, partitions=partitions or DEFAULT_PARTITIONS,
+        servers, topic_prefix=args.topic_prefix,
+        partitions=DEFAULT_PARTITIONS if partitions is None else partitions,
         replication_factor=args.replication_factor, min_insync_replicas=args.min_insync_replicas,
         idempotent=args.idempotence,
     )
