@@ -131,8 +131,10 @@ class Producer:
         self.publisher = publisher
         self.clock = clock
 
-    def envelope(self, request: TaskRequest, actor: Actor | None = None) -> Envelope:
-        now = self.clock.now()
+    def envelope(
+        self, request: TaskRequest, actor: Actor | None = None, now: datetime | None = None
+    ) -> Envelope:
+        now = now or self.clock.now()
         run_at = request.schedule_at
         if request.delay_seconds:
             run_at = now + timedelta(seconds=request.delay_seconds)
@@ -144,13 +146,15 @@ class Producer:
             timeout_seconds=request.timeout_seconds, max_retries=request.max_retries,
             idempotency_key=key,
         )
-        return self.publisher.envelope(event, job_id, actor=actor)
+        return Envelope(id=uuid7(), key=job_id, time=now, actor=actor or self.publisher.actor,
+                        event=event)
 
     async def enqueue(
         self, requests: Sequence[TaskRequest], actor: Actor | None = None
     ) -> list[tuple[Envelope, tuple[int, int]]]:
         """Append one JobEnqueued per request as one batch; each envelope with its
-        position, once durable."""
-        envs = [self.envelope(r, actor) for r in requests]
+        position, once durable. The batch shares one enqueue time."""
+        now = self.clock.now()
+        envs = [self.envelope(r, actor, now) for r in requests]
         positions = await self.publisher.append_now(JOBS, envs)
         return list(zip(envs, positions, strict=True))
