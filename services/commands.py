@@ -15,6 +15,7 @@ from jobledger.schemas import (
     JOBS,
     Actor,
     JobCancelRequested,
+    JobEnqueued,
     JobRequeued,
     JobStatus,
     QueuePaused,
@@ -27,6 +28,7 @@ from jobledger.schemas.lifecycle import TERMINAL, WAITING
 from .log import Entry
 from .producer import Producer
 from .publisher import Publisher
+from .visibility import VisibilityWaiters
 
 S = JobStatus
 OUTCOME_WAIT_SECONDS = 5.0  # how long a command waits to see the owner's answer
@@ -59,6 +61,7 @@ class Commands:
         self.producer = producer
         self.projector = projector
         self.queries = queries
+        self.visibility = VisibilityWaiters(projector)
 
     async def enqueue(
         self, requests: Sequence[TaskRequest], actor: Actor | None = None,
@@ -70,23 +73,26 @@ class Commands:
         appended = await self.producer.enqueue(requests, actor)
         out = []
         for env, (partition, offset) in appended:
-            job_id = env.key
-            status = initial_status(env.event, env)  # type: ignore[arg-type]
-            if env.event.idempotency_key is None and not wait_visible:  # type: ignore[union-attr]
-                out.append(Enqueued(job_id, status, True))
+            event: JobEnqueued = env.event  # type: ignore[assignment]
+            status = initial_status(event, env)
+            if event.idempotency_key is not None:
+                out.append(await self._keyed(env.key, status, partition, offset))
                 continue
-            await self._projected(partition, offset)
-            job = await self.queries.job(job_id)
-            created = job is None or (job.partition, job.created_offset) == (partition, offset)
-            out.append(Enqueued(job_id, job.status if job else status, created))
+            if wait_visible:  # a fresh UUIDv7 names no earlier job: it is created
+                state = await self.visibility.wait(partition, offset, env.key,
+                                                   OUTCOME_WAIT_SECONDS)
+                status = state.status if state is not None else status
+            out.append(Enqueued(env.key, status, True))
         return out
 
-    async def _projected(self, partition: int, offset: int) -> None:
-        try:
-            await asyncio.wait_for(self.projector.wait_for("jobs", partition, offset),
-                                   OUTCOME_WAIT_SECONDS)
-        except TimeoutError:
-            pass
+    async def _keyed(self, job_id: str, status: JobStatus, partition: int,
+                     offset: int) -> Enqueued:
+        """A job enqueued with an idempotency key: created here, or the key's existing job
+        (the read model knows which JobEnqueued created it)."""
+        await self.visibility.wait(partition, offset, job_id, OUTCOME_WAIT_SECONDS)
+        job = await self.queries.job(job_id)
+        created = job is None or (job.partition, job.created_offset) == (partition, offset)
+        return Enqueued(job_id, job.status if job else status, created)
 
     async def _job(self, job_id: str) -> JobState:
         job = await self.queries.job(job_id)
@@ -138,4 +144,4 @@ class Commands:
         value = encode(env)
         positions = await log.append([Entry(queue, value, p) for p in range(log.partitions)])
         for partition, offset in positions:
-            await self._projected(partition, offset)
+            await self.visibility.wait(partition, offset, queue, OUTCOME_WAIT_SECONDS)
