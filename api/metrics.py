@@ -103,6 +103,9 @@ class TimingMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app = app
         self.histogram = metrics.http
+        # (method, route, status) -> its histogram child: labels() costs a lock and a
+        # label check per call, and every request observes one.
+        self._children: dict[tuple[str, str, int], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,10 +123,15 @@ class TimingMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route: Any = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.histogram.labels(scope["method"], path, str(status)).observe(
-                time.perf_counter() - start)
+            self._child(scope, status).observe(time.perf_counter() - start)
+
+    def _child(self, scope: Scope, status: int) -> Histogram:
+        route: Any = scope.get("route")
+        key = (scope["method"], getattr(route, "path", "unmatched"), status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.histogram.labels(key[0], key[1], str(status))
+        return child
 
 
 endpoints = [

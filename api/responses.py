@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 from starlette.responses import Response
+from starlette.types import Send
 
 from jobledger.schemas.api import ErrorBody
 
@@ -17,6 +18,18 @@ class JSON(Response):
 
     def render(self, content: Any) -> bytes:
         return _encoder.encode(content)
+
+
+_CONTENT_TYPE = (b"content-type", JSON.media_type.encode())
+
+
+async def send_json(send: Send, content: Any, status: int = 200) -> None:
+    """Send what JSON(content, status) sends (the same headers and body) without building
+    a Response: for the busiest endpoints, written as plain ASGI handlers."""
+    body = _encoder.encode(content)
+    headers = [(b"content-length", b"%d" % len(body)), _CONTENT_TYPE]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class ApiError(Exception):
