@@ -34,6 +34,25 @@ def uuid7() -> str:
         ms >> 16, ms & 0xFFFF, r >> 62, 0x8000 | ((r >> 48) & 0x3FFF), r & 0xFFFF_FFFF_FFFF)
 
 
+# A random byte -> the hex digit of a UUID's variant nibble (0b10xx): one of 8, 9, a, b.
+_VARIANT_DIGITS = bytes(b"89ab"[i & 3] for i in range(256))
+_randbytes = _random.randbytes
+
+
+def uuid7s(count: int) -> list[str]:
+    """`count` UUIDv7 strings of this millisecond, as uuid7() makes them, for a batch
+    (one enqueue of 1,000 jobs needs 2,000): the random bits are drawn and hex-encoded
+    once for the batch, and each id is cut from them."""
+    ms = _time_ns() // 1_000_000
+    head = "%08x-%04x-7" % (ms >> 16, ms & 0xFFFF)
+    digits = _randbytes(9 * count).hex()  # 18 random hex digits per id: rand_a, rand_b
+    variants = _randbytes(count).translate(_VARIANT_DIGITS).decode()
+    return [
+        f"{head}{digits[i:i + 3]}-{variants[n]}{digits[i + 3:i + 6]}-{digits[i + 6:i + 18]}"
+        for n, i in enumerate(range(0, 18 * count, 18))
+    ]
+
+
 def to_ms(moment: datetime) -> int:
     """Milliseconds since the Unix epoch; read models store times this way so they sort as numbers."""
     return int(moment.timestamp() * 1000)

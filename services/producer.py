@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 
-from jobledger.schemas import JOBS, Actor, Envelope, JobEnqueued, uuid7
+from jobledger.schemas import JOBS, Actor, Envelope, JobEnqueued
+from jobledger.schemas.common import uuid7s
 from jobledger.schemas.api import MAX_PAYLOAD_BYTES, BatchRequest, TaskRequest
 
 from .clock import Clock
@@ -96,12 +97,12 @@ def task_request(task_type: str, payload: Any = None, **options: Any) -> TaskReq
         raw = msgspec.Raw(_encoder.encode(payload))
     except (TypeError, msgspec.EncodeError, ValueError) as exc:
         raise InvalidJob(f"payload is not JSON: {exc}", "payload") from None
-    fields = {k: v for k, v in options.items() if v is not None}
+    fields = {k: v for k, v in options.items() if v is not None} if options else options
     try:
-        request = msgspec.convert({"task_type": task_type, **fields}, TaskRequest)
+        request = msgspec.convert({"task_type": task_type, "payload": raw, **fields}, TaskRequest)
     except msgspec.ValidationError as exc:
         raise _invalid(exc) from None
-    return _check(msgspec.structs.replace(request, payload=raw))
+    return _check(request)
 
 
 def _check(request: TaskRequest) -> TaskRequest:
@@ -132,21 +133,22 @@ class Producer:
         self.clock = clock
 
     def envelope(
-        self, request: TaskRequest, actor: Actor | None = None, now: datetime | None = None
+        self, request: TaskRequest, now: datetime, ids: tuple[str, str], actor: Actor | None = None,
     ) -> Envelope:
-        now = now or self.clock.now()
+        """The JobEnqueued envelope of a request; ids: a fresh (job id, event id) pair (the
+        job id is not used when the request has an idempotency key)."""
         run_at = request.schedule_at
         if request.delay_seconds:
             run_at = now + timedelta(seconds=request.delay_seconds)
         key = request.idempotency_key
-        job_id = job_id_for_key(key) if key is not None else uuid7()
+        job_id = job_id_for_key(key) if key is not None else ids[0]
         event = JobEnqueued(
             job_id=job_id, task_type=request.task_type, queue=request.queue,
             payload=request.payload, priority=request.priority, run_at=run_at,
             timeout_seconds=request.timeout_seconds, max_retries=request.max_retries,
             idempotency_key=key,
         )
-        return Envelope(id=uuid7(), key=job_id, time=now, actor=actor or self.publisher.actor,
+        return Envelope(id=ids[1], key=job_id, time=now, actor=actor or self.publisher.actor,
                         event=event)
 
     async def enqueue(
@@ -155,6 +157,8 @@ class Producer:
         """Append one JobEnqueued per request as one batch; each envelope with its
         position, once durable. The batch shares one enqueue time."""
         now = self.clock.now()
-        envs = [self.envelope(r, actor, now) for r in requests]
+        ids = uuid7s(2 * len(requests))
+        pairs = zip(ids[::2], ids[1::2], strict=True)
+        envs = [self.envelope(r, now, pair, actor) for r, pair in zip(requests, pairs, strict=True)]
         positions = await self.publisher.append_now(JOBS, envs)
         return list(zip(envs, positions, strict=True))

@@ -134,26 +134,29 @@ class _Writer(threading.Thread):
         self._backend.loop.call_soon_threadsafe(self._backend.delivered, results, rows)
 
     def _assign(self, item: _Append, now: int, rows: list[Row]) -> list[Position]:
-        """Give each entry its partition, offset and time; all of them or none."""
+        """Give each entry its partition, offset and time; all of them or none. (Runs
+        holding the GIL for every entry of a batch enqueue: names are looked up once.)"""
         log = self._backend.topic(item.topic)
-        parts = [log.partition_for(e.key) if e.partition is None else e.partition for e in item.entries]
+        partition_for = log.partition_for
+        parts = [partition_for(e.key) if e.partition is None else e.partition for e in item.entries]
         for part in parts:
             if not 0 <= part < log.partitions:
                 raise LogError(
                     f"partition {part} out of range for topic {item.topic!r} "
                     f"({log.partitions} partitions)"
                 )
+        topic, next_offset, last_ts = item.topic, self.next_offset, self.last_ts
         positions: list[Position] = []
         for entry, part in zip(item.entries, parts, strict=True):
-            slot = (item.topic, part)
-            offset = self.next_offset.get(slot, 0)
+            slot = (topic, part)
+            offset = next_offset.get(slot, 0)
             # Record time never goes backwards within a partition (like Kafka's
             # LogAppendTime), so time -> offset lookups can binary-search.
-            ts = max(entry.timestamp_ms if entry.timestamp_ms is not None else now,
-                     self.last_ts.get(slot, 0))
-            self.next_offset[slot] = offset + 1
-            self.last_ts[slot] = ts
-            rows.append((item.topic, part, offset, ts, entry.key, entry.value))
+            ts = now if entry.timestamp_ms is None else entry.timestamp_ms
+            ts = max(ts, last_ts.get(slot, 0))
+            next_offset[slot] = offset + 1
+            last_ts[slot] = ts
+            rows.append((topic, part, offset, ts, entry.key, entry.value))
             positions.append((part, offset))
         return positions
 
