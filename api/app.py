@@ -14,7 +14,9 @@ from jobledger.services.node_base import Node
 
 from . import docs_page, metrics, openapi, runs, schedules, system, tasks, ws
 from .errors import EXCEPTION_HANDLERS
+from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
+from .openapi import Asgi
 from .ws import Hub, HubConfig
 
 
@@ -22,6 +24,10 @@ from .ws import Hub, HubConfig
 # /openapi.json (api/openapi.py says how to add one).
 ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
              *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints]
+# Endpoints written as plain ASGI handlers on a fixed path are served by HotRoutes, ahead
+# of the rest of the stack (api/hot.py says why).
+HOT_ROUTES = {(e.method, e.path): e.handler.app for e in ENDPOINTS
+              if isinstance(e.handler, Asgi) and "{" not in e.path}
 
 
 @contextlib.asynccontextmanager
@@ -61,7 +67,8 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None) -> S
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _ws)],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(TimingMiddleware, metrics=measured)],
+        middleware=[Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
+                    Middleware(TimingMiddleware, metrics=measured)],
     )
     app.state.metrics = measured
     app.router.redirect_slashes = False  # /api/v1/tasks/ is no endpoint: 404, not a 307

@@ -53,6 +53,7 @@ class Metrics:
         self.http = Histogram(
             "jobledger_http_request_duration_seconds", "HTTP requests by route and status",
             ["method", "route", "status"], registry=r)
+        self.http_timer = RequestTimer(self.http)
 
     def on_projected(self, projected: Projected) -> None:
         """Observe the runs a committed batch ended."""
@@ -97,15 +98,28 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+class RequestTimer:
+    """Observes request durations into the HTTP histogram, keeping each (method, route,
+    status) child: labels() costs a lock and a label check, and every request observes."""
+
+    def __init__(self, histogram: Histogram):
+        self.histogram = histogram
+        self._children: dict[tuple[str, str, int], Histogram] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.histogram.labels(method, route, str(status))
+        child.observe(seconds)
+
+
 class TimingMiddleware:
     """Observes every HTTP request's duration (pure ASGI: no per-request objects)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app = app
-        self.histogram = metrics.http
-        # (method, route, status) -> its histogram child: labels() costs a lock and a
-        # label check per call, and every request observes one.
-        self._children: dict[tuple[str, str, int], Histogram] = {}
+        self.timer = metrics.http_timer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,15 +137,9 @@ class TimingMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            self._child(scope, status).observe(time.perf_counter() - start)
-
-    def _child(self, scope: Scope, status: int) -> Histogram:
-        route: Any = scope.get("route")
-        key = (scope["method"], getattr(route, "path", "unmatched"), status)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.histogram.labels(key[0], key[1], str(status))
-        return child
+            route: Any = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.timer.observe(scope["method"], path, status, time.perf_counter() - start)
 
 
 endpoints = [

@@ -37,12 +37,15 @@ def uuid7() -> str:
 # A random byte -> the hex digit of a UUID's variant nibble (0b10xx): one of 8, 9, a, b.
 _VARIANT_DIGITS = bytes(b"89ab"[i & 3] for i in range(256))
 _randbytes = _random.randbytes
+_SMALL_BATCH = 8
 
 
 def uuid7s(count: int) -> list[str]:
     """`count` UUIDv7 strings of this millisecond, as uuid7() makes them, for a batch
     (one enqueue of 1,000 jobs needs 2,000): the random bits are drawn and hex-encoded
     once for the batch, and each id is cut from them."""
+    if count <= _SMALL_BATCH:  # drawing and cutting costs more than it saves for a few
+        return [uuid7() for _ in range(count)]
     ms = _time_ns() // 1_000_000
     head = "%08x-%04x-7" % (ms >> 16, ms & 0xFFFF)
     digits = _randbytes(9 * count).hex()  # 18 random hex digits per id: rand_a, rand_b

@@ -143,7 +143,9 @@ def _serve(args: argparse.Namespace) -> int:
     web = create_app(lambda: EmbeddedNode(config, app))
     print(f"jobledger: log {args.db}, {len(app.handlers)} task types, "
           f"http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(web, host=args.host, port=args.port, log_level="warning")
+    # No access log: at log level warning it is never printed, but uvicorn would still
+    # format each request's line (about 2 % of the event loop under POST load).
+    uvicorn.run(web, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 

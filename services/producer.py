@@ -157,8 +157,7 @@ class Producer:
         """Append one JobEnqueued per request as one batch; each envelope with its
         position, once durable. The batch shares one enqueue time."""
         now = self.clock.now()
-        ids = uuid7s(2 * len(requests))
-        pairs = zip(ids[::2], ids[1::2], strict=True)
-        envs = [self.envelope(r, now, pair, actor) for r, pair in zip(requests, pairs, strict=True)]
+        ids = iter(uuid7s(2 * len(requests)))
+        envs = [self.envelope(r, now, (next(ids), next(ids)), actor) for r in requests]
         positions = await self.publisher.append_now(JOBS, envs)
         return list(zip(envs, positions, strict=True))
