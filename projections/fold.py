@@ -18,7 +18,7 @@ from jobledger.schemas import Envelope, JobLogged, QueuePaused, QueueResumed
 from .jobs import JobState, reduce_job
 from .queues import QueueState, reduce_queue
 from .rows import run_id, run_row
-from .stats import StatsDelta
+from .stats import StatsDelta, ended_run
 from .workers import WorkerState, reduce_worker
 
 _json = msgspec.json.Encoder()
@@ -43,27 +43,46 @@ def fold_jobs(
 ) -> JobsChange:
     """Apply envs to the states in `jobs` and `queues` (updated in place)."""
     change = JobsChange()
+    events, changed, positions, stats = change.events, change.jobs, change.positions, change.stats
+    before: dict[str, JobState | None] = {}  # each changed job's state before this batch
+    runs: dict[tuple[str, int], JobState] = {}  # (job, attempt) -> its run's latest state
+    get = jobs.get
     for env in envs:
         event = env.event
-        if isinstance(event, QueuePaused | QueueResumed):
-            old_q = queues.get(event.queue)
-            new_q = reduce_queue(old_q, env)
-            if new_q is not old_q and new_q is not None:
-                queues[event.queue] = change.queues[event.queue] = new_q
+        if isinstance(event, _QUEUE_EVENTS):
+            _fold_queue(env, event, queues, change)
             continue
         job_id = event.job_id  # type: ignore[union-attr]
         # Every event belongs in the job's audit trail, the ones that change nothing too.
-        change.events.append((job_id, env.partition, env.offset))
-        old = jobs.get(job_id)
+        events.append((job_id, env.partition, env.offset))
+        old = get(job_id)
         new = reduce_job(old, env)
         if new is old or new is None:
             continue
-        jobs[job_id] = change.jobs[job_id] = new
-        change.positions[job_id] = (env.partition, env.offset)
-        change.stats.add(old, new)
+        if job_id not in changed:
+            before[job_id] = old
+        jobs[job_id] = changed[job_id] = new
+        positions[job_id] = (env.partition, env.offset)
+        if ended_run(old, new):
+            stats.add_run_end(new)
         if new.attempt and (old is None or _run_of(old) != _run_of(new)):
-            change.runs[run_id(job_id, new.attempt)] = run_row(new)
+            runs[(job_id, new.attempt)] = new
+    for job_id, old in before.items():
+        stats.add_status(old, changed[job_id])
+    # A run's row is built once per batch, from its latest state.
+    change.runs = {run_id(job_id, attempt): run_row(s) for (job_id, attempt), s in runs.items()}
     return change
+
+
+_QUEUE_EVENTS = (QueuePaused, QueueResumed)
+
+
+def _fold_queue(env: Envelope, event: QueuePaused | QueueResumed,
+                queues: MutableMapping[str, QueueState], change: JobsChange) -> None:
+    old = queues.get(event.queue)
+    new = reduce_queue(old, env)
+    if new is not old and new is not None:
+        queues[event.queue] = change.queues[event.queue] = new
 
 
 def _run_of(s: JobState) -> tuple[Any, ...]:

@@ -11,13 +11,17 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
+
+import msgspec
+from msgspec.structs import force_setattr
 
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.schemas import Envelope, topic_of
 from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.jobs import QueuePaused, QueueResumed
-from jobledger.schemas.codec import Undecodable, decode_batch
+from jobledger.schemas.codec import CURRENT_VERSION, Undecodable, decode_batch
 from jobledger.services.log import LogBackend, LogError, Record
 from jobledger.services.supervise import crashed, spawn
 
@@ -162,7 +166,7 @@ class Projector:
         positions = dict(done)
         for rec in fresh:
             positions[rec.partition] = rec.offset + 1
-        envs, bad = decode_batch(fresh)
+        envs, bad = decode_records(fresh)
         envs, misplaced = _split_misplaced(envs, TOPIC_OF_MODEL[model], fresh)
         bad += misplaced
         if model == "jobs":
@@ -271,12 +275,39 @@ class Projector:
             )
 
 
+_envelope = msgspec.json.Decoder(Envelope)
+_event_of = attrgetter("event")
+
+
+def decode_records(records: Sequence[Record]) -> tuple[list[Envelope], list[Undecodable]]:
+    """What decode_batch returns, cheaper on the common path: an envelope of the current
+    version gets its place in the log set on the fresh object, which nothing else holds
+    yet, instead of by a copy (msgspec.structs.replace cost a third of decoding it). A
+    batch with anything else in it (an old version, a bad record) goes through
+    decode_batch, which keeps what this already decoded (Record.decoded)."""
+    envs = []
+    for rec in records:
+        env = rec.decoded
+        if env is None:
+            try:
+                env = _envelope.decode(rec.value)
+            except msgspec.MsgspecError:
+                return decode_batch(records)
+            if env.event.v != CURRENT_VERSION[type(env.event)]:
+                return decode_batch(records)
+            force_setattr(env, "partition", rec.partition)
+            force_setattr(env, "offset", rec.offset)
+            rec.decoded = env
+        envs.append(env)
+    return envs, []
+
+
 def _split_misplaced(
     envs: list[Envelope], topic: str, records: Sequence[Record]
 ) -> tuple[list[Envelope], list[Undecodable]]:
     """Events that decode but belong on another topic are quarantined like undecodable ones."""
     types_here = TYPES_OF_TOPIC[topic]
-    if all(type(e.event) in types_here for e in envs):
+    if types_here.issuperset(map(type, map(_event_of, envs))):
         return envs, []
     value = {(r.partition, r.offset): r.value for r in records}
     good, bad = [], []

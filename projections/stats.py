@@ -30,8 +30,10 @@ class StatsDelta:
     processing_ms: int = 0
     processed_runs: int = 0
 
-    def add(self, old: JobState | None, new: JobState) -> None:
-        """Account for one applied change old -> new."""
+    def add_status(self, old: JobState | None, new: JobState) -> None:
+        """Account for a job going from old to new, through any states in between: the
+        counts and depths of the states in between cancel out (a job's task type and
+        priority never change), so a batch adds this once per job, not once per event."""
         if old is None or old.status != new.status:
             self.counts[(new.task_type, new.status)] += 1
             if new.status == JobStatus.PENDING:
@@ -40,12 +42,19 @@ class StatsDelta:
                 self.counts[(old.task_type, old.status)] -= 1
                 if old.status == JobStatus.PENDING:
                     self.depth[priority_band(old.priority)] -= 1
-        if new.run_status in _ENDED and (old is None or old.run_status != new.run_status):
-            assert new.run_ended_at is not None
-            self.ended[(new.run_ended_at // MINUTE_MS * MINUTE_MS, new.run_status)] += 1
-            if new.run_status == RunStatus.COMPLETED and new.run_started_at is not None:
-                self.processing_ms += new.run_ended_at - new.run_started_at
-                self.processed_runs += 1
+
+    def add_run_end(self, new: JobState) -> None:
+        """Account for new's run having just ended (ended_run(old, new) said so)."""
+        assert new.run_ended_at is not None
+        self.ended[(new.run_ended_at // MINUTE_MS * MINUTE_MS, new.run_status)] += 1
+        if new.run_status == RunStatus.COMPLETED and new.run_started_at is not None:
+            self.processing_ms += new.run_ended_at - new.run_started_at
+            self.processed_runs += 1
+
+
+def ended_run(old: JobState | None, new: JobState) -> bool:
+    """Did the change old -> new end a run? (each run ends once: it ends with its attempt)"""
+    return new.run_status in _ENDED and (old is None or old.run_status != new.run_status)
 
 
 _ENDED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED})

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
-from itertools import compress
+from itertools import chain, compress
 from operator import is_not
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ from .workers import WorkerState
 def _sql(name: str) -> str:
     return resources.files("jobledger.projections").joinpath(name).read_text()
 _IN_CHUNK = 900  # ids per IN (...) query
+_LIVE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+_BULK_PRAGMAS = ("PRAGMA journal_mode=MEMORY", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-131072")
 _CHECKSUM_CHUNK = 10_000  # rows hashed at a time
 _json = msgspec.json.Encoder()
 
@@ -49,11 +51,13 @@ UPSERT_PROCESSING = (
 
 
 _NONES = (None,) * 64  # compared with a row's values, column by column
+_ROWS_PER_INSERT = 64  # rows per multi-row INSERT: far under SQLite's 32,766 variables
 
 
-@lru_cache(maxsize=1024)  # patterns of NULLs seen: a handful
-def _values_sql(insert: str, present: tuple[bool, ...]) -> str:
-    return f"{insert} VALUES ({','.join('?' if p else 'NULL' for p in present)})"
+@lru_cache(maxsize=1024)  # (table, pattern of NULLs, rows) seen: a few dozen
+def _values_sql(insert: str, present: tuple[bool, ...], rows: int) -> str:
+    row = f"({','.join('?' if p else 'NULL' for p in present)})"
+    return f"{insert} VALUES {','.join([row] * rows)}"
 
 
 class Transaction:
@@ -67,20 +71,41 @@ class Transaction:
             self.statements.append((sql, rows, True))
         return bool(rows)
 
-    def rows(self, insert: str, rows: Iterable[Sequence[Any]]) -> None:
-        """`insert` ("INSERT ... INTO table") of rows with NULLs, written as NULL in the
-        SQL instead of bound: sqlite3 binds None through its adapter lookup (about 1 µs a
-        value, holding the GIL) and a jobs row has a dozen. One statement per pattern of
-        NULLs; rows of one batch have distinct keys, so their order does not matter."""
-        groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
+    def rows(self, insert: str, rows: Iterable[Sequence[Any]], nulls: bool = True) -> None:
+        """`insert` ("INSERT ... INTO table") of rows, up to 64 rows a statement, NULLs
+        written into the SQL. Why: executemany costs about 1 µs a row beyond SQLite's own
+        work and hands the GIL back and forth once a row; and sqlite3 binds None through
+        its adapter lookup (about 1 µs a value, GIL held), a dozen in a jobs row. One
+        statement per pattern of NULLs: rows of one batch have distinct keys, so their
+        order does not matter. nulls=False: rows (all of one width) have none."""
+        if not nulls:
+            rows = list(rows)
+            if rows:
+                present = (True,) * len(rows[0])
+                self._insert_values(insert, present, list(chain.from_iterable(rows)))
+            return
+        groups: dict[tuple[bool, ...], list[Any]] = {}
         for row in rows:
             present = tuple(map(is_not, row, _NONES))
-            group = groups.get(present)
-            if group is None:
-                group = groups[present] = []
-            group.append(tuple(compress(row, present)))
-        for present, group in groups.items():
-            self.statements.append((_values_sql(insert, present), group, True))
+            values = groups.get(present)
+            if values is None:
+                values = groups[present] = []
+            values.extend(compress(row, present))
+        for present, values in groups.items():
+            self._insert_values(insert, present, values)
+
+    def _insert_values(self, insert: str, present: tuple[bool, ...], values: list[Any]) -> None:
+        """Multi-row INSERTs of the flat values of rows with one pattern of NULLs (never
+        all NULL: every table has a NOT NULL key)."""
+        width = sum(present)
+        step = _ROWS_PER_INSERT * width
+        whole = len(values) // step * step
+        if whole:
+            self.statements.append((_values_sql(insert, present, _ROWS_PER_INSERT),
+                                    [values[i : i + step] for i in range(0, whole, step)], True))
+        if whole < len(values):
+            rest = values[whole:]
+            self.statements.append((_values_sql(insert, present, len(rest) // width), rest, False))
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.statements.append((sql, params, False))
@@ -104,19 +129,24 @@ class ReadModelStore:
 
     @classmethod
     async def open(cls, path: str | Path, bulk: bool = False) -> ReadModelStore:
-        """Open (creating) the read models. bulk: a fresh file being filled by a replay —
-        no secondary indexes and no syncs until finish_bulk(); a crash means replay again."""
+        """Open (creating) the read models. bulk: a fresh file being filled by a replay
+        (services/replay.py), renamed into place only once complete, so a crash means
+        replaying again: no secondary indexes until finish_bulk(), no syncs, the rollback
+        journal in memory (a failed batch still rolls back) and a 128 MiB page cache."""
         db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute(f"PRAGMA synchronous={'OFF' if bulk else 'NORMAL'}")
+        for pragma in _BULK_PRAGMAS if bulk else _LIVE_PRAGMAS:
+            await db.execute(pragma)
         await db.executescript(_sql("schema.sql"))
         if not bulk:
             await db.executescript(_sql("indexes.sql"))
         return cls(db, Path(path))
 
     async def finish_bulk(self) -> None:
+        """Build the secondary indexes in one pass each and leave the file as a live store
+        is (WAL, synchronous=NORMAL)."""
         await self.db.executescript(_sql("indexes.sql"))
-        await self.db.execute("PRAGMA synchronous=NORMAL")
+        for pragma in _LIVE_PRAGMAS:
+            await self.db.execute(pragma)
 
     async def close(self) -> None:
         await self.db.close()
@@ -172,7 +202,7 @@ class ReadModelStore:
         last = change.positions
         tx.rows("INSERT OR REPLACE INTO jobs",
                 (job_row(s, last[job_id][1]) for job_id, s in change.jobs.items()))
-        tx.many("INSERT OR IGNORE INTO job_events VALUES (?, ?, ?)", change.events)
+        tx.rows("INSERT OR IGNORE INTO job_events", change.events, nulls=False)
         tx.rows("INSERT OR REPLACE INTO runs", change.runs.values())
         tx.many("INSERT OR REPLACE INTO queues VALUES (?, ?, ?)",
                 [queue_row(q) for q in change.queues.values()])

@@ -3,6 +3,7 @@ SQLite log file or (`--broker`) from the Kafka topics."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,25 +58,49 @@ async def rebuild(db: Path, out: Path, show_progress: bool = True) -> None:
 
 
 async def rebuild_from(backend: LogBackend, out: Path, show_progress: bool = True) -> None:
-    """Rebuild the read models of an open log into out, replacing it; closes the log."""
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{out}{suffix}").unlink(missing_ok=True)
-    store = await ReadModelStore.open(out, bulk=True)
+    """Rebuild the read models of an open log into out, replacing it; closes the log.
+
+    The models are built in a fresh file next to out, with durability off (store.py,
+    bulk), and renamed over out only once complete: a crash or an error leaves out as it
+    was, and the half-built file is only ever replayed again, never read."""
+    building = Path(f"{out}.building")
+    _remove_db(building)
     try:
-        projector = Projector(backend, store)
-        total = 0
-        for topic in TOPIC_OF_MODEL.values():
-            try:
-                total += sum((await backend.topic(topic).end_offsets()).values())
-            except LogError:
-                pass  # a log written before this topic existed (the projector skips it too)
-        with Progress(disable=not show_progress, transient=True) as bar:
-            task = bar.add_task("replaying events", total=total)
-            await projector.catch_up(on_batch=lambda n: bar.advance(task, n))
-        await store.finish_bulk()
+        store = await ReadModelStore.open(building, bulk=True)
+        try:
+            await _catch_up(Projector(backend, store), backend, show_progress)
+            await store.finish_bulk()
+        finally:
+            await store.close()
+        _remove_sidecars(out)  # SQLite would apply out's old -wal to the new file
+        os.replace(building, out)
+    except BaseException:
+        _remove_db(building)
+        raise
     finally:
-        await store.close()
         await backend.close()
+
+
+async def _catch_up(projector: Projector, backend: LogBackend, show_progress: bool) -> None:
+    total = 0
+    for topic in TOPIC_OF_MODEL.values():
+        try:
+            total += sum((await backend.topic(topic).end_offsets()).values())
+        except LogError:
+            pass  # a log written before this topic existed (the projector skips it too)
+    with Progress(disable=not show_progress, transient=True) as bar:
+        task = bar.add_task("replaying events", total=total)
+        await projector.catch_up(on_batch=lambda n: bar.advance(task, n))
+
+
+def _remove_db(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _remove_sidecars(path)
+
+
+def _remove_sidecars(path: Path) -> None:
+    for suffix in ("-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 async def checksums(views: Path) -> dict[str, str]:
