@@ -194,7 +194,9 @@ class Projector:
         self, envs: list[Envelope], positions: dict[int, int], bad: list[Undecodable]
     ) -> None:
         cache = self._cache
-        wanted = {e.event.job_id for e in envs if type(e.event) not in _QUEUE_EVENTS} - cache.keys()
+        # Not `{...} - cache.keys()`: a set minus a keys view walks every cached key.
+        wanted = {job_id for e in envs if type(e.event) not in _QUEUE_EVENTS
+                  and (job_id := e.event.job_id) not in cache}
         if self._writing is not None and self._writing.done():
             await self.settled()  # raise a failed write's error here, in the follower
         if wanted:
