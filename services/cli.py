@@ -145,7 +145,11 @@ def _serve(args: argparse.Namespace) -> int:
           f"http://{args.host}:{args.port}", file=sys.stderr)
     # No access log: at log level warning it is never printed, but uvicorn would still
     # format each request's line (about 2 % of the event loop under POST load).
-    uvicorn.run(web, host=args.host, port=args.port, log_level="warning", access_log=False)
+    # No permessage-deflate: each connection has its own compressor, so a task_update fanned
+    # out to 1,000 dashboards was deflated 1,000 times (a quarter of the event loop then),
+    # and each compressor holds tens of KB. An update is a few hundred bytes (docs/api.md).
+    uvicorn.run(web, host=args.host, port=args.port, log_level="warning", access_log=False,
+                ws_per_message_deflate=False)
     return 0
 
 
