@@ -94,6 +94,9 @@ class Mode:
         """Serve the API (no workers) over a log whose read models `rebuild` wrote."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """At the end of the suite: stop what outlives one run (e.g. a log's broker)."""
+
 
 class EmbeddedMode(Mode):
     """`jobledger serve` over one SQLite file: log, projections, dispatcher, worker slots

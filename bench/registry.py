@@ -9,7 +9,8 @@ from functools import partial
 from typing import Any
 
 from .env import Sizes
-from .workloads import http_load, lag, memory, query, replay, shared, ws
+from .kafka_mode import LEASE_SECONDS
+from .workloads import failover, http_load, lag, memory, query, replay, shared, ws
 
 Run = Callable[[Any, Any], Awaitable[dict[str, Any]]]
 
@@ -52,6 +53,7 @@ class Workload:
     metrics: tuple[Metric, ...]
     peers: bool  # run by the peers too (else by jobledger's modes only)
     timeout: float = 900.0  # seconds for one run of one system
+    judged_on: str | None = None  # the system whose figure the target judges (default: embedded)
 
 
 def _latency(what: str, target: Target | None = None) -> tuple[Metric, ...]:
@@ -101,6 +103,13 @@ WORKLOADS = (
     Workload("ws_fanout", ws.ws_fanout,
              _latency("WebSocket fan-out to {ws_subscribers:,} subscribers, enqueue→client",
                       Target("< 100 ms", below=100)), peers=False),
+    Workload("failover", failover.failover, (
+        Metric("p50_s", "failover: SIGKILLed worker's running jobs started elsewhere, p50", "s",
+               "lower", missing="n/a: Kafka mode only"),
+        Metric("max_s", "failover: SIGKILLed worker's running jobs started elsewhere, all", "s",
+               "lower", Target(f"< lease ({LEASE_SECONDS:g} s) + 5 s", below=LEASE_SECONDS + 5),
+               missing="n/a: Kafka mode only"),
+    ), peers=False, judged_on="jobledger-kafka"),
 )
 
 BY_NAME = {w.name: w for w in WORKLOADS}

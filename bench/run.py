@@ -125,7 +125,8 @@ async def suite(args: argparse.Namespace, sizes: Sizes, runs: int) -> dict[str, 
     workloads = [BY_NAME[n] for n in names if n != PROFILE]
     env = Env(sizes, Path(tempfile.mkdtemp(prefix="jobledger-bench-")))
     embedded = EmbeddedMode(sizes.slots or JOBLEDGER_SLOTS)
-    ledger: list[System] = [JobledgerSystem(embedded), JobledgerSystem(KafkaMode())]
+    kafka = KafkaMode()
+    ledger: list[System] = [JobledgerSystem(embedded), JobledgerSystem(kafka)]
     peers: list[System] = []
     collector = Collector()
     extra: dict[str, Any] = {}
@@ -158,6 +159,8 @@ async def suite(args: argparse.Namespace, sizes: Sizes, runs: int) -> dict[str, 
         extra["fixtures"] = {k: (v.describe() if hasattr(v, "describe") else v)
                              for k, v in env.cache.items()}
     finally:
+        for mode in (embedded, kafka):
+            mode.close()
         if env.redis is not None:
             env.redis.stop()
         shutil.rmtree(env.tmp, ignore_errors=True)
@@ -187,7 +190,7 @@ def _workload(workload: Workload, ledger: list[System], peers: list[System], siz
               collector: Collector) -> dict[str, Any]:
     chosen = ledger + (peers if workload.peers else [])
     results = {s.key: collector.cells(workload, s) for s in chosen}
-    main = results[ledger[0].key]
+    main = results[workload.judged_on or ledger[0].key]
     metrics = []
     for metric in workload.metrics:
         entry: dict[str, Any] = {"key": metric.key, "title": title(metric, sizes), "unit": metric.unit,

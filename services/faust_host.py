@@ -18,6 +18,9 @@ What faust does not do here, and what is done instead (docs/kafka.md says more):
   faust's lag sensors, which use ListOffsets (wrong on the test broker).
 - Undecodable records are quarantined in the read model by the projector; this host also
   produces them to the dead-letter topic (`DeadLetters`), before the batch is applied.
+- faust's agents only hand batches to a writer task per model (`_Writer`), which applies
+  everything handed over since its last transaction; and faust's consumer fetches with
+  KafkaConfig.fetch_max_wait_ms instead of faust's fixed 1.5 s (`_ConsumerThread`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Consumer as FaustKafkaConsumer
+from faust.transport.drivers.aiokafka import Transport as FaustKafkaTransport
 
 from jobledger.projections.projector import TOPIC_OF_MODEL, Projector
 from jobledger.schemas import topic_of, uuid7
@@ -40,8 +46,9 @@ from .log import LogError, Record
 from .ownership import GroupSettings
 
 log = logging.getLogger("jobledger.faust")
-BATCH = 5000  # records per projector transaction at most
-BATCH_WITHIN_S = 0.005  # how long a batch waits to fill: the latency it adds at worst
+BATCH = 5000  # records per faust batch at most
+BATCH_WITHIN_S = 0.005  # how long a faust batch waits to fill: the latency it adds at worst
+PENDING_MAX = 20_000  # records taken from faust and not yet applied: beyond, faust waits
 SOURCE_HEADER = "jobledger-source"  # where a dead letter came from: <topic>/<partition>/<offset>
 ERROR_HEADER = "jobledger-error"  # why it could not be decoded
 
@@ -101,6 +108,40 @@ def undecodable(role: str, records: Sequence[Record]) -> list[Undecodable]:
     return bad
 
 
+class _ConsumerThread(AIOKafkaConsumerThread):  # type: ignore[misc]
+    """faust's consumer thread, with the fetch wait of the app (`_App.fetch_max_wait_ms`).
+
+    faust creates its aiokafka consumer with fetch_max_wait_ms=1500, fixed. Apache Kafka
+    answers a waiting fetch as soon as a record arrives, so there that only bounds idle
+    polls; but a broker that answers only at the end of the wait (the test broker) holds
+    the records that arrive while a fetch waits for up to 1.5 s: each time the read models
+    had caught up, the next records were seen that much later (a POST /api/v1/tasks,
+    which waits for its job to be visible, took up to 1.5 s)."""
+
+    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read by consumer.start()
+        return consumer
+
+
+class _Consumer(FaustKafkaConsumer):  # type: ignore[misc]
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(FaustKafkaTransport):  # type: ignore[misc]
+    Consumer = _Consumer
+
+
+class _App(faust.App):  # type: ignore[misc]
+    """A faust app on `_Transport`: faust's aiokafka transport with `_ConsumerThread`."""
+
+    fetch_max_wait_ms = 10  # set per app from KafkaConfig.fetch_max_wait_ms
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
 class FaustProjections:
     """Runs the projector's models as faust agents. start() returns once faust has joined
     its group; the caller waits for the read model to catch up (Node.caught_up)."""
@@ -114,6 +155,7 @@ class FaustProjections:
         self.dead_letters = DeadLetters(backend)
         self.app: faust.App | None = None
         self._failed: list[str] = []
+        self._writers: dict[str, _Writer] = {}
 
     async def start(self) -> None:
         await self._commit_checkpoints()
@@ -127,13 +169,15 @@ class FaustProjections:
     async def stop(self) -> None:
         if self.app is not None:
             await self.app.stop()
+        for writer in self._writers.values():
+            await writer.stop()
 
     def crashed(self) -> list[str]:
         return list(self._failed)
 
     def _faust_app(self) -> faust.App:
         config = self.backend.config
-        return faust.App(
+        app = _App(
             self.app_id,
             broker=[f"kafka://{server.strip()}" for server in config.bootstrap_servers.split(",")],
             autodiscover=False,
@@ -148,6 +192,8 @@ class FaustProjections:
             broker_request_timeout=config.request_timeout_ms / 1000,
             consumer_max_fetch_size=config.max_message_bytes + 64 * 1024,
         )
+        app.fetch_max_wait_ms = config.fetch_max_wait_ms
+        return app
 
     async def _commit_checkpoints(self) -> None:
         """Set the new group's committed offsets to the read model's checkpoints, so that
@@ -173,13 +219,11 @@ class FaustProjections:
 
     def _agent(self, model: str, role: str) -> Callable[[Any], Coroutine[Any, Any, None]]:
         async def project(stream: Any) -> None:
-            try:
-                async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-                    await self._apply(model, role, [_record(e.message) for e in events])
-            except Exception:
-                self._failed.append(f"project-{model}")
-                log.exception("projection %s crashed", model)
-                raise
+            writer = self._writers.get(model)
+            if writer is None or writer.done():
+                writer = self._writers[model] = _Writer(self, model, role)
+            async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+                await writer.add([_record(e.message) for e in events])
 
         return project
 
@@ -216,3 +260,59 @@ class FaustProjections:
             return records
         log.warning("%s: read %d records faust skipped", role, len(missing))
         return sorted([*missing, *records], key=lambda r: (r.partition, r.offset))
+
+
+class _Writer:
+    """Applies one model's records in the order faust hands them over, on a task of its
+    own, so that faust keeps taking records while a transaction is folded and written.
+
+    faust's take buffer fills only while the agent waits for it (it stops filling while
+    the agent handles a batch), and moving a record into it costs faust a few awaits: with
+    the agent applying each batch itself, every batch was what arrived in BATCH_WITHIN_S,
+    a few dozen records, each paying a transaction. Here the agent only hands batches
+    over; the writer applies everything handed over since its last transaction in one,
+    so transactions grow with the load and stay small (low latency) when it is light.
+    A failed apply is logged and reported (`crashed`); its records are read again from
+    the log before the next batch (`_with_gaps_filled`), so none is skipped.
+    """
+
+    def __init__(self, host: FaustProjections, model: str, role: str):
+        self.host = host
+        self.model = model
+        self.role = role
+        self._pending: list[Record] = []
+        self._more = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"project-{model}")
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    async def add(self, records: list[Record]) -> None:
+        await self._room.wait()
+        self._pending += records
+        self._more.set()
+        if len(self._pending) >= PENDING_MAX:
+            self._room.clear()
+
+    async def _run(self) -> None:
+        while True:
+            await self._more.wait()
+            self._more.clear()
+            records, self._pending = self._pending, []
+            self._room.set()
+            for start in range(0, len(records), PENDING_MAX):
+                try:
+                    await self.host._apply(self.model, self.role, records[start:start + PENDING_MAX])
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.host._failed.append(f"project-{self.model}")
+                    log.exception("projection %s: a batch failed; its records are read "
+                                  "again from the log before the next one", self.model)
+                    break
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)

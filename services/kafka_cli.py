@@ -10,9 +10,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .app import App
 
@@ -242,8 +242,20 @@ def worker(args: argparse.Namespace) -> int:
     print(f"jobledger worker: {args.broker} ({args.topic_prefix}*), {len(app.handlers)} task "
           f"types, {args.concurrency} slots" + (", schedules" if args.schedules else ""),
           file=sys.stderr)  # fmt: skip
-    asyncio.run(_run_until_signalled(KafkaNode(config, app)))
+    _run(_run_until_signalled(KafkaNode(config, app)))
     return 0
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """On uvloop (a dependency, as under `jobledger api`'s uvicorn): the worker's loop
+    carries every fetch, produce and pick; on the plain asyncio loop its socket writes
+    alone were 13 % of a worker's profile."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - installed with jobledger
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 async def _run_until_signalled(node: KafkaNode) -> None:
