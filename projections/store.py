@@ -51,7 +51,8 @@ UPSERT_PROCESSING = (
 
 
 _NONES = (None,) * 64  # compared with a row's values, column by column
-_ROWS_PER_INSERT = 64  # rows per multi-row INSERT: far under SQLite's 32,766 variables
+_ROWS_PER_INSERT = 64  # rows per multi-row INSERT, at most
+_MAX_VARIABLES = 999  # SQLite's limit before 3.32 (32,766 since): a build may still have it
 
 
 @lru_cache(maxsize=1024)  # (table, pattern of NULLs, rows) seen: a few dozen
@@ -98,10 +99,10 @@ class Transaction:
         """Multi-row INSERTs of the flat values of rows with one pattern of NULLs (never
         all NULL: every table has a NOT NULL key)."""
         width = sum(present)
-        step = _ROWS_PER_INSERT * width
+        step = min(_ROWS_PER_INSERT, _MAX_VARIABLES // width) * width
         whole = len(values) // step * step
         if whole:
-            self.statements.append((_values_sql(insert, present, _ROWS_PER_INSERT),
+            self.statements.append((_values_sql(insert, present, step // width),
                                     [values[i : i + step] for i in range(0, whole, step)], True))
         if whole < len(values):
             rest = values[whole:]
