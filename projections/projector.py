@@ -66,6 +66,14 @@ class _StateCache(OrderedDict[str, JobState]):
             self.popitem(last=False)
 
 
+def _owning_payload(state: JobState) -> JobState:
+    """`state` with a payload of its own: a decoded payload is a view into its whole
+    record, and a cached state must not keep the record alive. (copy() of a payload that
+    owns its bytes returns it; the state is then returned as is, so _evict still finds it.)"""
+    payload = state.payload.copy()
+    return state if payload is state.payload else msgspec.structs.replace(state, payload=payload)
+
+
 class Projector:
     def __init__(self, backend: LogBackend, store: ReadModelStore, cache_size: int = 50_000):
         self.backend = backend
@@ -208,8 +216,11 @@ class Projector:
         except BaseException:
             cache.clear()
             raise
-        for job_id, state in change.jobs.items():
+        jobs = change.jobs
+        for job_id, state in jobs.items():
             cache.move_to_end(job_id)
+            if state.status not in TERMINAL:  # (finished ones leave the cache once written)
+                jobs[job_id] = cache[job_id] = _owning_payload(state)
         self._folded_positions = positions
         self._writing = asyncio.ensure_future(
             self._write_jobs(self._writing, change, positions, bad))

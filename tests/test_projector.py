@@ -224,3 +224,20 @@ async def test_an_event_on_the_wrong_topic_is_quarantined_and_the_rest_applied(
         assert await store.db.execute_fetchall("SELECT job_id FROM jobs") == [(JOB,)]
     finally:
         await store.close()
+
+
+async def test_the_cache_keeps_waiting_jobs_without_their_records_and_drops_finished_ones(
+    backend: SQLiteLogBackend, store: ReadModelStore
+) -> None:
+    # Memory with many pending jobs: a decoded payload is a view into its whole record, so
+    # a cached state holding it would keep the record alive for as long as the job waits.
+    waiting = envelope(JobEnqueued(job_id="waiting", task_type="t", payload={"pad": "x" * 500}), 0)
+    await append(backend, [waiting, *life()])
+    projector = Projector(backend, store)
+    await projector.catch_up()
+
+    cache = projector._cache  # noqa: SLF001 (what the projector keeps between batches)
+    assert list(cache) == ["waiting"]  # the finished job was dropped once written
+    payload = cache["waiting"].payload
+    assert payload.copy() is payload  # owns its bytes: not a view into the record
+    assert bytes(payload) == b'{"pad":"' + b"x" * 500 + b'"}'
