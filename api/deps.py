@@ -1,4 +1,5 @@
-"""What handlers reach through request.app.state: the node the lifespan started."""
+"""What handlers reach through request.app.state: the node the lifespan started (an
+EmbeddedNode or a KafkaNode: handlers use only what both have, `Node`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from starlette.requests import Request
 
 from jobledger.projections.queries import Queries
 from jobledger.services.commands import Commands
-from jobledger.services.node import EmbeddedNode
+from jobledger.services.node_base import Node
 
 
-def node(request: Request) -> EmbeddedNode:
+def node(request: Request) -> Node:
     return request.app.state.node  # type: ignore[no-any-return]
 
 

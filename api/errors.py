@@ -33,6 +33,10 @@ CODES: dict[str, int] = {
     "NOT_FOUND": 404,  # no such task or run, or no such path
     "METHOD_NOT_ALLOWED": 405,  # the path exists, the method does not (see the Allow header)
     "CONFLICT": 409,  # the task's state does not allow it
+    # The schedules API keeps the codes its APScheduler-style users know (api/schedules.py):
+    "INVALID_TRIGGER": 400,  # a schedule's trigger or timezone cannot fire
+    "JOB_NOT_FOUND": 404,  # no schedule with that id
+    "JOB_EXISTS": 409,  # a schedule with that id exists
     "PAYLOAD_TOO_LARGE": 413,  # the body, or one task's payload, is over its limit
     "UNSUPPORTED_MEDIA_TYPE": 415,  # a body sent as something other than application/json
     "UNPROCESSABLE": 422,  # every field is valid, but together they cannot be applied
