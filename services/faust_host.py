@@ -47,7 +47,7 @@ from .ownership import GroupSettings
 
 log = logging.getLogger("jobledger.faust")
 BATCH = 5000  # records per faust batch at most
-BATCH_WITHIN_S = 0.005  # how long a faust batch waits to fill: the latency it adds at worst
+BATCH_WITHIN_S = 0.02  # how long a faust batch waits to fill (see _Writer): the latency it adds at worst
 PENDING_MAX = 20_000  # records taken from faust and not yet applied: beyond, faust waits
 SOURCE_HEADER = "jobledger-source"  # where a dead letter came from: <topic>/<partition>/<offset>
 ERROR_HEADER = "jobledger-error"  # why it could not be decoded
