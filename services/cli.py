@@ -120,9 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     if args.broker:
         return kafka_cli.serve(args)
-    import uvicorn
-
-    from jobledger.api.app import create_app
+    from jobledger.api.app import create_app, run_server
 
     from .app import App, load_app
     from .demo import demo
@@ -143,13 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
     web = create_app(lambda: EmbeddedNode(config, app))
     print(f"jobledger: log {args.db}, {len(app.handlers)} task types, "
           f"http://{args.host}:{args.port}", file=sys.stderr)
-    # No access log: at log level warning it is never printed, but uvicorn would still
-    # format each request's line (about 2 % of the event loop under POST load).
-    # No permessage-deflate: each connection has its own compressor, so a task_update fanned
-    # out to 1,000 dashboards was deflated 1,000 times (a quarter of the event loop then),
-    # and each compressor holds tens of KB. An update is a few hundred bytes (docs/api.md).
-    uvicorn.run(web, host=args.host, port=args.port, log_level="warning", access_log=False,
-                ws_per_message_deflate=False)
+    run_server(web, args.host, args.port)
     return 0
 
 

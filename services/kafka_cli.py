@@ -279,9 +279,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _serve_http(args: argparse.Namespace, app: App) -> int:
-    import uvicorn
-
-    from jobledger.api.app import create_app
+    from jobledger.api.app import create_app, run_server
 
     from .kafka_node import KafkaNode
 
@@ -289,5 +287,5 @@ def _serve_http(args: argparse.Namespace, app: App) -> int:
     web = create_app(lambda: KafkaNode(config, app))
     print(f"jobledger: {args.broker} ({args.topic_prefix}*), read models {args.views}, "
           f"http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(web, host=args.host, port=args.port, log_level="warning")
+    run_server(web, args.host, args.port)
     return 0
