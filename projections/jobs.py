@@ -8,6 +8,8 @@ stays in the history and returns the state unchanged.
 
 from __future__ import annotations
 
+import sys
+
 import msgspec
 from msgspec.structs import replace
 
@@ -198,3 +200,16 @@ def _cancelled(state: JobState, event: JobCancelled, now: int) -> JobState:
             run_status=RunStatus.CANCELLED, run_ended_at=now, lease_expires_at=None,
         )
     return state
+
+
+def detached(state: JobState) -> JobState:
+    """`state` as kept in memory for long (a pending job may wait hours): a decoded payload
+    is a view into its whole encoded record, so a kept state would keep every byte of its
+    JobEnqueued alive. The payload is copied out, and the task type and queue, which repeat
+    across jobs, interned. A state whose payload is its own already (one derived from a
+    detached state, or read from the store) is returned as is: copy() returns the payload."""
+    payload = state.payload.copy()
+    if payload is state.payload:
+        return state
+    return replace(state, payload=payload, task_type=sys.intern(state.task_type),
+                   queue=sys.intern(state.queue))

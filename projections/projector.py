@@ -13,20 +13,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
-import msgspec
-from msgspec.structs import force_setattr
-
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.schemas import Envelope, topic_of
 from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.jobs import QueuePaused, QueueResumed
-from jobledger.schemas.codec import CURRENT_VERSION, Undecodable, decode_batch
+from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.services.log import LogBackend, LogError, Record
 from jobledger.services.supervise import crashed, spawn
 
 from .fold import JobsChange, fold_jobs, fold_workers, log_rows
-from .jobs import JobState
+from .jobs import JobState, detached
 from .queues import QueueState
 from .schedules import ScheduleState, fold_schedules
 from .store import ReadModelStore
@@ -64,14 +61,6 @@ class _StateCache(OrderedDict[str, JobState]):
     def trim(self) -> None:
         while len(self) > self.size:
             self.popitem(last=False)
-
-
-def _owning_payload(state: JobState) -> JobState:
-    """`state` with a payload of its own: a decoded payload is a view into its whole
-    record, and a cached state must not keep the record alive. (copy() of a payload that
-    owns its bytes returns it; the state is then returned as is, so _evict still finds it.)"""
-    payload = state.payload.copy()
-    return state if payload is state.payload else msgspec.structs.replace(state, payload=payload)
 
 
 class Projector:
@@ -174,7 +163,7 @@ class Projector:
         positions = dict(done)
         for rec in fresh:
             positions[rec.partition] = rec.offset + 1
-        envs, bad = decode_records(fresh)
+        envs, bad = decode_batch(fresh)
         envs, misplaced = _split_misplaced(envs, TOPIC_OF_MODEL[model], fresh)
         bad += misplaced
         if model == "jobs":
@@ -220,7 +209,7 @@ class Projector:
         for job_id, state in jobs.items():
             cache.move_to_end(job_id)
             if state.status not in TERMINAL:  # (finished ones leave the cache once written)
-                jobs[job_id] = cache[job_id] = _owning_payload(state)
+                jobs[job_id] = cache[job_id] = detached(state)
         self._folded_positions = positions
         self._writing = asyncio.ensure_future(
             self._write_jobs(self._writing, change, positions, bad))
@@ -288,31 +277,7 @@ class Projector:
             )
 
 
-_envelope = msgspec.json.Decoder(Envelope)
 _event_of = attrgetter("event")
-
-
-def decode_records(records: Sequence[Record]) -> tuple[list[Envelope], list[Undecodable]]:
-    """What decode_batch returns, cheaper on the common path: an envelope of the current
-    version gets its place in the log set on the fresh object, which nothing else holds
-    yet, instead of by a copy (msgspec.structs.replace cost a third of decoding it). A
-    batch with anything else in it (an old version, a bad record) goes through
-    decode_batch, which keeps what this already decoded (Record.decoded)."""
-    envs = []
-    for rec in records:
-        env = rec.decoded
-        if env is None:
-            try:
-                env = _envelope.decode(rec.value)
-            except msgspec.MsgspecError:
-                return decode_batch(records)
-            if env.event.v != CURRENT_VERSION[type(env.event)]:
-                return decode_batch(records)
-            force_setattr(env, "partition", rec.partition)
-            force_setattr(env, "offset", rec.offset)
-            rec.decoded = env
-        envs.append(env)
-    return envs, []
 
 
 def _split_misplaced(

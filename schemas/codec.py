@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
+from msgspec.structs import force_setattr
 
 from .envelope import Envelope, event_types
 from .upcast import upcast
@@ -51,7 +52,10 @@ def decode(value: bytes, partition: int = -1, offset: int = -1) -> Envelope:
     except msgspec.DecodeError as exc:
         raise UndecodableRecord(f"not JSON: {exc}") from None
     if partition >= 0:
-        env = msgspec.structs.replace(env, partition=partition, offset=offset)
+        # Set on the fresh object, which nothing else holds yet: a copy (structs.replace)
+        # cost a third as much as decoding the record.
+        force_setattr(env, "partition", partition)
+        force_setattr(env, "offset", offset)
     return env
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from jobledger.projections.jobs import JobState
+from jobledger.projections.jobs import JobState, detached
 from jobledger.projections.queues import QueueState, reduce_queue
 from jobledger.schemas import (
     JOBS,
@@ -52,7 +52,7 @@ from .backoff import Backoff
 from .clock import Clock
 from .executor import Cancelled, Executor, Failed, Outcome, Running, Succeeded
 from .log import LogBackend, Position, Record
-from .partition_state import JobsSnapshot, held, merge_queues, next_job_state
+from .partition_state import JobsSnapshot, merge_queues, next_job_state
 from .publisher import Publisher
 from .ready_set import ReadySet
 from .supervise import crashed, spawn
@@ -284,7 +284,7 @@ class Dispatcher:
             self.executor.cancel(job_id, report=False)  # e.g. it timed out: stop the handler
             self._decided.pop(job_id, None)
             return
-        new = self.jobs[job_id] = held(new, old)
+        new = self.jobs[job_id] = detached(new)
         moved = old is None or old.status != new.status or old.attempt != new.attempt
         if new.status == S.PENDING and moved:
             self.ready.push(new)

@@ -9,14 +9,11 @@ partition up to its end, and only then starts deciding for it (services/ownershi
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import msgspec
-
-from jobledger.projections.jobs import JobState, reduce_job, revive
+from jobledger.projections.jobs import JobState, detached, reduce_job, revive
 from jobledger.projections.queues import QueueState, reduce_queue
 from jobledger.projections.schedules import ScheduleState, reduce_schedule
 from jobledger.schemas import Envelope, JobEnqueued, JobRequeued, QueuePaused, QueueResumed
@@ -46,21 +43,6 @@ def next_job_state(
     if old is None and isinstance(event, JobRequeued):
         return revive(event, env)
     return reduce_job(old, env)
-
-
-def held(new: JobState, old: JobState | None) -> JobState:
-    """The state an owner keeps in memory for a long time (a pending job may wait hours).
-
-    A decoded payload is a view into the whole encoded record, so a kept state would keep
-    every byte of its JobEnqueued alive (and the log's cache of recent records does not
-    hold them for long): the payload is copied out once, when it first enters memory.
-    Task types and queue names repeat across jobs, so they are interned. A state derived
-    from a kept one shares its fields, so later events cost nothing."""
-    if old is not None and new.payload is old.payload:
-        return new
-    return msgspec.structs.replace(
-        new, payload=new.payload.copy(), task_type=sys.intern(new.task_type),
-        queue=sys.intern(new.queue))
 
 
 def merge_queues(mine: Mapping[str, QueueState], theirs: Iterable[QueueState]) -> dict[str, QueueState]:
@@ -124,8 +106,7 @@ class JobsSnapshot:
             if new.idempotency_key is not None:
                 self.finished_keyed.add(job_id)
         else:
-            new = held(new, old)
-            self.jobs[new.job_id] = new
+            self.jobs[job_id] = detached(new)
 
 
 @dataclass
