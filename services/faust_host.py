@@ -38,10 +38,10 @@ from faust.transport.drivers.aiokafka import Consumer as FaustKafkaConsumer
 from faust.transport.drivers.aiokafka import Transport as FaustKafkaTransport
 
 from jobledger.projections.projector import TOPIC_OF_MODEL, Projector
-from jobledger.schemas import topic_of, uuid7
-from jobledger.schemas.codec import Undecodable, decode_batch
+from jobledger.schemas import uuid7
 
-from .kafka_log import DEAD_LETTER, KafkaLogBackend
+from .kafka_log import KafkaLogBackend
+from .kafka_projections import DeadLetters, undecodable
 from .log import LogError, Record
 from .ownership import GroupSettings
 
@@ -49,8 +49,6 @@ log = logging.getLogger("jobledger.faust")
 BATCH = 5000  # records per faust batch at most
 BATCH_WITHIN_S = 0.02  # how long a faust batch waits to fill (see _Writer): the latency it adds at worst
 PENDING_MAX = 20_000  # records taken from faust and not yet applied: beyond, faust waits
-SOURCE_HEADER = "jobledger-source"  # where a dead letter came from: <topic>/<partition>/<offset>
-ERROR_HEADER = "jobledger-error"  # why it could not be decoded
 
 
 def projection_app_id(topic_prefix: str, node_id: str) -> str:
@@ -59,53 +57,11 @@ def projection_app_id(topic_prefix: str, node_id: str) -> str:
     return f"{topic_prefix}projections.{node_id}.{uuid7()[-12:]}"
 
 
-class DeadLetters:
-    """Produces undecodable records to the dead-letter topic: the record's key and value
-    as they were, with headers naming its source and the decoding error. Each projection
-    host that meets a record produces it (at least once per read model): copies have the
-    same source header."""
-
-    def __init__(self, backend: KafkaLogBackend):
-        self.backend = backend
-        self.topic = backend.config.topic_name(DEAD_LETTER)
-        self.sent = 0
-
-    async def send(self, role: str, records: Sequence[Undecodable]) -> None:
-        producer = self.backend.producer()
-        source = self.backend.config.topic_name(role)
-        deliveries = [
-            await producer.send(
-                self.topic, value=bad.value, key=bad.key.encode(),
-                headers=[(SOURCE_HEADER, f"{source}/{bad.partition}/{bad.offset}".encode()),
-                         (ERROR_HEADER, bad.error.encode())],
-            )
-            for bad in records
-        ]  # fmt: skip
-        await asyncio.gather(*deliveries)
-        self.sent += len(records)
-        for bad in records:
-            log.warning("dead letter: %s[%d]@%d: %s", source, bad.partition, bad.offset, bad.error)
-
-
 def _record(message: Any) -> Record:
     """A faust message as the Log protocol's Record (faust times are seconds)."""
     key = message.key.decode("utf-8", "replace") if message.key is not None else ""
     value = message.value if message.value is not None else b""
     return Record(message.partition, message.offset, round(message.timestamp * 1000), key, value)
-
-
-def undecodable(role: str, records: Sequence[Record]) -> list[Undecodable]:
-    """Records of `role`'s topic the projector will quarantine: not decodable, or an event
-    that belongs on another topic. Decoding is memoised on the records (Record.decoded)."""
-    envs, bad = decode_batch(records)
-    by_place = {(r.partition, r.offset): r for r in records}
-    for env in envs:
-        if topic_of(env.event) != role:
-            rec = by_place[(env.partition, env.offset)]
-            bad.append(Undecodable(rec.partition, rec.offset, rec.key, rec.value,
-                                   f"{env.type} belongs on the {topic_of(env.event)} topic, "
-                                   f"not {role}"))  # fmt: skip
-    return bad
 
 
 class _ConsumerThread(AIOKafkaConsumerThread):  # type: ignore[misc]

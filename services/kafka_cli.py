@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .app import App
 
-if TYPE_CHECKING:  # aiokafka and faust are imported only by the commands that use them
+if TYPE_CHECKING:  # aiokafka (and faust) are imported only by the commands that use them
     from .kafka_log import KafkaConfig
     from .kafka_node import KafkaNode, KafkaNodeConfig
 
@@ -85,6 +85,24 @@ def views_arg(parser: argparse.ArgumentParser, what: str) -> None:
                         "env JOBLEDGER_VIEWS)")
 
 
+def _projection_host(value: str) -> str:
+    """A type, not choices: argparse does not check a default (from a JOBLEDGER_* variable)
+    against choices."""
+    from .kafka_node import PROJECTION_HOSTS
+
+    if value not in PROJECTION_HOSTS:
+        raise argparse.ArgumentTypeError(f"one of {', '.join(PROJECTION_HOSTS)}, got {value!r}")
+    return value
+
+
+def _projection_host_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--projection-host", type=_projection_host, metavar="{aiokafka,faust}",
+                        default=_env("PROJECTION_HOST", "aiokafka"),
+                        help="what feeds the read models: aiokafka tails (default) or "
+                        "faust-streaming agents, which cost about four times the CPU per job "
+                        "(env JOBLEDGER_PROJECTION_HOST)")
+
+
 def _app_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app", default=_env("APP", None),
                         help="your handlers, as module:attribute naming a jobledger App (env JOBLEDGER_APP)")
@@ -138,18 +156,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                         default=_env_flag("SCHEDULES", False),
                         help="also fire schedules (default off; env JOBLEDGER_SCHEDULES=1)")
     views_arg(worker, "used with --schedules")
+    _projection_host_arg(worker)
 
     api = sub.add_parser(
         "api", help="Kafka mode: projections, REST API and WebSocket (run any number)",
-        description="Fold every topic into this process's own read models (faust-streaming "
-        "agents), catch up from the log, then serve the REST API and the WebSocket from "
-        "them. Writes are appended to the topics.",
+        description="Fold every topic into this process's own read models, catch up from "
+        "the log, then serve the REST API and the WebSocket from them. Writes are appended "
+        "to the topics.",
         epilog="example: jobledger api --broker kafka://kafka-1:9092 --views api.views.db "
         "--host 0.0.0.0 --port 8080",
     )
     add_kafka_args(api, required=True)
     _partitions_arg(api)
     views_arg(api, "rebuilt from the log if missing")
+    _projection_host_arg(api)
     _http_args(api)
 
 
@@ -187,7 +207,7 @@ def _node_config(args: argparse.Namespace, **roles: bool) -> KafkaNodeConfig:
     from .kafka_node import KafkaNodeConfig
     from .ownership import GroupSettings
 
-    settings: dict[str, object] = {}
+    settings: dict[str, object] = {"projection_host": getattr(args, "projection_host", "aiokafka")}
     if roles.get("run_workers"):
         settings["dispatcher"] = DispatcherConfig(
             concurrency=args.concurrency, lease_seconds=args.lease_seconds,

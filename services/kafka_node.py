@@ -1,7 +1,8 @@
 """A node of the scale-out mode: the roles it is given, over Kafka topics.
 
-- projections (+ the API's commands): faust agents fold every topic into this node's own
-  read-model file (services/faust_host.py). An API node; any number of them.
+- projections (+ the API's commands): every topic is folded into this node's own
+  read-model file, by aiokafka tails (services/kafka_projections.py), or by faust agents
+  (services/faust_host.py) if `projection_host` says so. An API node; any number of them.
 - workers: a dispatcher with worker slots, owning the jobs partitions the consumer group
   `<prefix>dispatchers` assigns to it (services/ownership.py).
 - scheduler: fires the schedules of the schedules partitions the group `<prefix>schedulers`
@@ -18,6 +19,7 @@ import asyncio
 import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobledger.projections.projector import Projector
 from jobledger.projections.queries import Queries
@@ -28,20 +30,28 @@ from jobledger.schemas.common import uuid7
 from .app import App
 from .clock import Clock, SystemClock
 from .dispatcher import Dispatcher, DispatcherConfig
-from .faust_host import FaustProjections, projection_app_id
 from .kafka_log import KafkaConfig, KafkaLogBackend, jobledger_topics
+from .kafka_projections import LogProjections
 from .liveness import GroupLiveness, member_client_id
 from .node_base import SETTLE_SECONDS, Node
 from .ownership import GroupOwnership, GroupSettings
 from .scheduler import Scheduler, SchedulerConfig
 from .supervise import crashed, spawn
 
+if TYPE_CHECKING:
+    from .faust_host import FaustProjections
+
+PROJECTION_HOSTS = ("aiokafka", "faust")  # what feeds the projector (KafkaNodeConfig)
+
+
 
 @dataclass
 class KafkaNodeConfig:
     """views: this node's read-model file (projections role). catch_up_seconds: how long
     start() waits for the read models to reach the log's end before it returns anyway
-    (/health then reports the lag)."""
+    (/health then reports the lag). projection_host: what feeds the projector, "aiokafka"
+    (a tail per topic, services/kafka_projections.py) or "faust" (faust-streaming agents,
+    services/faust_host.py; about four times the CPU per job, docs/kafka.md)."""
 
     kafka: KafkaConfig
     views: Path = Path("jobledger.views.db")
@@ -56,8 +66,12 @@ class KafkaNodeConfig:
     catch_up_seconds: float = 60.0
     # With projections: mark workers lost whose process left the dispatchers group.
     mark_lost_workers: bool = True
+    projection_host: str = "aiokafka"
 
     def __post_init__(self) -> None:
+        if self.projection_host not in PROJECTION_HOSTS:
+            raise ValueError(f"projection_host: one of {', '.join(PROJECTION_HOSTS)}, "
+                             f"got {self.projection_host!r}")  # fmt: skip
         if self.run_scheduler and not self.run_projections:
             raise ValueError("run_scheduler: the scheduler reads the read models, so it needs "
                              "run_projections too")  # fmt: skip
@@ -80,7 +94,7 @@ class KafkaNode(Node):
         self.config = config
         self.app = app
         self.clock = clock or SystemClock()
-        self.host: FaustProjections | None = None
+        self.host: LogProjections | FaustProjections | None = None
         self.groups: list[GroupOwnership] = []
         self._liveness: asyncio.Task[None] | None = None
 
@@ -110,12 +124,17 @@ class KafkaNode(Node):
         self._open_write_side(Actor(ActorKind.CLIENT, cfg.node_id))
 
     async def _start_projections(self) -> None:
-        """faust's agents, until the read models reach the log's end (bounded), then the
-        scheduler: it must not count a schedule's jobs in read models still catching up."""
+        """The projection host, until the read models reach the log's end (bounded), then
+        the scheduler: it must not count a schedule's jobs in read models still catching up."""
         cfg = self.config
-        self.host = FaustProjections(self.backend, self.projector,
-                                     projection_app_id(cfg.kafka.topic_prefix, cfg.node_id),
-                                     cfg.group)  # fmt: skip
+        if cfg.projection_host == "faust":
+            from .faust_host import FaustProjections, projection_app_id  # imports faust
+
+            self.host = FaustProjections(self.backend, self.projector,
+                                         projection_app_id(cfg.kafka.topic_prefix, cfg.node_id),
+                                         cfg.group)  # fmt: skip
+        else:
+            self.host = LogProjections(self.backend, self.projector)
         await self.host.start()
         await self.caught_up(cfg.catch_up_seconds)
         if cfg.mark_lost_workers:

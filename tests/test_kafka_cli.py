@@ -33,13 +33,19 @@ def test_a_bad_variable_is_reported_by_its_flag(monkeypatch: pytest.MonkeyPatch,
         main(["worker", "--broker", BROKER, "--demo"])
     assert exit_.value.code == 2
     assert "--session-timeout-ms: invalid int value: 'soon'" in capsys.readouterr().err
+    monkeypatch.setenv("JOBLEDGER_SESSION_TIMEOUT_MS", "2000")
+    monkeypatch.setenv("JOBLEDGER_PROJECTION_HOST", "kafka-streams")
+    with pytest.raises(SystemExit):
+        main(["api", "--broker", BROKER])
+    assert "--projection-host: one of aiokafka, faust, got 'kafka-streams'" in capsys.readouterr().err
     assert main(["schema"]) == 0  # commands without the flag do not care
 
 
 def test_variables_configure_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {"BROKER": "kafka://k1:9092, k2:9092", "TOPIC_PREFIX": "prod.",
                         "PARTITIONS": "24", "IDEMPOTENCE": "0", "SCHEDULES": "1",
-                        "CONCURRENCY": "3", "VIEWS": "/data/w.db"}.items():  # fmt: skip
+                        "CONCURRENCY": "3", "VIEWS": "/data/w.db",
+                        "PROJECTION_HOST": "faust"}.items():  # fmt: skip
         monkeypatch.setenv(f"JOBLEDGER_{name}", value)
     config = node_config_for(build_parser().parse_args(["worker", "--demo"]))
     assert config.kafka.bootstrap_servers == "k1:9092,k2:9092"
@@ -48,3 +54,5 @@ def test_variables_configure_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (config.run_workers, config.run_scheduler, config.run_projections) == (True, True, True)
     assert config.dispatcher.concurrency == 3 and str(config.views) == "/data/w.db"
     assert config.group_id("dispatchers") == "prod.dispatchers"
+    assert config.projection_host == "faust"
+    assert node_config_for(build_parser().parse_args(["api"])).projection_host == "faust"

@@ -1,5 +1,6 @@
-"""The projections under both hosts: the embedded Projector over a SQLite log, and faust
-agents over Kafka topics (services/faust_host.py), on a real test broker.
+"""The projections under every host: the embedded Projector over a SQLite log, and over
+Kafka topics on a real test broker both Kafka-mode hosts, aiokafka tails
+(services/kafka_projections.py, the default) and faust agents (services/faust_host.py).
 
 The same records, at the same partitions and offsets, must give byte-identical read
 models; an undecodable record goes to the read model's quarantine and to the dead-letter
@@ -10,14 +11,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from jobledger.projections.projector import Projector
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, decode, topic_of
-from jobledger.services.faust_host import ERROR_HEADER, SOURCE_HEADER, FaustProjections
+from jobledger.services.faust_host import FaustProjections
 from jobledger.services.kafka_log import DEAD_LETTER, KafkaConfig, KafkaLogBackend, murmur2_partition
 from jobledger.services.kafka_log import jobledger_topics
+from jobledger.services.kafka_node import PROJECTION_HOSTS
+from jobledger.services.kafka_projections import ERROR_HEADER, SOURCE_HEADER
 from jobledger.services.log import Entry, LogBackend
 from jobledger.services.ownership import GroupSettings
 from jobledger.services.sqlite_log import SQLiteLogBackend
@@ -68,15 +72,17 @@ async def _filled_topics(config: KafkaConfig, entries: list[tuple[str, Entry]]) 
         await backend.close()
 
 
-async def test_one_history_gives_identical_read_models_under_both_hosts(
-    tmp_path: Path, kafka_broker: TansuBroker
+@pytest.mark.parametrize("host", PROJECTION_HOSTS)
+async def test_one_history_gives_identical_read_models_under_every_host(
+    tmp_path: Path, kafka_broker: TansuBroker, host: str
 ) -> None:
+    """The embedded host (SQLite log) and a Kafka-mode host (the same records on topics)."""
     entries = _golden_entries()
     embedded = await _embedded_checksums(tmp_path, entries)
     config = kafka_config(kafka_broker)
     await _filled_topics(config, entries)
 
-    node = await started(node_config(config, tmp_path / "kafka.views.db"))
+    node = await started(node_config(config, tmp_path / "kafka.views.db", projection_host=host))
     try:
         assert await node.caught_up(WAIT_S)
         assert node.projector.quarantined == 0
@@ -107,18 +113,19 @@ async def test_a_node_started_late_catches_up_to_the_same_read_models(
         await first.stop()
 
 
+@pytest.mark.parametrize("host", PROJECTION_HOSTS)
 async def test_a_node_restarted_resumes_from_its_checkpoints(
-    tmp_path: Path, kafka_broker: TansuBroker
+    tmp_path: Path, kafka_broker: TansuBroker, host: str
 ) -> None:
     entries = _golden_entries()
     config = kafka_config(kafka_broker)
     views = tmp_path / "node.views.db"
     await _filled_topics(config, entries[:20])
-    node = await started(node_config(config, views))
+    node = await started(node_config(config, views, projection_host=host))
     assert await node.caught_up(WAIT_S)
     await node.stop()
     await _filled_topics(config, entries[20:])
-    node = await started(node_config(config, views))
+    node = await started(node_config(config, views, projection_host=host))
     try:
         assert await node.caught_up(WAIT_S)
         # Resumed, not replayed: only the records after the checkpoints reached the store.
@@ -129,14 +136,15 @@ async def test_a_node_restarted_resumes_from_its_checkpoints(
     assert restarted == await _embedded_checksums(tmp_path, entries)
 
 
+@pytest.mark.parametrize("host", PROJECTION_HOSTS)
 async def test_an_undecodable_record_goes_to_the_dead_letter_topic_and_the_rest_is_applied(
-    tmp_path: Path, kafka_broker: TansuBroker
+    tmp_path: Path, kafka_broker: TansuBroker, host: str
 ) -> None:
     entries = _golden_entries()
     config = kafka_config(kafka_broker)
     jobs = [entry for topic, entry in entries if topic == JOBS]
     garbage = Entry("job-x", b"{not json", jobs[0].partition)
-    node = await started(node_config(config, tmp_path / "node.views.db"))
+    node = await started(node_config(config, tmp_path / "node.views.db", projection_host=host))
     try:
         await _filled_topics(config, [(JOBS, jobs[0]), (JOBS, garbage), (JOBS, jobs[1])])
         assert await node.caught_up(WAIT_S)
@@ -165,7 +173,6 @@ async def _dead_letters(config: KafkaConfig) -> list:  # type: ignore[type-arg]
         return list(fetched.get(tp, []))
     finally:
         await consumer.stop()
-
 
 
 async def test_records_faust_skipped_after_a_failed_batch_are_read_from_the_log(
