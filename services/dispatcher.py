@@ -99,6 +99,7 @@ class Dispatcher:
                                  freed=self._schedule_fill)
         self.timers = Timers(clock, self._fire)
         self._in_flight: set[str] = set()  # picks appended, not yet read back
+        self._picking = 0  # picks appended, not yet durable: each will take a slot
         self._decided: dict[str, int] = {}  # job -> latest attempt whose end is appended
         # Finished jobs are dropped from self.jobs, but a job enqueued with an idempotency
         # key can be enqueued again. The recent ones are remembered here (bounded); older
@@ -332,7 +333,10 @@ class Dispatcher:
         self._fill_scheduled = False
         if self._stopping:
             return  # a slot freed during the shutdown grace stays free
-        free = self.executor.free - len(self._in_flight)
+        # A slot is held by a running attempt or by a pick not yet durable (it runs once it
+        # is), not by a pick not yet read back: its handler may be long done (in Kafka mode
+        # the read-back comes a fetch later, and slots waited for it).
+        free = self.executor.free - self._picking
         now = self.clock.now()
         lease = now + timedelta(seconds=self.config.lease_seconds)
         while free > 0:
@@ -345,6 +349,7 @@ class Dispatcher:
             if job.cancel_requested:
                 continue
             self._in_flight.add(job_id)
+            self._picking += 1
             free -= 1
             attempt = job.attempt + 1
             picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
@@ -353,6 +358,7 @@ class Dispatcher:
             future.add_done_callback(lambda f, job=job, attempt=attempt: self._picked(f, job, attempt))
 
     def _picked(self, appended: asyncio.Future[Position], job: JobState, attempt: int) -> None:
+        self._picking -= 1
         if appended.cancelled() or appended.exception() is not None:
             self._in_flight.discard(job.job_id)  # not recorded: it stays pending
             self.ready.push(job)
