@@ -15,7 +15,7 @@ import msgspec
 
 from jobledger.schemas import Envelope, JobLogged, QueuePaused, QueueResumed
 
-from .jobs import JobState, reduce_job
+from .jobs import JobState, Reducer, reduce_job
 from .queues import QueueState, reduce_queue
 from .rows import run_id, run_row
 from .stats import StatsDelta, ended_run
@@ -40,8 +40,10 @@ def fold_jobs(
     envs: Iterable[Envelope],
     jobs: MutableMapping[str, JobState],
     queues: MutableMapping[str, QueueState],
+    reduce: Reducer = reduce_job,
 ) -> JobsChange:
-    """Apply envs to the states in `jobs` and `queues` (updated in place)."""
+    """Apply envs to the states in `jobs` and `queues` (updated in place). `reduce` is
+    reduce_job or one that gives the same results (jobs.SharedReductions)."""
     change = JobsChange()
     events, changed, positions, stats = change.events, change.jobs, change.positions, change.stats
     before: dict[str, JobState | None] = {}  # each changed job's state before this batch
@@ -56,7 +58,7 @@ def fold_jobs(
         # Every event belongs in the job's audit trail, the ones that change nothing too.
         events.append((job_id, env.partition, env.offset))
         old = get(job_id)
-        new = reduce_job(old, env)
+        new = reduce(old, env)
         if new is old or new is None:
             continue
         if job_id not in changed:

@@ -9,6 +9,7 @@ stays in the history and returns the state unchanged.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import msgspec
 from msgspec.structs import replace
@@ -213,3 +214,37 @@ def detached(state: JobState) -> JobState:
         return state
     return replace(state, payload=payload, task_type=sys.intern(state.task_type),
                    queue=sys.intern(state.queue))
+
+
+Reducer = Callable[[JobState | None, Envelope], JobState | None]
+
+
+class SharedReductions:
+    """reduce_job computed once per event for two folds of the same records in one process:
+    the embedded node's dispatcher and projector each fold every record of the jobs topic,
+    in the same order, and both read the same decoded envelope objects (Record.decoded).
+
+    The first fold to reach an event computes the state and keeps it; the second takes it
+    if it folds from the very state object the first one did (then the result is the same,
+    the reducer being pure), and computes it itself otherwise. So an unfinished job's
+    state is one object shared by both folds, and the results never depend on which fold
+    ran first, nor on whether the other one runs at all. Kept results are detached (as
+    both folds keep them), so the shared object is the one both keep."""
+
+    def __init__(self, limit: int = 20_000):
+        self.limit = limit  # results kept for the second fold; beyond, forgotten at once
+        self._kept: dict[int, tuple[Envelope, JobState | None, JobState | None]] = {}
+
+    def __call__(self, state: JobState | None, env: Envelope) -> JobState | None:
+        kept = self._kept.pop(id(env), None)  # the entry holds env: its id is not reused
+        if kept is not None:
+            if kept[0] is env and kept[1] is state:
+                return kept[2]
+            return reduce_job(state, env)  # the second fold, from another state: no sharing
+        new = reduce_job(state, env)
+        if new is not None and new is not state and new.status not in TERMINAL:
+            new = detached(new)
+        if len(self._kept) >= self.limit:
+            self._kept.clear()  # one fold ran far ahead (or alone): stop holding its results
+        self._kept[id(env)] = (env, state, new)
+        return new

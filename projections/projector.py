@@ -23,7 +23,7 @@ from jobledger.services.log import LogBackend, LogError, Record
 from jobledger.services.supervise import crashed, spawn
 
 from .fold import JobsChange, fold_jobs, fold_workers, log_rows
-from .jobs import JobState, detached
+from .jobs import JobState, Reducer, detached, reduce_job
 from .queues import QueueState
 from .schedules import ScheduleState, fold_schedules
 from .store import ReadModelStore
@@ -79,6 +79,8 @@ class Projector:
         self._job_waiters: dict[str, list[tuple[JobPredicate, asyncio.Future[JobState]]]] = {}
         self._writing: asyncio.Future[None] | None = None  # the jobs batch being written
         self._folded_positions: dict[int, int] = {}  # where folding the jobs topic got to
+        # The jobs reducer; the embedded node shares one with its dispatcher (SharedReductions).
+        self.reduce: Reducer = reduce_job
 
     async def load(self) -> None:
         for model in TOPIC_OF_MODEL:
@@ -201,7 +203,7 @@ class Projector:
             # written (see _evict), so the store is up to date for the others.
             cache.update(await self.store.load_jobs(wanted))
         try:
-            change = fold_jobs(envs, cache, self._queues)
+            change = fold_jobs(envs, cache, self._queues, self.reduce)
         except BaseException:
             cache.clear()
             raise

@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from jobledger.projections.jobs import JobState, detached
+from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
 from jobledger.projections.queues import QueueState, reduce_queue
 from jobledger.schemas import (
     JOBS,
@@ -107,6 +107,8 @@ class Dispatcher:
         # is never taken for a new job and run again.
         self._finished_keyed: OrderedDict[str, None] = OrderedDict()
         self.known_jobs: KnownJobs | None = None
+        # The jobs reducer; the embedded node shares one with its projector (SharedReductions).
+        self.reduce: Reducer = reduce_job
         self._tasks: list[asyncio.Task[Any]] = []
         self._fill_scheduled = False
         self._stopping = False  # no new picks once stop() has begun
@@ -270,7 +272,7 @@ class Dispatcher:
         old = self.jobs.get(job_id)
         # Finished jobs are not kept in memory: a duplicate JobEnqueued of one is ignored,
         # a JobRequeued revives it.
-        new = next_job_state(old, env, self._finished_keyed)
+        new = next_job_state(old, env, self._finished_keyed, self.reduce)
         if new is not old and new is not None:
             self._react(old, new)
 
@@ -354,12 +356,12 @@ class Dispatcher:
             attempt = job.attempt + 1
             picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
                                lease_expires_at=lease)
-            future = self.publisher.publish(picked, job_id)
-            future.add_done_callback(lambda f, job=job, attempt=attempt: self._picked(f, job, attempt))
+            self.publisher.publish_then(
+                picked, job_id, lambda _, error, job=job, attempt=attempt: self._picked(error, job, attempt))
 
-    def _picked(self, appended: asyncio.Future[Position], job: JobState, attempt: int) -> None:
+    def _picked(self, error: BaseException | None, job: JobState, attempt: int) -> None:
         self._picking -= 1
-        if appended.cancelled() or appended.exception() is not None:
+        if error is not None:
             self._in_flight.discard(job.job_id)  # not recorded: it stays pending
             self.ready.push(job)
             return
@@ -381,16 +383,15 @@ class Dispatcher:
         """Append the end of a claimed attempt. Should the append fail, the claim is undone
         and the lease timer re-armed, so the attempt is decided again instead of hanging."""
         job_id = event.job_id
-        appended = self.publisher.publish(event, job_id, actor=actor)
 
-        def check(f: asyncio.Future[Position]) -> None:
-            if f.cancelled() or f.exception() is not None:
+        def check(_: Position | None, error: BaseException | None) -> None:
+            if error is not None:
                 if self._decided.get(job_id) == attempt:
                     del self._decided[job_id]
                 self.timers.add(to_ms(self.clock.now()) + RETRY_DECISION_MS, TimerKind.LEASE,
                                 job_id, attempt)
 
-        appended.add_done_callback(check)
+        self.publisher.publish_then(event, job_id, check, actor=actor)
 
     def _reported(self, run: Running, outcome: Outcome) -> None:
         """A worker slot finished an attempt."""

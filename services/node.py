@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobledger.projections.jobs import SharedReductions
 from jobledger.projections.projector import Projector
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
@@ -61,6 +62,8 @@ class EmbeddedNode(Node):
         if cfg.run_workers:
             self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)
             self.dispatcher.known_jobs = self.queries.finished
+            # Both fold every jobs record, in the same order: reduce each event once.
+            self.dispatcher.reduce = self.projector.reduce = SharedReductions()
             # Start from the read model's snapshot, read before the projector moves on.
             self.dispatcher.load(
                 await self.store.load_unfinished_jobs(), await self.store.load_queues(),

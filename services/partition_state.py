@@ -13,7 +13,7 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from jobledger.projections.jobs import JobState, detached, reduce_job, revive
+from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job, revive
 from jobledger.projections.queues import QueueState, reduce_queue
 from jobledger.projections.schedules import ScheduleState, reduce_schedule
 from jobledger.schemas import Envelope, JobEnqueued, JobRequeued, QueuePaused, QueueResumed
@@ -31,7 +31,8 @@ class Snapshot(Protocol):
 
 
 def next_job_state(
-    old: JobState | None, env: Envelope, finished_keyed: Container[str]
+    old: JobState | None, env: Envelope, finished_keyed: Container[str],
+    reduce: Reducer = reduce_job,
 ) -> JobState | None:
     """A job's state after env, for an owner that forgets finished jobs: a JobEnqueued of a
     finished keyed job is a duplicate (None: nothing to do), and a JobRequeued of a
@@ -42,7 +43,7 @@ def next_job_state(
         return None
     if old is None and isinstance(event, JobRequeued):
         return revive(event, env)
-    return reduce_job(old, env)
+    return reduce(old, env)
 
 
 def merge_queues(mine: Mapping[str, QueueState], theirs: Iterable[QueueState]) -> dict[str, QueueState]:

@@ -4,7 +4,7 @@ into one append per topic (the log then group-commits those batches)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from jobledger.schemas import Actor, Envelope, Event, encode, topic_of, uuid7
 
@@ -12,12 +12,18 @@ from .clock import Clock
 from .log import Entry, LogBackend, Position
 
 
+# Told (position, None) once an event is durable, or (None, error) if its append failed.
+Done = Callable[[Position | None, BaseException | None], None]
+# What waits for one event's append: a future, or a Done called at once.
+_Waiter = asyncio.Future[Position] | Done
+
+
 class Publisher:
     def __init__(self, backend: LogBackend, clock: Clock, actor: Actor):
         self.backend = backend
         self.clock = clock
         self.actor = actor
-        self._pending: dict[str, list[tuple[Entry, asyncio.Future[Position]]]] = {}
+        self._pending: dict[str, list[tuple[Entry, _Waiter]]] = {}
         self._flush_scheduled = False
         self._appending: set[asyncio.Task[None]] = set()
 
@@ -38,15 +44,25 @@ class Publisher:
         env = self.envelope(event, key, actor=actor, causation_id=causation_id)
         return self.publish_envelope(env, topic_of(event), partition)
 
+    def publish_then(self, event: Event, key: str, done: Done, *, actor: Actor | None = None) -> None:
+        """As publish, but `done` is called as soon as the append ends, from the task that
+        appended: no future and no turn of the loop per event (the dispatcher's picks and
+        outcomes, a few per job)."""
+        env = self.envelope(event, key, actor=actor)
+        self._queue(topic_of(event), Entry(env.key, encode(env)), done)
+
     def publish_envelope(
         self, env: Envelope, topic: str, partition: int | None = None
     ) -> asyncio.Future[Position]:
         future: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(topic, []).append((Entry(env.key, encode(env), partition), future))
+        self._queue(topic, Entry(env.key, encode(env), partition), future)
+        return future
+
+    def _queue(self, topic: str, entry: Entry, waiter: _Waiter) -> None:
+        self._pending.setdefault(topic, []).append((entry, waiter))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
-        return future
 
     async def append_now(self, topic: str, envs: Sequence[Envelope]) -> list[Position]:
         """Append a batch at once, as one unit (a REST batch enqueue)."""
@@ -67,14 +83,27 @@ class Publisher:
                 self._flush()
             await asyncio.gather(*self._appending, return_exceptions=True)
 
-    async def _append(self, topic: str, items: list[tuple[Entry, asyncio.Future[Position]]]) -> None:
+    async def _append(self, topic: str, items: list[tuple[Entry, _Waiter]]) -> None:
         try:
             positions = await self.backend.topic(topic).append([entry for entry, _ in items])
         except Exception as exc:  # every waiter learns the append failed
-            for _, future in items:
-                if not future.done():
-                    future.set_exception(exc)
+            for _, waiter in items:
+                _tell(waiter, None, exc)
             return
-        for (_, future), position in zip(items, positions, strict=True):
-            if not future.done():
-                future.set_result(position)
+        for (_, waiter), position in zip(items, positions, strict=True):
+            _tell(waiter, position, None)
+
+
+def _tell(waiter: _Waiter, position: Position | None, error: Exception | None) -> None:
+    if isinstance(waiter, asyncio.Future):
+        if not waiter.done():
+            if error is None:
+                waiter.set_result(position)  # type: ignore[arg-type]
+            else:
+                waiter.set_exception(error)
+        return
+    try:
+        waiter(position, error)
+    except Exception as exc:  # as a future's callback: the others are still told
+        asyncio.get_running_loop().call_exception_handler(
+            {"message": "a publish_then callback failed", "exception": exc})

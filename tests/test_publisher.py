@@ -1,0 +1,71 @@
+"""Publisher.publish_then: a callback told at once when the append ends, no future."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from jobledger.schemas import JOBS, Actor, ActorKind, JobDue
+from jobledger.schemas.codec import decode
+from jobledger.services.clock import ManualClock
+from jobledger.services.log import LogError
+from jobledger.services.publisher import Publisher
+
+from .builders import open_log
+
+Told = list[tuple[str, Any, BaseException | None]]
+
+
+def teller(told: Told, name: str):  # type: ignore[no-untyped-def]
+    return lambda position, error: told.append((name, position, error))
+
+
+async def test_each_callback_learns_its_position_once_durable(tmp_path: Path) -> None:
+    backend = await open_log(tmp_path / "log.db")
+    try:
+        publisher = Publisher(backend, ManualClock(), Actor(ActorKind.DISPATCHER, "d"))
+        told: Told = []
+        publisher.publish_then(JobDue(job_id="a"), "a", teller(told, "a"))
+        publisher.publish_then(JobDue(job_id="a"), "a", teller(told, "b"))
+        await publisher.drain()
+        assert [(name, error) for name, _, error in told] == [("a", None), ("b", None)]
+        (partition, first), (_, second) = told[0][1], told[1][1]
+        assert second == first + 1
+        (record,) = await backend.topic(JOBS).read(partition, first, limit=1)
+        assert decode(record.value).event == JobDue(job_id="a")
+    finally:
+        await backend.close()
+
+
+async def test_a_failing_callback_does_not_keep_the_others_untold(tmp_path: Path) -> None:
+    backend = await open_log(tmp_path / "log.db")
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        publisher = Publisher(backend, ManualClock(), Actor(ActorKind.DISPATCHER, "d"))
+        told: Told = []
+
+        def broken(position: Any, error: BaseException | None) -> None:
+            raise RuntimeError("broken callback")
+
+        publisher.publish_then(JobDue(job_id="a"), "a", broken)
+        publisher.publish_then(JobDue(job_id="a"), "a", teller(told, "b"))
+        await publisher.drain()
+        assert [name for name, _, _ in told] == ["b"]
+        assert [str(c["exception"]) for c in reported] == ["broken callback"]
+    finally:
+        loop.set_exception_handler(None)
+        await backend.close()
+
+
+async def test_a_failed_append_is_told_with_its_error(tmp_path: Path) -> None:
+    backend = await open_log(tmp_path / "log.db")
+    await backend.close()
+    publisher = Publisher(backend, ManualClock(), Actor(ActorKind.DISPATCHER, "d"))
+    told: Told = []
+    publisher.publish_then(JobDue(job_id="a"), "a", teller(told, "a"))
+    await publisher.drain()
+    ((name, position, error),) = told
+    assert position is None and isinstance(error, LogError)
