@@ -8,9 +8,11 @@ idempotent here because the test broker cannot do idempotence (docs/kafka.md).
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 
@@ -18,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 # Rewrite asserts in the contract module too, so its failures show the compared values.
 pytest.register_assert_rewrite("tests.log_contract")
@@ -30,7 +33,9 @@ from jobledger.services.kafka_log import (
     SCHEDULES,
     KafkaConfig,
     KafkaLogBackend,
+    _settled,
     jobledger_topics,
+    murmur2,
     murmur2_partition,
 )
 from jobledger.services.log import Entry, LogBackend, LogError
@@ -187,6 +192,31 @@ def test_murmur2_partition_is_javas_default_partitioner(partitions: int) -> None
     # The Java client: Utils.toPositive(Utils.murmur2(keyBytes)) % numPartitions.
     for key, java_hash in JAVA_MURMUR2.items():
         assert murmur2_partition(key, partitions) == (java_hash & 0x7FFFFFFF) % partitions, key
+
+
+def test_murmur2_agrees_with_aiokafkas() -> None:
+    """Every length (so every tail of 0-3 bytes) and every byte value."""
+    rng = random.Random(7)
+    keys = [bytes(rng.randrange(256) for _ in range(length))
+            for length in range(70) for _ in range(20)]  # fmt: skip
+    keys += [str(uuid.UUID(int=rng.getrandbits(128))).encode() for _ in range(200)]
+    for key in keys:
+        assert murmur2(key) == aiokafka_murmur2(key), key
+
+
+async def test_an_append_waits_for_every_delivery_not_only_each_partitions_last() -> None:
+    loop = asyncio.get_running_loop()
+    early, last, other = (loop.create_future() for _ in range(3))
+    last.set_result(None)
+    other.set_result(None)
+    waiting = asyncio.ensure_future(_settled([early, last, other], [0, 0, 1], 30.0))
+    await asyncio.sleep(0)  # one turn: _settled waits on the partitions' last deliveries
+    await asyncio.sleep(0)
+    assert not waiting.done()  # `early` is not delivered yet
+    early.set_result(None)
+    assert await waiting == []
+    never = loop.create_future()
+    assert await _settled([early, never], [2, 2], 0.01) == [never]  # bounded
 
 
 async def test_a_job_enqueued_with_kcat_lands_where_jobledger_looks_for_it(
