@@ -3,17 +3,26 @@ SQLite log file or (`--broker`) from the Kafka topics."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import pickle
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.progress import Progress
 
+from jobledger.projections.fold import JobsChange
 from jobledger.projections.projector import TOPIC_OF_MODEL, Projector
+from jobledger.projections.queues import QueueState, reduce_queue
+from jobledger.projections.stats import StatsDelta
 from jobledger.projections.store import ReadModelStore
-from jobledger.schemas import JOBS, LOGS, WORKERS
+from jobledger.schemas import JOBS, LOGS, WORKERS, Envelope
 
+from .bulk_replay import Folded, fold_partitions
 from .log import LogBackend, LogError
 from .sqlite_log import SQLiteLogBackend
 
@@ -51,14 +60,21 @@ async def replay_topics(config: KafkaConfig, out: Path, show_progress: bool = Tr
     return await checksums(out)
 
 
-async def rebuild(db: Path, out: Path, show_progress: bool = True) -> None:
-    """Rebuild the read models of the log at db into out, replacing it."""
+async def rebuild(
+    db: Path, out: Path, show_progress: bool = True, processes: int | None = None
+) -> None:
+    """Rebuild the read models of the log at db into out, replacing it. The jobs model is
+    folded in bulk (services/bulk_replay.py), in `processes` worker processes (None: one
+    per core for a large log, none for a small one)."""
     backend = await SQLiteLogBackend.open(db, {JOBS: 0, LOGS: 0, WORKERS: 0}, read_only=True)
-    await rebuild_from(backend, out, show_progress)
+    await rebuild_from(backend, out, show_progress, _BulkJobs(db, processes))
 
 
-async def rebuild_from(backend: LogBackend, out: Path, show_progress: bool = True) -> None:
+async def rebuild_from(
+    backend: LogBackend, out: Path, show_progress: bool = True, bulk: _BulkJobs | None = None
+) -> None:
     """Rebuild the read models of an open log into out, replacing it; closes the log.
+    Without bulk (a Kafka log), every model goes through the live Projector.
 
     The models are built in a fresh file next to out, with durability off (store.py,
     bulk), and renamed over out only once complete: a crash or an error leaves out as it
@@ -68,7 +84,7 @@ async def rebuild_from(backend: LogBackend, out: Path, show_progress: bool = Tru
     try:
         store = await ReadModelStore.open(building, bulk=True)
         try:
-            await _catch_up(Projector(backend, store), backend, show_progress)
+            await _catch_up(Projector(backend, store), backend, show_progress, bulk)
             await store.finish_bulk()
         finally:
             await store.close()
@@ -81,7 +97,9 @@ async def rebuild_from(backend: LogBackend, out: Path, show_progress: bool = Tru
         await backend.close()
 
 
-async def _catch_up(projector: Projector, backend: LogBackend, show_progress: bool) -> None:
+async def _catch_up(
+    projector: Projector, backend: LogBackend, show_progress: bool, bulk: _BulkJobs | None
+) -> None:
     total = 0
     for topic in TOPIC_OF_MODEL.values():
         try:
@@ -90,7 +108,134 @@ async def _catch_up(projector: Projector, backend: LogBackend, show_progress: bo
             pass  # a log written before this topic existed (the projector skips it too)
     with Progress(disable=not show_progress, transient=True) as bar:
         task = bar.add_task("replaying events", total=total)
+        if bulk is not None:
+            # The jobs model first: a worker writes the store's file meanwhile, so nothing
+            # else may. The projector then finds the jobs topic applied.
+            ends = await backend.topic(JOBS).end_offsets()
+            await bulk.fold(ends, projector, lambda n: bar.advance(task, n))
         await projector.catch_up(on_batch=lambda n: bar.advance(task, n))
+
+
+class _BulkJobs:
+    """The jobs model of a SQLite log folded in bulk (services/bulk_replay.py): in worker
+    processes for a big log, or in a thread for a small one. The first worker writes into
+    the store's file itself; the others each into a scratch file next to it, merged in."""
+
+    def __init__(self, log: Path, processes: int | None):
+        self.log = log
+        self.processes = processes
+        self.workers: list[asyncio.subprocess.Process] = []
+        self.scratch: list[Path] = []
+
+    async def fold(self, ends: dict[int, int], projector: Projector, advance: Callable[[int], None]) -> None:
+        """Fold the jobs topic up to ends into the projector's store; the projector then
+        starts the jobs model at ends."""
+        store = projector.store
+        shares = _shares(ends, self._processes(sum(ends.values())))
+        self.scratch = [Path(f"{store.path}-{i}") for i in range(1, len(shares))]
+        files = [store.path, *self.scratch]
+        try:
+            for path in self.scratch:
+                _remove_db(path)
+            if len(shares) == 1 and not self.processes:
+                folded = [await asyncio.to_thread(fold_partitions, self.log, store.path, shares[0], True)]
+                advance(sum(ends.values()))
+            else:
+                folded = await asyncio.gather(*(
+                    self._in_process(path, share, path == store.path, advance)
+                    for path, share in zip(files, shares, strict=True)))
+            await self._merge(folded, store)
+        finally:
+            self._close()
+        projector.positions["jobs"] = {p: o for f in folded for p, o in f.positions.items()}
+
+    def _processes(self, events: int) -> int:
+        if self.processes is not None:
+            return max(self.processes, 1)
+        return min(os.cpu_count() or 1, 2) if events >= _PROCESSES_FROM else 1
+
+    async def _in_process(
+        self, out: Path, share: list[tuple[int, int]], indexes: bool, advance: Callable[[int], None]
+    ) -> Folded:
+        """fold_partitions in a process of its own (a fresh interpreter: a fork would copy
+        the event loop's threads), which reports each chunk folded on its stdout."""
+        result = Path(f"{out}.folded")
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "jobledger.services.bulk_replay", str(self.log), str(out),
+            str(result), ",".join(f"{p}:{end}" for p, end in share), "indexes" if indexes else "-",
+            stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        self.workers.append(worker)
+        try:
+            assert worker.stdout is not None
+            async for line in worker.stdout:
+                advance(int(line))
+            if await worker.wait() != 0:
+                raise RuntimeError(f"a replay worker failed (exit status {worker.returncode}); its error is above")
+            return pickle.loads(result.read_bytes())  # type: ignore[no-any-return]
+        finally:
+            result.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        """Stop the workers still running (after an error) and remove the scratch files."""
+        for worker in self.workers:
+            if worker.returncode is None:
+                worker.kill()
+        for path in self.scratch:
+            _remove_db(path)
+
+    async def _merge(self, folded: list[Folded], store: ReadModelStore) -> None:
+        """Copy the other workers' rows into the store, then write the summed stats, the
+        queues and the checkpoint."""
+        db = store.db
+        for path in self.scratch:
+            await db.execute("ATTACH DATABASE ? AS part", (str(path),))
+            for table in _FOLDED_TABLES:
+                await db.execute(f"INSERT INTO main.{table} SELECT * FROM part.{table}")
+            await db.execute("DETACH DATABASE part")
+        change = JobsChange(stats=_summed(f.stats for f in folded),
+                            queues=_queues(e for f in folded for e in f.queue_events))
+        positions = {p: o for f in folded for p, o in f.positions.items()}
+        await store.write_jobs(change, positions, [])
+
+
+_PROCESSES_FROM = 200_000  # jobs records from which the workers are processes, not a thread
+_FOLDED_TABLES = ("jobs", "job_events", "runs", "quarantine")
+
+
+def _shares(ends: dict[int, int], workers: int) -> list[list[tuple[int, int]]]:
+    """The non-empty partitions dealt to at most `workers` workers, biggest first, each to
+    the one with the fewest records so far."""
+    shares: list[list[tuple[int, int]]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for partition, end in sorted(ends.items(), key=lambda pe: -pe[1]):
+        if end:
+            least = loads.index(min(loads))
+            shares[least].append((partition, end))
+            loads[least] += end
+    return [sorted(s) for s in shares if s] or [[]]
+
+
+def _summed(deltas: Iterable[StatsDelta]) -> StatsDelta:
+    total = StatsDelta()
+    for delta in deltas:
+        total.counts.update(delta.counts)
+        total.depth.update(delta.depth)
+        total.ended.update(delta.ended)
+        total.processing_ms += delta.processing_ms
+        total.processed_runs += delta.processed_runs
+    return total
+
+
+def _queues(events: Iterable[Envelope]) -> dict[str, QueueState]:
+    """The queues' states from their events, partition after partition as the projector
+    applies them (each partition holds a copy of every queue event)."""
+    queues: dict[str, QueueState] = {}
+    for env in sorted(events, key=attrgetter("partition", "offset")):
+        name = env.event.queue  # type: ignore[union-attr]
+        state = reduce_queue(queues.get(name), env)
+        if state is not None:
+            queues[name] = state
+    return queues
 
 
 def _remove_db(path: Path) -> None:

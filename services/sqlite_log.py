@@ -22,7 +22,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
@@ -50,6 +50,10 @@ Row = tuple[str, int, int, int, str, bytes]
 SELECT_FROM = (
     "SELECT offset, timestamp_ms, key, value FROM records"
     " WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?"
+)
+SELECT_VALUES = (
+    "SELECT offset, key, value FROM records"
+    " WHERE topic = ? AND partition = ? AND offset >= ? AND offset < ? ORDER BY offset LIMIT ?"
 )
 
 
@@ -168,6 +172,26 @@ class _Writer(threading.Thread):
         for topic, part, offset, _ts, _key, _value in rows:
             slot = (topic, part)
             self.next_offset[slot] = min(self.next_offset[slot], offset)
+
+
+def read_partition(
+    path: Path, topic: str, partition: int, end: int, batch: int = 50_000
+) -> Iterator[list[tuple[int, str, bytes]]]:
+    """The (offset, key, value) rows of one partition below `end`, in offset order, a batch
+    at a time, on a read-only connection of its own. For bulk readers (a replay's workers,
+    possibly in other processes): plain rows, not a Record each (building them took 9 %
+    of a replay through the projector)."""
+    conn = _connect(path, read_only=True)
+    try:
+        offset = 0
+        while offset < end:
+            rows = conn.execute(SELECT_VALUES, (topic, partition, offset, end, batch)).fetchall()
+            if not rows:
+                return
+            yield rows
+            offset = rows[-1][0] + 1
+    finally:
+        conn.close()
 
 
 class SQLiteLog:

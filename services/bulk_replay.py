@@ -1,0 +1,210 @@
+"""A replay's fast path for the jobs model of a SQLite log (services/replay.py).
+
+A replay starts from empty read models, so it need not write each batch's changes as the
+live projector does (upserts of every changed job, stats rows updated batch by batch).
+Here each partition of the jobs topic is folded with the same reducer (reduce_job) into
+the final state of each job, which is written once, with plain INSERTs, into a file of
+the worker's own; the parent merges the files (INSERT ... SELECT, in SQLite's C) and
+writes the summed stats. The jobs model is per partition (a job's events all share its
+partition), so the partitions can be folded in separate processes, each on its own core.
+
+Memory: a finished job's row is written at the end of the chunk it finished in and its
+state dropped; only its id is kept, so that a later event of it (a requeue, a duplicate
+enqueue) reads the state back from the worker's file. Unfinished jobs stay in memory
+until the end of their partition.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobledger.projections.fold import _run_of
+from jobledger.projections.jobs import JobState, detached, reduce_job
+from jobledger.projections.projector import _split_misplaced
+from jobledger.projections.rows import JOB_COLUMNS, job_from_row, job_row, run_row
+from jobledger.projections.stats import StatsDelta, ended_run
+from jobledger.projections.store import _sql
+from jobledger.schemas import JOBS, Envelope, QueuePaused, QueueResumed
+from jobledger.schemas.codec import Undecodable, UndecodableRecord, decode
+from jobledger.schemas.lifecycle import TERMINAL
+
+from .log import Record
+from .sqlite_log import read_partition
+
+CHUNK = 50_000  # records read, folded and written at a time
+_QUEUE_EVENTS = (QueuePaused, QueueResumed)
+# OR REPLACE: a finished job read back for a later event is written again.
+_INSERT_JOB = f"INSERT OR REPLACE INTO jobs VALUES ({','.join('?' * JOB_COLUMNS)})"
+_INSERT_RUN = f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * 13)})"
+# A worker's file is scratch: a crash means replaying again, so no journal at all.
+_PRAGMAS = ("PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-65536")
+
+@dataclass
+class Folded:
+    """What folding some partitions gave, beyond the rows in the worker's file."""
+
+    stats: StatsDelta = field(default_factory=StatsDelta)
+    queue_events: list[Envelope] = field(default_factory=list)  # in log order per partition
+    positions: dict[int, int] = field(default_factory=dict)  # the checkpoint of each partition
+
+
+def fold_partitions(
+    log: Path, out: Path, partitions: Sequence[tuple[int, int]], indexes: bool = False,
+    on_chunk: Callable[[int], None] | None = None, chunk: int | None = None,
+) -> Folded:
+    """Fold the jobs topic's partitions (partition, end offset) of the log file into the
+    jobs, job_events, runs and quarantine tables of the read models at out (created if
+    need be, empty). indexes: then build the secondary indexes (the rows a parent merges
+    in later update them: cheaper than building them over all the rows at the end)."""
+    conn = sqlite3.connect(out, isolation_level=None)
+    try:
+        for pragma in _PRAGMAS:
+            conn.execute(pragma)
+        conn.executescript(_sql("schema.sql"))
+        folded = Folded()
+        conn.execute("BEGIN")
+        for partition, end in partitions:
+            fold = _PartitionFold(conn, partition, folded)
+            for rows in read_partition(log, JOBS, partition, end, chunk or CHUNK):
+                fold.chunk(rows)
+                if on_chunk is not None:
+                    on_chunk(len(rows))
+            fold.finish()
+        conn.execute("COMMIT")
+        if indexes:
+            conn.executescript(_sql("indexes.sql"))
+        return folded
+    finally:
+        conn.close()
+
+
+class _PartitionFold:
+    def __init__(self, conn: sqlite3.Connection, partition: int, folded: Folded):
+        self.conn = conn
+        self.partition = partition
+        self.folded = folded
+        self.jobs: dict[str, JobState] = {}  # the states in memory
+        self.before: dict[str, JobState | None] = {}  # each one's state when it came in
+        self.unwritten: dict[str, int] = {}  # unfinished job -> offset of its last change
+        self.written: set[str] = set()  # finished jobs written and dropped from memory
+
+    def chunk(self, rows: list[tuple[int, str, bytes]]) -> None:
+        envs, bad = self._decode(rows)
+        changed, runs, events = self._fold(envs)
+        self._write(changed, runs, events, bad)
+        self.folded.positions[self.partition] = rows[-1][0] + 1
+
+    def finish(self) -> None:
+        """Write the jobs still unfinished at the end of the partition."""
+        jobs, stats = self.jobs, self.folded.stats
+        rows = []
+        for job_id, offset in self.unwritten.items():
+            stats.add_status(self.before[job_id], jobs[job_id])
+            rows.append(job_row(jobs[job_id], offset))
+        self.conn.executemany(_INSERT_JOB, rows)
+
+    def _decode(self, rows: list[tuple[int, str, bytes]]) -> tuple[list[Envelope], list[Undecodable]]:
+        partition = self.partition
+        good, bad = [], []
+        for offset, key, value in rows:
+            try:
+                good.append(decode(value, partition, offset))
+            except UndecodableRecord as exc:
+                bad.append(Undecodable(partition, offset, key, value, str(exc)))
+        # The records are only looked at when some event is on the wrong topic.
+        records = (Record(partition, offset, 0, key, value) for offset, key, value in rows)
+        good, misplaced = _split_misplaced(good, JOBS, records)  # type: ignore[arg-type]
+        return good, bad + misplaced
+
+    def _fold(self, envs: Iterable[Envelope]) -> tuple[
+        dict[str, int], dict[tuple[str, int], JobState], list[tuple[str, int, int]]
+    ]:
+        """fold_jobs' bookkeeping for a replay from empty: the status stats are counted
+        when a job is written (from its state when it came into memory to its last), and
+        a run's row is built once per chunk from its latest state."""
+        jobs, before, written = self.jobs, self.before, self.written
+        stats, queue_events, partition = self.folded.stats, self.folded.queue_events, self.partition
+        get = jobs.get
+        changed: dict[str, int] = {}  # job -> offset of its last change
+        runs: dict[tuple[str, int], JobState] = {}
+        events: list[tuple[str, int, int]] = []
+        for env in envs:
+            event = env.event
+            if isinstance(event, _QUEUE_EVENTS):
+                queue_events.append(env)
+                continue
+            job_id = event.job_id  # type: ignore[union-attr]
+            events.append((job_id, partition, env.offset))
+            old = get(job_id)
+            if old is None and job_id in written:
+                old = self._revive(job_id)
+            new = reduce_job(old, env)
+            if new is old or new is None:
+                continue
+            if old is None:
+                before[job_id] = None
+            jobs[job_id] = new
+            changed[job_id] = env.offset
+            if ended_run(old, new):
+                stats.add_run_end(new)
+            if new.attempt and (old is None or _run_of(old) != _run_of(new)):
+                runs[(job_id, new.attempt)] = new
+        return changed, runs, events
+
+    def _revive(self, job_id: str) -> JobState:
+        """The state of a finished job already written, read back for a later event."""
+        state = job_from_row(self.conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone())
+        self.written.discard(job_id)
+        self.jobs[job_id] = self.before[job_id] = state
+        return state
+
+    def _write(self, changed: dict[str, int], runs: dict[tuple[str, int], JobState],
+               events: list[tuple[str, int, int]], bad: list[Undecodable]) -> None:
+        """Write the jobs that finished in this chunk (and drop them from memory), the
+        chunk's runs, audit trail and quarantined records."""
+        jobs, before, unwritten, written = self.jobs, self.before, self.unwritten, self.written
+        stats = self.folded.stats
+        rows = []
+        for job_id, offset in changed.items():
+            state = jobs[job_id]
+            if state.status in TERMINAL:
+                rows.append(job_row(state, offset))
+                stats.add_status(before.pop(job_id), state)
+                del jobs[job_id]
+                unwritten.pop(job_id, None)
+                written.add(job_id)
+            else:
+                unwritten[job_id] = offset
+                jobs[job_id] = detached(state)  # kept across chunks: not a view of its record
+        conn = self.conn
+        conn.executemany(_INSERT_JOB, rows)
+        conn.executemany("INSERT INTO job_events VALUES (?, ?, ?)", events)
+        conn.executemany(_INSERT_RUN, [run_row(s) for s in runs.values()])
+        conn.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
+                         [(JOBS, b.partition, b.offset, b.key, b.error, b.value) for b in bad])
+
+
+def main(log: str, out: str, result: str, partitions: str, indexes: str) -> None:
+    """A worker process of a replay (services/replay.py starts it): folds the partitions
+    ("partition:end,...") into out, prints the records of each chunk as it goes, and
+    leaves what else it found, pickled, in result."""
+    # sqlite3 binds None through a failed adapter lookup (about 1 µs, a dozen per jobs
+    # row); an adapter found at once makes executemany of rows with NULLs cheaper than
+    # store.Transaction's multi-row INSERTs. Only here: it is global to the process.
+    sqlite3.register_adapter(type(None), {}.get)
+    share = [(int(p), int(end)) for p, end in (s.split(":") for s in partitions.split(",") if s)]
+    folded = fold_partitions(Path(log), Path(out), share, indexes == "indexes",
+                             on_chunk=lambda n: print(n, flush=True))
+    Path(result).write_bytes(pickle.dumps(folded))
+
+
+if __name__ == "__main__":
+    # Through the package, so that the pickled result names jobledger's classes, not __main__'s.
+    from jobledger.services.bulk_replay import main as package_main
+
+    package_main(*sys.argv[1:])

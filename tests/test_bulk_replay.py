@@ -1,0 +1,102 @@
+"""The replay's bulk path (services/bulk_replay.py) gives the read models the live
+projector gives, table for table: every event type, retries, lease expiries, cancels,
+requeues of finished jobs, duplicates, paused queues, logs, workers, undecodable and
+misplaced records; folded in chunks of any size (finished jobs are written and dropped at
+the end of each chunk, and read back when a later event needs them), in a thread or in
+worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jobledger.schemas import (
+    JOBS,
+    ActorKind,
+    JobLogged,
+    LogLevel,
+    WorkerHeartbeat,
+    WorkerStarted,
+    encode,
+)
+from jobledger.services import bulk_replay
+from jobledger.services.log import Entry
+from jobledger.services.replay import checksums, rebuild, rebuild_from
+
+from .builders import append, envelope, open_log
+from .test_projection_property import Appended, histories
+
+
+async def write_log(path: Path, history: Sequence[Appended]) -> None:
+    """The jobs history, with logs and workers, garbage in a jobs partition and an event
+    on the wrong topic."""
+    backend = await open_log(path)
+    try:
+        jobs = backend.topic(JOBS)
+        await jobs.append([Entry(a.env.key, encode(a.env), a.partition) for a in history])
+        await jobs.append([Entry("job-a", b"{oops"), Entry("job-b", b'{"id": 1}'),
+                           Entry("w1", encode(envelope(WorkerStarted(worker_id="w1"))), 1)])
+        await append(backend, [
+            envelope(WorkerStarted(worker_id="w1", concurrency=2), 1, actor=ActorKind.WORKER),
+            envelope(WorkerHeartbeat(worker_id="w1", current_jobs=["job-a"]), 2),
+            envelope(JobLogged(job_id="job-a", attempt=1, level=LogLevel.INFO, message="hi"), 3),
+            envelope(JobLogged(job_id="job-b", attempt=2, level=LogLevel.ERROR, message="no",
+                               details={"k": [1, 2]}), 4),
+        ])
+    finally:
+        await backend.close()
+
+
+async def live_and_bulk(tmp: Path, history: Sequence[Appended], processes: int) -> tuple[dict[str, str], dict[str, str]]:
+    log = tmp / "log.db"
+    await write_log(log, history)
+    await rebuild_from(await open_log(log), tmp / "live.db", show_progress=False)
+    await rebuild(log, tmp / "bulk.db", show_progress=False, processes=processes)
+    return await checksums(tmp / "live.db"), await checksums(tmp / "bulk.db")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories(), chunk=st.integers(1, 9))
+def test_the_bulk_fold_gives_the_live_projectors_tables_in_chunks_of_any_size(
+    history: list[Appended], chunk: int
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bulk_replay, "CHUNK", chunk)
+        live, bulk = asyncio.run(live_and_bulk(Path(tmp), history, processes=0))
+    assert bulk == live
+
+
+EMPTY = "e3b0c44298fc1c14"  # the checksum of a table without rows
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories())
+def test_the_bulk_fold_in_two_worker_processes_gives_the_live_projectors_tables(
+    history: list[Appended]
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        live, bulk = asyncio.run(live_and_bulk(Path(tmp), history, processes=2))
+        left = sorted(p.name for p in Path(tmp).iterdir() if p.name.startswith("bulk"))
+    assert bulk == live
+    assert EMPTY not in (live["quarantine"], live["run_logs"], live["workers"], live["job_events"])
+    assert left == ["bulk.db"]  # no scratch file left
+
+
+def test_a_failed_worker_fails_the_replay_and_leaves_the_output_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, out = tmp_path / "log.db", tmp_path / "views.db"
+    asyncio.run(write_log(log, []))
+    out.write_bytes(b"the previous read models")
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # every worker exits with status 1
+    with pytest.raises(RuntimeError, match="a replay worker failed"):
+        asyncio.run(rebuild(log, out, show_progress=False, processes=2))
+    assert out.read_bytes() == b"the previous read models"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("views")) == ["views.db"]
