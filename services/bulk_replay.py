@@ -16,6 +16,7 @@ until the end of their partition.
 
 from __future__ import annotations
 
+import json
 import pickle
 import sqlite3
 import sys
@@ -26,9 +27,9 @@ from pathlib import Path
 from jobledger.projections.fold import _run_of
 from jobledger.projections.jobs import JobState, detached, reduce_job
 from jobledger.projections.projector import _split_misplaced
-from jobledger.projections.rows import JOB_COLUMNS, job_from_row, job_row, run_row
+from jobledger.projections.rows import job_from_row, job_row, run_row
 from jobledger.projections.stats import StatsDelta, ended_run
-from jobledger.projections.store import _sql
+from jobledger.projections.store import Transaction, _sql
 from jobledger.schemas import JOBS, Envelope, QueuePaused, QueueResumed
 from jobledger.schemas.codec import Undecodable, UndecodableRecord, decode
 from jobledger.schemas.lifecycle import TERMINAL
@@ -38,9 +39,6 @@ from .sqlite_log import read_partition
 
 CHUNK = 50_000  # records read, folded and written at a time
 _QUEUE_EVENTS = (QueuePaused, QueueResumed)
-# OR REPLACE: a finished job read back for a later event is written again.
-_INSERT_JOB = f"INSERT OR REPLACE INTO jobs VALUES ({','.join('?' * JOB_COLUMNS)})"
-_INSERT_RUN = f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * 13)})"
 # A worker's file is scratch: a crash means replaying again, so no journal at all.
 _PRAGMAS = ("PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-65536")
 
@@ -51,16 +49,21 @@ class Folded:
     stats: StatsDelta = field(default_factory=StatsDelta)
     queue_events: list[Envelope] = field(default_factory=list)  # in log order per partition
     positions: dict[int, int] = field(default_factory=dict)  # the checkpoint of each partition
+    # Job events whose job id is outside the worker's range of keys: the record's key is
+    # not its job id, so the job's events may be split between workers (see replay.py).
+    strays: int = 0
 
 
 def fold_partitions(
-    log: Path, out: Path, partitions: Sequence[tuple[int, int]], indexes: bool = False,
+    log: Path, out: Path, partitions: Sequence[tuple[int, int]],
+    keys: tuple[str, str | None] = ("", None), indexes: bool = False,
     on_chunk: Callable[[int], None] | None = None, chunk: int | None = None,
 ) -> Folded:
-    """Fold the jobs topic's partitions (partition, end offset) of the log file into the
-    jobs, job_events, runs and quarantine tables of the read models at out (created if
-    need be, empty). indexes: then build the secondary indexes (the rows a parent merges
-    in later update them: cheaper than building them over all the rows at the end)."""
+    """Fold the records keyed in the range keys (from, before; None: no end) of the jobs
+    topic's partitions (partition, end offset) of the log file into the jobs, job_events,
+    runs and quarantine tables of the read models at out (created if need be, empty).
+    indexes: then build the secondary indexes (updating them with the rows a parent merges
+    in later is cheaper than building them over all the rows at the end)."""
     conn = sqlite3.connect(out, isolation_level=None)
     try:
         for pragma in _PRAGMAS:
@@ -69,12 +72,13 @@ def fold_partitions(
         folded = Folded()
         conn.execute("BEGIN")
         for partition, end in partitions:
-            fold = _PartitionFold(conn, partition, folded)
-            for rows in read_partition(log, JOBS, partition, end, chunk or CHUNK):
+            fold = _PartitionFold(conn, partition, keys, folded)
+            for rows in read_partition(log, JOBS, partition, end, keys, chunk or CHUNK):
                 fold.chunk(rows)
                 if on_chunk is not None:
                     on_chunk(len(rows))
             fold.finish()
+            folded.positions[partition] = end
         conn.execute("COMMIT")
         if indexes:
             conn.executescript(_sql("indexes.sql"))
@@ -84,9 +88,11 @@ def fold_partitions(
 
 
 class _PartitionFold:
-    def __init__(self, conn: sqlite3.Connection, partition: int, folded: Folded):
+    def __init__(self, conn: sqlite3.Connection, partition: int, keys: tuple[str, str | None],
+                 folded: Folded):
         self.conn = conn
         self.partition = partition
+        self.keys = keys
         self.folded = folded
         self.jobs: dict[str, JobState] = {}  # the states in memory
         self.before: dict[str, JobState | None] = {}  # each one's state when it came in
@@ -97,7 +103,8 @@ class _PartitionFold:
         envs, bad = self._decode(rows)
         changed, runs, events = self._fold(envs)
         self._write(changed, runs, events, bad)
-        self.folded.positions[self.partition] = rows[-1][0] + 1
+        if self.keys != ("", None):
+            self.folded.strays += _outside(events, *self.keys)
 
     def finish(self) -> None:
         """Write the jobs still unfinished at the end of the partition."""
@@ -106,7 +113,9 @@ class _PartitionFold:
         for job_id, offset in self.unwritten.items():
             stats.add_status(self.before[job_id], jobs[job_id])
             rows.append(job_row(jobs[job_id], offset))
-        self.conn.executemany(_INSERT_JOB, rows)
+        tx = Transaction()
+        tx.rows("INSERT OR REPLACE INTO jobs", rows)
+        self._run(tx)
 
     def _decode(self, rows: list[tuple[int, str, bytes]]) -> tuple[list[Envelope], list[Undecodable]]:
         partition = self.partition
@@ -181,25 +190,33 @@ class _PartitionFold:
             else:
                 unwritten[job_id] = offset
                 jobs[job_id] = detached(state)  # kept across chunks: not a view of its record
-        conn = self.conn
-        conn.executemany(_INSERT_JOB, rows)
-        conn.executemany("INSERT INTO job_events VALUES (?, ?, ?)", events)
-        conn.executemany(_INSERT_RUN, [run_row(s) for s in runs.values()])
-        conn.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
-                         [(JOBS, b.partition, b.offset, b.key, b.error, b.value) for b in bad])
+        tx = Transaction()
+        # OR REPLACE: a finished job read back for a later event is written again, and a
+        # run's row once per chunk it changed in.
+        tx.rows("INSERT OR REPLACE INTO jobs", rows)
+        tx.rows("INSERT INTO job_events", events, nulls=False)
+        tx.rows("INSERT OR REPLACE INTO runs", [run_row(s) for s in runs.values()])
+        tx.many("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
+                [(JOBS, b.partition, b.offset, b.key, b.error, b.value) for b in bad])
+        self._run(tx)
+
+    def _run(self, tx: Transaction) -> None:
+        for sql, params, many in tx.statements:
+            (self.conn.executemany if many else self.conn.execute)(sql, params)
 
 
-def main(log: str, out: str, result: str, partitions: str, indexes: str) -> None:
-    """A worker process of a replay (services/replay.py starts it): folds the partitions
-    ("partition:end,...") into out, prints the records of each chunk as it goes, and
-    leaves what else it found, pickled, in result."""
-    # sqlite3 binds None through a failed adapter lookup (about 1 µs, a dozen per jobs
-    # row); an adapter found at once makes executemany of rows with NULLs cheaper than
-    # store.Transaction's multi-row INSERTs. Only here: it is global to the process.
-    sqlite3.register_adapter(type(None), {}.get)
-    share = [(int(p), int(end)) for p, end in (s.split(":") for s in partitions.split(",") if s)]
-    folded = fold_partitions(Path(log), Path(out), share, indexes == "indexes",
-                             on_chunk=lambda n: print(n, flush=True))
+def _outside(events: list[tuple[str, int, int]], first: str, end: str | None) -> int:
+    """How many of the events' job ids are outside the range of keys [first, end)."""
+    return sum(1 for job_id, _, _ in events if job_id < first or (end is not None and job_id >= end))
+
+
+def main(log: str, out: str, result: str, share: str) -> None:
+    """A worker process of a replay (services/replay.py starts it): folds its share (JSON:
+    partitions, keys, indexes: fold_partitions' arguments) of the log into out, prints
+    the records of each chunk as it goes, and leaves what else it found, pickled, in result."""
+    partitions, keys, indexes = json.loads(share)
+    folded = fold_partitions(Path(log), Path(out), [tuple(p) for p in partitions], tuple(keys),
+                             indexes, on_chunk=lambda n: print(n, flush=True))
     Path(result).write_bytes(pickle.dumps(folded))
 
 

@@ -4,6 +4,7 @@ SQLite log file or (`--broker`) from the Kafka topics."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pickle
 import sys
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.progress import Progress
 
@@ -24,7 +25,7 @@ from jobledger.schemas import JOBS, LOGS, WORKERS, Envelope
 
 from .bulk_replay import Folded, fold_partitions
 from .log import LogBackend, LogError
-from .sqlite_log import SQLiteLogBackend
+from .sqlite_log import SQLiteLogBackend, sample_keys
 
 if TYPE_CHECKING:
     from .kafka_log import KafkaConfig
@@ -67,7 +68,12 @@ async def rebuild(
     folded in bulk (services/bulk_replay.py), in `processes` worker processes (None: one
     per core for a large log, none for a small one)."""
     backend = await SQLiteLogBackend.open(db, {JOBS: 0, LOGS: 0, WORKERS: 0}, read_only=True)
-    await rebuild_from(backend, out, show_progress, _BulkJobs(db, processes))
+    try:
+        await rebuild_from(backend, out, show_progress, _BulkJobs(db, processes))
+    except _KeysAreNotJobIds:
+        # Never written by jobledger itself; the projector folds such a log as it is.
+        backend = await SQLiteLogBackend.open(db, {JOBS: 0, LOGS: 0, WORKERS: 0}, read_only=True)
+        await rebuild_from(backend, out, show_progress)
 
 
 async def rebuild_from(
@@ -131,19 +137,24 @@ class _BulkJobs:
         """Fold the jobs topic up to ends into the projector's store; the projector then
         starts the jobs model at ends."""
         store = projector.store
-        shares = _shares(ends, self._processes(sum(ends.values())))
-        self.scratch = [Path(f"{store.path}-{i}") for i in range(1, len(shares))]
+        partitions = [(p, end) for p, end in sorted(ends.items()) if end]
+        workers = self._processes(sum(ends.values()))
+        keys = await asyncio.to_thread(_key_ranges, self.log, dict(partitions), workers)
+        self.scratch = [Path(f"{store.path}-{i}") for i in range(1, len(keys))]
         files = [store.path, *self.scratch]
         try:
             for path in self.scratch:
                 _remove_db(path)
-            if len(shares) == 1 and not self.processes:
-                folded = [await asyncio.to_thread(fold_partitions, self.log, store.path, shares[0], True)]
+            if workers == 1 and not self.processes:
+                folded = [await asyncio.to_thread(fold_partitions, self.log, store.path, partitions,
+                                                  keys[0], True)]
                 advance(sum(ends.values()))
             else:
                 folded = await asyncio.gather(*(
-                    self._in_process(path, share, path == store.path, advance)
-                    for path, share in zip(files, shares, strict=True)))
+                    self._in_process(path, [partitions, share, path == store.path], advance)
+                    for path, share in zip(files, keys, strict=True)))
+            if any(f.strays for f in folded):
+                raise _KeysAreNotJobIds()
             await self._merge(folded, store)
         finally:
             self._close()
@@ -154,15 +165,13 @@ class _BulkJobs:
             return max(self.processes, 1)
         return min(os.cpu_count() or 1, 2) if events >= _PROCESSES_FROM else 1
 
-    async def _in_process(
-        self, out: Path, share: list[tuple[int, int]], indexes: bool, advance: Callable[[int], None]
-    ) -> Folded:
+    async def _in_process(self, out: Path, share: list[Any], advance: Callable[[int], None]) -> Folded:
         """fold_partitions in a process of its own (a fresh interpreter: a fork would copy
         the event loop's threads), which reports each chunk folded on its stdout."""
         result = Path(f"{out}.folded")
         worker = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jobledger.services.bulk_replay", str(self.log), str(out),
-            str(result), ",".join(f"{p}:{end}" for p, end in share), "indexes" if indexes else "-",
+            str(result), json.dumps(share),
             stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
         self.workers.append(worker)
         try:
@@ -202,17 +211,23 @@ _PROCESSES_FROM = 200_000  # jobs records from which the workers are processes, 
 _FOLDED_TABLES = ("jobs", "job_events", "runs", "quarantine")
 
 
-def _shares(ends: dict[int, int], workers: int) -> list[list[tuple[int, int]]]:
-    """The non-empty partitions dealt to at most `workers` workers, biggest first, each to
-    the one with the fewest records so far."""
-    shares: list[list[tuple[int, int]]] = [[] for _ in range(workers)]
-    loads = [0] * workers
-    for partition, end in sorted(ends.items(), key=lambda pe: -pe[1]):
-        if end:
-            least = loads.index(min(loads))
-            shares[least].append((partition, end))
-            loads[least] += end
-    return [sorted(s) for s in shares if s] or [[]]
+def _key_ranges(log: Path, ends: dict[int, int], workers: int) -> list[tuple[str, str | None]]:
+    """The range of keys (from, before) of each worker: the jobs records split at sampled
+    quantiles of their keys. Each worker folds the jobs whose ids are in its range, from
+    every partition, so each writes about as many rows, and the rows of the later ranges
+    go after the earlier ones' in every table's key order: merging them in appends."""
+    if workers == 1:
+        return [("", None)]
+    keys = sample_keys(log, JOBS, ends, _SAMPLES // max(len(ends), 1) + 1)
+    cuts = sorted({keys[len(keys) * i // workers] for i in range(1, workers)} - {""}) if keys else []
+    return list(zip(["", *cuts], [*cuts, None], strict=True))
+
+
+class _KeysAreNotJobIds(Exception):
+    """Some jobs record's key is not its job id: a worker folded part of a job's events."""
+
+
+_SAMPLES = 1_000  # keys sampled to split the jobs topic between workers
 
 
 def _summed(deltas: Iterable[StatsDelta]) -> StatsDelta:

@@ -52,8 +52,8 @@ SELECT_FROM = (
     " WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?"
 )
 SELECT_VALUES = (
-    "SELECT offset, key, value FROM records"
-    " WHERE topic = ? AND partition = ? AND offset >= ? AND offset < ? ORDER BY offset LIMIT ?"
+    "SELECT offset, key, value FROM records WHERE topic = ? AND partition = ? AND offset >= ?"
+    " AND offset < ? AND key >= ? AND (? IS NULL OR key < ?) ORDER BY offset LIMIT ?"
 )
 
 
@@ -175,21 +175,40 @@ class _Writer(threading.Thread):
 
 
 def read_partition(
-    path: Path, topic: str, partition: int, end: int, batch: int = 50_000
+    path: Path, topic: str, partition: int, end: int, keys: tuple[str, str | None] = ("", None),
+    batch: int = 50_000,
 ) -> Iterator[list[tuple[int, str, bytes]]]:
-    """The (offset, key, value) rows of one partition below `end`, in offset order, a batch
-    at a time, on a read-only connection of its own. For bulk readers (a replay's workers,
-    possibly in other processes): plain rows, not a Record each (building them took 9 %
-    of a replay through the projector)."""
+    """The (offset, key, value) rows of one partition below `end` whose key is in the
+    range keys (from, before; None: no end), in offset order, a batch at a time, on a
+    read-only connection of its own. For bulk readers (a replay's workers, in other
+    processes): plain rows, not a Record each (building them took 9 % of a replay through
+    the projector)."""
     conn = _connect(path, read_only=True)
     try:
         offset = 0
         while offset < end:
-            rows = conn.execute(SELECT_VALUES, (topic, partition, offset, end, batch)).fetchall()
+            rows = conn.execute(SELECT_VALUES, (topic, partition, offset, end, keys[0], keys[1],
+                                                keys[1], batch)).fetchall()
             if not rows:
                 return
             yield rows
             offset = rows[-1][0] + 1
+    finally:
+        conn.close()
+
+
+def sample_keys(path: Path, topic: str, ends: Mapping[int, int], per_partition: int) -> list[str]:
+    """The keys of up to per_partition records spread evenly over each partition, sorted."""
+    conn = _connect(path, read_only=True)
+    try:
+        keys = []
+        for partition, end in ends.items():
+            for offset in sorted({end * i // per_partition for i in range(per_partition)} - {end}):
+                row = conn.execute("SELECT key FROM records WHERE topic = ? AND partition = ?"
+                                   " AND offset = ?", (topic, partition, offset)).fetchone()
+                if row is not None:
+                    keys.append(row[0])
+        return sorted(keys)
     finally:
         conn.close()
 

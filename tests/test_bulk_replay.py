@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 from jobledger.schemas import (
     JOBS,
     ActorKind,
+    JobEnqueued,
     JobLogged,
+    JobPicked,
     LogLevel,
     WorkerHeartbeat,
     WorkerStarted,
@@ -30,7 +32,7 @@ from jobledger.services import bulk_replay
 from jobledger.services.log import Entry
 from jobledger.services.replay import checksums, rebuild, rebuild_from
 
-from .builders import append, envelope, open_log
+from .builders import append, at, envelope, open_log
 from .test_projection_property import Appended, histories
 
 
@@ -54,7 +56,10 @@ async def write_log(path: Path, history: Sequence[Appended]) -> None:
         await backend.close()
 
 
-async def live_and_bulk(tmp: Path, history: Sequence[Appended], processes: int) -> tuple[dict[str, str], dict[str, str]]:
+async def live_and_bulk(
+    tmp: Path, history: Sequence[Appended], processes: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Checksums of the log's read models rebuilt by the projector, then in bulk."""
     log = tmp / "log.db"
     await write_log(log, history)
     await rebuild_from(await open_log(log), tmp / "live.db", show_progress=False)
@@ -100,3 +105,23 @@ def test_a_failed_worker_fails_the_replay_and_leaves_the_output_as_it_was(
         asyncio.run(rebuild(log, out, show_progress=False, processes=2))
     assert out.read_bytes() == b"the previous read models"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("views")) == ["views.db"]
+
+
+def test_a_log_whose_keys_are_not_the_job_ids_is_replayed_by_the_projector(tmp_path: Path) -> None:
+    """The workers split the jobs by key; a record keyed other than its job id would leave
+    part of its job's events to another worker, so the replay goes the projector's way."""
+    events = [envelope(JobEnqueued(job_id=f"job-{n}", task_type="t"), n) for n in range(40)]
+    late = envelope(JobPicked(job_id="job-0", attempt=1, worker_id="w", lease_expires_at=at(99)), 50)
+
+    async def scenario() -> tuple[dict[str, str], dict[str, str]]:
+        backend = await open_log(tmp_path / "log.db")
+        try:
+            await append(backend, events)
+            jobs = backend.topic(JOBS)
+            await jobs.append([Entry("zz-not-job-0", encode(late), jobs.partition_for("job-0"))])
+        finally:
+            await backend.close()
+        return await live_and_bulk(tmp_path, [], processes=2)
+
+    live, bulk = asyncio.run(scenario())
+    assert bulk == live
