@@ -225,11 +225,13 @@ class Dispatcher:
     async def consume(self, records: list[Record]) -> None:
         """Apply records of the jobs topic; those of partitions not held, or already
         applied, are skipped."""
-        await self._recall_finished(decode_batch(self._unapplied(records))[0])
-        # Again: a partition may have been revoked (or given back) while the read model was
-        # asked. Records are decoded once (Record.decoded), so this costs a filter.
         fresh = self._unapplied(records)
         envs, _bad = decode_batch(fresh)
+        if await self._recall_finished(envs):
+            # Again: a partition may have been revoked (or given back) while the read model
+            # was asked. Records are decoded once (Record.decoded), so this costs a filter.
+            fresh = self._unapplied(records)
+            envs, _bad = decode_batch(fresh)
         for rec in fresh:
             self.positions[rec.partition] = rec.offset + 1
         for env in envs:
@@ -240,18 +242,21 @@ class Dispatcher:
         held, positions = self.partitions, self.positions
         return [r for r in records if r.partition in held and r.offset >= positions[r.partition]]
 
-    async def _recall_finished(self, envs: list[Envelope]) -> None:
-        """Mark keyed jobs of this batch that finished before we could remember them."""
+    async def _recall_finished(self, envs: list[Envelope]) -> bool:
+        """Mark keyed jobs of this batch that finished before we could remember them.
+        True if it had to ask the read model (and so let other tasks run meanwhile)."""
         if self.known_jobs is None:
-            return
+            return False
         unknown = {
             e.event.job_id for e in envs
             if isinstance(e.event, JobEnqueued) and e.event.idempotency_key is not None
             and e.event.job_id not in self.jobs and e.event.job_id not in self._finished_keyed
         }
-        if unknown:
-            for job_id in await self.known_jobs(unknown):
-                self._remember_finished(job_id)
+        if not unknown:
+            return False
+        for job_id in await self.known_jobs(unknown):
+            self._remember_finished(job_id)
+        return True
 
     def _remember_finished(self, job_id: str) -> None:
         self._finished_keyed[job_id] = None
