@@ -14,7 +14,8 @@ How each requirement of services/log.py is met:
    anything is sent.
 3. read / 5. end_offsets: a manually assigned consumer seeks and fetches; "the end" is the
    highwater a fetch response reports (see `_Reader.end_offsets` for why not ListOffsets).
-4. tail: a consumer of its own per tail, long-polling with a short fetch_max_wait_ms.
+4. tail: a consumer of its own per tail, long-polling with a short fetch_max_wait_ms
+   (`KafkaLogBackend.tail` follows several topics with one consumer).
 6. offset_for_time: binary search over record timestamps (see `KafkaLog.offset_for_time`).
 7. partition_for: Kafka's default partitioner (murmur2 of the key bytes), so a job enqueued
    by kcat or a Java producer lands on the partition jobledger expects.
@@ -455,26 +456,8 @@ class KafkaLog:
     ) -> AsyncIterator[list[Record]]:
         """Batches of records from `positions` on. A consumer of its own long-polls the
         broker: getmany returns as soon as a fetch brings records, so nothing sleeps."""
-        for partition in positions:
-            self._check_partition(partition)
-        tps = {TopicPartition(self.kafka_topic, p): o for p, o in positions.items()}
-        consumer = await self._backend.consumer(self._backend.config.fetch_max_wait_ms)
-        try:
-            consumer.assign(list(tps))
-            for tp, offset in tps.items():
-                consumer.seek(tp, offset)
-            while True:
-                try:
-                    fetched = await consumer.getmany(
-                        *tps, timeout_ms=TAIL_POLL_MS, max_records=limit
-                    )
-                except OffsetOutOfRangeError as error:
-                    raise LogError(f"tail of {self.kafka_topic}: {error!r}") from error
-                batch = [_to_record(m) for tp in sorted(fetched) for m in fetched[tp]]
-                if batch:
-                    yield batch
-        finally:
-            await self._backend.stop_consumer(consumer)
+        async for batches in self._backend.tail({self._role: positions}, limit):
+            yield batches[self._role]
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -686,6 +669,43 @@ class KafkaLogBackend:
                 ) from error
             raise
         return consumer
+
+    async def tail(
+        self, positions: Mapping[str, Mapping[int, int]], limit: int = 5000
+    ) -> AsyncIterator[dict[str, list[Record]]]:
+        """KafkaLog.tail of several topics at once: `positions` maps role -> partition ->
+        offset; each batch maps the roles it has records of to them. One consumer for
+        them all, so one fetch request asks every topic: an API node follows four topics,
+        and a consumer per topic polled the broker four times as often (mostly for topics
+        without news: at 10 ms a poll, 17 % of a core of the idle API node and a quarter
+        of the broker's)."""
+        kafka_topics = {self.config.topic_name(role): role for role in positions}
+        tps = {}
+        for role, starts in positions.items():
+            log = self.topic(role)
+            for partition, offset in starts.items():
+                log._check_partition(partition)
+                tps[TopicPartition(log.kafka_topic, partition)] = offset
+        consumer = await self.consumer(self.config.fetch_max_wait_ms)
+        try:
+            consumer.assign(list(tps))
+            for tp, offset in tps.items():
+                consumer.seek(tp, offset)
+            while True:
+                try:
+                    fetched = await consumer.getmany(*tps, timeout_ms=TAIL_POLL_MS,
+                                                     max_records=limit)  # fmt: skip
+                except OffsetOutOfRangeError as error:
+                    raise LogError(f"tail of {', '.join(kafka_topics)}: {error!r}") from error
+                batches: dict[str, list[Record]] = {}
+                for tp in sorted(fetched):
+                    if fetched[tp]:
+                        batch = batches.setdefault(kafka_topics[tp.topic], [])
+                        batch += map(_to_record, fetched[tp])
+                if batches:
+                    yield batches
+        finally:
+            await self.stop_consumer(consumer)
 
     async def stop_consumer(self, consumer: AIOKafkaConsumer) -> None:
         self._consumers.discard(consumer)

@@ -1,9 +1,10 @@
 """The projection host of the Kafka mode: each read model follows its topic with aiokafka.
 
-The same loop as the embedded host (projections/projector.py): one tail per model's topic
-(`KafkaLog.tail`: a consumer of its own, assigned every partition, handing over what each
-`getmany` brings) and `Projector.apply` of each batch: the same pure reducers, the same
-store, rows and checkpoint in one SQLite transaction. Every API node materialises ALL
+The same loop as the embedded host (projections/projector.py): a tail of the models'
+topics (`KafkaLogBackend.tail`: one consumer assigned every partition of the four topics,
+handing over what each `getmany` brings) and `Projector.apply` of each batch, model by
+model: the same pure reducers, the same store, rows and checkpoint in one SQLite
+transaction. Every API node materialises ALL
 partitions of every topic into a read-model file of its own; the tail starts at the read
 model's checkpoints, which are the only positions kept (no consumer group, no committed
 offsets).
@@ -94,12 +95,11 @@ class LogProjections:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._tasks = [spawn(self._follow(model, role), f"project-{model}")
-                       for model, role in TOPIC_OF_MODEL.items()]  # fmt: skip
+        self._tasks = [spawn(self._follow(), "projections")]
 
     def crashed(self) -> list[str]:
-        """As in the embedded host, a model whose batch failed stops (the projector does
-        not apply past a failed write) and /health reports it."""
+        """As in the embedded host, the projections stop at a batch that failed (the
+        projector does not apply past a failed write), and /health reports it."""
         return crashed(self._tasks)
 
     async def stop(self) -> None:
@@ -108,14 +108,23 @@ class LogProjections:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    async def _follow(self, model: str, role: str) -> None:
-        topic = self.backend.topic(role)
-        # Name every partition: the checkpoint holds only partitions already applied.
-        done = self.projector.positions[model]
-        async for records in topic.tail({p: done.get(p, 0) for p in range(topic.partitions)}):
-            bad = undecodable(role, records)
-            if bad:
-                await self.dead_letters.send(role, bad)  # before the checkpoint moves past them
-            # Written before the next batch is taken: what arrives meanwhile is fetched
-            # in the background and makes the next batch, and its transaction, bigger.
-            await self.projector.apply(model, records)
+    async def _follow(self) -> None:
+        """One tail of every model's topic (one consumer: KafkaLogBackend.tail), from the
+        checkpoints; each batch is applied model by model."""
+        starts = {}
+        for model, role in TOPIC_OF_MODEL.items():
+            done = self.projector.positions[model]
+            # Name every partition: the checkpoint holds only partitions already applied.
+            starts[role] = {p: done.get(p, 0) for p in range(self.backend.topic(role).partitions)}
+        async for batches in self.backend.tail(starts):
+            for model, role in TOPIC_OF_MODEL.items():
+                if role in batches:
+                    await self._apply(model, role, batches[role])
+
+    async def _apply(self, model: str, role: str, records: list[Record]) -> None:
+        bad = undecodable(role, records)
+        if bad:
+            await self.dead_letters.send(role, bad)  # before the checkpoint moves past them
+        # Written before the next batch is taken: what arrives meanwhile is fetched in the
+        # background and makes the next batch, and its transaction, bigger.
+        await self.projector.apply(model, records)
