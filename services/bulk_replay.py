@@ -9,9 +9,9 @@ writes the summed stats. The jobs model is per partition (a job's events all sha
 partition), so the partitions can be folded in separate processes, each on its own core.
 
 Memory: a finished job's row is written at the end of the chunk it finished in and its
-state dropped; only its id is kept, so that a later event of it (a requeue, a duplicate
-enqueue) reads the state back from the worker's file. Unfinished jobs stay in memory
-until the end of their partition.
+state dropped; a later event of it (a requeue, a duplicate enqueue) reads it back from
+the file, as the projector reads a job that is not in its cache. Unfinished jobs stay in
+memory until the end of their partition, when they are written too.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from .log import Record
 from .sqlite_log import read_partition
 
 CHUNK = 50_000  # records read, folded and written at a time
+_IN_CHUNK = 900  # ids per IN (...) query (SQLite's limit of variables was 999)
 _QUEUE_EVENTS = (QueuePaused, QueueResumed)
 # A worker's file is scratch: a crash means replaying again, so no journal at all.
 _PRAGMAS = ("PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-65536")
@@ -97,10 +98,10 @@ class _PartitionFold:
         self.jobs: dict[str, JobState] = {}  # the states in memory
         self.before: dict[str, JobState | None] = {}  # each one's state when it came in
         self.unwritten: dict[str, int] = {}  # unfinished job -> offset of its last change
-        self.written: set[str] = set()  # finished jobs written and dropped from memory
 
     def chunk(self, rows: list[tuple[int, str, bytes]]) -> None:
         envs, bad = self._decode(rows)
+        self._read_back(envs)
         changed, runs, events = self._fold(envs)
         self._write(changed, runs, events, bad)
         if self.keys != ("", None):
@@ -136,7 +137,7 @@ class _PartitionFold:
         """fold_jobs' bookkeeping for a replay from empty: the status stats are counted
         when a job is written (from its state when it came into memory to its last), and
         a run's row is built once per chunk from its latest state."""
-        jobs, before, written = self.jobs, self.before, self.written
+        jobs, before = self.jobs, self.before
         stats, queue_events, partition = self.folded.stats, self.folded.queue_events, self.partition
         get = jobs.get
         changed: dict[str, int] = {}  # job -> offset of its last change
@@ -150,8 +151,6 @@ class _PartitionFold:
             job_id = event.job_id  # type: ignore[union-attr]
             events.append((job_id, partition, env.offset))
             old = get(job_id)
-            if old is None and job_id in written:
-                old = self._revive(job_id)
             new = reduce_job(old, env)
             if new is old or new is None:
                 continue
@@ -165,18 +164,24 @@ class _PartitionFold:
                 runs[(job_id, new.attempt)] = new
         return changed, runs, events
 
-    def _revive(self, job_id: str) -> JobState:
-        """The state of a finished job already written, read back for a later event."""
-        state = job_from_row(self.conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone())
-        self.written.discard(job_id)
-        self.jobs[job_id] = self.before[job_id] = state
-        return state
+    def _read_back(self, envs: list[Envelope]) -> None:
+        """Bring back into memory the jobs written already (finished in an earlier chunk,
+        or in an earlier partition) that envs name."""
+        jobs = self.jobs
+        missing = [job_id for job_id in {e.event.job_id for e in envs  # type: ignore[union-attr]
+                                         if not isinstance(e.event, _QUEUE_EVENTS)}
+                   if job_id not in jobs]
+        for i in range(0, len(missing), _IN_CHUNK):
+            ids = missing[i : i + _IN_CHUNK]
+            for row in self.conn.execute(
+                    f"SELECT * FROM jobs WHERE job_id IN ({','.join('?' * len(ids))})", ids):
+                jobs[row[0]] = self.before[row[0]] = job_from_row(row)
 
     def _write(self, changed: dict[str, int], runs: dict[tuple[str, int], JobState],
                events: list[tuple[str, int, int]], bad: list[Undecodable]) -> None:
         """Write the jobs that finished in this chunk (and drop them from memory), the
         chunk's runs, audit trail and quarantined records."""
-        jobs, before, unwritten, written = self.jobs, self.before, self.unwritten, self.written
+        jobs, before, unwritten = self.jobs, self.before, self.unwritten
         stats = self.folded.stats
         rows = []
         for job_id, offset in changed.items():
@@ -186,7 +191,6 @@ class _PartitionFold:
                 stats.add_status(before.pop(job_id), state)
                 del jobs[job_id]
                 unwritten.pop(job_id, None)
-                written.add(job_id)
             else:
                 unwritten[job_id] = offset
                 jobs[job_id] = detached(state)  # kept across chunks: not a view of its record
@@ -194,7 +198,9 @@ class _PartitionFold:
         # OR REPLACE: a finished job read back for a later event is written again, and a
         # run's row once per chunk it changed in.
         tx.rows("INSERT OR REPLACE INTO jobs", rows)
-        tx.rows("INSERT INTO job_events", events, nulls=False)
+        # OR IGNORE: one job's events in two partitions may share an offset; the first
+        # partition's stay, as with the projector.
+        tx.rows("INSERT OR IGNORE INTO job_events", events, nulls=False)
         tx.rows("INSERT OR REPLACE INTO runs", [run_row(s) for s in runs.values()])
         tx.many("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
                 [(JOBS, b.partition, b.offset, b.key, b.error, b.value) for b in bad])

@@ -23,6 +23,8 @@ from jobledger.schemas import (
     JobEnqueued,
     JobLogged,
     JobPicked,
+    JobRequeued,
+    JobSucceeded,
     LogLevel,
     WorkerHeartbeat,
     WorkerStarted,
@@ -122,6 +124,29 @@ def test_a_log_whose_keys_are_not_the_job_ids_is_replayed_by_the_projector(tmp_p
         finally:
             await backend.close()
         return await live_and_bulk(tmp_path, [], processes=2)
+
+    live, bulk = asyncio.run(scenario())
+    assert bulk == live
+
+
+def test_a_job_whose_events_span_two_partitions_is_folded_as_the_projector_does(tmp_path: Path) -> None:
+    """The projector applies partition after partition to one store, so a job finished in
+    one partition is requeued by an event in the next; the bulk fold reads it back too."""
+    job = "job-x"
+    lives = [JobEnqueued(job_id=job, task_type="t"),
+             JobPicked(job_id=job, attempt=1, worker_id="w", lease_expires_at=at(99)),
+             JobSucceeded(job_id=job, attempt=1)]
+    again = [JobRequeued(job_id=job, task_type="t", attempt=1), JobEnqueued(job_id=job, task_type="t")]
+
+    async def scenario() -> tuple[dict[str, str], dict[str, str]]:
+        backend = await open_log(tmp_path / "log.db")
+        try:
+            await backend.topic(JOBS).append(
+                [Entry(job, encode(envelope(e, i)), 0) for i, e in enumerate(lives)]
+                + [Entry(job, encode(envelope(e, 10 + i)), 1) for i, e in enumerate(again)])
+        finally:
+            await backend.close()
+        return await live_and_bulk(tmp_path, [], processes=0)
 
     live, bulk = asyncio.run(scenario())
     assert bulk == live
