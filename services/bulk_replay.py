@@ -2,11 +2,11 @@
 
 A replay starts from empty read models, so it need not write each batch's changes as the
 live projector does (upserts of every changed job, stats rows updated batch by batch).
-Here each partition of the jobs topic is folded with the same reducer (reduce_job) into
-the final state of each job, which is written once, with plain INSERTs, into a file of
-the worker's own; the parent merges the files (INSERT ... SELECT, in SQLite's C) and
-writes the summed stats. The jobs model is per partition (a job's events all share its
-partition), so the partitions can be folded in separate processes, each on its own core.
+Here the jobs topic is folded with the same reducer (reduce_job) into the final state of
+each job, which is written once. A job's events all carry its id as their key, so the
+jobs can be split by key between worker processes, each on its own core, each folding
+every partition for its range of keys; the parent merges their files (INSERT ... SELECT,
+in SQLite's C) and writes the summed stats.
 
 Memory: a finished job's row is written at the end of the chunk it finished in and its
 state dropped; a later event of it (a requeue, a duplicate enqueue) reads it back from
@@ -40,7 +40,8 @@ from .sqlite_log import read_partition
 CHUNK = 50_000  # records read, folded and written at a time
 _IN_CHUNK = 900  # ids per IN (...) query (SQLite's limit of variables was 999)
 _QUEUE_EVENTS = (QueuePaused, QueueResumed)
-# A worker's file is scratch: a crash means replaying again, so no journal at all.
+# A worker's file is scratch, or the <out>.building file: a crash means replaying again,
+# so no journal at all.
 _PRAGMAS = ("PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-65536")
 
 @dataclass
