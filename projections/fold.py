@@ -67,7 +67,7 @@ def fold_jobs(
         positions[job_id] = (env.partition, env.offset)
         if ended_run(old, new):
             stats.add_run_end(new)
-        if new.attempt and (old is None or _run_of(old) != _run_of(new)):
+        if new.attempt and (old is None or run_of(old) != run_of(new)):
             runs[(job_id, new.attempt)] = new
     for job_id, old in before.items():
         stats.add_status(old, changed[job_id])
@@ -87,7 +87,7 @@ def _fold_queue(env: Envelope, event: QueuePaused | QueueResumed,
         queues[event.queue] = change.queues[event.queue] = new
 
 
-def _run_of(s: JobState) -> tuple[Any, ...]:
+def run_of(s: JobState) -> tuple[Any, ...]:
     """The fields of the latest run. A change that leaves them alone (a requeue, a cancel
     request) must not rewrite the run row: a requeue clears the job's error, and the ended
     run would lose its own."""

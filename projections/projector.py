@@ -166,7 +166,7 @@ class Projector:
         for rec in fresh:
             positions[rec.partition] = rec.offset + 1
         envs, bad = decode_batch(fresh)
-        envs, misplaced = _split_misplaced(envs, TOPIC_OF_MODEL[model], fresh)
+        envs, misplaced = split_misplaced(envs, TOPIC_OF_MODEL[model], fresh)
         bad += misplaced
         if model == "jobs":
             await self._fold_and_write_jobs(envs, positions, bad)
@@ -282,7 +282,7 @@ class Projector:
 _event_of = attrgetter("event")
 
 
-def _split_misplaced(
+def split_misplaced(
     envs: list[Envelope], topic: str, records: Sequence[Record]
 ) -> tuple[list[Envelope], list[Undecodable]]:
     """Events that decode but belong on another topic are quarantined like undecodable ones."""

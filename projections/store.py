@@ -29,9 +29,13 @@ from .schedules import ScheduleState, schedule_from_row, schedule_row
 from .rows import job_from_row, job_row, queue_row, worker_from_row, worker_row
 from .workers import WorkerState
 
-def _sql(name: str) -> str:
+
+def sql_file(name: str) -> str:
+    """The text of one of the package's SQL files (schema.sql, indexes.sql)."""
     return resources.files("jobledger.projections").joinpath(name).read_text()
-_IN_CHUNK = 900  # ids per IN (...) query
+
+
+IN_CHUNK = 900  # ids per IN (...) query (SQLite's limit of variables was 999)
 _LIVE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 _BULK_PRAGMAS = ("PRAGMA journal_mode=MEMORY", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-131072")
 _CHECKSUM_CHUNK = 10_000  # rows hashed at a time
@@ -137,15 +141,15 @@ class ReadModelStore:
         db = await aiosqlite.connect(path, isolation_level=None)
         for pragma in _BULK_PRAGMAS if bulk else _LIVE_PRAGMAS:
             await db.execute(pragma)
-        await db.executescript(_sql("schema.sql"))
+        await db.executescript(sql_file("schema.sql"))
         if not bulk:
-            await db.executescript(_sql("indexes.sql"))
+            await db.executescript(sql_file("indexes.sql"))
         return cls(db, Path(path))
 
     async def finish_bulk(self) -> None:
         """Build the secondary indexes in one pass each and leave the file as a live store
         is (WAL, synchronous=NORMAL)."""
-        await self.db.executescript(_sql("indexes.sql"))
+        await self.db.executescript(sql_file("indexes.sql"))
         for pragma in _LIVE_PRAGMAS:
             await self.db.execute(pragma)
 
@@ -189,8 +193,8 @@ class ReadModelStore:
 
     async def _select_in(self, sql: str, keys: Sequence[str]) -> list[Any]:
         out: list[Any] = []
-        for i in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[i : i + _IN_CHUNK]
+        for i in range(0, len(keys), IN_CHUNK):
+            chunk = keys[i : i + IN_CHUNK]
             out.extend(await self.db.execute_fetchall(sql.format(",".join("?" * len(chunk))), chunk))
         return out
 

@@ -24,12 +24,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobledger.projections.fold import _run_of
+from jobledger.projections.fold import run_of
 from jobledger.projections.jobs import JobState, detached, reduce_job
-from jobledger.projections.projector import _split_misplaced
+from jobledger.projections.projector import split_misplaced
 from jobledger.projections.rows import job_from_row, job_row, run_row
 from jobledger.projections.stats import StatsDelta, ended_run
-from jobledger.projections.store import Transaction, _sql
+from jobledger.projections.store import IN_CHUNK, Transaction, sql_file
 from jobledger.schemas import JOBS, Envelope, QueuePaused, QueueResumed
 from jobledger.schemas.codec import Undecodable, UndecodableRecord, decode
 from jobledger.schemas.lifecycle import TERMINAL
@@ -38,7 +38,6 @@ from .log import Record
 from .sqlite_log import read_partition
 
 CHUNK = 50_000  # records read, folded and written at a time
-_IN_CHUNK = 900  # ids per IN (...) query (SQLite's limit of variables was 999)
 _QUEUE_EVENTS = (QueuePaused, QueueResumed)
 # A worker's file is scratch, or the <out>.building file: a crash means replaying again,
 # so no journal at all.
@@ -70,7 +69,7 @@ def fold_partitions(
     try:
         for pragma in _PRAGMAS:
             conn.execute(pragma)
-        conn.executescript(_sql("schema.sql"))
+        conn.executescript(sql_file("schema.sql"))
         folded = Folded()
         conn.execute("BEGIN")
         for partition, end in partitions:
@@ -83,7 +82,7 @@ def fold_partitions(
             folded.positions[partition] = end
         conn.execute("COMMIT")
         if indexes:
-            conn.executescript(_sql("indexes.sql"))
+            conn.executescript(sql_file("indexes.sql"))
         return folded
     finally:
         conn.close()
@@ -129,7 +128,7 @@ class _PartitionFold:
                 bad.append(Undecodable(partition, offset, key, value, str(exc)))
         # The records are only looked at when some event is on the wrong topic.
         records = (Record(partition, offset, 0, key, value) for offset, key, value in rows)
-        good, misplaced = _split_misplaced(good, JOBS, records)  # type: ignore[arg-type]
+        good, misplaced = split_misplaced(good, JOBS, records)  # type: ignore[arg-type]
         return good, bad + misplaced
 
     def _fold(self, envs: Iterable[Envelope]) -> tuple[
@@ -161,7 +160,7 @@ class _PartitionFold:
             changed[job_id] = env.offset
             if ended_run(old, new):
                 stats.add_run_end(new)
-            if new.attempt and (old is None or _run_of(old) != _run_of(new)):
+            if new.attempt and (old is None or run_of(old) != run_of(new)):
                 runs[(job_id, new.attempt)] = new
         return changed, runs, events
 
@@ -172,8 +171,8 @@ class _PartitionFold:
         missing = [job_id for job_id in {e.event.job_id for e in envs  # type: ignore[union-attr]
                                          if not isinstance(e.event, _QUEUE_EVENTS)}
                    if job_id not in jobs]
-        for i in range(0, len(missing), _IN_CHUNK):
-            ids = missing[i : i + _IN_CHUNK]
+        for i in range(0, len(missing), IN_CHUNK):
+            ids = missing[i : i + IN_CHUNK]
             for row in self.conn.execute(
                     f"SELECT * FROM jobs WHERE job_id IN ({','.join('?' * len(ids))})", ids):
                 jobs[row[0]] = self.before[row[0]] = job_from_row(row)
