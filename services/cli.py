@@ -146,8 +146,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _run_client(coro_fn: Any) -> int:
-    import httpx
-
     from .client import ClientError
 
     try:
@@ -155,7 +153,7 @@ def _run_client(coro_fn: Any) -> int:
     except ClientError as exc:
         print(f"error: {exc} ({exc.code})", file=sys.stderr)
         return 1
-    except (OSError, httpx.HTTPError) as exc:
+    except OSError as exc:  # ServerUnreachable among them
         print(f"error: cannot reach the server: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -6,6 +6,10 @@
 
 Arguments are validated here with the server's own rules, so a bad one fails before any
 request is sent, with the same message naming the field.
+
+HTTP goes through aiohttp: one keep-alive session per Client. httpx's AsyncClient took
+3-4 ms more a request here than aiohttp's (POST /api/v1/tasks one at a time against
+`jobledger serve`, p50 5.7 vs 1.7 ms under uvloop; the server's own share: 1.25 ms).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 
 from jobledger.schemas.api import MAX_BATCH, BatchRequest, TaskRequest
@@ -37,9 +41,20 @@ class ClientError(Exception):
         self.field = body.get("field")
 
 
+class ServerUnreachable(ConnectionError):
+    """No answer from the server: it refused the connection, dropped it, or took longer
+    than the client's timeout. A write may or may not have happened (use an idempotency
+    key to retry an enqueue safely)."""
+
+
+_JSON = {"content-type": "application/json"}
+
+
 class Client:
     def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0):
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None  # made in the running loop
 
     async def __aenter__(self) -> Client:
         return self
@@ -48,18 +63,33 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout), raise_for_status=False)
+        return self._session
 
     async def _call(self, method: str, path: str, content: bytes | None = None) -> Any:
-        headers = {"content-type": "application/json"} if content is not None else None
-        response = await self._http.request(method, path, content=content, headers=headers)
-        if response.status_code >= 400:
+        url = self.base_url + path
+        try:
+            async with self._http().request(method, url, data=content,
+                                            headers=_JSON if content is not None else None) as response:
+                body = await response.read()
+        except aiohttp.ClientError as exc:
+            raise ServerUnreachable(f"{method} {url}: {exc or type(exc).__name__}") from exc
+        except TimeoutError:
+            raise ServerUnreachable(f"{method} {url}: no answer within {self.timeout:g} s") from None
+        if response.status >= 400:
             try:
-                body = response.json()
-            except ValueError:
-                body = {"error": response.text}
-            raise ClientError(response.status_code, body)
-        return response.json() if response.content else None
+                error = msgspec.json.decode(body)
+            except msgspec.DecodeError:
+                error = {"error": body.decode(errors="replace")}
+            raise ClientError(response.status, error if isinstance(error, dict) else {"error": str(error)})
+        return msgspec.json.decode(body) if body else None
 
     async def submit(self, task_type: str, payload: Any = None, **options: Any) -> str:
         """Enqueue one task; returns its id (the existing one for a known idempotency_key)."""

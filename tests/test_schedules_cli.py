@@ -11,6 +11,7 @@ import pytest
 from jobledger.services.cli import main
 from jobledger.services.schedules_cli import parse_duration
 
+from .api_harness import demo_server
 from .procs import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -18,12 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("cli") / "j.db", "--demo")
-    try:
-        process.wait_healthy()
+    with demo_server(tmp_path_factory.mktemp("cli")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def run(server: ServerProcess, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

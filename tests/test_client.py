@@ -1,0 +1,144 @@
+"""The Python client (services/client.py) against a real uvicorn server, and the
+`jobledger submit` / `jobledger status` commands against a real `jobledger serve --demo`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobledger.schemas import JobStatus
+from jobledger.services.cli import main
+from jobledger.services.client import Client, ClientError, ServerUnreachable
+from jobledger.services.node import EmbeddedNode
+from jobledger.services.producer import InvalidJob, task_request
+
+from .api_harness import demo_server, handlers
+from .conftest import NodeFactory
+from .harness import settle, wait_until
+from .live_server import live_server
+from .procs import ServerProcess, free_port
+
+
+async def held(make_node: NodeFactory) -> EmbeddedNode:
+    """A node whose queues "default" and "mail" are paused: jobs stay pending."""
+    node = await make_node(handlers, concurrency=1)
+    for queue in ("default", "mail"):
+        await node.commands.set_paused(queue, True)
+    return node
+
+
+async def test_submit_get_and_the_options_reach_the_server(make_node: NodeFactory) -> None:
+    node = await held(make_node)
+    async with live_server(node) as base, Client(base + "/") as client:
+        task_id = await client.submit("echo", {"to": "a@example.com"}, priority=200, queue="mail")
+        task = await client.get(task_id)
+    assert (task["task_id"], task["status"], task["priority"], task["queue"], task["payload"]) == (
+        task_id, "pending", 200, "mail", {"to": "a@example.com"})
+
+
+async def test_an_idempotency_key_returns_the_first_task(make_node: NodeFactory) -> None:
+    node = await held(make_node)
+    async with live_server(node) as base, Client(base) as client:
+        first = await client.submit("echo", 1, idempotency_key="order-7")
+        again = await client.submit("echo", 2, idempotency_key="order-7")
+    assert again == first
+
+
+async def test_submit_many_keeps_the_order_across_requests(make_node: NodeFactory) -> None:
+    node = await held(make_node)
+    tasks = [task_request("echo", i) for i in range(1_005)]  # two batch requests
+    async with live_server(node) as base, Client(base) as client:
+        ids = await client.submit_many(tasks)
+        await settle(node)  # a batch is answered once durable, before the read model has it
+        payloads = [(await client.get(ids[i]))["payload"] for i in (0, 999, 1_000, 1_004)]
+        stats = await client.stats()
+    assert len(set(ids)) == 1_005 and payloads == [0, 999, 1_000, 1_004]
+    assert stats["pending_count"] == 1_005
+
+
+async def test_cancel_and_requeue(make_node: NodeFactory) -> None:
+    node = await held(make_node)
+    async with live_server(node) as base, Client(base) as client:
+        task_id = await client.submit("echo", "x")
+        await client.cancel(task_id)
+        cancelled = (await client.get(task_id))["status"]
+        await client.requeue(task_id)
+        await wait_until(node, task_id, JobStatus.PENDING)
+        requeued = (await client.get(task_id))["status"]
+    assert (cancelled, requeued) == ("cancelled", "pending")
+
+
+async def test_a_refusal_is_a_client_error_with_the_servers_code(make_node: NodeFactory) -> None:
+    node = await held(make_node)
+    async with live_server(node) as base, Client(base) as client:
+        with pytest.raises(ClientError) as missing:
+            await client.get("0190d0e0-0000-7000-8000-000000000000")
+        task_id = await client.submit("echo", "x")
+        with pytest.raises(ClientError) as conflict:
+            await client.requeue(task_id)  # pending: nothing to requeue
+    assert (missing.value.status, missing.value.code) == (404, "NOT_FOUND")
+    assert (conflict.value.status, conflict.value.code) == (409, "CONFLICT")
+
+
+async def test_bad_arguments_fail_before_any_request() -> None:
+    async with Client(f"http://127.0.0.1:{free_port()}") as client:  # nobody listens
+        with pytest.raises(InvalidJob) as bad:
+            await client.submit("echo", priority=256)
+    assert bad.value.field == "priority"
+
+
+async def test_no_server_is_server_unreachable_naming_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with Client(url) as client:
+        with pytest.raises(ServerUnreachable, match=f"POST {url}/api/v1/tasks"):
+            await client.submit("echo")
+
+
+# -- the commands ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with demo_server(tmp_path_factory.mktemp("client")) as process:
+        yield process
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_submit_wait_then_status(server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "submit", "echo", "--payload", '{"a": 1}', "--priority", "7",
+                       "--wait", "--server", server.url)
+    done = json.loads(out)
+    assert code == 0 and (done["status"], done["result"], done["priority"]) == ("completed", {"a": 1}, 7)
+    code, out, _ = run(capsys, "status", done["task_id"], "--server", server.url)
+    assert code == 0 and json.loads(out)["task_id"] == done["task_id"]
+
+
+@pytest.mark.slow
+def test_submit_prints_the_id(server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "submit", "sleep", "--payload", '{"seconds": 0}', "--server", server.url)
+    assert code == 0 and server.http.get(f"/api/v1/tasks/{out.strip()}").status_code == 200
+
+
+@pytest.mark.slow
+def test_status_of_an_unknown_task(server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "status", "no-such-task", "--server", server.url)
+    assert code == 1 and "(NOT_FOUND)" in err and "no-such-task" in err
+
+
+def test_bad_arguments_and_no_server(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    code, _, err = run(capsys, "submit", "echo", "--priority", "300", "--server", url)
+    assert code == 2 and "priority" in err
+    code, _, err = run(capsys, "submit", "echo", "--payload", "{nope", "--server", url)
+    assert code == 2 and "--payload is not JSON" in err
+    code, _, err = run(capsys, "status", "x", "--server", url)
+    assert code == 1 and "cannot reach the server" in err and url in err
