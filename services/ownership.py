@@ -28,7 +28,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from .kafka_log import FETCH_OVERHEAD, KafkaLogBackend, _to_record
+from .kafka_log import FETCH_OVERHEAD, Gaps, KafkaLogBackend, _to_record
 from .log import LogError, Record
 from .partition_state import Snapshot
 from .supervise import crashed, spawn
@@ -91,6 +91,7 @@ class GroupOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
         self.after_assign = after_assign
         self.client_id = client_id  # how the group's members list this process
         self.held: set[int] = set()  # partitions the owner decides for now
+        self._gaps = Gaps(backend.topic(role), {})  # records a fetch skipped, put back
         self._rebuilding: dict[int, asyncio.Task[None]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -143,6 +144,7 @@ class GroupOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._cancel_rebuilds(lost)
         held = self.held & lost
         self.held -= held
+        self._gaps.forget(lost)
         if held:
             log.info("%s: gave up partitions %s of %s", self.group_id, sorted(held), self.role)
         await self.owner.revoke(held)
@@ -174,6 +176,7 @@ class GroupOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
         self.held.add(tp.partition)
         del self._rebuilding[tp.partition]
         self._consumer.seek(tp, snapshot.position)
+        self._gaps.start(tp.partition, snapshot.position)
         self._consumer.resume(tp)
         log.info("%s: took over %s[%d] at offset %d", self.group_id, self.role, tp.partition,
                  snapshot.position)  # fmt: skip
@@ -201,6 +204,7 @@ class GroupOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
         assert self._consumer is not None
         while True:
             fetched = await self._consumer.getmany(timeout_ms=FEED_POLL_MS, max_records=5000)
-            records = [_to_record(m) for tp in sorted(fetched) for m in fetched[tp]]
+            records = await self._gaps.fill([_to_record(m) for tp in sorted(fetched)
+                                             for m in fetched[tp]])
             if records:
                 await self.owner.consume(records)

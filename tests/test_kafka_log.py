@@ -32,6 +32,7 @@ from jobledger.services.kafka_log import (
     JOBS,
     SCHEDULES,
     KafkaConfig,
+    Gaps,
     KafkaLogBackend,
     _settled,
     jobledger_topics,
@@ -77,6 +78,25 @@ async def admin(kafka_broker: TansuBroker) -> AsyncIterator[AIOKafkaAdminClient]
 
 
 # --- topics --------------------------------------------------------------------------------
+
+
+async def test_a_record_a_fetch_skipped_is_read_again(kafka_broker: TansuBroker) -> None:
+    """A fetch can bring offset n + 1 before n (the test broker, two producers appending
+    to one partition): the consumer's position moves past n, and an owner would never
+    see that job's JobEnqueued. Gaps puts such records back, in order."""
+    backend = await KafkaLogBackend.open(_config(kafka_broker), PARTITIONS)
+    try:
+        log = backend.topic("b")
+        await log.append([Entry(f"k{i}", f"v{i}".encode(), partition=0) for i in range(10)])
+        records = await log.read(0, 0, 10)
+        gaps = Gaps(log, {0: 0})
+        fetched = [r for r in records if r.offset not in (0, 5, 6)]  # holes at the start and inside
+        filled = await gaps.fill(fetched)
+        assert [(r.offset, r.value) for r in filled] == [(r.offset, r.value) for r in records]
+        again = await gaps.fill([records[9]])  # already had: passed on, nothing read
+        assert [r.offset for r in again] == [9] and gaps.next[0] == 10
+    finally:
+        await backend.close()
 
 
 async def test_topics_are_created_with_their_partitions_and_configs(
