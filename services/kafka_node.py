@@ -44,13 +44,12 @@ if TYPE_CHECKING:
 PROJECTION_HOSTS = ("aiokafka", "faust")  # what feeds the projector (KafkaNodeConfig)
 
 
-
 @dataclass
 class KafkaNodeConfig:
     """views: this node's read-model file (projections role). catch_up_seconds: how long
     start() waits for the read models to reach the log's end before it returns anyway
     (/health then reports the lag). projection_host: what feeds the projector, "aiokafka"
-    (a tail per topic, services/kafka_projections.py) or "faust" (faust-streaming agents,
+    (one tail of every topic, services/kafka_projections.py) or "faust" (faust-streaming agents,
     services/faust_host.py; about four times the CPU per job, docs/kafka.md)."""
 
     kafka: KafkaConfig

@@ -4,10 +4,9 @@ The same loop as the embedded host (projections/projector.py): a tail of the mod
 topics (`KafkaLogBackend.tail`: one consumer assigned every partition of the four topics,
 handing over what each `getmany` brings) and `Projector.apply` of each batch, model by
 model: the same pure reducers, the same store, rows and checkpoint in one SQLite
-transaction. Every API node materialises ALL
-partitions of every topic into a read-model file of its own; the tail starts at the read
-model's checkpoints, which are the only positions kept (no consumer group, no committed
-offsets).
+transaction. Every API node materialises ALL partitions of every topic into a read-model
+file of its own; the tail starts at the read model's checkpoints, which are the only
+positions kept (no consumer group, no committed offsets).
 
 Why not faust-streaming (services/faust_host.py, still selectable): faust hands records
 to an agent one at a time through its stream machinery, on a consumer thread of its own,
