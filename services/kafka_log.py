@@ -197,15 +197,15 @@ def _to_record(message: ConsumerRecord[bytes, bytes]) -> Record:
 
 
 class Gaps:
-    """Puts back records a fetch skipped. A jobs, logs or workers topic is neither
-    compacted nor transactional, so its offsets follow one another; yet a fetch from the
-    test broker can bring offset n + 1 before n, while another producer's append of n is
-    still being stored, and the consumer's position then moves past n for good (seen in
-    Kafka mode: a job enqueued and never picked, its JobEnqueued skipped by the owner's
-    consumer). So each batch is checked against the next offset expected per partition,
-    and a hole is read again (KafkaLog.read: a consumer of its own) before the batch goes
-    on. What is still missing after READ_AGAIN tries (a compacted topic's real holes) is
-    let go, with a warning."""
+    """Puts back records a fetch skipped. jobledger's topics are neither compacted (the
+    schedules topic included, docs/kafka.md) nor transactional, so offsets follow one
+    another; yet a fetch from the test broker can bring offset n + 1 before n, while
+    another producer's append of n is still being stored, and the consumer's position then
+    moves past n for good (seen in Kafka mode: a job enqueued and never picked, its
+    JobEnqueued skipped by the owner's consumer). So each batch is checked against the
+    next offset expected per partition, and a hole is read again (KafkaLog.read: a
+    consumer of its own) before the batch goes on. What is still missing after READ_AGAIN
+    tries (a topic someone compacted) is let go, with a warning."""
 
     READ_AGAIN = 3
     WAIT_S = 0.01  # between two reads of a hole: the append it misses is being stored

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -134,7 +133,7 @@ def test_status_of_an_unknown_task(server: ServerProcess, capsys: pytest.Capture
     assert code == 1 and "(NOT_FOUND)" in err and "no-such-task" in err
 
 
-def test_bad_arguments_and_no_server(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_bad_arguments_and_no_server(capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     code, _, err = run(capsys, "submit", "echo", "--priority", "300", "--server", url)
     assert code == 2 and "priority" in err
