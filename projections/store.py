@@ -2,8 +2,8 @@
 
 Each batch is written in one transaction together with the model's checkpoint (the next
 offset of each partition), so a batch is applied entirely or not at all, and a record
-below the checkpoint is known to be applied already. The file is a cache of the log:
-synchronous=NORMAL is enough, since what a crash loses is re-applied from the log.
+below the checkpoint is known to be applied already. The file is a cache of the log,
+written without fsyncs and rebuilt after an OS crash (store_file.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .jobs import JobState
 from .queues import QueueState
 from .schedules import ScheduleState, schedule_from_row, schedule_row
 from .rows import job_from_row, job_row, queue_row, worker_from_row, worker_row
+from .store_file import CLOSED, boot_mark, discard_if_crashed, fsync_files
 from .workers import WorkerState
 
 
@@ -36,7 +37,7 @@ def sql_file(name: str) -> str:
 
 
 IN_CHUNK = 900  # ids per IN (...) query (SQLite's limit of variables was 999)
-_LIVE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+_LIVE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=OFF")
 _BULK_PRAGMAS = ("PRAGMA journal_mode=MEMORY", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-131072")
 _CHECKSUM_CHUNK = 10_000  # rows hashed at a time
 _json = msgspec.json.Encoder()
@@ -137,23 +138,35 @@ class ReadModelStore:
         """Open (creating) the read models. bulk: a fresh file being filled by a replay
         (services/replay.py), renamed into place only once complete, so a crash means
         replaying again: no secondary indexes until finish_bulk(), no syncs, the rollback
-        journal in memory (a failed batch still rolls back) and a 128 MiB page cache."""
+        journal in memory (a failed batch still rolls back) and a 128 MiB page cache.
+        Live: a file an OS crash may have damaged is rebuilt (store_file.py)."""
+        path = Path(path)
+        if not bulk:
+            discard_if_crashed(path)
         db = await aiosqlite.connect(path, isolation_level=None)
+        if not bulk:  # durably marked open before any write without an fsync
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute(f"PRAGMA user_version = {boot_mark()}")
         for pragma in _BULK_PRAGMAS if bulk else _LIVE_PRAGMAS:
             await db.execute(pragma)
         await db.executescript(sql_file("schema.sql"))
         if not bulk:
             await db.executescript(sql_file("indexes.sql"))
-        return cls(db, Path(path))
+        return cls(db, path)
 
     async def finish_bulk(self) -> None:
         """Build the secondary indexes in one pass each and leave the file as a live store
-        is (WAL, synchronous=NORMAL)."""
+        is (WAL, synchronous=OFF; close() makes it durable)."""
         await self.db.executescript(sql_file("indexes.sql"))
         for pragma in _LIVE_PRAGMAS:
             await self.db.execute(pragma)
 
     async def close(self) -> None:
+        """Make every page durable, then mark the file closed (durably too)."""
+        await self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        await self.db.execute("PRAGMA synchronous=FULL")
+        fsync_files(self.path)
+        await self.db.execute(f"PRAGMA user_version = {CLOSED}")
         await self.db.close()
 
     async def checkpoints(self, model: str) -> dict[int, int]:

@@ -99,7 +99,6 @@ class Dispatcher:
                                  freed=self._schedule_fill)
         self.timers = Timers(clock, self._fire)
         self._in_flight: set[str] = set()  # picks appended, not yet read back
-        self._picking = 0  # picks appended, not yet durable: each will take a slot
         self._decided: dict[str, int] = {}  # job -> latest attempt whose end is appended
         # Finished jobs are dropped from self.jobs, but a job enqueued with an idempotency
         # key can be enqueued again. The recent ones are remembered here (bounded); older
@@ -340,10 +339,9 @@ class Dispatcher:
         self._fill_scheduled = False
         if self._stopping:
             return  # a slot freed during the shutdown grace stays free
-        # A slot is held by a running attempt or by a pick not yet durable (it runs once it
-        # is), not by a pick not yet read back: its handler may be long done (in Kafka mode
-        # the read-back comes a fetch later, and slots waited for it).
-        free = self.executor.free - self._picking
+        # A slot is held by a running attempt, not by a pick not yet read back: its handler
+        # may be long done (in Kafka mode the read-back comes a fetch later).
+        free = self.executor.free
         now = self.clock.now()
         lease = now + timedelta(seconds=self.config.lease_seconds)
         while free > 0:
@@ -356,24 +354,33 @@ class Dispatcher:
             if job.cancel_requested:
                 continue
             self._in_flight.add(job_id)
-            self._picking += 1
             free -= 1
             attempt = job.attempt + 1
             picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
                                lease_expires_at=lease)
             self.publisher.publish_then(
                 picked, job_id, lambda _, error, job=job, attempt=attempt: self._picked(error, job, attempt))
+            # Run it now, not once the pick is durable: that saves a commit (an fsync) from
+            # every job's enqueue->start. Whatever the handler appends queues behind the pick
+            # on the same log, so no outcome is recorded before its pick. Should the process
+            # die before the pick is durable, the job is still pending on restart and runs
+            # again: at-least-once, as after a crash mid-handler.
+            self.executor.start(job, attempt)
 
     def _picked(self, error: BaseException | None, job: JobState, attempt: int) -> None:
-        self._picking -= 1
-        if error is not None:
-            self._in_flight.discard(job.job_id)  # not recorded: it stays pending
-            self.ready.push(job)
+        """The pick's append ended. Had it failed, the attempt does not exist: its handler is
+        stopped, any end it reported is forgotten (a stale event, should it be recorded),
+        and the job is pending again."""
+        if error is None:
             return
-        if self._stopping:
-            return  # the executor is stopping: the lease expires and the owner retries it
-        # Durable: the attempt exists in the log. Run it now rather than after the echo.
-        self.executor.start(job, attempt)
+        job_id = job.job_id
+        if self.executor.is_running(job_id, attempt):
+            self.executor.cancel(job_id, report=False)
+        if self._decided.get(job_id) == attempt:
+            del self._decided[job_id]
+        self._in_flight.discard(job_id)
+        self.ready.push(job)
+        self._schedule_fill()
 
     # -- outcomes -------------------------------------------------------------------------
 

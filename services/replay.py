@@ -21,6 +21,7 @@ from jobledger.projections.projector import TOPIC_OF_MODEL, Projector
 from jobledger.projections.queues import QueueState, reduce_queue
 from jobledger.projections.stats import StatsDelta
 from jobledger.projections.store import ReadModelStore
+from jobledger.projections.store_file import remove_db, remove_sidecars
 from jobledger.schemas import JOBS, LOGS, WORKERS, Envelope
 
 from .bulk_replay import Folded, fold_partitions
@@ -86,7 +87,7 @@ async def rebuild_from(
     bulk), and renamed over out only once complete: a crash or an error leaves out as it
     was, and the half-built file is only ever replayed again, never read."""
     building = Path(f"{out}.building")
-    _remove_db(building)
+    remove_db(building)
     try:
         store = await ReadModelStore.open(building, bulk=True)
         try:
@@ -94,10 +95,10 @@ async def rebuild_from(
             await store.finish_bulk()
         finally:
             await store.close()
-        _remove_sidecars(out)  # SQLite would apply out's old -wal to the new file
+        remove_sidecars(out)  # SQLite would apply out's old -wal to the new file
         os.replace(building, out)
     except BaseException:
-        _remove_db(building)
+        remove_db(building)
         raise
     finally:
         await backend.close()
@@ -144,7 +145,7 @@ class _BulkJobs:
         files = [store.path, *self.scratch]
         try:
             for path in self.scratch:
-                _remove_db(path)
+                remove_db(path)
             if workers == 1 and not self.processes:
                 folded = [await asyncio.to_thread(fold_partitions, self.log, store.path, partitions,
                                                   keys[0], True)]
@@ -190,7 +191,7 @@ class _BulkJobs:
             if worker.returncode is None:
                 worker.kill()
         for path in self.scratch:
-            _remove_db(path)
+            remove_db(path)
 
     async def _merge(self, folded: list[Folded], store: ReadModelStore) -> None:
         """Copy the other workers' rows into the store, then write the summed stats, the
@@ -251,16 +252,6 @@ def _queues(events: Iterable[Envelope]) -> dict[str, QueueState]:
         if state is not None:
             queues[name] = state
     return queues
-
-
-def _remove_db(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    _remove_sidecars(path)
-
-
-def _remove_sidecars(path: Path) -> None:
-    for suffix in ("-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 async def checksums(views: Path) -> dict[str, str]:

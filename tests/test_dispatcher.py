@@ -14,12 +14,15 @@ import pytest
 
 from jobledger.projections.jobs import LEASE_EXPIRED_ERROR, JobState
 from jobledger.schemas import (
+    JOBS,
     Actor,
     ActorKind,
     JobCancelRequested,
+    JobPicked,
     JobStatus,
     JobSucceeded,
     RunStatus,
+    decode,
 )
 from jobledger.schemas.common import to_ms
 from jobledger.services.app import App
@@ -27,6 +30,7 @@ from jobledger.services.clock import ManualClock
 from jobledger.services.commands import CancelOutcome, Conflict
 from jobledger.services.context import JobContext
 from jobledger.services.demo import demo
+from jobledger.services.log import LogError
 from jobledger.services.node import EmbeddedNode
 from jobledger.services.producer import job_id_for_key, task_request
 from tests.harness import (
@@ -654,3 +658,49 @@ async def test_a_stopping_node_picks_no_new_job(make_node: NodeFactory) -> None:
     done = await wait_until(second, queued, S.COMPLETED)
     assert (done.attempt, done.retry_count) == (1, 0)
     assert (await job(second, blocker)).status == S.COMPLETED
+
+
+async def test_a_pick_whose_append_fails_stops_its_handler_and_the_job_runs_again(
+    make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handlers start as their pick is appended, before it is durable (the dispatcher's
+    _fill). A pick the log refuses never existed: its handler is stopped, whatever end it
+    reported changes nothing, and the job is picked again under the same attempt."""
+    app = App()
+    started: list[int] = []
+    stopped: list[int] = []
+    proceed = asyncio.Event()
+
+    @app.job("once_proceeded")
+    async def once_proceeded(ctx: JobContext, payload: Any) -> int:
+        started.append(ctx.attempt)
+        try:
+            await proceed.wait()
+        except asyncio.CancelledError:
+            stopped.append(ctx.attempt)
+            raise
+        return len(started)
+
+    node = await make_node(app)
+    log = node.backend.topic(JOBS)
+    append = log.append
+    refused: list[str] = []
+
+    async def refuse_the_first_pick(entries: Any) -> Any:
+        if not refused and any(isinstance(decode(e.value).event, JobPicked) for e in entries):
+            refused.append("JobPicked")
+            await asyncio.sleep(0)  # the handler has started meanwhile
+            raise LogError("disk full")
+        return await append(entries)
+
+    monkeypatch.setattr(log, "append", refuse_the_first_pick)
+    job_id = await enqueue(node, "once_proceeded")
+    await settle(node)
+    proceed.set()
+    done = await wait_until(node, job_id, S.COMPLETED)
+
+    assert refused == ["JobPicked"] and started == [1, 1] and stopped == [1]
+    assert (done.attempt, done.retry_count) == (1, 0)
+    assert msgspec.json.decode(done.result) == 2  # the second run's
+    types = [type(e.event).__name__ for e in await history(node, job_id)]
+    assert types == ["JobEnqueued", "JobPicked", "JobSucceeded"]
