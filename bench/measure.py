@@ -4,10 +4,12 @@ open-loop load, and bounded waits for things another process does."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -33,6 +35,19 @@ def percentile(samples: Sequence[float], q: float) -> float:
 def latency_ms(samples_s: Sequence[float]) -> dict[str, float]:
     """p50 and p99 of latencies given in seconds, in milliseconds."""
     return {"p50_ms": percentile(samples_s, 50) * 1000, "p99_ms": percentile(samples_s, 99) * 1000}
+
+
+@contextmanager
+def no_gc_pauses() -> Iterator[None]:
+    """The collector off while a latency is measured: a full collection of the benchmark's
+    own heap stops its event loop for tens of ms, a pause every system would be blamed for."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 async def steady(rate: float, batches: int, send: Callable[[int], Awaitable[None]]) -> float:

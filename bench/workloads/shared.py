@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bench.env import Env
-from bench.measure import latency_ms, steady
+from bench.measure import latency_ms, no_gc_pauses, steady
 from bench.recorder import job_payload, read_recorded
 from bench.system import System
 
@@ -91,7 +91,8 @@ async def latency(system: System, env: Env, rate: int, batch: int = 1) -> dict[s
             else:
                 await session.submit_batch([payload] * batch)
 
-        achieved = await steady(rate / batch, calls, send) * batch
+        with no_gc_pauses():
+            achieved = await steady(rate / batch, calls, send) * batch
         recorded = await read_recorded(out, 120 + env.sizes.latency_seconds, session.check_running)
     return {**latency_ms(recorded.start_latencies()),
             "details": {"jobs": jobs, "jobs_per_call": batch, "achieved_jobs_per_s": round(achieved, 1)}}
