@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -35,6 +35,9 @@ TYPES_OF_TOPIC = {
 _QUEUE_EVENTS = (QueuePaused, QueueResumed)
 TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES}
 CATCH_UP_BATCH = 20_000  # records per transaction when catching up
+# Ids of new jobs remembered at most (expect_new): beyond it they are forgotten, which
+# only means a read-model lookup for them (a host that never folds them cannot leak).
+MAX_NEW_JOBS = 100_000
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,21 @@ class Projector:
         self._job_waiters: dict[str, list[tuple[JobPredicate, asyncio.Future[JobState]]]] = {}
         self._writing: asyncio.Future[None] | None = None  # the jobs batch being written
         self._folded_positions: dict[int, int] = {}  # where folding the jobs topic got to
+        self._new_jobs: set[str] = set()  # see expect_new
         # The jobs reducer; the embedded node shares one with its dispatcher (SharedReductions).
         self.reduce: Reducer = reduce_job
+
+    def expect_new(self, job_ids: Iterable[str]) -> None:
+        """Job ids this process has just drawn (fresh UUIDv7s) for jobs it is about to
+        append: no earlier event can name them, so folding them needs no read-model
+        lookup (a trip to aiosqlite's thread and a SELECT per batch, on the enqueue path).
+        Call forget_new with them if their append fails."""
+        if len(self._new_jobs) > MAX_NEW_JOBS:
+            self._new_jobs.clear()
+        self._new_jobs.update(job_ids)
+
+    def forget_new(self, job_ids: Iterable[str]) -> None:
+        self._new_jobs.difference_update(job_ids)
 
     async def load(self) -> None:
         for model in TOPIC_OF_MODEL:
@@ -196,6 +212,10 @@ class Projector:
         # Not `{...} - cache.keys()`: a set minus a keys view walks every cached key.
         wanted = {job_id for e in envs if type(e.event) not in _QUEUE_EVENTS
                   and (job_id := e.event.job_id) not in cache}
+        if self._new_jobs and wanted:
+            new = wanted & self._new_jobs  # known to have no row yet
+            wanted -= new
+            self._new_jobs -= new
         if self._writing is not None and self._writing.done():
             await self.settled()  # raise a failed write's error here, in the follower
         if wanted:

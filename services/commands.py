@@ -70,7 +70,15 @@ class Commands:
         """Append the jobs once durable. With wait_visible (and always for jobs with an
         idempotency key) also wait until the read model shows them, so that a read right
         after sees them and a known key is told apart from a new one."""
-        appended = await self.producer.enqueue(requests, actor)
+        envs = self.producer.envelopes(requests, actor)
+        # Fresh ids: the projector folds them without looking them up in the read model.
+        fresh = [env.key for env in envs if env.event.idempotency_key is None]  # type: ignore[union-attr]
+        self.projector.expect_new(fresh)
+        try:
+            appended = await self.producer.append(envs)
+        except BaseException:
+            self.projector.forget_new(fresh)
+            raise
         out = []
         for env, (partition, offset) in appended:
             event: JobEnqueued = env.event  # type: ignore[assignment]

@@ -151,13 +151,21 @@ class Producer:
         return Envelope(id=ids[1], key=job_id, time=now, actor=actor or self.publisher.actor,
                         event=event)
 
+    def envelopes(self, requests: Sequence[TaskRequest], actor: Actor | None = None) -> list[Envelope]:
+        """One JobEnqueued envelope per request; they share one enqueue time."""
+        now = self.clock.now()
+        ids = iter(uuid7s(2 * len(requests)))
+        return [self.envelope(r, now, (next(ids), next(ids)), actor) for r in requests]
+
     async def enqueue(
         self, requests: Sequence[TaskRequest], actor: Actor | None = None
     ) -> list[tuple[Envelope, tuple[int, int]]]:
         """Append one JobEnqueued per request as one batch; each envelope with its
-        position, once durable. The batch shares one enqueue time."""
-        now = self.clock.now()
-        ids = iter(uuid7s(2 * len(requests)))
-        envs = [self.envelope(r, now, (next(ids), next(ids)), actor) for r in requests]
+        position, once durable."""
+        envs = self.envelopes(requests, actor)
+        return await self.append(envs)
+
+    async def append(self, envs: list[Envelope]) -> list[tuple[Envelope, tuple[int, int]]]:
+        """Append envelopes as one batch; each with its position, once durable."""
         positions = await self.publisher.append_now(JOBS, envs)
         return list(zip(envs, positions, strict=True))

@@ -241,3 +241,29 @@ async def test_the_cache_keeps_waiting_jobs_without_their_records_and_drops_fini
     payload = cache["waiting"].payload
     assert payload.copy() is payload  # owns its bytes: not a view into the record
     assert bytes(payload) == b'{"pad":"' + b"x" * 500 + b'"}'
+
+
+async def test_jobs_expected_new_are_folded_without_a_lookup_and_then_forgotten(
+    backend: SQLiteLogBackend, store: ReadModelStore
+) -> None:
+    # The enqueue path names the ids it has just drawn: their first batch needs no SELECT.
+    looked_up: list[str] = []
+    load_jobs = store.load_jobs
+
+    async def recording_load_jobs(job_ids: Any) -> Any:
+        ids = list(job_ids)
+        looked_up.extend(ids)
+        return await load_jobs(ids)
+
+    store.load_jobs = recording_load_jobs  # type: ignore[method-assign]
+    projector = Projector(backend, store)
+    projector.expect_new(["fresh", "never-appended"])
+    await append(backend, [envelope(JobEnqueued(job_id="fresh", task_type="t"), 0),
+                           envelope(JobEnqueued(job_id="other", task_type="t"), 1)])
+    await projector.catch_up()
+
+    assert looked_up == ["other"]
+    assert await rows(store, "SELECT job_id, status FROM jobs ORDER BY job_id") == [
+        ("fresh", "pending"), ("other", "pending")]
+    projector.forget_new(["never-appended"])  # its append failed
+    assert projector._new_jobs == set()  # noqa: SLF001
