@@ -20,7 +20,7 @@ from jobledger.projections.fold import JobsChange
 from jobledger.projections.projector import TOPIC_OF_MODEL, Projector
 from jobledger.projections.queues import QueueState, reduce_queue
 from jobledger.projections.stats import StatsDelta
-from jobledger.projections.store import ReadModelStore
+from jobledger.projections.store import ReadModelStore, sql_file
 from jobledger.projections.store_file import remove_db, remove_sidecars
 from jobledger.schemas import JOBS, LOGS, WORKERS, Envelope
 
@@ -125,14 +125,13 @@ async def _catch_up(
 
 class _BulkJobs:
     """The jobs model of a SQLite log folded in bulk (services/bulk_replay.py): in worker
-    processes for a big log, or in a thread for a small one. The first worker writes into
-    the store's file itself; the others each into a scratch file next to it, merged in."""
+    processes for a big log, or in a thread for a small one. The workers write into the
+    store's file themselves, in turns."""
 
     def __init__(self, log: Path, processes: int | None):
         self.log = log
         self.processes = processes
         self.workers: list[asyncio.subprocess.Process] = []
-        self.scratch: list[Path] = []
 
     async def fold(self, ends: dict[int, int], projector: Projector, advance: Callable[[int], None]) -> None:
         """Fold the jobs topic up to ends into the projector's store; the projector then
@@ -141,24 +140,23 @@ class _BulkJobs:
         partitions = [(p, end) for p, end in sorted(ends.items()) if end]
         workers = self._processes(sum(ends.values()))
         keys = await asyncio.to_thread(_key_ranges, self.log, dict(partitions), workers)
-        self.scratch = [Path(f"{store.path}-{i}") for i in range(1, len(keys))]
-        files = [store.path, *self.scratch]
         try:
-            for path in self.scratch:
-                remove_db(path)
             if workers == 1 and not self.processes:
                 folded = [await asyncio.to_thread(fold_partitions, self.log, store.path, partitions,
                                                   keys[0], True)]
                 advance(sum(ends.values()))
             else:
+                # Kept up to date by the workers as they write (their turns overlap the
+                # other's folding) rather than built by the parent alone at the end.
+                await store.db.executescript(sql_file("indexes.sql"))
                 folded = await asyncio.gather(*(
-                    self._in_process(path, [partitions, share, path == store.path], advance)
-                    for path, share in zip(files, keys, strict=True)))
+                    self._in_process(store.path, i, [partitions, share, False], advance)
+                    for i, share in enumerate(keys)))
             if any(f.strays for f in folded):
                 raise _KeysAreNotJobIds()
-            await self._merge(folded, store)
+            await self._finish(folded, store)
         finally:
-            self._close()
+            self._close(store.path)
         projector.positions["jobs"] = {p: o for f in folded for p, o in f.positions.items()}
 
     def _processes(self, events: int) -> int:
@@ -166,10 +164,11 @@ class _BulkJobs:
             return max(self.processes, 1)
         return min(os.cpu_count() or 1, 2) if events >= _PROCESSES_FROM else 1
 
-    async def _in_process(self, out: Path, share: list[Any], advance: Callable[[int], None]) -> Folded:
+    async def _in_process(self, out: Path, number: int, share: list[Any],
+                          advance: Callable[[int], None]) -> Folded:
         """fold_partitions in a process of its own (a fresh interpreter: a fork would copy
         the event loop's threads), which reports each chunk folded on its stdout."""
-        result = Path(f"{out}.folded")
+        result = Path(f"{out}-{number}.folded")
         worker = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jobledger.services.bulk_replay", str(self.log), str(out),
             str(result), json.dumps(share),
@@ -185,23 +184,15 @@ class _BulkJobs:
         finally:
             result.unlink(missing_ok=True)
 
-    def _close(self) -> None:
-        """Stop the workers still running (after an error) and remove the scratch files."""
+    def _close(self, out: Path) -> None:
+        """Stop the workers still running (after an error) and remove their lock file."""
         for worker in self.workers:
             if worker.returncode is None:
                 worker.kill()
-        for path in self.scratch:
-            remove_db(path)
+        Path(f"{out}.turn").unlink(missing_ok=True)
 
-    async def _merge(self, folded: list[Folded], store: ReadModelStore) -> None:
-        """Copy the other workers' rows into the store, then write the summed stats, the
-        queues and the checkpoint."""
-        db = store.db
-        for path in self.scratch:
-            await db.execute("ATTACH DATABASE ? AS part", (str(path),))
-            for table in _FOLDED_TABLES:
-                await db.execute(f"INSERT INTO main.{table} SELECT * FROM part.{table}")
-            await db.execute("DETACH DATABASE part")
+    async def _finish(self, folded: list[Folded], store: ReadModelStore) -> None:
+        """Write the summed stats, the queues and the checkpoint."""
         change = JobsChange(stats=_summed(f.stats for f in folded),
                             queues=_queues(e for f in folded for e in f.queue_events))
         positions = {p: o for f in folded for p, o in f.positions.items()}
@@ -209,14 +200,13 @@ class _BulkJobs:
 
 
 _PROCESSES_FROM = 200_000  # jobs records from which the workers are processes, not a thread
-_FOLDED_TABLES = ("jobs", "job_events", "runs", "quarantine")
 
 
 def _key_ranges(log: Path, ends: dict[int, int], workers: int) -> list[tuple[str, str | None]]:
     """The range of keys (from, before) of each worker: the jobs records split at sampled
     quantiles of their keys. Each worker folds the jobs whose ids are in its range, from
     every partition, so each writes about as many rows, and the rows of the later ranges
-    go after the earlier ones' in every table's key order: merging them in appends."""
+    go after the earlier ones' in every table's key order."""
     if workers == 1:
         return [("", None)]
     keys = sample_keys(log, JOBS, ends, _SAMPLES // max(len(ends), 1) + 1)
