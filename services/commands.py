@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from jobledger.projections.jobs import JobState, initial_status
 from jobledger.projections.projector import Projector
@@ -42,8 +42,9 @@ class Conflict(RuntimeError):
     """The job is in a state the command does not apply to; the message says which."""
 
 
-@dataclass(frozen=True)
-class Enqueued:
+class Enqueued(NamedTuple):
+    """(A NamedTuple: a batch enqueue makes 1,000; a frozen dataclass cost ~1 us each.)"""
+
     task_id: str
     status: JobStatus
     created: bool  # False: the idempotency key named an existing job
@@ -82,7 +83,7 @@ class Commands:
         out = []
         for env, (partition, offset) in appended:
             event: JobEnqueued = env.event  # type: ignore[assignment]
-            status = initial_status(event, env)
+            status = S.PENDING if event.run_at is None else initial_status(event, env)
             if event.idempotency_key is not None:
                 out.append(await self._keyed(env.key, status, partition, offset))
                 continue
