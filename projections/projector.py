@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from operator import attrgetter
+
+from msgspec.structs import force_setattr
 
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS
 from jobledger.schemas.lifecycle import TERMINAL
@@ -33,10 +36,11 @@ TYPES_OF_TOPIC = {
     for topic in set(TOPIC_OF_TYPE.values())
 }
 _QUEUE_EVENTS = (QueuePaused, QueueResumed)
+_NONE: frozenset[str] = frozenset()
 TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES}
 CATCH_UP_BATCH = 20_000  # records per transaction when catching up
-# Ids of new jobs remembered at most (expect_new): beyond it they are forgotten, which
-# only means a read-model lookup for them (a host that never folds them cannot leak).
+# New jobs remembered at most (expect_new): beyond it they are forgotten, which only
+# means decoding and looking them up (a host that never folds them cannot leak).
 MAX_NEW_JOBS = 100_000
 
 
@@ -82,21 +86,41 @@ class Projector:
         self._job_waiters: dict[str, list[tuple[JobPredicate, asyncio.Future[JobState]]]] = {}
         self._writing: asyncio.Future[None] | None = None  # the jobs batch being written
         self._folded_positions: dict[int, int] = {}  # where folding the jobs topic got to
-        self._new_jobs: set[str] = set()  # see expect_new
+        self._new_jobs: dict[str, Envelope] = {}  # by job id: see expect_new
         # The jobs reducer; the embedded node shares one with its dispatcher (SharedReductions).
         self.reduce: Reducer = reduce_job
 
-    def expect_new(self, job_ids: Iterable[str]) -> None:
-        """Job ids this process has just drawn (fresh UUIDv7s) for jobs it is about to
-        append: no earlier event can name them, so folding them needs no read-model
-        lookup (a trip to aiosqlite's thread and a SELECT per batch, on the enqueue path).
-        Call forget_new with them if their append fails."""
-        if len(self._new_jobs) > MAX_NEW_JOBS:
-            self._new_jobs.clear()
-        self._new_jobs.update(job_ids)
+    def expect_new(self, envs: Iterable[Envelope]) -> None:
+        """The JobEnqueued envelopes of jobs this process is about to append under ids it
+        has just drawn (fresh UUIDv7s). No earlier record can name such a job, so the first
+        record with its key is this envelope: its record is not decoded again (the envelope
+        is what decoding it gives), and the job is folded without a read-model lookup (a
+        trip to aiosqlite's thread and a SELECT per batch). Call forget_new with them if
+        their append fails."""
+        new = self._new_jobs
+        if len(new) > MAX_NEW_JOBS:
+            new.clear()
+        for env in envs:
+            new[env.key] = env
 
-    def forget_new(self, job_ids: Iterable[str]) -> None:
-        self._new_jobs.difference_update(job_ids)
+    def forget_new(self, envs: Iterable[Envelope]) -> None:
+        for env in envs:
+            self._new_jobs.pop(env.key, None)
+
+    def _take_new(self, records: Sequence[Record]) -> set[str]:
+        """The ids of the new jobs (expect_new) whose JobEnqueued is among records. Each
+        such record not yet decoded gets its envelope, placed where the record landed."""
+        new, taken = self._new_jobs, set()
+        for rec in records:
+            env = new.pop(rec.key, None)
+            if env is None:
+                continue
+            taken.add(rec.key)
+            if rec.decoded is None:
+                force_setattr(env, "partition", rec.partition)
+                force_setattr(env, "offset", rec.offset)
+                rec.decoded = env
+        return taken
 
     async def load(self) -> None:
         for model in TOPIC_OF_MODEL:
@@ -181,11 +205,12 @@ class Projector:
         positions = dict(done)
         for rec in fresh:
             positions[rec.partition] = rec.offset + 1
+        new = self._take_new(fresh) if model == "jobs" and self._new_jobs else _NONE
         envs, bad = decode_batch(fresh)
         envs, misplaced = split_misplaced(envs, TOPIC_OF_MODEL[model], fresh)
         bad += misplaced
         if model == "jobs":
-            await self._fold_and_write_jobs(envs, positions, bad)
+            await self._fold_and_write_jobs(envs, positions, bad, new)
             return
         async with self._write_lock:
             if model == "run_logs":
@@ -206,16 +231,14 @@ class Projector:
             self._progress.notify_all()
 
     async def _fold_and_write_jobs(
-        self, envs: list[Envelope], positions: dict[int, int], bad: list[Undecodable]
+        self, envs: list[Envelope], positions: dict[int, int], bad: list[Undecodable],
+        new: AbstractSet[str],
     ) -> None:
+        """new: jobs known to have no row yet (expect_new)."""
         cache = self._cache
         # Not `{...} - cache.keys()`: a set minus a keys view walks every cached key.
         wanted = {job_id for e in envs if type(e.event) not in _QUEUE_EVENTS
-                  and (job_id := e.event.job_id) not in cache}
-        if self._new_jobs and wanted:
-            new = wanted & self._new_jobs  # known to have no row yet
-            wanted -= new
-            self._new_jobs -= new
+                  and (job_id := e.event.job_id) not in cache and job_id not in new}
         if self._writing is not None and self._writing.done():
             await self.settled()  # raise a failed write's error here, in the follower
         if wanted:

@@ -72,8 +72,8 @@ class Commands:
         idempotency key) also wait until the read model shows them, so that a read right
         after sees them and a known key is told apart from a new one."""
         envs = self.producer.envelopes(requests, actor)
-        # Fresh ids: the projector folds them without looking them up in the read model.
-        fresh = [env.key for env in envs if env.event.idempotency_key is None]  # type: ignore[union-attr]
+        # Fresh ids: the projector neither decodes their records nor looks them up.
+        fresh = [env for env in envs if env.event.idempotency_key is None]  # type: ignore[union-attr]
         self.projector.expect_new(fresh)
         try:
             appended = await self.producer.append(envs)

@@ -243,10 +243,11 @@ async def test_the_cache_keeps_waiting_jobs_without_their_records_and_drops_fini
     assert bytes(payload) == b'{"pad":"' + b"x" * 500 + b'"}'
 
 
-async def test_jobs_expected_new_are_folded_without_a_lookup_and_then_forgotten(
+async def test_new_jobs_are_folded_from_their_envelopes_without_a_lookup(
     backend: SQLiteLogBackend, store: ReadModelStore
 ) -> None:
-    # The enqueue path names the ids it has just drawn: their first batch needs no SELECT.
+    # The enqueue path hands over the envelopes of ids it has just drawn: their records
+    # are not decoded again, and their batch needs no SELECT.
     looked_up: list[str] = []
     load_jobs = store.load_jobs
 
@@ -257,13 +258,18 @@ async def test_jobs_expected_new_are_folded_without_a_lookup_and_then_forgotten(
 
     store.load_jobs = recording_load_jobs  # type: ignore[method-assign]
     projector = Projector(backend, store)
-    projector.expect_new(["fresh", "never-appended"])
-    await append(backend, [envelope(JobEnqueued(job_id="fresh", task_type="t"), 0),
-                           envelope(JobEnqueued(job_id="other", task_type="t"), 1)])
+    # As the producer makes it: not yet placed in the log.
+    fresh = envelope(JobEnqueued(job_id="fresh", task_type="t"), partition=-1, offset=-1)
+    never = envelope(JobEnqueued(job_id="never-appended", task_type="t"))
+    projector.expect_new([fresh, never])
+    await append(backend, [fresh, envelope(JobEnqueued(job_id="other", task_type="t"), 1)])
     await projector.catch_up()
 
     assert looked_up == ["other"]
     assert await rows(store, "SELECT job_id, status FROM jobs ORDER BY job_id") == [
         ("fresh", "pending"), ("other", "pending")]
-    projector.forget_new(["never-appended"])  # its append failed
-    assert projector._new_jobs == set()  # noqa: SLF001
+    partition = backend.topic(JOBS).partition_for("fresh")
+    (record,) = await backend.topic(JOBS).read(partition, 0)
+    assert record.decoded is fresh and (fresh.partition, fresh.offset) == (partition, 0)
+    projector.forget_new([never])  # its append failed
+    assert projector._new_jobs == {}  # noqa: SLF001

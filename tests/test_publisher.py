@@ -1,15 +1,20 @@
-"""Publisher.publish_then: a callback told at once when the append ends, no future."""
+"""Publisher.publish_then: a callback told at once when the append ends, no future; and
+the envelopes of an enqueue, which the projector takes in place of decoding their records."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from jobledger.schemas import JOBS, Actor, ActorKind, JobDue
+from msgspec.structs import replace
+
+from jobledger.schemas import JOBS, Actor, ActorKind, JobDue, encode
 from jobledger.schemas.codec import decode
 from jobledger.services.clock import ManualClock
 from jobledger.services.log import LogError
+from jobledger.services.producer import Producer, parse_batch, task_request
 from jobledger.services.publisher import Publisher
 
 from .builders import open_log
@@ -69,3 +74,21 @@ async def test_a_failed_append_is_told_with_its_error(tmp_path: Path) -> None:
     await publisher.drain()
     ((name, position, error),) = told
     assert position is None and isinstance(error, LogError)
+
+
+def test_an_enqueue_envelope_is_what_decoding_its_record_gives() -> None:
+    # The projector takes the envelopes of new jobs in place of decoding their records
+    # (Projector.expect_new), so the live read model must be what a replay builds.
+    clock = ManualClock(datetime(2026, 12, 1, 21, 20, 54, 478138, tzinfo=timezone.utc))
+    producer = Producer(Publisher(None, clock, Actor(ActorKind.API, "a")), clock)  # type: ignore[arg-type]
+    in_two_hours = datetime(2026, 12, 1, 23, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))
+    requests = [
+        task_request("t"),
+        task_request("t", {"n": [1, 2.5, "é"], "deep": {"x": None}}, priority=7, queue="q",
+                     timeout_seconds=1.25, max_retries=0, delay_seconds=1.5),
+        task_request("t", "x", schedule_at=in_two_hours),
+        *parse_batch(b'{"tasks": [{"task_type": "t", "payload": { "spaced" : [1, 2] }}]}').tasks,
+    ]
+    for offset, env in enumerate(producer.envelopes(requests)):
+        placed = replace(env, partition=3, offset=offset)
+        assert decode(encode(env), 3, offset) == placed
