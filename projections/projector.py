@@ -153,9 +153,17 @@ class Projector:
         done = self.positions[model]
         start = {p: done.get(p, 0) for p in range(log.partitions)}
         async for records in log.tail(start):
-            # Written before the next batch is read: records that arrive meanwhile make the
-            # next batch bigger, and a bigger batch coalesces more changes into one row.
-            await self.apply(model, records)
+            if model != "jobs":
+                await self.apply(model, records)
+                continue
+            # A jobs batch is written on aiosqlite's thread while the next one is read and
+            # folded here: when the log runs ahead (a drain), both cores work. One batch is
+            # written at a time, in log order; records that arrive meanwhile make the next
+            # batch bigger, and a bigger batch coalesces more changes into one row.
+            writing = self._writing
+            await self.submit(model, records)
+            if writing is not None:
+                await asyncio.shield(writing)
 
     async def catch_up(self, on_batch: Callable[[int], None] | None = None) -> None:
         """Apply everything up to the current end of every topic (used by replay). The next

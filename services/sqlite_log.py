@@ -46,6 +46,10 @@ INSERT = "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)"
 # encoded value and its decoded envelope (~1.4 kB): 2,000 keeps followers that lag a few
 # batches off the disk, without holding every record of a burst (100,000 pending jobs).
 RECENT = 2_000
+# ... and up to this many while an in-process tail has not read them yet: in a drain the
+# projector runs thousands of records behind the dispatcher, and read back from the disk
+# they would be decoded a second time.
+UNREAD = 12_000
 Row = tuple[str, int, int, int, str, bytes]
 SELECT_FROM = (
     "SELECT offset, timestamp_ms, key, value FROM records"
@@ -235,6 +239,7 @@ class SQLiteLog:
         self._partitions = partitions
         self._ends = {p: ends.get(p, 0) for p in range(partitions)}  # committed ends
         self._recent: dict[int, list[Record]] = {p: [] for p in range(partitions)}
+        self._tails: list[dict[int, int]] = []  # where each in-process tail has read to
         self._appended: asyncio.Future[None] = backend.loop.create_future()
 
     @property
@@ -283,22 +288,28 @@ class SQLiteLog:
         self, positions: Mapping[int, int], limit: int = 5000
     ) -> AsyncIterator[list[Record]]:
         pos = dict(positions)
-        while True:
-            appended = self._appended  # taken before reading, so no append is missed
-            batch: list[Record] = []
-            for part, offset in pos.items():
-                if len(batch) >= limit:
-                    break
-                got = await self.read(part, offset, limit - len(batch))
-                if got:
-                    pos[part] = got[-1].offset + 1
-                    batch.extend(got)
-            if batch:
-                yield batch
-            elif self._backend.writer is None:
-                await asyncio.sleep(0.05)  # read-only: another process writes, nothing wakes us
-            else:
-                await asyncio.shield(appended)
+        self._tails.append(pos)
+        try:
+            while True:
+                appended = self._appended  # taken before reading, so no append is missed
+                batch: list[Record] = []
+                for part, offset in pos.items():
+                    if len(batch) >= limit:
+                        break
+                    got = await self.read(part, offset, limit - len(batch))
+                    if got:
+                        pos[part] = got[-1].offset + 1
+                        batch.extend(got)
+                        if len(self._recent[part]) > 2 * RECENT:  # what it held may go
+                            self._trim(part, self._recent[part])
+                if batch:
+                    yield batch
+                elif self._backend.writer is None:
+                    await asyncio.sleep(0.05)  # read-only: another process writes, nothing wakes us
+                else:
+                    await asyncio.shield(appended)
+        finally:
+            self._tails.remove(pos)
 
     def committed(self, records: list[Record]) -> None:
         """Runs on the event loop after a commit: make records readable, wake tails."""
@@ -307,9 +318,21 @@ class SQLiteLog:
             recent.append(rec)
             self._ends[rec.partition] = rec.offset + 1
             if len(recent) > 2 * RECENT:
-                del recent[:RECENT]
+                self._trim(rec.partition, recent)
         appended, self._appended = self._appended, self._backend.loop.create_future()
         appended.set_result(None)
+
+    def _trim(self, partition: int, recent: list[Record]) -> None:
+        """Drop the oldest records down to RECENT, keeping those an in-process tail has
+        yet to read (up to UNREAD)."""
+        end = self._ends[partition]
+        keep_from = end - RECENT
+        for pos in self._tails:
+            keep_from = min(keep_from, pos.get(partition, end))
+        keep_from = max(keep_from, end - UNREAD)
+        drop = keep_from - recent[0].offset
+        if drop >= RECENT // 2:  # amortised: a trim moves the list
+            del recent[:drop]
 
     async def end_offsets(self) -> dict[int, int]:
         if self._backend.writer is not None:

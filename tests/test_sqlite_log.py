@@ -17,6 +17,7 @@ pytest.register_assert_rewrite("tests.log_contract")
 from tests.log_contract import LogContract  # noqa: E402
 
 from jobledger.services.log import Entry, LogBackend, LogError
+from jobledger.services import sqlite_log
 from jobledger.services.sqlite_log import SQLiteLogBackend
 
 PARTITIONS: Mapping[str, int] = {"a": 3, "b": 1}
@@ -52,6 +53,56 @@ async def test_reopening_keeps_records_and_continues_offsets(tmp_path: Path) -> 
         # Offsets continue where they ended rather than restarting at 0.
         assert await a.append([Entry("k", b"next", partition=1)]) == [(1, 2)]
         assert await b.append([Entry("k", b"b1")]) == [(0, 1)]
+    finally:
+        await backend.close()
+
+
+async def test_a_lagging_tail_reads_from_memory_and_memory_shrinks_once_it_caught_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records an in-process tail has not read yet stay in memory (up to UNREAD a
+    partition), so a follower running behind (the projector in a drain) does not read them
+    back from the disk and decode them again; once read, memory goes back to RECENT."""
+    monkeypatch.setattr(sqlite_log, "RECENT", 10)
+    monkeypatch.setattr(sqlite_log, "UNREAD", 100)
+    backend = await SQLiteLogBackend.open(tmp_path / "log.db", partitions={"t": 1})
+    log = backend.topic("t")
+    from_disk: list[int] = []
+    read = log._read
+    monkeypatch.setattr(log, "_read", lambda p, o, n: from_disk.append(o) or read(p, o, n))
+    try:
+        await log.append([Entry("k", b"0")])
+        tail = log.tail({0: 0}, limit=1000)
+        assert [r.value for r in await anext(tail)] == [b"0"]
+        for i in range(1, 81, 5):  # 80 records the tail does not read yet
+            await log.append([Entry("k", b"%d" % j) for j in range(i, i + 5)])
+        assert [r.offset for r in await anext(tail)] == list(range(1, 81))
+        assert from_disk == []
+
+        await log.append([Entry("k", b"81")])  # the tail has read everything: trimmed
+        assert [r.offset for r in await log.read(0, 0, limit=100)] == list(range(82))
+        assert from_disk == [0]  # the oldest records came from the disk again
+        await tail.aclose()
+    finally:
+        await backend.close()
+
+
+async def test_a_tail_further_behind_than_unread_reads_the_rest_from_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_log, "RECENT", 10)
+    monkeypatch.setattr(sqlite_log, "UNREAD", 30)
+    backend = await SQLiteLogBackend.open(tmp_path / "log.db", partitions={"t": 1})
+    log = backend.topic("t")
+    try:
+        await log.append([Entry("k", b"0")])
+        tail = log.tail({0: 0}, limit=1000)
+        await anext(tail)
+        for i in range(1, 101):
+            await log.append([Entry("k", b"%d" % i)])
+        got = await anext(tail)
+        assert [r.offset for r in got] == list(range(1, 101))  # all of them, in order
+        await tail.aclose()
     finally:
         await backend.close()
 
