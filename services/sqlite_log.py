@@ -314,11 +314,12 @@ class SQLiteLog:
     def committed(self, records: list[Record]) -> None:
         """Runs on the event loop after a commit: make records readable, wake tails."""
         for rec in records:
-            recent = self._recent[rec.partition]
-            recent.append(rec)
+            self._recent[rec.partition].append(rec)
             self._ends[rec.partition] = rec.offset + 1
+        for part in {rec.partition for rec in records}:
+            recent = self._recent[part]
             if len(recent) > 2 * RECENT:
-                self._trim(rec.partition, recent)
+                self._trim(part, recent)
         appended, self._appended = self._appended, self._backend.loop.create_future()
         appended.set_result(None)
 
