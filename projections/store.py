@@ -129,9 +129,10 @@ class Transaction:
 
 
 class ReadModelStore:
-    def __init__(self, db: aiosqlite.Connection, path: Path):
+    def __init__(self, db: aiosqlite.Connection, path: Path, writer: bool = True):
         self.db = db
         self.path = path
+        self.writer = writer  # the one that marks the file open and durable on close
 
     @classmethod
     async def open(cls, path: str | Path, bulk: bool = False) -> ReadModelStore:
@@ -154,6 +155,14 @@ class ReadModelStore:
             await db.executescript(sql_file("indexes.sql"))
         return cls(db, path)
 
+    @classmethod
+    async def open_to_read(cls, path: str | Path) -> ReadModelStore:
+        """Open read models that another store may be writing (`jobledger replay --live`
+        checksums a running server's): no schema, no mark, no writes."""
+        db = await aiosqlite.connect(path, isolation_level=None)
+        await db.execute("PRAGMA query_only=1")
+        return cls(db, Path(path), writer=False)
+
     async def finish_bulk(self) -> None:
         """Build the secondary indexes in one pass each and leave the file as a live store
         is (WAL, synchronous=OFF; close() makes it durable)."""
@@ -163,6 +172,9 @@ class ReadModelStore:
 
     async def close(self) -> None:
         """Make every page durable, then mark the file closed (durably too)."""
+        if not self.writer:
+            await self.db.close()
+            return
         await self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         await self.db.execute("PRAGMA synchronous=FULL")
         fsync_files(self.path)

@@ -245,7 +245,7 @@ def _queues(events: Iterable[Envelope]) -> dict[str, QueueState]:
 
 
 async def checksums(views: Path) -> dict[str, str]:
-    store = await ReadModelStore.open(views)
+    store = await ReadModelStore.open_to_read(views)
     try:
         return await store.checksums()
     finally:

@@ -14,6 +14,7 @@ from jobledger.projections.store_file import CLOSED, boot_mark, discard_if_crash
 from jobledger.schemas import JobStatus
 from jobledger.services.demo import demo
 from jobledger.services.node import views_path
+from jobledger.services.replay import checksums
 from tests.harness import NodeFactory, enqueue, wait_until
 
 
@@ -41,6 +42,19 @@ async def test_an_open_store_is_marked_with_this_boot_and_a_closed_one_is_not(tm
     assert mark_of(path) == boot_mark() != CLOSED
     assert (await store.db.execute_fetchall("PRAGMA synchronous"))[0][0] == 0  # OFF
     await store.close()
+    assert mark_of(path) == CLOSED
+
+
+async def test_reading_a_running_stores_file_leaves_its_mark(tmp_path: Path) -> None:
+    """`jobledger replay --live` checksums the file a running server writes: its mark must
+    stay, or an OS crash after it would go unnoticed."""
+    path = tmp_path / "views.db"
+    store = await ReadModelStore.open(path)
+    try:
+        assert await checksums(path) == await store.checksums()
+        assert mark_of(path) == boot_mark()
+    finally:
+        await store.close()
     assert mark_of(path) == CLOSED
 
 
