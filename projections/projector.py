@@ -39,9 +39,10 @@ _QUEUE_EVENTS = (QueuePaused, QueueResumed)
 _NONE: frozenset[str] = frozenset()
 TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES}
 CATCH_UP_BATCH = 20_000  # records per transaction when catching up
-# New jobs remembered at most (expect_new): beyond it they are forgotten, which only
-# means decoding and looking them up (a host that never folds them cannot leak).
-MAX_NEW_JOBS = 100_000
+# New jobs remembered at most (expect_new), as many as the state cache holds: beyond it
+# they are forgotten, which only means decoding and looking them up. A host that never
+# folds them (a node projecting only some partitions) keeps at most this many envelopes.
+MAX_NEW_JOBS = 50_000
 
 
 @dataclass(frozen=True)

@@ -273,3 +273,17 @@ async def test_new_jobs_are_folded_from_their_envelopes_without_a_lookup(
     assert record.decoded is fresh and (fresh.partition, fresh.offset) == (partition, 0)
     projector.forget_new([never])  # its append failed
     assert projector._new_jobs == {}  # noqa: SLF001
+
+
+async def test_new_jobs_beyond_the_limit_are_forgotten(
+    backend: SQLiteLogBackend, store: ReadModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A host that never folds them (it projects other partitions) cannot grow without end.
+    from jobledger.projections import projector as projector_module
+
+    monkeypatch.setattr(projector_module, "MAX_NEW_JOBS", 2)
+    projector = Projector(backend, store)
+    a, b, c, d = (envelope(JobEnqueued(job_id=i, task_type="t")) for i in "abcd")
+    projector.expect_new([a, b, c])
+    projector.expect_new([d])  # over the limit: the earlier ones are decoded as usual
+    assert list(projector._new_jobs) == ["d"]  # noqa: SLF001
