@@ -94,7 +94,10 @@ class Dispatcher:
         self.ready = ReadySet()
         self.queues: dict[str, QueueState] = {}
         self.worker_actor = Actor(ActorKind.WORKER, config.worker_id)
-        self.publisher = Publisher(backend, clock, Actor(ActorKind.DISPATCHER, config.worker_id))
+        # Its decisions are not fsynced on their own (services/log.py, append's sync): no
+        # client waits on them, and the next client write's fsync makes them durable.
+        self.publisher = Publisher(backend, clock, Actor(ActorKind.DISPATCHER, config.worker_id),
+                                   sync=False)
         self.executor = Executor(app, config.concurrency, self._reported, self._emit_log,
                                  freed=self._schedule_fill)
         self.timers = Timers(clock, self._fire)

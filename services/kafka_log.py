@@ -355,7 +355,8 @@ class KafkaLog:
 
     # -- append ---------------------------------------------------------------------------
 
-    async def append(self, entries: Sequence[Entry]) -> list[Position]:
+    async def append(self, entries: Sequence[Entry], sync: bool = True) -> list[Position]:
+        # sync is not used: every produce waits for acks=all.
         if not entries:
             return []
         parts = [self.partition_for(e.key) if e.partition is None else e.partition

@@ -69,7 +69,12 @@ class Log(Protocol):
 
     def partition_for(self, key: str) -> int: ...
 
-    async def append(self, entries: Sequence[Entry]) -> list[Position]: ...
+    async def append(self, entries: Sequence[Entry], sync: bool = True) -> list[Position]:
+        """Append entries; their positions once durable. sync=False (the dispatcher's own
+        decisions, which no client waits on): the backend may leave the records to be
+        flushed with the next synced append, as long as they survive the process being
+        killed and an OS crash can only lose a suffix of them (the SQLite log)."""
+        ...
 
     async def read(self, partition: int, offset: int, limit: int = 1000) -> list[Record]: ...
 

@@ -19,10 +19,11 @@ _Waiter = asyncio.Future[Position] | Done
 
 
 class Publisher:
-    def __init__(self, backend: LogBackend, clock: Clock, actor: Actor):
+    def __init__(self, backend: LogBackend, clock: Clock, actor: Actor, sync: bool = True):
         self.backend = backend
         self.clock = clock
         self.actor = actor
+        self.sync = sync  # passed to every append (log.py): False for the dispatcher
         self._pending: dict[str, list[tuple[Entry, _Waiter]]] = {}
         self._flush_scheduled = False
         self._appending: set[asyncio.Task[None]] = set()
@@ -66,7 +67,8 @@ class Publisher:
 
     async def append_now(self, topic: str, envs: Sequence[Envelope]) -> list[Position]:
         """Append a batch at once, as one unit (a REST batch enqueue)."""
-        return await self.backend.topic(topic).append([Entry(e.key, encode(e)) for e in envs])
+        return await self.backend.topic(topic).append(
+            [Entry(e.key, encode(e)) for e in envs], sync=self.sync)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -85,7 +87,8 @@ class Publisher:
 
     async def _append(self, topic: str, items: list[tuple[Entry, _Waiter]]) -> None:
         try:
-            positions = await self.backend.topic(topic).append([entry for entry, _ in items])
+            positions = await self.backend.topic(topic).append(
+                [entry for entry, _ in items], sync=self.sync)
         except Exception as exc:  # every waiter learns the append failed
             for _, waiter in items:
                 _tell(waiter, None, exc)

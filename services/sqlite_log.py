@@ -4,6 +4,15 @@ Durability: the file is in WAL mode with synchronous=FULL, so a COMMIT returns o
 the WAL is fsynced; `append` resolves only after its COMMIT. An acknowledged append
 survives the process being killed (and, with FULL, a power cut).
 
+An append with sync=False (the dispatcher's picks and outcomes: no client waits on them)
+is committed without an fsync (synchronous=NORMAL for a batch with no synced append in
+it). It survives the process being killed all the same (the OS has the WAL's pages), and
+the next synced commit's fsync makes it durable too, since the WAL is one file written in
+order. An OS crash can only lose the WAL's last frames, never one in the middle (SQLite
+checks each frame's checksum, chained to the one before): what it loses is a suffix of
+the dispatcher's decisions, as if it had stopped a moment earlier. No acknowledged client
+write is in that suffix.
+
 Group commit: one writer thread owns the write connection. Appends queue up while a
 commit is in progress and the next commit takes every queued append at once — one
 fsync per batch of concurrent appends, however many callers there are.
@@ -73,12 +82,14 @@ def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
 
 
 class _Append:
-    __slots__ = ("topic", "entries", "future")
+    __slots__ = ("topic", "entries", "future", "sync")
 
-    def __init__(self, topic: str, entries: Sequence[Entry], future: asyncio.Future[list[Position]]):
+    def __init__(self, topic: str, entries: Sequence[Entry], future: asyncio.Future[list[Position]],
+                 sync: bool = True):
         self.topic = topic
         self.entries = entries
         self.future = future
+        self.sync = sync
 
 
 class _Writer(threading.Thread):
@@ -91,6 +102,7 @@ class _Writer(threading.Thread):
         self._queue: deque[_Append] = deque()
         self._wake = threading.Condition()
         self._closing = False
+        self._synced = True  # the connection's synchronous is FULL (_connect), else NORMAL
         self.next_offset: dict[tuple[str, int], int] = {}
         self.last_ts: dict[tuple[str, int], int] = {}
         for topic, part, offset, ts in conn.execute(
@@ -133,6 +145,7 @@ class _Writer(threading.Thread):
             except LogError as exc:  # this append is refused whole; the others go on
                 results.append((item, exc))
         try:
+            self._sync(any(item.sync for item in batch))
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany(INSERT, rows)
             self._conn.execute("COMMIT")
@@ -143,6 +156,12 @@ class _Writer(threading.Thread):
             error = LogError(f"append to {self._backend.path} failed: {exc}")
             results, rows = [(item, error) for item, _ in results], []
         self._backend.loop.call_soon_threadsafe(self._backend.delivered, results, rows)
+
+    def _sync(self, sync: bool) -> None:
+        """fsync the next commit or not (outside a transaction: SQLite's rule)."""
+        if sync != self._synced:
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+            self._synced = sync
 
     def _assign(self, item: _Append, now: int, rows: list[Row]) -> list[Position]:
         """Give each entry its partition, offset and time; all of them or none. (Runs
@@ -253,7 +272,7 @@ class SQLiteLog:
     def partition_for(self, key: str) -> int:
         return zlib.crc32(key.encode()) % self._partitions
 
-    async def append(self, entries: Sequence[Entry]) -> list[Position]:
+    async def append(self, entries: Sequence[Entry], sync: bool = True) -> list[Position]:
         writer = self._backend.writer
         if writer is None:
             state = "closed" if self._backend.closed else "open read-only"
@@ -261,7 +280,7 @@ class SQLiteLog:
         if not entries:
             return []
         future: asyncio.Future[list[Position]] = self._backend.loop.create_future()
-        writer.submit(_Append(self._topic, entries, future))
+        writer.submit(_Append(self._topic, entries, future, sync))
         return await future
 
     async def read(self, partition: int, offset: int, limit: int = 1000) -> list[Record]:

@@ -157,6 +157,17 @@ class LogContract:
             (1, 0),
         ]
 
+    async def test_unsynced_appends_interleave_with_synced_ones_in_order(
+        self, backend: LogBackend
+    ) -> None:
+        """sync=False (the dispatcher's decisions) changes when a record is flushed, not
+        where it lands or what is read back."""
+        log = backend.topic("a")
+        appended = await asyncio.gather(*(
+            log.append([Entry("k", b"%d" % i, partition=0)], sync=i % 2 == 0) for i in range(6)))
+        assert sorted(p for [p] in appended) == [(0, o) for o in range(6)]
+        assert [r.value for r in await log.read(0, 0)] == [b"%d" % i for i in range(6)]
+
     async def test_append_of_nothing_returns_no_positions(self, backend: LogBackend) -> None:
         log = backend.topic("a")
         assert await log.append([]) == []

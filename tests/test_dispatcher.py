@@ -686,12 +686,12 @@ async def test_a_pick_whose_append_fails_stops_its_handler_and_the_job_runs_agai
     append = log.append
     refused: list[str] = []
 
-    async def refuse_the_first_pick(entries: Any) -> Any:
+    async def refuse_the_first_pick(entries: Any, sync: bool = True) -> Any:
         if not refused and any(isinstance(decode(e.value).event, JobPicked) for e in entries):
             refused.append("JobPicked")
             await asyncio.sleep(0)  # the handler has started meanwhile
             raise LogError("disk full")
-        return await append(entries)
+        return await append(entries, sync)
 
     monkeypatch.setattr(log, "append", refuse_the_first_pick)
     job_id = await enqueue(node, "once_proceeded")
@@ -704,3 +704,31 @@ async def test_a_pick_whose_append_fails_stops_its_handler_and_the_job_runs_agai
     assert msgspec.json.decode(done.result) == 2  # the second run's
     types = [type(e.event).__name__ for e in await history(node, job_id)]
     assert types == ["JobEnqueued", "JobPicked", "JobSucceeded"]
+
+
+async def test_only_the_dispatchers_own_decisions_are_appended_unsynced(
+    make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's write is acknowledged once fsynced; the dispatcher's decisions are
+    appended with sync=False (services/log.py). A decision an OS crash loses is taken
+    again: a lost JobCancelled, for one, from the synced JobCancelRequested on restart."""
+    node = await make_node(demo)
+    log = node.backend.topic(JOBS)
+    append = log.append
+    synced: dict[str, set[bool]] = defaultdict(set)
+
+    async def record(entries: Any, sync: bool = True) -> Any:
+        for entry in entries:
+            synced[type(decode(entry.value).event).__name__].add(sync)
+        return await append(entries, sync)
+
+    monkeypatch.setattr(log, "append", record)
+    done = await enqueue(node, "echo", {"n": 1})
+    await wait_until(node, done, S.COMPLETED)
+    cancelled = await enqueue(node, "echo", delay_seconds=60)
+    await wait_until(node, cancelled, S.SCHEDULED)
+    await node.commands.cancel(cancelled)
+    await settle(node)
+
+    assert synced == {"JobEnqueued": {True}, "JobCancelRequested": {True},
+                      "JobPicked": {False}, "JobSucceeded": {False}, "JobCancelled": {False}}

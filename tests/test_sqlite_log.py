@@ -143,7 +143,8 @@ async def _assert_open_refused(path: Path) -> None:
 # --- real processes ------------------------------------------------------------------------
 
 # A writer that acknowledges each append on stdout ("<i> <partition> <offset>") only after
-# append() returned, i.e. once the backend says the entry is durable.
+# append() returned, i.e. once the backend says the entry is durable. Every other append is
+# unsynced (sync=False, the dispatcher's kind): it must survive a kill all the same.
 _APPENDER = """
 import asyncio, sys
 from jobledger.services.log import Entry
@@ -154,7 +155,8 @@ async def main(path):
     log = backend.topic("a")
     i = 0
     while True:
-        [(p, o)] = await log.append([Entry(f"k{i}", b"v%d" % i, partition=i % 3)])
+        [(p, o)] = await log.append([Entry(f"k{i}", b"v%d" % i, partition=i % 3)],
+                                    sync=i % 2 == 0)
         print(i, p, o, flush=True)
         i += 1
 
