@@ -86,8 +86,5 @@ def run_server(web: Starlette, host: str, port: int) -> None:
     tens of KB. An update is a few hundred bytes (docs/api.md)."""
     import uvicorn
 
-    from jobledger.services.heap import freeze_startup_heap
-
-    freeze_startup_heap()
     uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False,
                 ws_per_message_deflate=False)

@@ -327,8 +327,8 @@ class SQLiteLog:
                     await asyncio.sleep(0.05)  # read-only: another process writes, nothing wakes us
                 else:
                     await asyncio.shield(appended)
-        finally:
-            self._tails.remove(pos)
+        finally:  # by identity: two tails may stand at the same positions
+            self._tails = [t for t in self._tails if t is not pos]
 
     def committed(self, records: list[Record]) -> None:
         """Runs on the event loop after a commit: make records readable, wake tails."""
