@@ -58,15 +58,22 @@ async def test_reading_a_running_stores_file_leaves_its_mark(tmp_path: Path) -> 
     assert mark_of(path) == CLOSED
 
 
-async def test_views_left_open_by_an_earlier_boot_are_rebuilt_from_the_log(
-    make_node: NodeFactory, caplog: pytest.LogCaptureFixture
-) -> None:
+async def completed_job_then_tampered(make_node: NodeFactory, mark: int) -> str:
+    """A node completes a job and stops; its views are then tampered with (marked `mark`,
+    the job's row gone). The job's id."""
     first = await make_node(demo)
     job_id = await enqueue(first, "echo", {"n": 1})
     await wait_until(first, job_id, JobStatus.COMPLETED)
     await make_node.stop(first)
-    views = views_path(make_node.db)
-    tamper(views, boot_mark() % 1000 + 1001)  # any other boot's mark
+    tamper(views_path(make_node.db), mark)
+    return job_id
+
+
+async def test_views_left_open_by_an_earlier_boot_are_rebuilt_from_the_log(
+    make_node: NodeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    another_boot = boot_mark() % (2**31 - 1) + 1  # any mark but this boot's (and CLOSED)
+    job_id = await completed_job_then_tampered(make_node, another_boot)
 
     with caplog.at_level(logging.WARNING):
         second = await make_node(demo)
@@ -77,14 +84,9 @@ async def test_views_left_open_by_an_earlier_boot_are_rebuilt_from_the_log(
 
 async def test_views_left_open_in_this_boot_are_kept(make_node: NodeFactory) -> None:
     """A process killed in this boot loses nothing: the OS still had every page."""
-    first = await make_node(demo)
-    job_id = await enqueue(first, "echo", {"n": 1})
-    await wait_until(first, job_id, JobStatus.COMPLETED)
-    await make_node.stop(first)
-    views = views_path(make_node.db)
-    tamper(views, boot_mark())
+    job_id = await completed_job_then_tampered(make_node, boot_mark())
 
-    assert not discard_if_crashed(views)
+    assert not discard_if_crashed(views_path(make_node.db))
     second = await make_node(demo)
     assert await second.queries.job(job_id) is None  # the tampered file itself, not a rebuild
 
