@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -114,6 +116,7 @@ class FaustProjections:
         self.app: faust.App | None = None
         self._failed: list[str] = []
         self._writers: dict[str, _Writer] = {}
+        self._datadir: str | None = None
 
     async def start(self) -> None:
         await self._commit_checkpoints()
@@ -129,18 +132,23 @@ class FaustProjections:
             await self.app.stop()
         for writer in self._writers.values():
             await writer.stop()
+        if self._datadir is not None:
+            shutil.rmtree(self._datadir, ignore_errors=True)
 
     def crashed(self) -> list[str]:
         return list(self._failed)
 
     def _faust_app(self) -> faust.App:
         config = self.backend.config
+        # faust makes a data directory even for memory tables; keep it out of the cwd
+        self._datadir = tempfile.mkdtemp(prefix="jobledger-faust-")
         app = _App(
             self.app_id,
             broker=[f"kafka://{server.strip()}" for server in config.bootstrap_servers.split(",")],
             autodiscover=False,
             web_enabled=False,
             store="memory://",
+            datadir=self._datadir,
             topic_disable_leader=True,  # no leader-election topic: nothing here needs a leader
             topic_allow_declare=False,  # jobledger's topics exist (KafkaLogBackend.open)
             consumer_auto_offset_reset="earliest",  # a partition without a checkpoint
