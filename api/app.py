@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
+from jobledger.services.gc_tuning import tune_gc
 from jobledger.services.node_base import Node
 
 from . import docs_page, metrics, openapi, runs, schedules, system, tasks, ws
@@ -86,5 +87,6 @@ def run_server(web: Starlette, host: str, port: int) -> None:
     tens of KB. An update is a few hundred bytes (docs/api.md)."""
     import uvicorn
 
+    tune_gc()
     uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False,
                 ws_per_message_deflate=False)

@@ -4,6 +4,7 @@ runs them all. JobledgerSystem adapts a mode to the interface the peers share.""
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -142,13 +143,19 @@ class EmbeddedMode(Mode):
     @asynccontextmanager
     async def node(self, env: Env, where: Path) -> AsyncIterator[Any]:
         from jobledger.services.dispatcher import DispatcherConfig
+        from jobledger.services.gc_tuning import tune_gc
         from jobledger.services.node import EmbeddedNode, NodeConfig
 
         from .noop_app import app
 
         config = NodeConfig(db=where / "j.db", dispatcher=DispatcherConfig(concurrency=self.slots))
-        async with EmbeddedNode(config, app) as node:
-            yield node
+        threshold = gc.get_threshold()
+        tune_gc()  # as in `jobledger serve`'s process, for as long as the node runs here
+        try:
+            async with EmbeddedNode(config, app) as node:
+                yield node
+        finally:
+            gc.set_threshold(*threshold)
 
     async def write_log(self, where: Path, batches: AsyncIterator[list[Any]]) -> Path:
         from jobledger.schemas import JOBS, LOGS, WORKERS

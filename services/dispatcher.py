@@ -72,6 +72,11 @@ class DispatcherConfig:
     heartbeat_seconds: float | None = None  # default: a third of the lease
     backoff: Backoff = field(default_factory=Backoff)
     shutdown_grace_seconds: float = 10.0
+    # Picks appended but not yet read back, at most. Handlers start before their pick is
+    # durable, so without a bound a drain runs tens of thousands of decisions ahead of the
+    # log's writer: their entries and callbacks live long enough to reach the GC's oldest
+    # generation, and full collections then take a fifth of the event loop (docs/performance.md).
+    max_unread_picks: int = 512
 
     @property
     def heartbeat_every(self) -> float:
@@ -344,7 +349,7 @@ class Dispatcher:
             return  # a slot freed during the shutdown grace stays free
         # A slot is held by a running attempt, not by a pick not yet read back: its handler
         # may be long done (in Kafka mode the read-back comes a fetch later).
-        free = self.executor.free
+        free = min(self.executor.free, self.config.max_unread_picks - len(self._in_flight))
         now = self.clock.now()
         lease = now + timedelta(seconds=self.config.lease_seconds)
         while free > 0:

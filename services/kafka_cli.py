@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .app import App
+from .gc_tuning import tune_gc
 
 if TYPE_CHECKING:  # aiokafka (and faust) are imported only by the commands that use them
     from .kafka_log import KafkaConfig
@@ -270,6 +271,7 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
     """On uvloop (a dependency, as under `jobledger api`'s uvicorn): the worker's loop
     carries every fetch, produce and pick; on the plain asyncio loop its socket writes
     alone were 13 % of a worker's profile."""
+    tune_gc()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - installed with jobledger

@@ -5,6 +5,7 @@ pause, idempotency and restarts. Time is a ManualClock the tests advance."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import defaultdict
 from datetime import timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from tests.harness import (
     NodeFactory,
     advance,
     clock_of,
+    dispatcher_of,
     enqueue,
     history,
     job,
@@ -732,3 +734,33 @@ async def test_only_the_dispatchers_own_decisions_are_appended_unsynced(
 
     assert synced == {"JobEnqueued": {True}, "JobCancelRequested": {True},
                       "JobPicked": {False}, "JobSucceeded": {False}, "JobCancelled": {False}}
+
+
+async def test_picks_run_no_further_ahead_of_the_log_than_max_unread_picks(
+    make_node: NodeFactory,
+) -> None:
+    """Handlers start before their pick is durable, so it is the bound on picks not yet read
+    back that stops a dispatcher from running away from a log that has stalled."""
+    app, ran, release = recording_app()
+    node = await make_node(app, concurrency=4, max_unread_picks=2)
+    dispatcher = dispatcher_of(node)
+    blockers = [await enqueue(node, "blocker") for _ in range(4)]
+    for blocker in blockers:
+        await wait_until(node, blocker, S.IN_PROGRESS)
+    queued = [await enqueue(node, "record", n) for n in range(4)]
+    await settle(node)
+
+    stall = sqlite3.connect(node.config.db)  # holds the log's write lock: appends wait
+    stall.execute("BEGIN IMMEDIATE")
+    try:
+        release.set()  # four slots free up; the outcomes wait on the log, as do new picks
+        for _ in range(200):  # turns of the loop, not time: nothing here waits on a clock
+            await asyncio.sleep(0)
+        assert len(ran) == 2 and len(dispatcher._in_flight) == 2
+        assert dispatcher.executor.free == 4
+    finally:
+        stall.rollback()
+        stall.close()
+    for job_id in queued:
+        await wait_until(node, job_id, S.COMPLETED)
+    assert sorted(ran) == [0, 1, 2, 3]
