@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import msgspec
@@ -37,6 +38,7 @@ from jobledger.schemas import (
     encode,
 )
 from jobledger.schemas.codec import CURRENT_BY_TAG, decode_batch
+from jobledger.schemas.common import uuid7, uuid7s
 from jobledger.schemas.schedules import (
     CronTrigger,
     IntervalTrigger,
@@ -249,3 +251,17 @@ def test_wire_schema_defines_every_event_and_hides_log_positions() -> None:
 def test_wire_schema_is_json() -> None:
     # It is published as a file for producers in other languages.
     json.dumps(wire_schema())
+
+
+@pytest.mark.parametrize("count", [1, 6, 7, 2_000])
+def test_uuid7s_are_distinct_uuid7s_of_this_millisecond(count: int) -> None:
+    """One by one (a few) or cut from one buffer (a batch), ids are what uuid7() makes."""
+    before = uuid7()[:13]
+    ids = uuid7s(count)
+    after = uuid7()[:13]
+    assert len(ids) == count == len(set(ids))
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # lower-case, dashes in place
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before <= text[:13] <= after  # the time prefix: unix milliseconds
