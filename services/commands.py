@@ -14,6 +14,7 @@ from jobledger.projections.queries import Queries
 from jobledger.schemas import (
     JOBS,
     Actor,
+    Envelope,
     JobCancelRequested,
     JobEnqueued,
     JobRequeued,
@@ -50,6 +51,11 @@ class Enqueued(NamedTuple):
     created: bool  # False: the idempotency key named an existing job
 
 
+def _initial_status(env: Envelope) -> JobStatus:
+    event: JobEnqueued = env.event  # type: ignore[assignment]
+    return S.PENDING if event.run_at is None else initial_status(event, env)
+
+
 class CancelOutcome(enum.Enum):
     CANCELLED = "cancelled"  # it was waiting and is now cancelled
     REQUESTED = "requested"  # it is running: the handler has been asked to stop
@@ -76,18 +82,20 @@ class Commands:
         fresh = [env for env in envs if env.event.idempotency_key is None]  # type: ignore[union-attr]
         self.projector.expect_new(fresh)
         try:
-            appended = await self.producer.append(envs)
+            positions = await self.producer.append(envs)
         except BaseException:
             self.projector.forget_new(fresh)
             raise
+        if not wait_visible and len(fresh) == len(envs):
+            # A fresh UUIDv7 names no earlier job: each is created, in its initial state.
+            return [Enqueued(env.key, _initial_status(env), True) for env in envs]
         out = []
-        for env, (partition, offset) in appended:
-            event: JobEnqueued = env.event  # type: ignore[assignment]
-            status = S.PENDING if event.run_at is None else initial_status(event, env)
-            if event.idempotency_key is not None:
+        for env, (partition, offset) in zip(envs, positions, strict=True):
+            status = _initial_status(env)
+            if env.event.idempotency_key is not None:  # type: ignore[union-attr]
                 out.append(await self._keyed(env.key, status, partition, offset))
                 continue
-            if wait_visible:  # a fresh UUIDv7 names no earlier job: it is created
+            if wait_visible:
                 state = await self.visibility.wait(partition, offset, env.key,
                                                    OUTCOME_WAIT_SECONDS)
                 status = state.status if state is not None else status

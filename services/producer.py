@@ -133,39 +133,34 @@ class Producer:
         self.clock = clock
 
     def envelope(
-        self, request: TaskRequest, now: datetime, ids: tuple[str, str], actor: Actor | None = None,
+        self, request: TaskRequest, now: datetime, job_id: str, event_id: str, actor: Actor,
     ) -> Envelope:
-        """The JobEnqueued envelope of a request; ids: a fresh (job id, event id) pair (the
-        job id is not used when the request has an idempotency key)."""
+        """The JobEnqueued envelope of a request, with a fresh job id (not used when the
+        request has an idempotency key) and event id."""
         run_at = request.schedule_at
         if request.delay_seconds:
             run_at = now + timedelta(seconds=request.delay_seconds)
         key = request.idempotency_key
-        job_id = job_id_for_key(key) if key is not None else ids[0]
+        if key is not None:
+            job_id = job_id_for_key(key)
         event = JobEnqueued(
             job_id=job_id, task_type=request.task_type, queue=request.queue,
             payload=request.payload, priority=request.priority, run_at=run_at,
             timeout_seconds=request.timeout_seconds, max_retries=request.max_retries,
             idempotency_key=key,
         )
-        return Envelope(id=ids[1], key=job_id, time=now, actor=actor or self.publisher.actor,
-                        event=event)
+        return Envelope(id=event_id, key=job_id, time=now, actor=actor, event=event)
 
     def envelopes(self, requests: Sequence[TaskRequest], actor: Actor | None = None) -> list[Envelope]:
-        """One JobEnqueued envelope per request; they share one enqueue time."""
+        """One JobEnqueued envelope per request; they share one enqueue time and actor."""
         now = self.clock.now()
-        ids = iter(uuid7s(2 * len(requests)))
-        return [self.envelope(r, now, (next(ids), next(ids)), actor) for r in requests]
+        actor = actor or self.publisher.actor
+        ids = uuid7s(2 * len(requests))
+        envelope = self.envelope
+        return [envelope(request, now, job_id, event_id, actor)
+                for request, job_id, event_id in zip(requests, ids[::2], ids[1::2])]
 
-    async def enqueue(
-        self, requests: Sequence[TaskRequest], actor: Actor | None = None
-    ) -> list[tuple[Envelope, tuple[int, int]]]:
-        """Append one JobEnqueued per request as one batch; each envelope with its
-        position, once durable."""
-        envs = self.envelopes(requests, actor)
-        return await self.append(envs)
-
-    async def append(self, envs: list[Envelope]) -> list[tuple[Envelope, tuple[int, int]]]:
-        """Append envelopes as one batch; each with its position, once durable."""
-        positions = await self.publisher.append_now(JOBS, envs)
-        return list(zip(envs, positions, strict=True))
+    async def append(self, envs: list[Envelope]) -> list[tuple[int, int]]:
+        """Append envelopes as one batch; the (partition, offset) of each, in order, once
+        durable."""
+        return await self.publisher.append_now(JOBS, envs)
