@@ -29,6 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+from msgspec.structs import force_setattr
+
 from jobledger.projections.fold import run_of
 from jobledger.projections.jobs import JobState, detached, reduce_job
 from jobledger.projections.projector import split_misplaced
@@ -36,11 +39,11 @@ from jobledger.projections.rows import job_from_row, job_row, run_row
 from jobledger.projections.stats import StatsDelta, ended_run
 from jobledger.projections.store import Transaction, sql_file
 from jobledger.schemas import JOBS, Envelope, QueuePaused, QueueResumed
-from jobledger.schemas.codec import Undecodable, UndecodableRecord, decode
+from jobledger.schemas.codec import CURRENT_VERSION, Undecodable, UndecodableRecord, decode
+from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.lifecycle import TERMINAL
 
 from .log import Record
-from .sqlite_log import read_partition
 
 CHUNK = 50_000  # records read, folded and written at a time
 _QUEUE_EVENTS = (QueuePaused, QueueResumed)
@@ -77,20 +80,56 @@ def fold_partitions(
         for pragma in _PRAGMAS:
             conn.execute(pragma)
         conn.executescript(sql_file("schema.sql"))
-        folded, writer = Folded(), _Writer(conn, Path(f"{out}.turn"))
-        for partition, end in partitions:
-            fold = _PartitionFold(writer, partition, keys, folded)
-            for rows in read_partition(log, JOBS, partition, end, keys, chunk or CHUNK):
-                fold.chunk(rows)
-                if on_chunk is not None:
-                    on_chunk(len(rows))
-            fold.finish()
-            folded.positions[partition] = end
+        folded, writer, reader = Folded(), _Writer(conn, Path(f"{out}.turn")), _Reader(log, keys)
+        try:
+            for partition, end in partitions:
+                fold = _PartitionFold(writer, reader, partition, keys, folded)
+                for rows in reader.chunks(partition, end, chunk or CHUNK):
+                    fold.chunk(rows)
+                    if on_chunk is not None:
+                        on_chunk(len(rows))
+                fold.finish()
+                folded.positions[partition] = end
+        finally:
+            reader.close()
         if indexes:
             conn.executescript(sql_file("indexes.sql"))
         return folded
     finally:
         conn.close()
+
+
+class _Reader:
+    """The jobs records of a SQLite log file whose key is in the range keys (from, before;
+    None: no end), as (offset, value) rows: the key, a string built per row (about 1 µs),
+    is only needed for a record that cannot be decoded, and is looked up for it alone."""
+
+    _ROWS = ("SELECT offset, value FROM records WHERE topic = ? AND partition = ? AND offset >= ?"
+             " AND offset < ? AND key >= ? AND (? IS NULL OR key < ?) ORDER BY offset LIMIT ?")
+    _KEY = "SELECT key FROM records WHERE topic = ? AND partition = ? AND offset = ?"
+
+    def __init__(self, log: Path, keys: tuple[str, str | None]):
+        self.conn = sqlite3.connect(f"file:{log}?mode=ro", uri=True)
+        self.keys = keys
+
+    def chunks(self, partition: int, end: int, size: int) -> Iterator[list[tuple[int, bytes]]]:
+        """The rows below end, in offset order, size at a time."""
+        first, before = self.keys
+        offset = 0
+        while offset < end:
+            rows = self.conn.execute(self._ROWS, (JOBS, partition, offset, end, first, before,
+                                                  before, size)).fetchall()
+            if not rows:
+                return
+            yield rows
+            offset = rows[-1][0] + 1
+
+    def key(self, partition: int, offset: int) -> str:
+        (key,) = self.conn.execute(self._KEY, (JOBS, partition, offset)).fetchone()
+        return key  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class _Writer:
@@ -131,6 +170,10 @@ class _Writer:
             yield
 
 
+_decoder = msgspec.json.Decoder(Envelope)  # codec.decode's, without its checks per record
+# The current version of each event type of the jobs topic.
+_CURRENT_HERE = {cls: v for cls, v in CURRENT_VERSION.items() if TOPIC_OF_TYPE[cls] == JOBS}
+
 # 2 hash functions over 2**27 bits (16 MiB): one false positive in 150,000 new jobs after
 # 170,000 written, one in 5,000 after a million, so most chunks need no query at all.
 _FILTER_BITS = 1 << 27
@@ -138,9 +181,10 @@ _FILTER_MASK = _FILTER_BITS - 1
 
 
 class _PartitionFold:
-    def __init__(self, writer: _Writer, partition: int, keys: tuple[str, str | None],
-                 folded: Folded):
+    def __init__(self, writer: _Writer, reader: _Reader, partition: int,
+                 keys: tuple[str, str | None], folded: Folded):
         self.writer = writer
+        self.reader = reader
         self.partition = partition
         self.keys = keys
         self.folded = folded
@@ -148,7 +192,7 @@ class _PartitionFold:
         self.before: dict[str, JobState | None] = {}  # each one's state when it came in
         self.unwritten: dict[str, int] = {}  # unfinished job -> offset of its last change
 
-    def chunk(self, rows: list[tuple[int, str, bytes]]) -> None:
+    def chunk(self, rows: list[tuple[int, bytes]]) -> None:
         envs, bad = self._decode(rows)
         changed, runs, events = self._fold(envs)
         self._write(changed, runs, events, bad)
@@ -166,18 +210,40 @@ class _PartitionFold:
         tx.rows("INSERT OR REPLACE INTO jobs", rows)
         self.writer.run(tx, self.unwritten)
 
-    def _decode(self, rows: list[tuple[int, str, bytes]]) -> tuple[list[Envelope], list[Undecodable]]:
-        partition = self.partition
-        good, bad = [], []
-        for offset, key, value in rows:
+    def _decode(self, rows: list[tuple[int, bytes]]) -> tuple[list[Envelope], list[Undecodable]]:
+        """codec.decode's envelopes, in order, with its fast path inlined: a record of the
+        current version of an event of this topic (all of them, nearly) is decoded here,
+        any other by codec.decode (upcasts, errors) and split_misplaced."""
+        partition, decode_fast, current = self.partition, _decoder.decode, _CURRENT_HERE.get
+        good: list[Envelope] = []
+        bad: list[Undecodable] = []
+        for offset, value in rows:
             try:
-                good.append(decode(value, partition, offset))
-            except UndecodableRecord as exc:
-                bad.append(Undecodable(partition, offset, key, value, str(exc)))
-        # The records are only looked at when some event is on the wrong topic.
-        records = (Record(partition, offset, 0, key, value) for offset, key, value in rows)
-        good, misplaced = split_misplaced(good, JOBS, records)  # type: ignore[arg-type]
-        return good, bad + misplaced
+                env = decode_fast(value)
+                usual = current(type(env.event)) == env.event.v
+            except msgspec.DecodeError:  # ValidationError too
+                usual = False
+            if usual:
+                force_setattr(env, "partition", partition)
+                force_setattr(env, "offset", offset)
+                good.append(env)
+            else:
+                self._decode_slowly(offset, value, good, bad)
+        return good, bad
+
+    def _decode_slowly(self, offset: int, value: bytes, good: list[Envelope],
+                       bad: list[Undecodable]) -> None:
+        """As the projector decodes a record: quarantined if it cannot be decoded or belongs
+        on another topic."""
+        key = self.reader.key(self.partition, offset)
+        try:
+            env = decode(value, self.partition, offset)
+        except UndecodableRecord as exc:
+            bad.append(Undecodable(self.partition, offset, key, value, str(exc)))
+            return
+        here, misplaced = split_misplaced([env], JOBS, [Record(self.partition, offset, 0, key, value)])
+        good += here
+        bad += misplaced
 
     def _fold(self, envs: Iterable[Envelope]) -> tuple[
         dict[str, int], dict[tuple[str, int], JobState], list[tuple[str, int, int]]
