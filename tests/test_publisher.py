@@ -8,13 +8,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import pytest
 from msgspec.structs import replace
 
 from jobledger.schemas import JOBS, Actor, ActorKind, JobDue, encode
 from jobledger.schemas.codec import decode
 from jobledger.services.clock import ManualClock
 from jobledger.services.log import LogError
-from jobledger.services.producer import Producer, parse_batch, task_request
+from jobledger.schemas.api import MAX_PAYLOAD_BYTES, TaskRequest
+from jobledger.services.producer import InvalidJob, Producer, parse_batch, task_request
 from jobledger.services.publisher import Publisher
 
 from .builders import open_log
@@ -92,3 +95,22 @@ def test_an_enqueue_envelope_is_what_decoding_its_record_gives() -> None:
     for offset, env in enumerate(producer.envelopes(requests)):
         placed = replace(env, partition=3, offset=offset)
         assert decode(encode(env), 3, offset) == placed
+
+
+def test_task_request_of_a_known_type_is_what_converting_gives() -> None:
+    # A task type converted once is not converted again: the requests must not differ.
+    first = task_request("known", {"n": 1})
+    again = task_request("known", {"n": 1}, priority=None)
+    assert again == first == msgspec.convert(
+        {"task_type": "known", "payload": msgspec.Raw(b'{"n":1}')}, TaskRequest)
+    assert again.payload == msgspec.Raw(b'{"n":1}')
+    with pytest.raises(InvalidJob) as bad:
+        task_request("known", priority=1_000)  # options are still converted and checked
+    assert bad.value.field == "priority"
+    for _ in range(2):
+        with pytest.raises(InvalidJob) as bad:
+            task_request("x" * 201)  # a refused name is refused every time
+        assert bad.value.field == "task_type"
+    with pytest.raises(InvalidJob) as bad:
+        task_request("known", "x" * MAX_PAYLOAD_BYTES)  # and the payload's size is checked
+    assert bad.value.code == "PAYLOAD_TOO_LARGE"
