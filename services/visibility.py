@@ -6,7 +6,9 @@ job's state as that batch left it: no lock, no task and no read-model query per 
 (POST /api/v1/tasks waits once per request, so this sits on its hot path). Nor a timer
 per waiter: an asyncio.timeout per request (a Timeout, a timer scheduled and cancelled)
 was about 7 % of the event loop under POST load. One timer expires every due wait at
-once, at most EXPIRY_SLACK seconds late.
+once, at most EXPIRY_SLACK seconds late. An answered wait leaves nothing behind: a heap
+of deadlines kept each request's future and tuple for the whole timeout (5 s), long after
+its answer, so that thousands of them lived on into the collector's oldest generation.
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ JOBS_MODEL = "jobs"
 EXPIRY_SLACK = 0.05  # a timed-out wait answers at most this late: one timer serves many
 
 
+# (offset, tie-breaker, deadline, job id, future): a heap of them per partition
+_Wait = tuple[int, int, float, str, "asyncio.Future[JobState | None]"]
+
+
 class VisibilityWaiters:
     def __init__(self, projector: Projector):
         self._projector = projector
-        # partition -> heap of (offset, tie-breaker, job id, future), lowest offset first
-        self._waiting: dict[int, list[tuple[int, int, str, asyncio.Future[JobState | None]]]] = {}
+        # partition -> heap of the waits not answered yet, lowest offset first
+        self._waiting: dict[int, list[_Wait]] = {}
         self._tie = itertools.count()
-        # (deadline, tie-breaker, future) of every wait, earliest first; resolved ones too
-        # until their deadline passes.
-        self._deadlines: list[tuple[float, int, asyncio.Future[JobState | None]]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # at the earliest deadline waiting
         projector.listeners.append(self._on_projected)
 
     def applied(self, partition: int, offset: int) -> bool:
@@ -46,13 +49,12 @@ class VisibilityWaiters:
             return None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[JobState | None] = loop.create_future()
-        tie = next(self._tie)
-        heapq.heappush(self._waiting.setdefault(partition, []), (offset, tie, job_id, future))
         deadline = loop.time() + timeout
-        heapq.heappush(self._deadlines, (deadline, tie, future))
+        heapq.heappush(self._waiting.setdefault(partition, []),
+                       (offset, next(self._tie), deadline, job_id, future))
         if self._timer is None or self._timer.when() > deadline + EXPIRY_SLACK:
             self._expire_at(loop, deadline)
-        return await future  # (a timed-out one is dropped when its partition moves past it)
+        return await future
 
     def _expire_at(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:
@@ -60,16 +62,22 @@ class VisibilityWaiters:
         self._timer = loop.call_at(when + EXPIRY_SLACK, self._expire)
 
     def _expire(self) -> None:
-        """Answer None to every wait whose deadline has passed; come back for the next."""
+        """Answer None to every wait whose deadline has passed; come back at the earliest
+        deadline left. It walks the waits not answered yet: a few dozen under load, and
+        while they are answered in time the timer fires once per timeout."""
         self._timer = None
         loop = asyncio.get_running_loop()
-        now, deadlines = loop.time(), self._deadlines
-        while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done()):
-            future = heapq.heappop(deadlines)[2]
-            if not future.done():
-                future.set_result(None)
+        now = loop.time()
+        for partition, heap in list(self._waiting.items()):
+            kept = [wait for wait in heap if _still_waiting(wait, now)]
+            heapq.heapify(kept)
+            if kept:
+                self._waiting[partition] = kept
+            else:
+                del self._waiting[partition]
+        deadlines = [wait[2] for heap in self._waiting.values() for wait in heap]
         if deadlines:
-            self._expire_at(loop, deadlines[0][0])
+            self._expire_at(loop, min(deadlines))
 
     def _on_projected(self, projected: Projected) -> None:
         if not self._waiting:
@@ -78,8 +86,20 @@ class VisibilityWaiters:
         for partition, end in projected.positions.items():
             heap = self._waiting.get(partition)
             while heap and heap[0][0] < end:
-                _offset, _tie, job_id, future = heapq.heappop(heap)
+                _offset, _tie, _deadline, job_id, future = heapq.heappop(heap)
                 if not future.done():
                     future.set_result(jobs.get(job_id))
             if heap is not None and not heap:
                 del self._waiting[partition]
+
+
+def _still_waiting(wait: _Wait, now: float) -> bool:
+    """False for a wait that is over: its caller has gone, or its deadline has passed (it
+    is answered None here)."""
+    future = wait[4]
+    if future.done():
+        return False
+    if wait[2] <= now:
+        future.set_result(None)
+        return False
+    return True

@@ -35,7 +35,23 @@ async def test_waits_answer_with_the_projected_state_or_none_once_their_time_is_
         state = await seen
         assert state is not None and state.job_id == "seen" and state.status == "pending"
         assert await waiters.wait(partition, offset, "seen", 30) is None  # applied earlier
+        assert futures_held(waiters) == []  # answered waits are not kept until their deadline
         await projector.stop()
     finally:
         await store.close()
         await backend.close()
+
+
+def futures_held(waiters: VisibilityWaiters) -> list[asyncio.Future[object]]:
+    """The futures reachable from the waiters' own containers."""
+    found: list[asyncio.Future[object]] = []
+    stack: list[object] = [v for name, v in vars(waiters).items() if name != "_projector"]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, asyncio.Future):
+            found.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
