@@ -98,7 +98,7 @@ def task_request(task_type: str, payload: Any = None, **options: Any) -> TaskReq
     except (TypeError, msgspec.EncodeError, ValueError) as exc:
         raise InvalidJob(f"payload is not JSON: {exc}", "payload") from None
     fields = {k: v for k, v in options.items() if v is not None} if options else options
-    if not fields and task_type in _TYPES_CONVERTED:
+    if not fields and type(task_type) is str and task_type in _TYPES_CONVERTED:
         # Only the payload is new: building the request skips converting the name again
         # (a batch of 1,000 tasks of one type: 2.2 -> 1.2 us a task).
         return _check(TaskRequest(task_type=task_type, payload=raw))
@@ -106,7 +106,7 @@ def task_request(task_type: str, payload: Any = None, **options: Any) -> TaskReq
         request = msgspec.convert({"task_type": task_type, "payload": raw, **fields}, TaskRequest)
     except msgspec.ValidationError as exc:
         raise _invalid(exc) from None
-    if not fields and type(task_type) is str:
+    if not fields:
         if len(_TYPES_CONVERTED) >= MAX_TYPES_CONVERTED:
             _TYPES_CONVERTED.clear()
         _TYPES_CONVERTED.add(task_type)

@@ -111,6 +111,8 @@ def test_task_request_of_a_known_type_is_what_converting_gives() -> None:
         with pytest.raises(InvalidJob) as bad:
             task_request("x" * 201)  # a refused name is refused every time
         assert bad.value.field == "task_type"
+    with pytest.raises(InvalidJob):
+        task_request(["known"])  # type: ignore[arg-type]  # not a name at all
     with pytest.raises(InvalidJob) as bad:
         task_request("known", "x" * MAX_PAYLOAD_BYTES)  # and the payload's size is checked
     assert bad.value.code == "PAYLOAD_TOO_LARGE"
