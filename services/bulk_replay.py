@@ -276,8 +276,10 @@ class _PartitionFold:
             changed[job_id] = env.offset
             if ended_run(old, new):
                 stats.add_run_end(new)
-            # A new attempt is a new run: its fields need no comparing.
-            if new.attempt and (old is None or old.attempt != new.attempt or run_of(old) != run_of(new)):
+            # A new attempt is a new run, and a run whose status changed has changed: the
+            # fields of run_of need no comparing then (most events: picks, ends).
+            if new.attempt and (old is None or old.attempt != new.attempt
+                                or old.run_status != new.run_status or run_of(old) != run_of(new)):
                 runs[(job_id, new.attempt)] = new
         return changed, runs, events
 

@@ -39,14 +39,16 @@ from .test_projection_property import Appended, histories
 
 
 async def write_log(path: Path, history: Sequence[Appended]) -> None:
-    """The jobs history, with logs and workers, garbage in a jobs partition and an event
-    on the wrong topic."""
+    """The jobs history, with logs and workers, garbage in a jobs partition, an event on
+    the wrong topic and one of a version newer than this build knows."""
     backend = await open_log(path)
     try:
         jobs = backend.topic(JOBS)
         await jobs.append([Entry(a.env.key, encode(a.env), a.partition) for a in history])
+        newer = encode(envelope(JobEnqueued(job_id="job-n", task_type="t"))).replace(b'"v":1', b'"v":99')
         await jobs.append([Entry("job-a", b"{oops"), Entry("job-b", b'{"id": 1}'),
-                           Entry("w1", encode(envelope(WorkerStarted(worker_id="w1"))), 1)])
+                           Entry("w1", encode(envelope(WorkerStarted(worker_id="w1"))), 1),
+                           Entry("job-n", newer, 0)])
         await append(backend, [
             envelope(WorkerStarted(worker_id="w1", concurrency=2), 1, actor=ActorKind.WORKER),
             envelope(WorkerHeartbeat(worker_id="w1", current_jobs=["job-a"]), 2),
