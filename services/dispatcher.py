@@ -119,6 +119,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[Any]] = []
         self._fill_scheduled = False
         self._stopping = False  # no new picks once stop() has begun
+        self._deciding = False  # no picks before start() has folded the log to its end
         self._process = psutil.Process()
         # Partitions lost to another owner, kept as of where we stopped following them: if
         # one comes back, folding on from there is cheaper than from offset 0.
@@ -144,6 +145,8 @@ class Dispatcher:
         """follow=False: someone else feeds consume() (a consumer group, in Kafka mode)."""
         for p in self.partitions:
             self.positions.setdefault(p, 0)
+        if follow:
+            await self._catch_up()
         await self.publisher.publish(
             WorkerStarted(
                 worker_id=self.config.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
@@ -157,7 +160,21 @@ class Dispatcher:
         ]
         if follow:
             self._tasks.append(spawn(self._follow(), "dispatcher-follow"))
+        self._deciding = True
         self._schedule_fill()
+
+    async def _catch_up(self) -> None:
+        """Fold the log from the snapshot's positions to its end before deciding anything.
+        The snapshot (the read model, load()) may be behind the log: after a kill, records the
+        projector had not written yet. Picking from it would run jobs the log already shows
+        picked or finished."""
+        log = self.backend.topic(JOBS)
+        for partition, end in (await log.end_offsets()).items():
+            while partition in self.partitions and self.positions[partition] < end:
+                records = await log.read(partition, self.positions[partition])
+                if not records:
+                    break
+                await self.consume(records)
 
     def crashed(self) -> list[str]:
         return crashed(self._tasks)
@@ -345,7 +362,7 @@ class Dispatcher:
     def _fill(self) -> None:
         """Pick ready jobs into free worker slots."""
         self._fill_scheduled = False
-        if self._stopping:
+        if self._stopping or not self._deciding:
             return  # a slot freed during the shutdown grace stays free
         # A slot is held by a running attempt, not by a pick not yet read back: its handler
         # may be long done (in Kafka mode the read-back comes a fetch later).

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from jobledger.projections.jobs import LEASE_EXPIRED_ERROR, JobState
+from jobledger.projections.jobs import LEASE_EXPIRED_ERROR, JobState, reduce_job
 from jobledger.schemas import (
     JOBS,
     Actor,
@@ -22,18 +22,24 @@ from jobledger.schemas import (
     JobPicked,
     JobStatus,
     JobSucceeded,
+    LOGS,
+    SCHEDULES,
+    WORKERS,
     RunStatus,
     decode,
 )
+from jobledger.schemas.codec import decode_batch
 from jobledger.schemas.common import to_ms
 from jobledger.services.app import App
 from jobledger.services.clock import ManualClock
 from jobledger.services.commands import CancelOutcome, Conflict
 from jobledger.services.context import JobContext
 from jobledger.services.demo import demo
+from jobledger.services.dispatcher import Dispatcher, DispatcherConfig
 from jobledger.services.log import LogError
 from jobledger.services.node import EmbeddedNode
 from jobledger.services.producer import job_id_for_key, task_request
+from jobledger.services.sqlite_log import SQLiteLogBackend
 from tests.harness import (
     JobPredicate,
     NodeFactory,
@@ -51,6 +57,7 @@ from tests.harness import (
 
 S = JobStatus
 R = RunStatus
+NODE_TOPICS = {JOBS: 4, LOGS: 4, WORKERS: 1, SCHEDULES: 1}  # as NodeFactory's nodes have
 
 
 def recording_app() -> tuple[App, list[Any], asyncio.Event]:
@@ -764,3 +771,38 @@ async def test_picks_run_no_further_ahead_of_the_log_than_max_unread_picks(
     for job_id in queued:
         await wait_until(node, job_id, S.COMPLETED)
     assert sorted(ran) == [0, 1, 2, 3]
+
+
+async def test_a_dispatcher_folds_the_log_past_a_stale_snapshot_before_it_picks(
+    make_node: NodeFactory,
+) -> None:
+    """A restarted node starts from the read model, which a kill may have left behind the
+    log. Its dispatcher must fold the log to the end before deciding: from the snapshot
+    alone, a job the log shows finished would look pending and run a second time."""
+    app, ran, _ = recording_app()
+    first = await make_node(app)
+    job_id = await enqueue(first, "record", "once")
+    await wait_until(first, job_id, S.COMPLETED)
+    await make_node.stop(first)
+
+    backend = await SQLiteLogBackend.open(make_node.db, NODE_TOPICS)
+    log = backend.topic(JOBS)
+    partition = log.partition_for(job_id)
+    records = await log.read(partition, 0, limit=100)
+    [enqueued], _ = decode_batch([r for r in records if r.key == job_id][:1])
+    stale = reduce_job(None, enqueued)  # pending, as a read model that missed the rest
+    assert stale is not None and stale.status == S.PENDING
+    dispatcher = Dispatcher(backend, app, ManualClock(), DispatcherConfig(shutdown_grace_seconds=0))
+    dispatcher.load([stale], {}, {partition: enqueued.offset + 1})
+    try:
+        await dispatcher.start()
+        for _ in range(50):  # turns of the loop: a pick would be appended by now
+            await asyncio.sleep(0)
+        await dispatcher.publisher.drain()
+        assert ran == ["once"] and not dispatcher.executor.running
+        picks = [r for r in await log.read(partition, 0, limit=100)
+                 if r.key == job_id and isinstance(decode(r.value).event, JobPicked)]
+        assert len(picks) == 1
+    finally:
+        await dispatcher.stop()
+        await backend.close()
