@@ -110,6 +110,7 @@ class _Reader:
 
     def __init__(self, log: Path, keys: tuple[str, str | None]):
         self.conn = sqlite3.connect(f"file:{log}?mode=ro", uri=True)
+        self.conn.execute("PRAGMA busy_timeout=5000")  # as sqlite_log's readers: a server may be writing
         self.keys = keys
 
     def chunks(self, partition: int, end: int, size: int) -> Iterator[list[tuple[int, bytes]]]:
