@@ -17,14 +17,6 @@ Group commit: one writer thread owns the write connection. Appends queue up whil
 commit is in progress and the next commit takes every queued append at once — one
 fsync per batch of concurrent appends, however many callers there are.
 
-Checkpoints: SQLite's automatic checkpoint runs inside the COMMIT that crosses its
-threshold: it fsyncs the WAL, copies its pages into the database file and fsyncs that, and
-every append queued meanwhile waits. At 200 enqueues a second that was a 15-30 ms commit
-about once a second, each delaying the few jobs behind it. Here a thread of its own
-(`_Checkpointer`, its own connection) runs PASSIVE checkpoints, which never block the
-writer, at most every CHECKPOINT_EVERY_S while the log is written; the writer's own
-automatic checkpoint stays only as a backstop, should that thread fall far behind.
-
 One writer process per file: an exclusive lock on `<path>.lock` keeps a second
 `jobledger serve` off the same log. Readers in other processes may open it read-only.
 """
@@ -67,13 +59,6 @@ RECENT = 2_000
 # projector runs thousands of records behind the dispatcher, and read back from the disk
 # they would be decoded a second time.
 UNREAD = 12_000
-# The checkpointer thread checkpoints at most this often while the log is written.
-CHECKPOINT_EVERY_S = 0.5
-# The writer's own automatic checkpoint (SQLite's default: 1,000 pages), a backstop. The
-# WAL starts over only when a write begins with every frame copied, which a checkpoint on
-# another connection cannot arrange while writes follow each other without a pause (a
-# drain): then this one, run by the writer itself, finds little left to copy.
-BACKSTOP_CHECKPOINT_PAGES = 4_000
 Row = tuple[str, int, int, int, str, bytes]
 SELECT_FROM = (
     "SELECT offset, timestamp_ms, key, value FROM records"
@@ -107,59 +92,13 @@ class _Append:
         self.sync = sync
 
 
-class _Checkpointer(threading.Thread):
-    """Copies the WAL into the database file, off the writer's commits (module docstring)."""
-
-    def __init__(self, path: Path):
-        super().__init__(name="jobledger-log-checkpointer", daemon=True)
-        self._path = path
-        self._wake = threading.Condition()
-        self._written = False  # since the last checkpoint
-        self._closing = False
-        self.checkpoints = 0
-
-    def written(self) -> None:
-        with self._wake:
-            if not self._written:
-                self._written = True
-                self._wake.notify()
-
-    def close(self) -> None:
-        with self._wake:
-            self._closing = True
-            self._wake.notify()
-        self.join()
-
-    def run(self) -> None:
-        conn = _connect(self._path, read_only=False)
-        try:
-            while self._next():
-                # PASSIVE: copies the frames no reader still needs and never waits for the
-                # writer; what it leaves, the next one takes.
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                self.checkpoints += 1
-        finally:
-            conn.close()
-
-    def _next(self) -> bool:
-        """Wait until the log has been written and CHECKPOINT_EVERY_S has passed since the
-        last checkpoint (or it is closing: False)."""
-        with self._wake:
-            self._wake.wait_for(lambda: self._written or self._closing)
-            self._wake.wait_for(lambda: self._closing, CHECKPOINT_EVERY_S)
-            self._written = False
-            return not self._closing
-
-
 class _Writer(threading.Thread):
     """Owns the write connection and the next offset of every partition."""
 
     def __init__(self, conn: sqlite3.Connection, backend: SQLiteLogBackend):
         super().__init__(name="jobledger-log-writer", daemon=True)
-        conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
         self._conn = conn
         self._backend = backend
-        self.checkpointer = _Checkpointer(backend.path)
         self._queue: deque[_Append] = deque()
         self._wake = threading.Condition()
         self._closing = False
@@ -183,11 +122,9 @@ class _Writer(threading.Thread):
             self._closing = True
             self._wake.notify()
         self.join()
-        self.checkpointer.close()
-        self._conn.close()  # the last connection: it checkpoints what is left
+        self._conn.close()
 
     def run(self) -> None:
-        self.checkpointer.start()
         while True:
             with self._wake:
                 while not self._queue and not self._closing:
@@ -212,7 +149,6 @@ class _Writer(threading.Thread):
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany(INSERT, rows)
             self._conn.execute("COMMIT")
-            self.checkpointer.written()
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")

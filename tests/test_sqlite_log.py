@@ -57,40 +57,6 @@ async def test_reopening_keeps_records_and_continues_offsets(tmp_path: Path) -> 
         await backend.close()
 
 
-async def test_the_checkpointer_thread_keeps_the_wal_bounded_and_loses_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The writer's commits leave checkpoints to a thread of their own (a checkpoint inside
-    a COMMIT stalls every append behind it; the writer's automatic one is only a backstop,
-    above what this test writes between two pauses). With pauses between the appends, as
-    at a steady rate, the WAL is reused instead of growing with the log, and every record
-    reads back."""
-    monkeypatch.setattr(sqlite_log, "CHECKPOINT_EVERY_S", 0.0)
-    path = tmp_path / "log.db"
-    backend = await SQLiteLogBackend.open(path, partitions=PARTITIONS)
-    value = b"x" * 1_000
-    appends, per_append = 40, 200  # 8 MB of values; 1,000 WAL pages between two pauses
-    try:
-        log = backend.topic("b")
-        assert backend.writer is not None
-        checkpointer = backend.writer.checkpointer
-        for i in range(appends):
-            done = checkpointer.checkpoints
-            await log.append([Entry(f"k{i}-{j}", value) for j in range(per_append)])
-            for _ in range(500):  # the pause: until the checkpointer has taken this append
-                if checkpointer.checkpoints > done:
-                    break
-                await asyncio.sleep(0.01)
-            assert checkpointer.checkpoints > done
-        wal_bytes = Path(f"{path}-wal").stat().st_size
-        assert wal_bytes < appends * per_append * len(value) // 2, wal_bytes
-        got = await log.read(0, 0, limit=appends * per_append + 1)
-        assert len(got) == appends * per_append
-        assert got[-1].key == f"k{appends - 1}-{per_append - 1}"
-    finally:
-        await backend.close()
-
-
 async def test_a_lagging_tail_reads_from_memory_and_memory_shrinks_once_it_caught_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
