@@ -44,6 +44,7 @@ from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.lifecycle import TERMINAL
 
 from .log import Record
+from .sqlite_log import BulkReader
 
 CHUNK = 50_000  # records read, folded and written at a time
 _QUEUE_EVENTS = (QueuePaused, QueueResumed)
@@ -80,11 +81,11 @@ def fold_partitions(
         for pragma in _PRAGMAS:
             conn.execute(pragma)
         conn.executescript(sql_file("schema.sql"))
-        folded, writer, reader = Folded(), _Writer(conn, Path(f"{out}.turn")), _Reader(log, keys)
+        folded, writer, reader = Folded(), _Writer(conn, Path(f"{out}.turn")), BulkReader(log, JOBS)
         try:
             for partition, end in partitions:
                 fold = _PartitionFold(writer, reader, partition, keys, folded)
-                for rows in reader.chunks(partition, end, chunk or CHUNK):
+                for rows in reader.rows(partition, end, keys, chunk or CHUNK):
                     fold.chunk(rows)
                     if on_chunk is not None:
                         on_chunk(len(rows))
@@ -97,40 +98,6 @@ def fold_partitions(
         return folded
     finally:
         conn.close()
-
-
-class _Reader:
-    """The jobs records of a SQLite log file whose key is in the range keys (from, before;
-    None: no end), as (offset, value) rows: the key, a string built per row (about 1 µs),
-    is only needed for a record that cannot be decoded, and is looked up for it alone."""
-
-    _ROWS = ("SELECT offset, value FROM records WHERE topic = ? AND partition = ? AND offset >= ?"
-             " AND offset < ? AND key >= ? AND (? IS NULL OR key < ?) ORDER BY offset LIMIT ?")
-    _KEY = "SELECT key FROM records WHERE topic = ? AND partition = ? AND offset = ?"
-
-    def __init__(self, log: Path, keys: tuple[str, str | None]):
-        self.conn = sqlite3.connect(f"file:{log}?mode=ro", uri=True)
-        self.conn.execute("PRAGMA busy_timeout=5000")  # as sqlite_log's readers: a server may be writing
-        self.keys = keys
-
-    def chunks(self, partition: int, end: int, size: int) -> Iterator[list[tuple[int, bytes]]]:
-        """The rows below end, in offset order, size at a time."""
-        first, before = self.keys
-        offset = 0
-        while offset < end:
-            rows = self.conn.execute(self._ROWS, (JOBS, partition, offset, end, first, before,
-                                                  before, size)).fetchall()
-            if not rows:
-                return
-            yield rows
-            offset = rows[-1][0] + 1
-
-    def key(self, partition: int, offset: int) -> str:
-        (key,) = self.conn.execute(self._KEY, (JOBS, partition, offset)).fetchone()
-        return key  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 class _Writer:
@@ -182,7 +149,7 @@ _FILTER_MASK = _FILTER_BITS - 1
 
 
 class _PartitionFold:
-    def __init__(self, writer: _Writer, reader: _Reader, partition: int,
+    def __init__(self, writer: _Writer, reader: BulkReader, partition: int,
                  keys: tuple[str, str | None], folded: Folded):
         self.writer = writer
         self.reader = reader

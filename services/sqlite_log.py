@@ -64,10 +64,6 @@ SELECT_FROM = (
     "SELECT offset, timestamp_ms, key, value FROM records"
     " WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?"
 )
-SELECT_VALUES = (
-    "SELECT offset, key, value FROM records WHERE topic = ? AND partition = ? AND offset >= ?"
-    " AND offset < ? AND key >= ? AND (? IS NULL OR key < ?) ORDER BY offset LIMIT ?"
-)
 
 
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -197,27 +193,41 @@ class _Writer(threading.Thread):
             self.next_offset[slot] = min(self.next_offset[slot], offset)
 
 
-def read_partition(
-    path: Path, topic: str, partition: int, end: int, keys: tuple[str, str | None] = ("", None),
-    batch: int = 50_000,
-) -> Iterator[list[tuple[int, str, bytes]]]:
-    """The (offset, key, value) rows of one partition below `end` whose key is in the
-    range keys (from, before; None: no end), in offset order, a batch at a time, on a
-    read-only connection of its own. For bulk readers (a replay's workers, in other
-    processes): plain rows, not a Record each (building them took 9 % of a replay through
-    the projector)."""
-    conn = _connect(path, read_only=True)
-    try:
+class BulkReader:
+    """One partition's records of a log file at a time, as plain (offset, value) rows, on a
+    read-only connection of its own: for bulk readers in other processes (a replay's
+    workers). No Record per row (building them took 9 % of a replay through the projector)
+    and no key (a 36-character string built per row, about 1 µs): key() looks it up for
+    the rare record that needs it (one that cannot be decoded)."""
+
+    _ROWS = ("SELECT offset, value FROM records WHERE topic = ? AND partition = ? AND offset >= ?"
+             " AND offset < ? AND key >= ? AND (? IS NULL OR key < ?) ORDER BY offset LIMIT ?")
+    _KEY = "SELECT key FROM records WHERE topic = ? AND partition = ? AND offset = ?"
+
+    def __init__(self, path: Path, topic: str):
+        self.conn = _connect(path, read_only=True)
+        self.topic = topic
+
+    def rows(self, partition: int, end: int, keys: tuple[str, str | None] = ("", None),
+             batch: int = 50_000) -> Iterator[list[tuple[int, bytes]]]:
+        """The rows below `end` whose key is in the range keys (from, before; None: no
+        end), in offset order, `batch` at a time."""
+        first, before = keys
         offset = 0
         while offset < end:
-            rows = conn.execute(SELECT_VALUES, (topic, partition, offset, end, keys[0], keys[1],
-                                                keys[1], batch)).fetchall()
+            rows = self.conn.execute(self._ROWS, (self.topic, partition, offset, end, first,
+                                                  before, before, batch)).fetchall()
             if not rows:
                 return
             yield rows
             offset = rows[-1][0] + 1
-    finally:
-        conn.close()
+
+    def key(self, partition: int, offset: int) -> str:
+        (key,) = self.conn.execute(self._KEY, (self.topic, partition, offset)).fetchone()
+        return key  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def _partition_end(conn: sqlite3.Connection, topic: str, partition: int) -> int:
