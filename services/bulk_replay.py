@@ -29,9 +29,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
-from msgspec.structs import force_setattr
-
 from jobledger.projections.fold import run_of
 from jobledger.projections.jobs import JobState, detached, reduce_job
 from jobledger.projections.projector import split_misplaced
@@ -39,8 +36,7 @@ from jobledger.projections.rows import job_from_row, job_row, run_row
 from jobledger.projections.stats import StatsDelta, ended_run
 from jobledger.projections.store import Transaction, sql_file
 from jobledger.schemas import JOBS, Envelope, QueuePaused, QueueResumed
-from jobledger.schemas.codec import CURRENT_VERSION, Undecodable, UndecodableRecord, decode
-from jobledger.schemas.envelope import TOPIC_OF_TYPE
+from jobledger.schemas.codec import Undecodable, UndecodableRecord, decode
 from jobledger.schemas.lifecycle import TERMINAL
 
 from .log import Record
@@ -138,10 +134,6 @@ class _Writer:
             yield
 
 
-_decoder = msgspec.json.Decoder(Envelope)  # codec.decode's, without its checks per record
-# The current version of each event type of the jobs topic.
-_CURRENT_HERE = {cls: v for cls, v in CURRENT_VERSION.items() if TOPIC_OF_TYPE[cls] == JOBS}
-
 # 2 hash functions over 2**27 bits (16 MiB): one false positive in 150,000 new jobs after
 # 170,000 written, one in 5,000 after a million, so most chunks need no query at all.
 _FILTER_BITS = 1 << 27
@@ -179,39 +171,21 @@ class _PartitionFold:
         self.writer.run(tx, self.unwritten)
 
     def _decode(self, rows: list[tuple[int, bytes]]) -> tuple[list[Envelope], list[Undecodable]]:
-        """codec.decode's envelopes, in order, with its fast path inlined: a record of the
-        current version of an event of this topic (all of them, nearly) is decoded here,
-        any other by codec.decode (upcasts, errors) and split_misplaced."""
-        partition, decode_fast, current = self.partition, _decoder.decode, _CURRENT_HERE.get
-        good: list[Envelope] = []
-        bad: list[Undecodable] = []
+        """As the projector decodes records: one that cannot be decoded, or whose event
+        belongs on another topic, is quarantined. Only those need the record's key."""
+        partition = self.partition
+        good, bad = [], []
         for offset, value in rows:
             try:
-                env = decode_fast(value)
-                usual = current(type(env.event)) == env.event.v
-            except msgspec.DecodeError:  # ValidationError too
-                usual = False
-            if usual:
-                force_setattr(env, "partition", partition)
-                force_setattr(env, "offset", offset)
-                good.append(env)
-            else:
-                self._decode_slowly(offset, value, good, bad)
-        return good, bad
-
-    def _decode_slowly(self, offset: int, value: bytes, good: list[Envelope],
-                       bad: list[Undecodable]) -> None:
-        """As the projector decodes a record: quarantined if it cannot be decoded or belongs
-        on another topic."""
-        key = self.reader.key(self.partition, offset)
-        try:
-            env = decode(value, self.partition, offset)
-        except UndecodableRecord as exc:
-            bad.append(Undecodable(self.partition, offset, key, value, str(exc)))
-            return
-        here, misplaced = split_misplaced([env], JOBS, [Record(self.partition, offset, 0, key, value)])
-        good += here
-        bad += misplaced
+                good.append(decode(value, partition, offset))
+            except UndecodableRecord as exc:
+                key = self.reader.key(partition, offset)
+                bad.append(Undecodable(partition, offset, key, value, str(exc)))
+        # The values are only looked at when some event is on the wrong topic (whose
+        # quarantine row takes the key from the event).
+        records = (Record(partition, offset, 0, "", value) for offset, value in rows)
+        good, misplaced = split_misplaced(good, JOBS, records)  # type: ignore[arg-type]
+        return good, bad + misplaced
 
     def _fold(self, envs: Iterable[Envelope]) -> tuple[
         dict[str, int], dict[tuple[str, int], JobState], list[tuple[str, int, int]]
