@@ -363,7 +363,9 @@ class Dispatcher:
         """Pick ready jobs into free worker slots."""
         self._fill_scheduled = False
         if self._stopping or not self._deciding:
-            return  # a slot freed during the shutdown grace stays free
+            # Stopping: a slot freed during the shutdown grace stays free. Not deciding yet:
+            # start() is still folding the log past the snapshot.
+            return
         # A slot is held by a running attempt, not by a pick not yet read back: its handler
         # may be long done (in Kafka mode the read-back comes a fetch later).
         free = min(self.executor.free, self.config.max_unread_picks - len(self._in_flight))
