@@ -69,7 +69,15 @@ class VisibilityWaiters:
         loop = asyncio.get_running_loop()
         now = loop.time()
         for partition, heap in list(self._waiting.items()):
-            kept = [wait for wait in heap if _still_waiting(wait, now)]
+            kept = []
+            for wait in heap:
+                future, deadline = wait[4], wait[2]
+                if future.done():
+                    continue  # its caller has gone
+                if deadline <= now:
+                    future.set_result(None)  # timed out
+                else:
+                    kept.append(wait)
             heapq.heapify(kept)
             if kept:
                 self._waiting[partition] = kept
@@ -92,14 +100,3 @@ class VisibilityWaiters:
             if heap is not None and not heap:
                 del self._waiting[partition]
 
-
-def _still_waiting(wait: _Wait, now: float) -> bool:
-    """False for a wait that is over: its caller has gone, or its deadline has passed (it
-    is answered None here)."""
-    future = wait[4]
-    if future.done():
-        return False
-    if wait[2] <= now:
-        future.set_result(None)
-        return False
-    return True
