@@ -28,7 +28,7 @@ class Sizes:
     lag_seconds: float = 4.0
     replay_events: int = 1_000_000
     query_tasks: int = 1_000_000
-    query_requests: int = 2_000  # of each kind, per run
+    query_seconds: int = 5  # of each kind of request, per run (wrk takes whole seconds)
     pending_jobs: int = 100_000
     ws_subscribers: int = 1_000
     slots: int | None = None  # worker concurrency of every system; None: each its own
@@ -37,7 +37,7 @@ class Sizes:
         return replace(
             self, drain_jobs=2_000, enqueue_one_by_one=300, enqueue_batched=4_000,
             latency_seconds=1.5, http_seconds=3.0, lag_seconds=1.5, replay_events=100_000,
-            query_tasks=100_000, query_requests=300, pending_jobs=10_000, ws_subscribers=250,
+            query_tasks=100_000, query_seconds=2, pending_jobs=10_000, ws_subscribers=250,
         )
 
 
