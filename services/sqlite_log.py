@@ -202,12 +202,13 @@ def _insert_sql(rows: int) -> str:
 
 
 def _insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
-    """Insert rows with a few multi-row statements of power-of-two sizes (1,000 rows: 6
-    statements, each prepared once and kept in sqlite3's statement cache). Why not
-    executemany: it hands the GIL back and forth once a row, and while another thread runs
-    Python (a sync handler doing real work) each hand-back waits up to the 5 ms switch
-    interval. Beside such a thread, appending 1,000 entries took 3.5 s with executemany
-    and 0.14 s this way (bench/append_beside_busy_handler.py)."""
+    """Insert rows with a few multi-row statements: ROWS_PER_INSERT rows each, then the
+    rest in power-of-two sizes (1,000 rows: ten statements; eight texts in all, each
+    prepared once and kept in sqlite3's statement cache). Why not executemany: it hands
+    the GIL back and forth once a row, and while another thread runs Python (a sync
+    handler doing real work) each hand-back waits up to the 5 ms switch interval. Beside
+    such a thread, appending 1,000 entries took 3.5–4.4 s with executemany and
+    0.13–0.14 s this way (bench/append_beside_busy_handler.py)."""
     flat = [value for row in rows for value in row]
     width = 6  # Row's
     done, size = 0, ROWS_PER_INSERT
