@@ -218,7 +218,9 @@ class ScheduleCommands:
 
     async def trigger(self, schedule_id: str, actor: Actor | None = None) -> str:
         """Run the schedule's job now (paused or not, whatever max_instances says); the
-        job's id. ScheduleFired(manual) follows once the job is durable."""
+        job's id, once the read models show both the job and the fire: a GET of the task
+        right after finds it, as after POST /api/v1/tasks. ScheduleFired(manual) follows
+        once the job is durable."""
         d = await self._current(schedule_id)
         job_id = job_id_for_key(key := manual_key(schedule_id, uuid7()))
         job = JobEnqueued(
@@ -226,18 +228,24 @@ class ScheduleCommands:
             priority=d.priority, timeout_seconds=d.timeout_seconds, max_retries=d.max_retries,
             idempotency_key=key,
         )
-        await self.publisher.publish(job, job_id, actor=actor)
+        partition, offset = await self.publisher.publish(job, job_id, actor=actor)
         fired = ScheduleFired(schedule_id=schedule_id, fire_time=self.clock.now(), job_id=job_id,
                               manual=True)
         await self._append(fired, schedule_id, actor)
+        await self._visible("jobs", partition, offset)
         return job_id
 
     async def _append(self, event: Event, schedule_id: str, actor: Actor | None) -> tuple[int, int]:
         """Append once durable, then wait (bounded) until the read model shows it."""
         partition, offset = await self.publisher.publish(event, schedule_id, actor=actor)
+        await self._visible("schedules", partition, offset)
+        return partition, offset
+
+    async def _visible(self, model: str, partition: int, offset: int) -> None:
+        """Wait until the model shows the record, or VISIBLE_WAIT_SECONDS have passed (the
+        write is durable either way: a slow projection only delays its being seen)."""
         try:
-            await asyncio.wait_for(self.projector.wait_for("schedules", partition, offset),
+            await asyncio.wait_for(self.projector.wait_for(model, partition, offset),
                                    VISIBLE_WAIT_SECONDS)
         except TimeoutError:
             pass
-        return partition, offset

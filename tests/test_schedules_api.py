@@ -3,6 +3,7 @@ real SQLite files): every route, every status code, the errors naming their fiel
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -210,6 +211,37 @@ async def test_trigger_runs_the_job_now_and_its_result_comes_through_the_task(
     schedule = (await client.get(f"{BASE}/report")).json()
     assert (schedule["last_task_id"], schedule["last_status"], schedule["is_running"]) == (
         task_id, "completed", False)
+
+
+async def test_trigger_answers_once_the_task_can_be_read(
+    client: httpx.AsyncClient, node: EmbeddedNode, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The jobs model is held back while the schedules model goes on: the trigger waits for
+    the job to show, so a GET of its task right after never answers 404 (it did when the
+    jobs model lagged behind the schedules model: `schedules trigger --wait` failed)."""
+    await client.post(BASE, json={"id": "report", "task_type": "echo", "trigger": "manual"})
+    gate = asyncio.Event()
+    submit = node.projector.submit
+
+    async def jobs_held(model: str, records: Any) -> None:
+        if model == "jobs":
+            await gate.wait()
+        await submit(model, records)
+
+    monkeypatch.setattr(node.projector, "submit", jobs_held)
+    shown = asyncio.get_running_loop().create_future()  # the fire is projected, the job is not
+    node.projector.schedule_listeners.append(lambda _: shown.done() or shown.set_result(None))
+    trigger = asyncio.ensure_future(client.post(f"{BASE}/report/trigger"))
+    try:
+        await asyncio.wait_for(shown, 10)
+        done, _ = await asyncio.wait({trigger}, timeout=0.2)  # bounded: it must not answer yet
+        assert not done
+    finally:
+        gate.set()  # else the node could not stop
+    response = await asyncio.wait_for(trigger, 10)
+    assert response.status_code == 201
+    task = await client.get(f"/api/v1/tasks/{response.json()['task_id']}")
+    assert task.status_code == 200
 
 
 async def test_a_schedule_shows_its_running_job(client: httpx.AsyncClient, node: EmbeddedNode) -> None:
