@@ -64,7 +64,7 @@ class HotRoutes:
                 response = await answer(Request(scope, receive), exc)
                 await response(scope, receive, send_status)
         finally:
-            self.timer.observe(scope["method"], path, status, time.perf_counter() - start)
+            self.timer.observe((scope["method"], path, status), time.perf_counter() - start)
 
 
 def _handler_of(exc: Exception) -> ExceptionHandler | None:
