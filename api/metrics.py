@@ -47,14 +47,12 @@ class Metrics:
         r.register(self.appended)
         self.lag = Gauge("jobledger_projection_lag_seconds",
                          "Age of the oldest record the projections have not applied", registry=r)
-        self.job_duration = Histogram(
+        self.job_durations = KeptChildren(Histogram(
             "jobledger_job_duration_seconds", "Duration of runs that ended, by outcome",
-            ["task_type", "outcome"], buckets=_JOB_BUCKETS, registry=r)
-        self.http = Histogram(
+            ["task_type", "outcome"], buckets=_JOB_BUCKETS, registry=r))
+        self.http_timer = KeptChildren(Histogram(
             "jobledger_http_request_duration_seconds", "HTTP requests by route and status",
-            ["method", "route", "status"], registry=r)
-        self.http_timer = KeptChildren(self.http)
-        self.job_durations = KeptChildren(self.job_duration)
+            ["method", "route", "status"], registry=r))
 
     def on_projected(self, projected: Projected) -> None:
         """Observe the runs a committed batch ended."""
