@@ -10,8 +10,8 @@ from starlette.middleware import Middleware
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from jobledger.services.gc_tuning import tune_gc
-from jobledger.services.node_base import Node
+from jobledger.services.node.base import Node
+from jobledger.services.runtime.gc_tuning import tune_gc
 
 from . import docs_page, metrics, openapi, runs, schedules, system, tasks, ws
 from .errors import EXCEPTION_HANDLERS
@@ -19,7 +19,6 @@ from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
 from .ws import Hub, HubConfig
-
 
 # Every documented endpoint: each module's `endpoints` give its routes and its part of
 # /openapi.json (api/openapi.py says how to add one).

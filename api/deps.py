@@ -6,8 +6,8 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from jobledger.projections.queries import Queries
-from jobledger.services.commands import Commands
-from jobledger.services.node_base import Node
+from jobledger.services.node.base import Node
+from jobledger.services.write.commands import Commands
 
 
 def node(request: Request) -> Node:

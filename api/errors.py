@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route, WebSocketRoute
 
-from jobledger.services.commands import Conflict, NotFound
-from jobledger.services.log import AppendOutcomeUnknown, LogError
-from jobledger.services.producer import InvalidJob
+from jobledger.services.log.protocol import AppendOutcomeUnknown, LogError
+from jobledger.services.write.commands import Conflict, NotFound
+from jobledger.services.write.producer import InvalidJob
 
 from .responses import ApiError
 

@@ -15,15 +15,15 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobledger.projections.projector import Projected
 from jobledger.schemas import JOBS, LOGS, WORKERS
 from jobledger.schemas.common import to_ms
+from jobledger.services.runtime.projector import Projected
 
 from .deps import node, queries
 from .openapi import Endpoint, Reply

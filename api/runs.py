@@ -10,7 +10,7 @@ from starlette.responses import Response
 from jobledger.schemas import JOBS, Envelope, decode
 from jobledger.schemas.api import HistoryEntry, RunDetail, RunListQuery, RunSummary
 from jobledger.schemas.common import iso_ms, to_ms
-from jobledger.services.log import Log
+from jobledger.services.log.protocol import Log
 
 from .deps import node, queries
 from .openapi import Endpoint, Reply, parse_query, routes_of

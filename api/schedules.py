@@ -19,7 +19,7 @@ from jobledger.projections.queries import Queries
 from jobledger.projections.schedules import ScheduleState, ScheduleStatus
 from jobledger.schemas.api import MAX_TASK_BODY_BYTES
 from jobledger.schemas.schedules import ScheduleRequest, ScheduleView
-from jobledger.services.schedules import ScheduleCommands, ScheduleError, parse_request
+from jobledger.services.schedules.commands import ScheduleCommands, ScheduleError, parse_request
 
 from .body import read_json
 from .deps import node
@@ -45,7 +45,7 @@ def _commands(request: Request) -> ScheduleCommands:
 
 
 def _answers_schedule_errors(handler: Handler) -> Handler:
-    """ScheduleError (services/schedules.py) as the one error shape, with its code."""
+    """ScheduleError (services/schedules/commands.py) as the one error shape, with its code."""
     @functools.wraps(handler)
     async def wrapped(request: Request) -> Response:
         try:

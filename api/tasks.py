@@ -21,9 +21,9 @@ from jobledger.schemas.api import (
     TaskRequest,
     TaskSummary,
 )
-from jobledger.services.commands import CancelOutcome
-from jobledger.services.node_base import Node
-from jobledger.services.producer import parse_batch, parse_task
+from jobledger.services.node.base import Node
+from jobledger.services.write.commands import CancelOutcome
+from jobledger.services.write.producer import parse_batch, parse_task
 
 from .body import read_json, receive_json
 from .deps import commands, queries

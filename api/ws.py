@@ -32,13 +32,13 @@ import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from jobledger.projections.jobs import JobState
-from jobledger.projections.projector import Projected
 from jobledger.projections.schedules import ScheduleState
 from jobledger.schemas import JOBS
 from jobledger.schemas.api import Progress, TaskUpdate, TaskView
 from jobledger.schemas.common import iso_ms, to_ms
-from jobledger.services.node import EmbeddedNode
-from jobledger.services.supervise import spawn
+from jobledger.services.node.embedded import EmbeddedNode
+from jobledger.services.runtime.projector import Projected
+from jobledger.services.runtime.supervise import spawn
 
 from .openapi import Endpoint, Reply
 from .schedules import schedule_updates

@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from jobledger.services.log import Entry
-from jobledger.services.sqlite_log import SQLiteLogBackend
+from jobledger.services.log.protocol import Entry
+from jobledger.services.log.sqlite import SQLiteLogBackend
 
 SIZES = (1, 100, 1000)
 REPEATS = 5

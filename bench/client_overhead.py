@@ -78,8 +78,8 @@ def _percentiles(seconds: list[float]) -> str:
 
 
 async def main() -> None:
-    from jobledger.services.client import Client
-    from jobledger.services.producer import task_request
+    from jobledger.services.client.async_client import Client
+    from jobledger.services.write.producer import task_request
 
     with tempfile.TemporaryDirectory(prefix="jobledger-client-overhead-") as tmp:
         env = Env(Sizes(), Path(tmp))

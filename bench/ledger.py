@@ -119,7 +119,7 @@ class EmbeddedMode(Mode):
         }
 
     def _serve_argv(self, db: Path, port: int, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "jobledger.services.cli", "serve", "--db", str(db),
+        return [sys.executable, "-m", "jobledger.services.cli.main", "serve", "--db", str(db),
                 "--port", str(port), "--app", NOOP_APP, "--concurrency", str(self.slots), *extra]
 
     @asynccontextmanager
@@ -142,9 +142,9 @@ class EmbeddedMode(Mode):
 
     @asynccontextmanager
     async def node(self, env: Env, where: Path) -> AsyncIterator[Any]:
-        from jobledger.services.dispatcher import DispatcherConfig
-        from jobledger.services.gc_tuning import tune_gc
-        from jobledger.services.node import EmbeddedNode, NodeConfig
+        from jobledger.services.node.embedded import EmbeddedNode, NodeConfig
+        from jobledger.services.runtime.dispatcher import DispatcherConfig
+        from jobledger.services.runtime.gc_tuning import tune_gc
 
         from .noop_app import app
 
@@ -159,8 +159,8 @@ class EmbeddedMode(Mode):
 
     async def write_log(self, where: Path, batches: AsyncIterator[list[Any]]) -> Path:
         from jobledger.schemas import JOBS, LOGS, WORKERS
-        from jobledger.services.log import Entry
-        from jobledger.services.sqlite_log import SQLiteLogBackend
+        from jobledger.services.log.protocol import Entry
+        from jobledger.services.log.sqlite import SQLiteLogBackend
 
         db = where / "log.db"
         backend = await SQLiteLogBackend.open(db, {JOBS: 4, LOGS: 4, WORKERS: 1})
@@ -172,12 +172,12 @@ class EmbeddedMode(Mode):
         return db
 
     async def rebuild(self, log: Path, out: Path) -> None:
-        from jobledger.services.replay import rebuild
+        from jobledger.services.replay.rebuild import rebuild
 
         await rebuild(log, out, show_progress=False)
 
     def views_of(self, log: Path) -> Path:
-        from jobledger.services.node import views_path
+        from jobledger.services.node.embedded import views_path
 
         return views_path(log)
 
@@ -187,7 +187,7 @@ class JobledgerSession(Session):
 
     def __init__(self, server: Server, workers: bool):
         super().__init__()
-        from jobledger.services.client import Client
+        from jobledger.services.client.async_client import Client
 
         self.server = server
         self.services = server.services
@@ -198,7 +198,7 @@ class JobledgerSession(Session):
         await self.client.submit("noop", payload)
 
     async def submit_batch(self, payloads: list[dict[str, Any]]) -> None:
-        from jobledger.services.producer import task_request
+        from jobledger.services.write.producer import task_request
 
         await self.client.submit_many([task_request("noop", p) for p in payloads])
 

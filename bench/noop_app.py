@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobledger.services.app import App
-from jobledger.services.context import JobContext
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
 
 from .recorder import job_started
 

@@ -34,7 +34,7 @@ Around = Callable[[], AbstractAsyncContextManager[Any]]
 
 async def _drain(mode: EmbeddedMode, env: Env, around: Around) -> float:
     """Seconds from the resume to all completed, with `around()` entered for that time."""
-    from jobledger.services.producer import task_request
+    from jobledger.services.write.producer import task_request
 
     jobs = env.sizes.drain_jobs
     async with mode.node(env, env.scratch("profile")) as node:

@@ -32,9 +32,9 @@ from jobledger.projections.schedules import schedule_of_key
 from jobledger.schemas import JOBS, SCHEDULES, ScheduleDefined, decode
 from jobledger.schemas.common import to_ms
 from jobledger.schemas.schedules import IntervalTrigger, ScheduleDefinition
-from jobledger.services.app import App
-from jobledger.services.dispatcher import DispatcherConfig
-from jobledger.services.node import EmbeddedNode, NodeConfig
+from jobledger.services.handlers.app import App
+from jobledger.services.node.embedded import EmbeddedNode, NodeConfig
+from jobledger.services.runtime.dispatcher import DispatcherConfig
 
 RESULTS = Path(__file__).parent / "results"
 LEAD_SECONDS = 10  # from the end of defining to the first fire

@@ -1,1 +1,50 @@
-"""jobledger: an event-sourced job orchestrator."""
+"""jobledger: an event-sourced job orchestrator.
+
+The names users write against, importable from here whatever the package's layout:
+
+    from jobledger import App, JobContext, PermanentError, Client, cron, interval
+
+Each is imported on first use, so ``import jobledger`` stays cheap and a producer that
+only needs the client never loads the runtime (and the reverse).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobledger.services.client.async_client import Client, ClientError, ServerUnreachable
+    from jobledger.services.handlers.app import App, PermanentError, cron, date, interval, manual
+    from jobledger.services.handlers.context import JobCancelledError, JobContext
+    from jobledger.services.write.producer import InvalidJob, task_request
+
+_HOME = {
+    "App": "jobledger.services.handlers.app",
+    "PermanentError": "jobledger.services.handlers.app",
+    "cron": "jobledger.services.handlers.app",
+    "date": "jobledger.services.handlers.app",
+    "interval": "jobledger.services.handlers.app",
+    "manual": "jobledger.services.handlers.app",
+    "JobContext": "jobledger.services.handlers.context",
+    "JobCancelledError": "jobledger.services.handlers.context",
+    "Client": "jobledger.services.client.async_client",
+    "ClientError": "jobledger.services.client.async_client",
+    "ServerUnreachable": "jobledger.services.client.async_client",
+    "InvalidJob": "jobledger.services.write.producer",
+    "task_request": "jobledger.services.write.producer",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'jobledger' has no attribute {name!r}")
+    value = getattr(import_module(_HOME[name]), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

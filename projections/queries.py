@@ -11,14 +11,20 @@ import aiosqlite
 import msgspec
 
 from jobledger.schemas.api import (
-    Progress, RunDetail, RunLog, RunSummary, TaskDetail, TaskSummary, TaskView,
+    Progress,
+    RunDetail,
+    RunLog,
+    RunSummary,
+    TaskDetail,
+    TaskSummary,
+    TaskView,
 )
 from jobledger.schemas.common import iso_ms
 from jobledger.schemas.schedules import ScheduleView
 
+from .jobs import JobState
 from .rows import job_from_row
 from .schedules import ScheduleState, schedule_from_row, schedule_of_key, schedule_view
-from .jobs import JobState
 from .stats import MINUTE_MS
 
 _list_of_str = msgspec.json.Decoder(list[str])

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from msgspec.structs import replace
 
+from jobledger.projections.triggers import next_fire, zone
 from jobledger.schemas import (
     Envelope,
     ScheduleDefined,
@@ -27,7 +28,6 @@ from jobledger.schemas import (
 )
 from jobledger.schemas.common import from_ms, iso_ms, to_ms
 from jobledger.schemas.schedules import ScheduleDefinition, ScheduleView
-from jobledger.services.triggers import next_fire, zone
 
 
 class ScheduleStatus(enum.StrEnum):

@@ -25,8 +25,8 @@ from jobledger.schemas.codec import Undecodable
 from .fold import JobsChange
 from .jobs import JobState
 from .queues import QueueState
-from .schedules import ScheduleState, schedule_from_row, schedule_row
 from .rows import job_from_row, job_row, queue_row, worker_from_row, worker_row
+from .schedules import ScheduleState, schedule_from_row, schedule_row
 from .store_file import CLOSED, boot_mark, discard_if_crashed, fsync_files
 from .workers import WorkerState
 
@@ -137,7 +137,7 @@ class ReadModelStore:
     @classmethod
     async def open(cls, path: str | Path, bulk: bool = False) -> ReadModelStore:
         """Open (creating) the read models. bulk: a fresh file being filled by a replay
-        (services/replay.py), renamed into place only once complete, so a crash means
+        (services/replay/rebuild.py), renamed into place only once complete, so a crash means
         replaying again: no secondary indexes until finish_bulk(), no syncs, the rollback
         journal in memory (a failed batch still rolls back) and a 128 MiB page cache.
         Live: a file an OS crash may have damaged is rebuilt (store_file.py)."""

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import msgspec
 
-
 Priority = Annotated[int, msgspec.Meta(ge=0, le=255, description="0–255, higher runs first")]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 Attempt = Annotated[int, msgspec.Meta(ge=1, description="1-based attempt number; the lease's fencing token")]

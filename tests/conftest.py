@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests; the helpers they use live in tests/harness.py."""
+"""Fixtures shared by the tests; the helpers they use live in tests/support/harness.py."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import NodeFactory
-from tests.kafka_broker import kafka_broker, kcat_broker  # noqa: F401  (test brokers, per module)
+from tests.support.harness import NodeFactory
+from tests.support.kafka_broker import kafka_broker, kcat_broker  # noqa: F401  (test brokers, per module)
 
 
 @pytest.fixture

@@ -18,12 +18,11 @@ from starlette.routing import Route
 from jobledger.api.app import create_app
 from jobledger.api.errors import CODES
 from jobledger.schemas.api import MAX_TASK_BODY_BYTES
-from jobledger.services.app import App
-from jobledger.services.node import EmbeddedNode
-
-from .api_harness import api_client, assert_error, demo_server
-from .conftest import NodeFactory
-from .procs import ServerProcess
+from jobledger.services.handlers.app import App
+from jobledger.services.node.embedded import EmbeddedNode
+from tests.support.api_harness import api_client, assert_error, demo_server
+from tests.support.harness import NodeFactory
+from tests.support.procs import ServerProcess
 
 DOCS = Path(__file__).parent.parent / "docs" / "api.md"
 

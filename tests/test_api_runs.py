@@ -9,12 +9,10 @@ import httpx
 import pytest
 
 from jobledger.api.app import create_app
-from jobledger.services.app import App, PermanentError
-from jobledger.services.context import JobContext
-from jobledger.services.node import EmbeddedNode
-
-from .conftest import NodeFactory
-from .harness import advance, enqueue, history, settle, wait_until
+from jobledger.services.handlers.app import App, PermanentError
+from jobledger.services.handlers.context import JobContext
+from jobledger.services.node.embedded import EmbeddedNode
+from tests.support.harness import NodeFactory, advance, enqueue, history, settle, wait_until
 
 app = App()
 

@@ -10,12 +10,10 @@ import pytest
 
 from jobledger.schemas import JOBS
 from jobledger.schemas.common import to_ms
-from jobledger.services.log import Entry
-from jobledger.services.node import EmbeddedNode
-
-from .api_harness import api_client, assert_error, handlers, submit
-from .conftest import NodeFactory
-from .harness import clock_of, dispatcher_of, settle, wait_until
+from jobledger.services.log.protocol import Entry
+from jobledger.services.node.embedded import EmbeddedNode
+from tests.support.api_harness import api_client, assert_error, handlers, submit
+from tests.support.harness import NodeFactory, clock_of, dispatcher_of, settle, wait_until
 
 
 @pytest.fixture

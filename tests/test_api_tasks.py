@@ -14,11 +14,9 @@ from jobledger.schemas.api import (
     MAX_PAYLOAD_BYTES,
     MAX_TASK_BODY_BYTES,
 )
-from jobledger.services.node import EmbeddedNode
-
-from .api_harness import api_client, assert_error, handlers, submit
-from .conftest import NodeFactory
-from .harness import clock_of, settle, wait_until
+from jobledger.services.node.embedded import EmbeddedNode
+from tests.support.api_harness import api_client, assert_error, handlers, submit
+from tests.support.harness import NodeFactory, clock_of, settle, wait_until
 
 
 @pytest.fixture

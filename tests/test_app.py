@@ -1,4 +1,4 @@
-"""The handler registry (services/app.py): registration, merging Apps, load_app's errors."""
+"""The handler registry (services/handlers/app.py): registration, merging Apps, load_app's errors."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from jobledger.services.app import App, Handler, load_app
-from jobledger.services.context import JobContext
-from jobledger.services.demo import demo
+from jobledger.services.handlers.app import App, Handler, load_app
+from jobledger.services.handlers.context import JobContext
+from jobledger.services.handlers.demo import demo
 
 
 def test_job_registers_the_function_and_returns_it_unchanged() -> None:
@@ -63,10 +63,10 @@ def test_include_adds_every_handler_and_refuses_a_clash() -> None:
 
 
 def test_load_app_returns_the_app_a_spec_names() -> None:
-    assert load_app("jobledger.services.demo:demo") is demo
+    assert load_app("jobledger.services.handlers.demo:demo") is demo
 
 
-@pytest.mark.parametrize("spec", ["jobledger.services.demo", ":demo", "jobledger.services.demo:"])
+@pytest.mark.parametrize("spec", ["jobledger.services.handlers.demo", ":demo", "jobledger.services.handlers.demo:"])
 def test_load_app_without_module_and_attribute_says_what_a_spec_looks_like(spec: str) -> None:
     with pytest.raises(ValueError, match="module:attribute") as error:
         load_app(spec)
@@ -79,10 +79,10 @@ def test_load_app_names_a_missing_module() -> None:
 
 
 def test_load_app_names_a_missing_attribute() -> None:
-    with pytest.raises(AttributeError, match="jobledger.services.demo.*no_such_app"):
-        load_app("jobledger.services.demo:no_such_app")
+    with pytest.raises(AttributeError, match="jobledger.services.handlers.demo.*no_such_app"):
+        load_app("jobledger.services.handlers.demo:no_such_app")
 
 
 def test_load_app_says_when_the_attribute_is_not_an_app() -> None:
     with pytest.raises(ValueError, match="demo:echo is a function, not a jobledger App"):
-        load_app("jobledger.services.demo:echo")
+        load_app("jobledger.services.handlers.demo:echo")

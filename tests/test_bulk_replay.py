@@ -1,4 +1,4 @@
-"""The replay's bulk path (services/bulk_replay.py) gives the read models the live
+"""The replay's bulk path (services/replay/bulk.py) gives the read models the live
 projector gives, table for table: every event type, retries, lease expiries, cancels,
 requeues of finished jobs, duplicates, paused queues, logs, workers, undecodable and
 misplaced records; folded in chunks of any size (finished jobs are written and dropped at
@@ -30,11 +30,11 @@ from jobledger.schemas import (
     WorkerStarted,
     encode,
 )
-from jobledger.services import bulk_replay
-from jobledger.services.log import Entry
-from jobledger.services.replay import checksums, rebuild, rebuild_from
+from jobledger.services.log.protocol import Entry
+from jobledger.services.replay import bulk as bulk_replay
+from jobledger.services.replay.rebuild import checksums, rebuild, rebuild_from
+from tests.support.builders import append, at, envelope, open_log
 
-from .builders import append, at, envelope, open_log
 from .test_projection_property import Appended, histories
 
 

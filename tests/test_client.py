@@ -1,4 +1,4 @@
-"""The Python client (services/client.py) against a real uvicorn server, and the
+"""The Python client (services/client/async_client.py) against a real uvicorn server, and the
 `jobledger submit` / `jobledger status` commands against a real `jobledger serve --demo`."""
 
 from __future__ import annotations
@@ -9,16 +9,14 @@ from collections.abc import Iterator
 import pytest
 
 from jobledger.schemas import JobStatus
-from jobledger.services.cli import main
-from jobledger.services.client import Client, ClientError, ServerUnreachable
-from jobledger.services.node import EmbeddedNode
-from jobledger.services.producer import InvalidJob, task_request
-
-from .api_harness import demo_server, handlers
-from .conftest import NodeFactory
-from .harness import settle, wait_until
-from .live_server import live_server
-from .procs import ServerProcess, free_port
+from jobledger.services.cli.main import main
+from jobledger.services.client.async_client import Client, ClientError, ServerUnreachable
+from jobledger.services.node.embedded import EmbeddedNode
+from jobledger.services.write.producer import InvalidJob, task_request
+from tests.support.api_harness import demo_server, handlers
+from tests.support.harness import NodeFactory, settle, wait_until
+from tests.support.live_server import live_server
+from tests.support.procs import ServerProcess, free_port
 
 
 async def held(make_node: NodeFactory) -> EmbeddedNode:

@@ -39,6 +39,8 @@ from jobledger.schemas import (
 )
 from jobledger.schemas.codec import CURRENT_BY_TAG, decode_batch
 from jobledger.schemas.common import uuid7, uuid7s
+from jobledger.schemas.envelope import event_types
+from jobledger.schemas.jsonschema import wire_schema
 from jobledger.schemas.schedules import (
     CronTrigger,
     IntervalTrigger,
@@ -53,11 +55,8 @@ from jobledger.schemas.schedules import (
     ScheduleUpdated,
     SkipReason,
 )
-from jobledger.schemas.envelope import event_types
-from jobledger.schemas.jsonschema import wire_schema
-from jobledger.services.log import Record
-
-from .builders import at
+from jobledger.services.log.protocol import Record
+from tests.support.builders import at
 
 # One instance of every event type, with the optional fields set where there are any, so a
 # field the codec drops or mangles shows up.

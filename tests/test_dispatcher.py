@@ -1,4 +1,4 @@
-"""The partition owner (services/dispatcher.py) through a real EmbeddedNode: picks in
+"""The partition owner (services/runtime/dispatcher.py) through a real EmbeddedNode: picks in
 priority order, delays, retries with backoff, timeouts, lease expiry, cancel, requeue,
 pause, idempotency and restarts. Time is a ManualClock the tests advance."""
 
@@ -16,31 +16,31 @@ import pytest
 from jobledger.projections.jobs import LEASE_EXPIRED_ERROR, JobState, reduce_job
 from jobledger.schemas import (
     JOBS,
+    LOGS,
+    SCHEDULES,
+    WORKERS,
     Actor,
     ActorKind,
     JobCancelRequested,
     JobPicked,
     JobStatus,
     JobSucceeded,
-    LOGS,
-    SCHEDULES,
-    WORKERS,
     RunStatus,
     decode,
 )
 from jobledger.schemas.codec import decode_batch
 from jobledger.schemas.common import to_ms
-from jobledger.services.app import App
-from jobledger.services.clock import ManualClock
-from jobledger.services.commands import CancelOutcome, Conflict
-from jobledger.services.context import JobContext
-from jobledger.services.demo import demo
-from jobledger.services.dispatcher import Dispatcher, DispatcherConfig
-from jobledger.services.log import LogError
-from jobledger.services.node import EmbeddedNode
-from jobledger.services.producer import job_id_for_key, task_request
-from jobledger.services.sqlite_log import SQLiteLogBackend
-from tests.harness import (
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
+from jobledger.services.handlers.demo import demo
+from jobledger.services.log.protocol import LogError
+from jobledger.services.log.sqlite import SQLiteLogBackend
+from jobledger.services.node.embedded import EmbeddedNode
+from jobledger.services.runtime.clock import ManualClock
+from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
+from jobledger.services.write.commands import CancelOutcome, Conflict
+from jobledger.services.write.producer import job_id_for_key, task_request
+from tests.support.harness import (
     JobPredicate,
     NodeFactory,
     advance,
@@ -719,7 +719,7 @@ async def test_only_the_dispatchers_own_decisions_are_appended_unsynced(
     make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client's write is acknowledged once fsynced; the dispatcher's decisions are
-    appended with sync=False (services/log.py). A decision an OS crash loses is taken
+    appended with sync=False (services/log/protocol.py). A decision an OS crash loses is taken
     again: a lost JobCancelled, for one, from the synced JobCancelRequested on restart."""
     node = await make_node(demo)
     log = node.backend.topic(JOBS)

@@ -1,4 +1,4 @@
-"""Worker slots (services/executor.py) through a real EmbeddedNode: how handlers run, what
+"""Worker slots (services/runtime/executor.py) through a real EmbeddedNode: how handlers run, what
 the context gives them, and how each way an attempt can end is recorded."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 import msgspec
 
 from jobledger.schemas import JobStatus, RunStatus
-from jobledger.services.app import App, PermanentError
-from jobledger.services.commands import CancelOutcome
-from jobledger.services.context import JobContext
-from tests.harness import (
+from jobledger.services.handlers.app import App, PermanentError
+from jobledger.services.handlers.context import JobContext
+from jobledger.services.write.commands import CancelOutcome
+from tests.support.harness import (
     SAFETY_SECONDS,
     NodeFactory,
     advance,

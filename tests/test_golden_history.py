@@ -29,12 +29,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from jobledger.projections.projector import Projector
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import decode, topic_of
-from jobledger.services.log import Entry
-
-from .builders import open_log
+from jobledger.services.log.protocol import Entry
+from jobledger.services.runtime.projector import Projector
+from tests.support.builders import open_log
 
 GOLDEN = Path(__file__).parent / "golden"
 # The tables compared, each in primary-key order.

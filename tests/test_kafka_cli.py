@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobledger.services.cli import build_parser, main
-from jobledger.services.kafka_cli import node_config_for
+from jobledger.services.cli.kafka import node_config_for
+from jobledger.services.cli.main import build_parser, main
 
 BROKER = "kafka://127.0.0.1:1"  # never reached: every case fails before connecting
 

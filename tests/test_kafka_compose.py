@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from jobledger.services.cli import build_parser
-from jobledger.services.kafka_cli import node_config_for
+from jobledger.services.cli.kafka import node_config_for
+from jobledger.services.cli.main import build_parser
 
 COMPOSE = Path(__file__).parent.parent / "compose" / "docker-compose.yml"
 

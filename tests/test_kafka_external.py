@@ -11,14 +11,13 @@ from typing import Any
 
 from jobledger.schemas import JOBS, JobStatus
 from jobledger.schemas.common import uuid7
-from jobledger.services.app import App
-from jobledger.services.context import JobContext
-from jobledger.services.dispatcher import DispatcherConfig
-from jobledger.services.producer import job_id_for_key
-
-from tests.harness import runs, wait_until
-from tests.kafka_broker import TansuBroker
-from tests.kafka_harness import kafka_config, node_config, started
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
+from jobledger.services.runtime.dispatcher import DispatcherConfig
+from jobledger.services.write.producer import job_id_for_key
+from tests.support.harness import runs, wait_until
+from tests.support.kafka_broker import TansuBroker
+from tests.support.kafka_harness import kafka_config, node_config, started
 from tests.test_kafka_log import _kcat_produce
 
 WAIT_S = 30.0

@@ -1,6 +1,6 @@
 """The projections under every host: the embedded Projector over a SQLite log, and over
 Kafka topics on a real test broker both Kafka-mode hosts, aiokafka tails
-(services/kafka_projections.py, the default) and faust agents (services/faust_host.py).
+(services/kafka/projections.py, the default) and faust agents (services/kafka/faust_host.py).
 
 The same records, at the same partitions and offsets, must give byte-identical read
 models; an undecodable record goes to the read model's quarantine and to the dead-letter
@@ -14,20 +14,24 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from jobledger.projections.projector import Projector
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, decode, topic_of
-from jobledger.services.faust_host import FaustProjections
-from jobledger.services.kafka_log import DEAD_LETTER, KafkaConfig, KafkaLogBackend, murmur2_partition
-from jobledger.services.kafka_log import jobledger_topics
-from jobledger.services.kafka_node import PROJECTION_HOSTS
-from jobledger.services.kafka_projections import ERROR_HEADER, SOURCE_HEADER
-from jobledger.services.log import Entry, LogBackend
-from jobledger.services.ownership import GroupSettings
-from jobledger.services.sqlite_log import SQLiteLogBackend
-
-from tests.kafka_broker import TansuBroker
-from tests.kafka_harness import PARTITIONS, kafka_config, node_config, started
+from jobledger.services.kafka.faust_host import FaustProjections
+from jobledger.services.kafka.ownership import GroupSettings
+from jobledger.services.kafka.projections import ERROR_HEADER, SOURCE_HEADER
+from jobledger.services.log.kafka import (
+    DEAD_LETTER,
+    KafkaConfig,
+    KafkaLogBackend,
+    jobledger_topics,
+    murmur2_partition,
+)
+from jobledger.services.log.protocol import Entry, LogBackend
+from jobledger.services.log.sqlite import SQLiteLogBackend
+from jobledger.services.node.kafka import PROJECTION_HOSTS
+from jobledger.services.runtime.projector import Projector
+from tests.support.kafka_broker import TansuBroker
+from tests.support.kafka_harness import PARTITIONS, kafka_config, node_config, started
 
 GOLDEN = Path(__file__).parent / "golden" / "history_v1.jsonl"
 WAIT_S = 20.0

@@ -23,26 +23,25 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 # Rewrite asserts in the contract module too, so its failures show the compared values.
-pytest.register_assert_rewrite("tests.log_contract")
+pytest.register_assert_rewrite("tests.support.log_contract")
 from jobledger.schemas import Actor, ActorKind, Envelope
 from jobledger.schemas.codec import decode, encode
 from jobledger.schemas.jobs import JobEnqueued
-from jobledger.services.kafka_log import (
+from jobledger.services.log.kafka import (
     DEAD_LETTER,
     JOBS,
     SCHEDULES,
-    KafkaConfig,
     Gaps,
+    KafkaConfig,
     KafkaLogBackend,
     _settled,
     jobledger_topics,
     murmur2,
     murmur2_partition,
 )
-from jobledger.services.log import Entry, LogBackend, LogError
-
-from tests.kafka_broker import TansuBroker, unique_prefix
-from tests.log_contract import LogContract
+from jobledger.services.log.protocol import Entry, LogBackend, LogError
+from tests.support.kafka_broker import TansuBroker, unique_prefix
+from tests.support.log_contract import LogContract
 
 PARTITIONS: Mapping[str, int] = {"a": 3, "b": 1}
 KCAT_DEADLINE_S = 30.0

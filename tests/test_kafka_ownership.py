@@ -16,19 +16,18 @@ from typing import Any
 import pytest
 
 from jobledger.schemas import Actor, ActorKind, JobEnqueued, JobPicked, JobStatus
-from jobledger.services.app import App
-from jobledger.services.backoff import Backoff
-from jobledger.services.clock import ManualClock
-from jobledger.services.context import JobContext
-from jobledger.services.dispatcher import DispatcherConfig
-from jobledger.services.kafka_log import KafkaConfig, KafkaLogBackend, jobledger_topics
-from jobledger.services.kafka_node import KafkaNode
-from jobledger.services.producer import task_request
-from jobledger.services.publisher import Publisher
-
-from tests.harness import runs, wait_until
-from tests.kafka_broker import TansuBroker
-from tests.kafka_harness import PARTITIONS, kafka_config, node_config, started
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
+from jobledger.services.log.kafka import KafkaConfig, KafkaLogBackend, jobledger_topics
+from jobledger.services.node.kafka import KafkaNode
+from jobledger.services.runtime.backoff import Backoff
+from jobledger.services.runtime.clock import ManualClock
+from jobledger.services.runtime.dispatcher import DispatcherConfig
+from jobledger.services.write.producer import task_request
+from jobledger.services.write.publisher import Publisher
+from tests.support.harness import runs, wait_until
+from tests.support.kafka_broker import TansuBroker
+from tests.support.kafka_harness import PARTITIONS, kafka_config, node_config, started
 
 WAIT_S = 20.0
 EVERY = set(range(PARTITIONS))

@@ -18,15 +18,14 @@ from typing import Any
 
 import pytest
 
-from jobledger.services.kafka_log import murmur2_partition
-from jobledger.services.producer import job_id_for_key
-from jobledger.services.replay import checksums
-
-from tests.kafka_app import DOOMED
-from tests.kafka_broker import TansuBroker, unique_prefix
-from tests.kafka_harness import PARTITIONS
-from tests.kafka_procs import ApiProcess, JobledgerProcess, WorkerProcess, kafka_env
-from tests.procs import poll
+from jobledger.services.log.kafka import murmur2_partition
+from jobledger.services.replay.rebuild import checksums
+from jobledger.services.write.producer import job_id_for_key
+from tests.support.kafka_app import DOOMED
+from tests.support.kafka_broker import TansuBroker, unique_prefix
+from tests.support.kafka_harness import PARTITIONS
+from tests.support.kafka_procs import ApiProcess, JobledgerProcess, WorkerProcess, kafka_env
+from tests.support.procs import poll
 
 pytestmark = pytest.mark.slow
 
@@ -168,7 +167,7 @@ def test_replay_from_the_topics_gives_the_checksums_of_the_live_read_models(run:
     run.first.stop()  # its read models are final (a no-op if an earlier test stopped it)
     out = run.workdir / "replayed.db"
     result = subprocess.run(
-        [sys.executable, "-m", "jobledger.services.cli", "replay", "--out", str(out),
+        [sys.executable, "-m", "jobledger.services.cli.main", "replay", "--out", str(out),
          "--live", str(run.first.views)],
         capture_output=True, text=True, timeout=120, env={**run.env, "COLUMNS": "200"},
     )

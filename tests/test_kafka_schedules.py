@@ -14,13 +14,12 @@ import pytest
 from jobledger.projections.schedules import schedule_of_key
 from jobledger.schemas import JOBS, SCHEDULES, Envelope, decode
 from jobledger.schemas.common import to_ms
-from jobledger.services.kafka_log import KafkaConfig, KafkaLogBackend, jobledger_topics
-
-from tests.kafka_app import TICKS
-from tests.kafka_broker import TansuBroker, unique_prefix
-from tests.kafka_harness import PARTITIONS, kafka_config
-from tests.kafka_procs import JobledgerProcess, WorkerProcess, kafka_env
-from tests.procs import poll
+from jobledger.services.log.kafka import KafkaConfig, KafkaLogBackend, jobledger_topics
+from tests.support.kafka_app import TICKS
+from tests.support.kafka_broker import TansuBroker, unique_prefix
+from tests.support.kafka_harness import PARTITIONS, kafka_config
+from tests.support.kafka_procs import JobledgerProcess, WorkerProcess, kafka_env
+from tests.support.procs import poll
 
 pytestmark = pytest.mark.slow
 

@@ -30,8 +30,7 @@ from jobledger.schemas import (
 )
 from jobledger.schemas.envelope import event_types
 from jobledger.schemas.lifecycle import TERMINAL, TRANSITIONS, WAITING
-
-from .builders import at, envelope
+from tests.support.builders import at, envelope
 
 S = JobStatus
 JOB = "job-1"

@@ -8,12 +8,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobledger.schemas import JOBS, JobStatus
-from jobledger.services.app import App
-from jobledger.services.context import JobContext
-
-from .conftest import NodeFactory
-from .harness import advance, enqueue, settle, wait_until
-from .live_server import live_server
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
+from tests.support.harness import NodeFactory, advance, enqueue, settle, wait_until
+from tests.support.live_server import live_server
 
 app = App()
 

@@ -18,11 +18,10 @@ from starlette.routing import Route
 from jobledger.api.app import ENDPOINTS, create_app
 from jobledger.api.openapi import Endpoint, Reply, build_spec, routes_of
 from jobledger.schemas.api import MAX_LIST, TaskDetail, TaskListQuery, TaskRequest
-from jobledger.services.app import App
-from jobledger.services.node import EmbeddedNode
-
-from .api_harness import api_client
-from .conftest import NodeFactory
+from jobledger.services.handlers.app import App
+from jobledger.services.node.embedded import EmbeddedNode
+from tests.support.api_harness import api_client
+from tests.support.harness import NodeFactory
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 

@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobledger.projections.jobs import JobState, reduce_job
-from jobledger.projections.projector import Projector
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import (
     JOBS,
@@ -41,9 +40,9 @@ from jobledger.schemas import (
     QueueResumed,
     encode,
 )
-from jobledger.services.log import Entry, Record
-
-from .builders import PARTITIONS, at, envelope, open_log
+from jobledger.services.log.protocol import Entry, Record
+from jobledger.services.runtime.projector import Projector
+from tests.support.builders import PARTITIONS, at, envelope, open_log
 
 S = JobStatus
 JOB_IDS = ("job-a", "job-b", "job-c", "job-d")

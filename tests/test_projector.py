@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from jobledger.projections.projector import Projector
 from jobledger.projections.stats import MINUTE_MS
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import (
@@ -27,10 +26,10 @@ from jobledger.schemas import (
     encode,
 )
 from jobledger.schemas.common import to_ms
-from jobledger.services.log import Entry
-from jobledger.services.sqlite_log import SQLiteLogBackend
-
-from .builders import append, at, envelope, open_log
+from jobledger.services.log.protocol import Entry
+from jobledger.services.log.sqlite import SQLiteLogBackend
+from jobledger.services.runtime.projector import Projector
+from tests.support.builders import append, at, envelope, open_log
 
 JOB = "job-1"
 
@@ -279,7 +278,7 @@ async def test_new_jobs_beyond_the_limit_are_forgotten(
     backend: SQLiteLogBackend, store: ReadModelStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A host that never folds them (it projects other partitions) cannot grow without end.
-    from jobledger.projections import projector as projector_module
+    from jobledger.services.runtime import projector as projector_module
 
     monkeypatch.setattr(projector_module, "MAX_NEW_JOBS", 2)
     projector = Projector(backend, store)

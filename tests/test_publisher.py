@@ -4,7 +4,7 @@ the envelopes of an enqueue, which the projector takes in place of decoding thei
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +13,13 @@ import pytest
 from msgspec.structs import replace
 
 from jobledger.schemas import JOBS, Actor, ActorKind, JobDue, encode
-from jobledger.schemas.codec import decode
-from jobledger.services.clock import ManualClock
-from jobledger.services.log import LogError
 from jobledger.schemas.api import MAX_PAYLOAD_BYTES, TaskRequest
-from jobledger.services.producer import InvalidJob, Producer, parse_batch, task_request
-from jobledger.services.publisher import Publisher
-
-from .builders import open_log
+from jobledger.schemas.codec import decode
+from jobledger.services.log.protocol import LogError
+from jobledger.services.runtime.clock import ManualClock
+from jobledger.services.write.producer import InvalidJob, Producer, parse_batch, task_request
+from jobledger.services.write.publisher import Publisher
+from tests.support.builders import open_log
 
 Told = list[tuple[str, Any, BaseException | None]]
 
@@ -82,7 +81,7 @@ async def test_a_failed_append_is_told_with_its_error(tmp_path: Path) -> None:
 def test_an_enqueue_envelope_is_what_decoding_its_record_gives() -> None:
     # The projector takes the envelopes of new jobs in place of decoding their records
     # (Projector.expect_new), so the live read model must be what a replay builds.
-    clock = ManualClock(datetime(2026, 12, 1, 21, 20, 54, 478138, tzinfo=timezone.utc))
+    clock = ManualClock(datetime(2026, 12, 1, 21, 20, 54, 478138, tzinfo=UTC))
     producer = Producer(Publisher(None, clock, Actor(ActorKind.API, "a")), clock)  # type: ignore[arg-type]
     in_two_hours = datetime(2026, 12, 1, 23, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))
     requests = [

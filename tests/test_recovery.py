@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .procs import ServerProcess, poll
+from tests.support.procs import ServerProcess, poll
 
 pytestmark = pytest.mark.slow
 

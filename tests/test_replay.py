@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 
 from jobledger.schemas.lifecycle import TERMINAL
-from jobledger.services.backoff import Backoff
-from jobledger.services.demo import demo
-from jobledger.services.dispatcher import DispatcherConfig
-from jobledger.services.node import EmbeddedNode, NodeConfig, views_path
-from jobledger.services.producer import task_request
-from jobledger.services.replay import checksums, replay
-
-from .harness import wait_until
+from jobledger.services.handlers.demo import demo
+from jobledger.services.node.embedded import EmbeddedNode, NodeConfig, views_path
+from jobledger.services.replay.rebuild import checksums, replay
+from jobledger.services.runtime.backoff import Backoff
+from jobledger.services.runtime.dispatcher import DispatcherConfig
+from jobledger.services.write.producer import task_request
+from tests.support.harness import wait_until
 
 
 async def _run_mixed_workload(db: Path) -> None:
@@ -48,7 +47,7 @@ def test_replay_command_prints_matching_checksums(tmp_path: Path) -> None:
     db = tmp_path / "j.db"
     asyncio.run(_run_mixed_workload(db))
     result = subprocess.run(
-        [sys.executable, "-m", "jobledger.services.cli", "replay", "--db", str(db)],
+        [sys.executable, "-m", "jobledger.services.cli.main", "replay", "--db", str(db)],
         capture_output=True, text=True, timeout=120, env={"COLUMNS": "200", "PATH": ""},
     )
     assert result.returncode == 0, result.stderr

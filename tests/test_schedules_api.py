@@ -11,11 +11,10 @@ import httpx
 import pytest
 
 from jobledger.api.app import create_app
-from jobledger.services.demo import demo
-from jobledger.services.node import EmbeddedNode
-
-from .harness import NodeFactory, wait_until
-from .schedules_harness import advance, settle
+from jobledger.services.handlers.demo import demo
+from jobledger.services.node.embedded import EmbeddedNode
+from tests.support.harness import NodeFactory, wait_until
+from tests.support.schedules_harness import advance, settle
 
 BASE = "/api/v1/schedules"
 

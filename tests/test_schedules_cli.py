@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from jobledger.services.cli import main
-from jobledger.services.schedules_cli import parse_duration
-
-from .api_harness import demo_server
-from .procs import ServerProcess
+from jobledger.services.cli.main import main
+from jobledger.services.cli.schedules import parse_duration
+from tests.support.api_harness import demo_server
+from tests.support.procs import ServerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -12,15 +12,14 @@ import pytest
 
 from jobledger.api.schedules import schedule_updates
 from jobledger.projections.schedules import ScheduleState
-from jobledger.services.app import App, cron, date, interval, manual
-from jobledger.services.clock import ManualClock
-from jobledger.services.context import JobContext
-from jobledger.services.node import views_path
-from jobledger.services.replay import checksums, replay
-from jobledger.services.triggers import InvalidTrigger
-
-from .harness import NodeFactory
-from .schedules_harness import advance, define, of_type, schedule_events, settle
+from jobledger.projections.triggers import InvalidTrigger
+from jobledger.services.handlers.app import App, cron, date, interval, manual
+from jobledger.services.handlers.context import JobContext
+from jobledger.services.node.embedded import views_path
+from jobledger.services.replay.rebuild import checksums, replay
+from jobledger.services.runtime.clock import ManualClock
+from tests.support.harness import NodeFactory
+from tests.support.schedules_harness import advance, define, of_type, schedule_events, settle
 
 
 def app_with(schedule: Any) -> App:

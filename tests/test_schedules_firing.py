@@ -13,16 +13,15 @@ import pytest
 from jobledger.projections.schedules import fire_key
 from jobledger.schemas import JOBS, SCHEDULES, JobEnqueued, JobStatus, decode
 from jobledger.schemas.common import to_ms
-from jobledger.services.app import App
-from jobledger.services.clock import ManualClock
-from jobledger.services.context import JobContext
-from jobledger.services.demo import demo
-from jobledger.services.node import EmbeddedNode
-from jobledger.services.producer import job_id_for_key
-from jobledger.services.sqlite_log import SQLiteLogBackend
-
-from .harness import SAFETY_SECONDS, NodeFactory, clock_of, history, runs, wait_until
-from .schedules_harness import advance, define, of_type, schedule_events, settle, state
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
+from jobledger.services.handlers.demo import demo
+from jobledger.services.log.sqlite import SQLiteLogBackend
+from jobledger.services.node.embedded import EmbeddedNode
+from jobledger.services.runtime.clock import ManualClock
+from jobledger.services.write.producer import job_id_for_key
+from tests.support.harness import SAFETY_SECONDS, NodeFactory, clock_of, history, runs, wait_until
+from tests.support.schedules_harness import advance, define, of_type, schedule_events, settle, state
 
 T0 = ManualClock().now()  # the harness clock's start
 
@@ -263,7 +262,7 @@ async def test_jitter_delays_the_job_not_the_fire_and_is_stable(make_node: NodeF
 
 
 async def test_a_changed_trigger_counts_from_the_change(make_node: NodeFactory) -> None:
-    from jobledger.services.schedules import parse_request
+    from jobledger.services.schedules.commands import parse_request
 
     node = await make_node(demo)
     await define(node, id="tick", task_type="echo", trigger="interval", seconds=10)

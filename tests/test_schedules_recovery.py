@@ -12,9 +12,8 @@ import pytest
 from jobledger.projections.schedules import schedule_of_key
 from jobledger.schemas import JOBS, SCHEDULES, Envelope, decode
 from jobledger.schemas.common import to_ms
-from jobledger.services.sqlite_log import SQLiteLogBackend
-
-from .procs import ServerProcess, poll
+from jobledger.services.log.sqlite import SQLiteLogBackend
+from tests.support.procs import ServerProcess, poll
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Fire times of every trigger kind (services/triggers.py), across DST changes.
+"""Fire times of every trigger kind (projections/triggers.py), across DST changes.
 
 DST changes used (2026): Europe/Berlin springs forward on 29 March at 02:00 CET (to 03:00
 CEST) and falls back on 25 October at 03:00 CEST (to 02:00 CET); America/New_York springs
@@ -11,14 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobledger.schemas.schedules import (
-    CronTrigger,
-    DateTrigger,
-    IntervalTrigger,
-    ManualTrigger,
-    Trigger,
-)
-from jobledger.services.triggers import (
+from jobledger.projections.triggers import (
     InvalidTrigger,
     check_trigger,
     fire_times,
@@ -26,6 +19,13 @@ from jobledger.services.triggers import (
     localize,
     next_fire,
     zone,
+)
+from jobledger.schemas.schedules import (
+    CronTrigger,
+    DateTrigger,
+    IntervalTrigger,
+    ManualTrigger,
+    Trigger,
 )
 
 BERLIN, NEW_YORK = "Europe/Berlin", "America/New_York"

@@ -13,8 +13,8 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.generation.case import Case
 from schemathesis.schemas import BaseSchema
 
-from .api_harness import demo_server
-from .procs import ServerProcess
+from tests.support.api_harness import demo_server
+from tests.support.procs import ServerProcess
 
 EXAMPLES = 40  # per operation and phase; the whole run stays under a minute
 

@@ -13,15 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobledger.projections.jobs import JobState, Reducer, SharedReductions, reduce_job
-from jobledger.projections.projector import Projector
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JobEnqueued, JobPicked, JobSucceeded, QueuePaused, QueueResumed
-from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.schemas.codec import decode_batch
-from jobledger.services.log import Record
-from jobledger.services.partition_state import next_job_state
+from jobledger.schemas.lifecycle import TERMINAL
+from jobledger.services.log.protocol import Record
+from jobledger.services.runtime.partition_state import next_job_state
+from jobledger.services.runtime.projector import Projector
+from tests.support.builders import at, envelope, open_log
 
-from .builders import at, envelope, open_log
 from .test_projection_property import Appended, batches, build_log, histories
 
 

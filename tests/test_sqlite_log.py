@@ -13,12 +13,11 @@ from typing import IO
 import pytest
 
 # Rewrite asserts in the contract module too, so its failures show the compared values.
-pytest.register_assert_rewrite("tests.log_contract")
-from tests.log_contract import LogContract  # noqa: E402
-
-from jobledger.services.log import Entry, LogBackend, LogError
-from jobledger.services import sqlite_log
-from jobledger.services.sqlite_log import SQLiteLogBackend
+pytest.register_assert_rewrite("tests.support.log_contract")
+from jobledger.services.log import sqlite as sqlite_log
+from jobledger.services.log.protocol import Entry, LogBackend, LogError
+from jobledger.services.log.sqlite import SQLiteLogBackend
+from tests.support.log_contract import LogContract  # noqa: E402
 
 PARTITIONS: Mapping[str, int] = {"a": 3, "b": 1}
 CHILD_DEADLINE_S = 60.0  # the longest any test waits on a child process
@@ -172,8 +171,8 @@ async def _assert_open_refused(path: Path) -> None:
 # unsynced (sync=False, the dispatcher's kind): it must survive a kill all the same.
 _APPENDER = """
 import asyncio, sys
-from jobledger.services.log import Entry
-from jobledger.services.sqlite_log import SQLiteLogBackend
+from jobledger.services.log.protocol import Entry
+from jobledger.services.log.sqlite import SQLiteLogBackend
 
 async def main(path):
     backend = await SQLiteLogBackend.open(path, partitions={"a": 3, "b": 1})
@@ -191,7 +190,7 @@ asyncio.run(main(sys.argv[1]))
 # A writer that opens the file, says so, and holds it until its stdin closes.
 _HOLDER = """
 import asyncio, sys
-from jobledger.services.sqlite_log import SQLiteLogBackend
+from jobledger.services.log.sqlite import SQLiteLogBackend
 
 async def main(path):
     backend = await SQLiteLogBackend.open(path, partitions={"a": 3, "b": 1})
@@ -205,7 +204,7 @@ asyncio.run(main(sys.argv[1]))
 # Prints partition_for of the keys given on argv, under whatever PYTHONHASHSEED it runs with.
 _PARTITIONER = """
 import asyncio, sys
-from jobledger.services.sqlite_log import SQLiteLogBackend
+from jobledger.services.log.sqlite import SQLiteLogBackend
 
 async def main(path, keys):
     backend = await SQLiteLogBackend.open(path, partitions={"a": 3, "b": 1})

@@ -12,10 +12,10 @@ import pytest
 from jobledger.projections.store import ReadModelStore
 from jobledger.projections.store_file import CLOSED, boot_mark, discard_if_crashed
 from jobledger.schemas import JobStatus
-from jobledger.services.demo import demo
-from jobledger.services.node import views_path
-from jobledger.services.replay import checksums
-from tests.harness import NodeFactory, enqueue, wait_until
+from jobledger.services.handlers.demo import demo
+from jobledger.services.node.embedded import views_path
+from jobledger.services.replay.rebuild import checksums
+from tests.support.harness import NodeFactory, enqueue, wait_until
 
 
 def mark_of(path: Path) -> int:

@@ -1,16 +1,15 @@
-"""Waiting until the jobs read model shows an appended record (services/visibility.py)."""
+"""Waiting until the jobs read model shows an appended record (services/write/visibility.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-from jobledger.projections.projector import Projector
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JobEnqueued
-from jobledger.services.visibility import VisibilityWaiters
-
-from .builders import append, envelope, open_log
+from jobledger.services.runtime.projector import Projector
+from jobledger.services.write.visibility import VisibilityWaiters
+from tests.support.builders import append, envelope, open_log
 
 
 async def test_waits_answer_with_the_projected_state_or_none_once_their_time_is_up(

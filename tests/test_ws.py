@@ -17,14 +17,12 @@ import websockets
 
 from jobledger.api.ws import TRY_AGAIN_LATER, HubConfig
 from jobledger.schemas import JobStatus
-from jobledger.services.app import App
-from jobledger.services.context import JobContext
-from jobledger.services.node import EmbeddedNode
-from jobledger.services.producer import task_request
-
-from .conftest import NodeFactory
-from .harness import clock_of, enqueue, settle, wait_until
-from .live_server import live_server
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
+from jobledger.services.node.embedded import EmbeddedNode
+from jobledger.services.write.producer import task_request
+from tests.support.harness import NodeFactory, clock_of, enqueue, settle, wait_until
+from tests.support.live_server import live_server
 
 RECEIVE_SECONDS = 5.0  # real time; only reached when something is broken
 

@@ -43,8 +43,8 @@ async def failover(system: JobledgerSystem, env: Env) -> dict[str, Any]:
     if not isinstance(mode, KafkaMode):
         raise NotMeasured("n/a: one process runs the embedded mode; a dead process is a dead "
                           "server, and its jobs run again when it is restarted")
-    from jobledger.services.client import Client
-    from jobledger.services.producer import task_request
+    from jobledger.services.client.async_client import Client
+    from jobledger.services.write.producer import task_request
 
     where = env.scratch(f"failover-{system.key}")
     held_dir = where / "hold"

@@ -15,7 +15,7 @@ APPENDS_PER_S = 200  # enqueue calls a second; faster rates put more jobs in eac
 
 
 async def projection_lag(system: JobledgerSystem, env: Env, rate: int) -> dict[str, Any]:
-    from jobledger.services.producer import task_request
+    from jobledger.services.write.producer import task_request
 
     per_call = max(1, rate // APPENDS_PER_S)
     calls = max(1, int(rate * env.sizes.lag_seconds / per_call))

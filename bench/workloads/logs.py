@@ -35,6 +35,7 @@ async def _job_batches(jobs: int, completed_every: int, sample: list[str]) -> As
     a millisecond apart, ending now: distinct creation times, as a real log has (the
     task lists order by them)."""
     import msgspec
+
     from jobledger.schemas import (
         Actor,
         ActorKind,

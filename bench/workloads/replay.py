@@ -15,7 +15,7 @@ from .logs import replay_log
 
 def _cpu_seconds() -> float:
     """This process's CPU and its finished children's: the embedded replay folds the jobs
-    topic in worker processes (services/bulk_replay.py)."""
+    topic in worker processes (services/replay/bulk.py)."""
     return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage,
                                                     (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 

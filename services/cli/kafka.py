@@ -1,0 +1,312 @@
+"""The Kafka mode's commands: `jobledger worker`, `jobledger api`, and the `--broker` of
+`jobledger serve` and `jobledger replay`. Every flag has a JOBLEDGER_* environment variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobledger.services.handlers.app import App
+from jobledger.services.runtime.gc_tuning import tune_gc
+
+if TYPE_CHECKING:  # aiokafka (and faust) are imported only by the commands that use them
+    from jobledger.services.log.kafka import KafkaConfig
+    from jobledger.services.node.kafka import KafkaNode, KafkaNodeConfig
+
+DEFAULT_PARTITIONS = 12
+DEFAULT_VIEWS = "jobledger.views.db"
+SCHEME = "kafka://"
+
+
+class UsageError(ValueError):
+    """A flag (or its environment variable) has a bad value; the message names it."""
+
+
+def _env(name: str, default: str | None) -> str | None:
+    return os.environ.get(f"JOBLEDGER_{name}", default)
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(f"JOBLEDGER_{name}")
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def add_kafka_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    """The flags that say which Kafka cluster and topics to use. Defaults from JOBLEDGER_*
+    variables are strings that argparse converts like the flag's value, so a bad one is
+    reported naming the flag, by the commands that have it only."""
+    group = parser.add_argument_group("Kafka")
+    group.add_argument(
+        "--broker", default=_env("BROKER", None), required=required and not _env("BROKER", None),
+        help="kafka://HOST:PORT[,HOST:PORT...]: the Kafka cluster (env JOBLEDGER_BROKER)"
+        + ("" if required else "; without it, the embedded SQLite mode"))
+    group.add_argument("--topic-prefix", default=_env("TOPIC_PREFIX", "jobledger."),
+                       help="prefix of every topic name (default 'jobledger.'; env JOBLEDGER_TOPIC_PREFIX)")
+    group.add_argument("--replication-factor", type=int,
+                       default=_env("REPLICATION_FACTOR", "1"),
+                       help="replicas of topics jobledger creates (default 1; use 3 in "
+                       "production; env JOBLEDGER_REPLICATION_FACTOR)")
+    group.add_argument("--min-insync-replicas", type=int,
+                       default=_env("MIN_INSYNC_REPLICAS", None),
+                       help="min.insync.replicas of topics jobledger creates (default: the "
+                       "broker's; env JOBLEDGER_MIN_INSYNC_REPLICAS)")
+    group.add_argument("--idempotence", action=argparse.BooleanOptionalAction,
+                       default=_env_flag("IDEMPOTENCE", True),
+                       help="the idempotent producer (default on; turn off only for brokers "
+                       "that cannot do it; env JOBLEDGER_IDEMPOTENCE=0)")
+    group.add_argument("--session-timeout-ms", type=int,
+                       default=_env("SESSION_TIMEOUT_MS", "10000"),
+                       help="consumer-group session timeout: a dead process's partitions move "
+                       "after about this long (default 10000; env JOBLEDGER_SESSION_TIMEOUT_MS)")
+    group.add_argument("--log-level", default=_env("LOG_LEVEL", "warning"),
+                       choices=["debug", "info", "warning", "error"],
+                       help="logging to stderr (default warning; env JOBLEDGER_LOG_LEVEL)")
+
+
+def _partitions_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--partitions", type=int,
+                        default=_env("PARTITIONS", str(DEFAULT_PARTITIONS)),
+                        help=f"partitions of each topic jobledger creates (default "
+                        f"{DEFAULT_PARTITIONS}; existing topics keep theirs; env JOBLEDGER_PARTITIONS)")
+
+
+def views_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--views", type=Path, default=Path(_env("VIEWS", DEFAULT_VIEWS) or DEFAULT_VIEWS),
+                        help=f"this process's read-model file, {what} (default ./{DEFAULT_VIEWS}; "
+                        "env JOBLEDGER_VIEWS)")
+
+
+def _projection_host(value: str) -> str:
+    """A type, not choices: argparse does not check a default (from a JOBLEDGER_* variable)
+    against choices."""
+    from jobledger.services.node.kafka import PROJECTION_HOSTS
+
+    if value not in PROJECTION_HOSTS:
+        raise argparse.ArgumentTypeError(f"one of {', '.join(PROJECTION_HOSTS)}, got {value!r}")
+    return value
+
+
+def _projection_host_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--projection-host", type=_projection_host, metavar="{aiokafka,faust}",
+                        default=_env("PROJECTION_HOST", "aiokafka"),
+                        help="what feeds the read models: aiokafka tails (default) or "
+                        "faust-streaming agents, which cost about four times the CPU per job "
+                        "(env JOBLEDGER_PROJECTION_HOST)")
+
+
+def _app_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--app", default=_env("APP", None),
+                        help="your handlers, as module:attribute naming a jobledger App (env JOBLEDGER_APP)")
+    parser.add_argument("--demo", action="store_true", default=_env_flag("DEMO", False),
+                        help="register the demo jobs: echo, sleep, fail, flaky (env JOBLEDGER_DEMO=1)")
+
+
+def _worker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=int, default=_env("CONCURRENCY", "8"),
+                        help="worker slots: jobs run at once (default 8; env JOBLEDGER_CONCURRENCY)")
+    parser.add_argument("--lease-seconds", type=float,
+                        default=_env("LEASE_SECONDS", "30"),
+                        help="lease of a picked job, renewed by heartbeats (default 30; env "
+                        "JOBLEDGER_LEASE_SECONDS)")
+    parser.add_argument("--shutdown-grace-seconds", type=float,
+                        default=_env("SHUTDOWN_GRACE_SECONDS", "10"),
+                        help="on SIGTERM, how long running jobs may finish (default 10; env "
+                        "JOBLEDGER_SHUTDOWN_GRACE_SECONDS)")
+
+
+def _http_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=_env("HOST", "127.0.0.1"),
+                        help="default 127.0.0.1 (env JOBLEDGER_HOST)")
+    parser.add_argument("--port", type=int, default=_env("PORT", "8080"),
+                        help="default 8080 (env JOBLEDGER_PORT)")
+    parser.add_argument("--max-projection-lag-ms", type=int,
+                        default=_env("MAX_PROJECTION_LAG_MS", "10000"),
+                        help="/health is degraded (503) when the projections lag more (default 10000)")
+    parser.add_argument("--catch-up-seconds", type=float,
+                        default=_env("CATCH_UP_SECONDS", "60"),
+                        help="at start, wait up to this long for the read models to reach the "
+                        "log's end before serving (default 60; env JOBLEDGER_CATCH_UP_SECONDS)")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    worker = sub.add_parser(
+        "worker", help="Kafka mode: run jobs of the partitions this process is assigned",
+        description="Join the consumer group of the jobs topic and run the jobs of the "
+        "partitions it assigns to this process: the dispatcher (picks, leases, retries) and "
+        "N worker slots. With --schedules, also fire the schedules of the schedules "
+        "partitions it is assigned; that needs read models of its own (--views). Stops "
+        "gracefully on SIGTERM or SIGINT.",
+        epilog="example: jobledger worker --broker kafka://kafka-1:9092 --app myjobs:app "
+        "--concurrency 16",
+    )
+    add_kafka_args(worker, required=True)
+    _partitions_arg(worker)
+    _app_args(worker)
+    _worker_args(worker)
+    worker.add_argument("--schedules", action=argparse.BooleanOptionalAction,
+                        default=_env_flag("SCHEDULES", False),
+                        help="also fire schedules (default off; env JOBLEDGER_SCHEDULES=1)")
+    views_arg(worker, "used with --schedules")
+    _projection_host_arg(worker)
+
+    api = sub.add_parser(
+        "api", help="Kafka mode: projections, REST API and WebSocket (run any number)",
+        description="Fold every topic into this process's own read models, catch up from "
+        "the log, then serve the REST API and the WebSocket from them. Writes are appended "
+        "to the topics.",
+        epilog="example: jobledger api --broker kafka://kafka-1:9092 --views api.views.db "
+        "--host 0.0.0.0 --port 8080",
+    )
+    add_kafka_args(api, required=True)
+    _partitions_arg(api)
+    views_arg(api, "rebuilt from the log if missing")
+    _projection_host_arg(api)
+    _http_args(api)
+
+
+def kafka_config(args: argparse.Namespace, partitions: int | None = None) -> KafkaConfig:
+    from jobledger.services.log.kafka import KafkaConfig
+
+    broker: str = args.broker
+    if not broker.startswith(SCHEME) or not broker[len(SCHEME):].strip():
+        raise UsageError(f"--broker: give kafka://HOST:PORT[,HOST:PORT...], got {broker!r}")
+    servers = ",".join(s.strip().removeprefix(SCHEME) for s in broker[len(SCHEME):].split(","))
+    return KafkaConfig(
+        servers, topic_prefix=args.topic_prefix,
+        partitions=DEFAULT_PARTITIONS if partitions is None else partitions,
+        replication_factor=args.replication_factor, min_insync_replicas=args.min_insync_replicas,
+        idempotent=args.idempotence,
+    )
+
+
+def _app_of(args: argparse.Namespace, required: bool) -> App:
+    from jobledger.services.handlers.app import load_app
+    from jobledger.services.handlers.demo import demo
+
+    app = App()
+    if args.demo:
+        app.include(demo)
+    if args.app:
+        app.include(load_app(args.app))
+    if required and not app.handlers:
+        raise UsageError("--app: give your handlers as module:attribute (or --demo)")
+    return app
+
+
+def _node_config(args: argparse.Namespace, **roles: bool) -> KafkaNodeConfig:
+    from jobledger.services.kafka.ownership import GroupSettings
+    from jobledger.services.node.kafka import KafkaNodeConfig
+    from jobledger.services.runtime.dispatcher import DispatcherConfig
+
+    settings: dict[str, object] = {"projection_host": getattr(args, "projection_host", "aiokafka")}
+    if roles.get("run_workers"):
+        settings["dispatcher"] = DispatcherConfig(
+            concurrency=args.concurrency, lease_seconds=args.lease_seconds,
+            shutdown_grace_seconds=getattr(args, "shutdown_grace_seconds", 10.0))
+    if hasattr(args, "max_projection_lag_ms"):
+        settings["max_projection_lag_ms"] = args.max_projection_lag_ms
+        settings["catch_up_seconds"] = getattr(args, "catch_up_seconds", 60.0)
+    return KafkaNodeConfig(
+        kafka=kafka_config(args, args.partitions), views=args.views,
+        group=GroupSettings(args.session_timeout_ms), **roles, **settings,  # type: ignore[arg-type]
+    )
+
+
+def _usage(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad flags end with a one-line error and status 2, a log that cannot be reached with
+    one line and status 1; never a traceback."""
+
+    def guarded(args: argparse.Namespace) -> int:
+        from jobledger.services.log.protocol import LogError
+
+        logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            return run(args)
+        except (UsageError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except LogError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+
+    return guarded
+
+
+def node_config_for(args: argparse.Namespace) -> KafkaNodeConfig:
+    """The node the parsed `worker`, `api` or `serve --broker` command runs."""
+    if args.command == "worker":
+        return _node_config(args, run_projections=args.schedules, run_workers=True,
+                            run_scheduler=args.schedules)  # fmt: skip
+    if args.command == "api":
+        return _node_config(args, run_projections=True, run_workers=False, run_scheduler=False)
+    return _node_config(args, run_projections=True, run_workers=not args.no_workers,
+                        run_scheduler=not args.no_workers)  # fmt: skip
+
+
+@_usage
+def worker(args: argparse.Namespace) -> int:
+    from jobledger.services.node.kafka import KafkaNode
+
+    app = _app_of(args, required=True)
+    config = node_config_for(args)
+    print(f"jobledger worker: {args.broker} ({args.topic_prefix}*), {len(app.handlers)} task "
+          f"types, {args.concurrency} slots" + (", schedules" if args.schedules else ""),
+          file=sys.stderr)  # fmt: skip
+    _run(_run_until_signalled(KafkaNode(config, app)))
+    return 0
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """On uvloop (a dependency, as under `jobledger api`'s uvicorn): the worker's loop
+    carries every fetch, produce and pick; on the plain asyncio loop its socket writes
+    alone were 13 % of a worker's profile."""
+    tune_gc()
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - installed with jobledger
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+async def _run_until_signalled(node: KafkaNode) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with node:
+        await stop.wait()
+
+
+@_usage
+def api(args: argparse.Namespace) -> int:
+    return _serve_http(args, App())
+
+
+@_usage
+def serve(args: argparse.Namespace) -> int:
+    """`jobledger serve --broker`: projections, API, workers and scheduler in one process."""
+    return _serve_http(args, _app_of(args, required=False))
+
+
+def _serve_http(args: argparse.Namespace, app: App) -> int:
+    from jobledger.api.app import create_app, run_server
+    from jobledger.services.node.kafka import KafkaNode
+
+    config = node_config_for(args)
+    web = create_app(lambda: KafkaNode(config, app))
+    print(f"jobledger: {args.broker} ({args.topic_prefix}*), read models {args.views}, "
+          f"http://{args.host}:{args.port}", file=sys.stderr)
+    run_server(web, args.host, args.port)
+    return 0

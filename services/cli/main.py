@@ -1,0 +1,248 @@
+"""The `jobledger` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jobledger.services.cli import kafka as kafka_cli
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"JOBLEDGER_{name}", default)
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(f"JOBLEDGER_{name}")
+    return int(value) if value else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobledger",
+        description="An event-sourced job orchestrator: every step of every job is an event "
+        "on a log; job details, runs, stats and workers are projections of it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve", help="run the log, projections, dispatcher, worker slots and HTTP API in one process",
+        description="Run everything in one process over one SQLite file: the log, the read "
+        "models (in <db>.views.db), the dispatcher with N worker slots and the HTTP API.",
+    )
+    serve.add_argument("--db", type=Path, default=Path(_env("DB", "jobledger.db")),
+                       help="the log file (default ./jobledger.db; env JOBLEDGER_DB)")
+    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, default=int(_env("PORT", "8080")), help="default 8080")
+    serve.add_argument("--concurrency", type=int, default=int(_env("CONCURRENCY", "8")),
+                       help="worker slots: jobs run at once (default 8)")
+    serve.add_argument("--partitions", type=int, default=_env_int("PARTITIONS"),
+                       help="partitions of a new log file (default 4), or with --broker of "
+                       "each Kafka topic jobledger creates (default 12)")
+    serve.add_argument("--lease-seconds", type=float, default=float(_env("LEASE_SECONDS", "30")),
+                       help="lease of a picked job, renewed by heartbeats (default 30)")
+    serve.add_argument("--demo", action="store_true",
+                       help="register the demo jobs: echo, sleep, fail, flaky")
+    serve.add_argument("--app", default=os.environ.get("JOBLEDGER_APP"),
+                       help="your handlers, as module:attribute naming a jobledger App")
+    serve.add_argument("--no-workers", action="store_true",
+                       help="serve the API and projections only; run no jobs")
+    serve.add_argument("--max-projection-lag-ms", type=int,
+                       default=int(_env("MAX_PROJECTION_LAG_MS", "10000")),
+                       help="/health is degraded (503) when the projections lag more (default 10000)")
+    kafka_cli.add_kafka_args(serve, required=False)
+    kafka_cli.views_arg(serve, "with --broker")
+    kafka_cli.add_parsers(sub)
+
+    submit = sub.add_parser("submit", help="enqueue a task on a running server",
+                            description="Enqueue one task through the REST API.")
+    submit.add_argument("task_type")
+    submit.add_argument("--payload", default="null", help="JSON payload (default null)")
+    submit.add_argument("--priority", type=int, help="0-255, higher first (default 128)")
+    submit.add_argument("--delay", type=float, dest="delay_seconds", help="run after N seconds")
+    submit.add_argument("--queue", help='queue name (default "default")')
+    submit.add_argument("--max-retries", type=int, help="default: the handler's, else 3")
+    submit.add_argument("--timeout", type=float, dest="timeout_seconds", help="seconds; default: the handler's, else 300")
+    submit.add_argument("--idempotency-key", help="a second submit with it returns the same task")
+    submit.add_argument("--wait", action="store_true", help="wait until it finishes; print it")
+    _server_arg(submit)
+
+    status = sub.add_parser("status", help="show a task", description="Print a task as JSON.")
+    status.add_argument("task_id")
+    _server_arg(status)
+
+    replay = sub.add_parser(
+        "replay", help="rebuild every read model from the log into a fresh file",
+        description="Read the whole log from offset 0 into fresh read models and print a "
+        "checksum of each; with the live read models beside, compare them.",
+    )
+    replay.add_argument("--db", type=Path, default=Path(_env("DB", "jobledger.db")),
+                        help="the log file (default ./jobledger.db)")
+    replay.add_argument("--out", type=Path, help="the new read-model file (default "
+                        "<db>.replay.db; with --broker ./jobledger.replay.db)")
+    replay.add_argument("--live", type=Path, help="with --broker: a live read-model file "
+                        "(an API node's --views) to compare the checksums with")
+    kafka_cli.add_kafka_args(replay, required=False)
+
+    from jobledger.services.cli.schedules import add_parser as add_schedules_parser
+
+    add_schedules_parser(sub, _server_arg)
+
+    sub.add_parser("schema", help="print the JSON Schema of every event",
+                   description="Print the JSON Schema of the event envelope and every event.")
+    return parser
+
+
+def _server_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
+                        help=f"the server's URL (default {DEFAULT_SERVER}; env JOBLEDGER_SERVER)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"serve": _serve, "submit": _submit, "status": _status, "replay": _replay,
+               "schema": _schema, "schedules": _schedules, "worker": kafka_cli.worker,
+               "api": kafka_cli.api}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.broker:
+        return kafka_cli.serve(args)
+    from jobledger.api.app import create_app, run_server
+    from jobledger.services.handlers.app import App, load_app
+    from jobledger.services.handlers.demo import demo
+    from jobledger.services.node.embedded import EmbeddedNode, NodeConfig
+    from jobledger.services.runtime.dispatcher import DispatcherConfig
+
+    app = App()
+    if args.demo:
+        app.include(demo)
+    if args.app:
+        app.include(load_app(args.app))
+    config = NodeConfig(
+        db=args.db, partitions=4 if args.partitions is None else args.partitions,
+        run_workers=not args.no_workers,
+        max_projection_lag_ms=args.max_projection_lag_ms,
+        dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
+    )
+    web = create_app(lambda: EmbeddedNode(config, app))
+    print(f"jobledger: log {args.db}, {len(app.handlers)} task types, "
+          f"http://{args.host}:{args.port}", file=sys.stderr)
+    run_server(web, args.host, args.port)
+    return 0
+
+
+def _run_client(coro_fn: Any) -> int:
+    from jobledger.services.client.async_client import ClientError
+
+    try:
+        asyncio.run(coro_fn())
+    except ClientError as exc:
+        print(f"error: {exc} ({exc.code})", file=sys.stderr)
+        return 1
+    except OSError as exc:  # ServerUnreachable among them
+        print(f"error: cannot reach the server: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from jobledger.services.client.async_client import Client
+    from jobledger.services.write.producer import InvalidJob
+
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        print(f"error: --payload is not JSON: {exc}", file=sys.stderr)
+        return 2
+    options = {k: getattr(args, k) for k in (
+        "priority", "delay_seconds", "queue", "max_retries", "timeout_seconds", "idempotency_key")}
+
+    async def go() -> None:
+        async with Client(args.server) as client:
+            task_id = await client.submit(args.task_type, payload, **options)
+            if args.wait:
+                print(json.dumps(await client.wait(task_id), indent=2))
+            else:
+                print(task_id)
+
+    try:
+        return _run_client(go)
+    except InvalidJob as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _status(args: argparse.Namespace) -> int:
+    from jobledger.services.client.async_client import Client
+
+    async def go() -> None:
+        async with Client(args.server) as client:
+            print(json.dumps(await client.get(args.task_id), indent=2))
+
+    return _run_client(go)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from jobledger.services.log.protocol import LogError
+    from jobledger.services.node.embedded import views_path
+    from jobledger.services.replay.rebuild import checksums, replay, replay_topics
+
+    live_path: Path | None
+    if args.broker:
+        out = args.out or Path("jobledger.replay.db")
+        live_path = args.live
+    else:
+        out = args.out or args.db.with_name(args.db.stem + ".replay.db")
+        live_path = views_path(args.db)
+    try:
+        if args.broker:
+            rebuilt = asyncio.run(replay_topics(kafka_cli.kafka_config(args), out))
+        else:
+            rebuilt = asyncio.run(replay(args.db, out))
+    except (LogError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    live = asyncio.run(checksums(live_path)) if live_path and live_path.exists() else {}
+    table = Table(title=f"read models rebuilt into {out}")
+    table.add_column("read model")
+    table.add_column("rebuilt")
+    table.add_column(f"live ({live_path.name})" if live_path else "live")
+    for name, digest in rebuilt.items():
+        other = live.get(name, "-")
+        mark = "" if not live else (" ✓" if other == digest else " ≠")
+        table.add_row(name, digest, other + mark)
+    Console().print(table)
+    return 0
+
+
+def _schedules(args: argparse.Namespace) -> int:
+    from jobledger.services.cli.schedules import run
+
+    return run(args)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from jobledger.schemas.jsonschema import wire_schema
+
+    print(json.dumps(wire_schema(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What users write against: the App, the job context, declared schedules."""

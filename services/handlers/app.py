@@ -1,0 +1,102 @@
+"""The handler registry users write against:
+
+    app = App()
+
+    @app.job("send_email", max_retries=5, timeout=60)
+    async def send_email(ctx: JobContext, payload: dict) -> dict:
+        ctx.log.info("sending", to=payload["to"])
+        ...
+
+Async handlers run on the event loop; plain functions run in a thread pool.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jobledger.schemas.schedules import ScheduleDefinition
+from jobledger.services.handlers.context import JobContext
+from jobledger.services.handlers.declared import (
+    Declared,
+    check_schedule_id,
+    cron,
+    date,
+    interval,
+    manual,
+)
+
+__all__ = ["App", "Handler", "PermanentError", "cron", "date", "interval", "load_app", "manual"]
+
+HandlerFn = Callable[[JobContext, Any], Any]
+
+
+class PermanentError(Exception):
+    """Raise from a handler to fail the job now, without retries (status failed)."""
+
+
+@dataclass(frozen=True)
+class Handler:
+    task_type: str
+    fn: HandlerFn
+    is_async: bool
+    max_retries: int | None = None  # default for jobs enqueued without max_retries
+    timeout: float | None = None  # default for jobs enqueued without timeout_seconds
+
+
+class App:
+    def __init__(self) -> None:
+        self.handlers: dict[str, Handler] = {}
+        # Schedules declared with @app.job(..., schedule=...), by schedule id: the node
+        # defines them on start (services/handlers/declared.py).
+        self.schedules: dict[str, ScheduleDefinition] = {}
+
+    def job(
+        self, task_type: str, *, max_retries: int | None = None, timeout: float | None = None,
+        schedule: Declared | None = None,
+    ) -> Callable[[HandlerFn], HandlerFn]:
+        """Register the decorated function as the handler of task_type; with schedule
+        (cron(...), interval(...), date(...), manual(...)), also declare its schedule."""
+        if not task_type:
+            raise ValueError("task_type must not be empty")
+        if task_type in self.handlers:
+            raise ValueError(f"task_type {task_type!r} already has a handler")
+        if schedule is not None:
+            self._declare(schedule.id or task_type, schedule.definition(task_type))
+
+        def register(fn: HandlerFn) -> HandlerFn:
+            is_async = inspect.iscoroutinefunction(fn)
+            self.handlers[task_type] = Handler(task_type, fn, is_async, max_retries, timeout)
+            return fn
+
+        return register
+
+    def include(self, other: App) -> None:
+        """Add every handler (and declared schedule) of another App (e.g. the demo jobs)."""
+        for task_type, handler in other.handlers.items():
+            if task_type in self.handlers:
+                raise ValueError(f"task_type {task_type!r} already has a handler")
+            self.handlers[task_type] = handler
+        for schedule_id, definition in other.schedules.items():
+            self._declare(schedule_id, definition)
+
+    def _declare(self, schedule_id: str, definition: ScheduleDefinition) -> None:
+        check_schedule_id(schedule_id)
+        if schedule_id in self.schedules:
+            raise ValueError(f"schedule {schedule_id!r} is declared twice")
+        self.schedules[schedule_id] = definition
+
+
+def load_app(spec: str) -> App:
+    """Import 'module:attribute' and return the App it names."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--app must look like module:attribute, got {spec!r}")
+    obj = getattr(importlib.import_module(module_name), attr)
+    if not isinstance(obj, App):
+        raise ValueError(f"{spec} is a {type(obj).__name__}, not a jobledger App")
+    return obj

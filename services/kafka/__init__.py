@@ -1,0 +1,1 @@
+"""Kafka mode's hosts: partition ownership, worker liveness, projection consumers."""

@@ -1,0 +1,1 @@
+"""The log backends behind one protocol: SQLite (embedded) and Kafka."""

@@ -1,0 +1,520 @@
+"""The SQLite backend of the Log protocol: the embedded default.
+
+Durability: the file is in WAL mode with synchronous=FULL, so a COMMIT returns only after
+the WAL is fsynced; `append` resolves only after its COMMIT. An acknowledged append
+survives the process being killed (and, with FULL, a power cut).
+
+An append with sync=False (the dispatcher's picks and outcomes: no client waits on them)
+is committed without an fsync (synchronous=NORMAL for a batch with no synced append in
+it). It survives the process being killed all the same (the OS has the WAL's pages), and
+the next synced commit's fsync makes it durable too, since the WAL is one file written in
+order. An OS crash can only lose the WAL's last frames, never one in the middle (SQLite
+checks each frame's checksum, chained to the one before): what it loses is a suffix of
+the dispatcher's decisions, as if it had stopped a moment earlier. No acknowledged client
+write is in that suffix.
+
+Group commit: one writer thread owns the write connection. Appends queue up while a
+commit is in progress and the next commit takes every queued append at once — one
+fsync per batch of concurrent appends, however many callers there are.
+
+One writer process per file: an exclusive lock on `<path>.lock` keeps a second
+`jobledger serve` off the same log. Readers in other processes may open it read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+from typing import IO
+
+from jobledger.services.log.protocol import Entry, LogError, Position, Record
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+"""
+# Rows in one INSERT statement at most: 768 variables, under the 999 of SQLite builds older
+# than 3.32. See _insert.
+ROWS_PER_INSERT = 128
+# Records per partition kept in memory for tails at the head (up to 2x). Each holds its
+# encoded value and its decoded envelope (~1.4 kB): 2,000 keeps followers that lag a few
+# batches off the disk, without holding every record of a burst (100,000 pending jobs).
+RECENT = 2_000
+# ... and up to this many while an in-process tail has not read them yet: in a drain the
+# projector runs thousands of records behind the dispatcher, and read back from the disk
+# they would be decoded a second time.
+UNREAD = 12_000
+Row = tuple[str, int, int, int, str, bytes]
+SELECT_FROM = (
+    "SELECT offset, timestamp_ms, key, value FROM records"
+    " WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?"
+)
+
+
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+class _Append:
+    __slots__ = ("topic", "entries", "future", "sync")
+
+    def __init__(self, topic: str, entries: Sequence[Entry], future: asyncio.Future[list[Position]],
+                 sync: bool = True):
+        self.topic = topic
+        self.entries = entries
+        self.future = future
+        self.sync = sync
+
+
+class _Writer(threading.Thread):
+    """Owns the write connection and the next offset of every partition."""
+
+    def __init__(self, conn: sqlite3.Connection, backend: SQLiteLogBackend):
+        super().__init__(name="jobledger-log-writer", daemon=True)
+        self._conn = conn
+        self._backend = backend
+        self._queue: deque[_Append] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._synced = True  # the connection's synchronous is FULL (_connect), else NORMAL
+        self.next_offset: dict[tuple[str, int], int] = {}
+        self.last_ts: dict[tuple[str, int], int] = {}
+        for topic, part, offset, ts in conn.execute(
+            "SELECT topic, partition, MAX(offset), MAX(timestamp_ms) FROM records"
+            " GROUP BY topic, partition"
+        ):
+            self.next_offset[(topic, part)] = offset + 1
+            self.last_ts[(topic, part)] = ts
+
+    def submit(self, item: _Append) -> None:
+        with self._wake:
+            self._queue.append(item)
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self.join()
+        self._conn.close()
+
+    def run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Append]) -> None:
+        rows: list[Row] = []
+        results: list[tuple[_Append, list[Position] | LogError]] = []
+        now = int(time.time() * 1000)
+        for item in batch:
+            try:
+                results.append((item, self._assign(item, now, rows)))
+            except LogError as exc:  # this append is refused whole; the others go on
+                results.append((item, exc))
+        try:
+            self._sync(any(item.sync for item in batch))
+            self._conn.execute("BEGIN IMMEDIATE")
+            _insert(self._conn, rows)
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            self._forget(rows)
+            error = LogError(f"append to {self._backend.path} failed: {exc}")
+            results, rows = [(item, error) for item, _ in results], []
+        self._backend.loop.call_soon_threadsafe(self._backend.delivered, results, rows)
+
+    def _sync(self, sync: bool) -> None:
+        """fsync the next commit or not (outside a transaction: SQLite's rule)."""
+        if sync != self._synced:
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+            self._synced = sync
+
+    def _assign(self, item: _Append, now: int, rows: list[Row]) -> list[Position]:
+        """Give each entry its partition, offset and time; all of them or none. (Runs
+        holding the GIL for every entry of a batch enqueue: names are looked up once.)"""
+        log = self._backend.topic(item.topic)
+        partition_for = log.partition_for
+        parts = [partition_for(e.key) if e.partition is None else e.partition for e in item.entries]
+        for part in parts:
+            if not 0 <= part < log.partitions:
+                raise LogError(
+                    f"partition {part} out of range for topic {item.topic!r} "
+                    f"({log.partitions} partitions)"
+                )
+        topic, next_offset, last_ts = item.topic, self.next_offset, self.last_ts
+        positions: list[Position] = []
+        for entry, part in zip(item.entries, parts, strict=True):
+            slot = (topic, part)
+            offset = next_offset.get(slot, 0)
+            # Record time never goes backwards within a partition (like Kafka's
+            # LogAppendTime), so time -> offset lookups can binary-search.
+            ts = now if entry.timestamp_ms is None else entry.timestamp_ms
+            ts = max(ts, last_ts.get(slot, 0))
+            next_offset[slot] = offset + 1
+            last_ts[slot] = ts
+            rows.append((topic, part, offset, ts, entry.key, entry.value))
+            positions.append((part, offset))
+        return positions
+
+    def _forget(self, rows: list[Row]) -> None:
+        """Undo the offsets given to rows whose commit failed."""
+        for topic, part, offset, _ts, _key, _value in rows:
+            slot = (topic, part)
+            self.next_offset[slot] = min(self.next_offset[slot], offset)
+
+
+@cache  # one per power of two up to ROWS_PER_INSERT
+def _insert_sql(rows: int) -> str:
+    return "INSERT INTO records VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+
+
+def _insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
+    """Insert rows with a few multi-row statements: ROWS_PER_INSERT rows each, then the
+    rest in power-of-two sizes (1,000 rows: ten statements; eight texts in all, each
+    prepared once and kept in sqlite3's statement cache). Why not executemany: it hands
+    the GIL back and forth once a row, and while another thread runs Python (a sync
+    handler doing real work) each hand-back waits up to the 5 ms switch interval. Beside
+    such a thread, appending 1,000 entries took 3.5–4.4 s with executemany and
+    0.13–0.14 s this way (bench/append_beside_busy_handler.py)."""
+    flat = [value for row in rows for value in row]
+    width = 6  # Row's
+    done, size = 0, ROWS_PER_INSERT
+    while done < len(rows):
+        while size > len(rows) - done:
+            size //= 2
+        conn.execute(_insert_sql(size), flat[done * width : (done + size) * width])
+        done += size
+
+
+class BulkReader:
+    """One partition's records of a log file at a time, as plain (offset, value) rows, on a
+    read-only connection of its own: for bulk readers in other processes (a replay's
+    workers). No Record per row (building them took 9 % of a replay through the projector)
+    and no key (a 36-character string built per row, about 1 µs): key() looks it up for
+    the rare record that needs it (one that cannot be decoded)."""
+
+    _ROWS = ("SELECT offset, value FROM records WHERE topic = ? AND partition = ? AND offset >= ?"
+             " AND offset < ? AND key >= ? AND (? IS NULL OR key < ?) ORDER BY offset LIMIT ?")
+    _KEY = "SELECT key FROM records WHERE topic = ? AND partition = ? AND offset = ?"
+
+    def __init__(self, path: Path, topic: str):
+        self.conn = _connect(path, read_only=True)
+        self.topic = topic
+
+    def rows(self, partition: int, end: int, keys: tuple[str, str | None] = ("", None),
+             batch: int = 50_000) -> Iterator[list[tuple[int, bytes]]]:
+        """The rows below `end` whose key is in the range keys (from, before; None: no
+        end), in offset order, `batch` at a time."""
+        first, before = keys
+        offset = 0
+        while offset < end:
+            rows = self.conn.execute(self._ROWS, (self.topic, partition, offset, end, first,
+                                                  before, before, batch)).fetchall()
+            if not rows:
+                return
+            yield rows
+            offset = rows[-1][0] + 1
+
+    def key(self, partition: int, offset: int) -> str:
+        (key,) = self.conn.execute(self._KEY, (self.topic, partition, offset)).fetchone()
+        return key  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _partition_end(conn: sqlite3.Connection, topic: str, partition: int) -> int:
+    """The next offset of a partition: one look-up in the primary key (a MAX over a GROUP
+    BY reads every record: about a second for a million)."""
+    (last,) = conn.execute("SELECT MAX(offset) FROM records WHERE topic = ? AND partition = ?",
+                           (topic, partition)).fetchone()
+    return 0 if last is None else last + 1
+
+
+def sample_keys(path: Path, topic: str, ends: Mapping[int, int], per_partition: int) -> list[str]:
+    """The keys of up to per_partition records spread evenly over each partition, sorted."""
+    conn = _connect(path, read_only=True)
+    try:
+        keys = []
+        for partition, end in ends.items():
+            for offset in sorted({end * i // per_partition for i in range(per_partition)} - {end}):
+                row = conn.execute("SELECT key FROM records WHERE topic = ? AND partition = ?"
+                                   " AND offset = ?", (topic, partition, offset)).fetchone()
+                if row is not None:
+                    keys.append(row[0])
+        return sorted(keys)
+    finally:
+        conn.close()
+
+
+class SQLiteLog:
+    """One topic of a SQLite log file.
+
+    The newest records of each partition are also kept in memory, as they are committed,
+    so that tails at the head (the projector, the dispatcher) read them without a query.
+    """
+
+    def __init__(self, backend: SQLiteLogBackend, topic: str, partitions: int,
+                 ends: dict[int, int]):
+        self._backend = backend
+        self._topic = topic
+        self._partitions = partitions
+        self._ends = {p: ends.get(p, 0) for p in range(partitions)}  # committed ends
+        self._recent: dict[int, list[Record]] = {p: [] for p in range(partitions)}
+        self._tails: list[dict[int, int]] = []  # where each in-process tail has read to
+        self._appended: asyncio.Future[None] = backend.loop.create_future()
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
+
+    def partition_for(self, key: str) -> int:
+        return zlib.crc32(key.encode()) % self._partitions
+
+    async def append(self, entries: Sequence[Entry], sync: bool = True) -> list[Position]:
+        writer = self._backend.writer
+        if writer is None:
+            state = "closed" if self._backend.closed else "open read-only"
+            raise LogError(f"{self._backend.path} is {state}")
+        if not entries:
+            return []
+        future: asyncio.Future[list[Position]] = self._backend.loop.create_future()
+        writer.submit(_Append(self._topic, entries, future, sync))
+        return await future
+
+    async def read(self, partition: int, offset: int, limit: int = 1000) -> list[Record]:
+        recent = self._read_recent(partition, offset, limit)
+        if recent is not None:
+            return recent
+        return await self._backend.run(self._read, partition, offset, limit)
+
+    def _read_recent(self, partition: int, offset: int, limit: int) -> list[Record] | None:
+        """Records from memory, or None when offset is older than what memory holds."""
+        recent = self._recent[partition]
+        if offset >= self._ends[partition]:
+            return []
+        if not recent or offset < recent[0].offset:
+            return None
+        start = offset - recent[0].offset
+        return recent[start : start + limit]
+
+    def _read(self, partition: int, offset: int, limit: int) -> list[Record]:
+        rows = self._backend.reader.execute(SELECT_FROM, (self._topic, partition, offset, limit))
+        return [Record(partition, o, ts, k, v) for o, ts, k, v in rows]
+
+    async def tail(
+        self, positions: Mapping[int, int], limit: int = 5000
+    ) -> AsyncIterator[list[Record]]:
+        pos = dict(positions)
+        self._tails.append(pos)
+        try:
+            while True:
+                appended = self._appended  # taken before reading, so no append is missed
+                batch: list[Record] = []
+                for part, offset in pos.items():
+                    if len(batch) >= limit:
+                        break
+                    got = await self.read(part, offset, limit - len(batch))
+                    if got:
+                        pos[part] = got[-1].offset + 1
+                        batch.extend(got)
+                        if len(self._recent[part]) > 2 * RECENT:  # what it held may go
+                            self._trim(part, self._recent[part])
+                if batch:
+                    yield batch
+                elif self._backend.writer is None:
+                    await asyncio.sleep(0.05)  # read-only: another process writes, nothing wakes us
+                else:
+                    await asyncio.shield(appended)
+        finally:  # by identity: two tails may stand at the same positions
+            self._tails = [t for t in self._tails if t is not pos]
+
+    def committed(self, records: list[Record]) -> None:
+        """Runs on the event loop after a commit: make records readable, wake tails."""
+        for rec in records:
+            self._recent[rec.partition].append(rec)
+            self._ends[rec.partition] = rec.offset + 1
+        for part in {rec.partition for rec in records}:
+            recent = self._recent[part]
+            if len(recent) > 2 * RECENT:
+                self._trim(part, recent)
+        appended, self._appended = self._appended, self._backend.loop.create_future()
+        appended.set_result(None)
+
+    def _trim(self, partition: int, recent: list[Record]) -> None:
+        """Drop the oldest records down to RECENT, keeping those an in-process tail has
+        yet to read (up to UNREAD)."""
+        end = self._ends[partition]
+        keep_from = end - RECENT
+        for pos in self._tails:
+            keep_from = min(keep_from, pos.get(partition, end))
+        keep_from = max(keep_from, end - UNREAD)
+        drop = keep_from - recent[0].offset
+        if drop >= RECENT // 2:  # amortised: a trim moves the list
+            del recent[:drop]
+
+    async def end_offsets(self) -> dict[int, int]:
+        if self._backend.writer is not None:
+            return dict(self._ends)
+        return await self._backend.run(self._end_offsets)
+
+    def _end_offsets(self) -> dict[int, int]:
+        return {p: _partition_end(self._backend.reader, self._topic, p) for p in range(self._partitions)}
+
+    async def offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
+        return await self._backend.run(self._offset_for_time, partition, timestamp_ms)
+
+    def _offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
+        reader = self._backend.reader
+        lo, hi = 0, self._end_offsets()[partition] - 1
+        found = None
+        while lo <= hi:  # timestamps are monotonic within a partition
+            mid = (lo + hi) // 2
+            (ts,) = reader.execute(
+                "SELECT timestamp_ms FROM records WHERE topic = ? AND partition = ? AND offset = ?",
+                (self._topic, partition, mid),
+            ).fetchone()
+            if ts >= timestamp_ms:
+                found, hi = mid, mid - 1
+            else:
+                lo = mid + 1
+        return found
+
+
+class SQLiteLogBackend:
+    """A log file with its topics. Use `await SQLiteLogBackend.open(path, partitions)`."""
+
+    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop, read_only: bool):
+        self.path = path
+        self.loop = loop
+        self.read_only = read_only
+        self.writer: _Writer | None = None
+        self.reader: sqlite3.Connection
+        self._lock_file: IO[bytes] | None = None
+        self._topics: dict[str, SQLiteLog] = {}
+        self.closed = False
+        # Reads run on one thread of their own, which owns the read connection.
+        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="jobledger-log-reader")
+
+    @classmethod
+    async def open(
+        cls, path: str | Path, partitions: Mapping[str, int], read_only: bool = False
+    ) -> SQLiteLogBackend:
+        """Open (creating if needed) the log at path. Topics already in the file keep their
+        partition count; new ones in `partitions` are created."""
+        self = cls(Path(path), asyncio.get_running_loop(), read_only)
+        try:
+            await self.run(self._open_sync, dict(partitions))
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    def _open_sync(self, partitions: dict[str, int]) -> None:
+        if not self.read_only:
+            self._lock()
+            conn = _connect(self.path, read_only=False)
+            conn.executescript(SCHEMA)
+            for name, count in partitions.items():
+                conn.execute("INSERT OR IGNORE INTO topics VALUES (?, ?)", (name, count))
+            self.writer = _Writer(conn, self)
+        elif not self.path.exists():
+            raise LogError(f"no log at {self.path}")
+        self.reader = _connect(self.path, read_only=True)
+        for name, count in self.reader.execute("SELECT name, partitions FROM topics").fetchall():
+            ends = {p: _partition_end(self.reader, name, p) for p in range(count)}
+            self._topics[name] = SQLiteLog(self, name, count, ends)
+        if self.writer is not None:
+            self.writer.start()
+
+    def _lock(self) -> None:
+        # "ab": opening must not wipe the holder's pid before we know we hold the lock.
+        self._lock_file = open(f"{self.path}.lock", "ab")  # noqa: SIM115 - held while open
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise LogError(f"{self.path} is already open for writing (see {self.path}.lock)") from None
+        self._lock_file.truncate(0)
+        self._lock_file.write(str(os.getpid()).encode())
+        self._lock_file.flush()
+
+    async def run(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await self.loop.run_in_executor(self._read_pool, fn, *args)
+
+    def topic(self, name: str) -> SQLiteLog:
+        try:
+            return self._topics[name]
+        except KeyError:
+            raise LogError(f"topic {name!r} does not exist in {self.path}") from None
+
+    def delivered(
+        self, results: list[tuple[_Append, list[Position] | LogError]], rows: list[Row]
+    ) -> None:
+        """Runs on the event loop after a commit: publish the records, resolve appends."""
+        by_topic: dict[str, list[Record]] = {}
+        for topic, part, offset, ts, key, value in rows:
+            by_topic.setdefault(topic, []).append(Record(part, offset, ts, key, value))
+        for topic, records in by_topic.items():
+            self._topics[topic].committed(records)
+        for item, outcome in results:
+            if item.future.done():
+                continue
+            if isinstance(outcome, LogError):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+
+    async def close(self) -> None:
+        self.closed = True
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.close)
+            self.writer = None
+        await self.loop.run_in_executor(self._read_pool, self._close_reader)
+        self._read_pool.shutdown(wait=True)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _close_reader(self) -> None:
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.close()

@@ -1,0 +1,1 @@
+"""A node: the log, the runtime and the read models wired into one process."""

@@ -1,0 +1,111 @@
+"""What every node shares, whatever its log: the pieces the API serves and how they are wired.
+
+A node is one process's share of jobledger. `EmbeddedNode` (services/node/embedded.py) runs all of
+it over one SQLite file; `KafkaNode` (services/node/kafka.py) runs the roles it is given
+over Kafka topics. The API (api/app.py) serves any started node that has projections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol, Self
+
+from jobledger.projections.queries import Queries
+from jobledger.projections.store import ReadModelStore
+from jobledger.schemas import Actor
+from jobledger.schemas.common import to_ms
+from jobledger.services.handlers.app import App
+from jobledger.services.log.protocol import LogBackend
+from jobledger.services.runtime.clock import Clock
+from jobledger.services.runtime.dispatcher import Dispatcher
+from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
+from jobledger.services.schedules.commands import ScheduleCommands
+from jobledger.services.schedules.scheduler import Scheduler
+from jobledger.services.write.commands import Commands
+from jobledger.services.write.producer import Producer
+from jobledger.services.write.publisher import Publisher
+
+SETTLE_SECONDS = 10.0  # at stop, how long the projections may take to apply our appends
+
+
+class NodeSettings(Protocol):
+    max_projection_lag_ms: int  # /health answers 503 degraded beyond this
+
+
+class Node:
+    """A node the API can serve. Subclasses open the backend and the read models in start()
+    and call `_open_write_side` once the projector exists."""
+
+    config: NodeSettings
+    app: App
+    clock: Clock
+    backend: LogBackend
+    store: ReadModelStore
+    queries: Queries
+    projector: Projector
+    publisher: Publisher
+    producer: Producer
+    commands: Commands
+    schedules: ScheduleCommands
+    dispatcher: Dispatcher | None = None
+    scheduler: Scheduler | None = None
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    def _open_write_side(self, actor: Actor) -> None:
+        """What REST commands append through: publisher, producer, commands, schedules."""
+        self.publisher = Publisher(self.backend, self.clock, actor)
+        self.producer = Producer(self.publisher, self.clock)
+        self.commands = Commands(self.publisher, self.producer, self.projector, self.queries)
+        self.schedules = ScheduleCommands(self.publisher, self.projector, self.queries, self.clock)
+
+    def log_writable(self) -> bool:
+        """Can this node append to its log? /health is degraded when it cannot."""
+        raise NotImplementedError
+
+    def is_leader(self) -> bool:
+        """Does this node decide for at least one partition of the jobs topic?"""
+        return self.dispatcher is not None and bool(self.dispatcher.partitions)
+
+    def crashed(self) -> list[str]:
+        """Background tasks that died (logged when they did); /health reports them."""
+        return (self.projector.crashed() + (self.dispatcher.crashed() if self.dispatcher else [])
+                + (self.scheduler.crashed() if self.scheduler else []))
+
+    async def projection_lag_ms(self) -> int:
+        """How old the oldest record not yet applied by the projections is (0: caught up)."""
+        oldest: int | None = None
+        for model, topic in TOPIC_OF_MODEL.items():
+            log = self.backend.topic(topic)
+            for partition, end in (await log.end_offsets()).items():
+                done = self.projector.positions[model].get(partition, 0)
+                if done < end:
+                    (first,) = await log.read(partition, done, limit=1)
+                    oldest = first.timestamp_ms if oldest is None else min(oldest, first.timestamp_ms)
+        if oldest is None:
+            return 0
+        return max(0, to_ms(self.clock.now()) - oldest)
+
+    async def caught_up(self, timeout: float) -> bool:
+        """Wait until the projections have applied every topic up to its end as of now;
+        False if that takes longer than timeout seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                for model, topic in TOPIC_OF_MODEL.items():
+                    for partition, end in (await self.backend.topic(topic).end_offsets()).items():
+                        if end:
+                            await self.projector.wait_for(model, partition, end - 1)
+        except TimeoutError:
+            return False
+        return True
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

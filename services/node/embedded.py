@@ -1,0 +1,110 @@
+"""The embedded node: one process running the log, the projections, the dispatcher with its
+worker slots, and (optionally) the HTTP API, over one SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobledger.projections.jobs import SharedReductions
+from jobledger.projections.queries import Queries
+from jobledger.projections.store import ReadModelStore
+from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, Actor, ActorKind, WorkerLost
+from jobledger.services.handlers.app import App
+from jobledger.services.log.sqlite import SQLiteLogBackend
+from jobledger.services.node.base import SETTLE_SECONDS, Node
+from jobledger.services.runtime.clock import Clock, SystemClock
+from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
+from jobledger.services.runtime.projector import Projector
+from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
+
+
+def views_path(db: Path) -> Path:
+    """Where the read models of a log file live: jobledger.db -> jobledger.views.db."""
+    return db.with_name(db.stem + ".views" + (db.suffix or ".db"))
+
+
+@dataclass
+class NodeConfig:
+    db: Path = Path("jobledger.db")
+    partitions: int = 4  # of the jobs and logs topics; fixed when the file is created
+    dispatcher: DispatcherConfig = field(default_factory=DispatcherConfig)
+    run_workers: bool = True
+    # The embedded node owns every partition of the schedules topic, so it fires them all.
+    run_scheduler: bool = True
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    max_projection_lag_ms: int = 10_000  # /health answers 503 degraded beyond this
+
+
+class EmbeddedNode(Node):
+    """Start with `async with EmbeddedNode(config, app) as node:`."""
+
+    config: NodeConfig
+    backend: SQLiteLogBackend
+
+    def __init__(self, config: NodeConfig, app: App, clock: Clock | None = None):
+        self.config = config
+        self.app = app
+        self.clock = clock or SystemClock()
+
+    async def start(self) -> None:
+        cfg = self.config
+        partitions = {JOBS: cfg.partitions, LOGS: cfg.partitions, WORKERS: 1, SCHEDULES: 1}
+        self.backend = await SQLiteLogBackend.open(cfg.db, partitions)
+        self.store = await ReadModelStore.open(views_path(cfg.db))
+        self.queries = await Queries.open(views_path(cfg.db))
+        self.projector = Projector(self.backend, self.store)
+        await self.projector.load()
+        self._open_write_side(Actor(ActorKind.CLIENT, "embedded"))
+        self.dispatcher = None
+        if cfg.run_workers:
+            self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)
+            self.dispatcher.known_jobs = self.queries.finished
+            # Both fold every jobs record, in the same order: reduce each event once.
+            self.dispatcher.reduce = self.projector.reduce = SharedReductions()
+            # Start from the read model's snapshot, read before the projector moves on.
+            self.dispatcher.load(
+                await self.store.load_unfinished_jobs(), await self.store.load_queues(),
+                self.projector.positions["jobs"],
+            )
+        self.scheduler = None
+        if cfg.run_scheduler:
+            self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler)
+            self.scheduler.load((await self.store.load_schedules()).values(),
+                                self.projector.positions["schedules"])
+        self.projector.start()
+        if self.dispatcher is not None:
+            await self.dispatcher.start()
+        if self.scheduler is not None:
+            await self.scheduler.catch_up()
+            for partition, offset in await self.scheduler.declare(self.app.schedules):
+                # Read-your-writes from the start: the API shows declared schedules at once.
+                await asyncio.wait_for(self.projector.wait_for("schedules", partition, offset), 10)
+            await self.scheduler.start()
+        await self._mark_lost_workers()
+
+    async def stop(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()  # first: it must stop picking at once
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        await self.publisher.drain()
+        await self.caught_up(SETTLE_SECONDS)  # the read model shows what this node appended
+        await self.projector.stop()
+        await self.queries.close()
+        await self.store.close()
+        await self.backend.close()
+
+    async def _mark_lost_workers(self) -> None:
+        """Workers still alive in the read model ran in an earlier process on this file
+        (the file lock allows one writer): that process is gone, so they are lost."""
+        mine = self.dispatcher.config.worker_id if self.dispatcher else None
+        for worker in await self.queries.workers():
+            if worker["status"] == "alive" and worker["worker_id"] != mine:
+                event = WorkerLost(worker_id=worker["worker_id"])
+                self.publisher.publish(event, worker["worker_id"],
+                                       actor=Actor(ActorKind.DISPATCHER, mine or "embedded"))
+
+    def log_writable(self) -> bool:
+        return self.backend.writer is not None

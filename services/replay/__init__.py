@@ -1,0 +1,1 @@
+"""Rebuild the read models from the log and compare checksums."""

@@ -1,0 +1,1 @@
+"""What runs the jobs and tails the log: dispatcher, executor, projector, clock."""

@@ -1,0 +1,539 @@
+"""The partition owner: the only one that decides picks, lease expiry, timeouts and retries.
+
+It follows the jobs topic of its partitions, applies the same pure reducer as the
+projections to the jobs it holds in memory (unfinished ones only), and reacts to each
+change by appending decisions. A decision shows in its state only once it is read back
+from the log, so the log order is the truth; until then the job is "in flight".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psutil
+
+from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
+from jobledger.projections.queues import QueueState, reduce_queue
+from jobledger.schemas import (
+    JOBS,
+    Actor,
+    ActorKind,
+    Envelope,
+    JobCancelled,
+    JobDue,
+    JobEnqueued,
+    JobFailed,
+    JobHeartbeat,
+    JobLeaseExpired,
+    JobLogged,
+    JobPicked,
+    JobStatus,
+    JobSucceeded,
+    LogLevel,
+    QueuePaused,
+    QueueResumed,
+    WorkerHeartbeat,
+    WorkerStarted,
+    WorkerStopped,
+)
+from jobledger.schemas.codec import decode_batch
+from jobledger.schemas.common import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_SECONDS, to_ms, uuid7
+from jobledger.schemas.lifecycle import TERMINAL, WAITING
+from jobledger.services.handlers.app import App
+from jobledger.services.log.protocol import LogBackend, Position, Record
+from jobledger.services.runtime.backoff import Backoff
+from jobledger.services.runtime.clock import Clock
+from jobledger.services.runtime.executor import (
+    Cancelled,
+    Executor,
+    Failed,
+    Outcome,
+    Running,
+    Succeeded,
+)
+from jobledger.services.runtime.partition_state import JobsSnapshot, merge_queues, next_job_state
+from jobledger.services.runtime.ready_set import ReadySet
+from jobledger.services.runtime.supervise import crashed, spawn
+from jobledger.services.runtime.timers import Timer, TimerKind, Timers
+from jobledger.services.write.publisher import Publisher
+
+S = JobStatus
+FINISHED_KEYED_MEMORY = 100_000  # finished keyed jobs kept in memory; older: known_jobs
+RETRY_DECISION_MS = 1000  # a decision whose append failed is taken again this much later
+KnownJobs = Callable[[Collection[str]], Awaitable[Collection[str]]]
+
+
+@dataclass
+class DispatcherConfig:
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid7()[-6:]}")
+    concurrency: int = 8
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float | None = None  # default: a third of the lease
+    backoff: Backoff = field(default_factory=Backoff)
+    shutdown_grace_seconds: float = 10.0
+    # Picks appended but not yet read back, at most. Handlers start before their pick is
+    # durable, so without a bound a drain runs tens of thousands of decisions ahead of the
+    # log's writer: their entries and callbacks live long enough to reach the GC's oldest
+    # generation, and full collections then take a fifth of the event loop (docs/performance.md).
+    max_unread_picks: int = 512
+
+    @property
+    def heartbeat_every(self) -> float:
+        return self.heartbeat_seconds or self.lease_seconds / 3
+
+
+class Dispatcher:
+    def __init__(
+        self, backend: LogBackend, app: App, clock: Clock, config: DispatcherConfig,
+        partitions: Collection[int] | None = None,
+    ):
+        self.backend = backend
+        self.app = app
+        self.clock = clock
+        self.config = config
+        log = backend.topic(JOBS)
+        self.partitions = set(range(log.partitions) if partitions is None else partitions)
+        self.positions: dict[int, int] = {}
+        self.jobs: dict[str, JobState] = {}  # unfinished jobs of my partitions
+        self.ready = ReadySet()
+        self.queues: dict[str, QueueState] = {}
+        self.worker_actor = Actor(ActorKind.WORKER, config.worker_id)
+        # Its decisions are not fsynced on their own (services/log/protocol.py, append's sync): no
+        # client waits on them, and the next client write's fsync makes them durable.
+        self.publisher = Publisher(backend, clock, Actor(ActorKind.DISPATCHER, config.worker_id),
+                                   sync=False)
+        self.executor = Executor(app, config.concurrency, self._reported, self._emit_log,
+                                 freed=self._schedule_fill)
+        self.timers = Timers(clock, self._fire)
+        self._in_flight: set[str] = set()  # picks appended, not yet read back
+        self._decided: dict[str, int] = {}  # job -> latest attempt whose end is appended
+        # Finished jobs are dropped from self.jobs, but a job enqueued with an idempotency
+        # key can be enqueued again. The recent ones are remembered here (bounded); older
+        # ones are looked up with `known_jobs` (the read model), so a duplicate JobEnqueued
+        # is never taken for a new job and run again.
+        self._finished_keyed: OrderedDict[str, None] = OrderedDict()
+        self.known_jobs: KnownJobs | None = None
+        # The jobs reducer; the embedded node shares one with its projector (SharedReductions).
+        self.reduce: Reducer = reduce_job
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._fill_scheduled = False
+        self._stopping = False  # no new picks once stop() has begun
+        self._deciding = False  # no picks before start() has folded the log to its end
+        self._process = psutil.Process()
+        # Partitions lost to another owner, kept as of where we stopped following them: if
+        # one comes back, folding on from there is cheaper than from offset 0.
+        self._dormant: dict[int, JobsSnapshot] = {}
+
+    # -- start and stop -------------------------------------------------------------------
+
+    def load(
+        self, jobs: Iterable[JobState], queues: Mapping[str, QueueState],
+        positions: Mapping[int, int],
+    ) -> None:
+        """Start from a snapshot (unfinished jobs as of `positions`) instead of offset 0:
+        assign() every partition given at construction."""
+        snapshots = {p: JobsSnapshot(p, positions.get(p, 0), queues=dict(queues))
+                     for p in self.partitions}
+        for job in jobs:
+            if job.partition in snapshots:
+                snapshots[job.partition].jobs[job.job_id] = job
+        for snapshot in snapshots.values():
+            self.assign(snapshot)
+
+    async def start(self, follow: bool = True) -> None:
+        """follow=False: someone else feeds consume() (a consumer group, in Kafka mode)."""
+        for p in self.partitions:
+            self.positions.setdefault(p, 0)
+        if follow:
+            await self._catch_up()
+        await self.publisher.publish(
+            WorkerStarted(
+                worker_id=self.config.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
+                concurrency=self.config.concurrency, task_types=sorted(self.app.handlers),
+            ),
+            self.config.worker_id,
+        )
+        self._tasks = [
+            spawn(self.timers.run(), "dispatcher-timers"),
+            spawn(self._heartbeats(), "dispatcher-heartbeats"),
+        ]
+        if follow:
+            self._tasks.append(spawn(self._follow(), "dispatcher-follow"))
+        self._deciding = True
+        self._schedule_fill()
+
+    async def _catch_up(self) -> None:
+        """Fold the log from the snapshot's positions to its end before deciding anything.
+        The snapshot (the read model, load()) may be behind the log: after a kill, records the
+        projector had not written yet. Picking from it would run jobs the log already shows
+        picked or finished."""
+        log = self.backend.topic(JOBS)
+        for partition, end in (await log.end_offsets()).items():
+            while partition in self.partitions and self.positions[partition] < end:
+                records = await log.read(partition, self.positions[partition])
+                if not records:
+                    break
+                await self.consume(records)
+
+    def crashed(self) -> list[str]:
+        return crashed(self._tasks)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.executor.stop(self.config.shutdown_grace_seconds)
+        self.publisher.publish(WorkerStopped(worker_id=self.config.worker_id), self.config.worker_id)
+        await self.publisher.drain()
+
+    # -- gaining and losing partitions ----------------------------------------------------
+
+    def snapshot_of(self, partition: int) -> JobsSnapshot:
+        """Where to rebuild a partition from: what we kept when we last lost it, else
+        nothing at offset 0. Fold the partition on from its position, then assign() it."""
+        kept = self._dormant.pop(partition, None)
+        return kept if kept is not None else JobsSnapshot(partition)
+
+    def assign(self, snapshot: JobsSnapshot) -> None:
+        """Own a partition from now on, starting from a snapshot of it (folded up to the
+        partition's end, so that no decision is taken on a stale state): its jobs enter the
+        ready set and the timers. An attempt whose lease the log does not see renewed
+        expires by this owner's clock, as after a restart."""
+        partition = snapshot.partition
+        self.partitions.add(partition)
+        self.positions[partition] = snapshot.position
+        self.queues = merge_queues(self.queues, snapshot.queues.values())
+        self.ready.paused = {q for q, s in self.queues.items() if s.paused}
+        for job_id in snapshot.finished_keyed:
+            self._remember_finished(job_id)
+        for job in snapshot.jobs.values():
+            self._react(None, job)
+        if self._tasks:
+            self._schedule_fill()
+
+    async def revoke(self, partitions: Collection[int]) -> None:
+        """Stop deciding for these partitions: no more picks, expiries or retries. Returns
+        once everything decided so far is durable, so the next owner reads it when it
+        rebuilds. Attempts already running here go on and report their outcome (the
+        attempt number fences it, should the next owner have decided the attempt first),
+        and their heartbeats keep renewing their leases meanwhile."""
+        lost = self.partitions & set(partitions)
+        if not lost:
+            return
+        self.partitions -= lost
+        kept = {p: JobsSnapshot(p, self.positions.pop(p), queues=dict(self.queues)) for p in lost}
+        for job_id, job in list(self.jobs.items()):
+            if job.partition in lost:
+                kept[job.partition].jobs[job_id] = self.jobs.pop(job_id)
+        for snapshot in kept.values():
+            snapshot.known_finished = self._finished_keyed
+        self._dormant.update(kept)
+        await self.publisher.drain()
+        for snapshot in kept.values():
+            for job_id in snapshot.jobs:
+                # Picks of ours are durable now: the new owner reads them. A pick we never
+                # read back would hold a worker slot for good.
+                self._in_flight.discard(job_id)
+                if job_id not in self.executor.running:
+                    self._decided.pop(job_id, None)
+
+    # -- following the log ----------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        log = self.backend.topic(JOBS)
+        async for records in log.tail(self.positions):
+            await self.consume(records)
+
+    async def consume(self, records: list[Record]) -> None:
+        """Apply records of the jobs topic; those of partitions not held, or already
+        applied, are skipped."""
+        fresh = self._unapplied(records)
+        envs, _bad = decode_batch(fresh)
+        if await self._recall_finished(envs):
+            # Again: a partition may have been revoked (or given back) while the read model
+            # was asked. Records are decoded once (Record.decoded), so this costs a filter.
+            fresh = self._unapplied(records)
+            envs, _bad = decode_batch(fresh)
+        for rec in fresh:
+            self.positions[rec.partition] = rec.offset + 1
+        for env in envs:
+            self._apply(env)
+        self._schedule_fill()
+
+    def _unapplied(self, records: list[Record]) -> list[Record]:
+        held, positions = self.partitions, self.positions
+        return [r for r in records if r.partition in held and r.offset >= positions[r.partition]]
+
+    async def _recall_finished(self, envs: list[Envelope]) -> bool:
+        """Mark keyed jobs of this batch that finished before we could remember them.
+        True if it had to ask the read model (and so let other tasks run meanwhile)."""
+        if self.known_jobs is None:
+            return False
+        unknown = {
+            e.event.job_id for e in envs
+            if isinstance(e.event, JobEnqueued) and e.event.idempotency_key is not None
+            and e.event.job_id not in self.jobs and e.event.job_id not in self._finished_keyed
+        }
+        if not unknown:
+            return False
+        for job_id in await self.known_jobs(unknown):
+            self._remember_finished(job_id)
+        return True
+
+    def _remember_finished(self, job_id: str) -> None:
+        self._finished_keyed[job_id] = None
+        if len(self._finished_keyed) > FINISHED_KEYED_MEMORY:
+            self._finished_keyed.popitem(last=False)
+
+    def _apply(self, env: Envelope) -> None:
+        event = env.event
+        if isinstance(event, QueuePaused | QueueResumed):
+            state = reduce_queue(self.queues.get(event.queue), env)
+            if state is not None:
+                self.queues[event.queue] = state
+                (self.ready.paused.add if state.paused else self.ready.paused.discard)(event.queue)
+            return
+        job_id = getattr(event, "job_id", None)
+        if job_id is None:
+            return  # another topic's event written here by mistake: nothing to decide
+        old = self.jobs.get(job_id)
+        # Finished jobs are not kept in memory: a duplicate JobEnqueued of one is ignored,
+        # a JobRequeued revives it.
+        new = next_job_state(old, env, self._finished_keyed, self.reduce)
+        if new is not old and new is not None:
+            self._react(old, new)
+
+    def _react(self, old: JobState | None, new: JobState) -> None:
+        """Bring timers, the ready set and running attempts in line with a job's new state."""
+        job_id = new.job_id
+        self._in_flight.discard(job_id)
+        if new.status in TERMINAL:
+            self.jobs.pop(job_id, None)
+            if new.idempotency_key is not None:
+                self._remember_finished(job_id)
+            self.executor.cancel(job_id, report=False)  # e.g. it timed out: stop the handler
+            self._decided.pop(job_id, None)
+            return
+        new = self.jobs[job_id] = detached(new)
+        moved = old is None or old.status != new.status or old.attempt != new.attempt
+        if new.status == S.PENDING and moved:
+            self.ready.push(new)
+        elif new.status == S.SCHEDULED and (moved or old.run_at != new.run_at):  # type: ignore[union-attr]
+            assert new.run_at is not None
+            self.timers.add(new.run_at, TimerKind.DUE, job_id, new.attempt)
+        elif new.status == S.IN_PROGRESS:
+            self._watch_attempt(old, new, moved)
+        # Also when it moved: a request that landed while a pick or a failed attempt's retry
+        # was in flight finds it picked or scheduled again, and must still end it.
+        if new.cancel_requested and (old is None or not old.cancel_requested or moved):
+            self._cancel(new)
+
+    def _watch_attempt(self, old: JobState | None, new: JobState, moved: bool) -> None:
+        assert new.lease_expires_at is not None
+        if moved:
+            if self.executor.running.get(new.job_id) and not self.executor.is_running(
+                new.job_id, new.attempt
+            ):
+                self.executor.cancel(new.job_id, report=False)  # a superseded attempt of ours
+            assert new.run_started_at is not None
+            timeout = self._timeout_seconds(new)
+            self.timers.add(new.run_started_at + int(timeout * 1000), TimerKind.TIMEOUT,
+                            new.job_id, new.attempt)
+        if moved or old.lease_expires_at != new.lease_expires_at:  # type: ignore[union-attr]
+            self.timers.add(new.lease_expires_at, TimerKind.LEASE, new.job_id, new.attempt)
+
+    def _cancel(self, job: JobState) -> None:
+        if job.job_id in self.executor.running:
+            self.executor.cancel(job.job_id, report=True)  # it reports JobCancelled
+        elif job.status in WAITING:
+            self.publisher.publish(JobCancelled(job_id=job.job_id), job.job_id)
+        elif self._claim(job.job_id, job.attempt):
+            self._end_attempt(JobCancelled(job_id=job.job_id, attempt=job.attempt), job.attempt)
+
+    # -- picking --------------------------------------------------------------------------
+
+    def _schedule_fill(self) -> None:
+        if not self._fill_scheduled:
+            self._fill_scheduled = True
+            asyncio.get_running_loop().call_soon(self._fill)
+
+    def _fill(self) -> None:
+        """Pick ready jobs into free worker slots."""
+        self._fill_scheduled = False
+        if self._stopping or not self._deciding:
+            # Stopping: a slot freed during the shutdown grace stays free. Not deciding yet:
+            # start() is still folding the log past the snapshot.
+            return
+        # A slot is held by a running attempt, not by a pick not yet read back: its handler
+        # may be long done (in Kafka mode the read-back comes a fetch later).
+        free = min(self.executor.free, self.config.max_unread_picks - len(self._in_flight))
+        now = self.clock.now()
+        lease = now + timedelta(seconds=self.config.lease_seconds)
+        while free > 0:
+            job_id = self.ready.pop()
+            if job_id is None:
+                break
+            job = self.jobs.get(job_id)
+            if job is None or job.status != S.PENDING or job_id in self._in_flight:
+                continue  # a stale heap entry
+            if job.cancel_requested:
+                continue
+            self._in_flight.add(job_id)
+            free -= 1
+            attempt = job.attempt + 1
+            picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
+                               lease_expires_at=lease)
+            self.publisher.publish_then(
+                picked, job_id, lambda _, error, job=job, attempt=attempt: self._picked(error, job, attempt))
+            # Run it now, not once the pick is durable: that saves a commit (an fsync) from
+            # every job's enqueue->start. Whatever the handler appends queues behind the pick
+            # on the same log, so no outcome is recorded before its pick. Should the process
+            # die before the pick is durable, the job is still pending on restart and runs
+            # again: at-least-once, as after a crash mid-handler.
+            self.executor.start(job, attempt)
+
+    def _picked(self, error: BaseException | None, job: JobState, attempt: int) -> None:
+        """The pick's append ended. Had it failed, the attempt does not exist: its handler is
+        stopped, any end it reported is forgotten (a stale event, should it be recorded),
+        and the job is pending again."""
+        if error is None:
+            return
+        job_id = job.job_id
+        if self.executor.is_running(job_id, attempt):
+            self.executor.cancel(job_id, report=False)
+        if self._decided.get(job_id) == attempt:
+            del self._decided[job_id]
+        self._in_flight.discard(job_id)
+        self.ready.push(job)
+        self._schedule_fill()
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def _claim(self, job_id: str, attempt: int) -> bool:
+        """True the first time an end of this attempt is decided; False after."""
+        if self._decided.get(job_id, 0) >= attempt:
+            return False
+        self._decided[job_id] = attempt
+        return True
+
+    def _end_attempt(self, event: Any, attempt: int, actor: Actor | None = None) -> None:
+        """Append the end of a claimed attempt. Should the append fail, the claim is undone
+        and the lease timer re-armed, so the attempt is decided again instead of hanging."""
+        job_id = event.job_id
+
+        def check(_: Position | None, error: BaseException | None) -> None:
+            if error is not None:
+                if self._decided.get(job_id) == attempt:
+                    del self._decided[job_id]
+                self.timers.add(to_ms(self.clock.now()) + RETRY_DECISION_MS, TimerKind.LEASE,
+                                job_id, attempt)
+
+        self.publisher.publish_then(event, job_id, check, actor=actor)
+
+    def _reported(self, run: Running, outcome: Outcome) -> None:
+        """A worker slot finished an attempt."""
+        self._schedule_fill()
+        job_id, attempt = run.job.job_id, run.attempt
+        if not self._claim(job_id, attempt):
+            return
+        actor = self.worker_actor
+        progress = run.ctx.progress_now
+        match outcome:
+            case Succeeded(result=result):
+                event: Any = JobSucceeded(job_id=job_id, attempt=attempt, result=result,
+                                          progress=progress)
+            case Failed(error=error, stack=stack, permanent=permanent):
+                retry_at = None if permanent else self._retry_at(self.jobs.get(job_id, run.job))
+                event = JobFailed(job_id=job_id, attempt=attempt, error=error, stack=stack,
+                                  retry_at=retry_at, permanent=permanent, progress=progress)
+            case Cancelled():
+                event = JobCancelled(job_id=job_id, attempt=attempt)
+        self._end_attempt(event, attempt, actor)
+
+    def _retry_at(self, job: JobState) -> datetime | None:
+        """When the next attempt may start, or None when the retries are used up."""
+        handler = self.app.handlers.get(job.task_type)
+        max_retries = job.max_retries
+        if max_retries is None:
+            max_retries = handler.max_retries if handler and handler.max_retries is not None else DEFAULT_MAX_RETRIES
+        retry = job.retry_count + 1
+        if retry > max_retries:
+            return None
+        return self.clock.now() + timedelta(seconds=self.config.backoff.delay(retry))
+
+    def _timeout_seconds(self, job: JobState) -> float:
+        if job.timeout_seconds is not None:
+            return job.timeout_seconds
+        handler = self.app.handlers.get(job.task_type)
+        if handler is not None and handler.timeout is not None:
+            return handler.timeout
+        return DEFAULT_TIMEOUT_SECONDS
+
+    def _emit_log(self, job_id: str, attempt: int, level: LogLevel, message: str,
+                  details: dict[str, Any]) -> None:
+        event = JobLogged(job_id=job_id, attempt=attempt, level=level, message=message,
+                          details=details)
+        self.publisher.publish(event, job_id, actor=self.worker_actor)
+
+    # -- timers and heartbeats ------------------------------------------------------------
+
+    def _fire(self, timers: list[Timer], now_ms: int) -> None:
+        for _deadline, kind, job_id, attempt in timers:
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            if kind is TimerKind.DUE:
+                # A second JobDue (from a timer added twice) is harmless: the reducer ignores it.
+                if job.status == S.SCHEDULED and job.run_at is not None and job.run_at <= now_ms:
+                    self.publisher.publish(JobDue(job_id=job_id), job_id)
+            elif job.status != S.IN_PROGRESS or job.attempt != attempt:
+                continue
+            elif kind is TimerKind.LEASE:
+                if job.lease_expires_at is not None and job.lease_expires_at <= now_ms \
+                        and self._claim(job_id, attempt):
+                    self.executor.cancel(job_id, report=False)
+                    self._end_attempt(
+                        JobLeaseExpired(job_id=job_id, attempt=attempt, retry_at=self._retry_at(job)),
+                        attempt,
+                    )
+            elif self._claim(job_id, attempt):  # TIMEOUT
+                self.executor.cancel(job_id, report=False)
+                seconds = self._timeout_seconds(job)
+                self._end_attempt(
+                    JobFailed(job_id=job_id, attempt=attempt,
+                              error=f"TimeoutError: ran past timeout_seconds={seconds:g}",
+                              retry_at=self._retry_at(job)),
+                    attempt,
+                )
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await self.clock.sleep(self.config.heartbeat_every)
+            self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """Renew the lease of every running attempt and report this worker's load."""
+        lease = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
+        for job_id, run in list(self.executor.running.items()):
+            self.publisher.publish(
+                JobHeartbeat(job_id=job_id, attempt=run.attempt, lease_expires_at=lease,
+                             progress=run.ctx.progress_now),
+                job_id, actor=self.worker_actor,
+            )
+        self.publisher.publish(
+            WorkerHeartbeat(
+                worker_id=self.config.worker_id, cpu_percent=self._process.cpu_percent(),
+                memory_mb=round(self._process.memory_info().rss / 2**20, 1),
+                current_jobs=sorted(self.executor.running),
+            ),
+            self.config.worker_id, actor=self.worker_actor,
+        )
+

@@ -1,0 +1,180 @@
+"""Worker slots: run handlers of picked jobs and say how each attempt ended.
+
+The executor decides nothing about the job's future (retries, dead letter): it reports an
+Outcome to the dispatcher, which owns those decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from jobledger.projections.jobs import JobState
+from jobledger.schemas import LogLevel
+from jobledger.services.handlers.app import App, Handler, PermanentError
+from jobledger.services.handlers.context import JobCancelledError, JobContext
+
+_decode_payload = msgspec.json.Decoder()
+_encode_result = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    result: msgspec.Raw
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: str
+    stack: str | None
+    permanent: bool = False
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    pass
+
+
+Outcome = Succeeded | Failed | Cancelled
+
+
+@dataclass
+class Running:
+    job: JobState
+    attempt: int
+    ctx: JobContext
+    task: asyncio.Task[None]
+    report: bool = True  # False once the dispatcher has decided this attempt itself
+
+
+Report = Callable[[Running, Outcome], None]
+EmitLog = Callable[[str, int, LogLevel, str, dict[str, Any]], None]
+
+
+class Executor:
+    def __init__(
+        self, app: App, concurrency: int, report: Report, emit_log: EmitLog,
+        freed: Callable[[], None] = lambda: None,
+    ):
+        self.app = app
+        self.concurrency = concurrency
+        self.running: dict[str, Running] = {}
+        self._report = report
+        self._emit_log = emit_log
+        self._freed = freed  # told when a slot frees up other than by a report
+        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="jobledger-job")
+        # Threads of cancelled sync handlers still running: a thread cannot be interrupted,
+        # so its slot stays taken until the handler returns.
+        self._orphans = 0
+
+    @property
+    def free(self) -> int:
+        return self.concurrency - len(self.running) - self._orphans
+
+    def is_running(self, job_id: str, attempt: int) -> bool:
+        run = self.running.get(job_id)
+        return run is not None and run.attempt == attempt
+
+    def start(self, job: JobState, attempt: int) -> None:
+        loop = asyncio.get_running_loop()
+        ctx = JobContext(
+            job_id=job.job_id, task_type=job.task_type, queue=job.queue, attempt=attempt,
+            priority=job.priority, loop=loop,
+            emit_log=lambda level, msg, details: self._emit_log(
+                job.job_id, attempt, level, msg, details
+            ),
+        )
+        handler = self.app.handlers.get(job.task_type)
+        task = loop.create_task(self._run(job, handler, ctx), name=f"job-{job.job_id}")
+        self.running[job.job_id] = Running(job, attempt, ctx, task)
+
+    def cancel(self, job_id: str, report: bool) -> None:
+        """Stop a running attempt. report=False: the dispatcher already recorded its end."""
+        run = self.running.get(job_id)
+        if run is None:
+            return
+        run.report = run.report and report
+        run.ctx.mark_cancelled()
+        run.task.cancel()
+
+    async def _run(self, job: JobState, handler: Handler | None, ctx: JobContext) -> None:
+        try:
+            outcome = await self._call(job, handler, ctx)
+        except asyncio.CancelledError:
+            outcome = Cancelled()
+        run = self.running.get(job.job_id)
+        if run is None or run.ctx is not ctx:
+            # A superseded attempt that ran on after it was cancelled: its end was decided
+            # (lease expiry, timeout) and a newer attempt now holds the job's slot.
+            return
+        del self.running[job.job_id]
+        if ctx.cancelled and not isinstance(outcome, Succeeded | Failed):
+            outcome = Cancelled()
+        if run.report:
+            self._report(run, outcome)
+
+    async def _call(self, job: JobState, handler: Handler | None, ctx: JobContext) -> Outcome:
+        if handler is None:
+            return Failed(f"no handler registered for task_type {job.task_type!r}", None, True)
+        try:
+            payload = _decode_payload.decode(job.payload)
+            if handler.is_async:
+                result = await handler.fn(ctx, payload)
+            else:
+                result = await self._in_thread(handler, ctx, payload)
+        except JobCancelledError:
+            return Cancelled()
+        except PermanentError as exc:
+            return Failed(_describe(exc), traceback.format_exc(), permanent=True)
+        except Exception as exc:  # a handler's error is the job's outcome, not ours
+            return Failed(_describe(exc), traceback.format_exc())
+        try:
+            return Succeeded(msgspec.Raw(_encode_result.encode(result)))
+        except (TypeError, msgspec.EncodeError) as exc:
+            return Failed(f"the result is not JSON: {exc}", None, permanent=True)
+
+    async def _in_thread(self, handler: Handler, ctx: JobContext, payload: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        thread = self._threads.submit(handler.fn, ctx, payload)
+        try:
+            return await asyncio.wrap_future(thread, loop=loop)
+        except asyncio.CancelledError:
+            # The cancel reached the thread's future first: it is cancelled if it had not
+            # started, and still running otherwise.
+            if not thread.done():
+                self._orphans += 1
+                thread.add_done_callback(lambda _: self._tell_loop(loop, self._orphan_returned))
+            raise
+
+    @staticmethod
+    def _tell_loop(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        try:
+            loop.call_soon_threadsafe(callback)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is left to give the slot to
+
+    def _orphan_returned(self) -> None:
+        self._orphans -= 1
+        self._freed()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Let running attempts finish for grace_seconds, then cancel the rest silently:
+        their leases expire and the owner retries them."""
+        tasks = [r.task for r in self.running.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_seconds)
+        for job_id in list(self.running):
+            self.cancel(job_id, report=False)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,132 @@
+"""What a partition owner holds of one partition, and how it is rebuilt from the log.
+
+A snapshot is the owner's state of one partition as of a position: folding the
+partition's records from that position on (through the same reducers the projections
+use) brings it up to date. An owner that gains a partition starts from an empty snapshot
+at offset 0 (or from the one it kept when it last lost that partition), folds the
+partition up to its end, and only then starts deciding for it (services/kafka/ownership.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job, revive
+from jobledger.projections.queues import QueueState, reduce_queue
+from jobledger.projections.schedules import ScheduleState, reduce_schedule
+from jobledger.schemas import Envelope, JobEnqueued, JobRequeued, QueuePaused, QueueResumed
+from jobledger.schemas.codec import decode_batch
+from jobledger.schemas.lifecycle import TERMINAL
+from jobledger.services.log.protocol import Record
+
+
+class Snapshot(Protocol):
+    partition: int
+    position: int  # the next offset to fold
+
+    def fold(self, records: Sequence[Record]) -> None: ...
+
+
+def next_job_state(
+    old: JobState | None, env: Envelope, finished_keyed: Container[str],
+    reduce: Reducer = reduce_job,
+) -> JobState | None:
+    """A job's state after env, for an owner that forgets finished jobs: a JobEnqueued of a
+    finished keyed job is a duplicate (None: nothing to do), and a JobRequeued of a
+    forgotten job revives it from the event alone. Otherwise the reducer decides; it
+    returns `old` itself when env changes nothing."""
+    event = env.event
+    if old is None and isinstance(event, JobEnqueued) and event.job_id in finished_keyed:
+        return None
+    if old is None and isinstance(event, JobRequeued):
+        return revive(event, env)
+    return reduce(old, env)
+
+
+def merge_queues(mine: Mapping[str, QueueState], theirs: Iterable[QueueState]) -> dict[str, QueueState]:
+    """Queue states of two partitions: a pause is copied to every partition, so the newer
+    state of a queue is the one a partition that has read further knows."""
+    merged = dict(mine)
+    for state in theirs:
+        known = merged.get(state.queue)
+        if known is None or state.updated_at > known.updated_at:
+            merged[state.queue] = state
+    return merged
+
+
+def _mine(records: Sequence[Record], partition: int, position: int) -> list[Record]:
+    return [r for r in records if r.partition == partition and r.offset >= position]
+
+
+@dataclass
+class JobsSnapshot:
+    """One partition of the jobs topic: its unfinished jobs, the queue states it has seen
+    and the finished jobs that carried an idempotency key (so a duplicate JobEnqueued of
+    one is not taken for a new job)."""
+
+    partition: int
+    position: int = 0
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    queues: dict[str, QueueState] = field(default_factory=dict)
+    finished_keyed: set[str] = field(default_factory=set)
+    # What the owner already knew finished before `position` (when it kept the snapshot).
+    known_finished: Container[str] = frozenset()
+
+    def __contains__(self, job_id: object) -> bool:
+        """Is job_id a finished keyed job?"""
+        return job_id in self.finished_keyed or job_id in self.known_finished
+
+    def fold(self, records: Sequence[Record]) -> None:
+        mine = _mine(records, self.partition, self.position)
+        if not mine:
+            return
+        self.position = mine[-1].offset + 1
+        envs, _undecodable = decode_batch(mine)  # the projections quarantine them
+        for env in envs:
+            self._apply(env)
+
+    def _apply(self, env: Envelope) -> None:
+        event = env.event
+        if isinstance(event, QueuePaused | QueueResumed):
+            queue = reduce_queue(self.queues.get(event.queue), env)
+            if queue is not None:
+                self.queues[event.queue] = queue
+            return
+        job_id = getattr(event, "job_id", None)
+        if job_id is None:
+            return  # another topic's event written here by mistake
+        old = self.jobs.get(job_id)
+        new = next_job_state(old, env, self)
+        if new is None or new is old:
+            return
+        if new.status in TERMINAL:
+            self.jobs.pop(job_id, None)
+            if new.idempotency_key is not None:
+                self.finished_keyed.add(job_id)
+        else:
+            self.jobs[job_id] = detached(new)
+
+
+@dataclass
+class SchedulesSnapshot:
+    """One partition of the schedules topic: every schedule defined in it."""
+
+    partition: int
+    position: int = 0
+    schedules: dict[str, ScheduleState] = field(default_factory=dict)
+
+    def fold(self, records: Sequence[Record]) -> None:
+        mine = _mine(records, self.partition, self.position)
+        if not mine:
+            return
+        self.position = mine[-1].offset + 1
+        envs, _undecodable = decode_batch(mine)
+        for env in envs:
+            schedule_id = getattr(env.event, "schedule_id", None)
+            if schedule_id is None:
+                continue
+            new = reduce_schedule(self.schedules.get(schedule_id), env)
+            if new is not None:
+                self.schedules[schedule_id] = new

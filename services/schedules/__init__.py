@@ -1,0 +1,1 @@
+"""The scheduler (fires schedules once per fire time) and schedule commands."""

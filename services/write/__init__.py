@@ -1,0 +1,1 @@
+"""The write path: parse, publish to the log, wait until the read models show it."""

@@ -1,0 +1,1 @@
+"""What the tests share: harnesses, builders, servers and brokers they start."""
