@@ -7,13 +7,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobledger.services.cli.common import UsageError, env, env_flag
 from jobledger.services.handlers.app import App
 from jobledger.services.runtime.gc_tuning import tune_gc
 
@@ -26,62 +26,47 @@ DEFAULT_VIEWS = "jobledger.views.db"
 SCHEME = "kafka://"
 
 
-class UsageError(ValueError):
-    """A flag (or its environment variable) has a bad value; the message names it."""
-
-
-def _env(name: str, default: str | None) -> str | None:
-    return os.environ.get(f"JOBLEDGER_{name}", default)
-
-
-def _env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(f"JOBLEDGER_{name}")
-    if value is None:
-        return default
-    return value.strip().lower() not in ("0", "false", "no", "off", "")
-
-
 def add_kafka_args(parser: argparse.ArgumentParser, required: bool) -> None:
     """The flags that say which Kafka cluster and topics to use. Defaults from JOBLEDGER_*
     variables are strings that argparse converts like the flag's value, so a bad one is
     reported naming the flag, by the commands that have it only."""
     group = parser.add_argument_group("Kafka")
     group.add_argument(
-        "--broker", default=_env("BROKER", None), required=required and not _env("BROKER", None),
+        "--broker", default=env("BROKER", None), required=required and not env("BROKER", None),
         help="kafka://HOST:PORT[,HOST:PORT...]: the Kafka cluster (env JOBLEDGER_BROKER)"
         + ("" if required else "; without it, the embedded SQLite mode"))
-    group.add_argument("--topic-prefix", default=_env("TOPIC_PREFIX", "jobledger."),
+    group.add_argument("--topic-prefix", default=env("TOPIC_PREFIX", "jobledger."),
                        help="prefix of every topic name (default 'jobledger.'; env JOBLEDGER_TOPIC_PREFIX)")
     group.add_argument("--replication-factor", type=int,
-                       default=_env("REPLICATION_FACTOR", "1"),
+                       default=env("REPLICATION_FACTOR", "1"),
                        help="replicas of topics jobledger creates (default 1; use 3 in "
                        "production; env JOBLEDGER_REPLICATION_FACTOR)")
     group.add_argument("--min-insync-replicas", type=int,
-                       default=_env("MIN_INSYNC_REPLICAS", None),
+                       default=env("MIN_INSYNC_REPLICAS", None),
                        help="min.insync.replicas of topics jobledger creates (default: the "
                        "broker's; env JOBLEDGER_MIN_INSYNC_REPLICAS)")
     group.add_argument("--idempotence", action=argparse.BooleanOptionalAction,
-                       default=_env_flag("IDEMPOTENCE", True),
+                       default=env_flag("IDEMPOTENCE", True),
                        help="the idempotent producer (default on; turn off only for brokers "
                        "that cannot do it; env JOBLEDGER_IDEMPOTENCE=0)")
     group.add_argument("--session-timeout-ms", type=int,
-                       default=_env("SESSION_TIMEOUT_MS", "10000"),
+                       default=env("SESSION_TIMEOUT_MS", "10000"),
                        help="consumer-group session timeout: a dead process's partitions move "
                        "after about this long (default 10000; env JOBLEDGER_SESSION_TIMEOUT_MS)")
-    group.add_argument("--log-level", default=_env("LOG_LEVEL", "warning"),
+    group.add_argument("--log-level", default=env("LOG_LEVEL", "warning"),
                        choices=["debug", "info", "warning", "error"],
                        help="logging to stderr (default warning; env JOBLEDGER_LOG_LEVEL)")
 
 
 def _partitions_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int,
-                        default=_env("PARTITIONS", str(DEFAULT_PARTITIONS)),
+                        default=env("PARTITIONS", str(DEFAULT_PARTITIONS)),
                         help=f"partitions of each topic jobledger creates (default "
                         f"{DEFAULT_PARTITIONS}; existing topics keep theirs; env JOBLEDGER_PARTITIONS)")
 
 
 def views_arg(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--views", type=Path, default=Path(_env("VIEWS", DEFAULT_VIEWS) or DEFAULT_VIEWS),
+    parser.add_argument("--views", type=Path, default=Path(env("VIEWS", DEFAULT_VIEWS)),
                         help=f"this process's read-model file, {what} (default ./{DEFAULT_VIEWS}; "
                         "env JOBLEDGER_VIEWS)")
 
@@ -98,42 +83,42 @@ def _projection_host(value: str) -> str:
 
 def _projection_host_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--projection-host", type=_projection_host, metavar="{aiokafka,faust}",
-                        default=_env("PROJECTION_HOST", "aiokafka"),
+                        default=env("PROJECTION_HOST", "aiokafka"),
                         help="what feeds the read models: aiokafka tails (default) or "
                         "faust-streaming agents, which cost about four times the CPU per job "
                         "(env JOBLEDGER_PROJECTION_HOST)")
 
 
 def _app_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--app", default=_env("APP", None),
+    parser.add_argument("--app", default=env("APP", None),
                         help="your handlers, as module:attribute naming a jobledger App (env JOBLEDGER_APP)")
-    parser.add_argument("--demo", action="store_true", default=_env_flag("DEMO", False),
+    parser.add_argument("--demo", action="store_true", default=env_flag("DEMO", False),
                         help="register the demo jobs: echo, sleep, fail, flaky (env JOBLEDGER_DEMO=1)")
 
 
 def _worker_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--concurrency", type=int, default=_env("CONCURRENCY", "8"),
+    parser.add_argument("--concurrency", type=int, default=env("CONCURRENCY", "8"),
                         help="worker slots: jobs run at once (default 8; env JOBLEDGER_CONCURRENCY)")
     parser.add_argument("--lease-seconds", type=float,
-                        default=_env("LEASE_SECONDS", "30"),
+                        default=env("LEASE_SECONDS", "30"),
                         help="lease of a picked job, renewed by heartbeats (default 30; env "
                         "JOBLEDGER_LEASE_SECONDS)")
     parser.add_argument("--shutdown-grace-seconds", type=float,
-                        default=_env("SHUTDOWN_GRACE_SECONDS", "10"),
+                        default=env("SHUTDOWN_GRACE_SECONDS", "10"),
                         help="on SIGTERM, how long running jobs may finish (default 10; env "
                         "JOBLEDGER_SHUTDOWN_GRACE_SECONDS)")
 
 
 def _http_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=_env("HOST", "127.0.0.1"),
+    parser.add_argument("--host", default=env("HOST", "127.0.0.1"),
                         help="default 127.0.0.1 (env JOBLEDGER_HOST)")
-    parser.add_argument("--port", type=int, default=_env("PORT", "8080"),
+    parser.add_argument("--port", type=int, default=env("PORT", "8080"),
                         help="default 8080 (env JOBLEDGER_PORT)")
     parser.add_argument("--max-projection-lag-ms", type=int,
-                        default=_env("MAX_PROJECTION_LAG_MS", "10000"),
+                        default=env("MAX_PROJECTION_LAG_MS", "10000"),
                         help="/health is degraded (503) when the projections lag more (default 10000)")
     parser.add_argument("--catch-up-seconds", type=float,
-                        default=_env("CATCH_UP_SECONDS", "60"),
+                        default=env("CATCH_UP_SECONDS", "60"),
                         help="at start, wait up to this long for the read models to reach the "
                         "log's end before serving (default 60; env JOBLEDGER_CATCH_UP_SECONDS)")
 
@@ -154,7 +139,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     _app_args(worker)
     _worker_args(worker)
     worker.add_argument("--schedules", action=argparse.BooleanOptionalAction,
-                        default=_env_flag("SCHEDULES", False),
+                        default=env_flag("SCHEDULES", False),
                         help="also fire schedules (default off; env JOBLEDGER_SCHEDULES=1)")
     views_arg(worker, "used with --schedules")
     _projection_host_arg(worker)

@@ -9,20 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from jobledger.services.cli import kafka as kafka_cli
-
-DEFAULT_SERVER = "http://127.0.0.1:8080"
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"JOBLEDGER_{name}", default)
-
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(f"JOBLEDGER_{name}")
-    return int(value) if value else None
+from jobledger.services.cli.common import env, env_int, run_client, server_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,16 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run everything in one process over one SQLite file: the log, the read "
         "models (in <db>.views.db), the dispatcher with N worker slots and the HTTP API.",
     )
-    serve.add_argument("--db", type=Path, default=Path(_env("DB", "jobledger.db")),
+    serve.add_argument("--db", type=Path, default=Path(env("DB", "jobledger.db")),
                        help="the log file (default ./jobledger.db; env JOBLEDGER_DB)")
-    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="default 127.0.0.1")
-    serve.add_argument("--port", type=int, default=int(_env("PORT", "8080")), help="default 8080")
-    serve.add_argument("--concurrency", type=int, default=int(_env("CONCURRENCY", "8")),
+    serve.add_argument("--host", default=env("HOST", "127.0.0.1"), help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="default 8080")
+    serve.add_argument("--concurrency", type=int, default=int(env("CONCURRENCY", "8")),
                        help="worker slots: jobs run at once (default 8)")
-    serve.add_argument("--partitions", type=int, default=_env_int("PARTITIONS"),
+    serve.add_argument("--partitions", type=int, default=env_int("PARTITIONS"),
                        help="partitions of a new log file (default 4), or with --broker of "
                        "each Kafka topic jobledger creates (default 12)")
-    serve.add_argument("--lease-seconds", type=float, default=float(_env("LEASE_SECONDS", "30")),
+    serve.add_argument("--lease-seconds", type=float, default=float(env("LEASE_SECONDS", "30")),
                        help="lease of a picked job, renewed by heartbeats (default 30)")
     serve.add_argument("--demo", action="store_true",
                        help="register the demo jobs: echo, sleep, fail, flaky")
@@ -56,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-workers", action="store_true",
                        help="serve the API and projections only; run no jobs")
     serve.add_argument("--max-projection-lag-ms", type=int,
-                       default=int(_env("MAX_PROJECTION_LAG_MS", "10000")),
+                       default=int(env("MAX_PROJECTION_LAG_MS", "10000")),
                        help="/health is degraded (503) when the projections lag more (default 10000)")
     kafka_cli.add_kafka_args(serve, required=False)
     kafka_cli.views_arg(serve, "with --broker")
@@ -73,18 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout", type=float, dest="timeout_seconds", help="seconds; default: the handler's, else 300")
     submit.add_argument("--idempotency-key", help="a second submit with it returns the same task")
     submit.add_argument("--wait", action="store_true", help="wait until it finishes; print it")
-    _server_arg(submit)
+    server_arg(submit)
 
     status = sub.add_parser("status", help="show a task", description="Print a task as JSON.")
     status.add_argument("task_id")
-    _server_arg(status)
+    server_arg(status)
 
     replay = sub.add_parser(
         "replay", help="rebuild every read model from the log into a fresh file",
         description="Read the whole log from offset 0 into fresh read models and print a "
         "checksum of each; with the live read models beside, compare them.",
     )
-    replay.add_argument("--db", type=Path, default=Path(_env("DB", "jobledger.db")),
+    replay.add_argument("--db", type=Path, default=Path(env("DB", "jobledger.db")),
                         help="the log file (default ./jobledger.db)")
     replay.add_argument("--out", type=Path, help="the new read-model file (default "
                         "<db>.replay.db; with --broker ./jobledger.replay.db)")
@@ -94,16 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from jobledger.services.cli.schedules import add_parser as add_schedules_parser
 
-    add_schedules_parser(sub, _server_arg)
+    add_schedules_parser(sub, server_arg)
 
     sub.add_parser("schema", help="print the JSON Schema of every event",
                    description="Print the JSON Schema of the event envelope and every event.")
     return parser
-
-
-def _server_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
-                        help=f"the server's URL (default {DEFAULT_SERVER}; env JOBLEDGER_SERVER)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,20 +128,6 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_client(coro_fn: Any) -> int:
-    from jobledger.services.client.async_client import ClientError
-
-    try:
-        asyncio.run(coro_fn())
-    except ClientError as exc:
-        print(f"error: {exc} ({exc.code})", file=sys.stderr)
-        return 1
-    except OSError as exc:  # ServerUnreachable among them
-        print(f"error: cannot reach the server: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def _submit(args: argparse.Namespace) -> int:
     from jobledger.services.client.async_client import Client
     from jobledger.services.write.producer import InvalidJob
@@ -179,7 +149,7 @@ def _submit(args: argparse.Namespace) -> int:
                 print(task_id)
 
     try:
-        return _run_client(go)
+        return run_client(go)
     except InvalidJob as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -192,7 +162,7 @@ def _status(args: argparse.Namespace) -> int:
         async with Client(args.server) as client:
             print(json.dumps(await client.get(args.task_id), indent=2))
 
-    return _run_client(go)
+    return run_client(go)
 
 
 def _replay(args: argparse.Namespace) -> int:

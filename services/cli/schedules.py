@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from jobledger.services.cli.common import run_client
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
@@ -109,7 +111,6 @@ def trigger_text(schedule: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the action; the exit code."""
-    from jobledger.services.cli.main import _run_client
     from jobledger.services.schedules.commands import ScheduleError
 
     try:
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}{field}", file=sys.stderr)
         return 2
     try:
-        return int(_run_client(go))
+        return int(run_client(go))
     except ScheduleError as exc:
         print(f"error: {exc} ({exc.code}, {exc.field})", file=sys.stderr)
         return 2
