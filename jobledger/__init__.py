@@ -14,7 +14,12 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobledger.services.client.async_client import Client, ClientError, ServerUnreachable
+    from jobledger.services.client.async_client import (
+        Client,
+        ClientError,
+        ServerUnreachable,
+        WaitTimeout,
+    )
     from jobledger.services.handlers.app import App, PermanentError, cron, date, interval, manual
     from jobledger.services.handlers.context import JobCancelledError, JobContext
     from jobledger.services.write.producer import InvalidJob, task_request
@@ -31,6 +36,7 @@ _HOME = {
     "Client": "jobledger.services.client.async_client",
     "ClientError": "jobledger.services.client.async_client",
     "ServerUnreachable": "jobledger.services.client.async_client",
+    "WaitTimeout": "jobledger.services.client.async_client",
     "InvalidJob": "jobledger.services.write.producer",
     "task_request": "jobledger.services.write.producer",
 }

@@ -3,14 +3,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from jobledger.schemas import JobStatus
+from jobledger.services.cli.common import Exit
 from jobledger.services.cli.main import main
-from jobledger.services.client.async_client import Client, ClientError, ServerUnreachable
+from jobledger.services.client.async_client import (
+    Client,
+    ClientError,
+    ServerUnreachable,
+    WaitTimeout,
+)
 from jobledger.services.node.embedded import EmbeddedNode
 from jobledger.services.write.producer import InvalidJob, task_request
 from tests.support.api_harness import demo_server, handlers
@@ -94,6 +103,41 @@ async def test_no_server_is_server_unreachable_naming_the_url() -> None:
             await client.submit("echo")
 
 
+async def test_wait_reports_each_change_and_returns_the_finished_task(
+    make_node: NodeFactory,
+) -> None:
+    node = await held(make_node)
+    seen: list[dict[str, Any]] = []
+    async with live_server(node) as base, Client(base) as client:
+        task_id = await client.submit("echo", "x")
+        waiting = asyncio.create_task(client.wait(task_id, interval=0.01, on_change=seen.append))
+        async with asyncio.timeout(5):
+            while not seen:
+                await asyncio.sleep(0.01)
+        await node.commands.set_paused("default", False)
+        done = await waiting
+    assert seen[0]["status"] == "pending" and seen[-1] == done and done["status"] == "completed"
+    stages = [(t["status"], t["attempt"], t["progress"]) for t in seen]
+    assert all(a != b for a, b in itertools.pairwise(stages))  # only changes are reported
+
+
+async def test_a_wait_timeout_is_its_own_timeout_error(make_node: NodeFactory) -> None:
+    node = await held(make_node)
+    async with live_server(node) as base, Client(base) as client:
+        task_id = await client.submit("echo", "x")
+        with pytest.raises(WaitTimeout) as timed_out:
+            await client.wait(task_id, timeout=0.2, interval=0.01)
+    assert isinstance(timed_out.value, TimeoutError)
+    assert not isinstance(timed_out.value, ServerUnreachable)
+    assert str(timed_out.value) == f"task {task_id} is still pending after 0.2 s"
+    assert timed_out.value.task is not None and timed_out.value.task["status"] == "pending"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:8080", "127.0.0.1:8080/", "http://127.0.0.1:8080"])
+def test_an_address_without_a_scheme_is_http(address: str) -> None:
+    assert Client(address).base_url == "http://127.0.0.1:8080"
+
+
 # -- the commands ---------------------------------------------------------------------------
 
 
@@ -113,9 +157,10 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def test_submit_wait_then_status(server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "submit", "echo", "--payload", '{"a": 1}', "--priority", "7",
                        "--wait", "--server", server.url)
-    done = json.loads(out)
+    done = json.loads(out[out.index("{"):])  # after the id and a line per stage
     assert code == 0 and (done["status"], done["result"], done["priority"]) == ("completed", {"a": 1}, 7)
-    code, out, _ = run(capsys, "status", done["task_id"], "--server", server.url)
+    address = server.url.removeprefix("http://")  # 127.0.0.1:PORT: http:// is assumed
+    code, out, _ = run(capsys, "status", done["task_id"], "--server", address)
     assert code == 0 and json.loads(out)["task_id"] == done["task_id"]
 
 
@@ -137,5 +182,7 @@ def test_bad_arguments_and_no_server(capsys: pytest.CaptureFixture[str]) -> None
     assert code == 2 and "priority" in err
     code, _, err = run(capsys, "submit", "echo", "--payload", "{nope", "--server", url)
     assert code == 2 and "--payload is not JSON" in err
+    code, _, err = run(capsys, "submit", "echo", "--delay", "-1", "--server", url)
+    assert (code, err) == (2, "error: --delay: Expected `float` >= 0.0 (INVALID_ARGUMENT)\n")
     code, _, err = run(capsys, "status", "x", "--server", url)
-    assert code == 1 and "cannot reach the server" in err and url in err
+    assert code == Exit.UNREACHABLE and "cannot reach the server" in err and url in err

@@ -67,6 +67,7 @@ PUBLIC = [
     "JobContext",
     "PermanentError",
     "ServerUnreachable",
+    "WaitTimeout",
     "cron",
     "date",
     "interval",

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from jobledger.services.cli.common import Exit
 from jobledger.services.cli.main import main
 from jobledger.services.cli.schedules import parse_duration
 from tests.support.api_harness import demo_server
-from tests.support.procs import ServerProcess
+from tests.support.procs import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,8 @@ def test_add_list_show_pause_resume_trigger_remove(
     code, out, _ = run(server, capsys, "resume", "hourly")
     assert (code, json.loads(out)["state"]) == (0, "active")
     code, out, _ = run(server, capsys, "trigger", "report", "--wait")
-    assert code == 0 and json.loads(out)["result"] == "r"
+    task = json.loads(out[out.index("{"):])  # after the id and a line per stage
+    assert code == 0 and task["result"] == "r" and out.startswith(task["task_id"] + "\n")
     code, out, _ = run(server, capsys, "remove", "report")
     assert (code, out.strip()) == (0, "removed report")
     code, _, err = run(server, capsys, "show", "report")
@@ -60,7 +62,7 @@ def test_bad_input_is_refused_naming_the_field(
     server: ServerProcess, capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, _, err = run(server, capsys, "add", "bad", "echo", "--cron", "0 25 * * *")
-    assert code == 2 and "expression" in err and "out of range" in err
+    assert code == 2 and "--cron '0 25 * * *'" in err and "out of range" in err
     code, _, err = run(server, capsys, "add", "bad", "echo", "--every", "5 minutes")
     assert code == 2 and "--every" in err
     code, _, err = run(server, capsys, "add", "bad", "echo", "--manual", "--timezone", "Mars/Base")
@@ -68,6 +70,27 @@ def test_bad_input_is_refused_naming_the_field(
     run(server, capsys, "add", "twice", "echo", "--manual")
     code, _, err = run(server, capsys, "add", "twice", "echo", "--manual")
     assert code == 1 and "JOB_EXISTS" in err
+
+
+def test_a_refused_value_is_named_by_its_flag_not_its_json_path(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run(server, capsys, "add", "bad", "echo", "--at", "soon")
+    assert (code, err) == (2, "error: --at: Invalid RFC3339 encoded datetime (INVALID_TRIGGER)\n")
+    code, _, err = run(server, capsys, "add", "bad", "echo", "--manual", "--timeout", "-1")
+    assert code == 2 and err.startswith("error: --timeout: ") and "$." not in err
+
+
+def test_a_failed_trigger_wait_is_exit_1(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str],
+) -> None:
+    run(server, capsys, "add", "doomed", "fail", "--manual", "--max-retries", "0")
+    code, out, _ = run(server, capsys, "trigger", "doomed", "--wait-timeout", "20")
+    assert (code, json.loads(out[out.index("{"):])["status"]) == (Exit.FAILED, "dead_letter")
+
+
+def test_an_unreachable_server_is_exit_3() -> None:
+    assert main(["schedules", "list", "--server", f"127.0.0.1:{free_port()}"]) == Exit.UNREACHABLE
 
 
 def test_durations() -> None:

@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jobledger.services.cli import kafka as kafka_cli
-from jobledger.services.cli.common import env, env_int, run_client, server_arg
+from jobledger.services.cli.common import (
+    EXIT_CODES,
+    Exit,
+    env,
+    env_int,
+    flag_names,
+    run_client,
+    server_arg,
+)
+from jobledger.services.cli.wait import add_wait_args, print_or_follow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     kafka_cli.add_parsers(sub)
 
     submit = sub.add_parser("submit", help="enqueue a task on a running server",
-                            description="Enqueue one task through the REST API.")
+                            description="Enqueue one task through the REST API; print its id.",
+                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     submit.add_argument("task_type")
     submit.add_argument("--payload", default="null", help="JSON payload (default null)")
     submit.add_argument("--priority", type=int, help="0-255, higher first (default 128)")
@@ -61,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--max-retries", type=int, help="default: the handler's, else 3")
     submit.add_argument("--timeout", type=float, dest="timeout_seconds", help="seconds; default: the handler's, else 300")
     submit.add_argument("--idempotency-key", help="a second submit with it returns the same task")
-    submit.add_argument("--wait", action="store_true", help="wait until it finishes; print it")
+    add_wait_args(submit)
     server_arg(submit)
+    submit.set_defaults(flags=flag_names(submit))  # a refused field is reported as its flag
 
-    status = sub.add_parser("status", help="show a task", description="Print a task as JSON.")
+    status = sub.add_parser("status", help="show a task", description="Print a task as JSON.",
+                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     status.add_argument("task_id")
     server_arg(status)
 
@@ -130,29 +142,21 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from jobledger.services.client.async_client import Client
-    from jobledger.services.write.producer import InvalidJob
 
     try:
         payload = json.loads(args.payload)
     except json.JSONDecodeError as exc:
         print(f"error: --payload is not JSON: {exc}", file=sys.stderr)
-        return 2
+        return Exit.USAGE
     options = {k: getattr(args, k) for k in (
         "priority", "delay_seconds", "queue", "max_retries", "timeout_seconds", "idempotency_key")}
 
-    async def go() -> None:
+    async def go() -> int | None:
         async with Client(args.server) as client:
             task_id = await client.submit(args.task_type, payload, **options)
-            if args.wait:
-                print(json.dumps(await client.wait(task_id), indent=2))
-            else:
-                print(task_id)
+            return await print_or_follow(client, task_id, args)
 
-    try:
-        return run_client(go)
-    except InvalidJob as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_client(go, args.flags)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from jobledger.services.cli.common import run_client
+from jobledger.services.cli.common import EXIT_CODES, Exit, flag_names, run_client
+from jobledger.services.cli.wait import add_wait_args, print_or_follow
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
@@ -22,7 +23,8 @@ EPILOG = """examples:
   jobledger schedules add report build_report --manual
   jobledger schedules list
   jobledger schedules trigger report --wait
-"""
+
+""" + EXIT_CODES
 
 
 def add_parser(sub: Any, server_arg: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -41,9 +43,11 @@ def add_parser(sub: Any, server_arg: Callable[[argparse.ArgumentParser], None]) 
         one = actions.add_parser(action, help=text)
         one.add_argument("schedule_id")
         server_arg(one)
-    trigger = actions.add_parser("trigger", help="run its job now; prints the task id")
+    trigger = actions.add_parser("trigger", help="run its job now; prints the task id",
+                                 epilog=EXIT_CODES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     trigger.add_argument("schedule_id")
-    trigger.add_argument("--wait", action="store_true", help="wait until the task finishes; print it")
+    add_wait_args(trigger)
     server_arg(trigger)
     add = actions.add_parser(
         "add", help="define a schedule", epilog=EPILOG,
@@ -51,6 +55,10 @@ def add_parser(sub: Any, server_arg: Callable[[argparse.ArgumentParser], None]) 
         description="Define a schedule. Give one trigger: --cron, --every, --at or --manual.")
     _add_arguments(add)
     server_arg(add)
+    # A refused field is reported as the flag the user typed, also where a flag becomes a
+    # field of another name (--at 2026-12-24 is run_date, --every 5m is minutes).
+    add.set_defaults(flags=flag_names(add, run_date="--at", expression="--cron",
+                                      **dict.fromkeys(_UNITS.values(), "--every")))
 
 
 def _add_arguments(add: argparse.ArgumentParser) -> None:
@@ -111,30 +119,24 @@ def trigger_text(schedule: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the action; the exit code."""
-    from jobledger.services.schedules.commands import ScheduleError
-
     try:
         go = _ACTIONS[args.action](args)
-    except (ValueError, ScheduleError) as exc:
-        field = f" ({exc.field})" if getattr(exc, "field", None) else ""
-        print(f"error: {exc}{field}", file=sys.stderr)
-        return 2
-    try:
-        return int(run_client(go))
-    except ScheduleError as exc:
-        print(f"error: {exc} ({exc.code}, {exc.field})", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # a flag the CLI reads itself: --every, --payload
+        print(f"error: {exc}", file=sys.stderr)
+        return Exit.USAGE
+    return run_client(go, getattr(args, "flags", None))
 
 
-Coro = Callable[[], Coroutine[Any, Any, None]]
+Coro = Callable[[], Coroutine[Any, Any, int | None]]
 
 
-def _client_call(args: argparse.Namespace, body: Callable[[Any], Coroutine[Any, Any, None]]) -> Coro:
+def _client_call(args: argparse.Namespace,
+                 body: Callable[[Any], Coroutine[Any, Any, int | None]]) -> Coro:
     from jobledger.services.client.async_client import Client
 
-    async def go() -> None:
+    async def go() -> int | None:
         async with Client(args.server) as client:
-            await body(client)
+            return await body(client)
 
     return go
 
@@ -173,9 +175,9 @@ def _remove(args: argparse.Namespace) -> Coro:
 
 
 def _trigger(args: argparse.Namespace) -> Coro:
-    async def body(client: Any) -> None:
+    async def body(client: Any) -> int | None:
         task_id = await client.trigger_schedule(args.schedule_id)
-        print(json.dumps(await client.wait(task_id), indent=2) if args.wait else task_id)
+        return await print_or_follow(client, task_id, args)
     return _client_call(args, body)
 
 

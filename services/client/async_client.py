@@ -15,7 +15,7 @@ HTTP goes through aiohttp: one keep-alive session per Client. httpx's AsyncClien
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,12 +46,30 @@ class ServerUnreachable(ConnectionError):
     key to retry an enqueue safely)."""
 
 
+class WaitTimeout(TimeoutError):
+    """wait() gave up: the task had not finished within its timeout. The task goes on (it
+    is not cancelled); `.task` is its last state seen (None if no answer came in time)."""
+
+    def __init__(self, task_id: str, timeout: float, task: dict[str, Any] | None):
+        super().__init__(f"task {task_id} is still {task['status']} after {timeout:g} s" if task
+                         else f"no answer about task {task_id} within {timeout:g} s")
+        self.task_id = task_id
+        self.task = task
+
+
 _JSON = {"content-type": "application/json"}
+
+
+def base_url_of(address: str) -> str:
+    """The server's base URL; http:// is assumed when the address has no scheme, as in
+    `127.0.0.1:8080` (aiohttp would otherwise fail on it with a bare InvalidURL)."""
+    address = address.strip().rstrip("/")
+    return address if "://" in address else f"http://{address}"
 
 
 class Client:
     def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = base_url_of(base_url)
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None  # made in the running loop
 
@@ -79,7 +97,9 @@ class Client:
                                             headers=_JSON if content is not None else None) as response:
                 body = await response.read()
         except aiohttp.ClientError as exc:
-            raise ServerUnreachable(f"{method} {url}: {exc or type(exc).__name__}") from exc
+            # str() of some aiohttp errors is empty: the class name then says what happened.
+            reason = str(exc) or type(exc).__name__
+            raise ServerUnreachable(f"{method} {url}: {reason}") from exc
         except TimeoutError:
             raise ServerUnreachable(f"{method} {url}: no answer within {self.timeout:g} s") from None
         if response.status >= 400:
@@ -156,14 +176,39 @@ class Client:
         body = await self._call("POST", f"/api/v1/schedules/{schedule_id}/trigger")
         return str(body["task_id"])
 
-    async def wait(self, task_id: str, timeout: float = 60.0, interval: float = 0.2) -> dict[str, Any]:
-        """Poll until the task is finished (completed, failed, dead_letter or cancelled)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                task = await self.get(task_id)
-                if task["status"] in TERMINAL:
-                    return task
-                await asyncio.sleep(interval)
+    async def changes(self, task_id: str, interval: float = 0.2) -> AsyncIterator[dict[str, Any]]:
+        """The task as it is now, then again each time its status, attempt or progress
+        changes (polling `get` every `interval` seconds); ends once it is finished
+        (completed, failed, dead_letter or cancelled), that state yielded last."""
+        seen: tuple[Any, ...] | None = None
+        while True:
+            task = await self.get(task_id)
+            stage = (task["status"], task["attempt"], task["progress"])
+            if stage != seen:
+                seen = stage
+                yield task
+            if task["status"] in TERMINAL:
+                return
+            await asyncio.sleep(interval)
+
+    async def wait(self, task_id: str, timeout: float | None = None, interval: float = 0.2,
+                   on_change: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
+        """The task once finished (completed, failed, dead_letter or cancelled). Waits
+        without limit, or raises WaitTimeout (a TimeoutError) after `timeout` seconds;
+        on_change is called with each state `changes` yields, the last one included."""
+        task: dict[str, Any] | None = None
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                async for task in self.changes(task_id, interval):
+                    if on_change is not None:
+                        on_change(task)
+        except TimeoutError:
+            if not deadline.expired() or timeout is None:
+                raise
+            raise WaitTimeout(task_id, timeout, task) from None
+        assert task is not None  # changes() yields at least the finished task
+        return task
 
 
 def _schedule_body(**fields: Any) -> bytes:
