@@ -43,6 +43,21 @@ def server_arg(parser: argparse.ArgumentParser) -> None:
                         help=f"the server's URL (default {DEFAULT_SERVER}; env JOBLEDGER_SERVER)")
 
 
+def allow_unknown_task_types_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-unknown-task-types", action="store_true",
+                        default=env_flag("ALLOW_UNKNOWN_TASK_TYPES", False),
+                        help="accept tasks of types no handler is known for (they wait for "
+                        "one; by default they are refused with UNKNOWN_TASK_TYPE; env "
+                        "JOBLEDGER_ALLOW_UNKNOWN_TASK_TYPES=1)")
+
+
+def warn_without_task_types(handlers: object) -> None:
+    """`serve` with no handlers: every task type is unknown to it (one line on stderr)."""
+    if not handlers:
+        print("jobledger: warning: no task types: this server has no handlers "
+              "(give --app module:attribute, or --demo)", file=sys.stderr)
+
+
 def run_client(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> int:
     """Run a client call; a refusal or an unreachable server is one line on stderr."""
     from jobledger.services.client.async_client import ClientError
