@@ -30,6 +30,7 @@ log = logging.getLogger("jobledger.api")
 CODES: dict[str, int] = {
     "MALFORMED_JSON": 400,  # the body is not JSON (or not UTF-8)
     "INVALID_ARGUMENT": 400,  # a body field or a parameter is missing, unknown or invalid
+    "UNKNOWN_TASK_TYPE": 400,  # no handler is known for the task type (the error lists them)
     "NOT_FOUND": 404,  # no such task or run, or no such path
     "METHOD_NOT_ALLOWED": 405,  # the path exists, the method does not (see the Allow header)
     "CONFLICT": 409,  # the task's state does not allow it

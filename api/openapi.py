@@ -26,6 +26,7 @@ the app itself (a WebSocket route: describe its upgrade as a GET).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -116,11 +117,54 @@ def routes_of(endpoints: list[Endpoint]) -> list[BaseRoute]:
 
 def parse_query(request: Request, shape: type[Q]) -> Q:
     """The request's query parameters as `shape` (a Struct); 400 naming a bad one.
-    Unknown parameters are ignored; a repeated one counts once (its last value)."""
+    Unknown parameters are ignored; a repeated one counts once (its last value). A
+    parameter whose values are an enum's (a status) is matched in any case: task statuses
+    are lowercase and run statuses UPPERCASE, and a caller should not have to remember
+    which; a value that matches none is a 400 listing them."""
+    params = dict(request.query_params)
+    for name, values in _choices_of(shape).items():
+        if name in params:
+            params[name] = _choice(name, params[name], values)
     try:
-        return msgspec.convert(dict(request.query_params), shape, strict=False)
+        return msgspec.convert(params, shape, strict=False)
     except msgspec.ValidationError as exc:
         raise ApiError(400, "INVALID_ARGUMENT", str(exc), _param_of(str(exc))) from None
+
+
+@functools.cache
+def _choices_of(shape: type) -> dict[str, dict[str, str]]:
+    """For each field of the Struct `shape` that takes one of a set of strings (an enum or
+    a Literal): its values by their casefold."""
+    info = msgspec.inspect.type_info(shape)
+    assert isinstance(info, msgspec.inspect.StructType), shape
+    choices = {}
+    for f in info.fields:
+        values = _string_values(f.type)
+        if values:
+            choices[f.encode_name] = {v.casefold(): v for v in values}
+    return choices
+
+
+def _string_values(t: msgspec.inspect.Type) -> list[str]:
+    if isinstance(t, msgspec.inspect.Metadata):
+        return _string_values(t.type)
+    if isinstance(t, msgspec.inspect.UnionType):
+        return [v for member in t.types for v in _string_values(member)]
+    if isinstance(t, msgspec.inspect.EnumType):
+        return [m.value for m in t.cls if isinstance(m.value, str)]
+    if isinstance(t, msgspec.inspect.LiteralType):
+        return [v for v in t.values if isinstance(v, str)]
+    return []
+
+
+def _choice(name: str, given: str, values: Mapping[str, str]) -> str:
+    """The value `given` names, in any case; 400 listing the values when none."""
+    value = values.get(given.casefold())
+    if value is None:
+        listed = ", ".join(values.values())
+        raise ApiError(400, "INVALID_ARGUMENT",
+                       f"{name} {given!r} is not one of: {listed} (in any case)", name)
+    return value
 
 
 def _param_of(message: str) -> str | None:

@@ -130,7 +130,8 @@ def _builtins(view: ScheduleView) -> dict[str, object]:
 
 _NOT_FOUND = {404: "no schedule with that id (JOB_NOT_FOUND)"}
 _INVALID = {**JSON_BODY_ERRORS, 400: "INVALID_TRIGGER: the trigger or timezone cannot fire "
-            "as given; INVALID_ARGUMENT: another field is invalid (`field` names it)"}
+            "as given; INVALID_ARGUMENT: another field is invalid (`field` names it); "
+            "UNKNOWN_TASK_TYPE: no handler is known for task_type"}
 _ID = "/api/v1/schedules/{schedule_id}"
 
 endpoints = [

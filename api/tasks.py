@@ -69,7 +69,7 @@ async def create_task(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def create_batch(request: Request) -> Response:
     batch = parse_batch(await read_json(request, MAX_BATCH_BODY_BYTES))
-    outcomes = await commands(request).enqueue(batch.tasks, actor_of(request))
+    outcomes = await commands(request).enqueue(batch.tasks, actor_of(request), batch=True)
     return JSON(BatchCreated(task_ids=[o.task_id for o in outcomes]), 201)
 
 
@@ -117,6 +117,8 @@ async def requeue_task(request: Request) -> Response:
 
 
 _TASK_ID_404 = {404: "no task with that id"}
+_ENQUEUE_400 = {400: JSON_BODY_ERRORS[400] + "; UNKNOWN_TASK_TYPE: no handler is known for "
+                "the task type (the error lists the known ones)"}
 _CONFLICT = "the task's state does not allow it"
 
 endpoints = [
@@ -125,8 +127,9 @@ endpoints = [
         body=TaskRequest,
         replies={201: Reply("enqueued", TaskCreated),
                  200: Reply("the idempotency key names an existing task", TaskCreated)},
-        errors={**JSON_BODY_ERRORS, 422: "schedule_at and delay_seconds together, or "
-                "schedule_at outside the times a job can run", **APPEND_ERRORS},
+        errors={**JSON_BODY_ERRORS, **_ENQUEUE_400,
+                422: "schedule_at and delay_seconds together, or schedule_at outside the times "
+                "a job can run", **APPEND_ERRORS},
         description="Answers once the log has the task durably and the read model shows it.",
     ),
     Endpoint(
@@ -138,7 +141,8 @@ endpoints = [
         "POST", "/api/v1/tasks/batch", create_batch, "Enqueue up to 1000 tasks, all or none",
         tag="tasks", body=BatchRequest,
         replies={201: Reply("all enqueued, ids in request order", BatchCreated)},
-        errors={**JSON_BODY_ERRORS, 422: "a task that cannot be applied (`field` names it)",
+        errors={**JSON_BODY_ERRORS, **_ENQUEUE_400,
+                422: "a task that cannot be applied (`field` names it)",
                 **APPEND_ERRORS},
         description="One invalid task rejects the batch; `field` names it (tasks[3].priority).",
     ),

@@ -33,7 +33,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from jobledger.projections.jobs import JobState
 from jobledger.projections.schedules import ScheduleState
-from jobledger.schemas import JOBS
+from jobledger.schemas import JOBS, JobStatus
 from jobledger.schemas.api import Progress, TaskUpdate, TaskView
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.node.embedded import EmbeddedNode
@@ -98,6 +98,32 @@ def parse_cursor(cursor: str, partitions: int) -> tuple[int, list[int]]:
         raise BadCursor(
             f"resume_from {cursor!r} names {len(offsets)} partitions; the log has {partitions}")
     return time_ms, offsets
+
+
+# -- filters ----------------------------------------------------------------------------------
+
+
+class BadFilter(ValueError):
+    pass
+
+
+_STATUSES = {status.casefold(): status for status in JobStatus}
+
+
+def _checked(filters: Filters | None) -> Filters | None:
+    """The filters with each status in its documented case (lowercase; any case is
+    accepted, as on the REST filters). A status that is none raises BadFilter naming the
+    valid ones: a filter that can never match is a mistake, not an empty subscription."""
+    if filters is None or filters.statuses is None:
+        return filters
+    statuses = []
+    for given in filters.statuses:
+        status = _STATUSES.get(given.casefold())
+        if status is None:
+            raise BadFilter(f"filters.statuses: {given!r} is not a task status; one of: "
+                            f"{', '.join(JobStatus)} (in any case)")
+        statuses.append(status.value)
+    return msgspec.structs.replace(filters, statuses=statuses)
 
 
 # -- the ring of updates ----------------------------------------------------------------------
@@ -336,10 +362,15 @@ class Hub:
                     "INVALID_MESSAGE"))
 
     async def _subscribe(self, client: Client, message: ClientMessage) -> None:
+        try:
+            filters = _checked(message.filters)
+        except BadFilter as exc:
+            client.tell("error", _error(str(exc), "INVALID_FILTER"))
+            return  # the socket stays open, with the subscription it had
         client.skip_below = None
         if message.resume_from is None:
             client.next_seq = self.ring.next_seq
-            client.match = _Match(message.filters)
+            client.match = _Match(filters)
             client.tell("subscribed", _text({"type": "subscribed", "cursor": self.cursor()}))
             return
         try:
@@ -353,8 +384,8 @@ class Hub:
         # The ring position is taken before the backlog is read: what commits in between
         # is in the ring, and the backlog's share of it is skipped.
         client.next_seq = self.ring.next_seq
-        client.match = _Match(message.filters)
-        client.resume = Resume(message.filters, offsets, time_ms)
+        client.match = _Match(filters)
+        client.resume = Resume(filters, offsets, time_ms)
         client.wake.set()
 
     async def _resumable(self, time_ms: int, offsets: list[int]) -> bool:

@@ -164,6 +164,12 @@ class Queries:
             for r in rows
         ]
 
+    async def declared_task_types(self) -> list[str]:
+        """Every task type any worker has declared (WorkerStarted), sorted."""
+        rows = await self.db.execute_fetchall(
+            "SELECT DISTINCT task_type FROM worker_task_types ORDER BY task_type")
+        return [r[0] for r in rows]
+
     async def queues(self) -> list[dict[str, Any]]:
         paused = dict(await self.db.execute_fetchall("SELECT queue, paused FROM queues"))
         counts = await self.db.execute_fetchall(

@@ -125,6 +125,14 @@ CREATE TABLE IF NOT EXISTS workers (
     memory_mb REAL NOT NULL
 ) WITHOUT ROWID;
 
+-- The task types each worker declared in its latest WorkerStarted. A type is known (the
+-- Kafka mode's API nodes accept tasks of it) once any worker ever declared it.
+CREATE TABLE IF NOT EXISTS worker_task_types (
+    worker_id TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    PRIMARY KEY (worker_id, task_type)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS quarantine (
     topic TEXT NOT NULL,
     partition INTEGER NOT NULL,

@@ -258,11 +258,17 @@ class ReadModelStore:
 
     async def write_workers(
         self, changed: Mapping[str, WorkerState], positions: Mapping[int, int],
-        bad: Sequence[Undecodable],
+        bad: Sequence[Undecodable], declared: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """declared: the task types of workers that (re)started, by worker id
+        (workers.declared_task_types); they replace what those workers declared before."""
         tx = Transaction()
         tx.many(f"INSERT OR REPLACE INTO workers VALUES ({','.join('?' * 10)})",
                 [worker_row(w) for w in changed.values()])
+        if declared:
+            tx.many("DELETE FROM worker_task_types WHERE worker_id = ?", [(w,) for w in declared])
+            tx.many("INSERT INTO worker_task_types VALUES (?, ?)",
+                    [(w, t) for w, types in declared.items() for t in types])
         await self._commit(tx, "workers", "workers", positions, bad)
 
     async def write_schedules(

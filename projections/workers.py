@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 import msgspec
 from msgspec.structs import replace
@@ -52,3 +53,13 @@ def reduce_worker(state: WorkerState | None, env: Envelope) -> WorkerState | Non
         case WorkerLost() if state.status == WorkerStatus.ALIVE:
             return replace(state, status=WorkerStatus.LOST, current_jobs=[])
     return state
+
+
+def declared_task_types(envs: Iterable[Envelope]) -> dict[str, list[str]]:
+    """The task types of each worker that started in these events, by worker id: its
+    latest WorkerStarted's, which replace what it declared before. Pure."""
+    declared: dict[str, list[str]] = {}
+    for env in envs:
+        if isinstance(env.event, WorkerStarted):
+            declared[env.event.worker_id] = sorted(set(env.event.task_types))
+    return declared

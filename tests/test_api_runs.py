@@ -116,6 +116,9 @@ async def test_runs_list_filters_by_type_and_status(
     }
     failed = (await client.get("/api/v1/runs", params={"status": "FAILED"})).json()
     assert {(r["task_id"], r["attempt"]) for r in failed} == {(flaky_id, 1), (broken_id, 1)}
+    for given in ("failed", "Failed"):  # run statuses are UPPERCASE; a filter takes any case
+        again = (await client.get("/api/v1/runs", params={"status": given})).json()
+        assert again == failed and {r["status"] for r in again} == {"FAILED"}
     of_type = (await client.get("/api/v1/runs", params={"task_type": "broken"})).json()
     assert [r["task_id"] for r in of_type] == [broken_id]
     one = (await client.get("/api/v1/runs", params={"limit": 1})).json()
@@ -131,3 +134,5 @@ async def test_runs_list_rejects_bad_filters(
     response = await client.get("/api/v1/runs", params=params)
     assert response.status_code == 400
     assert response.json()["field"] == field
+    if field == "status":
+        assert "RUNNING, COMPLETED, FAILED, CANCELLED" in response.json()["error"]

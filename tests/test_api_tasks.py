@@ -316,6 +316,21 @@ async def test_the_list_limit_defaults_to_100_and_allows_1000(
     assert len((await client.get("/api/v1/tasks?limit=1000")).json()) == 1000
 
 
+async def test_the_status_filter_takes_any_case_and_a_bad_one_lists_the_statuses(
+    node: EmbeddedNode, client: httpx.AsyncClient
+) -> None:
+    scheduled = await submit(client, task_type="echo", delay_seconds=60)
+    await settle(node)
+    for given in ("scheduled", "SCHEDULED", "Scheduled"):
+        listed = (await client.get("/api/v1/tasks", params={"status": given})).json()
+        assert [(t["task_id"], t["status"]) for t in listed] == [(scheduled, "scheduled")]
+    error = assert_error(await client.get("/api/v1/tasks?status=RUNNING"), 400,
+                         "INVALID_ARGUMENT", "status")
+    assert "'RUNNING'" in error["error"]
+    assert ("scheduled, pending, in_progress, completed, failed, dead_letter, cancelled"
+            in error["error"])
+
+
 @pytest.mark.parametrize(("query", "field"), [
     ("limit=1001", "limit"), ("limit=-1", "limit"), ("limit=ten", "limit"),
     ("offset=-1", "offset"), ("offset=99999999999999999999", "offset"),

@@ -197,7 +197,7 @@ async def test_permanent_error_fails_the_job_at_once_without_retry(make_node: No
 
 
 async def test_unknown_task_type_fails_permanently_naming_it(make_node: NodeFactory) -> None:
-    node = await make_node(App())
+    node = await make_node(App(), allow_unknown_task_types=True)  # else refused at enqueue
     job_id = await enqueue(node, "no_such_task", max_retries=5)
 
     failed = await wait_until(node, job_id, S.FAILED)

@@ -6,7 +6,8 @@ completed job with progress and logs (and a duplicate enqueue), a scheduled job 
 by request, a permanently failed job requeued to success, a running job cancelled (and its
 late success), and a worker reporting with the v1 WorkerHeartbeat (memory_bytes).
 The jobs, runs and job_counts rows are the point; run_logs, workers (the upcast memory_mb),
-runs_ended and processing come along because a change there is just as much a change.
+worker_task_types (added later: a new table, the older rows unchanged), runs_ended and
+processing come along because a change there is just as much a change.
 
 The records are appended byte for byte as recorded, so old versions reach the decoder as
 they would from a real log. The rows that come out are compared with
@@ -43,6 +44,7 @@ TABLES = {
     "job_counts": "task_type, status",
     "run_logs": "log_id",
     "workers": "worker_id",
+    "worker_task_types": "worker_id, task_type",
     "runs_ended": "minute, outcome",
     "processing": "id",
     "job_events": "job_id, offset",

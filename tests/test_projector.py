@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from jobledger.projections.queries import Queries
 from jobledger.projections.stats import MINUTE_MS
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import (
@@ -23,6 +24,7 @@ from jobledger.schemas import (
     LogLevel,
     Progress,
     WorkerStarted,
+    WorkerStopped,
     encode,
 )
 from jobledger.schemas.common import to_ms
@@ -202,6 +204,29 @@ async def test_projection_catches_up_from_a_checkpoint_after_a_restart(
     finally:
         await single.close()
 
+
+
+async def test_the_task_types_workers_declare_are_known_until_the_worker_declares_others(
+    backend: SQLiteLogBackend, store: ReadModelStore, tmp_path: Path
+) -> None:
+    await append(backend, [
+        envelope(WorkerStarted(worker_id="w1", task_types=["resize", "email"]), 0),
+        envelope(WorkerStarted(worker_id="w2", task_types=["email", "report"]), 1),
+        envelope(WorkerStopped(worker_id="w2"), 2),  # what it declared stays known
+    ])
+    projector = Projector(backend, store)
+    await projector.catch_up()
+    queries = await Queries.open(tmp_path / "views.db")
+    try:
+        assert await queries.declared_task_types() == ["email", "report", "resize"]
+        # Restarted with other handlers: its new list replaces its old one.
+        await append(backend, [envelope(WorkerStarted(worker_id="w1", task_types=["thumb"]), 3)])
+        await projector.catch_up()
+        assert await queries.declared_task_types() == ["email", "report", "thumb"]
+    finally:
+        await queries.close()
+    assert await rows(store, "SELECT * FROM worker_task_types") == [
+        ("w1", "thumb"), ("w2", "email"), ("w2", "report")]
 
 
 async def test_an_event_on_the_wrong_topic_is_quarantined_and_the_rest_applied(

@@ -244,6 +244,24 @@ async def test_unsubscribe_stops_task_updates_and_bad_messages_get_errors(
     assert (await conn.recv())["code"] == "INVALID_MESSAGE"
 
 
+async def test_a_status_filter_that_can_never_match_is_refused_naming_the_statuses(
+    node: EmbeddedNode, url: str
+) -> None:
+    conn = await connect(url)
+    refused = await conn.subscribe(filters={"statuses": ["completed", "bogus"]})
+    assert refused["type"] == "error" and refused["code"] == "INVALID_FILTER"
+    assert "'bogus'" in refused["error"]
+    assert ("scheduled, pending, in_progress, completed, failed, dead_letter, cancelled"
+            in refused["error"])
+    await finish(node, "echo", 1)
+    assert await conn.sync() == []  # not subscribed, and the socket is still open
+    subscribed = await conn.subscribe(filters={"statuses": ["COMPLETED"]})  # any case
+    assert subscribed["type"] == "subscribed"
+    echoes = await finish(node, "echo", 2)
+    assert final_states(await conn.sync()) == dict.fromkeys(echoes, "completed")
+    await conn.ws.close()
+
+
 async def test_a_client_that_does_not_read_is_closed_and_memory_stays_bounded(
     make_node: NodeFactory,
 ) -> None:

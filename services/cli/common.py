@@ -71,6 +71,21 @@ def server_arg(parser: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_SERVER}; env JOBLEDGER_SERVER)")
 
 
+def allow_unknown_task_types_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-unknown-task-types", action="store_true",
+                        default=env_flag("ALLOW_UNKNOWN_TASK_TYPES", False),
+                        help="accept tasks of types no handler is known for (they wait for "
+                        "one; by default they are refused with UNKNOWN_TASK_TYPE; env "
+                        "JOBLEDGER_ALLOW_UNKNOWN_TASK_TYPES=1)")
+
+
+def warn_without_task_types(handlers: object) -> None:
+    """`serve` with no handlers: every task type is unknown to it (one line on stderr)."""
+    if not handlers:
+        print("jobledger: warning: no task types: this server has no handlers "
+              "(give --app module:attribute, or --demo)", file=sys.stderr)
+
+
 def flag_names(parser: argparse.ArgumentParser, **fields: str) -> dict[str, str]:
     """Each request field the parser's arguments fill, by the flag the user types for it:
     {"delay_seconds": "--delay", "task_type": "task_type"}; `fields` adds fields that a

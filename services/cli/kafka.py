@@ -13,7 +13,13 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobledger.services.cli.common import UsageError, env, env_flag
+from jobledger.services.cli.common import (
+    UsageError,
+    allow_unknown_task_types_arg,
+    env,
+    env_flag,
+    warn_without_task_types,
+)
 from jobledger.services.handlers.app import App
 from jobledger.services.runtime.gc_tuning import tune_gc
 
@@ -157,6 +163,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     views_arg(api, "rebuilt from the log if missing")
     _projection_host_arg(api)
     _http_args(api)
+    allow_unknown_task_types_arg(api)
 
 
 def kafka_config(args: argparse.Namespace, partitions: int | None = None) -> KafkaConfig:
@@ -198,6 +205,8 @@ def _node_config(args: argparse.Namespace, **roles: bool) -> KafkaNodeConfig:
         settings["dispatcher"] = DispatcherConfig(
             concurrency=args.concurrency, lease_seconds=args.lease_seconds,
             shutdown_grace_seconds=getattr(args, "shutdown_grace_seconds", 10.0))
+    if hasattr(args, "allow_unknown_task_types"):
+        settings["allow_unknown_task_types"] = args.allow_unknown_task_types
     if hasattr(args, "max_projection_lag_ms"):
         settings["max_projection_lag_ms"] = args.max_projection_lag_ms
         settings["catch_up_seconds"] = getattr(args, "catch_up_seconds", 60.0)
@@ -282,7 +291,9 @@ def api(args: argparse.Namespace) -> int:
 @_usage
 def serve(args: argparse.Namespace) -> int:
     """`jobledger serve --broker`: projections, API, workers and scheduler in one process."""
-    return _serve_http(args, _app_of(args, required=False))
+    app = _app_of(args, required=False)
+    warn_without_task_types(app.handlers)
+    return _serve_http(args, app)
 
 
 def _serve_http(args: argparse.Namespace, app: App) -> int:

@@ -14,11 +14,13 @@ from jobledger.services.cli import kafka as kafka_cli
 from jobledger.services.cli.common import (
     EXIT_CODES,
     Exit,
+    allow_unknown_task_types_arg,
     env,
     env_int,
     flag_names,
     run_client,
     server_arg,
+    warn_without_task_types,
 )
 from jobledger.services.cli.wait import add_wait_args, print_or_follow
 
@@ -52,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--app", default=os.environ.get("JOBLEDGER_APP"),
                        help="your handlers, as module:attribute naming a jobledger App")
     serve.add_argument("--no-workers", action="store_true",
-                       help="serve the API and projections only; run no jobs")
+                       help="serve the API and projections only; run no jobs (tasks of the "
+                       "types of --app/--demo are still accepted)")
+    allow_unknown_task_types_arg(serve)
     serve.add_argument("--max-projection-lag-ms", type=int,
                        default=int(env("MAX_PROJECTION_LAG_MS", "10000")),
                        help="/health is degraded (503) when the projections lag more (default 10000)")
@@ -131,9 +135,11 @@ def _serve(args: argparse.Namespace) -> int:
         db=args.db, partitions=4 if args.partitions is None else args.partitions,
         run_workers=not args.no_workers,
         max_projection_lag_ms=args.max_projection_lag_ms,
+        allow_unknown_task_types=args.allow_unknown_task_types,
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
     web = create_app(lambda: EmbeddedNode(config, app))
+    warn_without_task_types(app.handlers)
     print(f"jobledger: log {args.db}, {len(app.handlers)} task types, "
           f"http://{args.host}:{args.port}", file=sys.stderr)
     run_server(web, args.host, args.port)

@@ -24,12 +24,14 @@ from jobledger.services.schedules.scheduler import Scheduler
 from jobledger.services.write.commands import Commands
 from jobledger.services.write.producer import Producer
 from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.task_types import TaskTypes
 
 SETTLE_SECONDS = 10.0  # at stop, how long the projections may take to apply our appends
 
 
 class NodeSettings(Protocol):
     max_projection_lag_ms: int  # /health answers 503 degraded beyond this
+    allow_unknown_task_types: bool  # enqueue tasks of types no handler is known for
 
 
 class Node:
@@ -56,12 +58,15 @@ class Node:
     async def stop(self) -> None:
         raise NotImplementedError
 
-    def _open_write_side(self, actor: Actor) -> None:
-        """What REST commands append through: publisher, producer, commands, schedules."""
+    def _open_write_side(self, actor: Actor, task_types: TaskTypes) -> None:
+        """What REST commands append through: publisher, producer, commands, schedules;
+        task_types says which types they accept."""
         self.publisher = Publisher(self.backend, self.clock, actor)
         self.producer = Producer(self.publisher, self.clock)
-        self.commands = Commands(self.publisher, self.producer, self.projector, self.queries)
-        self.schedules = ScheduleCommands(self.publisher, self.projector, self.queries, self.clock)
+        self.commands = Commands(self.publisher, self.producer, self.projector, self.queries,
+                                 task_types)
+        self.schedules = ScheduleCommands(self.publisher, self.projector, self.queries, self.clock,
+                                          task_types)
 
     def log_writable(self) -> bool:
         """Can this node append to its log? /health is degraded when it cannot."""

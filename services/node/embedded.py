@@ -18,6 +18,7 @@ from jobledger.services.runtime.clock import Clock, SystemClock
 from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
 from jobledger.services.runtime.projector import Projector
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
+from jobledger.services.write.task_types import TaskTypes
 
 
 def views_path(db: Path) -> Path:
@@ -35,6 +36,9 @@ class NodeConfig:
     run_scheduler: bool = True
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     max_projection_lag_ms: int = 10_000  # /health answers 503 degraded beyond this
+    # Accept tasks of types the app has no handler for (they fail when picked); by default
+    # they are refused with UNKNOWN_TASK_TYPE.
+    allow_unknown_task_types: bool = False
 
 
 class EmbeddedNode(Node):
@@ -56,7 +60,10 @@ class EmbeddedNode(Node):
         self.queries = await Queries.open(views_path(cfg.db))
         self.projector = Projector(self.backend, self.store)
         await self.projector.load()
-        self._open_write_side(Actor(ActorKind.CLIENT, "embedded"))
+        # The known task types are the app's handlers, with or without run_workers: the
+        # workers of this file are this process's own.
+        self._open_write_side(Actor(ActorKind.CLIENT, "embedded"),
+                              TaskTypes(self.app.handlers, None, cfg.allow_unknown_task_types))
         self.dispatcher = None
         if cfg.run_workers:
             self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)

@@ -36,6 +36,7 @@ from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
 from jobledger.services.runtime.projector import Projector
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
+from jobledger.services.write.task_types import TaskTypes
 
 if TYPE_CHECKING:
     from jobledger.services.kafka.faust_host import FaustProjections
@@ -65,6 +66,8 @@ class KafkaNodeConfig:
     # With projections: mark workers lost whose process left the dispatchers group.
     mark_lost_workers: bool = True
     projection_host: str = "aiokafka"
+    # Accept tasks of types no worker has declared; by default refused (UNKNOWN_TASK_TYPE).
+    allow_unknown_task_types: bool = False
 
     def __post_init__(self) -> None:
         if self.projection_host not in PROJECTION_HOSTS:
@@ -119,7 +122,10 @@ class KafkaNode(Node):
         self.queries = await Queries.open(cfg.views)
         self.projector = Projector(self.backend, self.store)
         await self.projector.load()
-        self._open_write_side(Actor(ActorKind.CLIENT, cfg.node_id))
+        # Known: this process's handlers, and every type a worker declared (read models).
+        task_types = TaskTypes(self.app.handlers, self.queries.declared_task_types,
+                               cfg.allow_unknown_task_types)
+        self._open_write_side(Actor(ActorKind.CLIENT, cfg.node_id), task_types)
 
     async def _start_projections(self) -> None:
         """The projection host, until the read models reach the log's end (bounded), then

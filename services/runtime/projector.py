@@ -21,6 +21,7 @@ from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
 from jobledger.projections.queues import QueueState
 from jobledger.projections.schedules import ScheduleState, fold_schedules
 from jobledger.projections.store import ReadModelStore
+from jobledger.projections.workers import declared_task_types
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, Envelope, topic_of
 from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.schemas.envelope import TOPIC_OF_TYPE
@@ -224,7 +225,8 @@ class Projector:
                 await self.store.write_logs(log_rows(envs), positions, bad)
             elif model == "workers":
                 workers = await self.store.load_workers({e.key for e in envs})
-                await self.store.write_workers(fold_workers(envs, workers), positions, bad)
+                await self.store.write_workers(fold_workers(envs, workers), positions, bad,
+                                               declared_task_types(envs))
             else:
                 schedules = await self.store.load_schedules({e.event.schedule_id for e in envs})  # type: ignore[union-attr]
                 changed = fold_schedules(envs, schedules)

@@ -48,6 +48,7 @@ from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.projector import Projector
 from jobledger.services.write.producer import job_id_for_key
 from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.task_types import TaskTypes
 
 VISIBLE_WAIT_SECONDS = 5.0  # how long a write waits for the read model to show it
 _decoder = msgspec.json.Decoder(ScheduleRequest)
@@ -159,11 +160,13 @@ def _trigger_value(name: str, value: Any, tz: Any) -> Any:
 # -- commands -----------------------------------------------------------------------------
 
 class ScheduleCommands:
-    def __init__(self, publisher: Publisher, projector: Projector, queries: Queries, clock: Clock):
+    def __init__(self, publisher: Publisher, projector: Projector, queries: Queries, clock: Clock,
+                 task_types: TaskTypes):
         self.publisher = publisher
         self.projector = projector
         self.queries = queries
         self.clock = clock
+        self.task_types = task_types  # a schedule of an unknown type would fire failing jobs
 
     async def view(self, schedule_id: str) -> ScheduleView:
         views = await self.queries.schedules(schedule_id)
@@ -179,6 +182,7 @@ class ScheduleCommands:
 
     async def define(self, request: ScheduleRequest, actor: Actor | None = None) -> ScheduleView:
         definition = definition_of(request, None, self.clock.now())
+        await self.task_types.require(definition.task_type)
         schedule_id = str(request.id)
         if await self.queries.schedules(schedule_id):
             raise ScheduleExists(f"schedule {schedule_id!r} already exists", "id")
@@ -196,6 +200,8 @@ class ScheduleCommands:
                                   "an id cannot change", "id")
         current = await self._current(schedule_id)
         definition = definition_of(request, current, self.clock.now())
+        if definition.task_type != current.task_type:
+            await self.task_types.require(definition.task_type)
         if definition != current:
             await self._append(ScheduleUpdated(schedule_id=schedule_id, definition=definition),
                                schedule_id, actor)

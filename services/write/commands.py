@@ -28,6 +28,7 @@ from jobledger.services.log.protocol import Entry
 from jobledger.services.runtime.projector import Projector
 from jobledger.services.write.producer import Producer
 from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.task_types import TaskTypes
 from jobledger.services.write.visibility import VisibilityWaiters
 
 S = JobStatus
@@ -62,20 +63,23 @@ class CancelOutcome(enum.Enum):
 
 class Commands:
     def __init__(self, publisher: Publisher, producer: Producer, projector: Projector,
-                 queries: Queries):
+                 queries: Queries, task_types: TaskTypes):
         self.publisher = publisher
         self.producer = producer
         self.projector = projector
         self.queries = queries
+        self.task_types = task_types
         self.visibility = VisibilityWaiters(projector)
 
     async def enqueue(
         self, requests: Sequence[TaskRequest], actor: Actor | None = None,
-        wait_visible: bool = False,
+        wait_visible: bool = False, batch: bool = False,
     ) -> list[Enqueued]:
         """Append the jobs once durable. With wait_visible (and always for jobs with an
         idempotency key) also wait until the read model shows them, so that a read right
-        after sees them and a known key is told apart from a new one."""
+        after sees them and a known key is told apart from a new one. A task of an unknown
+        type refuses them all (UnknownTaskType; with batch, its field is tasks[i].task_type)."""
+        await self.task_types.check(requests, batch)
         envs = self.producer.envelopes(requests, actor)
         # Fresh ids: the projector neither decodes their records nor looks them up.
         fresh = [env for env in envs if env.event.idempotency_key is None]  # type: ignore[union-attr]

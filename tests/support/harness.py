@@ -42,7 +42,7 @@ class NodeFactory:
 
     async def __call__(
         self, app: App, *, clock: ManualClock | None = None, partitions: int = 4,
-        **dispatcher_config: Any,
+        allow_unknown_task_types: bool = False, **dispatcher_config: Any,
     ) -> EmbeddedNode:
         """A started node. Dispatcher options as keywords (concurrency=1, lease_seconds=...);
         the backoff is seeded and the shutdown grace is 0 unless given."""
@@ -50,7 +50,8 @@ class NodeFactory:
         # The grace is real time (asyncio.wait's timeout): a test must not wait it out.
         dispatcher_config.setdefault("shutdown_grace_seconds", 0.0)
         config = NodeConfig(
-            db=self.db, partitions=partitions, dispatcher=DispatcherConfig(**dispatcher_config)
+            db=self.db, partitions=partitions, dispatcher=DispatcherConfig(**dispatcher_config),
+            allow_unknown_task_types=allow_unknown_task_types,
         )
         node = EmbeddedNode(config, app, clock=clock or ManualClock())
         await node.start()
