@@ -61,6 +61,11 @@ def uuid7s(count: int) -> list[str]:
     return slots.decode().split()
 
 
+def json_null() -> msgspec.Raw:
+    """A JSON null: the default_factory of the events' payload and result fields."""
+    return msgspec.Raw(b"null")
+
+
 def to_ms(moment: datetime) -> int:
     """Milliseconds since the Unix epoch; read models store times this way so they sort as numbers."""
     return int(moment.timestamp() * 1000)

@@ -91,7 +91,7 @@ class _Append:
         self.sync = sync
 
 
-class _Writer(threading.Thread):
+class _LogWriter(threading.Thread):
     """Owns the write connection and the next offset of every partition."""
 
     def __init__(self, conn: sqlite3.Connection, backend: SQLiteLogBackend):
@@ -425,7 +425,7 @@ class SQLiteLogBackend:
         self.path = path
         self.loop = loop
         self.read_only = read_only
-        self.writer: _Writer | None = None
+        self.writer: _LogWriter | None = None
         self.reader: sqlite3.Connection
         self._lock_file: IO[bytes] | None = None
         self._topics: dict[str, SQLiteLog] = {}
@@ -454,7 +454,7 @@ class SQLiteLogBackend:
             conn.executescript(SCHEMA)
             for name, count in partitions.items():
                 conn.execute("INSERT OR IGNORE INTO topics VALUES (?, ?)", (name, count))
-            self.writer = _Writer(conn, self)
+            self.writer = _LogWriter(conn, self)
         elif not self.path.exists():
             raise LogError(f"no log at {self.path}")
         self.reader = _connect(self.path, read_only=True)
