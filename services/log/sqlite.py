@@ -222,9 +222,10 @@ def _insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
 class BulkReader:
     """One partition's records of a log file at a time, as plain (offset, value) rows, on a
     read-only connection of its own: for bulk readers in other processes (a replay's
-    workers). No Record per row (building them took 9 % of a replay through the projector)
-    and no key (a 36-character string built per row, about 1 µs): key() looks it up for
-    the rare record that needs it (one that cannot be decoded)."""
+    workers). No Record per row and no key (a 36-character string built per row): both
+    cost a replay more than their use is worth (docs/performance.md, "Figures behind the
+    code"). key() looks the key up for the rare record that needs it (one that cannot be
+    decoded)."""
 
     _ROWS = ("SELECT offset, value FROM records WHERE topic = ? AND partition = ? AND offset >= ?"
              " AND offset < ? AND key >= ? AND (? IS NULL OR key < ?) ORDER BY offset LIMIT ?")
