@@ -142,7 +142,7 @@ class Dispatcher(JobsFold):
         self.ownership.load(jobs, positions)
 
     async def start(self, follow: bool = True) -> None:
-        """follow=False: someone else feeds consume() (a consumer group, in Kafka mode)."""
+        """follow=False: someone else feeds ownership.consume() (a consumer group, Kafka mode)."""
         if follow:
             # Before deciding anything: the snapshot (load) may be behind the log, and
             # picking from it would run jobs the log already shows picked or finished.

@@ -198,7 +198,7 @@ class Scheduler:
         return list(await asyncio.gather(*appends))
 
     async def start(self, follow: bool = True) -> None:
-        """follow=False: someone else feeds consume() (a consumer group, in Kafka mode)."""
+        """follow=False: someone else feeds ownership.consume() (a consumer group, Kafka mode)."""
         for schedule_id in self.schedules:
             self._arm(schedule_id)
         self._tasks = [spawn(self.timers.run(), "scheduler-timers")]
