@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from jobledger.schemas import Envelope, JobLogged, QueuePaused, QueueResumed
+from jobledger.schemas.jobs import QUEUE_EVENTS
 
 from .jobs import JobState, Reducer, reduce_job
 from .queues import QueueState, reduce_queue
@@ -51,7 +52,7 @@ def fold_jobs(
     get = jobs.get
     for env in envs:
         event = env.event
-        if isinstance(event, _QUEUE_EVENTS):
+        if isinstance(event, QUEUE_EVENTS):
             _fold_queue(env, event, queues, change)
             continue
         job_id = event.job_id  # type: ignore[union-attr]
@@ -74,9 +75,6 @@ def fold_jobs(
     # A run's row is built once per batch, from its latest state.
     change.runs = {run_id(job_id, attempt): run_row(s) for (job_id, attempt), s in runs.items()}
     return change
-
-
-_QUEUE_EVENTS = (QueuePaused, QueueResumed)
 
 
 def _fold_queue(env: Envelope, event: QueuePaused | QueueResumed,

@@ -26,6 +26,7 @@ from .jobs import JobState
 from .rows import job_from_row
 from .schedules import ScheduleState, schedule_from_row, schedule_of_key, schedule_view
 from .stats import MINUTE_MS
+from .store import IN_CHUNK
 
 _list_of_str = msgspec.json.Decoder(list[str])
 
@@ -83,8 +84,8 @@ class Queries:
         must not be taken for a duplicate."""
         ids = list(job_ids)
         found: set[str] = set()
-        for i in range(0, len(ids), 900):
-            chunk = ids[i : i + 900]
+        for i in range(0, len(ids), IN_CHUNK):
+            chunk = ids[i : i + IN_CHUNK]
             rows = await self.db.execute_fetchall(
                 f"SELECT job_id FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})"
                 " AND status IN ('completed', 'failed', 'dead_letter', 'cancelled')", chunk
@@ -294,8 +295,8 @@ class Queries:
         """The status of each of these jobs that the read model has."""
         ids = list(job_ids)
         out: dict[str, str] = {}
-        for i in range(0, len(ids), 900):
-            chunk = ids[i : i + 900]
+        for i in range(0, len(ids), IN_CHUNK):
+            chunk = ids[i : i + IN_CHUNK]
             out.update(await self.db.execute_fetchall(
                 f"SELECT job_id, status FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})",
                 chunk,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import msgspec
 
-from jobledger.schemas import Envelope, QueuePaused, QueueResumed
+from jobledger.schemas import Envelope, QueuePaused
 from jobledger.schemas.common import to_ms
+from jobledger.schemas.jobs import QUEUE_EVENTS
 
 
 class QueueState(msgspec.Struct, frozen=True, gc=False):
@@ -20,7 +21,7 @@ class QueueState(msgspec.Struct, frozen=True, gc=False):
 
 def reduce_queue(state: QueueState | None, env: Envelope) -> QueueState | None:
     event = env.event
-    if not isinstance(event, QueuePaused | QueueResumed):
+    if not isinstance(event, QUEUE_EVENTS):
         return state
     paused = isinstance(event, QueuePaused)
     if state is not None and state.paused == paused:

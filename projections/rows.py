@@ -15,15 +15,24 @@ from .workers import WorkerState, WorkerStatus
 _json = msgspec.json.Encoder()
 _list_of_str = msgspec.json.Decoder(list[str])
 
-# Indexes in JobState's field order of the fields that need converting.
-_PAYLOAD, _STATUS, _RESULT, _CANCEL, _RUN_STATUS = 4, 5, 20, 23, 24
+
+def _indexes(struct: type[msgspec.Struct], *names: str) -> tuple[int, ...]:
+    """Where these fields stand in the struct's field order, which is its row's column
+    order (schema.sql): a field added or moved moves its index with it."""
+    return tuple(struct.__struct_fields__.index(name) for name in names)
+
+
+# Indexes of the fields whose column type differs from the field's.
+_PAYLOAD, _STATUS, _RESULT, _CANCEL, _RUN_STATUS = _indexes(
+    JobState, "payload", "status", "result", "cancel_requested", "run_status")
+_WORKER_STATUS, _CURRENT_JOBS = _indexes(WorkerState, "status", "current_jobs")
 
 
 JOB_COLUMNS = len(JobState.__struct_fields__) + 1  # the state, then last_offset
 
 # Rows are bound with plain str for enums and bytearray for BLOBs: Python's sqlite3 binds
 # exact int, float, str and bytearray directly, but looks every other type up in its
-# adapter registry first (about 1 µs a value, holding the GIL).
+# adapter registry first, holding the GIL (docs/performance.md, "Figures behind the code").
 _PLAIN = {member: member.value for enum in (JobStatus, RunStatus) for member in enum}
 _PLAIN[None] = None  # type: ignore[index]
 
@@ -64,16 +73,15 @@ def run_row(s: JobState) -> tuple[Any, ...]:
 
 
 def worker_row(s: WorkerState) -> tuple[Any, ...]:
-    return (
-        s.worker_id, s.hostname, s.pid, s.concurrency, s.registered_at, s.last_heartbeat,
-        s.status, _json.encode(s.current_jobs), s.cpu_percent, s.memory_mb,
-    )
+    row = list(msgspec.structs.astuple(s))
+    row[_CURRENT_JOBS] = _json.encode(s.current_jobs)
+    return tuple(row)
 
 
 def worker_from_row(row: tuple[Any, ...]) -> WorkerState:
     values = list(row)
-    values[6] = WorkerStatus(row[6])
-    values[7] = _list_of_str.decode(row[7])
+    values[_WORKER_STATUS] = WorkerStatus(row[_WORKER_STATUS])
+    values[_CURRENT_JOBS] = _list_of_str.decode(row[_CURRENT_JOBS])
     return WorkerState(*values)
 
 

@@ -79,9 +79,10 @@ class Transaction:
 
     def rows(self, insert: str, rows: Iterable[Sequence[Any]], nulls: bool = True) -> None:
         """`insert` ("INSERT ... INTO table") of rows, up to 64 rows a statement, NULLs
-        written into the SQL. Why: executemany costs about 1 µs a row beyond SQLite's own
-        work and hands the GIL back and forth once a row; and sqlite3 binds None through
-        its adapter lookup (about 1 µs a value, GIL held), a dozen in a jobs row. One
+        written into the SQL. Why: executemany costs a per-row overhead beyond SQLite's
+        own work and hands the GIL back and forth once a row; and sqlite3 binds None
+        through its adapter lookup (GIL held), a dozen in a jobs row (docs/performance.md,
+        "Figures behind the code"). One
         statement per pattern of NULLs: rows of one batch have distinct keys, so their
         order does not matter. nulls=False: rows (all of one width) have none."""
         if not nulls:

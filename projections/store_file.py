@@ -4,8 +4,8 @@ The read models are a cache of the log, so their file runs with synchronous=OFF:
 commit or a checkpoint hands its pages to the OS and goes on. Killing the process loses
 nothing (the OS still has every page); only an OS crash or a power cut can leave the
 file damaged. Its fsyncs used to cost more than their own time: a checkpoint of the read
-models flushes megabytes, and the log's commits on the same disk waited behind it
-(10–20 ms, every ~150 ms under load: the tail of enqueue->start, docs/performance.md).
+models flushes megabytes, and the log's commits on the same disk waited behind it (the
+tail of enqueue->start, docs/performance.md, "Figures behind the code").
 
 So an open store marks the file with the boot it was opened in (user_version, written
 durably before anything else), and a clean close makes every page durable before it

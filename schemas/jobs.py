@@ -20,11 +20,8 @@ from .common import (
     PositiveSeconds,
     Priority,
     Progress,
+    json_null,
 )
-
-
-def _null() -> msgspec.Raw:
-    return msgspec.Raw(b"null")
 
 
 class JobEnqueued(msgspec.Struct, frozen=True, gc=False, tag="JobEnqueued"):
@@ -35,7 +32,7 @@ class JobEnqueued(msgspec.Struct, frozen=True, gc=False, tag="JobEnqueued"):
     job_id: str
     task_type: Name
     queue: Name = "default"
-    payload: msgspec.Raw = msgspec.field(default_factory=_null)  # any JSON value
+    payload: msgspec.Raw = msgspec.field(default_factory=json_null)  # any JSON value
     priority: Priority = 128
     run_at: datetime | None = None  # None or a past time: ready at once
     timeout_seconds: PositiveSeconds | None = None  # None: the handler's default, else 300
@@ -85,7 +82,7 @@ class JobLogged(msgspec.Struct, frozen=True, gc=False, tag="JobLogged"):
 class JobSucceeded(msgspec.Struct, frozen=True, gc=False, tag="JobSucceeded"):
     job_id: str
     attempt: Attempt
-    result: msgspec.Raw = msgspec.field(default_factory=_null)
+    result: msgspec.Raw = msgspec.field(default_factory=json_null)
     progress: Progress | None = None  # the final count, when reported since the last heartbeat
     v: int = 1
 
@@ -143,7 +140,7 @@ class JobRequeued(msgspec.Struct, frozen=True, gc=False, tag="JobRequeued"):
     task_type: Name
     attempt: NonNegativeInt  # the latest attempt so far; the next pick is attempt + 1
     queue: Name = "default"
-    payload: msgspec.Raw = msgspec.field(default_factory=_null)
+    payload: msgspec.Raw = msgspec.field(default_factory=json_null)
     priority: Priority = 128
     timeout_seconds: PositiveSeconds | None = None
     max_retries: NonNegativeInt | None = None
@@ -176,3 +173,6 @@ JobEvent = (
     | JobRequeued
 )
 QueueEvent = QueuePaused | QueueResumed
+# QueueEvent's members as a tuple, for the hot loops: isinstance() with a tuple, or `in`
+# on type(event), is cheaper than isinstance() with the union.
+QUEUE_EVENTS = (QueuePaused, QueueResumed)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .common import Name, NonNegativeInt, PositiveSeconds, Priority
+from .common import Name, NonNegativeInt, PositiveSeconds, Priority, json_null
 
 ScheduleId = Annotated[str, msgspec.Meta(
     min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$",
@@ -27,10 +27,6 @@ ScheduleId = Annotated[str, msgspec.Meta(
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 CronField = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-
-
-def _null() -> msgspec.Raw:
-    return msgspec.Raw(b"null")
 
 
 # -- triggers -------------------------------------------------------------------------------
@@ -97,7 +93,7 @@ class ScheduleDefinition(msgspec.Struct, frozen=True, gc=False):
     task_type: Name
     trigger: Trigger
     timezone: str = "UTC"  # an IANA name
-    payload: msgspec.Raw = msgspec.field(default_factory=_null)
+    payload: msgspec.Raw = msgspec.field(default_factory=json_null)
     priority: Priority = 128
     queue: Name = "default"
     timeout_seconds: PositiveSeconds | None = None

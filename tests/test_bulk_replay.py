@@ -155,7 +155,7 @@ def test_a_job_whose_events_span_two_partitions_is_folded_as_the_projector_does(
 
 
 def test_a_worker_looks_in_the_file_for_every_job_it_wrote(tmp_path: Path) -> None:
-    """The filter of ids written (bulk_replay._Writer) may say "maybe" of a job never
+    """The filter of ids written (bulk_replay._SharedFileWriter) may say "maybe" of a job never
     written, never "no" of one written: a job read back is one it wrote."""
     import sqlite3
 
@@ -163,7 +163,7 @@ def test_a_worker_looks_in_the_file_for_every_job_it_wrote(tmp_path: Path) -> No
 
     conn = sqlite3.connect(tmp_path / "views.db", isolation_level=None)
     conn.execute("CREATE TABLE t (x)")
-    writer = bulk_replay._Writer(conn, tmp_path / "views.db.turn")
+    writer = bulk_replay._SharedFileWriter(conn, tmp_path / "views.db.turn")
     written = [f"job-{n}" for n in range(0, 20_000, 2)]
     tx = Transaction()
     tx.many("INSERT INTO t VALUES (?)", [(1,)])

@@ -8,8 +8,8 @@ Arguments are validated here with the server's own rules, so a bad one fails bef
 request is sent, with the same message naming the field.
 
 HTTP goes through aiohttp: one keep-alive session per Client. httpx's AsyncClient took
-3-4 ms more a request here than aiohttp's (POST /api/v1/tasks one at a time against
-`jobledger serve`, p50 5.7 vs 1.7 ms under uvloop; the server's own share: 1.25 ms).
+more time a request than the server itself, one request at a time (docs/performance.md,
+"Figures behind the code").
 """
 
 from __future__ import annotations

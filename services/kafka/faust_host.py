@@ -20,7 +20,7 @@ What faust does not do here, and what is done instead (docs/kafka.md says more):
   faust's lag sensors, which use ListOffsets (wrong on the test broker).
 - Undecodable records are quarantined in the read model by the projector; this host also
   produces them to the dead-letter topic (`DeadLetters`), before the batch is applied.
-- faust's agents only hand batches to a writer task per model (`_Writer`), which applies
+- faust's agents only hand batches to a writer task per model (`_ModelWriter`), which applies
   everything handed over since its last transaction; and faust's consumer fetches with
   KafkaConfig.fetch_max_wait_ms instead of faust's fixed 1.5 s (`_ConsumerThread`).
 """
@@ -50,7 +50,8 @@ from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 
 log = logging.getLogger("jobledger.faust")
 BATCH = 5000  # records per faust batch at most
-BATCH_WITHIN_S = 0.02  # how long a faust batch waits to fill (see _Writer): the latency it adds at worst
+# How long a faust batch waits to fill (see _ModelWriter): the latency it adds at worst.
+BATCH_WITHIN_S = 0.02
 PENDING_MAX = 20_000  # records taken from faust and not yet applied: beyond, faust waits
 
 
@@ -114,7 +115,7 @@ class FaustProjections:
         self.dead_letters = DeadLetters(backend)
         self.app: faust.App | None = None
         self._failed: list[str] = []
-        self._writers: dict[str, _Writer] = {}
+        self._writers: dict[str, _ModelWriter] = {}
         self._datadir: str | None = None
 
     async def start(self) -> None:
@@ -186,7 +187,7 @@ class FaustProjections:
         async def project(stream: Any) -> None:
             writer = self._writers.get(model)
             if writer is None or writer.done():
-                writer = self._writers[model] = _Writer(self, model, role)
+                writer = self._writers[model] = _ModelWriter(self, model, role)
             async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
                 await writer.add([_record(e.message) for e in events])
 
@@ -227,7 +228,7 @@ class FaustProjections:
         return sorted([*missing, *records], key=lambda r: (r.partition, r.offset))
 
 
-class _Writer:
+class _ModelWriter:
     """Applies one model's records in the order faust hands them over, on a task of its
     own, so that faust keeps taking records while a transaction is folded and written.
 

@@ -1,7 +1,8 @@
 """Partition ownership by consumer-group assignment (Kafka mode).
 
-One `GroupOwnership` per owner and topic: the dispatcher on the jobs topic (group
-`<prefix>workers`), the scheduler on the schedules topic (group `<prefix>schedulers`).
+One `GroupOwnership` per owner and topic: the dispatcher's PartitionOwner on the jobs topic
+(group `<prefix>dispatchers`), the scheduler's on the schedules topic (group
+`<prefix>schedulers`).
 Kafka's group coordinator gives each partition to one member of the group; that member
 is the partition's only decider (docs/kafka.md, "Partition ownership").
 
@@ -22,14 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from jobledger.services.log.kafka import FETCH_OVERHEAD, Gaps, KafkaLogBackend, _to_record
-from jobledger.services.log.protocol import LogError, Record
+from jobledger.services.log.protocol import LogError
+from jobledger.services.runtime.partition_owner import PartitionOwner
 from jobledger.services.runtime.partition_state import Snapshot
 from jobledger.services.runtime.supervise import crashed, spawn
 
@@ -37,18 +39,6 @@ log = logging.getLogger("jobledger.ownership")
 REBUILD_BATCH = 5000  # records per read while folding a gained partition
 REBUILD_RETRY_S = 1.0  # a fold that failed (the log unreachable) is tried again this much later
 FEED_POLL_MS = 1000  # getmany returns on records; this only bounds each wait
-
-
-class Owner(Protocol):
-    """The Dispatcher and the Scheduler."""
-
-    def snapshot_of(self, partition: int) -> Snapshot: ...
-
-    def assign(self, snapshot: Snapshot) -> None: ...  # type: ignore[misc]
-
-    async def revoke(self, partitions: Collection[int]) -> None: ...
-
-    async def consume(self, records: list[Record]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -79,7 +69,7 @@ AfterAssign = Callable[[set[int]], Awaitable[None]]
 
 class GroupOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
-        self, backend: KafkaLogBackend, role: str, group_id: str, owner: Owner,
+        self, backend: KafkaLogBackend, role: str, group_id: str, owner: PartitionOwner[Any],
         settings: GroupSettings, after_assign: AfterAssign | None = None,
         client_id: str | None = None,
     ):

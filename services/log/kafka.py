@@ -159,9 +159,10 @@ def jobledger_topics(config: KafkaConfig) -> dict[str, int]:
 
 def murmur2(data: bytes) -> int:
     """Java's Utils.murmur2 as an unsigned 32-bit value, as aiokafka's `murmur2` gives it,
-    at a third of its cost: the whole words are unpacked in one call, and masks are taken
-    only where a product can pass 32 bits. (aiokafka's took 11-16 us for a job id, a
-    worker needs two a job; tests/test_kafka_log.py checks the two agree.)"""
+    at a fraction of its cost: the whole words are unpacked in one call, and masks are
+    taken only where a product can pass 32 bits. A worker needs two a job
+    (docs/performance.md, "Figures behind the code"); tests/test_kafka_log.py checks that
+    the two agree."""
     length = len(data)
     h = _MURMUR_SEED ^ length
     words = length >> 2
@@ -729,9 +730,9 @@ class KafkaLogBackend:
         """KafkaLog.tail of several topics at once: `positions` maps role -> partition ->
         offset; each batch maps the roles it has records of to them. One consumer for
         them all, so one fetch request asks every topic: an API node follows four topics,
-        and a consumer per topic polled the broker four times as often (mostly for topics
-        without news: at 10 ms a poll, 17 % of a core of the idle API node and a quarter
-        of the broker's)."""
+        and a consumer per topic polled the broker four times as often, mostly for topics
+        without news, which kept an idle API node and the broker busy
+        (docs/performance.md, "Figures behind the code")."""
         kafka_topics = {self.config.topic_name(role): role for role in positions}
         tps = {}
         for role, starts in positions.items():

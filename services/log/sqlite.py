@@ -91,7 +91,7 @@ class _Append:
         self.sync = sync
 
 
-class _Writer(threading.Thread):
+class _LogWriter(threading.Thread):
     """Owns the write connection and the next offset of every partition."""
 
     def __init__(self, conn: sqlite3.Connection, backend: SQLiteLogBackend):
@@ -222,9 +222,10 @@ def _insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
 class BulkReader:
     """One partition's records of a log file at a time, as plain (offset, value) rows, on a
     read-only connection of its own: for bulk readers in other processes (a replay's
-    workers). No Record per row (building them took 9 % of a replay through the projector)
-    and no key (a 36-character string built per row, about 1 µs): key() looks it up for
-    the rare record that needs it (one that cannot be decoded)."""
+    workers). No Record per row and no key (a 36-character string built per row): both
+    cost a replay more than their use is worth (docs/performance.md, "Figures behind the
+    code"). key() looks the key up for the rare record that needs it (one that cannot be
+    decoded)."""
 
     _ROWS = ("SELECT offset, value FROM records WHERE topic = ? AND partition = ? AND offset >= ?"
              " AND offset < ? AND key >= ? AND (? IS NULL OR key < ?) ORDER BY offset LIMIT ?")
@@ -425,7 +426,7 @@ class SQLiteLogBackend:
         self.path = path
         self.loop = loop
         self.read_only = read_only
-        self.writer: _Writer | None = None
+        self.writer: _LogWriter | None = None
         self.reader: sqlite3.Connection
         self._lock_file: IO[bytes] | None = None
         self._topics: dict[str, SQLiteLog] = {}
@@ -454,7 +455,7 @@ class SQLiteLogBackend:
             conn.executescript(SCHEMA)
             for name, count in partitions.items():
                 conn.execute("INSERT OR IGNORE INTO topics VALUES (?, ?)", (name, count))
-            self.writer = _Writer(conn, self)
+            self.writer = _LogWriter(conn, self)
         elif not self.path.exists():
             raise LogError(f"no log at {self.path}")
         self.reader = _connect(self.path, read_only=True)

@@ -27,7 +27,7 @@ from jobledger.schemas import JOBS, SCHEDULES, Actor, ActorKind
 from jobledger.schemas.common import uuid7
 from jobledger.services.handlers.app import App
 from jobledger.services.kafka.liveness import GroupLiveness, member_client_id
-from jobledger.services.kafka.ownership import GroupOwnership, GroupSettings
+from jobledger.services.kafka.ownership import AfterAssign, GroupOwnership, GroupSettings
 from jobledger.services.kafka.projections import LogProjections
 from jobledger.services.log.kafka import KafkaConfig, KafkaLogBackend, jobledger_topics
 from jobledger.services.node.base import SETTLE_SECONDS, Node
@@ -173,9 +173,10 @@ class KafkaNode(Node):
         await self._join(SCHEDULES, "schedulers", self.scheduler, self._declare)
 
     async def _join(self, role: str, group: str, owner: Dispatcher | Scheduler,
-                    after_assign: object = None, client_id: str | None = None) -> None:  # fmt: skip
-        ownership = GroupOwnership(self.backend, role, self.config.group_id(group), owner,
-                                   self.config.group, after_assign, client_id)  # type: ignore[arg-type]
+                    after_assign: AfterAssign | None = None,
+                    client_id: str | None = None) -> None:  # fmt: skip
+        ownership = GroupOwnership(self.backend, role, self.config.group_id(group),
+                                   owner.ownership, self.config.group, after_assign, client_id)
         self.groups.append(ownership)
         await ownership.start()
 

@@ -34,15 +34,15 @@ from jobledger.projections.jobs import JobState, detached, reduce_job
 from jobledger.projections.rows import job_from_row, job_row, run_row
 from jobledger.projections.stats import StatsDelta, ended_run
 from jobledger.projections.store import Transaction, sql_file
-from jobledger.schemas import JOBS, Envelope, QueuePaused, QueueResumed
+from jobledger.schemas import JOBS, Envelope
 from jobledger.schemas.codec import Undecodable, UndecodableRecord, decode
+from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.services.log.protocol import Record
 from jobledger.services.log.sqlite import BulkReader
 from jobledger.services.runtime.projector import split_misplaced
 
 CHUNK = 50_000  # records read, folded and written at a time
-_QUEUE_EVENTS = (QueuePaused, QueueResumed)
 # A worker's file is scratch, or the <out>.building file: a crash means replaying again,
 # so no journal at all.
 _PRAGMAS = ("PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-65536",
@@ -68,7 +68,7 @@ def fold_partitions(
     """Fold the records keyed in the range keys (from, before; None: no end) of the jobs
     topic's partitions (partition, end offset) of the log file into the jobs, job_events,
     runs and quarantine tables of the read models at out (created if need be), which
-    other workers may be filling with other keys at the same time (see _Writer).
+    other workers may be filling with other keys at the same time (see _SharedFileWriter).
     indexes: then build the secondary indexes (a lone writer: building them in one pass
     is cheaper than keeping them up to date row by row)."""
     conn = sqlite3.connect(out, isolation_level=None)
@@ -76,7 +76,8 @@ def fold_partitions(
         for pragma in _PRAGMAS:
             conn.execute(pragma)
         conn.executescript(sql_file("schema.sql"))
-        folded, writer, reader = Folded(), _Writer(conn, Path(f"{out}.turn")), BulkReader(log, JOBS)
+        folded, reader = Folded(), BulkReader(log, JOBS)
+        writer = _SharedFileWriter(conn, Path(f"{out}.turn"))
         try:
             for partition, end in partitions:
                 fold = _PartitionFold(writer, reader, partition, keys, folded)
@@ -95,7 +96,7 @@ def fold_partitions(
         conn.close()
 
 
-class _Writer:
+class _SharedFileWriter:
     """Writes to a file that several worker processes fill at once, each with its own keys.
     SQLite lets one connection write at a time and makes the others poll (sleeping up to
     100 ms between tries); a lock file held around each transaction hands the file over
@@ -140,7 +141,7 @@ _FILTER_MASK = _FILTER_BITS - 1
 
 
 class _PartitionFold:
-    def __init__(self, writer: _Writer, reader: BulkReader, partition: int,
+    def __init__(self, writer: _SharedFileWriter, reader: BulkReader, partition: int,
                  keys: tuple[str, str | None], folded: Folded):
         self.writer = writer
         self.reader = reader
@@ -200,7 +201,7 @@ class _PartitionFold:
         events: list[tuple[str, int, int]] = []
         for env in envs:
             event = env.event
-            if isinstance(event, _QUEUE_EVENTS):
+            if isinstance(event, QUEUE_EVENTS):
                 queue_events.append(env)
                 continue
             job_id = event.job_id  # type: ignore[union-attr]

@@ -1,9 +1,11 @@
-"""The partition owner: the only one that decides picks, lease expiry, timeouts and retries.
+"""The jobs' partition owner: the only one that decides picks, lease expiry, timeouts and retries.
 
-It follows the jobs topic of its partitions, applies the same pure reducer as the
-projections to the jobs it holds in memory (unfinished ones only), and reacts to each
-change by appending decisions. A decision shows in its state only once it is read back
-from the log, so the log order is the truth; until then the job is "in flight".
+It follows the jobs topic of its partitions (its PartitionOwner, services/runtime/
+partition_owner.py, holds them), applies the same pure reducer as the projections to the
+jobs it holds in memory (unfinished ones only), and reacts to each change by appending
+decisions. A decision shows in its state only once it is read back from the log, so the
+log order is the truth; until then the job is "in flight". When a failed attempt runs
+again is its RetryPolicy's; renewing the leases of running attempts, its Heartbeats'.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import psutil
-
 from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
-from jobledger.projections.queues import QueueState, reduce_queue
+from jobledger.projections.queues import QueueState
 from jobledger.schemas import (
     JOBS,
     Actor,
@@ -30,24 +30,19 @@ from jobledger.schemas import (
     JobDue,
     JobEnqueued,
     JobFailed,
-    JobHeartbeat,
     JobLeaseExpired,
     JobLogged,
     JobPicked,
     JobStatus,
     JobSucceeded,
     LogLevel,
-    QueuePaused,
-    QueueResumed,
-    WorkerHeartbeat,
     WorkerStarted,
     WorkerStopped,
 )
-from jobledger.schemas.codec import decode_batch
-from jobledger.schemas.common import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_SECONDS, to_ms, uuid7
+from jobledger.schemas.common import to_ms, uuid7
 from jobledger.schemas.lifecycle import TERMINAL, WAITING
 from jobledger.services.handlers.app import App
-from jobledger.services.log.protocol import LogBackend, Position, Record
+from jobledger.services.log.protocol import LogBackend, Position
 from jobledger.services.runtime.backoff import Backoff
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.executor import (
@@ -58,8 +53,11 @@ from jobledger.services.runtime.executor import (
     Running,
     Succeeded,
 )
-from jobledger.services.runtime.partition_state import JobsSnapshot, merge_queues, next_job_state
+from jobledger.services.runtime.heartbeats import Heartbeats
+from jobledger.services.runtime.partition_owner import PartitionOwner
+from jobledger.services.runtime.partition_state import JobsFold, JobsSnapshot, merge_queues
 from jobledger.services.runtime.ready_set import ReadySet
+from jobledger.services.runtime.retry_policy import RetryPolicy
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.runtime.timers import Timer, TimerKind, Timers
 from jobledger.services.write.publisher import Publisher
@@ -72,7 +70,8 @@ KnownJobs = Callable[[Collection[str]], Awaitable[Collection[str]]]
 
 @dataclass
 class DispatcherConfig:
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid7()[-6:]}")
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid7()[-6:]}")
     concurrency: int = 8
     lease_seconds: float = 30.0
     heartbeat_seconds: float | None = None  # default: a third of the lease
@@ -89,7 +88,7 @@ class DispatcherConfig:
         return self.heartbeat_seconds or self.lease_seconds / 3
 
 
-class Dispatcher:
+class Dispatcher(JobsFold):
     def __init__(
         self, backend: LogBackend, app: App, clock: Clock, config: DispatcherConfig,
         partitions: Collection[int] | None = None,
@@ -98,9 +97,10 @@ class Dispatcher:
         self.app = app
         self.clock = clock
         self.config = config
-        log = backend.topic(JOBS)
-        self.partitions = set(range(log.partitions) if partitions is None else partitions)
-        self.positions: dict[int, int] = {}
+        self.ownership = PartitionOwner(backend.topic(JOBS), self, JobsSnapshot, partitions)
+        # The ownership's own set and dict (never rebound): the partitions held, and the
+        # next offset to apply in each.
+        self.partitions, self.positions = self.ownership.partitions, self.ownership.positions
         self.jobs: dict[str, JobState] = {}  # unfinished jobs of my partitions
         self.ready = ReadySet()
         self.queues: dict[str, QueueState] = {}
@@ -112,6 +112,9 @@ class Dispatcher:
         self.executor = Executor(app, config.concurrency, self._reported, self._emit_log,
                                  freed=self._schedule_fill)
         self.timers = Timers(clock, self._fire)
+        self.retries = RetryPolicy(app.handlers, config.backoff, clock)
+        self.heartbeats = Heartbeats(self.executor, self.publisher, clock, self.worker_actor,
+                                     config.lease_seconds, config.heartbeat_every)
         self._in_flight: set[str] = set()  # picks appended, not yet read back
         self._decided: dict[str, int] = {}  # job -> latest attempt whose end is appended
         # Finished jobs are dropped from self.jobs, but a job enqueued with an idempotency
@@ -126,10 +129,6 @@ class Dispatcher:
         self._fill_scheduled = False
         self._stopping = False  # no new picks once stop() has begun
         self._deciding = False  # no picks before start() has folded the log to its end
-        self._process = psutil.Process()
-        # Partitions lost to another owner, kept as of where we stopped following them: if
-        # one comes back, folding on from there is cheaper than from offset 0.
-        self._dormant: dict[int, JobsSnapshot] = {}
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -137,22 +136,17 @@ class Dispatcher:
         self, jobs: Iterable[JobState], queues: Mapping[str, QueueState],
         positions: Mapping[int, int],
     ) -> None:
-        """Start from a snapshot (unfinished jobs as of `positions`) instead of offset 0:
-        assign() every partition given at construction."""
-        snapshots = {p: JobsSnapshot(p, positions.get(p, 0), queues=dict(queues))
-                     for p in self.partitions}
-        for job in jobs:
-            if job.partition in snapshots:
-                snapshots[job.partition].jobs[job.job_id] = job
-        for snapshot in snapshots.values():
-            self.assign(snapshot)
+        """Start from a snapshot (unfinished jobs and queue states as of `positions`) instead
+        of offset 0: assign() every partition given at construction."""
+        self._learn_queues(queues.values())
+        self.ownership.load(jobs, positions)
 
     async def start(self, follow: bool = True) -> None:
-        """follow=False: someone else feeds consume() (a consumer group, in Kafka mode)."""
-        for p in self.partitions:
-            self.positions.setdefault(p, 0)
+        """follow=False: someone else feeds ownership.consume() (a consumer group, Kafka mode)."""
         if follow:
-            await self._catch_up()
+            # Before deciding anything: the snapshot (load) may be behind the log, and
+            # picking from it would run jobs the log already shows picked or finished.
+            await self.ownership.catch_up()
         await self.publisher.publish(
             WorkerStarted(
                 worker_id=self.config.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
@@ -162,25 +156,12 @@ class Dispatcher:
         )
         self._tasks = [
             spawn(self.timers.run(), "dispatcher-timers"),
-            spawn(self._heartbeats(), "dispatcher-heartbeats"),
+            spawn(self.heartbeats.run(), "dispatcher-heartbeats"),
         ]
         if follow:
-            self._tasks.append(spawn(self._follow(), "dispatcher-follow"))
+            self._tasks.append(spawn(self.ownership.follow(), "dispatcher-follow"))
         self._deciding = True
         self._schedule_fill()
-
-    async def _catch_up(self) -> None:
-        """Fold the log from the snapshot's positions to its end before deciding anything.
-        The snapshot (the read model, load()) may be behind the log: after a kill, records the
-        projector had not written yet. Picking from it would run jobs the log already shows
-        picked or finished."""
-        log = self.backend.topic(JOBS)
-        for partition, end in (await log.end_offsets()).items():
-            while partition in self.partitions and self.positions[partition] < end:
-                records = await log.read(partition, self.positions[partition])
-                if not records:
-                    break
-                await self.consume(records)
 
     def crashed(self) -> list[str]:
         return crashed(self._tasks)
@@ -191,51 +172,35 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.executor.stop(self.config.shutdown_grace_seconds)
-        self.publisher.publish(WorkerStopped(worker_id=self.config.worker_id), self.config.worker_id)
+        worker_id = self.config.worker_id
+        self.publisher.publish(WorkerStopped(worker_id=worker_id), worker_id)
         await self.publisher.drain()
 
-    # -- gaining and losing partitions ----------------------------------------------------
+    # -- gaining and losing partitions (the ownership's Decider) --------------------------
 
-    def snapshot_of(self, partition: int) -> JobsSnapshot:
-        """Where to rebuild a partition from: what we kept when we last lost it, else
-        nothing at offset 0. Fold the partition on from its position, then assign() it."""
-        kept = self._dormant.pop(partition, None)
-        return kept if kept is not None else JobsSnapshot(partition)
-
-    def assign(self, snapshot: JobsSnapshot) -> None:
-        """Own a partition from now on, starting from a snapshot of it (folded up to the
-        partition's end, so that no decision is taken on a stale state): its jobs enter the
-        ready set and the timers. An attempt whose lease the log does not see renewed
-        expires by this owner's clock, as after a restart."""
-        partition = snapshot.partition
-        self.partitions.add(partition)
-        self.positions[partition] = snapshot.position
-        self.queues = merge_queues(self.queues, snapshot.queues.values())
-        self.ready.paused = {q for q, s in self.queues.items() if s.paused}
+    def take(self, snapshot: JobsSnapshot) -> None:
+        """Decide for a partition from now on: its jobs enter the ready set and the timers.
+        An attempt whose lease the log does not see renewed expires by this owner's clock,
+        as after a restart."""
+        self._learn_queues(snapshot.queues.values())
         for job_id in snapshot.finished_keyed:
             self._remember_finished(job_id)
         for job in snapshot.jobs.values():
-            self._react(None, job)
+            self._job_changed(None, job)
         if self._tasks:
             self._schedule_fill()
 
-    async def revoke(self, partitions: Collection[int]) -> None:
-        """Stop deciding for these partitions: no more picks, expiries or retries. Returns
-        once everything decided so far is durable, so the next owner reads it when it
-        rebuilds. Attempts already running here go on and report their outcome (the
-        attempt number fences it, should the next owner have decided the attempt first),
-        and their heartbeats keep renewing their leases meanwhile."""
-        lost = self.partitions & set(partitions)
-        if not lost:
-            return
-        self.partitions -= lost
-        kept = {p: JobsSnapshot(p, self.positions.pop(p), queues=dict(self.queues)) for p in lost}
-        for job_id, job in list(self.jobs.items()):
-            if job.partition in lost:
-                kept[job.partition].jobs[job_id] = self.jobs.pop(job_id)
+    async def give_up(self, kept: Mapping[int, JobsSnapshot]) -> None:
+        """No more picks, expiries or retries for these partitions; returns once everything
+        decided so far is durable. Attempts already running here go on and report their
+        outcome (the attempt number fences it, should the next owner have decided the
+        attempt first), and their heartbeats keep renewing their leases meanwhile."""
         for snapshot in kept.values():
+            snapshot.queues = dict(self.queues)
             snapshot.known_finished = self._finished_keyed
-        self._dormant.update(kept)
+        for job_id, job in list(self.jobs.items()):
+            if job.partition in kept:
+                kept[job.partition].jobs[job_id] = self.jobs.pop(job_id)
         await self.publisher.drain()
         for snapshot in kept.values():
             for job_id in snapshot.jobs:
@@ -245,34 +210,9 @@ class Dispatcher:
                 if job_id not in self.executor.running:
                     self._decided.pop(job_id, None)
 
-    # -- following the log ----------------------------------------------------------------
+    # -- following the log (the ownership's Decider) -------------------------------------
 
-    async def _follow(self) -> None:
-        log = self.backend.topic(JOBS)
-        async for records in log.tail(self.positions):
-            await self.consume(records)
-
-    async def consume(self, records: list[Record]) -> None:
-        """Apply records of the jobs topic; those of partitions not held, or already
-        applied, are skipped."""
-        fresh = self._unapplied(records)
-        envs, _bad = decode_batch(fresh)
-        if await self._recall_finished(envs):
-            # Again: a partition may have been revoked (or given back) while the read model
-            # was asked. Records are decoded once (Record.decoded), so this costs a filter.
-            fresh = self._unapplied(records)
-            envs, _bad = decode_batch(fresh)
-        for rec in fresh:
-            self.positions[rec.partition] = rec.offset + 1
-        for env in envs:
-            self._apply(env)
-        self._schedule_fill()
-
-    def _unapplied(self, records: list[Record]) -> list[Record]:
-        held, positions = self.partitions, self.positions
-        return [r for r in records if r.partition in held and r.offset >= positions[r.partition]]
-
-    async def _recall_finished(self, envs: list[Envelope]) -> bool:
+    async def recall(self, envs: list[Envelope]) -> bool:
         """Mark keyed jobs of this batch that finished before we could remember them.
         True if it had to ask the read model (and so let other tasks run meanwhile)."""
         if self.known_jobs is None:
@@ -288,30 +228,25 @@ class Dispatcher:
             self._remember_finished(job_id)
         return True
 
+    def apply(self, envs: list[Envelope]) -> None:
+        fold, finished_keyed, reduce = self._fold, self._finished_keyed, self.reduce
+        for env in envs:
+            fold(env, finished_keyed, reduce)
+        self._schedule_fill()
+
     def _remember_finished(self, job_id: str) -> None:
         self._finished_keyed[job_id] = None
         if len(self._finished_keyed) > FINISHED_KEYED_MEMORY:
             self._finished_keyed.popitem(last=False)
 
-    def _apply(self, env: Envelope) -> None:
-        event = env.event
-        if isinstance(event, QueuePaused | QueueResumed):
-            state = reduce_queue(self.queues.get(event.queue), env)
-            if state is not None:
-                self.queues[event.queue] = state
-                (self.ready.paused.add if state.paused else self.ready.paused.discard)(event.queue)
-            return
-        job_id = getattr(event, "job_id", None)
-        if job_id is None:
-            return  # another topic's event written here by mistake: nothing to decide
-        old = self.jobs.get(job_id)
-        # Finished jobs are not kept in memory: a duplicate JobEnqueued of one is ignored,
-        # a JobRequeued revives it.
-        new = next_job_state(old, env, self._finished_keyed, self.reduce)
-        if new is not old and new is not None:
-            self._react(old, new)
+    def _learn_queues(self, states: Iterable[QueueState]) -> None:
+        self.queues = merge_queues(self.queues, states)
+        self.ready.paused = {q for q, s in self.queues.items() if s.paused}
 
-    def _react(self, old: JobState | None, new: JobState) -> None:
+    def _queue_changed(self, queue: QueueState) -> None:
+        (self.ready.paused.add if queue.paused else self.ready.paused.discard)(queue.queue)
+
+    def _job_changed(self, old: JobState | None, new: JobState) -> None:
         """Bring timers, the ready set and running attempts in line with a job's new state."""
         job_id = new.job_id
         self._in_flight.discard(job_id)
@@ -344,7 +279,7 @@ class Dispatcher:
             ):
                 self.executor.cancel(new.job_id, report=False)  # a superseded attempt of ours
             assert new.run_started_at is not None
-            timeout = self._timeout_seconds(new)
+            timeout = self.retries.timeout_seconds(new)
             self.timers.add(new.run_started_at + int(timeout * 1000), TimerKind.TIMEOUT,
                             new.job_id, new.attempt)
         if moved or old.lease_expires_at != new.lease_expires_at:  # type: ignore[union-attr]
@@ -391,8 +326,8 @@ class Dispatcher:
             attempt = job.attempt + 1
             picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
                                lease_expires_at=lease)
-            self.publisher.publish_then(
-                picked, job_id, lambda _, error, job=job, attempt=attempt: self._picked(error, job, attempt))
+            self.publisher.publish_then(picked, job_id, lambda _, error, job=job, attempt=attempt:
+                                        self._picked(error, job, attempt))
             # Run it now, not once the pick is durable: that saves a commit (an fsync) from
             # every job's enqueue->start. Whatever the handler appends queues behind the pick
             # on the same log, so no outcome is recorded before its pick. Should the process
@@ -451,31 +386,13 @@ class Dispatcher:
                 event: Any = JobSucceeded(job_id=job_id, attempt=attempt, result=result,
                                           progress=progress)
             case Failed(error=error, stack=stack, permanent=permanent):
-                retry_at = None if permanent else self._retry_at(self.jobs.get(job_id, run.job))
+                job = self.jobs.get(job_id, run.job)
+                retry_at = None if permanent else self.retries.retry_at(job)
                 event = JobFailed(job_id=job_id, attempt=attempt, error=error, stack=stack,
                                   retry_at=retry_at, permanent=permanent, progress=progress)
             case Cancelled():
                 event = JobCancelled(job_id=job_id, attempt=attempt)
         self._end_attempt(event, attempt, actor)
-
-    def _retry_at(self, job: JobState) -> datetime | None:
-        """When the next attempt may start, or None when the retries are used up."""
-        handler = self.app.handlers.get(job.task_type)
-        max_retries = job.max_retries
-        if max_retries is None:
-            max_retries = handler.max_retries if handler and handler.max_retries is not None else DEFAULT_MAX_RETRIES
-        retry = job.retry_count + 1
-        if retry > max_retries:
-            return None
-        return self.clock.now() + timedelta(seconds=self.config.backoff.delay(retry))
-
-    def _timeout_seconds(self, job: JobState) -> float:
-        if job.timeout_seconds is not None:
-            return job.timeout_seconds
-        handler = self.app.handlers.get(job.task_type)
-        if handler is not None and handler.timeout is not None:
-            return handler.timeout
-        return DEFAULT_TIMEOUT_SECONDS
 
     def _emit_log(self, job_id: str, attempt: int, level: LogLevel, message: str,
                   details: dict[str, Any]) -> None:
@@ -483,7 +400,7 @@ class Dispatcher:
                           details=details)
         self.publisher.publish(event, job_id, actor=self.worker_actor)
 
-    # -- timers and heartbeats ------------------------------------------------------------
+    # -- timers ---------------------------------------------------------------------------
 
     def _fire(self, timers: list[Timer], now_ms: int) -> None:
         for _deadline, kind, job_id, attempt in timers:
@@ -501,39 +418,16 @@ class Dispatcher:
                         and self._claim(job_id, attempt):
                     self.executor.cancel(job_id, report=False)
                     self._end_attempt(
-                        JobLeaseExpired(job_id=job_id, attempt=attempt, retry_at=self._retry_at(job)),
+                        JobLeaseExpired(job_id=job_id, attempt=attempt,
+                                        retry_at=self.retries.retry_at(job)),
                         attempt,
                     )
             elif self._claim(job_id, attempt):  # TIMEOUT
                 self.executor.cancel(job_id, report=False)
-                seconds = self._timeout_seconds(job)
+                seconds = self.retries.timeout_seconds(job)
                 self._end_attempt(
                     JobFailed(job_id=job_id, attempt=attempt,
                               error=f"TimeoutError: ran past timeout_seconds={seconds:g}",
-                              retry_at=self._retry_at(job)),
+                              retry_at=self.retries.retry_at(job)),
                     attempt,
                 )
-
-    async def _heartbeats(self) -> None:
-        while True:
-            await self.clock.sleep(self.config.heartbeat_every)
-            self.heartbeat()
-
-    def heartbeat(self) -> None:
-        """Renew the lease of every running attempt and report this worker's load."""
-        lease = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
-        for job_id, run in list(self.executor.running.items()):
-            self.publisher.publish(
-                JobHeartbeat(job_id=job_id, attempt=run.attempt, lease_expires_at=lease,
-                             progress=run.ctx.progress_now),
-                job_id, actor=self.worker_actor,
-            )
-        self.publisher.publish(
-            WorkerHeartbeat(
-                worker_id=self.config.worker_id, cpu_percent=self._process.cpu_percent(),
-                memory_mb=round(self._process.memory_info().rss / 2**20, 1),
-                current_jobs=sorted(self.executor.running),
-            ),
-            self.config.worker_id, actor=self.worker_actor,
-        )
-

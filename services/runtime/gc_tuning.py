@@ -4,11 +4,11 @@ CPython collects its youngest generation every 700 net allocations of container 
 Under load a jobledger process allocates several per event (tasks, callbacks, log entries)
 that live until the log has taken them, so each young collection keeps finding the same
 in-flight objects alive and moves them on, and the oldest generation fills with objects that
-die soon after, which in turn brings full collections. In a drain of 20,000 no-op jobs that
-was 32-38 us of the event loop's CPU per job, a fifth of it; with young collections every
-10,000 allocations (and the dispatcher's bound on unread picks) 6-10 us
-(docs/performance.md). A young collection then looks at more objects at once, but those
-that have died are already gone: it takes a few milliseconds at most.
+die soon after, which in turn brings full collections: in a drain, a large share of the
+event loop's CPU. Collecting the young generation less often (together with the
+dispatcher's bound on unread picks) cut that to a small one (docs/performance.md,
+"Figures behind the code"). A young collection then looks at more objects at once, but
+those that have died are already gone, so it stays short.
 """
 
 from __future__ import annotations

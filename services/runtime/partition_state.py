@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job, revive
 from jobledger.projections.queues import QueueState, reduce_queue
 from jobledger.projections.schedules import ScheduleState, reduce_schedule
-from jobledger.schemas import Envelope, JobEnqueued, JobRequeued, QueuePaused, QueueResumed
+from jobledger.schemas import Envelope, JobEnqueued, JobRequeued
 from jobledger.schemas.codec import decode_batch
+from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.services.log.protocol import Record
 
@@ -27,6 +28,9 @@ class Snapshot(Protocol):
     position: int  # the next offset to fold
 
     def fold(self, records: Sequence[Record]) -> None: ...
+
+    def hold(self, state: Any) -> None:
+        """Take in a state of the read model (one of this partition's, as of position)."""
 
 
 def next_job_state(
@@ -56,12 +60,46 @@ def merge_queues(mine: Mapping[str, QueueState], theirs: Iterable[QueueState]) -
     return merged
 
 
+class JobsFold:
+    """Applies events of the jobs topic to the unfinished jobs and the queue states held:
+    one partition's (JobsSnapshot) or those of every partition an owner holds (the
+    Dispatcher). What a change means is each one's own: _queue_changed, _job_changed."""
+
+    jobs: dict[str, JobState]
+    queues: dict[str, QueueState]
+
+    def _fold(self, env: Envelope, finished_keyed: Container[str], reduce: Reducer) -> None:
+        event = env.event
+        if isinstance(event, QUEUE_EVENTS):
+            queue = reduce_queue(self.queues.get(event.queue), env)
+            if queue is not None:
+                self.queues[event.queue] = queue
+                self._queue_changed(queue)
+            return
+        job_id = getattr(event, "job_id", None)
+        if job_id is None:
+            return  # another topic's event written here by mistake: nothing to decide
+        old = self.jobs.get(job_id)
+        # Finished jobs are not held: a duplicate JobEnqueued of one is ignored, a
+        # JobRequeued revives it (next_job_state).
+        new = next_job_state(old, env, finished_keyed, reduce)
+        if new is not old and new is not None:
+            self._job_changed(old, new)
+
+    def _queue_changed(self, queue: QueueState) -> None:
+        """A queue event was applied (the queue's state may be the one held before)."""
+
+    def _job_changed(self, old: JobState | None, new: JobState) -> None:
+        """A job's state changed (old: None if it was not held)."""
+        raise NotImplementedError
+
+
 def _mine(records: Sequence[Record], partition: int, position: int) -> list[Record]:
     return [r for r in records if r.partition == partition and r.offset >= position]
 
 
 @dataclass
-class JobsSnapshot:
+class JobsSnapshot(JobsFold):
     """One partition of the jobs topic: its unfinished jobs, the queue states it has seen
     and the finished jobs that carried an idempotency key (so a duplicate JobEnqueued of
     one is not taken for a new job)."""
@@ -85,28 +123,18 @@ class JobsSnapshot:
         self.position = mine[-1].offset + 1
         envs, _undecodable = decode_batch(mine)  # the projections quarantine them
         for env in envs:
-            self._apply(env)
+            self._fold(env, self, reduce_job)
 
-    def _apply(self, env: Envelope) -> None:
-        event = env.event
-        if isinstance(event, QueuePaused | QueueResumed):
-            queue = reduce_queue(self.queues.get(event.queue), env)
-            if queue is not None:
-                self.queues[event.queue] = queue
-            return
-        job_id = getattr(event, "job_id", None)
-        if job_id is None:
-            return  # another topic's event written here by mistake
-        old = self.jobs.get(job_id)
-        new = next_job_state(old, env, self)
-        if new is None or new is old:
-            return
+    def hold(self, state: JobState) -> None:
+        self.jobs[state.job_id] = state
+
+    def _job_changed(self, old: JobState | None, new: JobState) -> None:
         if new.status in TERMINAL:
-            self.jobs.pop(job_id, None)
+            self.jobs.pop(new.job_id, None)
             if new.idempotency_key is not None:
-                self.finished_keyed.add(job_id)
+                self.finished_keyed.add(new.job_id)
         else:
-            self.jobs[job_id] = detached(new)
+            self.jobs[new.job_id] = detached(new)
 
 
 @dataclass
@@ -130,3 +158,6 @@ class SchedulesSnapshot:
             new = reduce_schedule(self.schedules.get(schedule_id), env)
             if new is not None:
                 self.schedules[schedule_id] = new
+
+    def hold(self, state: ScheduleState) -> None:
+        self.schedules[state.schedule_id] = state

@@ -25,7 +25,7 @@ from jobledger.projections.workers import declared_task_types
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, Envelope, topic_of
 from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.schemas.envelope import TOPIC_OF_TYPE
-from jobledger.schemas.jobs import QueuePaused, QueueResumed
+from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.services.log.protocol import LogBackend, LogError, Record
 from jobledger.services.runtime.supervise import crashed, spawn
@@ -34,7 +34,6 @@ TYPES_OF_TOPIC = {
     topic: frozenset(cls for cls, t in TOPIC_OF_TYPE.items() if t == topic)
     for topic in set(TOPIC_OF_TYPE.values())
 }
-_QUEUE_EVENTS = (QueuePaused, QueueResumed)
 _NONE: frozenset[str] = frozenset()
 TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES}
 CATCH_UP_BATCH = 20_000  # records per transaction when catching up
@@ -246,7 +245,7 @@ class Projector:
         """new: jobs known to have no row yet (expect_new)."""
         cache = self._cache
         # Not `{...} - cache.keys()`: a set minus a keys view walks every cached key.
-        wanted = {job_id for e in envs if type(e.event) not in _QUEUE_EVENTS
+        wanted = {job_id for e in envs if type(e.event) not in QUEUE_EVENTS
                   and (job_id := e.event.job_id) not in cache and job_id not in new}
         if self._writing is not None and self._writing.done():
             await self.settled()  # raise a failed write's error here, in the follower

@@ -1,8 +1,10 @@
 """The scheduler: fires the schedules of the partitions it owns, by its clock.
 
-It follows the schedules topic of its partitions, keeps every schedule in memory with the
-same reducer as the projection, and arms one timer per schedule at its next fire time.
-When a timer goes off it decides what is due (misfire policy, max_instances) and:
+It follows the schedules topic of its partitions (its PartitionOwner, services/runtime/
+partition_owner.py, holds them, as the Dispatcher's holds the jobs topic's), keeps every
+schedule in memory with the same reducer as the projection, and arms one timer per
+schedule at its next fire time. When a timer goes off it decides what is due (misfire
+policy, max_instances) and:
 
 1. appends each job as a JobEnqueued whose idempotency key holds the schedule id and the
    fire time, so the job id is derived from them: deciding the same fire time again (after
@@ -42,11 +44,11 @@ from jobledger.schemas import (
     ScheduleSkipped,
     ScheduleUpdated,
 )
-from jobledger.schemas.codec import decode_batch
 from jobledger.schemas.common import from_ms, to_ms
 from jobledger.schemas.schedules import MisfirePolicy, ScheduleDefinition, SkipReason
-from jobledger.services.log.protocol import LogBackend, Position, Record
+from jobledger.services.log.protocol import LogBackend, Position
 from jobledger.services.runtime.clock import Clock
+from jobledger.services.runtime.partition_owner import PartitionOwner
 from jobledger.services.runtime.partition_state import SchedulesSnapshot
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.runtime.timers import Timer, TimerKind, Timers
@@ -145,9 +147,10 @@ class Scheduler:
         self.clock = clock
         self.queries = queries
         self.config = config or SchedulerConfig()
-        log = backend.topic(SCHEDULES)
-        self.partitions = set(range(log.partitions) if partitions is None else partitions)
-        self.positions: dict[int, int] = {}
+        self.ownership = PartitionOwner(backend.topic(SCHEDULES), self, SchedulesSnapshot,
+                                        partitions)
+        # The ownership's own set and dict (never rebound), as the Dispatcher has them.
+        self.partitions, self.positions = self.ownership.partitions, self.ownership.positions
         self.schedules: dict[str, ScheduleState] = {}  # every schedule of my partitions
         self.actor = Actor(ActorKind.SCHEDULER, self.config.scheduler_id)
         self.publisher = Publisher(backend, clock, self.actor)
@@ -161,28 +164,18 @@ class Scheduler:
         self._deciding: asyncio.Task[None] | None = None
         self._confirming: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._dormant: dict[int, SchedulesSnapshot] = {}  # partitions lost, as we left them
 
     # -- start and stop -------------------------------------------------------------------
 
     def load(self, states: Iterable[ScheduleState], positions: Mapping[int, int]) -> None:
         """Start from a snapshot (the read model as of `positions`) instead of offset 0:
         assign() every partition given at construction."""
-        snapshots = {p: SchedulesSnapshot(p, positions.get(p, 0)) for p in self.partitions}
-        for state in states:
-            if state.partition in snapshots:
-                snapshots[state.partition].schedules[state.schedule_id] = state
-        for snapshot in snapshots.values():
-            self.assign(snapshot)
+        self.ownership.load(states, positions)
 
     async def catch_up(self) -> None:
         """Apply the topic up to its current end, so that declare() compares with what is
         on the log now."""
-        log = self.backend.topic(SCHEDULES)
-        for partition, end in (await log.end_offsets()).items():
-            while partition in self.partitions and self.positions.get(partition, 0) < end:
-                records = await log.read(partition, self.positions.get(partition, 0))
-                self._apply_records(records)
+        await self.ownership.catch_up()
 
     async def declare(self, declared: Mapping[str, ScheduleDefinition]) -> list[Position]:
         """Define code-declared schedules that are missing (or removed), update the ones
@@ -205,12 +198,12 @@ class Scheduler:
         return list(await asyncio.gather(*appends))
 
     async def start(self, follow: bool = True) -> None:
-        """follow=False: someone else feeds consume() (a consumer group, in Kafka mode)."""
+        """follow=False: someone else feeds ownership.consume() (a consumer group, Kafka mode)."""
         for schedule_id in self.schedules:
             self._arm(schedule_id)
         self._tasks = [spawn(self.timers.run(), "scheduler-timers")]
         if follow:
-            self._tasks.append(spawn(self._follow(), "scheduler-follow"))
+            self._tasks.append(spawn(self.ownership.follow(), "scheduler-follow"))
 
     def crashed(self) -> list[str]:
         return crashed([*self._tasks, *([self._deciding] if self._deciding else [])])
@@ -238,63 +231,37 @@ class Scheduler:
             await asyncio.sleep(0)
         await self.publisher.drain()
 
-    # -- gaining and losing partitions ----------------------------------------------------
+    # -- gaining and losing partitions (the ownership's Decider) --------------------------
 
-    def snapshot_of(self, partition: int) -> SchedulesSnapshot:
-        """Where to rebuild a partition from: what we kept when we last lost it, else
-        nothing at offset 0. Fold the partition on from its position, then assign() it."""
-        kept = self._dormant.pop(partition, None)
-        return kept if kept is not None else SchedulesSnapshot(partition)
-
-    def assign(self, snapshot: SchedulesSnapshot) -> None:
-        """Own a partition from now on, from a snapshot of it: its schedules are armed
-        (call declare() afterwards for code-declared schedules it should hold)."""
-        self.partitions.add(snapshot.partition)
-        self.positions[snapshot.partition] = snapshot.position
+    def take(self, snapshot: SchedulesSnapshot) -> None:
+        """Fire a partition's schedules from now on: they are armed (call declare()
+        afterwards for code-declared schedules it should hold)."""
         self.schedules.update(snapshot.schedules)
         if self._tasks:
             for schedule_id in snapshot.schedules:
                 self._arm(schedule_id)
 
-    async def revoke(self, partitions: Collection[int]) -> None:
+    async def give_up(self, kept: Mapping[int, SchedulesSnapshot]) -> None:
         """Stop firing the schedules of these partitions. Returns once the decisions under
         way are durable, so the next owner reads them when it rebuilds and never decides a
         fire time twice."""
-        lost = self.partitions & set(partitions)
-        if not lost:
-            return
-        self.partitions -= lost
-        leaving = [s for s, state in self.schedules.items() if state.partition in lost]
+        leaving = [s for s, state in self.schedules.items() if state.partition in kept]
         for schedule_id in leaving:
             self._armed.pop(schedule_id, None)  # their timers going off now are ignored
             self._due.discard(schedule_id)
         await self.quiet()
-        kept = {p: SchedulesSnapshot(p, self.positions.pop(p)) for p in lost}
         for schedule_id in leaving:
             state = self.schedules.pop(schedule_id)
             kept[state.partition].schedules[schedule_id] = state
             self._armed.pop(schedule_id, None)  # re-armed by a decision that was under way
             self._in_flight.pop(schedule_id, None)
-        self._dormant.update(kept)
 
-    # -- following the log ----------------------------------------------------------------
+    # -- following the log (the ownership's Decider) -------------------------------------
 
-    async def _follow(self) -> None:
-        async for records in self.backend.topic(SCHEDULES).tail(self.positions):
-            self._apply_records(records)
+    async def recall(self, envs: list[Envelope]) -> bool:
+        return False  # a schedule's events are all it needs
 
-    async def consume(self, records: list[Record]) -> None:
-        """Apply records of the schedules topic; those of partitions not held, or already
-        applied, are skipped."""
-        self._apply_records(
-            [r for r in records
-             if r.partition in self.partitions and r.offset >= self.positions[r.partition]]
-        )
-
-    def _apply_records(self, records: list) -> None:  # type: ignore[type-arg]
-        envs, _bad = decode_batch(r for r in records if r.partition in self.partitions)
-        for rec in records:
-            self.positions[rec.partition] = max(self.positions.get(rec.partition, 0), rec.offset + 1)
+    def apply(self, envs: list[Envelope]) -> None:
         for env in envs:
             self._apply(env)
 

@@ -44,7 +44,8 @@ class Conflict(RuntimeError):
 
 
 class Enqueued(NamedTuple):
-    """(A NamedTuple: a batch enqueue makes 1,000; a frozen dataclass cost ~1 us each.)"""
+    """(A NamedTuple: a batch enqueue makes 1,000, and a frozen dataclass costs several
+    times as much each; docs/performance.md, "Figures behind the code".)"""
 
     task_id: str
     status: JobStatus

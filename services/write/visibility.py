@@ -5,7 +5,8 @@ on the projector resolves every waiter whose record a committed batch covered, w
 job's state as that batch left it: no lock, no task and no read-model query per waiter
 (POST /api/v1/tasks waits once per request, so this sits on its hot path). Nor a timer
 per waiter: an asyncio.timeout per request (a Timeout, a timer scheduled and cancelled)
-was about 7 % of the event loop under POST load. One timer expires every due wait at
+was a noticeable share of the event loop under POST load (docs/performance.md, "Figures
+behind the code"). One timer expires every due wait at
 once, at most EXPIRY_SLACK seconds late. An answered wait leaves nothing behind: a heap
 of deadlines kept each request's future and tuple for the whole timeout (5 s), long after
 its answer, so that thousands of them lived on into the collector's oldest generation.

@@ -1,4 +1,5 @@
-"""Hand-built envelopes and a real log to put them in, shared by the projection tests.
+"""Hand-built envelopes and job states, and a real log to put them in, shared by the
+projection and runtime tests.
 
 Times are fixed (T0 plus whole seconds) so that every test and every replay sees the same
 timestamps: the reducers take time from the events only.
@@ -9,8 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from jobledger.schemas import Actor, ActorKind, Envelope, Event, encode, topic_of
+import msgspec
+
+from jobledger.projections.jobs import JobState
+from jobledger.schemas import Actor, ActorKind, Envelope, Event, JobStatus, encode, topic_of
 from jobledger.services.log.protocol import Entry, Position
 from jobledger.services.log.sqlite import SQLiteLogBackend
 
@@ -63,3 +68,14 @@ async def append(backend: SQLiteLogBackend, envs: Iterable[Envelope]) -> list[Po
         for i, pos in zip(indexes, await backend.topic(topic).append(entries), strict=True):
             positions[i] = pos
     return positions
+
+
+def job_state(job_id: str = "j1", **fields: Any) -> JobState:
+    """A pending job's state as the reducers would hold it, with `fields` set on top."""
+    defaults: dict[str, Any] = {
+        "task_type": "t", "queue": "default", "priority": 128, "payload": msgspec.Raw(b"null"),
+        "status": JobStatus.PENDING, "created_at": 1_000, "updated_at": 1_000, "run_at": None,
+        "timeout_seconds": None, "max_retries": None, "idempotency_key": None, "partition": 0,
+        "created_offset": 0,
+    }
+    return JobState(job_id=job_id, **(defaults | fields))

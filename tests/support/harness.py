@@ -19,7 +19,9 @@ import msgspec
 
 from jobledger.projections.jobs import JobState
 from jobledger.schemas import JOBS, Envelope, JobStatus, decode
+from jobledger.schemas.common import to_ms
 from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
 from jobledger.services.node.embedded import EmbeddedNode, NodeConfig
 from jobledger.services.runtime.backoff import Backoff
 from jobledger.services.runtime.clock import ManualClock
@@ -196,3 +198,35 @@ async def history(node: EmbeddedNode, job_id: str) -> list[Envelope]:
     records = await log.read(partition, 0, limit=end + 1)
     envs = [decode(r.value) for r in records if r.key == job_id]
     return envs
+
+
+# -- apps and predicates the dispatcher's tests share -----------------------------------
+
+
+def recording_app() -> tuple[App, list[Any], asyncio.Event]:
+    """An App with "record" (appends its payload to the list) and "blocker" (waits for the
+    event), so a test can hold the only worker slot and see what runs after."""
+    app = App()
+    ran: list[Any] = []
+    release = asyncio.Event()
+
+    @app.job("record")
+    async def record(ctx: JobContext, payload: Any) -> Any:
+        ran.append(payload)
+        return payload
+
+    @app.job("blocker")
+    async def blocker(ctx: JobContext, payload: Any) -> None:
+        await release.wait()
+
+    return app, ran, release
+
+
+def attempt_is(attempt: int, status: JobStatus) -> JobPredicate:
+    return lambda s: s.attempt == attempt and s.status == status
+
+
+async def until_due(node: EmbeddedNode, state: JobState, extra: float = 0.01) -> None:
+    """Advance the clock just past the job's run_at."""
+    assert state.run_at is not None
+    await advance(node, (state.run_at - to_ms(clock_of(node).now())) / 1000 + extra)

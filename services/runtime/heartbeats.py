@@ -1,0 +1,57 @@
+"""A worker's heartbeats: while its attempts run, it keeps their leases and says it lives.
+
+Every `every` seconds (a third of the lease by default, DispatcherConfig.heartbeat_every)
+one beat appends a JobHeartbeat per running attempt, renewing its lease to a full lease
+from now by the owner's clock, and one WorkerHeartbeat with the worker's load (CPU, memory,
+the jobs it runs). A worker that stops beating loses its attempts when their leases run
+out: the partition owner appends JobLeaseExpired (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psutil
+
+from jobledger.schemas import Actor, JobHeartbeat, WorkerHeartbeat
+from jobledger.services.runtime.clock import Clock
+from jobledger.services.runtime.executor import Executor
+from jobledger.services.write.publisher import Publisher
+
+
+class Heartbeats:
+    def __init__(
+        self, executor: Executor, publisher: Publisher, clock: Clock, actor: Actor,
+        lease_seconds: float, every: float,
+    ):
+        self.executor = executor
+        self.publisher = publisher
+        self.clock = clock
+        self.actor = actor  # the worker: its id keys the WorkerHeartbeat
+        self.lease_seconds = lease_seconds
+        self.every = every
+        self._process = psutil.Process()
+
+    async def run(self) -> None:
+        while True:
+            await self.clock.sleep(self.every)
+            self.beat()
+
+    def beat(self) -> None:
+        """Renew the lease of every running attempt and report this worker's load."""
+        lease = self.clock.now() + timedelta(seconds=self.lease_seconds)
+        for job_id, run in list(self.executor.running.items()):
+            self.publisher.publish(
+                JobHeartbeat(job_id=job_id, attempt=run.attempt, lease_expires_at=lease,
+                             progress=run.ctx.progress_now),
+                job_id, actor=self.actor,
+            )
+        worker_id = self.actor.id
+        self.publisher.publish(
+            WorkerHeartbeat(
+                worker_id=worker_id, cpu_percent=self._process.cpu_percent(),
+                memory_mb=round(self._process.memory_info().rss / 2**20, 1),
+                current_jobs=sorted(self.executor.running),
+            ),
+            worker_id, actor=self.actor,
+        )
