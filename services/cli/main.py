@@ -171,23 +171,28 @@ def _replay(args: argparse.Namespace) -> int:
 
     from jobledger.services.log.protocol import LogError
     from jobledger.services.node.embedded import views_path
+    from jobledger.services.replay.guard import OutInUse, refuse_a_protected_file
     from jobledger.services.replay.rebuild import checksums, replay, replay_topics
 
     live_path: Path | None
     if args.broker:
         out = args.out or Path("jobledger.replay.db")
         live_path = args.live
+        protected = {"the live read-model file (--live)": live_path} if live_path else {}
     else:
         out = args.out or args.db.with_name(args.db.stem + ".replay.db")
         live_path = views_path(args.db)
+        protected = {"the log file (--db)": args.db,
+                     f"the live read-model file of {args.db}": live_path}
     try:
+        refuse_a_protected_file(out, protected)
         if args.broker:
             rebuilt = asyncio.run(replay_topics(kafka_cli.kafka_config(args), out))
         else:
             rebuilt = asyncio.run(replay(args.db, out))
     except (LogError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, OutInUse) else 1  # a refused --out: a usage error
     live = asyncio.run(checksums(live_path)) if live_path and live_path.exists() else {}
     table = Table(title=f"read models rebuilt into {out}")
     table.add_column("read model")

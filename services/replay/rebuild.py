@@ -25,6 +25,7 @@ from jobledger.schemas import JOBS, LOGS, WORKERS, Envelope
 from jobledger.services.log.protocol import LogBackend, LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend, sample_keys
 from jobledger.services.replay.bulk import Folded, fold_partitions
+from jobledger.services.replay.guard import refuse_an_open_file
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 
 if TYPE_CHECKING:
@@ -84,21 +85,24 @@ async def rebuild_from(
 
     The models are built in a fresh file next to out, with durability off (store.py,
     bulk), and renamed over out only once complete: a crash or an error leaves out as it
-    was, and the half-built file is only ever replayed again, never read."""
+    was, and the half-built file is only ever replayed again, never read. An out that a
+    process holds open (a server's read models) is refused with OutInUse (guard.py)."""
     building = Path(f"{out}.building")
-    remove_db(building)
     try:
-        store = await ReadModelStore.open(building, bulk=True)
-        try:
-            await _catch_up(Projector(backend, store), backend, show_progress, bulk)
-            await store.finish_bulk()
-        finally:
-            await store.close()
-        remove_sidecars(out)  # SQLite would apply out's old -wal to the new file
-        os.replace(building, out)
-    except BaseException:
+        refuse_an_open_file(out)
         remove_db(building)
-        raise
+        try:
+            store = await ReadModelStore.open(building, bulk=True)
+            try:
+                await _catch_up(Projector(backend, store), backend, show_progress, bulk)
+                await store.finish_bulk()
+            finally:
+                await store.close()
+            remove_sidecars(out)  # SQLite would apply out's old -wal to the new file
+            os.replace(building, out)
+        except BaseException:
+            remove_db(building)
+            raise
     finally:
         await backend.close()
 
