@@ -12,6 +12,8 @@ from pathlib import Path
 
 from jobledger.services.cli import kafka as kafka_cli
 from jobledger.services.cli.common import env, env_int, run_client, server_arg
+from jobledger.services.cli.logs import add_log_args
+from jobledger.services.cli.logs import configure as configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-projection-lag-ms", type=int,
                        default=int(env("MAX_PROJECTION_LAG_MS", "10000")),
                        help="/health is degraded (503) when the projections lag more (default 10000)")
+    add_log_args(serve)
     kafka_cli.add_kafka_args(serve, required=False)
     kafka_cli.views_arg(serve, "with --broker")
     kafka_cli.add_parsers(sub)
@@ -79,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "<db>.replay.db; with --broker ./jobledger.replay.db)")
     replay.add_argument("--live", type=Path, help="with --broker: a live read-model file "
                         "(an API node's --views) to compare the checksums with")
+    add_log_args(replay)
     kafka_cli.add_kafka_args(replay, required=False)
 
     from jobledger.services.cli.schedules import add_parser as add_schedules_parser
@@ -92,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "log_format"):
+        configure_logging(args.log_level, args.log_format)
     handler = {"serve": _serve, "submit": _submit, "status": _status, "replay": _replay,
                "schema": _schema, "schedules": _schedules, "worker": kafka_cli.worker,
                "api": kafka_cli.api}[args.command]
