@@ -9,6 +9,7 @@ once; an API node started late catches up and serves the same read models as the
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -174,6 +175,30 @@ def test_replay_from_the_topics_gives_the_checksums_of_the_live_read_models(run:
     assert result.returncode == 0, result.stderr
     assert "≠" not in result.stdout and result.stdout.count("✓") >= 10, result.stdout
     assert _checksums(out) == _checksums(run.first.views)
+
+
+def test_the_logs_tell_the_expired_leases_and_the_lost_worker(run: Run) -> None:
+    """What the processes wrote: JSON lines (--log-format auto, and their stderr is no
+    terminal). The survivor took the killed worker's partitions over and logs each lease
+    it saw expire; the first API node logs the worker it marked lost."""
+    survivor = _json_lines(run.workdir / "worker-survivor.log")
+    # Also noop jobs the killed worker was running, if it was killed in the middle of some.
+    expired = {line["task_id"]: line for line in survivor
+               if line["event"] == "job.lease_expired" and line["task_type"] == "hang_if_doomed"}
+    assert sorted(expired) == sorted(run.twice)
+    assert {(line["worker"], line["attempt"], line["status"]) for line in expired.values()} \
+        == {(run.killed_worker, 1, "scheduled")}
+    assert not [line for line in survivor if line["event"] == "job.completed"]  # debug only
+    assert [line["event"] for line in survivor if line["event"].startswith("node.")] == \
+        ["node.started", "node.stopping", "node.stopped"]
+    api = _json_lines(run.workdir / "api-first.log")
+    assert [line["worker"] for line in api if line["event"] == "worker.lost"] == \
+        [run.killed_worker]
+    assert not [line for line in api if line["event"].startswith("job.")]  # owners log jobs
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
 def _checksums(views: Path) -> dict[str, str]:

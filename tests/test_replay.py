@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.services.handlers.demo import demo
 from jobledger.services.node.embedded import EmbeddedNode, NodeConfig, views_path
-from jobledger.services.replay.rebuild import checksums, replay
+from jobledger.services.replay.rebuild import (
+    PROGRESS_EVERY_S,
+    ReplayProgress,
+    checksums,
+    replay,
+)
 from jobledger.services.runtime.backoff import Backoff
 from jobledger.services.runtime.dispatcher import DispatcherConfig
 from jobledger.services.write.producer import task_request
@@ -54,3 +62,20 @@ def test_replay_command_prints_matching_checksums(tmp_path: Path) -> None:
     assert "≠" not in result.stdout
     assert result.stdout.count("✓") >= 10
     assert (tmp_path / "j.replay.db").exists()
+
+
+def test_replay_progress_is_logged_at_info_every_few_seconds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="jobledger.replay")
+    every = PROGRESS_EVERY_S
+    seconds = iter([0.0, 1.0, every, every + 1, every + 2, 2 * every])
+    progress = ReplayProgress(1000, now=lambda: next(seconds))
+    for _ in range(3):
+        progress.advance(300)  # too soon, logged, too soon
+    progress.advance(100)  # all done: finished() says so
+    progress.finished()
+    assert [(r.fields["event"], r.fields.get("events")) for r in caplog.records] == [  # type: ignore[attr-defined]
+        ("replay.started", None), ("replay.progress", 600), ("replay.finished", 1000)]
+    assert caplog.records[1].getMessage() == \
+        f"replay: 600 of 1000 events applied (60%), {600 / every:.0f} events/s"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -20,6 +19,7 @@ from jobledger.services.cli.common import (
     env_flag,
     warn_without_task_types,
 )
+from jobledger.services.cli.logs import add_log_args
 from jobledger.services.handlers.app import App
 from jobledger.services.runtime.gc_tuning import tune_gc
 
@@ -59,9 +59,6 @@ def add_kafka_args(parser: argparse.ArgumentParser, required: bool) -> None:
                        default=env("SESSION_TIMEOUT_MS", "10000"),
                        help="consumer-group session timeout: a dead process's partitions move "
                        "after about this long (default 10000; env JOBLEDGER_SESSION_TIMEOUT_MS)")
-    group.add_argument("--log-level", default=env("LOG_LEVEL", "warning"),
-                       choices=["debug", "info", "warning", "error"],
-                       help="logging to stderr (default warning; env JOBLEDGER_LOG_LEVEL)")
 
 
 def _partitions_arg(parser: argparse.ArgumentParser) -> None:
@@ -149,6 +146,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                         help="also fire schedules (default off; env JOBLEDGER_SCHEDULES=1)")
     views_arg(worker, "used with --schedules")
     _projection_host_arg(worker)
+    add_log_args(worker)
 
     api = sub.add_parser(
         "api", help="Kafka mode: projections, REST API and WebSocket (run any number)",
@@ -164,6 +162,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     _projection_host_arg(api)
     _http_args(api)
     allow_unknown_task_types_arg(api)
+    add_log_args(api)
 
 
 def kafka_config(args: argparse.Namespace, partitions: int | None = None) -> KafkaConfig:
@@ -223,8 +222,6 @@ def _usage(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     def guarded(args: argparse.Namespace) -> int:
         from jobledger.services.log.protocol import LogError
 
-        logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             return run(args)
         except (UsageError, ValueError) as error:

@@ -22,6 +22,8 @@ from jobledger.services.cli.common import (
     server_arg,
     warn_without_task_types,
 )
+from jobledger.services.cli.logs import add_log_args
+from jobledger.services.cli.logs import configure as configure_logging
 from jobledger.services.cli.wait import add_wait_args, print_or_follow
 
 
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-projection-lag-ms", type=int,
                        default=int(env("MAX_PROJECTION_LAG_MS", "10000")),
                        help="/health is degraded (503) when the projections lag more (default 10000)")
+    add_log_args(serve)
     kafka_cli.add_kafka_args(serve, required=False)
     kafka_cli.views_arg(serve, "with --broker")
     kafka_cli.add_parsers(sub)
@@ -95,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "<db>.replay.db; with --broker ./jobledger.replay.db)")
     replay.add_argument("--live", type=Path, help="with --broker: a live read-model file "
                         "(an API node's --views) to compare the checksums with")
+    add_log_args(replay)
     kafka_cli.add_kafka_args(replay, required=False)
 
     from jobledger.services.cli.schedules import add_parser as add_schedules_parser
@@ -108,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "log_format"):
+        configure_logging(args.log_level, args.log_format)
     handler = {"serve": _serve, "submit": _submit, "status": _status, "replay": _replay,
                "schema": _schema, "schedules": _schedules, "worker": kafka_cli.worker,
                "api": kafka_cli.api}[args.command]
@@ -181,23 +187,28 @@ def _replay(args: argparse.Namespace) -> int:
 
     from jobledger.services.log.protocol import LogError
     from jobledger.services.node.embedded import views_path
+    from jobledger.services.replay.guard import OutInUse, refuse_a_protected_file
     from jobledger.services.replay.rebuild import checksums, replay, replay_topics
 
     live_path: Path | None
     if args.broker:
         out = args.out or Path("jobledger.replay.db")
         live_path = args.live
+        protected = {"the live read-model file (--live)": live_path} if live_path else {}
     else:
         out = args.out or args.db.with_name(args.db.stem + ".replay.db")
         live_path = views_path(args.db)
+        protected = {"the log file (--db)": args.db,
+                     f"the live read-model file of {args.db}": live_path}
     try:
+        refuse_a_protected_file(out, protected)
         if args.broker:
             rebuilt = asyncio.run(replay_topics(kafka_cli.kafka_config(args), out))
         else:
             rebuilt = asyncio.run(replay(args.db, out))
     except (LogError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, OutInUse) else 1  # a refused --out: a usage error
     live = asyncio.run(checksums(live_path)) if live_path and live_path.exists() else {}
     table = Table(title=f"read models rebuilt into {out}")
     table.add_column("read model")

@@ -24,6 +24,7 @@ from jobledger.schemas import Actor, ActorKind, WorkerLost
 from jobledger.services.log.kafka import KafkaConfig
 from jobledger.services.log.protocol import LogError
 from jobledger.services.runtime.clock import Clock
+from jobledger.services.runtime.server_log import log_worker_lost
 from jobledger.services.write.publisher import Publisher
 
 log = logging.getLogger("jobledger.liveness")
@@ -98,4 +99,7 @@ class GroupLiveness:
                                              actor=self.actor)
             except LogError as error:
                 log.warning("cannot mark worker %s lost: %s", worker_id, error)
+            else:
+                log_worker_lost(worker_id, f"missing from consumer group {self.group_id} for "
+                                f"{self.lost_after:g}s; its jobs' leases expire")
         return lost

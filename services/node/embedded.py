@@ -17,6 +17,13 @@ from jobledger.services.node.base import SETTLE_SECONDS, Node
 from jobledger.services.runtime.clock import Clock, SystemClock
 from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
 from jobledger.services.runtime.projector import Projector
+from jobledger.services.runtime.server_log import (
+    log_started,
+    log_stopped,
+    log_stopping,
+    log_worker_lost,
+    logging_outcomes,
+)
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
 from jobledger.services.write.task_types import TaskTypes
 
@@ -68,8 +75,10 @@ class EmbeddedNode(Node):
         if cfg.run_workers:
             self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)
             self.dispatcher.known_jobs = self.queries.finished
-            # Both fold every jobs record, in the same order: reduce each event once.
-            self.dispatcher.reduce = self.projector.reduce = SharedReductions()
+            # Both fold every jobs record, in the same order: reduce each event once. The
+            # owner's fold logs the attempts' ends (server_log.py).
+            self.projector.reduce = shared = SharedReductions()
+            self.dispatcher.reduce = logging_outcomes(shared)
             # Start from the read model's snapshot, read before the projector moves on.
             self.dispatcher.load(
                 await self.store.load_unfinished_jobs(), await self.store.load_queues(),
@@ -90,8 +99,12 @@ class EmbeddedNode(Node):
                 await asyncio.wait_for(self.projector.wait_for("schedules", partition, offset), 10)
             await self.scheduler.start()
         await self._mark_lost_workers()
+        log_started(f"log {cfg.db} ({self.backend.topic(JOBS).partitions} partitions), read "
+                    f"models {views_path(cfg.db)}", self.app.handlers, self.dispatcher,
+                    log=str(cfg.db), views=str(views_path(cfg.db)))
 
     async def stop(self) -> None:
+        log_stopping(self.dispatcher)
         if self.dispatcher is not None:
             await self.dispatcher.stop()  # first: it must stop picking at once
         if self.scheduler is not None:
@@ -102,6 +115,7 @@ class EmbeddedNode(Node):
         await self.queries.close()
         await self.store.close()
         await self.backend.close()
+        log_stopped()
 
     async def _mark_lost_workers(self) -> None:
         """Workers still alive in the read model ran in an earlier process on this file
@@ -112,6 +126,8 @@ class EmbeddedNode(Node):
                 event = WorkerLost(worker_id=worker["worker_id"])
                 self.publisher.publish(event, worker["worker_id"],
                                        actor=Actor(ActorKind.DISPATCHER, mine or "embedded"))
+                log_worker_lost(worker["worker_id"], "alive when the previous server on this "
+                                "log ended; its running jobs are retried once their leases expire")
 
     def log_writable(self) -> bool:
         return self.backend.writer is not None

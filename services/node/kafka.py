@@ -34,6 +34,12 @@ from jobledger.services.node.base import SETTLE_SECONDS, Node
 from jobledger.services.runtime.clock import Clock, SystemClock
 from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
 from jobledger.services.runtime.projector import Projector
+from jobledger.services.runtime.server_log import (
+    log_started,
+    log_stopped,
+    log_stopping,
+    logging_outcomes,
+)
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
 from jobledger.services.write.task_types import TaskTypes
@@ -115,6 +121,17 @@ class KafkaNode(Node):
         except BaseException:
             await self.stop()
             raise
+        log_started(self._where(), self.app.handlers, self.dispatcher,
+                    brokers=cfg.kafka.bootstrap_servers, topic_prefix=cfg.kafka.topic_prefix,
+                    views=str(cfg.views) if cfg.run_projections else None,
+                    scheduler=cfg.run_scheduler)
+
+    def _where(self) -> str:
+        cfg = self.config
+        where = f"Kafka {cfg.kafka.bootstrap_servers} ({cfg.kafka.topic_prefix}*)"
+        if cfg.run_projections:
+            where += f", read models {cfg.views}"
+        return where + (", firing schedules" if cfg.run_scheduler else "")
 
     async def _open_read_models(self) -> None:
         cfg = self.config
@@ -156,6 +173,7 @@ class KafkaNode(Node):
         cfg = self.config
         self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher,
                                      partitions=())  # fmt: skip
+        self.dispatcher.reduce = logging_outcomes(self.dispatcher.reduce)  # server_log.py
         if cfg.run_projections:
             self.dispatcher.known_jobs = self.queries.finished
         await self.dispatcher.start(follow=False)
@@ -189,6 +207,7 @@ class KafkaNode(Node):
         """Workers first (stop picking, let running attempts finish within the grace, then
         leave the group so the others take over at once), the scheduler next, then the
         projections once they show what this node appended."""
+        log_stopping(self.dispatcher)
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self.scheduler is not None:
@@ -207,6 +226,7 @@ class KafkaNode(Node):
             await self.store.close()
             self.host = None
         await self.backend.close()
+        log_stopped()
 
     def log_writable(self) -> bool:
         return not self.backend.closed

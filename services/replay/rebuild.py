@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import pickle
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from operator import attrgetter
@@ -25,10 +27,15 @@ from jobledger.schemas import JOBS, LOGS, WORKERS, Envelope
 from jobledger.services.log.protocol import LogBackend, LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend, sample_keys
 from jobledger.services.replay.bulk import Folded, fold_partitions
+from jobledger.services.replay.guard import refuse_an_open_file
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
+from jobledger.services.runtime.server_log import note
 
 if TYPE_CHECKING:
     from jobledger.services.log.kafka import KafkaConfig
+
+replay_log = logging.getLogger("jobledger.replay")
+PROGRESS_EVERY_S = 5.0  # at most one progress line this often
 
 
 async def replay(db: Path, out: Path, show_progress: bool = True) -> dict[str, str]:
@@ -84,21 +91,24 @@ async def rebuild_from(
 
     The models are built in a fresh file next to out, with durability off (store.py,
     bulk), and renamed over out only once complete: a crash or an error leaves out as it
-    was, and the half-built file is only ever replayed again, never read."""
+    was, and the half-built file is only ever replayed again, never read. An out that a
+    process holds open (a server's read models) is refused with OutInUse (guard.py)."""
     building = Path(f"{out}.building")
-    remove_db(building)
     try:
-        store = await ReadModelStore.open(building, bulk=True)
-        try:
-            await _catch_up(Projector(backend, store), backend, show_progress, bulk)
-            await store.finish_bulk()
-        finally:
-            await store.close()
-        remove_sidecars(out)  # SQLite would apply out's old -wal to the new file
-        os.replace(building, out)
-    except BaseException:
+        refuse_an_open_file(out)
         remove_db(building)
-        raise
+        try:
+            store = await ReadModelStore.open(building, bulk=True)
+            try:
+                await _catch_up(Projector(backend, store), backend, show_progress, bulk)
+                await store.finish_bulk()
+            finally:
+                await store.close()
+            remove_sidecars(out)  # SQLite would apply out's old -wal to the new file
+            os.replace(building, out)
+        except BaseException:
+            remove_db(building)
+            raise
     finally:
         await backend.close()
 
@@ -112,14 +122,53 @@ async def _catch_up(
             total += sum((await backend.topic(topic).end_offsets()).values())
         except LogError:
             pass  # a log written before this topic existed (the projector skips it too)
+    logged = ReplayProgress(total)
     with Progress(disable=not show_progress, transient=True) as bar:
         task = bar.add_task("replaying events", total=total)
+
+        def advance(events: int) -> None:
+            bar.advance(task, events)
+            logged.advance(events)
+
         if bulk is not None:
             # The jobs model first: a worker writes the store's file meanwhile, so nothing
             # else may. The projector then finds the jobs topic applied.
             ends = await backend.topic(JOBS).end_offsets()
-            await bulk.fold(ends, projector, lambda n: bar.advance(task, n))
-        await projector.catch_up(on_batch=lambda n: bar.advance(task, n))
+            await bulk.fold(ends, projector, advance)
+        await projector.catch_up(on_batch=advance)
+    logged.finished()
+
+
+class ReplayProgress:
+    """A replay's progress as log lines (services/runtime/server_log.py): one as it starts,
+    one every PROGRESS_EVERY_S at most while it runs, one when every event is applied."""
+
+    def __init__(self, total: int, now: Callable[[], float] = time.monotonic):
+        self.total = total
+        self.done = 0
+        self.now = now  # only paces the lines: the replay's results never depend on it
+        self.started = self.last = now()
+        note(replay_log, logging.INFO, "replay.started", "replay: applying %d events from "
+             "offset 0", total, total=total)
+
+    def advance(self, events: int) -> None:
+        self.done += events
+        now = self.now()
+        if now - self.last >= PROGRESS_EVERY_S and self.done < self.total:
+            self.last = now
+            note(replay_log, logging.INFO, "replay.progress",
+                 "replay: %d of %d events applied (%d%%), %d events/s", self.done, self.total,
+                 100 * self.done // max(self.total, 1), self._rate(now), events=self.done,
+                 total=self.total)
+
+    def finished(self) -> None:
+        now = self.now()
+        note(replay_log, logging.INFO, "replay.finished",
+             "replay: %d events applied in %.1fs, %d events/s", self.done, now - self.started,
+             self._rate(now), events=self.done, seconds=round(now - self.started, 3))
+
+    def _rate(self, now: float) -> int:
+        return round(self.done / (now - self.started)) if now > self.started else 0
 
 
 class _BulkJobs:

@@ -1,0 +1,129 @@
+"""How the long-running commands (`serve`, `worker`, `api`) and `replay` log: the
+--log-level and --log-format flags, the two formats, and `configure`, called once by
+main() for every command that has the flags. The lines themselves are written where
+things happen (services/runtime/server_log.py); docs/operations.md lists them.
+
+Lines go to stderr. `text` is one line per event for people: the time, the level and a
+sentence. `json` is one JSON object per line for log shippers: time, level, logger,
+event, message, and the event's fields (task_id, task_type, attempt, worker, ...).
+`auto`, the default, is text when stderr is a terminal, json otherwise (a service
+manager, a container, a pipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TextIO
+
+import msgspec
+
+from jobledger.services.cli.common import env
+from jobledger.services.runtime.server_log import iso_utc
+
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("auto", "text", "json")
+# Other libraries' lines (aiokafka, uvicorn, faust) are shown from this level whatever
+# --log-level says: at info, aiokafka alone writes a dozen lines per rebalance.
+LIBRARY_LEVEL = logging.WARNING
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+
+
+def add_log_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument("--log-level", type=_one_of(LEVELS), default=env("LOG_LEVEL", "info"),
+                       metavar="{" + ",".join(LEVELS) + "}",
+                       help="jobledger's lines on stderr from this level up: info tells start, "
+                       "stop, failed and retried jobs, lost workers; debug also every "
+                       "completed job (default info; env JOBLEDGER_LOG_LEVEL)")
+    group.add_argument("--log-format", type=_one_of(FORMATS), default=env("LOG_FORMAT", "auto"),
+                       metavar="{" + ",".join(FORMATS) + "}",
+                       help="text: a line for people; json: a JSON object per line; auto: text "
+                       "when stderr is a terminal, else json (default auto; env "
+                       "JOBLEDGER_LOG_FORMAT)")
+
+
+def _one_of(values: tuple[str, ...]) -> Callable[[str], str]:
+    """A type, not choices: argparse does not check a default (from a JOBLEDGER_* variable)
+    against choices."""
+
+    def check(value: str) -> str:
+        if value.lower() not in values:
+            raise argparse.ArgumentTypeError(f"one of {', '.join(values)}, got {value!r}")
+        return value.lower()
+
+    return check
+
+
+def configure(level: str, log_format: str, stream: TextIO | None = None) -> logging.Handler:
+    """Send log lines to stream (default: sys.stderr as it is when each line is written)
+    in log_format; jobledger's from level up, other libraries' from LIBRARY_LEVEL up.
+    Calling it again replaces what an earlier call set up."""
+    handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
+    handler.set_name("jobledger")
+    if log_format == "auto":
+        log_format = "text" if (stream or sys.stderr).isatty() else "json"
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == "jobledger"]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    number = logging.getLevelName(level.upper())
+    root.setLevel(max(number, LIBRARY_LEVEL))
+    logging.getLogger("jobledger").setLevel(number)
+    return handler
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stderr as it is at each line: a progress bar (rich, under `replay`)
+    swaps in a proxy that prints lines above the bar."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """The event name and fields a line was logged with (server_log.note), else none."""
+    fields = getattr(record, "fields", None)
+    return fields if isinstance(fields, dict) else {}
+
+
+class TextFormatter(logging.Formatter):
+    """`2025-06-01 14:03:07.123 INFO    <message>` on one line; a line that is not one of
+    jobledger's events names its logger first. A traceback, if any, follows."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().replace("\n", "\\n")
+        if "event" not in fields_of(record):
+            message = f"{record.name}: {message}"
+        stamp = datetime.fromtimestamp(record.created).isoformat(" ", timespec="milliseconds")
+        line = f"{stamp} {record.levelname:<7} {message}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, event ("log" for a
+    line that is not one of jobledger's events), the event's fields, message, and exc
+    (the traceback) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": iso_utc(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": "log",
+            **fields_of(record),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return _encode(line).decode()
