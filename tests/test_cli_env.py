@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from jobledger.services.cli.env import RULE, leaf_parsers, long_name, variable_of
+from jobledger.services.cli.env import RULE, EnvParser, leaf_parsers, long_name, variable_of
 from jobledger.services.cli.main import build_parser, main
 
 # Values for flags whose type accepts only some strings; every other flag gets a sample of
@@ -175,3 +175,15 @@ def test_help_says_the_rule_once_and_no_flag_repeats_it(capsys: pytest.CaptureFi
         out = " ".join(capsys.readouterr().out.split())
         assert " ".join(RULE.split()) in out
         assert out.count("JOBLEDGER_") == RULE.count("JOBLEDGER_"), argv
+
+
+def test_exclusive_flags_keep_argparse_s_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A default a marker stood in for comes back as argparse gives it: a string through the
+    flag's type, SUPPRESS as no attribute."""
+    parser = EnvParser(prog="jobledger")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--every", type=int, default="5")
+    group.add_argument("--cron", default=argparse.SUPPRESS)
+    monkeypatch.setenv("JOBLEDGER_EVERY", "7")
+    assert vars(parser.parse_args([])) == {"every": 7}
+    assert vars(parser.parse_args(["--cron", "x"])) == {"every": 5, "cron": "x"}

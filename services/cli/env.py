@@ -80,8 +80,13 @@ class EnvParser(argparse.ArgumentParser):
             parsed, rest = super().parse_known_args(args, namespace)
         given = {a for a, marker in markers.items() if getattr(parsed, a.dest) is not marker}
         for action, marker in markers.items():
-            if getattr(parsed, action.dest) is marker:
-                setattr(parsed, action.dest, self._value(action, from_env, given))
+            if getattr(parsed, action.dest) is not marker:
+                continue
+            value = self._value(action, from_env, given)
+            if value is argparse.SUPPRESS:  # as argparse does: no attribute at all
+                delattr(parsed, action.dest)
+            else:
+                setattr(parsed, action.dest, value)
         return parsed, rest
 
     def _variables(self) -> dict[argparse.Action, Any]:
@@ -142,7 +147,10 @@ class EnvParser(argparse.ArgumentParser):
                  if action in g._group_actions]  # fmt: skip
         group = mates[0] if mates else [action]
         if action not in from_env or any(a in given for a in group):
-            return action.default
+            default = action.default  # converted by its type when a string, as argparse does
+            if isinstance(default, str) and default != argparse.SUPPRESS:
+                return self._get_value(action, default)
+            return default
         named = [variable_of(a) for a in group if a in from_env]
         if len(named) > 1:
             self.error(f"{' and '.join(map(str, named))} exclude each other: set one of them")
