@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
@@ -76,8 +77,12 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None) -> S
     return app
 
 
-def run_server(web: Starlette, host: str, port: int) -> None:
-    """Serve the app with uvicorn until stopped, as `jobledger serve` and `jobledger api` do.
+def run_server(web: Starlette, sock: socket.socket, banner: str) -> None:
+    """Serve the app with uvicorn on a bound socket until stopped, as `jobledger serve` and
+    `jobledger api` do. The app's lifespan (the node's start) runs first, then the socket
+    listens, then the banner is printed to stderr: nothing claims to serve before it does.
+    A failed start raises its own exception (a LogError for a locked log, ...) for the CLI to
+    report in one line; under uvicorn's lifespan protocol it was logged as a traceback.
 
     No access log: at log level warning it is never printed, but uvicorn would still format
     each request's line (about 2 % of the event loop under POST load). No permessage-deflate:
@@ -86,6 +91,9 @@ def run_server(web: Starlette, host: str, port: int) -> None:
     tens of KB. An update is a few hundred bytes (docs/api.md)."""
     import uvicorn
 
+    from .server import Server
+
     tune_gc()
-    uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False,
-                ws_per_message_deflate=False)
+    config = uvicorn.Config(web, log_level="warning", access_log=False,
+                            ws_per_message_deflate=False, lifespan="off")
+    Server(config, web, banner).run(sockets=[sock])

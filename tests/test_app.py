@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jobledger.services.handlers.app import App, Handler, load_app
+from jobledger.services.handlers.app import App, AppLoadError, Handler, load_app
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.handlers.demo import demo
 
@@ -74,15 +77,47 @@ def test_load_app_without_module_and_attribute_says_what_a_spec_looks_like(spec:
 
 
 def test_load_app_names_a_missing_module() -> None:
-    with pytest.raises(ModuleNotFoundError, match="jobledger.services.no_such_module"):
+    with pytest.raises(AppLoadError, match="no module named 'jobledger.services.no_such_module'"):
         load_app("jobledger.services.no_such_module:app")
 
 
 def test_load_app_names_a_missing_attribute() -> None:
-    with pytest.raises(AttributeError, match="jobledger.services.handlers.demo.*no_such_app"):
+    with pytest.raises(AppLoadError, match="module jobledger.services.handlers.demo has no "
+                       "attribute 'no_such_app'"):  # fmt: skip
         load_app("jobledger.services.handlers.demo:no_such_app")
 
 
 def test_load_app_says_when_the_attribute_is_not_an_app() -> None:
-    with pytest.raises(ValueError, match="demo:echo is a function, not a jobledger App"):
+    with pytest.raises(AppLoadError, match="demo:echo: echo is a function, not a jobledger App"):
         load_app("jobledger.services.handlers.demo:echo")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder holding the user's module, as the current directory, not on sys.path (as
+    under the `jobledger` script, whose sys.path starts with its own folder)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    return tmp_path
+
+
+def _module(folder: Path, source: str) -> str:
+    name = f"userjobs_{uuid.uuid4().hex[:8]}"  # a fresh name: sys.modules keeps what it imported
+    (folder / f"{name}.py").write_text(source)
+    return name
+
+
+def test_load_app_finds_a_module_in_the_current_directory(project: Path) -> None:
+    name = _module(project, "from jobledger import App\napp = App()\n")
+    assert isinstance(load_app(f"{name}:app"), App)
+    assert sys.path[0] == str(project)
+
+
+def test_a_module_that_fails_to_import_is_one_line_naming_its_error(project: Path) -> None:
+    broken = _module(project, "import no_such_dependency_xyz\n")
+    with pytest.raises(AppLoadError, match=f"--app {broken}:app: importing {broken} failed: "
+                       "No module named 'no_such_dependency_xyz'"):  # fmt: skip
+        load_app(f"{broken}:app")
+    raising = _module(project, "1 / 0\n")
+    with pytest.raises(AppLoadError, match="raised ZeroDivisionError: division by zero"):
+        load_app(f"{raising}:app")

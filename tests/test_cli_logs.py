@@ -115,11 +115,12 @@ def test_a_bad_format_is_named_by_its_flag(monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(SystemExit) as exit_:
         main(["serve", "--log-format", "yaml"])
     assert exit_.value.code == 2
-    assert "--log-format: one of auto, text, json, got 'yaml'" in capsys.readouterr().err
+    assert "--log-format: invalid choice: 'yaml'" in capsys.readouterr().err
     monkeypatch.setenv("JOBLEDGER_LOG_LEVEL", "loud")
     with pytest.raises(SystemExit):
         main(["serve"])
-    assert "--log-level: one of debug, info, warning, error, got 'loud'" in capsys.readouterr().err
+    assert ("JOBLEDGER_LOG_LEVEL (the variable of --log-level): invalid choice: 'loud'"
+            in capsys.readouterr().err)
 
 
 # -- a real server ------------------------------------------------------------------------

@@ -26,18 +26,21 @@ def test_bad_flags_are_named(argv: list[str], message: str,
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
-def test_a_bad_variable_is_reported_by_its_flag(monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_a_bad_variable_is_reported_by_its_name_and_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("JOBLEDGER_SESSION_TIMEOUT_MS", "soon")
     with pytest.raises(SystemExit) as exit_:
         main(["worker", "--broker", BROKER, "--demo"])
     assert exit_.value.code == 2
-    assert "--session-timeout-ms: invalid int value: 'soon'" in capsys.readouterr().err
+    assert ("JOBLEDGER_SESSION_TIMEOUT_MS (the variable of --session-timeout-ms): invalid int "
+            "value: 'soon'") in capsys.readouterr().err
     monkeypatch.setenv("JOBLEDGER_SESSION_TIMEOUT_MS", "2000")
     monkeypatch.setenv("JOBLEDGER_PROJECTION_HOST", "kafka-streams")
     with pytest.raises(SystemExit):
         main(["api", "--broker", BROKER])
-    assert "--projection-host: one of aiokafka, faust, got 'kafka-streams'" in capsys.readouterr().err
+    assert ("JOBLEDGER_PROJECTION_HOST (the variable of --projection-host): one of aiokafka, "
+            "faust, got 'kafka-streams'") in capsys.readouterr().err
     assert main(["schema"]) == 0  # commands without the flag do not care
 
 

@@ -146,3 +146,11 @@ async def test_the_docs_page_renders_every_operation_and_schema_without_scripts(
         assert f"id='schema-{name}'" in page
     assert "integer (&gt;= 0, &lt;= 255)" in page  # priority, escaped
     assert "other fields are refused" in page  # TaskRequest forbids unknown fields
+
+
+async def test_the_root_redirects_to_the_docs_page_until_there_is_a_dashboard(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/")
+    assert (response.status_code, response.headers["location"]) == (307, "/docs")
+    assert (await client.get("/", follow_redirects=True)).url.path == "/docs"

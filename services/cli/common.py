@@ -1,16 +1,23 @@
-"""What the CLI's command modules share: environment defaults, the server flag, the exit
-codes, and running a client call with one line per failure."""
+"""What the CLI's command modules share: one line per failure (a bad flag, a command that
+cannot start, a client call refused), the exit codes, the server flag, the checks done
+before starting."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import enum
+import errno
 import os
 import re
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, overload
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobledger.services.handlers.app import App
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
@@ -44,46 +51,111 @@ class UsageError(ValueError):
     """A flag (or its environment variable) has a bad value; the message names it."""
 
 
-@overload
-def env(name: str, default: str) -> str: ...
-@overload
-def env(name: str, default: None) -> str | None: ...
-def env(name: str, default: str | None) -> str | None:
-    """JOBLEDGER_<name>, else the default."""
-    return os.environ.get(f"JOBLEDGER_{name}", default)
+class StartupError(Exception):
+    """The command cannot start (a port in use, a folder it cannot write); the message says
+    why and what to do, in one line."""
 
 
-def env_int(name: str) -> int | None:
-    value = os.environ.get(f"JOBLEDGER_{name}")
-    return int(value) if value else None
+def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command. A failure it can explain (a bad flag or variable, a bad --app, a port
+    in use, a log that is locked or cannot be reached) is one line on stderr and exit status
+    2 for a bad value, 1 for the rest; its traceback is printed with --debug only."""
+    from jobledger.services.log.protocol import LogError
+
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, StartupError, LogError) as error:  # UsageError is a ValueError
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, ValueError) else 1
 
 
-def env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(f"JOBLEDGER_{name}")
-    if value is None:
-        return default
-    return value.strip().lower() not in ("0", "false", "no", "off", "")
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, before anything else starts: a port in use is one line
+    naming --port, and the banner waits for the port (api/app.py:run_server)."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port}: give a port from 0 to 65535")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise StartupError(_cannot_listen(host, port, error)) from error
+    return sock
+
+
+def _cannot_listen(host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return (f"{host}:{port} is already in use by another process: stop it, or choose "
+                "another --port")
+    if error.errno == errno.EACCES:
+        return (f"no permission to listen on port {port}: choose a --port from 1024 up, or "
+                "run as a user allowed to")
+    if error.errno == errno.EADDRNOTAVAIL or isinstance(error, socket.gaierror):
+        return (f"--host {host}: not an address of this machine ({error.strerror}): give one "
+                "of its addresses, 127.0.0.1 or 0.0.0.0")
+    return f"cannot listen on {host}:{port}: {error.strerror or error}"
+
+
+def check_data_file(path: Path, flag: str) -> None:
+    """Fail in one line naming the flag unless a data file can be made or opened at path:
+    its folder exists and this user can write there. Checked before anything starts, so the
+    line says which flag to change rather than what sqlite could not open."""
+    folder = path.parent
+    if path.is_dir():
+        raise StartupError(f"{flag} {path} is a folder: give a file in it, such as "
+                           f"{path / 'jobledger.db'}")
+    if not folder.is_dir():
+        raise StartupError(f"{flag} {path}: {folder} is not a folder that exists: create it, "
+                           f"or choose another {flag}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StartupError(f"{flag} {path}: this user cannot write in {folder}: give it the "
+                           f"right to, or choose another {flag}")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StartupError(f"{flag} {path}: this user cannot read and write it: give it the "
+                           f"right to, or choose another {flag}")
+
+
+def app_of(args: argparse.Namespace, required: bool) -> App:
+    """The handlers of a command's --demo and --app. Required: a worker without any is a
+    usage error."""
+    from jobledger.services.handlers.app import App, load_app
+    from jobledger.services.handlers.demo import demo
+
+    app = App()
+    if args.demo:
+        app.include(demo)
+    if args.app:
+        app.include(load_app(args.app))
+    if required and not app.handlers:
+        raise UsageError("--app: give your handlers as module:attribute (or --demo)")
+    return app
 
 
 def server_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=env("SERVER", DEFAULT_SERVER),
+    parser.add_argument("--server", default=DEFAULT_SERVER,
                         help=f"the server's URL, http:// assumed without a scheme "
-                        f"(default {DEFAULT_SERVER}; env JOBLEDGER_SERVER)")
+                        f"(default {DEFAULT_SERVER})")
 
 
 def allow_unknown_task_types_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-unknown-task-types", action="store_true",
-                        default=env_flag("ALLOW_UNKNOWN_TASK_TYPES", False),
                         help="accept tasks of types no handler is known for (they wait for "
-                        "one; by default they are refused with UNKNOWN_TASK_TYPE; env "
-                        "JOBLEDGER_ALLOW_UNKNOWN_TASK_TYPES=1)")
+                        "one; by default they are refused with UNKNOWN_TASK_TYPE)")
+
+
+NO_TASK_TYPES = ("jobledger: warning: no task types: this server has no handlers "
+                 "(give --app module:attribute, or --demo)")
 
 
 def warn_without_task_types(handlers: object) -> None:
     """`serve` with no handlers: every task type is unknown to it (one line on stderr)."""
     if not handlers:
-        print("jobledger: warning: no task types: this server has no handlers "
-              "(give --app module:attribute, or --demo)", file=sys.stderr)
+        print(NO_TASK_TYPES, file=sys.stderr)
 
 
 def flag_names(parser: argparse.ArgumentParser, **fields: str) -> dict[str, str]:

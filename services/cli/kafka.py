@@ -1,5 +1,6 @@
 """The Kafka mode's commands: `jobledger worker`, `jobledger api`, and the `--broker` of
-`jobledger serve` and `jobledger replay`. Every flag has a JOBLEDGER_* environment variable.
+`jobledger serve` and `jobledger replay`. Every flag has a JOBLEDGER_* environment variable
+(services/cli/env.py).
 """
 
 from __future__ import annotations
@@ -8,15 +9,16 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobledger.services.cli.common import (
     UsageError,
     allow_unknown_task_types_arg,
-    env,
-    env_flag,
+    app_of,
+    check_data_file,
+    listen,
     warn_without_task_types,
 )
 from jobledger.services.cli.logs import add_log_args
@@ -33,50 +35,42 @@ SCHEME = "kafka://"
 
 
 def add_kafka_args(parser: argparse.ArgumentParser, required: bool) -> None:
-    """The flags that say which Kafka cluster and topics to use. Defaults from JOBLEDGER_*
-    variables are strings that argparse converts like the flag's value, so a bad one is
-    reported naming the flag, by the commands that have it only."""
+    """The flags that say which Kafka cluster and topics to use."""
     group = parser.add_argument_group("Kafka")
     group.add_argument(
-        "--broker", default=env("BROKER", None), required=required and not env("BROKER", None),
-        help="kafka://HOST:PORT[,HOST:PORT...]: the Kafka cluster (env JOBLEDGER_BROKER)"
+        "--broker", required=required,
+        help="kafka://HOST:PORT[,HOST:PORT...]: the Kafka cluster"
         + ("" if required else "; without it, the embedded SQLite mode"))
-    group.add_argument("--topic-prefix", default=env("TOPIC_PREFIX", "jobledger."),
-                       help="prefix of every topic name (default 'jobledger.'; env JOBLEDGER_TOPIC_PREFIX)")
-    group.add_argument("--replication-factor", type=int,
-                       default=env("REPLICATION_FACTOR", "1"),
+    group.add_argument("--topic-prefix", default="jobledger.",
+                       help="prefix of every topic name (default 'jobledger.')")
+    group.add_argument("--replication-factor", type=int, default=1,
                        help="replicas of topics jobledger creates (default 1; use 3 in "
-                       "production; env JOBLEDGER_REPLICATION_FACTOR)")
+                       "production)")
     group.add_argument("--min-insync-replicas", type=int,
-                       default=env("MIN_INSYNC_REPLICAS", None),
                        help="min.insync.replicas of topics jobledger creates (default: the "
-                       "broker's; env JOBLEDGER_MIN_INSYNC_REPLICAS)")
-    group.add_argument("--idempotence", action=argparse.BooleanOptionalAction,
-                       default=env_flag("IDEMPOTENCE", True),
+                       "broker's)")
+    group.add_argument("--idempotence", action=argparse.BooleanOptionalAction, default=True,
                        help="the idempotent producer (default on; turn off only for brokers "
-                       "that cannot do it; env JOBLEDGER_IDEMPOTENCE=0)")
-    group.add_argument("--session-timeout-ms", type=int,
-                       default=env("SESSION_TIMEOUT_MS", "10000"),
+                       "that cannot do it)")
+    group.add_argument("--session-timeout-ms", type=int, default=10_000,
                        help="consumer-group session timeout: a dead process's partitions move "
-                       "after about this long (default 10000; env JOBLEDGER_SESSION_TIMEOUT_MS)")
+                       "after about this long (default 10000)")
 
 
 def _partitions_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--partitions", type=int,
-                        default=env("PARTITIONS", str(DEFAULT_PARTITIONS)),
+    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS,
                         help=f"partitions of each topic jobledger creates (default "
-                        f"{DEFAULT_PARTITIONS}; existing topics keep theirs; env JOBLEDGER_PARTITIONS)")
+                        f"{DEFAULT_PARTITIONS}; existing topics keep theirs)")
 
 
 def views_arg(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--views", type=Path, default=Path(env("VIEWS", DEFAULT_VIEWS)),
-                        help=f"this process's read-model file, {what} (default ./{DEFAULT_VIEWS}; "
-                        "env JOBLEDGER_VIEWS)")
+    parser.add_argument("--views", type=Path, default=Path(DEFAULT_VIEWS),
+                        help=f"this process's read-model file, {what} (default ./{DEFAULT_VIEWS})")
 
 
 def _projection_host(value: str) -> str:
-    """A type, not choices: argparse does not check a default (from a JOBLEDGER_* variable)
-    against choices."""
+    """A type, not choices: the node module (faust, aiokafka) is imported only when the
+    flag is used."""
     from jobledger.services.node.kafka import PROJECTION_HOSTS
 
     if value not in PROJECTION_HOSTS:
@@ -86,44 +80,35 @@ def _projection_host(value: str) -> str:
 
 def _projection_host_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--projection-host", type=_projection_host, metavar="{aiokafka,faust}",
-                        default=env("PROJECTION_HOST", "aiokafka"),
+                        default="aiokafka",
                         help="what feeds the read models: aiokafka tails (default) or "
-                        "faust-streaming agents, which cost about four times the CPU per job "
-                        "(env JOBLEDGER_PROJECTION_HOST)")
+                        "faust-streaming agents, which cost about four times the CPU per job")
 
 
 def _app_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--app", default=env("APP", None),
-                        help="your handlers, as module:attribute naming a jobledger App (env JOBLEDGER_APP)")
-    parser.add_argument("--demo", action="store_true", default=env_flag("DEMO", False),
-                        help="register the demo jobs: echo, sleep, fail, flaky (env JOBLEDGER_DEMO=1)")
+    parser.add_argument("--app", help="your handlers, as module:attribute naming a jobledger App")
+    parser.add_argument("--demo", action="store_true",
+                        help="register the demo jobs: echo, sleep, fail, flaky")
 
 
 def _worker_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--concurrency", type=int, default=env("CONCURRENCY", "8"),
-                        help="worker slots: jobs run at once (default 8; env JOBLEDGER_CONCURRENCY)")
-    parser.add_argument("--lease-seconds", type=float,
-                        default=env("LEASE_SECONDS", "30"),
-                        help="lease of a picked job, renewed by heartbeats (default 30; env "
-                        "JOBLEDGER_LEASE_SECONDS)")
-    parser.add_argument("--shutdown-grace-seconds", type=float,
-                        default=env("SHUTDOWN_GRACE_SECONDS", "10"),
-                        help="on SIGTERM, how long running jobs may finish (default 10; env "
-                        "JOBLEDGER_SHUTDOWN_GRACE_SECONDS)")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="worker slots: jobs run at once (default 8)")
+    parser.add_argument("--lease-seconds", type=float, default=30.0,
+                        help="lease of a picked job, renewed by heartbeats (default 30)")
+    parser.add_argument("--shutdown-grace-seconds", type=float, default=10.0,
+                        help="on SIGTERM, how long running jobs may finish (default 10)")
 
 
 def _http_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=env("HOST", "127.0.0.1"),
-                        help="default 127.0.0.1 (env JOBLEDGER_HOST)")
-    parser.add_argument("--port", type=int, default=env("PORT", "8080"),
-                        help="default 8080 (env JOBLEDGER_PORT)")
-    parser.add_argument("--max-projection-lag-ms", type=int,
-                        default=env("MAX_PROJECTION_LAG_MS", "10000"),
-                        help="/health is degraded (503) when the projections lag more (default 10000)")
-    parser.add_argument("--catch-up-seconds", type=float,
-                        default=env("CATCH_UP_SECONDS", "60"),
+    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="default 8080")
+    parser.add_argument("--max-projection-lag-ms", type=int, default=10_000,
+                        help="/health is degraded (503) when the projections lag more "
+                       "(default 10000)")
+    parser.add_argument("--catch-up-seconds", type=float, default=60.0,
                         help="at start, wait up to this long for the read models to reach the "
-                        "log's end before serving (default 60; env JOBLEDGER_CATCH_UP_SECONDS)")
+                        "log's end before serving (default 60)")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -141,9 +126,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     _partitions_arg(worker)
     _app_args(worker)
     _worker_args(worker)
-    worker.add_argument("--schedules", action=argparse.BooleanOptionalAction,
-                        default=env_flag("SCHEDULES", False),
-                        help="also fire schedules (default off; env JOBLEDGER_SCHEDULES=1)")
+    worker.add_argument("--schedules", action=argparse.BooleanOptionalAction, default=False,
+                        help="also fire schedules (default off)")
     views_arg(worker, "used with --schedules")
     _projection_host_arg(worker)
     add_log_args(worker)
@@ -180,20 +164,6 @@ def kafka_config(args: argparse.Namespace, partitions: int | None = None) -> Kaf
     )
 
 
-def _app_of(args: argparse.Namespace, required: bool) -> App:
-    from jobledger.services.handlers.app import load_app
-    from jobledger.services.handlers.demo import demo
-
-    app = App()
-    if args.demo:
-        app.include(demo)
-    if args.app:
-        app.include(load_app(args.app))
-    if required and not app.handlers:
-        raise UsageError("--app: give your handlers as module:attribute (or --demo)")
-    return app
-
-
 def _node_config(args: argparse.Namespace, **roles: bool) -> KafkaNodeConfig:
     from jobledger.services.kafka.ownership import GroupSettings
     from jobledger.services.node.kafka import KafkaNodeConfig
@@ -215,25 +185,6 @@ def _node_config(args: argparse.Namespace, **roles: bool) -> KafkaNodeConfig:
     )
 
 
-def _usage(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Bad flags end with a one-line error and status 2, a log that cannot be reached with
-    one line and status 1; never a traceback."""
-
-    def guarded(args: argparse.Namespace) -> int:
-        from jobledger.services.log.protocol import LogError
-
-        try:
-            return run(args)
-        except (UsageError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        except LogError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-
-    return guarded
-
-
 def node_config_for(args: argparse.Namespace) -> KafkaNodeConfig:
     """The node the parsed `worker`, `api` or `serve --broker` command runs."""
     if args.command == "worker":
@@ -245,16 +196,16 @@ def node_config_for(args: argparse.Namespace) -> KafkaNodeConfig:
                         run_scheduler=not args.no_workers)  # fmt: skip
 
 
-@_usage
 def worker(args: argparse.Namespace) -> int:
     from jobledger.services.node.kafka import KafkaNode
 
-    app = _app_of(args, required=True)
+    app = app_of(args, required=True)
     config = node_config_for(args)
-    print(f"jobledger worker: {args.broker} ({args.topic_prefix}*), {len(app.handlers)} task "
-          f"types, {args.concurrency} slots" + (", schedules" if args.schedules else ""),
-          file=sys.stderr)  # fmt: skip
-    _run(_run_until_signalled(KafkaNode(config, app)))
+    if args.schedules:
+        check_data_file(args.views, "--views")
+    banner = (f"jobledger worker: {args.broker} ({args.topic_prefix}*), {len(app.handlers)} "
+              f"task types, {args.concurrency} slots" + (", schedules" if args.schedules else ""))
+    _run(_run_until_signalled(KafkaNode(config, app), banner))
     return 0
 
 
@@ -271,24 +222,23 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-async def _run_until_signalled(node: KafkaNode) -> None:
+async def _run_until_signalled(node: KafkaNode, banner: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with node:
+        print(banner, file=sys.stderr, flush=True)  # once started: it has joined the group
         await stop.wait()
 
 
-@_usage
 def api(args: argparse.Namespace) -> int:
     return _serve_http(args, App())
 
 
-@_usage
 def serve(args: argparse.Namespace) -> int:
     """`jobledger serve --broker`: projections, API, workers and scheduler in one process."""
-    app = _app_of(args, required=False)
+    app = app_of(args, required=False)
     warn_without_task_types(app.handlers)
     return _serve_http(args, app)
 
@@ -298,8 +248,9 @@ def _serve_http(args: argparse.Namespace, app: App) -> int:
     from jobledger.services.node.kafka import KafkaNode
 
     config = node_config_for(args)
+    check_data_file(args.views, "--views")
+    sock = listen(args.host, args.port)
     web = create_app(lambda: KafkaNode(config, app))
-    print(f"jobledger: {args.broker} ({args.topic_prefix}*), read models {args.views}, "
-          f"http://{args.host}:{args.port}", file=sys.stderr)
-    run_server(web, args.host, args.port)
+    run_server(web, sock, f"jobledger: {args.broker} ({args.topic_prefix}*), read models "
+               f"{args.views}, http://{args.host}:{args.port}")
     return 0

@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
 import msgspec
 
-from jobledger.services.cli.common import env
 from jobledger.services.runtime.server_log import iso_utc
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -34,28 +32,13 @@ _encode = msgspec.json.Encoder(enc_hook=str).encode
 
 def add_log_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("logging")
-    group.add_argument("--log-level", type=_one_of(LEVELS), default=env("LOG_LEVEL", "info"),
-                       metavar="{" + ",".join(LEVELS) + "}",
+    group.add_argument("--log-level", type=str.lower, choices=LEVELS, default="info",
                        help="jobledger's lines on stderr from this level up: info tells start, "
                        "stop, failed and retried jobs, lost workers; debug also every "
-                       "completed job (default info; env JOBLEDGER_LOG_LEVEL)")
-    group.add_argument("--log-format", type=_one_of(FORMATS), default=env("LOG_FORMAT", "auto"),
-                       metavar="{" + ",".join(FORMATS) + "}",
+                       "completed job (default info)")
+    group.add_argument("--log-format", type=str.lower, choices=FORMATS, default="auto",
                        help="text: a line for people; json: a JSON object per line; auto: text "
-                       "when stderr is a terminal, else json (default auto; env "
-                       "JOBLEDGER_LOG_FORMAT)")
-
-
-def _one_of(values: tuple[str, ...]) -> Callable[[str], str]:
-    """A type, not choices: argparse does not check a default (from a JOBLEDGER_* variable)
-    against choices."""
-
-    def check(value: str) -> str:
-        if value.lower() not in values:
-            raise argparse.ArgumentTypeError(f"one of {', '.join(values)}, got {value!r}")
-        return value.lower()
-
-    return check
+                       "when stderr is a terminal, else json (default auto)")
 
 
 def configure(level: str, log_format: str, stream: TextIO | None = None) -> logging.Handler:

@@ -5,33 +5,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 from jobledger.services.cli import kafka as kafka_cli
 from jobledger.services.cli.common import (
     EXIT_CODES,
+    NO_TASK_TYPES,
     Exit,
     allow_unknown_task_types_arg,
-    env,
-    env_int,
+    app_of,
+    check_data_file,
     flag_names,
+    listen,
     run_client,
+    run_command,
     server_arg,
-    warn_without_task_types,
 )
+from jobledger.services.cli.env import RULE, EnvParser, leaf_parsers
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.cli.logs import configure as configure_logging
 from jobledger.services.cli.wait import add_wait_args, print_or_follow
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = EnvParser(
         prog="jobledger",
         description="An event-sourced job orchestrator: every step of every job is an event "
         "on a log; job details, runs, stats and workers are projections of it.",
+        epilog=RULE,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -40,28 +44,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run everything in one process over one SQLite file: the log, the read "
         "models (in <db>.views.db), the dispatcher with N worker slots and the HTTP API.",
     )
-    serve.add_argument("--db", type=Path, default=Path(env("DB", "jobledger.db")),
-                       help="the log file (default ./jobledger.db; env JOBLEDGER_DB)")
-    serve.add_argument("--host", default=env("HOST", "127.0.0.1"), help="default 127.0.0.1")
-    serve.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="default 8080")
-    serve.add_argument("--concurrency", type=int, default=int(env("CONCURRENCY", "8")),
+    serve.add_argument("--db", type=Path, default=Path("jobledger.db"),
+                       help="the log file (default ./jobledger.db)")
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="default 8080")
+    serve.add_argument("--concurrency", type=int, default=8,
                        help="worker slots: jobs run at once (default 8)")
-    serve.add_argument("--partitions", type=int, default=env_int("PARTITIONS"),
+    serve.add_argument("--partitions", type=int,
                        help="partitions of a new log file (default 4), or with --broker of "
                        "each Kafka topic jobledger creates (default 12)")
-    serve.add_argument("--lease-seconds", type=float, default=float(env("LEASE_SECONDS", "30")),
+    serve.add_argument("--lease-seconds", type=float, default=30.0,
                        help="lease of a picked job, renewed by heartbeats (default 30)")
     serve.add_argument("--demo", action="store_true",
                        help="register the demo jobs: echo, sleep, fail, flaky")
-    serve.add_argument("--app", default=os.environ.get("JOBLEDGER_APP"),
+    serve.add_argument("--app",
                        help="your handlers, as module:attribute naming a jobledger App")
     serve.add_argument("--no-workers", action="store_true",
                        help="serve the API and projections only; run no jobs (tasks of the "
                        "types of --app/--demo are still accepted)")
     allow_unknown_task_types_arg(serve)
-    serve.add_argument("--max-projection-lag-ms", type=int,
-                       default=int(env("MAX_PROJECTION_LAG_MS", "10000")),
-                       help="/health is degraded (503) when the projections lag more (default 10000)")
+    serve.add_argument("--max-projection-lag-ms", type=int, default=10_000,
+                       help="/health is degraded (503) when the projections lag more "
+                       "(default 10000)")
     add_log_args(serve)
     kafka_cli.add_kafka_args(serve, required=False)
     kafka_cli.views_arg(serve, "with --broker")
@@ -92,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read the whole log from offset 0 into fresh read models and print a "
         "checksum of each; with the live read models beside, compare them.",
     )
-    replay.add_argument("--db", type=Path, default=Path(env("DB", "jobledger.db")),
+    replay.add_argument("--db", type=Path, default=Path("jobledger.db"),
                         help="the log file (default ./jobledger.db)")
     replay.add_argument("--out", type=Path, help="the new read-model file (default "
                         "<db>.replay.db; with --broker ./jobledger.replay.db)")
@@ -107,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of every event",
                    description="Print the JSON Schema of the event envelope and every event.")
+    for command in leaf_parsers(parser):
+        command.add_argument("--debug", action="store_true",
+                             help="on a failure, print its traceback too")
+        # Filled here: `schedules` keeps its epilog's line breaks (RawDescriptionHelpFormatter).
+        command.epilog = "\n\n".join(filter(None, [command.epilog, textwrap.fill(RULE, 79)]))
     return parser
 
 
@@ -117,26 +126,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"serve": _serve, "submit": _submit, "status": _status, "replay": _replay,
                "schema": _schema, "schedules": _schedules, "worker": kafka_cli.worker,
                "api": kafka_cli.api}[args.command]
-    try:
-        return handler(args)
-    except KeyboardInterrupt:
-        return 130
+    return run_command(handler, args)
 
 
 def _serve(args: argparse.Namespace) -> int:
     if args.broker:
         return kafka_cli.serve(args)
     from jobledger.api.app import create_app, run_server
-    from jobledger.services.handlers.app import App, load_app
-    from jobledger.services.handlers.demo import demo
     from jobledger.services.node.embedded import EmbeddedNode, NodeConfig
     from jobledger.services.runtime.dispatcher import DispatcherConfig
 
-    app = App()
-    if args.demo:
-        app.include(demo)
-    if args.app:
-        app.include(load_app(args.app))
+    app = app_of(args, required=False)
+    check_data_file(args.db, "--db")
     config = NodeConfig(
         db=args.db, partitions=4 if args.partitions is None else args.partitions,
         run_workers=not args.no_workers,
@@ -144,11 +145,12 @@ def _serve(args: argparse.Namespace) -> int:
         allow_unknown_task_types=args.allow_unknown_task_types,
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
+    sock = listen(args.host, args.port)
     web = create_app(lambda: EmbeddedNode(config, app))
-    warn_without_task_types(app.handlers)
-    print(f"jobledger: log {args.db}, {len(app.handlers)} task types, "
-          f"http://{args.host}:{args.port}", file=sys.stderr)
-    run_server(web, args.host, args.port)
+    banner = (f"jobledger: log {args.db}, {len(app.handlers)} task types, "
+              f"http://{args.host}:{args.port}")
+    # The warning waits for a successful start, so a failed one stays one line.
+    run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
     return 0
 
 

@@ -13,8 +13,11 @@ Async handlers run on the event loop; plain functions run in a thread pool.
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from jobledger.schemas.schedules import ScheduleDefinition
@@ -28,7 +31,8 @@ from jobledger.services.handlers.declared import (
     manual,
 )
 
-__all__ = ["App", "Handler", "PermanentError", "cron", "date", "interval", "load_app", "manual"]
+__all__ = ["App", "AppLoadError", "Handler", "PermanentError", "cron", "date", "interval",
+           "load_app", "manual"]
 
 HandlerFn = Callable[[JobContext, Any], Any]
 
@@ -89,14 +93,42 @@ class App:
         self.schedules[schedule_id] = definition
 
 
-def load_app(spec: str) -> App:
-    """Import 'module:attribute' and return the App it names."""
-    import importlib
+class AppLoadError(ValueError):
+    """An --app spec that names no App; the message says which part is wrong."""
 
+
+def load_app(spec: str) -> App:
+    """Import 'module:attribute' and return the App it names. The current directory is
+    searched first, as uvicorn and celery do, so `--app myjobs:app` finds ./myjobs.py.
+    AppLoadError, one line, when the spec is malformed, its module is not found or fails to
+    import, or its attribute is missing or not an App."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ValueError(f"--app must look like module:attribute, got {spec!r}")
-    obj = getattr(importlib.import_module(module_name), attr)
+        raise AppLoadError(f"--app must look like module:attribute (e.g. myjobs:app), "
+                           f"got {spec!r}")
+    module = _import(module_name, spec)
+    if not hasattr(module, attr):
+        raise AppLoadError(f"--app {spec}: module {module_name} has no attribute {attr!r}")
+    obj = getattr(module, attr)
     if not isinstance(obj, App):
-        raise ValueError(f"{spec} is a {type(obj).__name__}, not a jobledger App")
+        raise AppLoadError(f"--app {spec}: {attr} is a {type(obj).__name__}, not a "
+                           "jobledger App")
     return obj
+
+
+def _import(module_name: str, spec: str) -> ModuleType:
+    import importlib
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):  # it, or its package
+            raise AppLoadError(f"--app {spec}: no module named {module_name!r} in "
+                               f"{os.getcwd()} or on sys.path") from error
+        raise AppLoadError(f"--app {spec}: importing {module_name} failed: {error}") from error
+    except Exception as error:  # the module's own code raised
+        raise AppLoadError(f"--app {spec}: importing {module_name} raised "
+                           f"{type(error).__name__}: {error} (--debug shows where)") from error

@@ -582,6 +582,39 @@ def _forget(futures: object) -> None:
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
+def producer_start_error(error: RuntimeError, config: KafkaConfig) -> LogError:
+    """What a failed producer start means, and what to do about it. aiokafka raises a
+    RuntimeError of its own when a compression codec's library is missing, and every
+    KafkaError is a RuntimeError too, so the Kafka errors are told apart first. With
+    idempotence on, the start's one request of its own is InitProducerId: a broker that
+    cannot do it answers UnknownError (the test broker, Kafka before 0.11), one that does
+    not allow it ClusterAuthorizationFailed."""
+    servers = config.bootstrap_servers
+    if isinstance(error, KafkaConnectionError | KafkaTimeoutError | RequestTimedOutError):
+        return LogError(f"cannot reach Kafka at {servers}: {error}")
+    if isinstance(error, KafkaError) and config.idempotent:
+        return LogError(
+            f"the Kafka broker at {servers} refused the idempotent producer ({error}): use a "
+            "broker that allows it, or turn it off (--no-idempotence, JOBLEDGER_IDEMPOTENCE=0, "
+            "KafkaConfig(idempotent=False)), which lets a retried append be written twice")
+    if isinstance(error, KafkaError):
+        return LogError(f"cannot start the producer for {servers}: {error}")
+    return LogError(f"compression {config.compression!r}: {error}: install its codec "
+                    "(pip install 'aiokafka[lz4,snappy,zstd]'), or choose another")
+
+
+class _ToldByStart(logging.Filter):
+    """aiokafka's sender logs a refused InitProducerId before producer.start() raises it;
+    the raised error is reported (producer_start_error), so the log line only repeats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Unexpected error during InitProducerId")
+
+
+_SENDER_LOG = logging.getLogger("aiokafka.producer.sender")
+_told_by_start = _ToldByStart()
+
+
 class KafkaLogBackend:
     """jobledger's topics on one Kafka cluster. Use `await KafkaLogBackend.open(config,
     topics)`; `topics` maps role -> partitions (`jobledger_topics(config)` for the app)."""
@@ -686,15 +719,13 @@ class KafkaLogBackend:
                 # other processes' records cannot land in the middle of it.
                 max_batch_size=config.max_message_bytes,
             )
-            await self._producer.start()
-        except RuntimeError as error:  # aiokafka: the compression codec's library is missing
-            raise LogError(f"compression {config.compression!r}: {error}") from error
-        except KafkaError as error:
-            hint = " (does the broker support idempotence? see KafkaConfig.idempotent)"
-            raise LogError(
-                f"cannot start the producer for {config.bootstrap_servers}: {error!r}"
-                + (hint if config.idempotent else "")
-            ) from error
+            _SENDER_LOG.addFilter(_told_by_start)
+            try:
+                await self._producer.start()
+            finally:
+                _SENDER_LOG.removeFilter(_told_by_start)
+        except RuntimeError as error:  # KafkaError is one too
+            raise producer_start_error(error, config) from error
 
     def check_open(self) -> None:
         if self.closed:

@@ -443,8 +443,12 @@ class SQLiteLogBackend:
         self = cls(Path(path), asyncio.get_running_loop(), read_only)
         try:
             await self.run(self._open_sync, dict(partitions))
-        except BaseException:
+        except BaseException as error:
             await self.close()
+            if isinstance(error, OSError | sqlite3.Error):  # a folder or file it cannot use
+                raise LogError(f"cannot open the log {self.path}: {error}: give the path of a "
+                               "jobledger log, or of a new file in a folder you can write"
+                               ) from error
             raise
         return self
 
@@ -473,10 +477,19 @@ class SQLiteLogBackend:
         except BlockingIOError:
             self._lock_file.close()
             self._lock_file = None
-            raise LogError(f"{self.path} is already open for writing (see {self.path}.lock)") from None
+            raise LogError(
+                f"{self.path} is already open for writing by process {self._holder()} (its pid "
+                f"is in {self.path}.lock): stop that process, or give this one another log file"
+            ) from None
         self._lock_file.truncate(0)
         self._lock_file.write(str(os.getpid()).encode())
         self._lock_file.flush()
+
+    def _holder(self) -> str:
+        try:
+            return Path(f"{self.path}.lock").read_text().strip() or "?"
+        except OSError:
+            return "?"
 
     async def run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await self.loop.run_in_executor(self._read_pool, fn, *args)
