@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobledger.projections.queries import Queries
-from jobledger.projections.schedules import ScheduleState, ScheduleStatus
+from jobledger.projections.schedules import ScheduleState
+from jobledger.schemas import ScheduleStatus
 from jobledger.schemas.api import MAX_TASK_BODY_BYTES
 from jobledger.schemas.schedules import ScheduleRequest, ScheduleView
 from jobledger.services.schedules.commands import ScheduleCommands, ScheduleError, parse_request

@@ -24,12 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from jobledger.projections.queries import Queries
-from jobledger.projections.schedules import (
-    ScheduleState,
-    ScheduleStatus,
-    fire_key,
-    reduce_schedule,
-)
+from jobledger.projections.schedules import ScheduleState, fire_key, reduce_schedule
 from jobledger.projections.triggers import fire_times, jitter_delay, next_fire, zone
 from jobledger.schemas import (
     SCHEDULES,
@@ -40,6 +35,7 @@ from jobledger.schemas import (
     ScheduleDefined,
     ScheduleFired,
     ScheduleSkipped,
+    ScheduleStatus,
     ScheduleUpdated,
 )
 from jobledger.schemas.codec import decode_batch
