@@ -66,11 +66,11 @@ class Metrics:
         n = node(request)
         stats = await queries(request).stats(to_ms(n.clock.now()))
         self.tasks.clear()
-        for task_type, counts in stats["by_task_type"].items():
+        for task_type, counts in stats.by_task_type.items():
             for status, count in counts.items():
                 self.tasks.labels(status, task_type).set(count)
-        self.pending.set(stats["pending_count"])
-        self.workers.set(stats["worker_count"])
+        self.pending.set(stats.pending_count)
+        self.workers.set(stats.worker_count)
         self.lag.set(await n.projection_lag_ms() / 1000)
         for topic in _TOPICS:
             ends = await n.backend.topic(topic).end_offsets()

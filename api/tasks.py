@@ -7,7 +7,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from jobledger.projections.queries import task_detail
 from jobledger.schemas import Actor, ActorKind
 from jobledger.schemas.api import (
     MAX_BATCH_BODY_BYTES,
@@ -74,10 +73,10 @@ async def create_batch(request: Request) -> Response:
 
 
 async def get_task(request: Request) -> Response:
-    job = await queries(request).job(request.path_params["task_id"])
-    if job is None:
+    task = await queries(request).task(request.path_params["task_id"])
+    if task is None:
         raise ApiError(404, "NOT_FOUND", f"no task {request.path_params['task_id']}")
-    return JSON(task_detail(job))
+    return JSON(task)
 
 
 def _int_param(request: Request, name: str, default: int, maximum: int | None = None) -> int:

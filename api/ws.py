@@ -288,7 +288,7 @@ class Hub:
 
     async def _stats_text(self) -> str:
         stats = await self.node.queries.stats(to_ms(self.node.clock.now()))
-        return _text({"type": "stats", **stats})
+        return _text({"type": "stats", **msgspec.structs.asdict(stats)})
 
     # -- one connection -----------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from jobledger.schemas import (
     ScheduleUpdated,
 )
 from jobledger.schemas.common import from_ms, iso_ms, to_ms
-from jobledger.schemas.lifecycle import ScheduleStatus
+from jobledger.schemas.lifecycle import JobStatus, ScheduleStatus
 from jobledger.schemas.schedules import ScheduleDefinition, ScheduleView
 
 
@@ -195,7 +195,7 @@ def trigger_fields(definition: ScheduleDefinition) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if v is not None and (k == "type" or v != 0)}
 
 
-def schedule_view(state: ScheduleState, next_run: int | None, last_status: str | None,
+def schedule_view(state: ScheduleState, next_run: int | None, last_status: JobStatus | None,
                   running: bool) -> ScheduleView:
     d = state.definition
     return ScheduleView(

@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from .common import Name, Priority
-from .lifecycle import JobStatus, RunStatus
+from .lifecycle import JobStatus, RunStatus, WorkerStatus
 
 # Request limits, all in one place (docs/api.md, "Limits"). A body over its limit is
 # refused with 413 before it is read to the end.
@@ -60,7 +60,7 @@ class BatchRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class TaskCreated(msgspec.Struct):
     task_id: str
-    status: str
+    status: JobStatus
 
 
 class BatchCreated(msgspec.Struct):
@@ -77,7 +77,7 @@ class TaskDetail(msgspec.Struct):
     task_id: str
     task_type: str
     queue: str
-    status: str
+    status: JobStatus
     priority: int
     payload: msgspec.Raw
     created_at: str
@@ -101,7 +101,7 @@ class TaskSummary(msgspec.Struct):
     task_id: str
     task_type: str
     queue: str
-    status: str
+    status: JobStatus
     priority: int
     created_at: str
     updated_at: str
@@ -157,7 +157,7 @@ class WorkerInfo(msgspec.Struct):
     current_tasks: list[str]
     cpu_usage_percent: float
     memory_usage_mb: float
-    status: Annotated[str, msgspec.Meta(description="alive, stopped or lost")]
+    status: WorkerStatus
     hostname: str
     pid: int
     concurrency: int
@@ -208,7 +208,7 @@ class RunSummary(msgspec.Struct):
     task_id: str
     attempt: int
     task_type: str
-    status: str  # RUNNING | COMPLETED | FAILED | CANCELLED
+    status: RunStatus
     worker_id: str | None
     started_at: str | None
     ended_at: str | None
@@ -253,7 +253,7 @@ class TaskView(msgspec.Struct):
     task_id: str
     task_type: str
     queue: str
-    status: str
+    status: JobStatus
     updated_at: str
     retry_count: int
     progress: Progress

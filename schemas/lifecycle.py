@@ -93,7 +93,7 @@ ONLY: dict[tuple[JobStatus | None, MovingEvent], str] = {
 
 
 class RunStatus(enum.StrEnum):
-    """One attempt of a job (a run). The runs read model keeps one row per attempt."""
+    """The status of a run: one attempt of a task."""
 
     # The attempt holds a lease. The worker slot ends it with JobSucceeded, JobFailed or
     # JobCancelled; the partition owner with JobLeaseExpired, a timeout JobFailed, or
@@ -108,7 +108,7 @@ class RunStatus(enum.StrEnum):
 
 
 class WorkerStatus(enum.StrEnum):
-    """A worker process, as the workers topic tells of it."""
+    """The status of a worker process."""
 
     # Started and heartbeating. The worker moves it to STOPPED with WorkerStopped when it
     # shuts down; a watcher moves it to LOST with WorkerLost (the embedded node at start
@@ -122,9 +122,9 @@ class WorkerStatus(enum.StrEnum):
 
 
 class ScheduleStatus(enum.StrEnum):
-    """A schedule. Its scheduler fires it; users (REST, the CLI) pause, resume and remove it."""
+    """The state of a schedule."""
 
-    # Fires by its trigger. A user moves it to PAUSED with SchedulePaused, or to REMOVED
+    # Its scheduler fires it by its trigger. A user moves it to PAUSED with SchedulePaused, or to REMOVED
     # with ScheduleRemoved.
     ACTIVE = "active"
     # No timed fires. A user moves it to ACTIVE with ScheduleResumed, or to REMOVED.
