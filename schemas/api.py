@@ -23,6 +23,9 @@ MAX_LIST = 1000  # rows in one list answer
 MAX_SECONDS = 100 * 365 * 24 * 3600
 MAX_RETRIES = 10_000
 
+RetryCount = Annotated[int, msgspec.Meta(description=(
+    "failed attempts since enqueue or the last requeue, the last one included: not the "
+    "retries made (a dead_letter task shows max_retries + 1)"))]
 IdempotencyKey = Annotated[str, msgspec.Meta(
     min_length=1, max_length=200, description="the same key always names the same task")]
 RequestSeconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
@@ -87,9 +90,13 @@ class TaskDetail(msgspec.Struct):
     finished_at: str | None
     result: msgspec.Raw | None
     error: str | None
-    retry_count: int
-    max_retries: int | None
-    timeout_seconds: float | None
+    retry_count: RetryCount
+    max_retries: Annotated[int, msgspec.Meta(description=(
+        "retries after the first attempt that apply: the task's own, else its handler's, "
+        "else 3; null where this server does not have the handler"))] | None
+    timeout_seconds: Annotated[float, msgspec.Meta(description=(
+        "seconds an attempt may run: the task's own, else its handler's, else 300; null "
+        "where this server does not have the handler"))] | None
     attempt: int
     worker_id: str | None
     idempotency_key: str | None
@@ -255,7 +262,7 @@ class TaskView(msgspec.Struct):
     queue: str
     status: JobStatus
     updated_at: str
-    retry_count: int
+    retry_count: RetryCount
     progress: Progress
 
 
