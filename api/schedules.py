@@ -33,7 +33,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 class Removed(msgspec.Struct):
     id: str
-    status: str = "removed"
+    status: ScheduleStatus = ScheduleStatus.REMOVED
 
 
 class Triggered(msgspec.Struct):
@@ -116,8 +116,8 @@ async def schedule_updates(queries: Queries, changed: Iterable[ScheduleState]) -
     out: list[dict[str, object]] = []
     for state in changed:
         if state.status == ScheduleStatus.REMOVED:
-            out.append({"type": "schedule_update", "schedule": {"id": state.schedule_id,
-                                                                 "state": "removed"}})
+            out.append({"type": "schedule_update", "schedule": {
+                "id": state.schedule_id, "state": ScheduleStatus.REMOVED}})
             continue
         for view in await queries.schedules(state.schedule_id):
             out.append({"type": "schedule_update", "schedule": _builtins(view)})
