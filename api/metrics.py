@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobledger.schemas import JOBS, LOGS, WORKERS
+from jobledger.schemas import JOBS, LOGS, WORKERS, RunStatus
 from jobledger.schemas.common import to_ms
 from jobledger.services.runtime.projector import Projected
 
@@ -29,7 +29,8 @@ from .deps import node, queries
 from .openapi import Endpoint, Reply
 
 _TOPICS = (JOBS, LOGS, WORKERS)
-_ENDED = {"COMPLETED": "completed", "FAILED": "failed"}
+# The outcome label of the runs that ended in these statuses (cancelled runs are not timed).
+_ENDED = {s: s.value.lower() for s in (RunStatus.COMPLETED, RunStatus.FAILED)}
 # Job durations span milliseconds (no-op jobs) to hours (ETL).
 _JOB_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
 
@@ -66,11 +67,11 @@ class Metrics:
         n = node(request)
         stats = await queries(request).stats(to_ms(n.clock.now()))
         self.tasks.clear()
-        for task_type, counts in stats["by_task_type"].items():
+        for task_type, counts in stats.by_task_type.items():
             for status, count in counts.items():
                 self.tasks.labels(status, task_type).set(count)
-        self.pending.set(stats["pending_count"])
-        self.workers.set(stats["worker_count"])
+        self.pending.set(stats.pending_count)
+        self.workers.set(stats.worker_count)
         self.lag.set(await n.projection_lag_ms() / 1000)
         for topic in _TOPICS:
             ends = await n.backend.topic(topic).end_offsets()

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobledger.projections.queries import Queries
-from jobledger.projections.schedules import ScheduleState, ScheduleStatus
+from jobledger.projections.schedules import ScheduleState
+from jobledger.schemas import ScheduleStatus
 from jobledger.schemas.api import MAX_TASK_BODY_BYTES
 from jobledger.schemas.schedules import ScheduleRequest, ScheduleView
 from jobledger.services.schedules.commands import ScheduleCommands, ScheduleError, parse_request
@@ -32,7 +33,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 class Removed(msgspec.Struct):
     id: str
-    status: str = "removed"
+    status: ScheduleStatus = ScheduleStatus.REMOVED
 
 
 class Triggered(msgspec.Struct):
@@ -115,8 +116,8 @@ async def schedule_updates(queries: Queries, changed: Iterable[ScheduleState]) -
     out: list[dict[str, object]] = []
     for state in changed:
         if state.status == ScheduleStatus.REMOVED:
-            out.append({"type": "schedule_update", "schedule": {"id": state.schedule_id,
-                                                                 "state": "removed"}})
+            out.append({"type": "schedule_update", "schedule": {
+                "id": state.schedule_id, "state": ScheduleStatus.REMOVED}})
             continue
         for view in await queries.schedules(state.schedule_id):
             out.append({"type": "schedule_update", "schedule": _builtins(view)})

@@ -25,8 +25,8 @@ async def health(request: Request) -> Response:
     body = Health(
         status="healthy" if healthy else "degraded",
         is_leader=n.is_leader(),
-        connected_workers=stats["worker_count"],
-        pending_tasks=stats["pending_count"],
+        connected_workers=stats.worker_count,
+        pending_tasks=stats.pending_count,
         projection_lag_ms=lag_ms,
         quarantined_records=await queries(request).quarantined(),
         crashed=crashed,
@@ -35,16 +35,15 @@ async def health(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    counts = await queries(request).stats(to_ms(node(request).clock.now()))
-    return JSON(msgspec.convert(counts, Stats))
+    return JSON(await queries(request).stats(to_ms(node(request).clock.now())))
 
 
 async def workers(request: Request) -> Response:
-    return JSON(msgspec.convert(await queries(request).workers(), list[WorkerInfo]))
+    return JSON(await queries(request).workers())
 
 
 async def queues(request: Request) -> Response:
-    return JSON(msgspec.convert(await queries(request).queues(), list[QueueInfo]))
+    return JSON(await queries(request).queues())
 
 
 async def pause_queue(request: Request) -> Response:

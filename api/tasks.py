@@ -7,7 +7,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from jobledger.projections.queries import task_detail
 from jobledger.schemas import Actor, ActorKind
 from jobledger.schemas.api import (
     MAX_BATCH_BODY_BYTES,
@@ -21,12 +20,13 @@ from jobledger.schemas.api import (
     TaskRequest,
     TaskSummary,
 )
+from jobledger.services.handlers.app import App
 from jobledger.services.node.base import Node
 from jobledger.services.write.commands import CancelOutcome
 from jobledger.services.write.producer import parse_batch, parse_task
 
 from .body import read_json, receive_json
-from .deps import commands, queries
+from .deps import commands, node, queries
 from .openapi import (
     APPEND_ERRORS,
     JSON_BODY_ERRORS,
@@ -74,10 +74,22 @@ async def create_batch(request: Request) -> Response:
 
 
 async def get_task(request: Request) -> Response:
-    job = await queries(request).job(request.path_params["task_id"])
-    if job is None:
+    task = await queries(request).task(request.path_params["task_id"])
+    if task is None:
         raise ApiError(404, "NOT_FOUND", f"no task {request.path_params['task_id']}")
-    return JSON(task_detail(job))
+    return JSON(in_effect(task, node(request).app))
+
+
+def in_effect(task: TaskDetail, app: App) -> TaskDetail:
+    """The task with the max_retries and timeout_seconds that apply to it (docs/api.md):
+    the task's own, else its handler's, else the defaults. Left null only when this
+    server does not have the handler (a Kafka API node without --app): then the worker
+    that runs it decides."""
+    handler = app.handlers.get(task.task_type)
+    if handler is not None:
+        task.max_retries, task.timeout_seconds = handler.limits(
+            task.max_retries, task.timeout_seconds)
+    return task
 
 
 def _int_param(request: Request, name: str, default: int, maximum: int | None = None) -> int:

@@ -36,7 +36,7 @@ from jobledger.projections.schedules import ScheduleState
 from jobledger.schemas import JOBS, JobStatus
 from jobledger.schemas.api import Progress, TaskUpdate, TaskView
 from jobledger.schemas.common import iso_ms, to_ms
-from jobledger.services.node.embedded import EmbeddedNode
+from jobledger.services.node.base import Node
 from jobledger.services.runtime.projector import Projected
 from jobledger.services.runtime.supervise import spawn
 
@@ -229,7 +229,10 @@ class Client:
 
 
 class Hub:
-    def __init__(self, node: EmbeddedNode, config: HubConfig | None = None):
+    """Serves any node with projections (an EmbeddedNode, or a KafkaNode with the API role):
+    it reads only what the `Node` protocol has (backend, projector, queries, clock)."""
+
+    def __init__(self, node: Node, config: HubConfig | None = None):
         self.node = node
         self.config = config or HubConfig()
         self.clients: set[Client] = set()
@@ -314,7 +317,7 @@ class Hub:
 
     async def _stats_text(self) -> str:
         stats = await self.node.queries.stats(to_ms(self.node.clock.now()))
-        return _text({"type": "stats", **stats})
+        return _text({"type": "stats", **msgspec.structs.asdict(stats)})
 
     # -- one connection -----------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ read while the projector writes, and they never see half a batch)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +12,25 @@ import msgspec
 
 from jobledger.schemas.api import (
     Progress,
+    QueueDepth,
+    QueueInfo,
     RunDetail,
     RunLog,
     RunSummary,
+    Stats,
     TaskDetail,
     TaskSummary,
     TaskView,
+    WorkerInfo,
 )
 from jobledger.schemas.common import iso_ms
+from jobledger.schemas.lifecycle import (
+    TERMINAL,
+    JobStatus,
+    RunStatus,
+    ScheduleStatus,
+    WorkerStatus,
+)
 from jobledger.schemas.schedules import ScheduleView
 
 from .jobs import JobState
@@ -29,19 +40,52 @@ from .stats import MINUTE_MS
 from .store import IN_CHUNK
 
 _list_of_str = msgspec.json.Decoder(list[str])
+S = JobStatus
+
+# A status as the read model stores it (its value) -> the enum member: a dict lookup per
+# row, where calling the enum costs ten times as much.
+_JOB_STATUS: dict[str, JobStatus] = {s.value: s for s in JobStatus}
+_RUN_STATUS: dict[str, RunStatus] = {s.value: s for s in RunStatus}
+_WORKER_STATUS: dict[str, WorkerStatus] = {s.value: s for s in WorkerStatus}
 
 
-def task_detail(job: JobState) -> TaskDetail:
+def _sql_list(statuses: Iterable[JobStatus]) -> str:
+    """Statuses as an SQL list of literals: `'a', 'b'`."""
+    return ", ".join(f"'{s}'" for s in sorted(statuses))
+
+
+_FINISHED = _sql_list(TERMINAL)
+_UNFINISHED = _sql_list({S.SCHEDULED, S.PENDING, S.IN_PROGRESS})
+# Unfinished jobs per queue and status, one column per count of QueueInfo, in its field
+# order (the fields are named for the statuses they count).
+_QUEUE_COUNTS = [JobStatus(name) for name in QueueInfo.__struct_fields__[2:]]
+_COUNTS_PER_QUEUE = (
+    "SELECT queue, " + ", ".join(f"SUM(status = '{s}')" for s in _QUEUE_COUNTS)
+    + f" FROM jobs WHERE status IN ({_UNFINISHED}) GROUP BY queue"
+)
+
+_TASK_COLUMNS = (
+    "job_id, task_type, queue, status, priority, payload, created_at, updated_at, run_at,"
+    " started_at, finished_at, result, error, retry_count, max_retries, timeout_seconds,"
+    " attempt, worker_id, idempotency_key, cancel_requested, processed, total, failed"
+)
+
+
+def _task_detail(row: Any) -> TaskDetail:
+    """The TaskDetail of a row of _TASK_COLUMNS, built from the row (no JobState between)."""
+    (task_id, task_type, queue, status, priority, payload, created_at, updated_at, run_at,
+     started_at, finished_at, result, error, retry_count, max_retries, timeout_seconds,
+     attempt, worker_id, idempotency_key, cancel_requested, processed, total, failed) = row
     return TaskDetail(
-        task_id=job.job_id, task_type=job.task_type, queue=job.queue, status=job.status,
-        priority=job.priority, payload=job.payload, created_at=iso_ms(job.created_at) or "",
-        updated_at=iso_ms(job.updated_at) or "", scheduled_at=iso_ms(job.run_at),
-        started_at=iso_ms(job.started_at), finished_at=iso_ms(job.finished_at),
-        result=job.result, error=job.error, retry_count=job.retry_count,
-        max_retries=job.max_retries, timeout_seconds=job.timeout_seconds, attempt=job.attempt,
-        worker_id=job.worker_id, idempotency_key=job.idempotency_key,
-        cancel_requested=job.cancel_requested,
-        progress=Progress(processed=job.processed, total=job.total, failed=job.failed),
+        task_id=task_id, task_type=task_type, queue=queue, status=_JOB_STATUS[status],
+        priority=priority, payload=msgspec.Raw(payload), created_at=iso_ms(created_at) or "",
+        updated_at=iso_ms(updated_at) or "", scheduled_at=iso_ms(run_at),
+        started_at=iso_ms(started_at), finished_at=iso_ms(finished_at),
+        result=msgspec.Raw(result) if result is not None else None, error=error,
+        retry_count=retry_count, max_retries=max_retries, timeout_seconds=timeout_seconds,
+        attempt=attempt, worker_id=worker_id, idempotency_key=idempotency_key,
+        cancel_requested=bool(cancel_requested),
+        progress=Progress(processed=processed, total=total, failed=failed),
     )
 
 
@@ -54,7 +98,8 @@ _RUN_COLUMNS = (
 def _run_summary(r: Any) -> RunSummary:
     started, ended = r[6], r[7]
     return RunSummary(
-        run_id=r[0], task_id=r[1], attempt=r[2], task_type=r[3], status=r[4], worker_id=r[5],
+        run_id=r[0], task_id=r[1], attempt=r[2], task_type=r[3], status=_RUN_STATUS[r[4]],
+        worker_id=r[5],
         started_at=iso_ms(started), ended_at=iso_ms(ended),
         duration_ms=ended - started if started is not None and ended is not None else None,
         progress=Progress(processed=r[8], total=r[9], failed=r[10]), error=r[11],
@@ -78,6 +123,13 @@ class Queries:
         rows = await self.db.execute_fetchall("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
         return job_from_row(rows[0]) if rows else None
 
+    async def task(self, job_id: str) -> TaskDetail | None:
+        """The job as GET /api/v1/tasks/{id} shows it: max_retries and timeout_seconds as
+        enqueued (None when the job gave none)."""
+        rows = await self.db.execute_fetchall(
+            f"SELECT {_TASK_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,))
+        return _task_detail(rows[0]) if rows else None
+
     async def finished(self, job_ids: Collection[str]) -> set[str]:
         """Which of these job ids the read model shows finished. Only finished ones: a job
         the projector applied before the dispatcher read it is new to the dispatcher, and
@@ -88,13 +140,13 @@ class Queries:
             chunk = ids[i : i + IN_CHUNK]
             rows = await self.db.execute_fetchall(
                 f"SELECT job_id FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})"
-                " AND status IN ('completed', 'failed', 'dead_letter', 'cancelled')", chunk
+                f" AND status IN ({_FINISHED})", chunk
             )
             found.update(r[0] for r in rows)
         return found
 
     async def jobs(
-        self, *, status: str | None = None, task_type: str | None = None,
+        self, *, status: JobStatus | None = None, task_type: str | None = None,
         queue: str | None = None, limit: int = 100, offset: int = 0,
     ) -> list[TaskSummary]:
         where, args = [], []
@@ -109,11 +161,12 @@ class Queries:
         )
         rows = await self.db.execute_fetchall(sql, (*args, limit, offset))
         return [
-            TaskSummary(r[0], r[1], r[2], r[3], r[4], iso_ms(r[5]) or "", iso_ms(r[6]) or "")
+            TaskSummary(r[0], r[1], r[2], _JOB_STATUS[r[3]], r[4], iso_ms(r[5]) or "",
+                        iso_ms(r[6]) or "")
             for r in rows
         ]
 
-    async def stats(self, now_ms: int) -> dict[str, Any]:
+    async def stats(self, now_ms: int) -> Stats:
         """Stats as of now_ms (the caller's clock decides what "the last hour" is)."""
         by_status: dict[str, int] = {}
         by_type: dict[str, dict[str, int]] = {}
@@ -132,36 +185,36 @@ class Queries:
         processing = await self.db.execute_fetchall("SELECT total_ms, runs FROM processing")
         total_ms, runs = processing[0] if processing else (0, 0)
         workers = await self.db.execute_fetchall(
-            "SELECT COUNT(*) FROM workers WHERE status = 'alive'"
+            f"SELECT COUNT(*) FROM workers WHERE status = '{WorkerStatus.ALIVE}'"
         )
-        return {
-            "pending_count": by_status.get("pending", 0),
-            "in_progress_count": by_status.get("in_progress", 0),
-            "scheduled_count": by_status.get("scheduled", 0),
-            "completed_count": by_status.get("completed", 0),
-            "failed_count": by_status.get("failed", 0),
-            "dead_letter_count": by_status.get("dead_letter", 0),
-            "cancelled_count": by_status.get("cancelled", 0),
-            "completed_last_hour": ended.get("COMPLETED", 0),
-            "failed_last_hour": ended.get("FAILED", 0),
-            "worker_count": workers[0][0],
-            "avg_processing_time_ms": round(total_ms / runs, 3) if runs else 0.0,
-            "queue_depth_by_priority": depth,
-            "by_task_type": by_type,
-        }
+        return Stats(
+            pending_count=by_status.get(S.PENDING, 0),
+            in_progress_count=by_status.get(S.IN_PROGRESS, 0),
+            scheduled_count=by_status.get(S.SCHEDULED, 0),
+            completed_count=by_status.get(S.COMPLETED, 0),
+            failed_count=by_status.get(S.FAILED, 0),
+            dead_letter_count=by_status.get(S.DEAD_LETTER, 0),
+            cancelled_count=by_status.get(S.CANCELLED, 0),
+            completed_last_hour=ended.get(RunStatus.COMPLETED, 0),
+            failed_last_hour=ended.get(RunStatus.FAILED, 0),
+            worker_count=workers[0][0],
+            avg_processing_time_ms=round(total_ms / runs, 3) if runs else 0.0,
+            queue_depth_by_priority=QueueDepth(**depth),
+            by_task_type=by_type,
+        )
 
-    async def workers(self) -> list[dict[str, Any]]:
+    async def workers(self) -> list[WorkerInfo]:
         rows = await self.db.execute_fetchall(
             "SELECT worker_id, registered_at, last_heartbeat, current_jobs, cpu_percent,"
             " memory_mb, status, hostname, pid, concurrency FROM workers ORDER BY registered_at"
         )
         return [
-            {
-                "worker_id": r[0], "registered_at": iso_ms(r[1]), "last_heartbeat": iso_ms(r[2]),
-                "current_tasks": _list_of_str.decode(r[3]), "cpu_usage_percent": r[4],
-                "memory_usage_mb": r[5], "status": r[6], "hostname": r[7], "pid": r[8],
-                "concurrency": r[9],
-            }
+            WorkerInfo(
+                worker_id=r[0], registered_at=iso_ms(r[1]) or "",
+                last_heartbeat=iso_ms(r[2]) or "", current_tasks=_list_of_str.decode(r[3]),
+                cpu_usage_percent=r[4], memory_usage_mb=r[5], status=_WORKER_STATUS[r[6]],
+                hostname=r[7], pid=r[8], concurrency=r[9],
+            )
             for r in rows
         ]
 
@@ -171,20 +224,13 @@ class Queries:
             "SELECT DISTINCT task_type FROM worker_task_types ORDER BY task_type")
         return [r[0] for r in rows]
 
-    async def queues(self) -> list[dict[str, Any]]:
+    async def queues(self) -> list[QueueInfo]:
+        """Every queue that is paused or was ever paused, or has unfinished jobs, by name."""
         paused = dict(await self.db.execute_fetchall("SELECT queue, paused FROM queues"))
-        counts = await self.db.execute_fetchall(
-            "SELECT queue, status, COUNT(*) FROM jobs WHERE status IN"
-            " ('scheduled', 'pending', 'in_progress') GROUP BY queue, status"
-        )
-        out: dict[str, dict[str, Any]] = {
-            q: {"queue": q, "paused": bool(p), "pending": 0, "scheduled": 0, "in_progress": 0}
-            for q, p in paused.items()
-        }
-        for queue, status, count in counts:
-            out.setdefault(queue, {"queue": queue, "paused": False, "pending": 0,
-                                   "scheduled": 0, "in_progress": 0})[status] = count
-        return sorted(out.values(), key=lambda q: q["queue"])
+        counts = {q: n for q, *n in await self.db.execute_fetchall(_COUNTS_PER_QUEUE)}
+        none = [0] * len(_QUEUE_COUNTS)
+        return [QueueInfo(queue, bool(paused.get(queue, False)), *counts.get(queue, none))
+                for queue in sorted(paused.keys() | counts.keys())]
 
     async def runs_of(self, job_id: str) -> list[RunSummary]:
         rows = await self.db.execute_fetchall(
@@ -193,7 +239,8 @@ class Queries:
         return [_run_summary(r) for r in rows]
 
     async def runs(
-        self, *, task_type: str | None = None, status: str | None = None, limit: int = 100
+        self, *, task_type: str | None = None, status: RunStatus | None = None,
+        limit: int = 100,
     ) -> list[RunSummary]:
         """Newest first (by start time)."""
         where, args = [], []
@@ -245,8 +292,8 @@ class Queries:
             " ORDER BY last_offset LIMIT ?", (*args, limit),
         )
         return [
-            (TaskView(r[0], r[1], r[2], r[3], iso_ms(r[4]) or "", r[5], Progress(r[6], r[7], r[8])),
-             r[9])
+            (TaskView(r[0], r[1], r[2], _JOB_STATUS[r[3]], iso_ms(r[4]) or "", r[5],
+                      Progress(r[6], r[7], r[8])), r[9])
             for r in rows
         ]
 
@@ -268,7 +315,8 @@ class Queries:
         last job each started and whether any job of theirs is still unfinished."""
         where = " AND schedule_id = ?" if schedule_id is not None else ""
         rows = await self.db.execute_fetchall(
-            f"SELECT * FROM schedules WHERE status != 'removed'{where} ORDER BY schedule_id",
+            f"SELECT * FROM schedules WHERE status != '{ScheduleStatus.REMOVED}'{where}"
+            " ORDER BY schedule_id",
             (schedule_id,) if schedule_id is not None else (),
         )
         states = [(schedule_from_row(r), r[8]) for r in rows]
@@ -291,13 +339,14 @@ class Queries:
             "SELECT * FROM schedules WHERE schedule_id = ?", (schedule_id,))
         return schedule_from_row(rows[0]) if rows else None
 
-    async def job_statuses(self, job_ids: Collection[str]) -> dict[str, str]:
+    async def job_statuses(self, job_ids: Collection[str]) -> dict[str, JobStatus]:
         """The status of each of these jobs that the read model has."""
         ids = list(job_ids)
-        out: dict[str, str] = {}
+        out: dict[str, JobStatus] = {}
         for i in range(0, len(ids), IN_CHUNK):
             chunk = ids[i : i + IN_CHUNK]
-            out.update(await self.db.execute_fetchall(
+            out.update((job_id, _JOB_STATUS[status]) for job_id, status in
+                       await self.db.execute_fetchall(
                 f"SELECT job_id, status FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ))
@@ -307,8 +356,8 @@ class Queries:
         """Schedule id -> its jobs that are scheduled, pending or in progress (a schedule's
         jobs carry its id in their idempotency key)."""
         rows = await self.db.execute_fetchall(
-            "SELECT job_id, idempotency_key FROM jobs WHERE status IN"
-            " ('scheduled', 'pending', 'in_progress') AND idempotency_key LIKE 'schedule:%'"
+            f"SELECT job_id, idempotency_key FROM jobs WHERE status IN ({_UNFINISHED})"
+            " AND idempotency_key LIKE 'schedule:%'"
         )
         out: dict[str, set[str]] = {}
         for job_id, key in rows:

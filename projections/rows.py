@@ -6,11 +6,11 @@ from typing import Any
 
 import msgspec
 
-from jobledger.schemas import JobStatus, RunStatus
+from jobledger.schemas import JobStatus, RunStatus, WorkerStatus
 
 from .jobs import JobState
 from .queues import QueueState
-from .workers import WorkerState, WorkerStatus
+from .workers import WorkerState
 
 _json = msgspec.json.Encoder()
 _list_of_str = msgspec.json.Decoder(list[str])

@@ -8,7 +8,6 @@ is never decided twice and a ScheduleFired at or before it is a duplicate.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
@@ -27,13 +26,8 @@ from jobledger.schemas import (
     ScheduleUpdated,
 )
 from jobledger.schemas.common import from_ms, iso_ms, to_ms
+from jobledger.schemas.lifecycle import JobStatus, ScheduleStatus
 from jobledger.schemas.schedules import ScheduleDefinition, ScheduleView
-
-
-class ScheduleStatus(enum.StrEnum):
-    ACTIVE = "active"  # fires by its trigger; SchedulePaused / ScheduleRemoved move it on
-    PAUSED = "paused"  # no timed fires; ScheduleResumed makes it active again
-    REMOVED = "removed"  # gone from the API; a new ScheduleDefined starts it over
 
 
 class ScheduleState(msgspec.Struct, frozen=True, gc=False):
@@ -201,7 +195,7 @@ def trigger_fields(definition: ScheduleDefinition) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if v is not None and (k == "type" or v != 0)}
 
 
-def schedule_view(state: ScheduleState, next_run: int | None, last_status: str | None,
+def schedule_view(state: ScheduleState, next_run: int | None, last_status: JobStatus | None,
                   running: bool) -> ScheduleView:
     d = state.definition
     return ScheduleView(

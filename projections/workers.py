@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 
 import msgspec
@@ -10,12 +9,7 @@ from msgspec.structs import replace
 
 from jobledger.schemas import Envelope, WorkerHeartbeat, WorkerLost, WorkerStarted, WorkerStopped
 from jobledger.schemas.common import to_ms
-
-
-class WorkerStatus(enum.StrEnum):
-    ALIVE = "alive"  # started, heartbeating
-    STOPPED = "stopped"  # shut down cleanly (WorkerStopped)
-    LOST = "lost"  # the owner saw no heartbeat for too long (WorkerLost)
+from jobledger.schemas.lifecycle import WorkerStatus
 
 
 class WorkerState(msgspec.Struct, frozen=True, gc=False):

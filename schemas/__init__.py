@@ -18,7 +18,7 @@ from .jobs import (
     QueuePaused,
     QueueResumed,
 )
-from .lifecycle import JobStatus, RunStatus
+from .lifecycle import JobStatus, RunStatus, ScheduleStatus, WorkerStatus
 from .schedules import (
     ScheduleDefined,
     ScheduleFired,
@@ -37,6 +37,7 @@ __all__ = [
     "Actor", "ActorKind", "Envelope", "Event", "JobCancelRequested", "JobCancelled",
     "JobDue", "JobEnqueued", "JobFailed", "JobHeartbeat", "JobLeaseExpired", "JobLogged",
     "JobPicked", "JobRequeued", "JobStatus", "JobSucceeded", "LogLevel", "Progress",
-    "QueuePaused", "QueueResumed", "RunStatus", "UndecodableRecord", "WorkerHeartbeat",
-    "WorkerLost", "WorkerStarted", "WorkerStopped", "decode", "encode", "topic_of", "uuid7",
+    "QueuePaused", "QueueResumed", "RunStatus", "ScheduleStatus", "UndecodableRecord",
+    "WorkerHeartbeat", "WorkerLost", "WorkerStarted", "WorkerStatus", "WorkerStopped",
+    "decode", "encode", "topic_of", "uuid7",
 ]

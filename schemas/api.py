@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from .common import Name, Priority
-from .lifecycle import JobStatus, RunStatus
+from .lifecycle import JobStatus, RunStatus, WorkerStatus
 
 # Request limits, all in one place (docs/api.md, "Limits"). A body over its limit is
 # refused with 413 before it is read to the end.
@@ -23,14 +23,19 @@ MAX_LIST = 1000  # rows in one list answer
 MAX_SECONDS = 100 * 365 * 24 * 3600
 MAX_RETRIES = 10_000
 
+RetryCount = Annotated[int, msgspec.Meta(description=(
+    "failed attempts since enqueue or the last requeue, the last one included: not the "
+    "retries made (a dead_letter task shows max_retries + 1)"))]
 IdempotencyKey = Annotated[str, msgspec.Meta(
     min_length=1, max_length=200, description="the same key always names the same task")]
 RequestSeconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
-    """One task to enqueue. Unknown fields are refused. Encoded (by the Python client)
-    without the fields left at their defaults: a batch of 1,000 is a third the size."""
+    """One task to enqueue. Unknown fields are refused."""
+
+    # omit_defaults: the Python client sends only the fields not left at their defaults,
+    # which makes a batch of 1,000 a third the size.
 
     task_type: Annotated[Name, msgspec.Meta(description="which handler runs it")]
     payload: Annotated[msgspec.Raw, msgspec.Meta(
@@ -60,7 +65,7 @@ class BatchRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class TaskCreated(msgspec.Struct):
     task_id: str
-    status: str
+    status: JobStatus
 
 
 class BatchCreated(msgspec.Struct):
@@ -77,7 +82,7 @@ class TaskDetail(msgspec.Struct):
     task_id: str
     task_type: str
     queue: str
-    status: str
+    status: JobStatus
     priority: int
     payload: msgspec.Raw
     created_at: str
@@ -87,9 +92,13 @@ class TaskDetail(msgspec.Struct):
     finished_at: str | None
     result: msgspec.Raw | None
     error: str | None
-    retry_count: int
-    max_retries: int | None
-    timeout_seconds: float | None
+    retry_count: RetryCount
+    max_retries: Annotated[int, msgspec.Meta(description=(
+        "retries after the first attempt that apply: the task's own, else its handler's, "
+        "else 3; null where this server does not have the handler"))] | None
+    timeout_seconds: Annotated[float, msgspec.Meta(description=(
+        "seconds an attempt may run: the task's own, else its handler's, else 300; null "
+        "where this server does not have the handler"))] | None
     attempt: int
     worker_id: str | None
     idempotency_key: str | None
@@ -101,7 +110,7 @@ class TaskSummary(msgspec.Struct):
     task_id: str
     task_type: str
     queue: str
-    status: str
+    status: JobStatus
     priority: int
     created_at: str
     updated_at: str
@@ -157,7 +166,7 @@ class WorkerInfo(msgspec.Struct):
     current_tasks: list[str]
     cpu_usage_percent: float
     memory_usage_mb: float
-    status: Annotated[str, msgspec.Meta(description="alive, stopped or lost")]
+    status: WorkerStatus
     hostname: str
     pid: int
     concurrency: int
@@ -208,7 +217,7 @@ class RunSummary(msgspec.Struct):
     task_id: str
     attempt: int
     task_type: str
-    status: str  # RUNNING | COMPLETED | FAILED | CANCELLED
+    status: RunStatus
     worker_id: str | None
     started_at: str | None
     ended_at: str | None
@@ -253,9 +262,9 @@ class TaskView(msgspec.Struct):
     task_id: str
     task_type: str
     queue: str
-    status: str
+    status: JobStatus
     updated_at: str
-    retry_count: int
+    retry_count: RetryCount
     progress: Progress
 
 

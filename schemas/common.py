@@ -108,7 +108,7 @@ class LogLevel(enum.StrEnum):
 
 
 class Progress(msgspec.Struct, frozen=True, gc=False):
-    """Items a run has processed so far; total is None while unknown."""
+    """Items a run has processed so far; total is null while unknown."""
 
     processed: NonNegativeInt = 0
     total: NonNegativeInt | None = None

@@ -23,15 +23,15 @@ TOPICS = (JOBS, LOGS, WORKERS, SCHEDULES)
 
 
 class Envelope(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
-    """One record of the log.
+    """One record of the log: an event, who caused it and when, and the request or job it
+    belongs to."""
 
-    Events, envelopes and reducer states are built by the hundred thousand and never form
-    reference cycles, so they opt out of the cyclic GC (gc=False): that keeps collections
-    from rescanning them, which made decoding a large batch several times slower.
-
-    partition and offset are the record's place in the log: they are not written to the
-    wire (the log knows them) and are filled in when a record is read back.
-    """
+    # Events, envelopes and reducer states are built by the hundred thousand and never form
+    # reference cycles, so they opt out of the cyclic GC (gc=False): that keeps collections
+    # from rescanning them, which made decoding a large batch several times slower.
+    #
+    # partition and offset are the record's place in the log: they are not written to the
+    # wire (the log knows them) and are filled in when a record is read back.
 
     id: str  # a UUIDv7, unique per event
     key: str  # job id, worker id or queue name: events of one key share a partition

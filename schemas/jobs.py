@@ -90,8 +90,8 @@ class JobSucceeded(msgspec.Struct, frozen=True, gc=False, tag="JobSucceeded"):
 class JobFailed(msgspec.Struct, frozen=True, gc=False, tag="JobFailed"):
     """An attempt failed (the handler raised, or ran past its timeout).
 
-    retry_at set: back to scheduled until then. retry_at None: dead_letter when the
-    retries are used up, failed when the handler said the error is permanent.
+    retry_at set: back to scheduled until then. retry_at null: failed when permanent is
+    true (the handler said the error is permanent), else dead_letter (retries used up).
     """
 
     job_id: str
@@ -122,7 +122,7 @@ class JobCancelRequested(msgspec.Struct, frozen=True, gc=False, tag="JobCancelRe
 
 
 class JobCancelled(msgspec.Struct, frozen=True, gc=False, tag="JobCancelled"):
-    """The job is cancelled. attempt is the run that was stopped, None if none ran."""
+    """The job is cancelled. attempt is the run that was stopped, null if none ran."""
 
     job_id: str
     attempt: int | None = None
@@ -130,11 +130,11 @@ class JobCancelled(msgspec.Struct, frozen=True, gc=False, tag="JobCancelled"):
 
 
 class JobRequeued(msgspec.Struct, frozen=True, gc=False, tag="JobRequeued"):
-    """A terminal job starts over: pending again, with a fresh retry budget.
+    """A terminal job starts over: pending again, with a fresh retry budget. It carries
+    the job's definition, as JobEnqueued does, and its latest attempt."""
 
-    It carries the job's definition and latest attempt, because a partition owner keeps
-    only unfinished jobs in memory and must be able to run this one from the event alone.
-    """
+    # The definition travels again because a partition owner keeps only unfinished jobs in
+    # memory and must be able to run this one from the event alone.
 
     job_id: str
     task_type: Name

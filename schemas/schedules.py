@@ -19,6 +19,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from .common import Name, NonNegativeInt, PositiveSeconds, Priority, json_null
+from .lifecycle import JobStatus, ScheduleStatus
 
 ScheduleId = Annotated[str, msgspec.Meta(
     min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$",
@@ -222,13 +223,13 @@ class ScheduleView(msgspec.Struct):
 
     id: str
     name: str
-    state: str  # active | paused
+    state: ScheduleStatus  # never removed: a removed schedule is not shown
     trigger: dict[str, Any]  # {"type": ..., and the fields that are set}
     timezone: str
     next_run_time: str | None
     last_run_at: str | None
     last_fire_time: str | None
-    last_status: str | None  # the status of the last job it started
+    last_status: JobStatus | None  # the status of the last job it started
     last_task_id: str | None
     is_running: bool  # a job it started is not finished yet
     task_type: str

@@ -17,7 +17,10 @@ class WorkerStarted(msgspec.Struct, frozen=True, gc=False, tag="WorkerStarted"):
 
 
 class WorkerHeartbeat(msgspec.Struct, frozen=True, gc=False, tag="WorkerHeartbeat"):
-    """Version 2 reports memory in MB; version 1 reported memory_bytes (upcast on read)."""
+    """Version 2 reports memory in MB (memory_mb); version 1 records, with memory_bytes,
+    are still read."""
+
+    # Version 1 is upcast on read (schemas/upcast.py).
 
     worker_id: str
     cpu_percent: float = 0.0

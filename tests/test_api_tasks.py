@@ -3,20 +3,28 @@ every status code each of them can answer."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
+from jobledger.api.tasks import in_effect
 from jobledger.schemas.api import (
     MAX_BATCH_BODY_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TASK_BODY_BYTES,
+    Progress,
+    TaskDetail,
 )
+from jobledger.schemas.lifecycle import JobStatus
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
 from jobledger.services.node.embedded import EmbeddedNode
 from tests.support.api_harness import api_client, assert_error, handlers, submit
-from tests.support.harness import NodeFactory, clock_of, settle, wait_until
+from tests.support.harness import NodeFactory, advance, clock_of, settle, wait_until
 
 
 @pytest.fixture
@@ -271,6 +279,52 @@ async def test_a_task_has_every_documented_field(
     assert task["status"] == "completed"
     assert task["created_at"].endswith("Z") and task["finished_at"].endswith("Z")
     assert set(task["progress"]) == {"processed", "total", "failed"}
+
+
+async def test_a_task_without_its_own_limits_shows_the_defaults_in_effect(
+    node: EmbeddedNode, client: httpx.AsyncClient
+) -> None:
+    task_id = await in_state(node, client, "completed")
+    task = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+    assert (task["max_retries"], task["timeout_seconds"]) == (3, 300.0)
+
+
+async def test_a_task_shows_its_handler_s_limits_and_they_are_the_ones_applied(
+    make_node: NodeFactory,
+) -> None:
+    app = App()
+
+    @app.job("hang", max_retries=0, timeout=2)
+    async def hang(ctx: JobContext, payload: Any) -> None:
+        await asyncio.Event().wait()
+
+    node = await make_node(app)
+    async with api_client(node) as client:
+        task_id = await submit(client, task_type="hang")
+        await wait_until(node, task_id, "in_progress")
+        shown = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+        assert (shown["max_retries"], shown["timeout_seconds"]) == (0, 2.0)
+
+        await advance(node, 2.1)
+        await wait_until(node, task_id, "dead_letter")  # no retry: max_retries 0 applied
+        task = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+    assert task["error"] == "TimeoutError: ran past timeout_seconds=2"
+    # retry_count counts failed attempts: the one attempt, though no retry followed.
+    assert (task["max_retries"], task["timeout_seconds"], task["retry_count"]) == (0, 2.0, 1)
+
+
+def test_limits_stay_null_where_the_server_does_not_have_the_handler() -> None:
+    # A Kafka API node started without --app: the worker that runs the task decides.
+    task = TaskDetail(
+        task_id="t", task_type="resize", queue="default", status=JobStatus.PENDING,
+        priority=128, payload=msgspec.Raw(b"null"), created_at="", updated_at="",
+        scheduled_at=None, started_at=None, finished_at=None, result=None, error=None,
+        retry_count=0, max_retries=None, timeout_seconds=None, attempt=0, worker_id=None,
+        idempotency_key=None, cancel_requested=False, progress=Progress(0, None, 0),
+    )
+    for app in (App(), handlers):  # no handler of resize in either
+        shown = in_effect(task, app)
+        assert (shown.max_retries, shown.timeout_seconds) == (None, None)
 
 
 async def test_an_unknown_task_answers_404(client: httpx.AsyncClient) -> None:

@@ -53,6 +53,16 @@ def test_no_layer_imports_upward(layer: str) -> None:
     assert upward_imports(layer) == []
 
 
+def test_the_api_serves_the_node_protocol_not_a_concrete_node() -> None:
+    # The same app serves an EmbeddedNode and a KafkaNode (docs/architecture.md, *Layers*).
+    concrete = ("jobledger.services.node.embedded", "jobledger.services.node.kafka")
+    found = [f"{path.relative_to(ROOT).as_posix()}:{line} imports {module}"
+             for path in sorted((ROOT / "api").rglob("*.py"))
+             for line, module in imported_modules(ast.parse(path.read_text()))
+             if module.startswith(concrete)]
+    assert found == []
+
+
 def test_the_check_sees_an_upward_import() -> None:
     tree = ast.parse("import os\nfrom jobledger.services.log import protocol\n")
     assert imported_modules(tree) == [(1, "os"), (2, "jobledger.services.log")]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from jobledger.schemas.common import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_SECONDS
 from jobledger.schemas.schedules import ScheduleDefinition
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.handlers.declared import (
@@ -48,6 +49,16 @@ class Handler:
     is_async: bool
     max_retries: int | None = None  # default for jobs enqueued without max_retries
     timeout: float | None = None  # default for jobs enqueued without timeout_seconds
+
+    def limits(self, max_retries: int | None, timeout_seconds: float | None) -> tuple[int, float]:
+        """(max_retries, timeout_seconds) a job of this type runs under: the job's own where
+        it gave them, else this handler's, else DEFAULT_MAX_RETRIES / DEFAULT_TIMEOUT_SECONDS.
+        The dispatcher applies this same rule (Dispatcher._retry_at, _timeout_seconds)."""
+        if max_retries is None:
+            max_retries = self.max_retries if self.max_retries is not None else DEFAULT_MAX_RETRIES
+        if timeout_seconds is None:
+            timeout_seconds = self.timeout if self.timeout is not None else DEFAULT_TIMEOUT_SECONDS
+        return max_retries, timeout_seconds
 
 
 class App:

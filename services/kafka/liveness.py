@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient
 
 from jobledger.projections.queries import Queries
-from jobledger.schemas import Actor, ActorKind, WorkerLost
+from jobledger.schemas import Actor, ActorKind, WorkerLost, WorkerStatus
 from jobledger.services.log.kafka import KafkaConfig
 from jobledger.services.log.protocol import LogError
 from jobledger.services.runtime.clock import Clock
@@ -80,7 +80,8 @@ class GroupLiveness:
         returns the ones marked now."""
         members = list(members)
         now = self.clock.now().timestamp()
-        alive = [w["worker_id"] for w in await self.queries.workers() if w["status"] == "alive"]
+        alive = [w.worker_id for w in await self.queries.workers()
+                 if w.status == WorkerStatus.ALIVE]
         for gone in self._missing_since.keys() - set(alive):
             del self._missing_since[gone]  # stopped, or marked lost meanwhile
         lost = []

@@ -11,6 +11,7 @@ from jobledger.projections.jobs import SharedReductions
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, Actor, ActorKind, WorkerLost
+from jobledger.schemas.lifecycle import WorkerStatus
 from jobledger.services.handlers.app import App
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.node.base import SETTLE_SECONDS, Node
@@ -122,9 +123,9 @@ class EmbeddedNode(Node):
         (the file lock allows one writer): that process is gone, so they are lost."""
         mine = self.dispatcher.config.worker_id if self.dispatcher else None
         for worker in await self.queries.workers():
-            if worker["status"] == "alive" and worker["worker_id"] != mine:
-                event = WorkerLost(worker_id=worker["worker_id"])
-                self.publisher.publish(event, worker["worker_id"],
+            if worker.status == WorkerStatus.ALIVE and worker.worker_id != mine:
+                event = WorkerLost(worker_id=worker.worker_id)
+                self.publisher.publish(event, worker.worker_id,
                                        actor=Actor(ActorKind.DISPATCHER, mine or "embedded"))
                 log_worker_lost(worker["worker_id"], "alive when the previous server on this "
                                 "log ended; its running jobs are retried once their leases expire")

@@ -28,6 +28,7 @@ from jobledger.schemas import (
     SchedulePaused,
     ScheduleRemoved,
     ScheduleResumed,
+    ScheduleStatus,
     ScheduleUpdated,
     uuid7,
 )
@@ -176,7 +177,7 @@ class ScheduleCommands:
 
     async def _current(self, schedule_id: str) -> ScheduleDefinition:
         state = await self.queries.schedule_state(schedule_id)
-        if state is None or state.status == "removed":
+        if state is None or state.status == ScheduleStatus.REMOVED:
             raise ScheduleNotFound(f"no schedule {schedule_id!r}", "id")
         return state.definition
 

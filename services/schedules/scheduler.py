@@ -26,12 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from jobledger.projections.queries import Queries
-from jobledger.projections.schedules import (
-    ScheduleState,
-    ScheduleStatus,
-    fire_key,
-    reduce_schedule,
-)
+from jobledger.projections.schedules import ScheduleState, fire_key, reduce_schedule
 from jobledger.projections.triggers import fire_times, jitter_delay, next_fire, zone
 from jobledger.schemas import (
     SCHEDULES,
@@ -42,6 +37,7 @@ from jobledger.schemas import (
     ScheduleDefined,
     ScheduleFired,
     ScheduleSkipped,
+    ScheduleStatus,
     ScheduleUpdated,
 )
 from jobledger.schemas.common import from_ms, to_ms
