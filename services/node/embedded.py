@@ -127,7 +127,7 @@ class EmbeddedNode(Node):
                 event = WorkerLost(worker_id=worker.worker_id)
                 self.publisher.publish(event, worker.worker_id,
                                        actor=Actor(ActorKind.DISPATCHER, mine or "embedded"))
-                log_worker_lost(worker["worker_id"], "alive when the previous server on this "
+                log_worker_lost(worker.worker_id, "alive when the previous server on this "
                                 "log ended; its running jobs are retried once their leases expire")
 
     def log_writable(self) -> bool:
