@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from jobledger.services.node.base import Node
@@ -20,6 +22,10 @@ from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
 from .ws import Hub, HubConfig
+from .ws_wire import Wire
+
+if TYPE_CHECKING:
+    import uvicorn
 
 # Every documented endpoint: each module's `endpoints` give its routes and its part of
 # /openapi.json (api/openapi.py says how to add one).
@@ -46,8 +52,12 @@ async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> A
         await app.state.hub.stop()
 
 
-async def _ws(websocket: WebSocket) -> None:
-    await websocket.app.state.hub.serve(websocket)
+class _WebSocketEndpoint:
+    """WS /ws, a plain ASGI app rather than a Starlette endpoint: the hub writes its updates
+    through the raw `send` (api/ws_wire.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await scope["app"].state.hub.serve(WebSocket(scope, receive, send), Wire(scope, send))
 
 
 def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None) -> Starlette:
@@ -65,13 +75,14 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None) -> S
 
     measured = Metrics()
     app = Starlette(
-        routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _ws)],
+        routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _WebSocketEndpoint())],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )
     app.state.metrics = measured
+    app.state.hub_config = hub or HubConfig()
     app.router.redirect_slashes = False  # /api/v1/tasks/ is no endpoint: 404, not a 307
     app.state.openapi = openapi.build_spec(ENDPOINTS)
     return app
@@ -89,11 +100,20 @@ def run_server(web: Starlette, sock: socket.socket, banner: str) -> None:
     each connection has its own compressor, so a task_update fanned out to 1,000 dashboards
     was deflated 1,000 times (a quarter of the event loop then), and each compressor holds
     tens of KB. An update is a few hundred bytes (docs/api.md)."""
-    import uvicorn
-
     from .server import Server
 
     tune_gc()
-    config = uvicorn.Config(web, log_level="warning", access_log=False,
-                            ws_per_message_deflate=False, lifespan="off")
-    Server(config, web, banner).run(sockets=[sock])
+    Server(uvicorn_config(web), web, banner).run(sockets=[sock])
+
+
+def uvicorn_config(web: Starlette, **options: Any) -> uvicorn.Config:
+    """How uvicorn serves the app (run_server says why each setting); options add to it (the
+    tests' live server turns off pings). Incoming WebSocket messages are capped at the hub's
+    max_message_bytes (1009 above it), and api/ws_protocol.py says what its protocol adds."""
+    import uvicorn
+
+    from .ws_protocol import WebSocketProtocol
+
+    return uvicorn.Config(web, log_level="warning", access_log=False, lifespan="off",
+                          ws=WebSocketProtocol, ws_per_message_deflate=False,
+                          ws_max_size=web.state.hub_config.max_message_bytes, **options)

@@ -30,11 +30,12 @@ from typing import Any
 
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from websockets.frames import CloseCode
 
 from jobledger.projections.jobs import JobState
 from jobledger.projections.schedules import ScheduleState
 from jobledger.schemas import JOBS, JobStatus
-from jobledger.schemas.api import Progress, TaskUpdate, TaskView
+from jobledger.schemas.api import WS_MAX_MESSAGE_BYTES, Progress, TaskUpdate, TaskView
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.node.base import Node
 from jobledger.services.runtime.projector import Projected
@@ -42,9 +43,16 @@ from jobledger.services.runtime.supervise import spawn
 
 from .openapi import Endpoint, Reply
 from .schedules import schedule_updates
+from .ws_wire import Outgoing, Turns, Wire
 
-TRY_AGAIN_LATER = 1013  # the close code of a client that could not keep up
-GOING_AWAY = 1001
+# Close codes (RFC 6455, 7.4.1), each with the reason the client is given
+TRY_AGAIN_LATER = CloseCode.TRY_AGAIN_LATER  # 1013: it could not keep up
+FELL_BEHIND = "fell behind the updates: reconnect and resume from your last cursor"
+GOING_AWAY = CloseCode.GOING_AWAY  # 1001: the server stops
+UNSUPPORTED_DATA = CloseCode.UNSUPPORTED_DATA  # 1003: a binary message
+BINARY = "binary messages are not accepted: send JSON text"
+# 1009 (a message over max_message_bytes) and 1007 (text that is not UTF-8) are sent by the
+# server's protocol before a message reaches the hub (api/ws_protocol.py).
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,13 @@ class HubConfig:
     stats_interval_s: float = 1.0  # at most one stats message per interval
     resume_window_s: float = 24 * 3600.0  # how old a cursor may be and still be resumed
     backlog_page: int = 500  # rows per read-model query while resuming
+    # The largest message a client may send (its messages are under 1 KB); beyond it the
+    # connection is closed with 1009. Set as uvicorn's ws_max_size (api/app.py).
+    max_message_bytes: int = WS_MAX_MESSAGE_BYTES
+    batch_bytes: int = 32 * 1024  # updates written to one client at once (api/ws_wire.py)
+    # The fan-out's share of each pass of the event loop (api/ws_wire.py:Turns): a REST
+    # request waits for at most this at each of its steps.
+    fanout_slice_s: float = 0.004
 
 
 class Filters(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,6 +91,10 @@ _client_message = msgspec.json.Decoder(ClientMessage)
 
 def _text(message: Any) -> str:
     return _encoder.encode(message).decode()
+
+
+def _outgoing(message: Any) -> Outgoing:
+    return Outgoing(_encoder.encode(message))
 
 
 # -- cursors ----------------------------------------------------------------------------------
@@ -137,12 +156,12 @@ class _Update:
     offset: int
     view: TaskView
     cursor: str
-    text: str | None = None  # encoded on first send, once for every client
+    out: Outgoing | None = None  # encoded on first send, once for every client
 
-    def encoded(self) -> str:
-        if self.text is None:
-            self.text = _text(TaskUpdate(self.cursor, self.view))
-        return self.text
+    def message(self) -> Outgoing:
+        if self.out is None:
+            self.out = _outgoing(TaskUpdate(self.cursor, self.view))
+        return self.out
 
 
 class _Ring:
@@ -207,6 +226,7 @@ class Client:
     """One connection. Only its sender task writes to the socket."""
 
     websocket: WebSocket
+    wire: Wire
     match: _Match | None = None  # subscribed to tasks when set
     next_seq: int = 0  # its position in the ring
     stats: bool = False
@@ -215,14 +235,9 @@ class Client:
     skip_below: list[int] | None = None  # offsets per partition a backlog covered
     # Messages of its own (pong, stats, errors), one per kind: a newer replaces an older.
     control: OrderedDict[str, str] = field(default_factory=OrderedDict)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    control_at: int = 0  # they go once it has been sent the ring up to here
     sender: asyncio.Task[None] | None = None
     dropped: bool = False  # fell behind the ring: being closed with 1013
-
-    def tell(self, kind: str, text: str) -> None:
-        self.control.pop(kind, None)
-        self.control[kind] = text
-        self.wake.set()
 
 
 # -- the hub ----------------------------------------------------------------------------------
@@ -240,6 +255,7 @@ class Hub:
         done = node.projector.positions["jobs"]
         self.position = [done.get(p, 0) for p in range(self.partitions)]
         self.ring = _Ring(self.config.ring_size)
+        self.turns = Turns(self.config.fanout_slice_s)
         self._stats_dirty = asyncio.Event()
         self._stats_task: asyncio.Task[None] | None = None
 
@@ -283,13 +299,24 @@ class Hub:
             if client.next_seq < floor and not client.dropped:
                 # Its sender may be stuck on a socket the client does not read: close from here.
                 client.dropped = True
-                spawn(self._drop(client), "ws-drop")
-            client.wake.set()
+                spawn(self._drop(client, TRY_AGAIN_LATER, FELL_BEHIND), "ws-drop")
+            self.turns.ready(client)
 
-    async def _drop(self, client: Client) -> None:
+    def _tell(self, client: Client, kind: str, text: str) -> None:
+        """Send the client a message of its own, after the updates it is due now."""
+        if not client.control:
+            client.control_at = self.ring.next_seq
+        client.control.pop(kind, None)
+        client.control[kind] = text
+        self.turns.ready(client)
+
+    async def _drop(self, client: Client, code: int, reason: str) -> None:
+        """Close the connection from outside its sender, stopping the sender first (the
+        only writer of the socket, it may be stuck on a client that does not read)."""
         if client.sender is not None:
             client.sender.cancel()
-        await _close(client.websocket, TRY_AGAIN_LATER)
+            await asyncio.gather(client.sender, return_exceptions=True)
+        await _close(client.websocket, code, reason)
 
     def on_schedules(self, changed: list[ScheduleState]) -> None:
         """Called by the projector after each committed schedules batch."""
@@ -302,7 +329,7 @@ class Hub:
             key = f"schedule:{message['schedule']['id']}"  # type: ignore[index]
             for client in self.clients:
                 if client.schedules:
-                    client.tell(key, text)  # a newer state of a schedule replaces the older
+                    self._tell(client, key, text)  # a newer state of a schedule replaces the older
 
     async def _push_stats(self) -> None:
         while True:
@@ -312,7 +339,7 @@ class Hub:
             if listeners:
                 text = await self._stats_text()
                 for client in listeners:
-                    client.tell("stats", text)
+                    self._tell(client, "stats", text)
             await asyncio.sleep(self.config.stats_interval_s)  # the rate limit, not a poll
 
     async def _stats_text(self) -> str:
@@ -321,38 +348,57 @@ class Hub:
 
     # -- one connection -----------------------------------------------------------------------
 
-    async def serve(self, websocket: WebSocket) -> None:
+    async def serve(self, websocket: WebSocket, wire: Wire) -> None:
+        """One connection, from its handshake until it leaves. Nothing the client sends is
+        read before _join: a check of who it is belongs between the accept and the join."""
         await websocket.accept()
-        client = Client(websocket, next_seq=self.ring.next_seq)
-        self.clients.add(client)
-        sender = client.sender = spawn(self._send(client), "ws-send")
+        client = self._join(websocket, wire)
         try:
-            while not sender.done():
-                await self._handle(client, await websocket.receive_text())
-        except WebSocketDisconnect:
-            pass
+            await self._listen(client)
         finally:
             self.clients.discard(client)
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            self.turns.forget(client)
+            if client.sender is not None:
+                client.sender.cancel()
+                await asyncio.gather(client.sender, return_exceptions=True)
+
+    def _join(self, websocket: WebSocket, wire: Wire) -> Client:
+        client = Client(websocket, wire, next_seq=self.ring.next_seq)
+        self.clients.add(client)
+        client.sender = spawn(self._send(client), "ws-send")
+        return client
+
+    async def _listen(self, client: Client) -> None:
+        """Handle the client's messages until it leaves or is closed. A binary message is
+        closed with 1003: the protocol is JSON text."""
+        assert client.sender is not None
+        while not client.sender.done():
+            message = await client.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                await self._drop(client, UNSUPPORTED_DATA, BINARY)
+                return
+            await self._handle(client, text)
 
     async def _handle(self, client: Client, raw: str) -> None:
         try:
             message = _client_message.decode(raw)
         except msgspec.DecodeError as exc:
-            client.tell("error", _error(f"bad message: {exc}", "INVALID_MESSAGE"))
+            self._tell(client, "error", _error(f"bad message: {exc}", "INVALID_MESSAGE"))
             return
         match message.type, message.channel:
             case "ping", _:
-                client.tell("pong", '{"type":"pong"}')
+                self._tell(client, "pong", '{"type":"pong"}')
             case "subscribe", "stats":
                 client.stats = True
-                client.tell("stats", await self._stats_text())
+                self._tell(client, "stats", await self._stats_text())
             case "unsubscribe", "stats":
                 client.stats = False
             case "subscribe", "schedules":
                 client.schedules = True
-                client.tell("subscribed", '{"type":"subscribed","channel":"schedules"}')
+                self._tell(client, "subscribed", '{"type":"subscribed","channel":"schedules"}')
             case "unsubscribe", "schedules":
                 client.schedules = False
             case "subscribe", "tasks":
@@ -360,7 +406,7 @@ class Hub:
             case "unsubscribe", "tasks":
                 client.match = None
             case _:
-                client.tell("error", _error(
+                self._tell(client, "error", _error(
                     f"unknown message type {message.type!r} on channel {message.channel!r}",
                     "INVALID_MESSAGE"))
 
@@ -368,28 +414,28 @@ class Hub:
         try:
             filters = _checked(message.filters)
         except BadFilter as exc:
-            client.tell("error", _error(str(exc), "INVALID_FILTER"))
+            self._tell(client, "error", _error(str(exc), "INVALID_FILTER"))
             return  # the socket stays open, with the subscription it had
         client.skip_below = None
         if message.resume_from is None:
             client.next_seq = self.ring.next_seq
             client.match = _Match(filters)
-            client.tell("subscribed", _text({"type": "subscribed", "cursor": self.cursor()}))
+            self._tell(client, "subscribed", _text({"type": "subscribed", "cursor": self.cursor()}))
             return
         try:
             time_ms, offsets = parse_cursor(message.resume_from, self.partitions)
         except BadCursor as exc:
-            client.tell("error", _error(str(exc), "INVALID_CURSOR"))
+            self._tell(client, "error", _error(str(exc), "INVALID_CURSOR"))
             return
         if not await self._resumable(time_ms, offsets):
-            client.tell("resync", '{"type":"resync_required"}')
+            self._tell(client, "resync", '{"type":"resync_required"}')
             return
         # The ring position is taken before the backlog is read: what commits in between
         # is in the ring, and the backlog's share of it is skipped.
         client.next_seq = self.ring.next_seq
         client.match = _Match(filters)
         client.resume = Resume(filters, offsets, time_ms)
-        client.wake.set()
+        self.turns.ready(client)
 
     async def _resumable(self, time_ms: int, offsets: list[int]) -> bool:
         """A cursor older than the window, or past the end of this log (another log's), is
@@ -401,43 +447,67 @@ class Hub:
         return all(offset <= ends.get(p, 0) for p, offset in enumerate(offsets))
 
     async def _send(self, client: Client) -> None:
-        """The only writer of the client's socket."""
-        ws = client.websocket
+        """The only writer of the client's socket: a batch at each of its turns."""
         try:
             while True:
-                await client.wake.wait()
-                client.wake.clear()
-                if client.resume is not None:
-                    client.skip_below = await self._send_backlog(client, client.resume)
-                    client.resume = None
-                if not await self._send_ring(client):
+                await self.turns.take(client)
+                if not await self._turn(client):
                     client.dropped = True
-                    await _close(ws, TRY_AGAIN_LATER)
+                    await _close(client.websocket, TRY_AGAIN_LATER, FELL_BEHIND)
                     return
-                # After the ring as it was: a pong says "you have everything up to now".
-                while client.control:
-                    await ws.send_text(client.control.popitem(last=False)[1])
+                if (client.resume is not None or client.control
+                        or client.next_seq < self.ring.next_seq):
+                    self.turns.ready(client)
         except (WebSocketDisconnect, RuntimeError, OSError):
             return
 
-    async def _send_ring(self, client: Client) -> bool:
-        """Send the client's share of the ring up to its end now; False if it fell off."""
-        ring, end = self.ring, self.ring.next_seq
-        while client.next_seq < end:
+    async def _turn(self, client: Client) -> bool:
+        """One batch: the backlog of a resume, or its own messages once it has been sent
+        the updates they follow, or its next updates from the ring. False if it fell off
+        the ring."""
+        if client.match is None:
+            client.next_seq = self.ring.next_seq  # not subscribed: nothing of the ring is due
+        if client.resume is not None:
+            client.skip_below = await self._send_backlog(client, client.resume)
+            client.resume = None
+        elif client.control and client.next_seq >= client.control_at:
+            batch = [Outgoing(text.encode()) for text in client.control.values()]
+            client.control.clear()
+            await client.wire.send(batch)
+        elif client.next_seq < self.ring.next_seq:
+            batch = self._next_batch(client)
+            if batch is None:
+                return False
+            if batch:
+                await client.wire.send(batch)
+        return True
+
+    def _next_batch(self, client: Client) -> list[Outgoing] | None:
+        """The client's next updates from the ring, up to batch_bytes of them (superseded
+        ones and those its filters or its backlog exclude skipped); None if the ring has
+        moved past it."""
+        ring, end, limit = self.ring, self.ring.next_seq, self.config.batch_bytes
+        if client.control:  # they are due at control_at: stop there
+            end = min(end, client.control_at)
+        match, skip = client.match, client.skip_below
+        batch: list[Outgoing] = []
+        size = 0
+        while client.next_seq < end and size < limit:
             update = ring.get(client.next_seq)
             if update is None:
-                return False
+                return None
             client.next_seq += 1
-            match, skip = client.match, client.skip_below
             if (match is None or ring.superseded(update) or not match(update.view)
                     or (skip is not None and update.offset < skip[update.partition])):
                 continue
-            await client.websocket.send_text(update.encoded())
-        return True
+            message = update.message()
+            batch.append(message)
+            size += len(message)
+        return batch
 
     async def _send_backlog(self, client: Client, resume: Resume) -> list[int]:
-        """Every matching task changed at or after the cursor, in log order per partition;
-        the cursor it reached."""
+        """Every matching task changed at or after the cursor, in log order per partition,
+        a page a write; the cursor it reached."""
         cursor = list(resume.offsets)
         page = self.config.backlog_page
         for partition in range(self.partitions):
@@ -445,10 +515,12 @@ class Hub:
             while rows is None or len(rows) == page:
                 rows = await self.node.queries.changed_since(
                     partition, cursor[partition], resume.filters, page)
+                batch = []
                 for view, offset in rows:
                     cursor[partition] = offset + 1
-                    await client.websocket.send_text(
-                        _text(TaskUpdate(format_cursor(resume.time_ms, cursor), view)))
+                    batch.append(_outgoing(TaskUpdate(format_cursor(resume.time_ms, cursor), view)))
+                if batch:
+                    await client.wire.send(batch)
         return cursor
 
 
@@ -482,7 +554,7 @@ def _error(message: str, code: str) -> str:
     return _text({"type": "error", "error": message, "code": code})
 
 
-async def _close(websocket: WebSocket, code: int) -> None:
+async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
     if websocket.application_state == WebSocketState.CONNECTED:
         with contextlib.suppress(RuntimeError, OSError):
-            await websocket.close(code)
+            await websocket.close(code, reason)

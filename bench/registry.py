@@ -10,7 +10,7 @@ from typing import Any
 
 from .env import Sizes
 from .kafka_mode import LEASE_SECONDS
-from .workloads import failover, http_load, lag, memory, query, replay, shared, ws
+from .workloads import failover, http_load, lag, memory, query, replay, shared, ws, ws_http
 
 Run = Callable[[Any, Any], Awaitable[dict[str, Any]]]
 
@@ -56,9 +56,10 @@ class Workload:
     judged_on: str | None = None  # the system whose figure the target judges (default: embedded)
 
 
-def _latency(what: str, target: Target | None = None) -> tuple[Metric, ...]:
-    return (Metric("p50_ms", f"{what}, p50", "ms", "lower"),
-            Metric("p99_ms", f"{what}, p99", "ms", "lower", target))
+def _latency(what: str, target: Target | None = None, key: str = "") -> tuple[Metric, ...]:
+    prefix = f"{key}_" if key else ""
+    return (Metric(f"{prefix}p50_ms", f"{what}, p50", "ms", "lower"),
+            Metric(f"{prefix}p99_ms", f"{what}, p99", "ms", "lower", target))
 
 
 WORKLOADS = (
@@ -103,6 +104,12 @@ WORKLOADS = (
     Workload("ws_fanout", ws.ws_fanout,
              _latency("WebSocket fan-out to {ws_subscribers:,} subscribers, enqueue→client",
                       Target("< 100 ms", below=100)), peers=False),
+    Workload("ws_http", ws_http.ws_http, (
+        *_latency("GET /health during a fan-out of {ws_http_jobs:,} tasks to "
+                  "{ws_http_subscribers:,} subscribers", Target("< 50 ms", below=50), key="health"),
+        *_latency("GET /api/v1/tasks/{{id}} during that fan-out", Target("< 50 ms", below=50),
+                  key="get"),
+    ), peers=False),
     Workload("failover", failover.failover, (
         Metric("p50_s", "failover: SIGKILLed worker's running jobs started elsewhere, p50", "s",
                "lower", missing="n/a: Kafka mode only"),

@@ -22,6 +22,8 @@ MAX_LIST = 1000  # rows in one list answer
 # Seconds of a delay or a timeout: a century, so every deadline stays a representable time.
 MAX_SECONDS = 100 * 365 * 24 * 3600
 MAX_RETRIES = 10_000
+# A WebSocket client's message, by default (--ws-max-message-bytes): its messages are < 1 KB.
+WS_MAX_MESSAGE_BYTES = 64 * 1024
 
 RetryCount = Annotated[int, msgspec.Meta(description=(
     "failed attempts since enqueue or the last requeue, the last one included: not the "

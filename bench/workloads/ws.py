@@ -23,8 +23,9 @@ import asyncio
 import multiprocessing
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import uvloop
 from websockets.client import ClientProtocol
@@ -50,16 +51,7 @@ async def ws_fanout(system: JobledgerSystem, env: Env) -> dict[str, Any]:
     sent: dict[str, float] = {}
     async with system.mode.serve(env, env.scratch(f"ws-{system.key}"), workers=False) as server:
         url = server.url.replace("http://", "ws://") + "/ws"
-        context = multiprocessing.get_context("spawn")
-        results = context.Queue()
-        counts = [subscribers // CLIENT_PROCESSES + (i < subscribers % CLIENT_PROCESSES)
-                  for i in range(CLIENT_PROCESSES)]
-        ready = context.Barrier(CLIENT_PROCESSES + 1)
-        procs = [context.Process(target=_subscriber_process, args=(url, n, jobs, ready, results))
-                 for n in counts]
-        for proc in procs:
-            proc.start()
-        await asyncio.to_thread(ready.wait, 120)  # every subscription answered
+        procs, results = await start_subscribers(_subscriber_process, url, subscribers, jobs)
         server_cpu = sum(s.cpu_seconds() for s in server.services)
 
         async def send(k: int) -> None:
@@ -68,11 +60,35 @@ async def ws_fanout(system: JobledgerSystem, env: Env) -> dict[str, Any]:
             sent[reply.json()["task_id"]] = start
 
         await steady(JOBS_PER_S, jobs, send)
-        gathered = [await asyncio.to_thread(results.get, True, 120) for _ in procs]
+        gathered = await results_of(procs, results, 120)
         server_cpu = sum(s.cpu_seconds() for s in server.services) - server_cpu
-        for proc in procs:
-            await asyncio.to_thread(proc.join, 30)
     return _figures(gathered, sent, server_cpu, subscribers, jobs)
+
+
+async def start_subscribers(target: Callable[..., None], url: str, subscribers: int,
+                            jobs: int) -> tuple[list[Any], Any]:
+    """The subscribers shared among CLIENT_PROCESSES processes, each running
+    target(url, its share, jobs, ready, results); returns once every subscription is
+    answered, with the processes and the queue of their results."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    counts = [subscribers // CLIENT_PROCESSES + (i < subscribers % CLIENT_PROCESSES)
+              for i in range(CLIENT_PROCESSES)]
+    ready = context.Barrier(CLIENT_PROCESSES + 1)
+    procs = [context.Process(target=target, args=(url, n, jobs, ready, results))
+             for n in counts]
+    for proc in procs:
+        proc.start()
+    await asyncio.to_thread(ready.wait, 120)
+    return procs, results
+
+
+async def results_of(procs: list[Any], results: Any, timeout: float) -> list[dict[str, Any]]:
+    """Each subscriber process's result, once it has put it; then the processes ended."""
+    gathered = [await asyncio.to_thread(results.get, True, timeout) for _ in procs]
+    for proc in procs:
+        await asyncio.to_thread(proc.join, 30)
+    return gathered
 
 
 def _figures(gathered: list[dict[str, Any]], sent: dict[str, float], server_cpu: float,
@@ -121,19 +137,8 @@ def _subscriber_process(url: str, count: int, jobs: int, ready: Any, results: An
 
 
 async def _subscribe(url: str, count: int, jobs: int, ready: Any) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    uri = parse_uri(url)
-    gate = asyncio.Semaphore(CONNECT_IN_FLIGHT)
     seen: dict[str, str] = {}  # job id -> updated_at, read from its first update only
-
-    async def connect() -> _Subscriber:
-        async with gate:
-            _, sub = await loop.create_connection(
-                lambda: _Subscriber(uri, jobs, seen), uri.host, uri.port)
-            await asyncio.wait_for(sub.subscribed, 60)
-            return sub
-
-    subs = await asyncio.gather(*(connect() for _ in range(count)))
+    subs = await connect_subscribers(url, count, lambda uri: _Subscriber(uri, jobs, seen))
     await asyncio.to_thread(ready.wait, 120)
     cpu = time.process_time()
     await asyncio.wait_for(asyncio.gather(*(s.done for s in subs)), 120)
@@ -143,6 +148,25 @@ async def _subscribe(url: str, count: int, jobs: int, ready: Any) -> dict[str, A
     compression = "permessage-deflate" if any(s.compressed for s in subs) else "none"
     return {"arrivals": [s.arrivals for s in subs], "updated_at": seen, "cpu": cpu,
             "compression": compression}
+
+
+S = TypeVar("S", bound="_Subscriber")
+
+
+async def connect_subscribers(url: str, count: int, make: Callable[[Any], S]) -> list[S]:
+    """`count` connections made by make(uri), CONNECT_IN_FLIGHT handshakes at a time;
+    returns once each has its subscription answered."""
+    loop = asyncio.get_running_loop()
+    uri = parse_uri(url)
+    gate = asyncio.Semaphore(CONNECT_IN_FLIGHT)
+
+    async def connect() -> S:
+        async with gate:
+            _, sub = await loop.create_connection(lambda: make(uri), uri.host, uri.port)
+            await asyncio.wait_for(sub.subscribed, 60)
+            return sub
+
+    return await asyncio.gather(*(connect() for _ in range(count)))
 
 
 class _Subscriber(asyncio.Protocol):
@@ -197,13 +221,17 @@ class _Subscriber(asyncio.Protocol):
                 length, head = int.from_bytes(buf[at + 2:at + 10], "big"), 10
             if len(buf) - at < head + length:
                 break
-            payload = bytes(buf[at + head:at + head + length])
-            at += head + length
-            if opcode == 0x1:
-                self._message(payload, now)
-            elif opcode == 0x9:  # ping: a masked pong with the same payload
+            start, at = at + head, at + head + length
+            if opcode == 0x9:  # ping: a masked pong with the same payload
+                payload = bytes(buf[start:at])
                 self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            elif opcode == 0x1:
+                self._text(buf, start, at, now)
         del buf[:at]
+
+    def _text(self, buf: bytearray, start: int, end: int, now: float) -> None:
+        """A text frame's payload is buf[start:end]."""
+        self._message(bytes(buf[start:end]), now)
 
     def _message(self, data: bytes, now: float) -> None:
         match = _TASK_ID.search(data)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from jobledger.api.ws import HubConfig
     from jobledger.services.handlers.app import App
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -146,6 +147,28 @@ def allow_unknown_task_types_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-unknown-task-types", action="store_true",
                         help="accept tasks of types no handler is known for (they wait for "
                         "one; by default they are refused with UNKNOWN_TASK_TYPE)")
+
+
+def ws_max_message_arg(parser: argparse.ArgumentParser) -> None:
+    from jobledger.schemas.api import WS_MAX_MESSAGE_BYTES
+
+    parser.add_argument("--ws-max-message-bytes", type=_message_bytes, metavar="BYTES",
+                        default=WS_MAX_MESSAGE_BYTES,
+                        help="the largest message a WebSocket client may send; a larger one "
+                        f"closes its connection with 1009 (default {WS_MAX_MESSAGE_BYTES})")
+
+
+def _message_bytes(text: str) -> int:
+    if not text.isdigit() or int(text) < 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes >= 1024")
+    return int(text)
+
+
+def hub_config(args: argparse.Namespace) -> HubConfig:
+    """The WebSocket hub's settings the flags give."""
+    from jobledger.api.ws import HubConfig
+
+    return HubConfig(max_message_bytes=args.ws_max_message_bytes)
 
 
 NO_TASK_TYPES = ("jobledger: warning: no task types: this server has no handlers "

@@ -18,8 +18,10 @@ from jobledger.services.cli.common import (
     allow_unknown_task_types_arg,
     app_of,
     check_data_file,
+    hub_config,
     listen,
     warn_without_task_types,
+    ws_max_message_arg,
 )
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.handlers.app import App
@@ -146,6 +148,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     _projection_host_arg(api)
     _http_args(api)
     allow_unknown_task_types_arg(api)
+    ws_max_message_arg(api)
     add_log_args(api)
 
 
@@ -250,7 +253,7 @@ def _serve_http(args: argparse.Namespace, app: App) -> int:
     config = node_config_for(args)
     check_data_file(args.views, "--views")
     sock = listen(args.host, args.port)
-    web = create_app(lambda: KafkaNode(config, app))
+    web = create_app(lambda: KafkaNode(config, app), hub_config(args))
     run_server(web, sock, f"jobledger: {args.broker} ({args.topic_prefix}*), read models "
                f"{args.views}, http://{args.host}:{args.port}")
     return 0

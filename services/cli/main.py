@@ -19,10 +19,12 @@ from jobledger.services.cli.common import (
     app_of,
     check_data_file,
     flag_names,
+    hub_config,
     listen,
     run_client,
     run_command,
     server_arg,
+    ws_max_message_arg,
 )
 from jobledger.services.cli.env import RULE, EnvParser, leaf_parsers
 from jobledger.services.cli.logs import add_log_args
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve the API and projections only; run no jobs (tasks of the "
                        "types of --app/--demo are still accepted)")
     allow_unknown_task_types_arg(serve)
+    ws_max_message_arg(serve)
     serve.add_argument("--max-projection-lag-ms", type=int, default=10_000,
                        help="/health is degraded (503) when the projections lag more "
                        "(default 10000)")
@@ -146,7 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
     sock = listen(args.host, args.port)
-    web = create_app(lambda: EmbeddedNode(config, app))
+    web = create_app(lambda: EmbeddedNode(config, app), hub_config(args))
     banner = (f"jobledger: log {args.db}, {len(app.handlers)} task types, "
               f"http://{args.host}:{args.port}")
     # The warning waits for a successful start, so a failed one stays one line.

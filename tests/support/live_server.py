@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 
-from jobledger.api.app import create_app, serving
+from jobledger.api.app import create_app, serving, uvicorn_config
 from jobledger.api.ws import HubConfig
 from jobledger.services.node.embedded import EmbeddedNode
 
@@ -25,8 +25,7 @@ async def live_server(node: EmbeddedNode, hub: HubConfig | None = None) -> Async
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", ws_ping_interval=None)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, ws_ping_interval=None))
     async with serving(app, node, hub):
         task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
