@@ -536,7 +536,9 @@ endpoints = [
             " a second, {\"type\": \"subscribe\", \"channel\": \"schedules\"} for schedule_update"
             " messages, \"unsubscribe\" and \"ping\". A cursor too old to resume gets"
             " {\"type\": \"resync_required\"}; a client that cannot keep up is closed with"
-            " 1013. See docs/api.md."
+            " 1013. Messages are JSON text: a binary one is closed with 1003, one over the"
+            " limit (64 KiB by default) with 1009, text that is not UTF-8 with 1007."
+            " See docs/api.md."
         ),
     ),
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from starlette.types import Scope, Send
 
@@ -66,8 +66,9 @@ class Turns:
 
     MAX_PER_PASS = 4096
 
-    def __init__(self, slice_s: float):
+    def __init__(self, slice_s: float, clock: Callable[[], float] = time.perf_counter):
         self.slice_s = slice_s
+        self.clock = clock
         self.per_pass = 16  # turns granted in one pass; adjusted to the time they take
         self.work: set[Hashable] = set()  # keys with something to send
         self.parked: dict[Hashable, asyncio.Future[None]] = {}  # senders waiting in take()
@@ -99,7 +100,7 @@ class Turns:
             self.parked.pop(key, None)
             self.queue.pop(key, None)
         if self.pass_started is None:
-            self.pass_started = time.perf_counter()
+            self.pass_started = self.clock()
 
     def _schedule(self) -> None:
         if not self.scheduled:
@@ -112,7 +113,7 @@ class Turns:
         """Grant this pass's turns; the previous pass's, if any, have just run."""
         self.scheduled = False
         if self.granted and self.pass_started is not None:
-            spent = max(time.perf_counter() - self.pass_started, 1e-6)
+            spent = max(self.clock() - self.pass_started, 1e-6)
             self.per_pass = max(1, min(round(self.granted * self.slice_s / spent),
                                        self.MAX_PER_PASS))
         self.pass_started = None

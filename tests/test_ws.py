@@ -1,5 +1,6 @@
 """WS /ws through a real uvicorn server: filters, resume without gaps or repeats, the stats
-channel, ping/pong, and the bound on a client that does not read."""
+channel, ping/pong, the bound on a client that does not read, and a fan-out that leaves the
+HTTP API answering."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import base64
 import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -335,3 +339,41 @@ async def test_schedule_changes_are_pushed_on_the_schedules_channel(
             assert update["type"] == "schedule_update"
     await conn.send(type="unsubscribe", channel="schedules")
     assert await conn.sync() == []
+
+
+async def test_a_fan_out_to_many_clients_leaves_the_http_api_answering(
+    node: EmbeddedNode, url: str
+) -> None:
+    """Issue 18: a fan-out to 500 subscribers held /health for up to 3.9 s: each client's
+    sender wrote its whole backlog in one go, and a request waited for every one of them.
+    300 clients that keep up (in a process of their own) are sent 2,000 updates each; /health
+    and a task, asked as the fan-out starts, are answered while most of it is still to go."""
+    readers = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.ws_readers", url, "300"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    assert readers.stdout is not None
+    try:
+        assert await asyncio.wait_for(asyncio.to_thread(readers.stdout.readline), 60) == "ready\n"
+        hub = node_hub(node)
+        first = hub.ring.next_seq
+        enqueued = await node.commands.enqueue(
+            [task_request("echo", i, delay_seconds=3600) for i in range(2000)])
+        for _ in range(100_000):  # until the projector has handed the hub every update
+            if hub.ring.next_seq >= first + 2000:
+                break
+            await asyncio.sleep(0)
+        http = url.replace("ws://", "http://").removesuffix("/ws")
+        async with httpx.AsyncClient(base_url=http) as client:
+            for path in ("/health", f"/api/v1/tasks/{enqueued[0].task_id}"):
+                assert (await client.get(path)).status_code == 200
+                assert sent_share(hub, first) < 0.5, path  # it was 1.0: all, then the answer
+    finally:
+        readers.kill()
+        readers.wait()
+        readers.stdout.close()
+
+
+def sent_share(hub: Any, first: int) -> float:
+    """How much of the fan-out of the ring from `first` on the clients have been sent."""
+    due = hub.ring.next_seq - first
+    return sum(min(c.next_seq - first, due) for c in hub.clients) / (due * len(hub.clients))
