@@ -130,7 +130,7 @@ def test_a_log_in_a_folder_that_cannot_hold_it_is_one_line_naming_db(tmp_path: P
     assert_one_line(result, 1, "--db notes/j.db: notes is not a folder that exists")
     (tmp_path / "j.db").write_text("not a log")
     result = jobledger("serve", "--db", "j.db", "--port", str(free_port()), cwd=tmp_path)
-    assert_one_line(result, 1, "cannot open the log j.db: file is not a database")
+    assert_one_line(result, 5, "cannot open the log j.db: file is not a database")
 
 
 def test_a_broker_refusing_the_idempotent_producer_is_one_line_naming_the_switch(

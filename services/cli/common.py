@@ -23,14 +23,25 @@ DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
 class Exit(enum.IntEnum):
-    """The exit codes of every client command (submit, status, schedules)."""
+    """The exit codes of every command. The client commands (submit, status, schedules)
+    use 0-4; the server commands (serve, api, worker, replay) 0, 1, 2 and 5."""
 
     OK = 0  # done; with --wait: the task completed
     FAILED = 1  # the task failed, dead-lettered or was cancelled; or the server said no
     USAGE = 2  # a bad flag or argument (argparse's own code for one too)
     UNREACHABLE = 3  # no answer from the server
     TIMEOUT = 4  # --wait-timeout passed before the task finished
+    DATA = 5  # a data file is damaged, or does not match the others (DataFileError)
 
+
+SERVER_EXIT_CODES = f"""exit codes:
+  {Exit.OK:d}  stopped (SIGINT, SIGTERM); replay: done
+  {Exit.FAILED:d}  it cannot start (a port in use, a locked log, a broker it cannot reach)
+  {Exit.USAGE:d}  a bad flag or argument (the error names the flag)
+  {Exit.DATA:d}  a data file is damaged, or does not match the others (a log lost or
+     emptied beside read models that applied it): the error names the file and
+     what to do
+"""
 
 EXIT_CODES = f"""exit codes:
   {Exit.OK:d}  done; with --wait: the task completed
@@ -58,9 +69,10 @@ class StartupError(Exception):
 
 def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command. A failure it can explain (a bad flag or variable, a bad --app, a port
-    in use, a log that is locked or cannot be reached) is one line on stderr and exit status
-    2 for a bad value, 1 for the rest; its traceback is printed with --debug only."""
-    from jobledger.services.log.protocol import LogError
+    in use, a log that is locked or cannot be reached, a damaged data file) is one line on
+    stderr and exit status 2 for a bad value, 5 for a data file (Exit.DATA), 1 for the
+    rest; its traceback is printed with --debug only."""
+    from jobledger.services.log.protocol import DataFileError, LogError
 
     try:
         return handler(args)
@@ -70,7 +82,9 @@ def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         if getattr(args, "debug", False):
             raise
         print(f"error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ValueError) else 1
+        if isinstance(error, DataFileError):
+            return Exit.DATA
+        return Exit.USAGE if isinstance(error, ValueError) else Exit.FAILED
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -14,6 +14,7 @@ from jobledger.services.cli import kafka as kafka_cli
 from jobledger.services.cli.common import (
     EXIT_CODES,
     NO_TASK_TYPES,
+    SERVER_EXIT_CODES,
     Exit,
     allow_unknown_task_types_arg,
     app_of,
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the log, projections, dispatcher, worker slots and HTTP API in one process",
         description="Run everything in one process over one SQLite file: the log, the read "
         "models (in <db>.views.db), the dispatcher with N worker slots and the HTTP API.",
+        epilog=SERVER_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--db", type=Path, default=Path("jobledger.db"),
                        help="the log file (default ./jobledger.db)")
@@ -95,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="rebuild every read model from the log into a fresh file",
         description="Read the whole log from offset 0 into fresh read models and print a "
         "checksum of each; with the live read models beside, compare them.",
+        epilog=SERVER_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     replay.add_argument("--db", type=Path, default=Path("jobledger.db"),
                         help="the log file (default ./jobledger.db)")
@@ -187,7 +190,7 @@ def _replay(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from jobledger.services.log.protocol import LogError
+    from jobledger.services.log.protocol import DataFileError, LogError
     from jobledger.services.node.embedded import views_path
     from jobledger.services.replay.guard import OutInUse, refuse_a_protected_file
     from jobledger.services.replay.rebuild import checksums, replay, replay_topics
@@ -210,7 +213,9 @@ def _replay(args: argparse.Namespace) -> int:
             rebuilt = asyncio.run(replay(args.db, out))
     except (LogError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, OutInUse) else 1  # a refused --out: a usage error
+        if isinstance(exc, OutInUse):  # a refused --out: a usage error
+            return Exit.USAGE
+        return Exit.DATA if isinstance(exc, DataFileError) else Exit.FAILED
     live = asyncio.run(checksums(live_path)) if live_path and live_path.exists() else {}
     table = Table(title=f"read models rebuilt into {out}")
     table.add_column("read model")

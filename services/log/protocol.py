@@ -58,6 +58,17 @@ class AppendOutcomeUnknown(LogError):
     """The append may or may not have landed (a timeout): retry with the same ids."""
 
 
+class DataFileError(LogError):
+    """A data file is damaged, or does not belong with the others (a log lost or emptied
+    beside read models that say what it held): nothing runs on it until someone restores
+    or removes a file. The message names the file, what is wrong and what to do, in one
+    line; the CLI exits with status 5 (`Exit.DATA`, services/cli/common.py)."""
+
+
+class LogCorrupt(DataFileError):
+    """SQLite finds the log file malformed (SQLITE_CORRUPT, SQLITE_NOTADB)."""
+
+
 class Log(Protocol):
     """One topic."""
 

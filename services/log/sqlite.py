@@ -33,11 +33,12 @@ import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import IO
 
-from jobledger.services.log.protocol import Entry, LogError, Position, Record
+from jobledger.services.log.protocol import Entry, LogCorrupt, LogError, Position, Record
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
@@ -67,6 +68,34 @@ SELECT_FROM = (
     "SELECT offset, timestamp_ms, key, value FROM records"
     " WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?"
 )
+
+
+_CORRUPT, _NOTADB = 11, 26  # SQLite's primary result codes for a damaged file
+
+
+def is_damaged(error: BaseException) -> bool:
+    """Does error say a database file is damaged (rather than busy, full or missing)?"""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.DatabaseError) and code is not None \
+        and code & 0xFF in (_CORRUPT, _NOTADB)
+
+
+@contextmanager
+def damage_named(path: Path) -> Iterator[None]:
+    """Raise a damaged file's error as LogCorrupt: one line naming the file and what to do,
+    instead of sqlite3's "database disk image is malformed" from wherever it was read."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        if not is_damaged(error):
+            raise
+        if error.sqlite_errorcode & 0xFF == _NOTADB:  # the header: damaged, or never a log
+            raise LogCorrupt(f"cannot open the log {path}: {error}: give the path of a "
+                             "jobledger log; if it is one, it is damaged: restore it from a "
+                             "backup") from error
+        raise LogCorrupt(f"the log {path} is damaged (sqlite: {error}): restore it from a "
+                         "backup, and keep the damaged file aside (PRAGMA integrity_check "
+                         "on it lists the damage)") from error
 
 
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -232,6 +261,7 @@ class BulkReader:
     _KEY = "SELECT key FROM records WHERE topic = ? AND partition = ? AND offset = ?"
 
     def __init__(self, path: Path, topic: str):
+        self.path = path
         self.conn = _connect(path, read_only=True)
         self.topic = topic
 
@@ -242,15 +272,17 @@ class BulkReader:
         first, before = keys
         offset = 0
         while offset < end:
-            rows = self.conn.execute(self._ROWS, (self.topic, partition, offset, end, first,
-                                                  before, before, batch)).fetchall()
+            with damage_named(self.path):
+                rows = self.conn.execute(self._ROWS, (self.topic, partition, offset, end, first,
+                                                      before, before, batch)).fetchall()
             if not rows:
                 return
             yield rows
             offset = rows[-1][0] + 1
 
     def key(self, partition: int, offset: int) -> str:
-        (key,) = self.conn.execute(self._KEY, (self.topic, partition, offset)).fetchone()
+        with damage_named(self.path):
+            (key,) = self.conn.execute(self._KEY, (self.topic, partition, offset)).fetchone()
         return key  # type: ignore[no-any-return]
 
     def close(self) -> None:
@@ -269,16 +301,20 @@ def sample_keys(path: Path, topic: str, ends: Mapping[int, int], per_partition: 
     """The keys of up to per_partition records spread evenly over each partition, sorted."""
     conn = _connect(path, read_only=True)
     try:
-        keys = []
-        for partition, end in ends.items():
-            for offset in sorted({end * i // per_partition for i in range(per_partition)} - {end}):
-                row = conn.execute("SELECT key FROM records WHERE topic = ? AND partition = ?"
-                                   " AND offset = ?", (topic, partition, offset)).fetchone()
-                if row is not None:
-                    keys.append(row[0])
-        return sorted(keys)
+        with damage_named(path):
+            return sorted(_sampled_keys(conn, topic, ends, per_partition))
     finally:
         conn.close()
+
+
+def _sampled_keys(conn: sqlite3.Connection, topic: str, ends: Mapping[int, int],
+                  per_partition: int) -> Iterator[str]:
+    for partition, end in ends.items():
+        for offset in sorted({end * i // per_partition for i in range(per_partition)} - {end}):
+            row = conn.execute("SELECT key FROM records WHERE topic = ? AND partition = ?"
+                               " AND offset = ?", (topic, partition, offset)).fetchone()
+            if row is not None:
+                yield row[0]
 
 
 class SQLiteLog:
@@ -492,7 +528,8 @@ class SQLiteLogBackend:
             return "?"
 
     async def run(self, fn, *args):  # type: ignore[no-untyped-def]
-        return await self.loop.run_in_executor(self._read_pool, fn, *args)
+        with damage_named(self.path):
+            return await self.loop.run_in_executor(self._read_pool, fn, *args)
 
     def topic(self, name: str) -> SQLiteLog:
         try:

@@ -38,11 +38,12 @@ from jobledger.schemas import JOBS, Envelope
 from jobledger.schemas.codec import Undecodable, UndecodableRecord, decode
 from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
-from jobledger.services.log.protocol import Record
+from jobledger.services.log.protocol import LogCorrupt, Record
 from jobledger.services.log.sqlite import BulkReader
 from jobledger.services.runtime.projector import split_misplaced
 
 CHUNK = 50_000  # records read, folded and written at a time
+DAMAGED_LOG = 5  # a worker's exit status when it found the log damaged (its error: the result)
 # A worker's file is scratch, or the <out>.building file: a crash means replaying again,
 # so no journal at all.
 _PRAGMAS = ("PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-65536",
@@ -280,8 +281,12 @@ def main(log: str, out: str, result: str, share: str) -> None:
     # This process only folds, then exits: nothing it builds is cyclic garbage, and the
     # collector's passes over the chunks' objects cost about a tenth of its time.
     gc.disable()
-    folded = fold_partitions(Path(log), Path(out), [tuple(p) for p in partitions], tuple(keys),
-                             indexes, on_chunk=lambda n: print(n, flush=True))
+    try:
+        folded = fold_partitions(Path(log), Path(out), [tuple(p) for p in partitions],
+                                 tuple(keys), indexes, on_chunk=lambda n: print(n, flush=True))
+    except LogCorrupt as error:  # the parent raises it, as one line (no traceback here)
+        Path(result).write_bytes(pickle.dumps(str(error)))
+        sys.exit(DAMAGED_LOG)
     # The parent makes the file durable when it closes it (an fsync: about a second for
     # the read models of a million events); flushing what is written so far as each
     # worker ends overlaps most of that with the other worker's folding.

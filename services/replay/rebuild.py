@@ -24,9 +24,9 @@ from jobledger.projections.stats import StatsDelta
 from jobledger.projections.store import ReadModelStore, sql_file
 from jobledger.projections.store_file import remove_db, remove_sidecars
 from jobledger.schemas import JOBS, LOGS, WORKERS, Envelope
-from jobledger.services.log.protocol import LogBackend, LogError
+from jobledger.services.log.protocol import LogBackend, LogCorrupt, LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend, sample_keys
-from jobledger.services.replay.bulk import Folded, fold_partitions
+from jobledger.services.replay.bulk import DAMAGED_LOG, Folded, fold_partitions
 from jobledger.services.replay.guard import refuse_an_open_file
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.runtime.server_log import note
@@ -226,7 +226,9 @@ class _BulkJobs:
             assert worker.stdout is not None
             async for line in worker.stdout:
                 advance(int(line))
-            if await worker.wait() != 0:
+            if await worker.wait() == DAMAGED_LOG:
+                raise LogCorrupt(pickle.loads(result.read_bytes()))
+            if worker.returncode != 0:
                 raise RuntimeError(f"a replay worker failed (exit status {worker.returncode}); its error is above")
             return pickle.loads(result.read_bytes())  # type: ignore[no-any-return]
         finally:
