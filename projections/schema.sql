@@ -8,6 +8,15 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (model, partition)
 ) WITHOUT ROWID;
 
+-- The identity of the log the read models are folded from (one row; the log's id and
+-- epoch, services/log/protocol.py:LogIdentity). A start refuses or rebuilds read models
+-- of another log (services/node/read_model_check.py). Not a read model: checksums skip it.
+CREATE TABLE IF NOT EXISTS log_source (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    log_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     task_type TEXT NOT NULL,

@@ -182,6 +182,11 @@ class ReadModelStore:
         await self.db.execute(f"PRAGMA user_version = {CLOSED}")
         await self.db.close()
 
+    async def record_source(self, log_id: str, epoch: int) -> None:
+        """Record which log the read models are folded from (the log_source table)."""
+        await self.db.execute("INSERT OR REPLACE INTO log_source VALUES (1, ?, ?)",
+                              (log_id, epoch))
+
     async def checkpoints(self, model: str) -> dict[int, int]:
         rows = await self.db.execute_fetchall(
             "SELECT partition, next_offset FROM checkpoints WHERE model = ?", (model,)
@@ -297,10 +302,13 @@ class ReadModelStore:
     # -- checksums --------------------------------------------------------------------------
 
     async def checksums(self) -> dict[str, str]:
-        """SHA-256 of every read-model table's rows in primary-key order."""
+        """SHA-256 of every read-model table's rows in primary-key order. Not of log_source:
+        it says which log they come from, and a Kafka-hosted copy of a SQLite log's read
+        models is folded from the same events of another log."""
         tables = [
             name for (name,) in await self.db.execute_fetchall(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'log_source'"
+                " ORDER BY name"
             )
         ]
         out = {}

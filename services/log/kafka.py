@@ -45,7 +45,14 @@ from aiokafka.errors import (
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from jobledger.schemas.envelope import JOBS, LOGS, SCHEDULES, WORKERS
-from jobledger.services.log.protocol import AppendOutcomeUnknown, Entry, LogError, Position, Record
+from jobledger.services.log.protocol import (
+    AppendOutcomeUnknown,
+    Entry,
+    LogError,
+    LogIdentity,
+    Position,
+    Record,
+)
 
 log = logging.getLogger("jobledger.kafka")
 
@@ -726,6 +733,23 @@ class KafkaLogBackend:
                 _SENDER_LOG.removeFilter(_told_by_start)
         except RuntimeError as error:  # KafkaError is one too
             raise producer_start_error(error, config) from error
+
+    async def identity(self) -> LogIdentity | None:
+        """The cluster's id and the topic prefix: one prefix's topics on one cluster are
+        one log. The epoch is 0, and topics deleted and made again under the same names
+        keep the identity: the Metadata versions aiokafka speaks (up to v5) give neither a
+        topic id (v10) nor a creation time (docs/kafka.md). None: no cluster id (v0-v1)."""
+        self.check_open()
+        assert self._admin is not None
+        try:
+            cluster = await self._admin.describe_cluster()
+        except KafkaError as error:
+            raise LogError(f"cannot describe the Kafka cluster at "
+                           f"{self.config.bootstrap_servers}: {error!r}") from error
+        cluster_id = cluster.get("cluster_id")
+        if not cluster_id:
+            return None
+        return LogIdentity(f"kafka:{cluster_id}/{self.config.topic_prefix}", 0)
 
     def check_open(self) -> None:
         if self.closed:

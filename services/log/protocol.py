@@ -50,6 +50,18 @@ class Record:
 Position = tuple[int, int]  # (partition, offset)
 
 
+@dataclass(frozen=True)
+class LogIdentity:
+    """Which log this is. The SQLite log writes a fresh one into its own metadata when the
+    file is created (and into a file from before identities, the first time it is opened
+    for writing), and never changes it. Read models record the identity of the log they
+    were folded from, so a start can tell them from another log's
+    (services/node/read_model_check.py)."""
+
+    log_id: str
+    epoch: int  # when the log was created, Unix ms; 0 when the backend cannot tell
+
+
 class LogError(Exception):
     """The log could not do what was asked; the message says what and where."""
 
@@ -102,5 +114,9 @@ class LogBackend(Protocol):
     """A set of topics on one backend (a SQLite file, a Kafka cluster)."""
 
     def topic(self, name: str) -> Log: ...
+
+    async def identity(self) -> LogIdentity | None:
+        """Which log this is; None if the backend cannot tell."""
+        ...
 
     async def close(self) -> None: ...

@@ -29,6 +29,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -38,7 +39,14 @@ from functools import cache
 from pathlib import Path
 from typing import IO
 
-from jobledger.services.log.protocol import Entry, LogCorrupt, LogError, Position, Record
+from jobledger.services.log.protocol import (
+    Entry,
+    LogCorrupt,
+    LogError,
+    LogIdentity,
+    Position,
+    Record,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
@@ -51,6 +59,8 @@ CREATE TABLE IF NOT EXISTS records (
     value BLOB NOT NULL,
     PRIMARY KEY (topic, partition, offset)
 ) WITHOUT ROWID;
+-- The log's identity (log_id, epoch), written once: see LogIdentity.
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 # Rows in one INSERT statement at most: 768 variables, under the 999 of SQLite builds older
 # than 3.32. See _insert.
@@ -289,6 +299,16 @@ class BulkReader:
         self.conn.close()
 
 
+def _identity_of(conn: sqlite3.Connection) -> LogIdentity | None:
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.OperationalError:  # no such table: a log from before identities
+        return None
+    if "log_id" not in meta:
+        return None
+    return LogIdentity(meta["log_id"], int(meta.get("epoch", 0)))
+
+
 def _partition_end(conn: sqlite3.Connection, topic: str, partition: int) -> int:
     """The next offset of a partition: one look-up in the primary key (a MAX over a GROUP
     BY reads every record: about a second for a million)."""
@@ -466,6 +486,7 @@ class SQLiteLogBackend:
         self.reader: sqlite3.Connection
         self._lock_file: IO[bytes] | None = None
         self._topics: dict[str, SQLiteLog] = {}
+        self._identity: LogIdentity | None = None
         self.closed = False
         # Reads run on one thread of their own, which owns the read connection.
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="jobledger-log-reader")
@@ -495,15 +516,22 @@ class SQLiteLogBackend:
             conn.executescript(SCHEMA)
             for name, count in partitions.items():
                 conn.execute("INSERT OR IGNORE INTO topics VALUES (?, ?)", (name, count))
+            conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
+                ("log_id", str(uuid.uuid4())), ("epoch", str(int(time.time() * 1000)))])
             self.writer = _LogWriter(conn, self)
         elif not self.path.exists():
             raise LogError(f"no log at {self.path}")
         self.reader = _connect(self.path, read_only=True)
+        self._identity = _identity_of(self.reader)
         for name, count in self.reader.execute("SELECT name, partitions FROM topics").fetchall():
             ends = {p: _partition_end(self.reader, name, p) for p in range(count)}
             self._topics[name] = SQLiteLog(self, name, count, ends)
         if self.writer is not None:
             self.writer.start()
+
+    async def identity(self) -> LogIdentity | None:
+        """The log's identity; None for a log from before identities opened read-only."""
+        return self._identity
 
     def _lock(self) -> None:
         # "ab": opening must not wipe the holder's pid before we know we hold the lock.

@@ -15,6 +15,12 @@ from jobledger.schemas.lifecycle import WorkerStatus
 from jobledger.services.handlers.app import App
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.node.base import SETTLE_SECONDS, Node
+from jobledger.services.node.read_model_check import (
+    fit_read_models,
+    read_models_on_disk,
+    record_log_source,
+    refuse_a_lost_log,
+)
 from jobledger.services.runtime.clock import Clock, SystemClock
 from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
 from jobledger.services.runtime.projector import Projector
@@ -63,8 +69,9 @@ class EmbeddedNode(Node):
     async def start(self) -> None:
         cfg = self.config
         partitions = {JOBS: cfg.partitions, LOGS: cfg.partitions, WORKERS: 1, SCHEDULES: 1}
-        self.backend = await SQLiteLogBackend.open(cfg.db, partitions)
+        await self._open_log(partitions)
         self.store = await ReadModelStore.open(views_path(cfg.db))
+        await record_log_source(self.store, self.backend)
         self.queries = await Queries.open(views_path(cfg.db))
         self.projector = Projector(self.backend, self.store)
         await self.projector.load()
@@ -103,6 +110,20 @@ class EmbeddedNode(Node):
         log_started(f"log {cfg.db} ({self.backend.topic(JOBS).partitions} partitions), read "
                     f"models {views_path(cfg.db)}", self.app.handlers, self.dispatcher,
                     log=str(cfg.db), views=str(views_path(cfg.db)))
+
+    async def _open_log(self, partitions: dict[str, int]) -> None:
+        """Open the log, once the read models beside it are known to be its own
+        (services/node/read_model_check.py): else they are refused or removed to be
+        rebuilt. A lost log is refused before opening it would create a new one."""
+        db, views = self.config.db, views_path(self.config.db)
+        on_disk = read_models_on_disk(views)
+        refuse_a_lost_log(db, views, on_disk)
+        self.backend = await SQLiteLogBackend.open(db, partitions)
+        try:
+            await fit_read_models(views, on_disk, f"the log {db}", self.backend)
+        except BaseException:
+            await self.backend.close()
+            raise
 
     async def stop(self) -> None:
         log_stopping(self.dispatcher)

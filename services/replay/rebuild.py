@@ -26,6 +26,7 @@ from jobledger.projections.store_file import remove_db, remove_sidecars
 from jobledger.schemas import JOBS, LOGS, WORKERS, Envelope
 from jobledger.services.log.protocol import LogBackend, LogCorrupt, LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend, sample_keys
+from jobledger.services.node.read_model_check import record_log_source
 from jobledger.services.replay.bulk import DAMAGED_LOG, Folded, fold_partitions
 from jobledger.services.replay.guard import refuse_an_open_file
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
@@ -100,6 +101,7 @@ async def rebuild_from(
         try:
             store = await ReadModelStore.open(building, bulk=True)
             try:
+                await record_log_source(store, backend)  # a server may adopt the file
                 await _catch_up(Projector(backend, store), backend, show_progress, bulk)
                 await store.finish_bulk()
             finally:
