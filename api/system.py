@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from jobledger.schemas.api import Health, QueueInfo, QueuePath, QueueToggled, Stats, WorkerInfo
 from jobledger.schemas.common import to_ms
+from jobledger.services.node.base import Node
 
 from .deps import commands, node, queries
 from .openapi import APPEND_ERRORS, Endpoint, Reply, routes_of
@@ -19,9 +20,9 @@ async def health(request: Request) -> Response:
     n = node(request)
     stats = await queries(request).stats(to_ms(n.clock.now()))
     lag_ms = await n.projection_lag_ms()
-    log_ok = n.log_writable()
     crashed = n.crashed()
-    healthy = log_ok and not crashed and lag_ms <= n.config.max_projection_lag_ms
+    reasons = degraded_because(n, lag_ms, crashed)
+    healthy = not reasons
     body = Health(
         status="healthy" if healthy else "degraded",
         is_leader=n.is_leader(),
@@ -30,8 +31,20 @@ async def health(request: Request) -> Response:
         projection_lag_ms=lag_ms,
         quarantined_records=await queries(request).quarantined(),
         crashed=crashed,
+        reason="; ".join(reasons) or None,
     )
     return JSON(body, 200 if healthy else 503)
+
+
+def degraded_because(n: Node, lag_ms: int, crashed: list[str]) -> list[str]:
+    """Every reason the node is degraded, for people; none when it is healthy."""
+    reasons = [] if n.log_writable() else ["log: not open for writing"]
+    reasons += n.faults()
+    reasons += [f"background task {name} crashed" for name in crashed]
+    if lag_ms > n.config.max_projection_lag_ms:
+        reasons.append(f"projections: {lag_ms:,} ms behind the log, more than "
+                       f"{n.config.max_projection_lag_ms:,}")
+    return reasons
 
 
 async def stats(request: Request) -> Response:

@@ -125,7 +125,10 @@ class Transaction:
                 (conn.executemany if many else conn.execute)(sql, params)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR): a
+            # ROLLBACK then raises "no transaction is active", masking the real error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
 

@@ -198,6 +198,10 @@ class Health(msgspec.Struct, omit_defaults=True):
     quarantined_records: int
     crashed: Annotated[list[str], msgspec.Meta(
         description="background tasks that died; absent when none")] = []
+    reason: Annotated[str | None, msgspec.Meta(
+        description="why it is degraded, one clause per cause joined by '; ' (e.g. "
+        "'projection jobs: disk full (SQLITE_FULL) since 2026-01-01T00:00:00Z, retrying'); "
+        "absent when healthy")] = None
 
 
 class ErrorBody(msgspec.Struct):

@@ -142,6 +142,7 @@ async def test_health_is_503_degraded_once_the_projections_lag_beyond_the_bound(
     assert response.status_code == 503
     assert response.json()["status"] == "degraded"
     assert response.json()["projection_lag_ms"] == 1001
+    assert response.json()["reason"] == "projections: 1,001 ms behind the log, more than 1,000"
 
     node.projector.start()  # caught up again: healthy (the bad record is quarantined)
     await settle(node)

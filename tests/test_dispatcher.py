@@ -25,6 +25,7 @@ from jobledger.services.log.protocol import LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.runtime.clock import ManualClock
 from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
+from jobledger.services.runtime.faults import FIRST_RETRY_S
 from tests.support.harness import (
     NodeFactory,
     advance,
@@ -144,6 +145,8 @@ async def test_a_pick_whose_append_fails_stops_its_handler_and_the_job_runs_agai
     monkeypatch.setattr(log, "append", refuse_the_first_pick)
     job_id = await enqueue(node, "once_proceeded")
     await settle(node)
+    assert started == [1]  # no picks for a while after a refused one (faults.py)
+    await advance(node, FIRST_RETRY_S)
     proceed.set()
     done = await wait_until(node, job_id, S.COMPLETED)
 

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import IO
@@ -182,6 +183,7 @@ class _LogWriter(threading.Thread):
                 results.append((item, self._assign(item, now, rows)))
             except LogError as exc:  # this append is refused whole; the others go on
                 results.append((item, exc))
+        failure: sqlite3.Error | None = None
         try:
             self._sync(any(item.sync for item in batch))
             self._conn.execute("BEGIN IMMEDIATE")
@@ -192,8 +194,9 @@ class _LogWriter(threading.Thread):
                 self._conn.execute("ROLLBACK")
             self._forget(rows)
             error = LogError(f"append to {self._backend.path} failed: {exc}")
+            error.__cause__ = failure = exc  # what it was (faults.py: a full disk passes)
             results, rows = [(item, error) for item, _ in results], []
-        self._backend.loop.call_soon_threadsafe(self._backend.delivered, results, rows)
+        self._backend.loop.call_soon_threadsafe(self._backend.delivered, results, rows, failure)
 
     def _sync(self, sync: bool) -> None:
         """fsync the next commit or not (outside a transaction: SQLite's rule)."""
@@ -487,6 +490,9 @@ class SQLiteLogBackend:
         self._lock_file: IO[bytes] | None = None
         self._topics: dict[str, SQLiteLog] = {}
         self._identity: LogIdentity | None = None
+        # The first error of the commits failing now, and since when (a full disk); None
+        # once a commit succeeds. /health reports it (services/node/embedded.py).
+        self.failing: tuple[sqlite3.Error, datetime] | None = None
         self.closed = False
         # Reads run on one thread of their own, which owns the read connection.
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="jobledger-log-reader")
@@ -566,9 +572,15 @@ class SQLiteLogBackend:
             raise LogError(f"topic {name!r} does not exist in {self.path}") from None
 
     def delivered(
-        self, results: list[tuple[_Append, list[Position] | LogError]], rows: list[Row]
+        self, results: list[tuple[_Append, list[Position] | LogError]], rows: list[Row],
+        failure: sqlite3.Error | None = None,
     ) -> None:
-        """Runs on the event loop after a commit: publish the records, resolve appends."""
+        """Runs on the event loop after a commit: publish the records, resolve appends.
+        failure: why the commit failed (kept in `failing` until a commit succeeds)."""
+        if failure is None:
+            self.failing = None
+        elif self.failing is None:
+            self.failing = (failure, datetime.now(UTC))
         by_topic: dict[str, list[Record]] = {}
         for topic, part, offset, ts, key, value in rows:
             by_topic.setdefault(topic, []).append(Record(part, offset, ts, key, value))

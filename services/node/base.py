@@ -76,6 +76,14 @@ class Node:
         """Does this node decide for at least one partition of the jobs topic?"""
         return self.dispatcher is not None and bool(self.dispatcher.partitions)
 
+    def faults(self) -> list[str]:
+        """Why this node cannot do all of its work now (a full disk), one reason each, as
+        /health tells them; each part retries by itself (services/runtime/faults.py)."""
+        reasons = self.projector.faults.reasons()
+        if self.dispatcher is not None:
+            reasons += self.dispatcher.faults.reasons()
+        return reasons
+
     def crashed(self) -> list[str]:
         """Background tasks that died (logged when they did); /health reports them."""
         return (self.projector.crashed() + (self.dispatcher.crashed() if self.dispatcher else [])

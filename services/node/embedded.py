@@ -23,6 +23,7 @@ from jobledger.services.node.read_model_check import (
 )
 from jobledger.services.runtime.clock import Clock, SystemClock
 from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
+from jobledger.services.runtime.faults import Fault, passing_fault
 from jobledger.services.runtime.projector import Projector
 from jobledger.services.runtime.server_log import (
     log_started,
@@ -73,7 +74,7 @@ class EmbeddedNode(Node):
         self.store = await ReadModelStore.open(views_path(cfg.db))
         await record_log_source(self.store, self.backend)
         self.queries = await Queries.open(views_path(cfg.db))
-        self.projector = Projector(self.backend, self.store)
+        self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
         await self.projector.load()
         # The known task types are the app's handlers, with or without run_workers: the
         # workers of this file are this process's own.
@@ -153,3 +154,12 @@ class EmbeddedNode(Node):
 
     def log_writable(self) -> bool:
         return self.backend.writer is not None
+
+    def faults(self) -> list[str]:
+        failing = self.backend.failing
+        if failing is None:
+            return super().faults()
+        error, since = failing
+        log = Fault("log", passing_fault(error) or str(error), since,
+                    "appends answer 503 LOG_UNAVAILABLE")
+        return [log.reason(), *super().faults()]

@@ -148,7 +148,7 @@ class KafkaNode(Node):
         self.store = await ReadModelStore.open(cfg.views)
         await record_log_source(self.store, self.backend)
         self.queries = await Queries.open(cfg.views)
-        self.projector = Projector(self.backend, self.store)
+        self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
         await self.projector.load()
         # Known: this process's handlers, and every type a worker declared (read models).
         task_types = TaskTypes(self.app.handlers, self.queries.declared_task_types,

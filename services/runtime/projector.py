@@ -3,16 +3,23 @@
 Three models, each with its own checkpoint: jobs (jobs, runs, stats, queues tables) from
 the jobs topic, run_logs from the logs topic, workers from the workers topic. Records
 below a model's checkpoint are skipped, so redelivery applies nothing twice.
+
+A live projector (retry=True, as nodes make it) outlasts a write that fails with a fault
+that can pass (a full disk: services/runtime/faults.py): it runs the same transaction
+again after a backoff by its clock until it commits, and reports the fault meanwhile.
+Nothing is lost or applied twice: a failed transaction rolled back, and the batches after
+it wait in log order. A replay (retry=False) stops at the first failed write instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import TypeVar
 
 from msgspec.structs import force_setattr
 
@@ -28,6 +35,8 @@ from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.services.log.protocol import LogBackend, LogError, Record
+from jobledger.services.runtime.clock import Clock, SystemClock
+from jobledger.services.runtime.faults import Faults, passing_fault
 from jobledger.services.runtime.supervise import crashed, spawn
 
 TYPES_OF_TOPIC = {
@@ -55,6 +64,7 @@ Listener = Callable[[Projected], None]
 # Told the final state of every schedule a committed batch changed (removed ones too).
 ScheduleListener = Callable[[list[ScheduleState]], None]
 JobPredicate = Callable[[JobState], bool]
+T = TypeVar("T")
 
 
 class _StateCache(OrderedDict[str, JobState]):
@@ -70,9 +80,14 @@ class _StateCache(OrderedDict[str, JobState]):
 
 
 class Projector:
-    def __init__(self, backend: LogBackend, store: ReadModelStore, cache_size: int = 50_000):
+    def __init__(self, backend: LogBackend, store: ReadModelStore, cache_size: int = 50_000,
+                 clock: Clock | None = None, retry: bool = False):
+        """retry: write again, after a backoff by clock, a batch whose write failed with a
+        fault that can pass (a full disk), rather than fail (see the module's doc)."""
         self.backend = backend
         self.store = store
+        self.retry = retry
+        self.faults = Faults(clock or SystemClock())
         self.positions: dict[str, dict[int, int]] = {m: {} for m in TOPIC_OF_MODEL}
         self.listeners: list[Listener] = []
         self.schedule_listeners: list[ScheduleListener] = []
@@ -143,6 +158,8 @@ class Projector:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self._writing is not None:
+            if self.faults.open:  # a write retrying until the disk frees: not worth waiting
+                self._writing.cancel()
             await asyncio.gather(self._writing, return_exceptions=True)
 
     async def _follow(self, model: str) -> None:
@@ -192,7 +209,8 @@ class Projector:
     async def apply(self, model: str, records: Sequence[Record]) -> None:
         """Apply one batch of one model's topic in one transaction; return once written."""
         await self.submit(model, records)
-        await self.settled()
+        if model == "jobs":  # the others are written by submit itself
+            await self.settled()
 
     async def settled(self) -> None:
         """Wait for the jobs batch being written, if any (raising its error)."""
@@ -219,17 +237,8 @@ class Projector:
         if model == "jobs":
             await self._fold_and_write_jobs(envs, positions, bad, new)
             return
-        async with self._write_lock:
-            if model == "run_logs":
-                await self.store.write_logs(log_rows(envs), positions, bad)
-            elif model == "workers":
-                workers = await self.store.load_workers({e.key for e in envs})
-                await self.store.write_workers(fold_workers(envs, workers), positions, bad,
-                                               declared_task_types(envs))
-            else:
-                schedules = await self.store.load_schedules({e.event.schedule_id for e in envs})  # type: ignore[union-attr]
-                changed = fold_schedules(envs, schedules)
-                await self.store.write_schedules(changed, positions, bad)
+        changed = await self._written(
+            model, lambda: self._write_other(model, envs, positions, bad))
         self.quarantined += len(bad)
         self.positions[model] = positions
         if model == "schedules" and changed:
@@ -237,6 +246,25 @@ class Projector:
                 schedule_listener(list(changed.values()))
         async with self._progress:
             self._progress.notify_all()
+
+    async def _write_other(
+        self, model: str, envs: list[Envelope], positions: dict[int, int],
+        bad: list[Undecodable],
+    ) -> dict[str, ScheduleState]:
+        """Load what a batch of a model other than jobs needs, fold it and write it in one
+        transaction; the schedules it changed."""
+        if model == "run_logs":
+            await self.store.write_logs(log_rows(envs), positions, bad)
+        elif model == "workers":
+            workers = await self.store.load_workers({e.key for e in envs})
+            await self.store.write_workers(fold_workers(envs, workers), positions, bad,
+                                           declared_task_types(envs))
+        else:
+            ids = {e.event.schedule_id for e in envs}  # type: ignore[union-attr]
+            changed = fold_schedules(envs, await self.store.load_schedules(ids))
+            await self.store.write_schedules(changed, positions, bad)
+            return changed
+        return {}
 
     async def _fold_and_write_jobs(
         self, envs: list[Envelope], positions: dict[int, int], bad: list[Undecodable],
@@ -274,8 +302,7 @@ class Projector:
         if previous is not None:
             await previous  # commits stay in log order; a failed one fails those after it
         try:
-            async with self._write_lock:
-                await self.store.write_jobs(change, positions, bad)
+            await self._written("jobs", lambda: self.store.write_jobs(change, positions, bad))
         except BaseException:
             self._cache.clear()  # it may hold changes that were rolled back
             raise
@@ -287,6 +314,24 @@ class Projector:
             listener(Projected(change, positions))
         async with self._progress:
             self._progress.notify_all()
+
+    async def _written(self, model: str, write: Callable[[], Awaitable[T]]) -> T:
+        """Run one batch's write (its loads and its transaction) under the write lock; its
+        result. With retry, a fault that can pass is retried after a backoff until it
+        passes: the transaction rolled back, so running it again applies it once."""
+        part = f"projection {model}"
+        while True:
+            try:
+                async with self._write_lock:
+                    result = await write()
+            except Exception as error:
+                fault = passing_fault(error) if self.retry else None
+                if fault is None:
+                    raise
+                await self.faults.clock.sleep(self.faults.failing(part, fault))
+            else:
+                self.faults.resumed(part)
+                return result
 
     def _evict(self, change: JobsChange, last: bool) -> None:
         """Finished jobs leave the cache once written (rarely touched again: keep the room

@@ -95,6 +95,12 @@ class Publisher:
             _tell(waiter, position, None)
 
 
+def unchecked(_: Position | None, error: BaseException | None) -> None:
+    """The Done of an append whose failure needs no action of its own (a heartbeat, which
+    the next one replaces; a log line): unlike a future nobody awaits, it leaves no
+    "Future exception was never retrieved" behind when the log refuses it."""
+
+
 def _tell(waiter: _Waiter, position: Position | None, error: Exception | None) -> None:
     if isinstance(waiter, asyncio.Future):
         if not waiter.done():
