@@ -86,7 +86,8 @@ class _AppendedEvents(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(
-            "jobledger_events_appended", "Events appended to each topic of the log", labels=["topic"])
+            "jobledger_events_appended", "Events appended to each topic of the log",
+            labels=["topic"])
         for topic, count in sorted(self.per_topic.items()):
             family.add_metric([topic], count)
         yield family

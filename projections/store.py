@@ -38,16 +38,22 @@ def sql_file(name: str) -> str:
 
 IN_CHUNK = 900  # ids per IN (...) query (SQLite's limit of variables was 999)
 _LIVE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=OFF")
-_BULK_PRAGMAS = ("PRAGMA journal_mode=MEMORY", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-131072")
+_BULK_PRAGMAS = (
+    "PRAGMA journal_mode=MEMORY", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-131072")
 _CHECKSUM_CHUNK = 10_000  # rows hashed at a time
 _json = msgspec.json.Encoder()
 
 UPSERT_COUNT = (
-    "INSERT INTO job_counts VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+    "INSERT INTO job_counts VALUES (?, ?, ?)"
+    " ON CONFLICT DO UPDATE SET count = count + excluded.count"
 )
-UPSERT_DEPTH = "INSERT INTO queue_depth VALUES (?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+UPSERT_DEPTH = (
+    "INSERT INTO queue_depth VALUES (?, ?)"
+    " ON CONFLICT DO UPDATE SET count = count + excluded.count"
+)
 UPSERT_ENDED = (
-    "INSERT INTO runs_ended VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+    "INSERT INTO runs_ended VALUES (?, ?, ?)"
+    " ON CONFLICT DO UPDATE SET count = count + excluded.count"
 )
 UPSERT_PROCESSING = (
     "INSERT INTO processing VALUES (1, ?, ?) ON CONFLICT DO UPDATE"
@@ -205,10 +211,13 @@ class ReadModelStore:
         return {q: QueueState(q, bool(p), t) for q, p, t in rows}
 
     async def load_workers(self, worker_ids: Iterable[str]) -> dict[str, WorkerState]:
-        rows = await self._select_in("SELECT * FROM workers WHERE worker_id IN ({})", list(worker_ids))
+        rows = await self._select_in("SELECT * FROM workers WHERE worker_id IN ({})",
+                                     list(worker_ids))
         return {row[0]: worker_from_row(row) for row in rows}
 
-    async def load_schedules(self, schedule_ids: Iterable[str] | None = None) -> dict[str, ScheduleState]:
+    async def load_schedules(
+        self, schedule_ids: Iterable[str] | None = None
+    ) -> dict[str, ScheduleState]:
         """Schedules by id, removed ones included; every schedule when ids is None."""
         if schedule_ids is None:
             rows = await self.db.execute_fetchall("SELECT * FROM schedules")
@@ -221,7 +230,8 @@ class ReadModelStore:
         out: list[Any] = []
         for i in range(0, len(keys), IN_CHUNK):
             chunk = keys[i : i + IN_CHUNK]
-            out.extend(await self.db.execute_fetchall(sql.format(",".join("?" * len(chunk))), chunk))
+            placeholders = ",".join("?" * len(chunk))
+            out.extend(await self.db.execute_fetchall(sql.format(placeholders), chunk))
         return out
 
     # -- writing one batch ----------------------------------------------------------------

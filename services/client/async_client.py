@@ -93,21 +93,24 @@ class Client:
     async def _call(self, method: str, path: str, content: bytes | None = None) -> Any:
         url = self.base_url + path
         try:
+            headers = _JSON if content is not None else None
             async with self._http().request(method, url, data=content,
-                                            headers=_JSON if content is not None else None) as response:
+                                            headers=headers) as response:
                 body = await response.read()
         except aiohttp.ClientError as exc:
             # str() of some aiohttp errors is empty: the class name then says what happened.
             reason = str(exc) or type(exc).__name__
             raise ServerUnreachable(f"{method} {url}: {reason}") from exc
         except TimeoutError:
-            raise ServerUnreachable(f"{method} {url}: no answer within {self.timeout:g} s") from None
+            message = f"{method} {url}: no answer within {self.timeout:g} s"
+            raise ServerUnreachable(message) from None
         if response.status >= 400:
             try:
                 error = msgspec.json.decode(body)
             except msgspec.DecodeError:
                 error = {"error": body.decode(errors="replace")}
-            raise ClientError(response.status, error if isinstance(error, dict) else {"error": str(error)})
+            detail = error if isinstance(error, dict) else {"error": str(error)}
+            raise ClientError(response.status, detail)
         return msgspec.json.decode(body) if body else None
 
     async def submit(self, task_type: str, payload: Any = None, **options: Any) -> str:

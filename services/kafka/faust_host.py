@@ -270,7 +270,8 @@ class _ModelWriter:
             self._room.set()
             for start in range(0, len(records), PENDING_MAX):
                 try:
-                    await self.host._apply(self.model, self.role, records[start:start + PENDING_MAX])
+                    chunk = records[start:start + PENDING_MAX]
+                    await self.host._apply(self.model, self.role, chunk)
                 except asyncio.CancelledError:
                     raise
                 except Exception:

@@ -397,7 +397,8 @@ class SQLiteLog:
         return await self._backend.run(self._end_offsets)
 
     def _end_offsets(self) -> dict[int, int]:
-        return {p: _partition_end(self._backend.reader, self._topic, p) for p in range(self._partitions)}
+        reader = self._backend.reader
+        return {p: _partition_end(reader, self._topic, p) for p in range(self._partitions)}
 
     async def offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
         return await self._backend.run(self._offset_for_time, partition, timestamp_ms)

@@ -269,7 +269,8 @@ def _outside(events: list[tuple[str, int, int]], first: str, end: str | None) ->
     """How many of the events' job ids are outside the range of keys [first, end)."""
     if not events or (min(events)[0] >= first and (end is None or max(events)[0] < end)):
         return 0  # the usual case, found by two passes in C
-    return sum(1 for job_id, _, _ in events if job_id < first or (end is not None and job_id >= end))
+    return sum(1 for job_id, _, _ in events
+               if job_id < first or (end is not None and job_id >= end))
 
 
 def main(log: str, out: str, result: str, share: str) -> None:

@@ -27,7 +27,7 @@ from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
-from jobledger.services.log.protocol import LogBackend, LogError, Record
+from jobledger.services.log.protocol import Log, LogBackend, LogError, Record
 from jobledger.services.runtime.supervise import crashed, spawn
 
 TYPES_OF_TOPIC = {
@@ -173,21 +173,26 @@ class Projector:
             except LogError:
                 continue  # a log written before this topic existed: nothing to apply
             for partition, end in (await log.end_offsets()).items():
-
-                def read_from(offset: int) -> asyncio.Future[list[Record]] | None:
-                    if offset >= end:
-                        return None
-                    return asyncio.ensure_future(
-                        log.read(partition, offset, limit=min(CATCH_UP_BATCH, end - offset)))
-
-                reading = read_from(self.positions[model].get(partition, 0))
-                while reading is not None:
-                    records = await reading
-                    reading = read_from(records[-1].offset + 1) if records else None
-                    await self.submit(model, records)
-                    if on_batch:
-                        on_batch(len(records))
+                await self._catch_up_partition(model, log, partition, end, on_batch)
         await self.settled()
+
+    async def _catch_up_partition(
+        self, model: str, log: Log, partition: int, end: int,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        def read_from(offset: int) -> asyncio.Future[list[Record]] | None:
+            if offset >= end:
+                return None
+            return asyncio.ensure_future(
+                log.read(partition, offset, limit=min(CATCH_UP_BATCH, end - offset)))
+
+        reading = read_from(self.positions[model].get(partition, 0))
+        while reading is not None:
+            records = await reading
+            reading = read_from(records[-1].offset + 1) if records else None
+            await self.submit(model, records)
+            if on_batch:
+                on_batch(len(records))
 
     async def apply(self, model: str, records: Sequence[Record]) -> None:
         """Apply one batch of one model's topic in one transaction; return once written."""

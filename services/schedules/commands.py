@@ -187,8 +187,8 @@ class ScheduleCommands:
         schedule_id = str(request.id)
         if await self.queries.schedules(schedule_id):
             raise ScheduleExists(f"schedule {schedule_id!r} already exists", "id")
-        position = await self._append(ScheduleDefined(schedule_id=schedule_id, definition=definition),
-                                      schedule_id, actor)
+        defined = ScheduleDefined(schedule_id=schedule_id, definition=definition)
+        position = await self._append(defined, schedule_id, actor)
         state = await self.queries.schedule_state(schedule_id)
         if state is not None and (state.partition, state.defined_offset) != position:
             raise ScheduleExists(f"schedule {schedule_id!r} already exists", "id")  # lost a race

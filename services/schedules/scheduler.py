@@ -332,7 +332,8 @@ class Scheduler:
         running = await self._running({s for s, (_, p) in plans.items() if p.run},
                                       {s: p for s, (_, p) in plans.items()})
         for schedule_id, (state, plan) in plans.items():
-            plan = apply_max_instances(plan, running.get(schedule_id, 0), state.definition.max_instances)
+            plan = apply_max_instances(plan, running.get(schedule_id, 0),
+                                       state.definition.max_instances)
             plans[schedule_id] = (state, plan)
             self._in_flight[schedule_id] = to_ms(plan.decided_up_to)  # type: ignore[arg-type]
         for schedule_id in considered:
@@ -365,7 +366,9 @@ class Scheduler:
         )
         self.publisher.publish(event, schedule_id)
 
-    def _enqueue(self, state: ScheduleState, fire_time: datetime) -> tuple[str, asyncio.Future[Position]]:
+    def _enqueue(
+        self, state: ScheduleState, fire_time: datetime
+    ) -> tuple[str, asyncio.Future[Position]]:
         d = state.definition
         key = fire_key(state.schedule_id, to_ms(fire_time))
         job_id = job_id_for_key(key)
@@ -378,7 +381,9 @@ class Scheduler:
         self._unprojected[job_id] = (state.schedule_id, None)
         return job_id, self.publisher.publish(event, job_id)
 
-    async def _confirm(self, enqueued: list[tuple[str, datetime, str, asyncio.Future[Position]]]) -> None:
+    async def _confirm(
+        self, enqueued: list[tuple[str, datetime, str, asyncio.Future[Position]]]
+    ) -> None:
         """Append ScheduleFired for each job once it is durable; a fire whose job append
         failed is decided again a second later (its key makes a retry safe)."""
         failed: set[str] = set()

@@ -163,14 +163,16 @@ class Producer:
         )
         return Envelope(id=event_id, key=job_id, time=now, actor=actor, event=event)
 
-    def envelopes(self, requests: Sequence[TaskRequest], actor: Actor | None = None) -> list[Envelope]:
+    def envelopes(
+        self, requests: Sequence[TaskRequest], actor: Actor | None = None
+    ) -> list[Envelope]:
         """One JobEnqueued envelope per request; they share one enqueue time and actor."""
         now = self.clock.now()
         actor = actor or self.publisher.actor
         ids = uuid7s(2 * len(requests))
         envelope = self.envelope
         return [envelope(request, now, job_id, event_id, actor)
-                for request, job_id, event_id in zip(requests, ids[::2], ids[1::2])]
+                for request, job_id, event_id in zip(requests, ids[::2], ids[1::2], strict=True)]
 
     async def append(self, envs: list[Envelope]) -> list[tuple[int, int]]:
         """Append envelopes as one batch; the (partition, offset) of each, in order, once

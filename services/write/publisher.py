@@ -43,7 +43,9 @@ class Publisher:
         env = self.envelope(event, key, actor=actor, causation_id=causation_id)
         return self.publish_envelope(env, topic_of(event), partition)
 
-    def publish_then(self, event: Event, key: str, done: Done, *, actor: Actor | None = None) -> None:
+    def publish_then(
+        self, event: Event, key: str, done: Done, *, actor: Actor | None = None
+    ) -> None:
         """As publish, but `done` is called as soon as the append ends, from the task that
         appended: no future and no turn of the loop per event (the dispatcher's picks and
         outcomes, a few per job)."""
