@@ -45,7 +45,7 @@ from .responses import JSON, ApiError
 
 Handler = Callable[[Request], Awaitable[Response]]
 AsgiFunction = Callable[[Scope, Receive, Send], Awaitable[None]]
-Q = TypeVar("Q")
+Q = TypeVar("Q", bound=msgspec.Struct)
 
 _PATH_PARAM = re.compile(r"{(\w+)(:\w+)?}")
 _REF = "#/components/schemas/{name}"

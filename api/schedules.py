@@ -128,7 +128,7 @@ async def schedule_updates(
 
 def _builtins(view: ScheduleView) -> dict[str, object]:
     """The view as plain JSON values (its payload is raw JSON, which to_builtins keeps raw)."""
-    return msgspec.json.decode(msgspec.json.encode(view))  # type: ignore[no-any-return]
+    return msgspec.json.decode(msgspec.json.encode(view))  # type: ignore[no-any-return]  # a Struct's JSON
 
 
 _NOT_FOUND = {404: "no schedule with that id (JOB_NOT_FOUND)"}

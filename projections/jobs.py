@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import datetime
 
 import msgspec
 from msgspec.structs import replace
@@ -184,7 +185,8 @@ def _with_progress(state: JobState, progress: Progress | None) -> JobState:
 
 
 def _attempt_failed(
-    state: JobState, now: int, error: str, stack: str | None, retry_at, final: JobStatus  # type: ignore[no-untyped-def]
+    state: JobState, now: int, error: str, stack: str | None, retry_at: datetime | None,
+    final: JobStatus,
 ) -> JobState:
     common = dict(
         updated_at=now, error=error, stack=stack, retry_count=state.retry_count + 1,

@@ -88,6 +88,7 @@ def next_fire(
 def _next_fire(
     trigger: Trigger, tz: ZoneInfo, after: datetime, defined_at: datetime
 ) -> datetime | None:
+    found: datetime | None
     match trigger:
         case IntervalTrigger():
             found = _next_interval(trigger, tz, after, defined_at)

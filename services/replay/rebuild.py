@@ -53,7 +53,7 @@ async def replay_topics(
 
     from jobledger.services.log.kafka import KafkaLogBackend, jobledger_topics
 
-    admin = AIOKafkaAdminClient(**config.client_settings())  # type: ignore[arg-type]
+    admin = AIOKafkaAdminClient(**config.client_settings())
     try:
         await admin.start()
         found = set(await admin.list_topics())
@@ -234,7 +234,7 @@ class _BulkJobs:
             if await worker.wait() != 0:
                 raise RuntimeError(f"a replay worker failed (exit status {worker.returncode});"
                                    " its error is above")
-            return pickle.loads(result.read_bytes())  # type: ignore[no-any-return]
+            return pickle.loads(result.read_bytes())  # type: ignore[no-any-return]  # pickle is untyped
         finally:
             result.unlink(missing_ok=True)
 
@@ -293,7 +293,7 @@ def _queues(events: Iterable[Envelope]) -> dict[str, QueueState]:
     applies them (each partition holds a copy of every queue event)."""
     queues: dict[str, QueueState] = {}
     for env in sorted(events, key=attrgetter("partition", "offset")):
-        name = env.event.queue  # type: ignore[union-attr]
+        name = env.event.queue  # type: ignore[union-attr]  # only queue events come here
         state = reduce_queue(queues.get(name), env)
         if state is not None:
             queues[name] = state

@@ -232,7 +232,8 @@ class Projector:
                 await self.store.write_workers(fold_workers(envs, workers), positions, bad,
                                                declared_task_types(envs))
             else:
-                schedules = await self.store.load_schedules({e.event.schedule_id for e in envs})  # type: ignore[union-attr]
+                ids = {e.event.schedule_id for e in envs}  # type: ignore[union-attr]  # all have one
+                schedules = await self.store.load_schedules(ids)
                 changed = fold_schedules(envs, schedules)
                 await self.store.write_schedules(changed, positions, bad)
         self.quarantined += len(bad)
@@ -250,8 +251,10 @@ class Projector:
         """new: jobs known to have no row yet (expect_new)."""
         cache = self._cache
         # Not `{...} - cache.keys()`: a set minus a keys view walks every cached key.
+        # The ignore: every event of the jobs topic but a queue event names its job.
         wanted = {job_id for e in envs if type(e.event) not in QUEUE_EVENTS
-                  and (job_id := e.event.job_id) not in cache and job_id not in new}
+                  and (job_id := e.event.job_id) not in cache  # type: ignore[union-attr]
+                  and job_id not in new}
         if self._writing is not None and self._writing.done():
             await self.settled()  # raise a failed write's error here, in the follower
         if wanted:
@@ -339,7 +342,7 @@ _event_of = attrgetter("event")
 
 
 def split_misplaced(
-    envs: list[Envelope], topic: str, records: Sequence[Record]
+    envs: list[Envelope], topic: str, records: Iterable[Record]
 ) -> tuple[list[Envelope], list[Undecodable]]:
     """Events that decode but belong on another topic are quarantined like undecodable ones."""
     types_here = TYPES_OF_TOPIC[topic]

@@ -55,7 +55,7 @@ VISIBLE_WAIT_SECONDS = 5.0  # how long a write waits for the read model to show 
 _decoder = msgspec.json.Decoder(ScheduleRequest)
 _PATH = re.compile(r"at `\$\.(\w+)")
 _TRIGGER_INPUTS = {"trigger", "timezone", *(f for fs in TRIGGER_FIELDS.values() for f in fs)}
-_TRIGGER_CLASS: dict[str, type[Trigger]] = {  # type: ignore[valid-type]
+_TRIGGER_CLASS: dict[str, type[Trigger]] = {
     "interval": IntervalTrigger, "cron": CronTrigger, "date": DateTrigger, "manual": ManualTrigger,
 }
 _JOB_FIELDS = ("name", "task_type", "payload", "priority", "queue", "timeout_seconds",

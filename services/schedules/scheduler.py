@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from jobledger.projections.queries import Queries
 from jobledger.projections.schedules import ScheduleState, fire_key, reduce_schedule
@@ -335,7 +336,7 @@ class Scheduler:
             plan = apply_max_instances(plan, running.get(schedule_id, 0),
                                        state.definition.max_instances)
             plans[schedule_id] = (state, plan)
-            self._in_flight[schedule_id] = to_ms(plan.decided_up_to)  # type: ignore[arg-type]
+            self._in_flight[schedule_id] = to_ms(plan.decided_up_to)  # type: ignore[arg-type]  # plans have fires
         for schedule_id in considered:
             self._arm(schedule_id)
         # In chunks, yielding between them: the log commits one chunk while the next is
@@ -398,7 +399,7 @@ class Scheduler:
                 continue  # a later fire of a schedule whose earlier fire is to be retried
             fired = ScheduleFired(schedule_id=schedule_id, fire_time=fire_time, job_id=job_id)
             self.publisher.publish(fired, schedule_id).add_done_callback(
-                lambda f, s=schedule_id: self._retry_if_failed(f, s))
+                partial(self._retry_if_failed, schedule_id=schedule_id))
         for schedule_id in failed:
             self._retry(schedule_id)
 

@@ -101,7 +101,7 @@ def _tell(waiter: _Waiter, position: Position | None, error: Exception | None) -
     if isinstance(waiter, asyncio.Future):
         if not waiter.done():
             if error is None:
-                waiter.set_result(position)  # type: ignore[arg-type]
+                waiter.set_result(position)  # type: ignore[arg-type]  # set when error is None
             else:
                 waiter.set_exception(error)
         return
