@@ -64,6 +64,14 @@ def run_id(job_id: str, attempt: int) -> str:
     return f"{job_id}.{attempt}"
 
 
+# A run's row, in the runs table's column order: it has no state Struct of its own (it is
+# cut from the job's), so its readers find a column by name here rather than by a number.
+RUN_COLUMNS = ("run_id", "job_id", "attempt", "task_type", "status", "worker_id", "started_at",
+               "ended_at", "processed", "total", "failed", "error", "stack")
+RUN_TASK_TYPE, RUN_STATUS, RUN_STARTED_AT, RUN_ENDED_AT = (
+    RUN_COLUMNS.index(name) for name in ("task_type", "status", "started_at", "ended_at"))
+
+
 def run_row(s: JobState) -> tuple[Any, ...]:
     """The row of the state's latest attempt."""
     failed = s.run_status == RunStatus.FAILED

@@ -214,8 +214,8 @@ def worker(args: argparse.Namespace) -> int:
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """On uvloop (a dependency, as under `jobledger api`'s uvicorn): the worker's loop
-    carries every fetch, produce and pick; on the plain asyncio loop its socket writes
-    alone were 13 % of a worker's profile."""
+    carries every fetch, produce and pick, and the plain asyncio loop's socket writes cost
+    a worker much more (docs/performance.md, "Figures behind the code")."""
     tune_gc()
     try:
         import uvloop
