@@ -85,10 +85,10 @@ def run_server(web: Starlette, sock: socket.socket, banner: str) -> None:
     report in one line; under uvicorn's lifespan protocol it was logged as a traceback.
 
     No access log: at log level warning it is never printed, but uvicorn would still format
-    each request's line (about 2 % of the event loop under POST load). No permessage-deflate:
-    each connection has its own compressor, so a task_update fanned out to 1,000 dashboards
-    was deflated 1,000 times (a quarter of the event loop then), and each compressor holds
-    tens of KB. An update is a few hundred bytes (docs/api.md)."""
+    each request's line. No permessage-deflate: each connection has its own compressor, so a
+    task_update fanned out to many dashboards is deflated once per dashboard, and each
+    compressor holds tens of KB; an update is a few hundred bytes (docs/api.md). Both
+    figures: docs/performance.md, "Figures behind the code"."""
     import uvicorn
 
     from .server import Server

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 
 from starlette.requests import Request
-from starlette.routing import get_route_path
+from starlette.routing import get_route_path  # type: ignore[attr-defined]  # not in its __all__
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import EXCEPTION_HANDLERS, ExceptionHandler

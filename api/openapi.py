@@ -45,7 +45,7 @@ from .responses import JSON, ApiError
 
 Handler = Callable[[Request], Awaitable[Response]]
 AsgiFunction = Callable[[Scope, Receive, Send], Awaitable[None]]
-Q = TypeVar("Q")
+Q = TypeVar("Q", bound=msgspec.Struct)
 
 _PATH_PARAM = re.compile(r"{(\w+)(:\w+)?}")
 _REF = "#/components/schemas/{name}"
@@ -227,7 +227,8 @@ def _operation(
     for status, reply in sorted(e.replies.items()):
         responses[str(status)] = {"description": reply.description}
         if reply.body is not None:
-            responses[str(status)]["content"] = {reply.media_type: {"schema": schema_of[reply.body]}}
+            content = {reply.media_type: {"schema": schema_of[reply.body]}}
+            responses[str(status)]["content"] = content
     error = {"schema": schema_of[ErrorBody]}
     for status, when in sorted(e.errors.items()):
         responses[str(status)] = {"description": when, "content": {"application/json": error}}

@@ -55,7 +55,7 @@ def fold_jobs(
         if isinstance(event, QUEUE_EVENTS):
             _fold_queue(env, event, queues, change)
             continue
-        job_id = event.job_id  # type: ignore[union-attr]
+        job_id = event.job_id  # type: ignore[union-attr]  # so has every other job event
         # Every event belongs in the job's audit trail, the ones that change nothing too.
         events.append((job_id, env.partition, env.offset))
         old = get(job_id)
@@ -112,7 +112,7 @@ def fold_workers(
 ) -> dict[str, WorkerState]:
     changed: dict[str, WorkerState] = {}
     for env in envs:
-        worker_id = env.event.worker_id  # type: ignore[union-attr]
+        worker_id = env.event.worker_id  # type: ignore[union-attr]  # every worker event has one
         old = workers.get(worker_id)
         new = reduce_worker(old, env)
         if new is not old and new is not None:

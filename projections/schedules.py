@@ -125,7 +125,7 @@ def fold_schedules(
     """Apply envs to `states` (updated in place); the final state of each changed one."""
     changed: dict[str, ScheduleState] = {}
     for env in envs:
-        schedule_id = env.event.schedule_id  # type: ignore[union-attr]
+        schedule_id = env.event.schedule_id  # type: ignore[union-attr]  # every schedule event has one
         old = states.get(schedule_id)
         new = reduce_schedule(old, env)
         if new is not old and new is not None:

@@ -204,7 +204,7 @@ async def test_an_api_nodes_read_models_are_checked_against_its_topics(
     config = kafka_config(kafka_broker)
     views = tmp_path / "api.views.db"
     node = await started(node_config(config, views), demo)
-    await enqueue(node, "echo", 1)  # type: ignore[arg-type]
+    await enqueue(node, "echo", 1)  # type: ignore[arg-type]  # any node with commands
     assert await node.caught_up(20)
     await node.stop()
     on_disk = read_on_disk(views)

@@ -47,8 +47,9 @@ async def api_client(node: EmbeddedNode, **transport: Any) -> AsyncIterator[http
     would serve it."""
     api = create_app(lambda: node)
     asgi = httpx.ASGITransport(app=api, **transport)
-    async with serving(api, node), httpx.AsyncClient(transport=asgi, base_url="http://test") as client:
-        yield client
+    async with serving(api, node):
+        async with httpx.AsyncClient(transport=asgi, base_url="http://test") as client:
+            yield client
 
 
 def assert_error(response: httpx.Response, status: int, code: str,
