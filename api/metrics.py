@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobledger.schemas import JOBS, LOGS, WORKERS, RunStatus
+from jobledger.schemas import JOBS, LOGS, WORKERS, Permission, RunStatus
 from jobledger.schemas.common import to_ms
 from jobledger.services.runtime.projector import Projected
 
@@ -146,5 +146,6 @@ endpoints = [
     Endpoint(
         "GET", "/metrics", metrics, "Prometheus metrics", tag="system",
         replies={200: Reply("the Prometheus text format", str, CONTENT_TYPE_LATEST)},
+        access=Permission.READ_TASKS,
     ),
 ]

@@ -33,7 +33,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from jobledger.projections.jobs import JobState
 from jobledger.projections.schedules import ScheduleState
-from jobledger.schemas import JOBS, JobStatus
+from jobledger.schemas import JOBS, JobStatus, Permission
 from jobledger.schemas.api import Progress, TaskUpdate, TaskView
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.node.base import Node
@@ -466,6 +466,7 @@ endpoints = [
             " {\"type\": \"resync_required\"}; a client that cannot keep up is closed with"
             " 1013. See docs/api.md."
         ),
+        access=Permission.READ_TASKS,
     ),
 ]
 
