@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobledger.projections.keys import KeyState
-from jobledger.schemas import Actor, Permission
+from jobledger.schemas import Permission
+from jobledger.schemas.api import ActorView
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.schemas.security import KeyRequest, KeyStatus, KeyView, NewKey
 from jobledger.services.write.producer import invalid_body
@@ -30,10 +31,6 @@ def _parse(body: bytes) -> KeyRequest:
         raise invalid_body(exc) from None  # 400 naming the field, as for a task
 
 
-def _actor(actor: Actor) -> dict[str, str]:
-    return {"kind": actor.kind, "id": actor.id, "name": actor.name}
-
-
 def key_view(state: KeyState, now_ms: int) -> KeyView:
     status = KeyStatus.ACTIVE
     if state.revoked_at is not None:
@@ -43,9 +40,9 @@ def key_view(state: KeyState, now_ms: int) -> KeyView:
     return KeyView(
         id=state.key_id, name=state.name, prefix=state.prefix,
         permissions=list(state.permissions), status=status,
-        created_at=iso_ms(state.created_at) or "", created_by=_actor(state.created_by),
+        created_at=iso_ms(state.created_at) or "", created_by=ActorView.of(state.created_by),
         expires_at=iso_ms(state.expires_at), revoked_at=iso_ms(state.revoked_at),
-        revoked_by=_actor(state.revoked_by) if state.revoked_by is not None else None,
+        revoked_by=ActorView.of(state.revoked_by) if state.revoked_by is not None else None,
     )
 
 

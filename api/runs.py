@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobledger.schemas import JOBS, Envelope, Permission, decode
-from jobledger.schemas.api import HistoryEntry, RunDetail, RunListQuery, RunSummary
+from jobledger.schemas.api import ActorView, HistoryEntry, RunDetail, RunListQuery, RunSummary
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.log.protocol import Log
 
@@ -53,7 +53,7 @@ def _history_entry(env: Envelope) -> HistoryEntry:
     return HistoryEntry(
         event_id=env.id, type=env.type, time=iso_ms(to_ms(env.time)) or "",
         partition=env.partition, offset=env.offset, attempt=getattr(event, "attempt", None),
-        worker_id=worker_id, actor=msgspec.to_builtins(env.actor),
+        worker_id=worker_id, actor=ActorView.of(env.actor),
         causation_id=env.causation_id, correlation_id=env.correlation_id,
         event=msgspec.Raw(_json.encode(event)),
     )

@@ -19,6 +19,8 @@ from typing import Annotated
 
 import msgspec
 
+from .api import ActorView
+
 KEY_PREFIX = "jl_"  # every generated key starts with it, so secret scanners can find keys
 
 
@@ -89,10 +91,10 @@ class KeyView(msgspec.Struct):
     permissions: list[Permission]
     status: KeyStatus
     created_at: str
-    created_by: dict[str, str]  # the actor: {kind, id, name}
+    created_by: ActorView
     expires_at: str | None
     revoked_at: str | None
-    revoked_by: dict[str, str] | None
+    revoked_by: ActorView | None
 
 
 class NewKey(msgspec.Struct):

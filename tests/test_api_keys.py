@@ -54,7 +54,8 @@ async def test_a_new_key_is_shown_once_and_works(client: httpx.AsyncClient) -> N
     (ci,) = [k for k in listed if k["id"] == made["id"]]
     assert (ci["status"], ci["prefix"], ci["revoked_at"]) == ("active", made["prefix"], None)
     (admin,) = [k for k in listed if k["name"] == "admin (JOBLEDGER_ADMIN_KEY)"]
-    assert ci["created_by"] == {"kind": "key", "id": admin["id"], "name": admin["name"]}
+    assert ci["created_by"] == {"kind": "key", "id": admin["id"], "name": admin["name"],
+                                "verified": True}
 
 
 async def test_the_log_keeps_the_digest_never_the_key(node: EmbeddedNode,
