@@ -252,7 +252,9 @@ def _operation(
             responses[str(status)]["content"] = {reply.media_type: {"schema": schema_of[reply.body]}}
     error = {"schema": schema_of[ErrorBody]}
     errors = dict(e.errors)
-    if e.access not in (None, PUBLIC):
+    # A documented-only route (the WebSocket) refuses by its own means (a close code): its
+    # description says how, and a plain HTTP request to it answers as without auth.
+    if e.access not in (None, PUBLIC) and e.handler is not None:
         op["security"] = [{BEARER: []}]
         errors |= {401: AUTH_ERRORS[401], 403: AUTH_ERRORS[403].format(e.access)}
     for status, when in sorted(errors.items()):

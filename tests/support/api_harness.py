@@ -76,9 +76,10 @@ async def submit(client: httpx.AsyncClient, **body: Any) -> str:
 
 
 @contextmanager
-def demo_server(directory: Path) -> Iterator[ServerProcess]:
-    """`jobledger serve --demo` over directory/j.db, healthy, stopped afterwards."""
-    process = ServerProcess(directory / "j.db", "--demo")
+def demo_server(directory: Path, *args: str,
+                env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """`jobledger serve --demo` over directory/j.db (and args), healthy, stopped afterwards."""
+    process = ServerProcess(directory / "j.db", "--demo", *args, env=env)
     try:
         process.wait_healthy()
         yield process
