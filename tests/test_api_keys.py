@@ -11,11 +11,13 @@ import httpx
 import pytest
 
 from jobledger.schemas import SECURITY, KeyCreated, decode
+from jobledger.services.client.async_client import Client, ClientError
 from jobledger.services.node.embedded import EmbeddedNode
 from jobledger.services.security.keys import digest_of
 from tests.support.api_harness import api_client, assert_error, handlers
 from tests.support.auth import ADMIN_KEY, auth_on, bearer, make_key
 from tests.support.harness import NodeFactory, clock_of
+from tests.support.live_server import live_server
 
 ADMIN = bearer(ADMIN_KEY)
 
@@ -143,3 +145,21 @@ async def test_a_bad_key_request_is_400_naming_the_field(
 ) -> None:
     response = await client.post("/api/v1/keys", headers=ADMIN, json=body)
     assert_error(response, 400, "INVALID_ARGUMENT", field)
+
+
+async def test_the_python_client_sends_its_key_and_manages_keys(node: EmbeddedNode,
+                                                                 tmp_path: Path) -> None:
+    async with live_server(node, security=auth_on(tmp_path)) as base:
+        async with Client(base) as anonymous:
+            with pytest.raises(ClientError) as refused:
+                await anonymous.stats()
+        assert (refused.value.status, refused.value.code) == (401, "UNAUTHORIZED")
+        async with Client(base, api_key=ADMIN_KEY) as admin:
+            made = await admin.create_key("worker-box", ["submit_tasks"])
+            async with Client(base, api_key=made["key"]) as producer:
+                assert await producer.submit("echo", 1)
+                with pytest.raises(ClientError) as forbidden:
+                    await producer.stats()
+                assert forbidden.value.code == "FORBIDDEN"
+            assert "worker-box" in {k["name"] for k in await admin.keys()}
+            assert (await admin.revoke_key(made["id"]))["status"] == "revoked"

@@ -30,6 +30,7 @@ from tests.support.auth import ADMIN_KEY, auth_on, bearer, make_key
 from tests.support.harness import NodeFactory
 from tests.support.live_server import live_server
 
+DOCS = Path(__file__).parent.parent / "docs" / "security.md"
 POLICY_VIOLATION = 1008
 WRONG = "jl_" + "0" * 43  # well formed, never issued
 PARAM = re.compile(r"{(\w+)(:\w+)?}")
@@ -54,6 +55,12 @@ def test_a_route_without_a_declaration_is_never_served() -> None:
     entry = Endpoint("GET", "/anything", handler, "x", replies={200: Reply("x")})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="GET /anything declares no access"):
         entry.route()
+
+
+def test_docs_security_md_lists_every_route_with_what_it_needs() -> None:
+    table = DOCS.read_text().split("## Permissions", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `(\w+)` \| `([^`]+)` \| `(\w+)` \|$", table, re.M))
+    assert listed == {(e.method, e.path, str(e.access)) for e in ENDPOINTS}
 
 
 def test_the_public_routes_are_the_docs_and_health_only() -> None:

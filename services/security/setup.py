@@ -41,7 +41,10 @@ class Security:
         scheme, _, credential = authorization.strip().partition(" ")
         if scheme.lower() != _BEARER or not credential.strip():
             raise Unauthenticated("the Authorization header is not `Bearer <API key>`")
-        return self.index.authenticate(credential.strip(), to_ms(self.clock.now()))
+        return self.index.authenticate(credential.strip(), self._now_ms)
+
+    def _now_ms(self) -> int:
+        return to_ms(self.clock.now())
 
     async def start(self, node: Node) -> None:
         """Follow the node's keys model, load it, and (auth on) register the first admin
