@@ -17,7 +17,7 @@ from jobledger.services.security.bootstrap import SecuritySettings
 from jobledger.services.security.setup import Security
 
 from . import docs_page, keys, metrics, openapi, runs, schedules, system, tasks, ws
-from .auth import authorize
+from .auth import RateLimitHeaders, authorize
 from .errors import EXCEPTION_HANDLERS
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
@@ -90,15 +90,17 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
             await node.stop()
 
     measured = Metrics()
+    settings = security or SecuritySettings()
+    limits = [Middleware(RateLimitHeaders)] if settings.enabled and settings.rate_limit else []
     app = Starlette(
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _ws)],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
+        middleware=[*limits, Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )
     app.state.metrics = measured
-    app.state.security = Security(security or SecuritySettings())
+    app.state.security = Security(settings)
     app.router.redirect_slashes = False  # /api/v1/tasks/ is no endpoint: 404, not a 307
     app.state.openapi = openapi.build_spec(ENDPOINTS)
     return app

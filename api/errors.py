@@ -45,6 +45,7 @@ CODES: dict[str, int] = {
     "UNSUPPORTED_MEDIA_TYPE": 415,  # a body sent as something other than application/json
     "UNPROCESSABLE": 422,  # every field is valid, but together they cannot be applied
     "UPGRADE_REQUIRED": 426,  # a plain HTTP GET of a WebSocket endpoint
+    "RATE_LIMITED": 429,  # the key has spent its rate limit; Retry-After says when to retry
     "INTERNAL": 500,  # a bug: never bad input
     "LOG_UNAVAILABLE": 503,  # the append failed; nothing was written
     "OUTCOME_UNKNOWN": 504,  # the append may or may not have landed; retry with the same key

@@ -61,6 +61,7 @@ JSON_BODY_ERRORS: Mapping[int, str] = {
 AUTH_ERRORS: Mapping[int, str] = {
     401: "no credential, or one that is unknown, revoked or expired (UNAUTHORIZED)",
     403: "the API key lacks the {} permission (FORBIDDEN)",
+    429: "the API key has spent its rate limit; Retry-After says when to retry (RATE_LIMITED)",
 }
 BEARER = "apiKey"
 SECURITY_SCHEMES = {BEARER: {
@@ -256,7 +257,7 @@ def _operation(
     # description says how, and a plain HTTP request to it answers as without auth.
     if e.access not in (None, PUBLIC) and e.handler is not None:
         op["security"] = [{BEARER: []}]
-        errors |= {401: AUTH_ERRORS[401], 403: AUTH_ERRORS[403].format(e.access)}
+        errors |= {**AUTH_ERRORS, 403: AUTH_ERRORS[403].format(e.access)}
     for status, when in sorted(errors.items()):
         responses[str(status)] = {"description": when, "content": {"application/json": error}}
     op["responses"] = responses

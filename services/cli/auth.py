@@ -17,12 +17,17 @@ _DATA_VARIABLES = ("JOBLEDGER_DB", "JOBLEDGER_VIEWS")
 
 
 def add_auth_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("auth")
+    group = parser.add_argument_group("auth and rate limits")
     group.add_argument("--auth", choices=("on", "off"),
                        help="require API keys (default: off when --host is a loopback "
                        "address, on for any other)")
     group.add_argument("--insecure-no-auth", action="store_true",
                        help="allow --auth off on an address other machines can reach")
+    group.add_argument("--rate-limit", type=float, default=100.0, metavar="PER_SECOND",
+                       help="with auth on: requests a second each API key may make, on "
+                       "this node (default 100; 0: no limit)")
+    group.add_argument("--rate-burst", type=int, default=200, metavar="REQUESTS",
+                       help="with auth on: requests a key may make at once (default 200)")
 
 
 def security_settings(args: argparse.Namespace, data_dir: Path) -> SecuritySettings:
@@ -37,7 +42,8 @@ def security_settings(args: argparse.Namespace, data_dir: Path) -> SecuritySetti
 
     enabled = auth_enabled(args.auth, args.host, args.insecure_no_auth)
     return SecuritySettings(enabled=enabled, admin_key=os.environ.get(ADMIN_KEY_VARIABLE) or None,
-                            data_dir=data_dir)
+                            data_dir=data_dir, rate_limit=args.rate_limit,
+                            rate_burst=args.rate_burst)
 
 
 def auth_text(settings: SecuritySettings) -> str:

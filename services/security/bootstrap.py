@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,13 +63,24 @@ def auth_enabled(choice: str | None, host: str, insecure_no_auth: bool) -> bool:
 @dataclass(frozen=True)
 class SecuritySettings:
     """enabled: auth on. admin_key: JOBLEDGER_ADMIN_KEY's value (never printed: repr hides
-    it). data_dir: where admin.key is written (the folder of the log or read models)."""
+    it). data_dir: where admin.key is written (the folder of the log or read models).
+    rate_limit, rate_burst: each key's token bucket, with auth on (ratelimit.py); a
+    rate_limit of 0 is no limit. The CLI's defaults are 100 a second with a burst of 200;
+    here, none."""
 
     enabled: bool = False
     admin_key: str | None = field(default=None, repr=False)
     data_dir: Path = Path(".")
+    rate_limit: float = 0.0
+    rate_burst: int = 200
 
     def __post_init__(self) -> None:
+        if not self.rate_limit >= 0 or self.rate_limit == math.inf:
+            raise ValueError(f"--rate-limit: give requests a second >= 0 (0: no limit), got "
+                             f"{self.rate_limit!r}")
+        if self.rate_burst < 1:
+            raise ValueError(f"--rate-burst: give a number of requests >= 1, got "
+                             f"{self.rate_burst!r}")
         if self.admin_key is not None and len(self.admin_key) < MIN_CHOSEN_KEY:
             raise ValueError(f"{ADMIN_KEY_VARIABLE}: give at least {MIN_CHOSEN_KEY} "
                              f"characters (it is a password to everything), got "

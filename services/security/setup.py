@@ -14,6 +14,7 @@ from jobledger.services.runtime.clock import Clock, SystemClock
 from .bootstrap import SecuritySettings, bootstrap_admin
 from .commands import KEYS
 from .principals import KeyIndex, Principal, Unauthenticated
+from .ratelimit import Decision, RateLimiter
 
 CATCH_UP_SECONDS = 60.0  # at start, how long the keys model may take to reach the log's end
 _BEARER = "bearer"
@@ -27,6 +28,9 @@ class Security:
         self.index = KeyIndex()
         self.notes: list[str] = []  # lines for the start-up output (api/server.py)
         self.clock: Clock = SystemClock()
+        self.limiter: RateLimiter | None = None
+        if settings.enabled and settings.rate_limit > 0:
+            self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst, self._now_s)
 
     @property
     def enabled(self) -> bool:
@@ -43,8 +47,16 @@ class Security:
             raise Unauthenticated("the Authorization header is not `Bearer <API key>`")
         return self.index.authenticate(credential.strip(), self._now_ms)
 
+    def admit(self, principal: Principal) -> Decision | None:
+        """Spend one request of the principal's rate limit; None when there is no limit."""
+        # By actor ({kind, id, name}): a key's and a user's ids cannot collide.
+        return self.limiter.take(principal.actor) if self.limiter is not None else None
+
     def _now_ms(self) -> int:
         return to_ms(self.clock.now())
+
+    def _now_s(self) -> float:
+        return self.clock.now().timestamp()
 
     async def start(self, node: Node) -> None:
         """Follow the node's keys model, load it, and (auth on) register the first admin
