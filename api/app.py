@@ -35,7 +35,7 @@ ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endp
 HOT_ROUTES = {(e.method, e.path): served.app for e in ENDPOINTS
               if isinstance(e.handler, Asgi) and "{" not in e.path
               and isinstance(served := e.served(), Asgi)}
-(WS_ACCESS,) = [e.access for e in ws.endpoints if e.path == "/ws"]
+(WS_ACCESS,) = [e.access for e in ws.endpoints if e.path == "/ws" and e.access is not None]
 POLICY_VIOLATION = 1008  # the close code of a WebSocket without a valid credential
 
 
@@ -114,10 +114,10 @@ def run_server(web: Starlette, sock: socket.socket, banner: str) -> None:
     report in one line; under uvicorn's lifespan protocol it was logged as a traceback.
 
     No access log: at log level warning it is never printed, but uvicorn would still format
-    each request's line (about 2 % of the event loop under POST load). No permessage-deflate:
-    each connection has its own compressor, so a task_update fanned out to 1,000 dashboards
-    was deflated 1,000 times (a quarter of the event loop then), and each compressor holds
-    tens of KB. An update is a few hundred bytes (docs/api.md)."""
+    each request's line. No permessage-deflate: each connection has its own compressor, so a
+    task_update fanned out to many dashboards is deflated once per dashboard, and each
+    compressor holds tens of KB; an update is a few hundred bytes (docs/api.md). Both
+    figures: docs/performance.md, "Figures behind the code"."""
     import uvicorn
 
     from .server import Server

@@ -79,7 +79,8 @@ async def _key_error(request: Request, exc: Exception) -> Response:
 
 async def _log_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, AppendOutcomeUnknown):
-        return ApiError(504, "OUTCOME_UNKNOWN", f"{exc}; retry with the same idempotency_key").response()
+        message = f"{exc}; retry with the same idempotency_key"
+        return ApiError(504, "OUTCOME_UNKNOWN", message).response()
     return ApiError(503, "LOG_UNAVAILABLE", str(exc)).response()
 
 

@@ -46,7 +46,7 @@ from jobledger.schemas.api import ErrorBody
 from .auth import PUBLIC, Access, AsgiFunction, Handler, guard, guard_asgi
 from .responses import JSON, ApiError
 
-Q = TypeVar("Q")
+Q = TypeVar("Q", bound=msgspec.Struct)
 
 _PATH_PARAM = re.compile(r"{(\w+)(:\w+)?}")
 _REF = "#/components/schemas/{name}"
@@ -250,7 +250,8 @@ def _operation(
     for status, reply in sorted(e.replies.items()):
         responses[str(status)] = {"description": reply.description}
         if reply.body is not None:
-            responses[str(status)]["content"] = {reply.media_type: {"schema": schema_of[reply.body]}}
+            content = {reply.media_type: {"schema": schema_of[reply.body]}}
+            responses[str(status)]["content"] = content
     error = {"schema": schema_of[ErrorBody]}
     errors = dict(e.errors)
     # A documented-only route (the WebSocket) refuses by its own means (a close code): its

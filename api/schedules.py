@@ -109,7 +109,9 @@ async def trigger_schedule(request: Request) -> Response:
     return JSON(Triggered(task_id=task_id, schedule_id=schedule_id), 201)
 
 
-async def schedule_updates(queries: Queries, changed: Iterable[ScheduleState]) -> list[dict[str, object]]:
+async def schedule_updates(
+    queries: Queries, changed: Iterable[ScheduleState]
+) -> list[dict[str, object]]:
     """The WebSocket messages for schedules a projected batch changed (the hub subscribes
     to Projector.schedule_listeners and sends these): the schedule as GET shows it, or
     {"id", "state": "removed"} for a removed one."""
@@ -126,7 +128,7 @@ async def schedule_updates(queries: Queries, changed: Iterable[ScheduleState]) -
 
 def _builtins(view: ScheduleView) -> dict[str, object]:
     """The view as plain JSON values (its payload is raw JSON, which to_builtins keeps raw)."""
-    return msgspec.json.decode(msgspec.json.encode(view))  # type: ignore[no-any-return]
+    return msgspec.json.decode(msgspec.json.encode(view))  # type: ignore[no-any-return]  # a Struct's JSON
 
 
 _NOT_FOUND = {404: "no schedule with that id (JOB_NOT_FOUND)"}

@@ -10,7 +10,6 @@ from starlette.types import Receive, Scope, Send
 from jobledger.schemas import Actor, ActorKind, Permission
 from jobledger.schemas.api import (
     MAX_BATCH_BODY_BYTES,
-    MAX_LIST,
     MAX_TASK_BODY_BYTES,
     BatchCreated,
     BatchRequest,
@@ -39,8 +38,7 @@ from .openapi import (
 )
 from .responses import JSON, ApiError, send_json
 
-# MAX_LIST and _int_param are used by api/runs.py too.
-__all__ = ["MAX_LIST", "_int_param", "actor_of", "endpoints", "routes"]
+__all__ = ["actor_of", "endpoints", "routes"]
 
 
 def actor_of(request: Request) -> Actor:
@@ -99,20 +97,6 @@ def in_effect(task: TaskDetail, app: App) -> TaskDetail:
     return task
 
 
-def _int_param(request: Request, name: str, default: int, maximum: int | None = None) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "INVALID_ARGUMENT", f"{name} must be an integer, got {raw!r}", name) from None
-    if value < 0 or (maximum is not None and value > maximum):
-        limit = f"0..{maximum}" if maximum is not None else ">= 0"
-        raise ApiError(400, "INVALID_ARGUMENT", f"{name} must be {limit}, got {value}", name)
-    return value
-
-
 async def list_tasks(request: Request) -> Response:
     query = parse_query(request, TaskListQuery)
     given = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not msgspec.UNSET}
@@ -120,7 +104,8 @@ async def list_tasks(request: Request) -> Response:
 
 
 async def delete_task(request: Request) -> Response:
-    await commands(request).cancel(request.path_params["task_id"], actor_of(request), running_ok=False)
+    task_id = request.path_params["task_id"]
+    await commands(request).cancel(task_id, actor_of(request), running_ok=False)
     return Response(status_code=204)
 
 

@@ -299,7 +299,7 @@ class Hub:
     async def _push_schedules(self, changed: list[ScheduleState]) -> None:
         for message in await schedule_updates(self.node.queries, changed):
             text = _text(message)
-            key = f"schedule:{message['schedule']['id']}"  # type: ignore[index]
+            key = f"schedule:{message['schedule']['id']}"  # type: ignore[index]  # a dict: the view's JSON
             for client in self.clients:
                 if client.schedules:
                     client.tell(key, text)  # a newer state of a schedule replaces the older

@@ -57,7 +57,7 @@ def fold_jobs(
         if isinstance(event, QUEUE_EVENTS):
             _fold_queue(env, event, queues, change)
             continue
-        job_id = event.job_id  # type: ignore[union-attr]
+        job_id = event.job_id  # type: ignore[union-attr]  # so has every other job event
         # Every event belongs in the job's audit trail, the ones that change nothing too.
         events.append((job_id, env.partition, env.offset))
         old = get(job_id)

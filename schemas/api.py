@@ -15,7 +15,8 @@ from .lifecycle import JobStatus, RunStatus, WorkerStatus
 # Request limits, all in one place (docs/api.md, "Limits"). A body over its limit is
 # refused with 413 before it is read to the end.
 MAX_PAYLOAD_BYTES = 1024 * 1024  # one task's payload, as JSON
-MAX_TASK_BODY_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024  # POST /tasks: the payload plus the other fields
+# POST /tasks: the payload plus the other fields
+MAX_TASK_BODY_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024
 MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024  # POST /tasks/batch
 MAX_BATCH = 1000  # tasks in one batch
 MAX_LIST = 1000  # rows in one list answer
@@ -53,7 +54,8 @@ class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_
         description="an attempt running longer fails; default: the handler's, else 300"
     )] | None = None
     max_retries: Annotated[int, msgspec.Meta(
-        ge=0, le=MAX_RETRIES, description="retries after the first attempt; default: the handler's, else 3"
+        ge=0, le=MAX_RETRIES,
+        description="retries after the first attempt; default: the handler's, else 3",
     )] | None = None
     idempotency_key: IdempotencyKey | None = None
     queue: Annotated[Name, msgspec.Meta(description="queues can be paused one by one")] = "default"
@@ -120,8 +122,10 @@ class TaskListQuery(msgspec.Struct, frozen=True):
     """The query parameters of GET /api/v1/tasks (unknown ones are ignored). An absent
     filter is UNSET, not None: `?status=null` is a bad status, not "no filter"."""
 
-    status: Annotated[JobStatus, msgspec.Meta(description="only tasks in this status")] | UnsetType = UNSET
-    task_type: Annotated[str, msgspec.Meta(description="only tasks of this type")] | UnsetType = UNSET
+    status: Annotated[
+        JobStatus, msgspec.Meta(description="only tasks in this status")] | UnsetType = UNSET
+    task_type: Annotated[
+        str, msgspec.Meta(description="only tasks of this type")] | UnsetType = UNSET
     queue: Annotated[str, msgspec.Meta(description="only tasks of this queue")] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=2**62, description="skip this many")] = 0
@@ -130,8 +134,10 @@ class TaskListQuery(msgspec.Struct, frozen=True):
 class RunListQuery(msgspec.Struct, frozen=True):
     """The query parameters of GET /api/v1/runs."""
 
-    task_type: Annotated[str, msgspec.Meta(description="only runs of this task type")] | UnsetType = UNSET
-    status: Annotated[RunStatus, msgspec.Meta(description="only runs in this status")] | UnsetType = UNSET
+    task_type: Annotated[
+        str, msgspec.Meta(description="only runs of this task type")] | UnsetType = UNSET
+    status: Annotated[
+        RunStatus, msgspec.Meta(description="only runs in this status")] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
 
 
@@ -181,7 +187,8 @@ class QueueInfo(msgspec.Struct):
 
 
 class QueuePath(msgspec.Struct, frozen=True):
-    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="the queue's name")]
+    queue: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=200, description="the queue's name")]
 
 
 class QueueToggled(msgspec.Struct):

@@ -48,23 +48,24 @@ class Envelope(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 
     @property
     def type(self) -> str:
-        return type(self.event).__struct_config__.tag  # type: ignore[return-value]
+        tag = type(self.event).__struct_config__.tag
+        return tag  # type: ignore[return-value]  # msgspec says str | int; events' are str
 
 
 def _topic_of_type(cls: type) -> str:
     if cls is JobLogged:
         return LOGS
-    if cls in WorkerEvent.__args__:  # type: ignore[attr-defined]
+    if cls in WorkerEvent.__args__:
         return WORKERS
-    if cls in ScheduleEvent.__args__:  # type: ignore[attr-defined]
+    if cls in ScheduleEvent.__args__:
         return SCHEDULES
-    if cls in SecurityEvent.__args__:  # type: ignore[attr-defined]
+    if cls in SecurityEvent.__args__:
         return SECURITY
     return JOBS
 
 
 # One dict lookup per event: projections check the topic of every event they apply.
-TOPIC_OF_TYPE: dict[type, str] = {cls: _topic_of_type(cls) for cls in Event.__args__}  # type: ignore[attr-defined]
+TOPIC_OF_TYPE: dict[type, str] = {cls: _topic_of_type(cls) for cls in Event.__args__}
 
 
 def topic_of(event: Event) -> str:
@@ -73,4 +74,4 @@ def topic_of(event: Event) -> str:
 
 def event_types() -> list[type[msgspec.Struct]]:
     """Every event class, in the order of the Event union."""
-    return list(Event.__args__)  # type: ignore[attr-defined]
+    return list(Event.__args__)

@@ -86,7 +86,8 @@ EXAMPLES: list[Event] = [
     WorkerStopped(worker_id="w1", reason="sigterm"),
     WorkerLost(worker_id="w1"),
     ScheduleDefined(schedule_id="s1", definition=ScheduleDefinition(
-        name="nightly", task_type="resize", timezone="Europe/Berlin", payload=msgspec.Raw(b'{"a":1}'),
+        name="nightly", task_type="resize", timezone="Europe/Berlin",
+        payload=msgspec.Raw(b'{"a":1}'),
         trigger=CronTrigger(hour="3", day_of_week="mon-fri", start_date=at(0), end_date=at(9e6)),
         priority=9, queue="images", timeout_seconds=5.0, max_retries=2,
         misfire_policy=MisfirePolicy.RUN_ALL, misfire_grace_time=5.0, max_instances=2, jitter=1.5,

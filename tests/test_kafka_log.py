@@ -22,8 +22,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-# Rewrite asserts in the contract module too, so its failures show the compared values.
-pytest.register_assert_rewrite("tests.support.log_contract")
 from jobledger.schemas import Actor, ActorKind, Envelope
 from jobledger.schemas.codec import decode, encode
 from jobledger.schemas.jobs import JobEnqueued

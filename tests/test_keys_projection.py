@@ -60,8 +60,8 @@ def test_revoking_an_unknown_key_makes_none() -> None:
 def test_fold_gives_each_changed_key_once_in_its_last_state() -> None:
     states: dict[str, KeyState] = {}
     changed = fold_keys([envelope(created("k1"), 0), envelope(created("k2", "cd" * 32), 1),
-                         envelope(KeyRevoked(key_id="k1"), 2), envelope(KeyRevoked(key_id="k9"), 3)],
-                        states)
+                         envelope(KeyRevoked(key_id="k1"), 2),
+                         envelope(KeyRevoked(key_id="k9"), 3)], states)
     assert sorted(changed) == ["k1", "k2"] and changed["k1"].revoked_at == to_ms(at(2))
     assert states == changed
 

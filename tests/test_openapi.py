@@ -120,7 +120,8 @@ def test_one_endpoint_entry_gives_both_the_route_and_the_operation() -> None:
     validate(spec)
     op = spec["paths"]["/things/{thing_id}"]["get"]
     assert op["operationId"] == "get_thing"
-    assert [(p["name"], p["in"]) for p in op["parameters"]] == [("thing_id", "path"), ("since", "query")]
+    parameters = [(p["name"], p["in"]) for p in op["parameters"]]
+    assert parameters == [("thing_id", "path"), ("since", "query")]
     assert op["responses"]["404"]["content"]["application/json"]["schema"] == ERROR_REF
     assert op["security"] == [{"apiKey": []}]  # and, with auth on, these two answers:
     assert op["responses"]["401"]["content"]["application/json"]["schema"] == ERROR_REF

@@ -22,6 +22,7 @@ from jobledger.services.cli.common import (
     listen,
     warn_without_task_types,
 )
+from jobledger.services.cli.env import EnvParser
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.handlers.app import App
 from jobledger.services.runtime.gc_tuning import tune_gc
@@ -112,7 +113,7 @@ def _http_args(parser: argparse.ArgumentParser) -> None:
                         "log's end before serving (default 60)")
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[EnvParser]) -> None:
     worker = sub.add_parser(
         "worker", help="Kafka mode: run jobs of the partitions this process is assigned",
         description="Join the consumer group of the jobs topic and run the jobs of the "
@@ -171,7 +172,7 @@ def _node_config(args: argparse.Namespace, **roles: bool) -> KafkaNodeConfig:
     from jobledger.services.node.kafka import KafkaNodeConfig
     from jobledger.services.runtime.dispatcher import DispatcherConfig
 
-    settings: dict[str, object] = {"projection_host": getattr(args, "projection_host", "aiokafka")}
+    settings: dict[str, Any] = {"projection_host": getattr(args, "projection_host", "aiokafka")}
     if roles.get("run_workers"):
         settings["dispatcher"] = DispatcherConfig(
             concurrency=args.concurrency, lease_seconds=args.lease_seconds,
@@ -183,7 +184,9 @@ def _node_config(args: argparse.Namespace, **roles: bool) -> KafkaNodeConfig:
         settings["catch_up_seconds"] = getattr(args, "catch_up_seconds", 60.0)
     return KafkaNodeConfig(
         kafka=kafka_config(args, args.partitions), views=args.views,
-        group=GroupSettings(args.session_timeout_ms), **roles, **settings,  # type: ignore[arg-type]
+        group=GroupSettings(args.session_timeout_ms),
+        **roles,  # type: ignore[arg-type]  # roles are the config's bool fields
+        **settings,
     )
 
 
@@ -213,8 +216,8 @@ def worker(args: argparse.Namespace) -> int:
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """On uvloop (a dependency, as under `jobledger api`'s uvicorn): the worker's loop
-    carries every fetch, produce and pick; on the plain asyncio loop its socket writes
-    alone were 13 % of a worker's profile."""
+    carries every fetch, produce and pick, and the plain asyncio loop's socket writes cost
+    a worker much more (docs/performance.md, "Figures behind the code")."""
     tune_gc()
     try:
         import uvloop

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser(
-        "serve", help="run the log, projections, dispatcher, worker slots and HTTP API in one process",
+        "serve",
+        help="run the log, projections, dispatcher, worker slots and HTTP API in one process",
         description="Run everything in one process over one SQLite file: the log, the read "
         "models (in <db>.views.db), the dispatcher with N worker slots and the HTTP API.",
     )
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--delay", type=float, dest="delay_seconds", help="run after N seconds")
     submit.add_argument("--queue", help='queue name (default "default")')
     submit.add_argument("--max-retries", type=int, help="default: the handler's, else 3")
-    submit.add_argument("--timeout", type=float, dest="timeout_seconds", help="seconds; default: the handler's, else 300")
+    submit.add_argument("--timeout", type=float, dest="timeout_seconds",
+                        help="seconds; default: the handler's, else 300")
     submit.add_argument("--idempotency-key", help="a second submit with it returns the same task")
     add_wait_args(submit)
     server_arg(submit)

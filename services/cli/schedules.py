@@ -152,7 +152,9 @@ def _list(args: argparse.Namespace) -> Coro:
     return _client_call(args, body)
 
 
-def _printing(call: Callable[[Any, str], Coroutine[Any, Any, Any]]) -> Callable[[argparse.Namespace], Coro]:
+def _printing(
+    call: Callable[[Any, str], Coroutine[Any, Any, Any]]
+) -> Callable[[argparse.Namespace], Coro]:
     def action(args: argparse.Namespace) -> Coro:
         async def body(client: Any) -> None:
             print(json.dumps(await call(client, args.schedule_id), indent=2))

@@ -96,24 +96,34 @@ class Client:
                 headers=self._auth)
         return self._session
 
+    async def _object(
+        self, method: str, path: str, content: bytes | None = None
+    ) -> dict[str, Any]:
+        """_call for an endpoint that answers a JSON object."""
+        body: dict[str, Any] = await self._call(method, path, content)
+        return body
+
     async def _call(self, method: str, path: str, content: bytes | None = None) -> Any:
         url = self.base_url + path
         try:
+            headers = _JSON if content is not None else None
             async with self._http().request(method, url, data=content,
-                                            headers=_JSON if content is not None else None) as response:
+                                            headers=headers) as response:
                 body = await response.read()
         except aiohttp.ClientError as exc:
             # str() of some aiohttp errors is empty: the class name then says what happened.
             reason = str(exc) or type(exc).__name__
             raise ServerUnreachable(f"{method} {url}: {reason}") from exc
         except TimeoutError:
-            raise ServerUnreachable(f"{method} {url}: no answer within {self.timeout:g} s") from None
+            message = f"{method} {url}: no answer within {self.timeout:g} s"
+            raise ServerUnreachable(message) from None
         if response.status >= 400:
             try:
                 error = msgspec.json.decode(body)
             except msgspec.DecodeError:
                 error = {"error": body.decode(errors="replace")}
-            raise ClientError(response.status, error if isinstance(error, dict) else {"error": str(error)})
+            detail = error if isinstance(error, dict) else {"error": str(error)}
+            raise ClientError(response.status, detail)
         return msgspec.json.decode(body) if body else None
 
     async def submit(self, task_type: str, payload: Any = None, **options: Any) -> str:
@@ -134,7 +144,7 @@ class Client:
         return ids
 
     async def get(self, task_id: str) -> dict[str, Any]:
-        return await self._call("GET", f"/api/v1/tasks/{task_id}")  # type: ignore[no-any-return]
+        return await self._object("GET", f"/api/v1/tasks/{task_id}")
 
     async def cancel(self, task_id: str) -> None:
         await self._call("POST", f"/api/v1/tasks/{task_id}/cancel")
@@ -143,7 +153,7 @@ class Client:
         await self._call("POST", f"/api/v1/tasks/{task_id}/requeue")
 
     async def stats(self) -> dict[str, Any]:
-        return await self._call("GET", "/api/v1/stats")  # type: ignore[no-any-return]
+        return await self._object("GET", "/api/v1/stats")
 
     # -- API keys (docs/security.md) ---------------------------------------------------------
 
@@ -163,10 +173,11 @@ class Client:
     # -- schedules (docs/schedules.md) -------------------------------------------------------
 
     async def schedules(self) -> list[dict[str, Any]]:
-        return await self._call("GET", "/api/v1/schedules")  # type: ignore[no-any-return]
+        body: list[dict[str, Any]] = await self._call("GET", "/api/v1/schedules")
+        return body
 
     async def schedule(self, schedule_id: str) -> dict[str, Any]:
-        return await self._call("GET", f"/api/v1/schedules/{schedule_id}")  # type: ignore[no-any-return]
+        return await self._object("GET", f"/api/v1/schedules/{schedule_id}")
 
     async def add_schedule(self, schedule_id: str, task_type: str, trigger: str,
                            **fields: Any) -> dict[str, Any]:
@@ -175,19 +186,19 @@ class Client:
         Checked here as the server checks it (ScheduleError naming the field)."""
         body = _schedule_body(id=schedule_id, task_type=task_type, trigger=trigger, **fields)
         definition_of(parse_request(body), None, datetime.now(UTC))
-        return await self._call("POST", "/api/v1/schedules", body)  # type: ignore[no-any-return]
+        return await self._object("POST", "/api/v1/schedules", body)
 
     async def update_schedule(self, schedule_id: str, **fields: Any) -> dict[str, Any]:
         """Change the given fields only (with trigger=..., the trigger is rebuilt)."""
         body = _schedule_body(**fields)
         parse_request(body)
-        return await self._call("PUT", f"/api/v1/schedules/{schedule_id}", body)  # type: ignore[no-any-return]
+        return await self._object("PUT", f"/api/v1/schedules/{schedule_id}", body)
 
     async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
-        return await self._call("POST", f"/api/v1/schedules/{schedule_id}/pause")  # type: ignore[no-any-return]
+        return await self._object("POST", f"/api/v1/schedules/{schedule_id}/pause")
 
     async def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
-        return await self._call("POST", f"/api/v1/schedules/{schedule_id}/resume")  # type: ignore[no-any-return]
+        return await self._object("POST", f"/api/v1/schedules/{schedule_id}/resume")
 
     async def remove_schedule(self, schedule_id: str) -> None:
         await self._call("DELETE", f"/api/v1/schedules/{schedule_id}")

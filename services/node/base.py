@@ -93,7 +93,8 @@ class Node:
                 done = self.projector.positions[model].get(partition, 0)
                 if done < end:
                     (first,) = await log.read(partition, done, limit=1)
-                    oldest = first.timestamp_ms if oldest is None else min(oldest, first.timestamp_ms)
+                    stamp = first.timestamp_ms
+                    oldest = stamp if oldest is None else min(oldest, stamp)
         if oldest is None:
             return 0
         return max(0, to_ms(self.clock.now()) - oldest)

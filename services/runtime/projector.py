@@ -30,7 +30,7 @@ from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
-from jobledger.services.log.protocol import LogBackend, LogError, Record
+from jobledger.services.log.protocol import Log, LogBackend, LogError, Record
 from jobledger.services.runtime.supervise import crashed, spawn
 
 TYPES_OF_TOPIC = {
@@ -180,21 +180,26 @@ class Projector:
             except LogError:
                 continue  # a log written before this topic existed: nothing to apply
             for partition, end in (await log.end_offsets()).items():
-
-                def read_from(offset: int) -> asyncio.Future[list[Record]] | None:
-                    if offset >= end:
-                        return None
-                    return asyncio.ensure_future(
-                        log.read(partition, offset, limit=min(CATCH_UP_BATCH, end - offset)))
-
-                reading = read_from(self.positions[model].get(partition, 0))
-                while reading is not None:
-                    records = await reading
-                    reading = read_from(records[-1].offset + 1) if records else None
-                    await self.submit(model, records)
-                    if on_batch:
-                        on_batch(len(records))
+                await self._catch_up_partition(model, log, partition, end, on_batch)
         await self.settled()
+
+    async def _catch_up_partition(
+        self, model: str, log: Log, partition: int, end: int,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        def read_from(offset: int) -> asyncio.Future[list[Record]] | None:
+            if offset >= end:
+                return None
+            return asyncio.ensure_future(
+                log.read(partition, offset, limit=min(CATCH_UP_BATCH, end - offset)))
+
+        reading = read_from(self.positions[model].get(partition, 0))
+        while reading is not None:
+            records = await reading
+            reading = read_from(records[-1].offset + 1) if records else None
+            await self.submit(model, records)
+            if on_batch:
+                on_batch(len(records))
 
     async def apply(self, model: str, records: Sequence[Record]) -> None:
         """Apply one batch of one model's topic in one transaction; return once written."""
@@ -240,7 +245,8 @@ class Projector:
                 await self.store.write_keys(changed_keys, positions, bad)
                 tell = _telling(self.key_listeners, list(changed_keys.values()))
             else:
-                schedules = await self.store.load_schedules({e.event.schedule_id for e in envs})  # type: ignore[union-attr]
+                ids = {e.event.schedule_id for e in envs}  # type: ignore[union-attr]  # all have one
+                schedules = await self.store.load_schedules(ids)
                 changed = fold_schedules(envs, schedules)
                 await self.store.write_schedules(changed, positions, bad)
                 tell = _telling(self.schedule_listeners, list(changed.values()))
@@ -258,8 +264,10 @@ class Projector:
         """new: jobs known to have no row yet (expect_new)."""
         cache = self._cache
         # Not `{...} - cache.keys()`: a set minus a keys view walks every cached key.
+        # The ignore: every event of the jobs topic but a queue event names its job.
         wanted = {job_id for e in envs if type(e.event) not in QUEUE_EVENTS
-                  and (job_id := e.event.job_id) not in cache and job_id not in new}
+                  and (job_id := e.event.job_id) not in cache  # type: ignore[union-attr]
+                  and job_id not in new}
         if self._writing is not None and self._writing.done():
             await self.settled()  # raise a failed write's error here, in the follower
         if wanted:
@@ -361,7 +369,7 @@ def _telling(listeners: list[Callable[[list[T]], None]],
 
 
 def split_misplaced(
-    envs: list[Envelope], topic: str, records: Sequence[Record]
+    envs: list[Envelope], topic: str, records: Iterable[Record]
 ) -> tuple[list[Envelope], list[Undecodable]]:
     """Events that decode but belong on another topic are quarantined like undecodable ones."""
     types_here = TYPES_OF_TOPIC[topic]

@@ -49,8 +49,9 @@ async def api_client(node: EmbeddedNode, security: SecuritySettings | None = Non
     will stop) is served as the lifespan would serve it."""
     api = create_app(lambda: node, security=security)
     asgi = httpx.ASGITransport(app=api, **transport)
-    async with serving(api, node), httpx.AsyncClient(transport=asgi, base_url="http://test") as client:
-        yield client
+    async with serving(api, node):
+        async with httpx.AsyncClient(transport=asgi, base_url="http://test") as client:
+            yield client
 
 
 def assert_error(response: httpx.Response, status: int, code: str,
