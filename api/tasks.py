@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from jobledger.schemas import Actor, ActorKind
+from jobledger.schemas import Actor, ActorKind, Permission
 from jobledger.schemas.api import (
     MAX_BATCH_BODY_BYTES,
     MAX_TASK_BODY_BYTES,
@@ -24,6 +24,7 @@ from jobledger.services.node.base import Node
 from jobledger.services.write.commands import CancelOutcome
 from jobledger.services.write.producer import parse_batch, parse_task
 
+from .auth import principal_of
 from .body import read_json, receive_json
 from .deps import commands, node, queries
 from .openapi import (
@@ -45,7 +46,13 @@ def actor_of(request: Request) -> Actor:
 
 
 def api_actor(scope: Scope) -> Actor:
-    """The caller, named by its API key's name (the first X-API-Key-Name header)."""
+    """The caller: with auth on, the key it authenticated with (api/auth.py); with auth
+    off, the label it gives in the first X-API-Key-Name header (unverified)."""
+    principal = principal_of(scope)
+    if principal is not None:
+        return principal.actor
+    if scope["app"].state.security.enabled:  # a PUBLIC route: no key, and no label either
+        return _ANONYMOUS
     for name, value in scope["headers"]:
         if name == b"x-api-key-name":
             return Actor(ActorKind.API, value.decode("latin-1"))
@@ -128,11 +135,13 @@ endpoints = [
                 422: "schedule_at and delay_seconds together, or schedule_at outside the times "
                 "a job can run", **APPEND_ERRORS},
         description="Answers once the log has the task durably and the read model shows it.",
+        access=Permission.SUBMIT_TASKS,
     ),
     Endpoint(
         "GET", "/api/v1/tasks", list_tasks, "List tasks, newest first", tag="tasks",
         query=TaskListQuery, replies={200: Reply("task summaries", list[TaskSummary])},
         errors={400: "a bad query parameter (`field` names it)"},
+        access=Permission.READ_TASKS,
     ),
     Endpoint(
         "POST", "/api/v1/tasks/batch", create_batch, "Enqueue up to 1000 tasks, all or none",
@@ -142,16 +151,19 @@ endpoints = [
                 422: "a task that cannot be applied (`field` names it)",
                 **APPEND_ERRORS},
         description="One invalid task rejects the batch; `field` names it (tasks[3].priority).",
+        access=Permission.SUBMIT_TASKS,
     ),
     Endpoint(
         "GET", "/api/v1/tasks/{task_id}", get_task, "One task", tag="tasks",
         replies={200: Reply("the task", TaskDetail)}, errors=_TASK_ID_404,
+        access=Permission.READ_TASKS,
     ),
     Endpoint(
         "DELETE", "/api/v1/tasks/{task_id}", delete_task, "Cancel a waiting task", tag="tasks",
         replies={204: Reply("it was scheduled or pending and is now cancelled")},
         errors={**_TASK_ID_404, 409: f"{_CONFLICT}: it is in progress or finished",
                 **APPEND_ERRORS},
+        access=Permission.CANCEL_TASKS,
     ),
     Endpoint(
         "POST", "/api/v1/tasks/{task_id}/cancel", cancel_task,
@@ -159,11 +171,13 @@ endpoints = [
         replies={204: Reply("it was waiting and is now cancelled"),
                  202: Reply("it is running: its handler has been asked to stop")},
         errors={**_TASK_ID_404, 409: f"{_CONFLICT}: it is finished", **APPEND_ERRORS},
+        access=Permission.CANCEL_TASKS,
     ),
     Endpoint(
         "POST", "/api/v1/tasks/{task_id}/requeue", requeue_task, "Start a finished task over",
         tag="tasks", replies={200: Reply("pending again", TaskCreated)},
         errors={**_TASK_ID_404, 409: f"{_CONFLICT}: it has not finished", **APPEND_ERRORS},
+        access=Permission.CANCEL_TASKS,
     ),
 ]
 routes = routes_of(endpoints)

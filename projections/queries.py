@@ -34,6 +34,7 @@ from jobledger.schemas.lifecycle import (
 from jobledger.schemas.schedules import ScheduleView
 
 from .jobs import JobState
+from .keys import KeyState, key_from_row
 from .rows import job_from_row
 from .schedules import ScheduleState, schedule_from_row, schedule_of_key, schedule_view
 from .stats import MINUTE_MS
@@ -329,6 +330,17 @@ class Queries:
             schedule_view(s, next_run, last.get(s.last_job_id or ""), s.schedule_id in running)
             for s, next_run in states
         ]
+
+    # -- API keys ---------------------------------------------------------------------------
+
+    async def keys(self) -> list[KeyState]:
+        """Every API key, revoked ones too, oldest first."""
+        rows = await self._fetch("SELECT * FROM api_keys ORDER BY created_at, key_id")
+        return [key_from_row(r) for r in rows]
+
+    async def key(self, key_id: str) -> KeyState | None:
+        rows = await self._fetch("SELECT * FROM api_keys WHERE key_id = ?", (key_id,))
+        return key_from_row(rows[0]) if rows else None
 
     async def checkpoints(self, model: str) -> dict[int, int]:
         """The model's next offset per partition: every record before it is applied."""

@@ -20,10 +20,12 @@ from typing import Any, cast
 import aiosqlite
 import msgspec
 
+from jobledger.schemas import SECURITY
 from jobledger.schemas.codec import Undecodable
 
 from .fold import JobsChange
 from .jobs import JobState
+from .keys import KeyState, key_from_row, key_row
 from .queues import QueueState
 from .rows import job_from_row, job_row, queue_row, worker_from_row, worker_row
 from .schedules import ScheduleState, schedule_from_row, schedule_row
@@ -245,6 +247,15 @@ class ReadModelStore:
                                          list(schedule_ids))
         return {row[0]: schedule_from_row(row) for row in rows}
 
+    async def load_keys(self, key_ids: Iterable[str] | None = None) -> dict[str, KeyState]:
+        """API keys by id, revoked ones included; every key when ids is None."""
+        if key_ids is None:
+            rows = await fetch_all(self.db, "SELECT * FROM api_keys")
+        else:
+            rows = await self._select_in("SELECT * FROM api_keys WHERE key_id IN ({})",
+                                         list(key_ids))
+        return {row[0]: key_from_row(row) for row in rows}
+
     async def _select_in(self, sql: str, keys: Sequence[str]) -> list[Any]:
         out: list[Any] = []
         for i in range(0, len(keys), IN_CHUNK):
@@ -309,6 +320,15 @@ class ReadModelStore:
         tx.many(f"INSERT OR REPLACE INTO schedules VALUES ({','.join('?' * 17)})",
                 [schedule_row(s) for s in changed.values()])
         await self._commit(tx, "schedules", "schedules", positions, bad)
+
+    async def write_keys(
+        self, changed: Mapping[str, KeyState], positions: Mapping[int, int],
+        bad: Sequence[Undecodable],
+    ) -> None:
+        tx = Transaction()
+        tx.many(f"INSERT OR REPLACE INTO api_keys VALUES ({','.join('?' * 10)})",
+                [key_row(k) for k in changed.values()])
+        await self._commit(tx, "keys", SECURITY, positions, bad)
 
     async def _commit(
         self, tx: Transaction, model: str, topic: str, positions: Mapping[int, int],

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .common import Name, Priority
+from .common import VERIFIED_KINDS, Actor, ActorKind, Name, Priority
 from .lifecycle import JobStatus, RunStatus, WorkerStatus
 
 # Request limits, all in one place (docs/api.md, "Limits"). A body over its limit is
@@ -250,6 +250,21 @@ class RunDetail(RunSummary):
     logs: list[RunLog] = []
 
 
+class ActorView(msgspec.Struct):
+    """Who caused an event. verified: an authenticated API key or user (kind key or user);
+    false for every other kind, whose id is what the actor said of itself: with auth off,
+    a REST caller's X-API-Key-Name (kind api), or a worker's or node's own id."""
+
+    kind: ActorKind
+    id: str
+    name: str
+    verified: bool
+
+    @classmethod
+    def of(cls, actor: Actor) -> ActorView:
+        return cls(actor.kind, actor.id, actor.name, actor.kind in VERIFIED_KINDS)
+
+
 class HistoryEntry(msgspec.Struct):
     """One event of a task's audit trail, as recorded in the log. `event` holds the event's
     own fields (its "type" among them)."""
@@ -261,7 +276,7 @@ class HistoryEntry(msgspec.Struct):
     offset: int
     attempt: int | None
     worker_id: str | None
-    actor: dict[str, str]
+    actor: ActorView
     causation_id: str | None
     correlation_id: str | None
     event: msgspec.Raw  # the event as JSON

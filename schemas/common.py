@@ -88,18 +88,28 @@ def iso_ms(ms: int | None) -> str | None:
 
 
 class ActorKind(enum.StrEnum):
-    """Who caused an event."""
+    """Who caused an event. Only `key` and `user` are verified identities; the rest name
+    themselves (docs/security.md)."""
 
-    API = "api"  # a REST caller; id is its API key name (or "anonymous")
+    API = "api"  # a REST caller with auth off; id is the X-API-Key-Name it sent, unverified
+    KEY = "key"  # a REST caller authenticated by an API key: id is the key's id
+    USER = "user"  # a REST caller authenticated as a user: id is the user's id
     CLIENT = "client"  # the Python client or another producer writing to the log directly
     WORKER = "worker"  # a worker slot reporting what its handler did
     DISPATCHER = "dispatcher"  # the partition owner's own policy: picks, lease expiry, retries
     SCHEDULER = "scheduler"
 
 
-class Actor(msgspec.Struct, frozen=True, gc=False):
+VERIFIED_KINDS = frozenset({ActorKind.KEY, ActorKind.USER})
+
+
+class Actor(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """omit_defaults: `name` (added later) and an empty `id` stay off the wire, so the
+    actors of every other kind encode as they did before it, and older builds read them."""
+
     kind: ActorKind
     id: str = ""
+    name: str = ""  # a key's or user's name as it was when the event was written
 
 
 class LogLevel(enum.StrEnum):

@@ -9,9 +9,10 @@ import msgspec
 from .common import Actor
 from .jobs import JobEvent, JobLogged, QueueEvent
 from .schedules import ScheduleEvent
+from .security import SecurityEvent
 from .workers import WorkerEvent
 
-Event = JobEvent | QueueEvent | WorkerEvent | ScheduleEvent
+Event = JobEvent | QueueEvent | WorkerEvent | ScheduleEvent | SecurityEvent
 
 # Topics of the log. Job events are keyed by job id; queue events are written to every
 # partition of the jobs topic so that each partition owner sees them in its own order.
@@ -19,7 +20,8 @@ JOBS = "jobs"
 LOGS = "logs"
 WORKERS = "workers"
 SCHEDULES = "schedules"  # keyed by schedule id: the owner of its partition fires it
-TOPICS = (JOBS, LOGS, WORKERS, SCHEDULES)
+SECURITY = "security"  # keyed by key id; one partition (docs/security.md says why)
+TOPICS = (JOBS, LOGS, WORKERS, SCHEDULES, SECURITY)
 
 
 class Envelope(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
@@ -57,6 +59,8 @@ def _topic_of_type(cls: type) -> str:
         return WORKERS
     if cls in ScheduleEvent.__args__:
         return SCHEDULES
+    if cls in SecurityEvent.__args__:
+        return SECURITY
     return JOBS
 
 

@@ -25,7 +25,10 @@ from jobledger.schemas import (
     JobPicked,
     JobRequeued,
     JobSucceeded,
+    KeyCreated,
+    KeyRevoked,
     LogLevel,
+    Permission,
     Progress,
     QueuePaused,
     QueueResumed,
@@ -97,6 +100,9 @@ EXAMPLES: list[Event] = [
     ScheduleFired(schedule_id="s1", fire_time=at(60), job_id="j1", manual=True),
     ScheduleSkipped(schedule_id="s1", fire_time=at(60), reason=SkipReason.MISFIRE,
                     last_fire_time=at(120), count=2),
+    KeyCreated(key_id="k1", name="ci", prefix="jl_AbCd1234", digest="0f" * 32,
+               permissions=[Permission.SUBMIT_TASKS, Permission.READ_TASKS], expires_at=at(60)),
+    KeyRevoked(key_id="k1"),
 ]
 
 

@@ -103,7 +103,7 @@ async def test_topics_are_created_with_their_partitions_and_configs(
     backend = await KafkaLogBackend.open(config, jobledger_topics(config))
     try:
         assert {role: backend.topic(role).partitions for role in jobledger_topics(config)} == {
-            "jobs": 5, "logs": 5, "workers": 5, "schedules": 5, "dead_letter": 1,
+            "jobs": 5, "logs": 5, "workers": 5, "schedules": 5, "security": 1, "dead_letter": 1,
         }  # fmt: skip
     finally:
         await backend.close()

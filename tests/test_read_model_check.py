@@ -30,7 +30,6 @@ from tests.support.kafka_harness import kafka_config, node_config, started
 from tests.support.procs import free_port
 
 JOBLEDGER = Path(sys.executable).with_name("jobledger")
-TOPICS = {"jobs": 4, "logs": 4, "workers": 1, "schedules": 1}
 
 
 async def fill(make_node: NodeFactory, tasks: int) -> list[str]:

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from jobledger.services.client.async_client import Client
     from jobledger.services.handlers.app import App
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+ClientCall = Callable[[], Coroutine[Any, Any, int | None]]
 
 
 class Exit(enum.IntEnum):
@@ -151,9 +153,21 @@ def app_of(args: argparse.Namespace, required: bool) -> App:
 
 
 def server_arg(parser: argparse.ArgumentParser) -> None:
+    """The flags of a command that calls the server: --server and --api-key."""
+    from jobledger.services.cli.auth import api_key_arg
+
     parser.add_argument("--server", default=DEFAULT_SERVER,
                         help=f"the server's URL, http:// assumed without a scheme "
                         f"(default {DEFAULT_SERVER})")
+    api_key_arg(parser)
+
+
+def client_of(args: argparse.Namespace) -> Client:
+    """The client of the server and the API key the command's flags name."""
+    from jobledger.services.cli.auth import api_key_of
+    from jobledger.services.client.async_client import Client
+
+    return Client(args.server, api_key=api_key_of(args))
 
 
 def allow_unknown_task_types_arg(parser: argparse.ArgumentParser) -> None:
@@ -212,13 +226,27 @@ def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
         return _fail(refusal_line(exc, flags or {}), Exit.USAGE)
     except ClientError as exc:
         bad = exc.status in _BAD_REQUEST
-        return _fail(refusal_line(exc, flags or {}), Exit.USAGE if bad else Exit.FAILED)
+        line = refusal_line(exc, flags or {})
+        if exc.status == 401:  # auth on (docs/security.md)
+            line += "; give an API key with --api-key or JOBLEDGER_API_KEY"
+        return _fail(line, Exit.USAGE if bad else Exit.FAILED)
     except WaitTimeout as exc:
         return _fail(f"timed out: {exc} (it goes on running; see `jobledger status "
                      f"{exc.task_id}`)", Exit.TIMEOUT)
     except ServerUnreachable as exc:
         return _fail(f"cannot reach the server: {str(exc) or 'no answer'}", Exit.UNREACHABLE)
     return Exit.OK if code is None else code
+
+
+def run_action(actions: Mapping[str, Callable[[argparse.Namespace], ClientCall]],
+               args: argparse.Namespace, flags: Mapping[str, str] | None = None) -> int:
+    """Carry out a command's action (`schedules add`, `keys create`): the exit code. A flag
+    the CLI reads itself (--every, --expires) and refuses is a usage error, in one line."""
+    try:
+        call = actions[args.action](args)
+    except ValueError as exc:
+        return _fail(str(exc), Exit.USAGE)
+    return run_client(call, flags)
 
 
 def _fail(line: str, code: Exit) -> Exit:

@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
 from jobledger.services.cli.common import (
     UsageError,
     allow_unknown_task_types_arg,
@@ -146,6 +147,7 @@ def add_parsers(sub: argparse._SubParsersAction[EnvParser]) -> None:
     views_arg(api, "rebuilt from the log if missing")
     _projection_host_arg(api)
     _http_args(api)
+    add_auth_args(api)
     allow_unknown_task_types_arg(api)
     add_log_args(api)
 
@@ -252,8 +254,9 @@ def _serve_http(args: argparse.Namespace, app: App) -> int:
 
     config = node_config_for(args)
     check_data_file(args.views, "--views")
+    security = security_settings(args, args.views.parent)
     sock = listen(args.host, args.port)
-    web = create_app(lambda: KafkaNode(config, app))
+    web = create_app(lambda: KafkaNode(config, app), security=security)
     run_server(web, sock, f"jobledger: {args.broker} ({args.topic_prefix}*), read models "
-               f"{args.views}, http://{args.host}:{args.port}")
+               f"{args.views}, http://{args.host}:{args.port}, {auth_text(security)}")
     return 0

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jobledger.services.cli import kafka as kafka_cli
+from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
 from jobledger.services.cli.common import (
     EXIT_CODES,
     NO_TASK_TYPES,
@@ -19,6 +20,7 @@ from jobledger.services.cli.common import (
     allow_unknown_task_types_arg,
     app_of,
     check_data_file,
+    client_of,
     flag_names,
     listen,
     run_client,
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-projection-lag-ms", type=int, default=10_000,
                        help="/health is degraded (503) when the projections lag more "
                        "(default 10000)")
+    add_auth_args(serve)
     add_log_args(serve)
     kafka_cli.add_kafka_args(serve, required=False)
     kafka_cli.views_arg(serve, "with --broker")
@@ -110,9 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_args(replay)
     kafka_cli.add_kafka_args(replay, required=False)
 
+    from jobledger.services.cli.keys import add_parser as add_keys_parser
     from jobledger.services.cli.schedules import add_parser as add_schedules_parser
 
     add_schedules_parser(sub, server_arg)
+    add_keys_parser(sub, server_arg)
 
     sub.add_parser("schema", help="print the JSON Schema of every event",
                    description="Print the JSON Schema of the event envelope and every event.")
@@ -129,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(args, "log_format"):
         configure_logging(args.log_level, args.log_format)
     handler = {"serve": _serve, "submit": _submit, "status": _status, "replay": _replay,
-               "schema": _schema, "schedules": _schedules, "worker": kafka_cli.worker,
+               "schema": _schema, "schedules": _schedules, "keys": _keys,
+               "worker": kafka_cli.worker,
                "api": kafka_cli.api}[args.command]
     return run_command(handler, args)
 
@@ -143,6 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     app = app_of(args, required=False)
     check_data_file(args.db, "--db")
+    security = security_settings(args, args.db.parent)
     config = NodeConfig(
         db=args.db, partitions=4 if args.partitions is None else args.partitions,
         run_workers=not args.no_workers,
@@ -151,17 +158,15 @@ def _serve(args: argparse.Namespace) -> int:
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
     sock = listen(args.host, args.port)
-    web = create_app(lambda: EmbeddedNode(config, app))
+    web = create_app(lambda: EmbeddedNode(config, app), security=security)
     banner = (f"jobledger: log {args.db}, {len(app.handlers)} task types, "
-              f"http://{args.host}:{args.port}")
+              f"http://{args.host}:{args.port}, {auth_text(security)}")
     # The warning waits for a successful start, so a failed one stays one line.
     run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
     return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from jobledger.services.client.async_client import Client
-
     try:
         payload = json.loads(args.payload)
     except json.JSONDecodeError as exc:
@@ -171,7 +176,7 @@ def _submit(args: argparse.Namespace) -> int:
         "priority", "delay_seconds", "queue", "max_retries", "timeout_seconds", "idempotency_key")}
 
     async def go() -> int | None:
-        async with Client(args.server) as client:
+        async with client_of(args) as client:
             task_id = await client.submit(args.task_type, payload, **options)
             return await print_or_follow(client, task_id, args)
 
@@ -179,10 +184,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from jobledger.services.client.async_client import Client
-
     async def go() -> None:
-        async with Client(args.server) as client:
+        async with client_of(args) as client:
             print(json.dumps(await client.get(args.task_id), indent=2))
 
     return run_client(go)
@@ -233,6 +236,12 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _schedules(args: argparse.Namespace) -> int:
     from jobledger.services.cli.schedules import run
+
+    return run(args)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from jobledger.services.cli.keys import run
 
     return run(args)
 

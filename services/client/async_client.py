@@ -68,9 +68,14 @@ def base_url_of(address: str) -> str:
 
 
 class Client:
-    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0):
+    """api_key: sent as `Authorization: Bearer <api_key>` with every request (a server
+    with auth on needs one; docs/security.md)."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0,
+                 api_key: str | None = None):
         self.base_url = base_url_of(base_url)
         self.timeout = timeout
+        self._auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._session: aiohttp.ClientSession | None = None  # made in the running loop
 
     async def __aenter__(self) -> Client:
@@ -87,7 +92,8 @@ class Client:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout), raise_for_status=False)
+                timeout=aiohttp.ClientTimeout(total=self.timeout), raise_for_status=False,
+                headers=self._auth)
         return self._session
 
     async def _object(
@@ -148,6 +154,21 @@ class Client:
 
     async def stats(self) -> dict[str, Any]:
         return await self._object("GET", "/api/v1/stats")
+
+    # -- API keys (docs/security.md) ---------------------------------------------------------
+
+    async def create_key(self, name: str, permissions: Iterable[str],
+                         expires_at: datetime | None = None) -> dict[str, Any]:
+        """A new key: its `key` is in this answer only."""
+        body = {"name": name, "permissions": list(permissions),
+                "expires_at": expires_at.isoformat() if expires_at else None}
+        return await self._call("POST", "/api/v1/keys", _encoder.encode(body))  # type: ignore[no-any-return]
+
+    async def keys(self) -> list[dict[str, Any]]:
+        return await self._call("GET", "/api/v1/keys")  # type: ignore[no-any-return]
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return await self._call("DELETE", f"/api/v1/keys/{key_id}")  # type: ignore[no-any-return]
 
     # -- schedules (docs/schedules.md) -------------------------------------------------------
 

@@ -44,7 +44,7 @@ from aiokafka.errors import (
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from jobledger.schemas.envelope import JOBS, LOGS, SCHEDULES, WORKERS
+from jobledger.schemas.envelope import JOBS, LOGS, SCHEDULES, SECURITY, WORKERS
 from jobledger.services.log.protocol import (
     AppendOutcomeUnknown,
     Entry,
@@ -56,10 +56,14 @@ from jobledger.services.log.protocol import (
 
 log = logging.getLogger("jobledger.kafka")
 
-# The envelope routes events to JOBS / LOGS / WORKERS / SCHEDULES. Undecodable records are
-# not events, so the dead-letter topic's name lives here, next to the backend creating it.
+# The envelope routes events to JOBS / LOGS / WORKERS / SCHEDULES / SECURITY. Undecodable
+# records are not events, so the dead-letter topic's name lives here, next to the backend
+# creating it.
 DEAD_LETTER = "dead_letter"
-ROLES = (JOBS, LOGS, WORKERS, SCHEDULES, DEAD_LETTER)
+ROLES = (JOBS, LOGS, WORKERS, SCHEDULES, SECURITY, DEAD_LETTER)
+# Topics of one partition: dead letters are rare and read in order by people; key events
+# are few, and one partition orders all of them (docs/security.md).
+SINGLE_PARTITION = (SECURITY, DEAD_LETTER)
 
 # Every topic is history the read models are rebuilt from, so it is kept forever. That
 # includes schedules: its records are events (ScheduleDefined, ...Updated, ...Fired), and
@@ -159,9 +163,9 @@ class KafkaConfig:
 
 
 def jobledger_topics(config: KafkaConfig) -> dict[str, int]:
-    """Partition counts of jobledger's topics. Dead letters are rare and read in order by
-    people, so one partition; the others spread by key over `config.partitions`."""
-    return {role: 1 if role == DEAD_LETTER else config.partitions for role in ROLES}
+    """Partition counts of jobledger's topics: one for SINGLE_PARTITION's; the others spread
+    by key over `config.partitions`."""
+    return {role: 1 if role in SINGLE_PARTITION else config.partitions for role in ROLES}
 
 
 def murmur2(data: bytes) -> int:

@@ -1,7 +1,8 @@
 """The projection host of the embedded mode: tails the log, folds each batch, writes it.
 
-Three models, each with its own checkpoint: jobs (jobs, runs, stats, queues tables) from
-the jobs topic, run_logs from the logs topic, workers from the workers topic. Records
+One model per topic, each with its own checkpoint: jobs (jobs, runs, stats, queues tables)
+from the jobs topic, run_logs from the logs topic, workers from the workers topic,
+schedules from the schedules topic, keys (api_keys) from the security topic. Records
 below a model's checkpoint are skipped, so redelivery applies nothing twice.
 
 A live projector (retry=True, as nodes make it) outlasts a write that fails with a fault
@@ -25,11 +26,12 @@ from msgspec.structs import force_setattr
 
 from jobledger.projections.fold import JobsChange, fold_jobs, fold_workers, log_rows
 from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
+from jobledger.projections.keys import KeyState, fold_keys
 from jobledger.projections.queues import QueueState
 from jobledger.projections.schedules import ScheduleState, fold_schedules
 from jobledger.projections.store import ReadModelStore
 from jobledger.projections.workers import declared_task_types
-from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, Envelope, topic_of
+from jobledger.schemas import JOBS, LOGS, SCHEDULES, SECURITY, WORKERS, Envelope, topic_of
 from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.jobs import QUEUE_EVENTS
@@ -44,7 +46,8 @@ TYPES_OF_TOPIC = {
     for topic in set(TOPIC_OF_TYPE.values())
 }
 _NONE: frozenset[str] = frozenset()
-TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES}
+TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES,
+                  "keys": SECURITY}
 CATCH_UP_BATCH = 20_000  # records per transaction when catching up
 # New jobs remembered at most (expect_new), as many as the state cache holds: beyond it
 # they are forgotten, which only means decoding and looking them up. A host that never
@@ -63,6 +66,8 @@ class Projected:
 Listener = Callable[[Projected], None]
 # Told the final state of every schedule a committed batch changed (removed ones too).
 ScheduleListener = Callable[[list[ScheduleState]], None]
+# Told the final state of every API key a committed batch changed (revoked ones too).
+KeyListener = Callable[[list[KeyState]], None]
 JobPredicate = Callable[[JobState], bool]
 T = TypeVar("T")
 
@@ -91,6 +96,7 @@ class Projector:
         self.positions: dict[str, dict[int, int]] = {m: {} for m in TOPIC_OF_MODEL}
         self.listeners: list[Listener] = []
         self.schedule_listeners: list[ScheduleListener] = []
+        self.key_listeners: list[KeyListener] = []
         self.quarantined = 0
         self._cache = _StateCache(cache_size)
         self._queues: dict[str, QueueState] = {}
@@ -242,34 +248,38 @@ class Projector:
         if model == "jobs":
             await self._fold_and_write_jobs(envs, positions, bad, new)
             return
-        changed = await self._written(
+        tell = await self._written(
             model, lambda: self._write_other(model, envs, positions, bad))
         self.quarantined += len(bad)
         self.positions[model] = positions
-        if model == "schedules" and changed:
-            for schedule_listener in self.schedule_listeners:
-                schedule_listener(list(changed.values()))
+        if tell is not None:
+            tell()
         async with self._progress:
             self._progress.notify_all()
 
     async def _write_other(
         self, model: str, envs: list[Envelope], positions: dict[int, int],
         bad: list[Undecodable],
-    ) -> dict[str, ScheduleState]:
+    ) -> Callable[[], None] | None:
         """Load what a batch of a model other than jobs needs, fold it and write it in one
-        transaction; the schedules it changed."""
+        transaction; what tells the listeners of what it changed, once it is committed."""
         if model == "run_logs":
             await self.store.write_logs(log_rows(envs), positions, bad)
-        elif model == "workers":
+            return None
+        if model == "workers":
             workers = await self.store.load_workers({e.key for e in envs})
             await self.store.write_workers(fold_workers(envs, workers), positions, bad,
                                            declared_task_types(envs))
-        else:
-            ids = {e.event.schedule_id for e in envs}  # type: ignore[union-attr]  # all have one
-            changed = fold_schedules(envs, await self.store.load_schedules(ids))
-            await self.store.write_schedules(changed, positions, bad)
-            return changed
-        return {}
+            return None
+        if model == "keys":
+            ids = {e.event.key_id for e in envs}  # type: ignore[union-attr]  # all have one
+            changed_keys = fold_keys(envs, await self.store.load_keys(ids))
+            await self.store.write_keys(changed_keys, positions, bad)
+            return _telling(self.key_listeners, list(changed_keys.values()))
+        ids = {e.event.schedule_id for e in envs}  # type: ignore[union-attr]  # all have one
+        changed = fold_schedules(envs, await self.store.load_schedules(ids))
+        await self.store.write_schedules(changed, positions, bad)
+        return _telling(self.schedule_listeners, list(changed.values()))
 
     async def _fold_and_write_jobs(
         self, envs: list[Envelope], positions: dict[int, int], bad: list[Undecodable],
@@ -383,6 +393,19 @@ class Projector:
 
 
 _event_of = attrgetter("event")
+
+
+def _telling(listeners: list[Callable[[list[T]], None]],
+             changed: list[T]) -> Callable[[], None] | None:
+    """What tells each listener the states a committed batch changed (None: none changed)."""
+    if not changed:
+        return None
+
+    def tell() -> None:
+        for listener in listeners:
+            listener(changed)
+
+    return tell
 
 
 def split_misplaced(
