@@ -34,7 +34,7 @@ from websockets.frames import CloseCode
 
 from jobledger.projections.jobs import JobState
 from jobledger.projections.schedules import ScheduleState
-from jobledger.schemas import JOBS, JobStatus
+from jobledger.schemas import JOBS, JobStatus, Permission
 from jobledger.schemas.api import WS_MAX_MESSAGE_BYTES, Progress, TaskUpdate, TaskView
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.node.base import Node
@@ -326,7 +326,7 @@ class Hub:
     async def _push_schedules(self, changed: list[ScheduleState]) -> None:
         for message in await schedule_updates(self.node.queries, changed):
             text = _text(message)
-            key = f"schedule:{message['schedule']['id']}"  # type: ignore[index]
+            key = f"schedule:{message['schedule']['id']}"  # type: ignore[index]  # a dict: the view's JSON
             for client in self.clients:
                 if client.schedules:
                     self._tell(client, key, text)  # a newer state of a schedule replaces the older
@@ -471,15 +471,15 @@ class Hub:
             client.skip_below = await self._send_backlog(client, client.resume)
             client.resume = None
         elif client.control and client.next_seq >= client.control_at:
-            batch = [Outgoing(text.encode()) for text in client.control.values()]
+            own = [Outgoing(text.encode()) for text in client.control.values()]
             client.control.clear()
-            await client.wire.send(batch)
+            await client.wire.send(own)
         elif client.next_seq < self.ring.next_seq:
-            batch = self._next_batch(client)
-            if batch is None:
+            updates = self._next_batch(client)
+            if updates is None:
                 return False
-            if batch:
-                await client.wire.send(batch)
+            if updates:
+                await client.wire.send(updates)
         return True
 
     def _next_batch(self, client: Client) -> list[Outgoing] | None:
@@ -537,9 +537,12 @@ endpoints = [
             " messages, \"unsubscribe\" and \"ping\". A cursor too old to resume gets"
             " {\"type\": \"resync_required\"}; a client that cannot keep up is closed with"
             " 1013. Messages are JSON text: a binary one is closed with 1003, one over the"
-            " limit (64 KiB by default) with 1009, text that is not UTF-8 with 1007."
-            " See docs/api.md."
+            " limit (64 KiB by default) with 1009, text that is not UTF-8 with 1007. With"
+            " auth on, the upgrade request needs `Authorization: Bearer <key>` of a key with"
+            " read_tasks: without it the socket is closed at once with 1008 and the reason,"
+            " before any data. See docs/api.md."
         ),
+        access=Permission.READ_TASKS,
     ),
 ]
 

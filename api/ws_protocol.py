@@ -42,7 +42,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         # The app's task is created but has not run yet: it sees the extension.
         if self.handshake_initiated and not self.close_sent and not self.conn.extensions:
-            self.scope["extensions"][SEND_FRAMES] = {}  # type: ignore[index]
+            self.scope["extensions"][SEND_FRAMES] = {}
 
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type == "text" and not self.close_sent and not _utf8(self.frames):

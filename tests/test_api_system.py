@@ -68,7 +68,8 @@ async def test_workers_lists_the_node_s_worker_and_its_running_tasks(
     assert worker["status"] == "alive"
     assert worker["current_tasks"] == [running]
     assert worker["concurrency"] == 3
-    assert {"registered_at", "last_heartbeat", "cpu_usage_percent", "memory_usage_mb"} <= set(worker)
+    reported = {"registered_at", "last_heartbeat", "cpu_usage_percent", "memory_usage_mb"}
+    assert reported <= set(worker)
 
 
 async def test_a_paused_queue_keeps_its_tasks_pending_until_resumed(
@@ -142,6 +143,7 @@ async def test_health_is_503_degraded_once_the_projections_lag_beyond_the_bound(
     assert response.status_code == 503
     assert response.json()["status"] == "degraded"
     assert response.json()["projection_lag_ms"] == 1001
+    assert response.json()["reason"] == "projections: 1,001 ms behind the log, more than 1,000"
 
     node.projector.start()  # caught up again: healthy (the bad record is quarantined)
     await settle(node)

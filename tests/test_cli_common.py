@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from jobledger.services.cli.common import EXIT_CODES, Exit, refusal_line, run_client
+from jobledger.services.cli.common import (
+    EXIT_CODES,
+    SERVER_EXIT_CODES,
+    Exit,
+    refusal_line,
+    run_client,
+)
 from jobledger.services.cli.main import main
 from jobledger.services.client.async_client import ClientError, ServerUnreachable, WaitTimeout
 from jobledger.services.write.producer import InvalidJob
@@ -55,4 +61,9 @@ def test_the_exit_codes_are_in_the_help_and_the_docs(capsys: pytest.CaptureFixtu
     docs = DOCS.read_text()
     for line in EXIT_CODES.splitlines():
         assert line in help_text and line in docs
-    assert [int(code) for code in Exit] == [0, 1, 2, 3, 4]
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    help_text = capsys.readouterr().out
+    for line in SERVER_EXIT_CODES.splitlines():
+        assert line in help_text and line in docs
+    assert [int(code) for code in Exit] == [0, 1, 2, 3, 4, 5]

@@ -18,20 +18,33 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jobledger.api.ws import HubConfig
+    from jobledger.services.client.async_client import Client
     from jobledger.services.handlers.app import App
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+ClientCall = Callable[[], Coroutine[Any, Any, int | None]]
 
 
 class Exit(enum.IntEnum):
-    """The exit codes of every client command (submit, status, schedules)."""
+    """The exit codes of every command. The client commands (submit, status, schedules)
+    use 0-4; the server commands (serve, api, worker, replay) 0, 1, 2 and 5."""
 
     OK = 0  # done; with --wait: the task completed
     FAILED = 1  # the task failed, dead-lettered or was cancelled; or the server said no
     USAGE = 2  # a bad flag or argument (argparse's own code for one too)
     UNREACHABLE = 3  # no answer from the server
     TIMEOUT = 4  # --wait-timeout passed before the task finished
+    DATA = 5  # a data file is damaged, or does not match the others (DataFileError)
 
+
+SERVER_EXIT_CODES = f"""exit codes:
+  {Exit.OK:d}  stopped (SIGINT, SIGTERM); replay: done
+  {Exit.FAILED:d}  it cannot start (a port in use, a locked log, a broker it cannot reach)
+  {Exit.USAGE:d}  a bad flag or argument (the error names the flag)
+  {Exit.DATA:d}  a data file is damaged, or does not match the others (a log lost or
+     emptied beside read models that applied it): the error names the file and
+     what to do
+"""
 
 EXIT_CODES = f"""exit codes:
   {Exit.OK:d}  done; with --wait: the task completed
@@ -59,9 +72,10 @@ class StartupError(Exception):
 
 def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command. A failure it can explain (a bad flag or variable, a bad --app, a port
-    in use, a log that is locked or cannot be reached) is one line on stderr and exit status
-    2 for a bad value, 1 for the rest; its traceback is printed with --debug only."""
-    from jobledger.services.log.protocol import LogError
+    in use, a log that is locked or cannot be reached, a damaged data file) is one line on
+    stderr and exit status 2 for a bad value, 5 for a data file (Exit.DATA), 1 for the
+    rest; its traceback is printed with --debug only."""
+    from jobledger.services.log.protocol import DataFileError, LogError
 
     try:
         return handler(args)
@@ -71,7 +85,9 @@ def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         if getattr(args, "debug", False):
             raise
         print(f"error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ValueError) else 1
+        if isinstance(error, DataFileError):
+            return Exit.DATA
+        return Exit.USAGE if isinstance(error, ValueError) else Exit.FAILED
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -138,9 +154,21 @@ def app_of(args: argparse.Namespace, required: bool) -> App:
 
 
 def server_arg(parser: argparse.ArgumentParser) -> None:
+    """The flags of a command that calls the server: --server and --api-key."""
+    from jobledger.services.cli.auth import api_key_arg
+
     parser.add_argument("--server", default=DEFAULT_SERVER,
                         help=f"the server's URL, http:// assumed without a scheme "
                         f"(default {DEFAULT_SERVER})")
+    api_key_arg(parser)
+
+
+def client_of(args: argparse.Namespace) -> Client:
+    """The client of the server and the API key the command's flags name."""
+    from jobledger.services.cli.auth import api_key_of
+    from jobledger.services.client.async_client import Client
+
+    return Client(args.server, api_key=api_key_of(args))
 
 
 def allow_unknown_task_types_arg(parser: argparse.ArgumentParser) -> None:
@@ -221,13 +249,27 @@ def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
         return _fail(refusal_line(exc, flags or {}), Exit.USAGE)
     except ClientError as exc:
         bad = exc.status in _BAD_REQUEST
-        return _fail(refusal_line(exc, flags or {}), Exit.USAGE if bad else Exit.FAILED)
+        line = refusal_line(exc, flags or {})
+        if exc.status == 401:  # auth on (docs/security.md)
+            line += "; give an API key with --api-key or JOBLEDGER_API_KEY"
+        return _fail(line, Exit.USAGE if bad else Exit.FAILED)
     except WaitTimeout as exc:
         return _fail(f"timed out: {exc} (it goes on running; see `jobledger status "
                      f"{exc.task_id}`)", Exit.TIMEOUT)
     except ServerUnreachable as exc:
         return _fail(f"cannot reach the server: {str(exc) or 'no answer'}", Exit.UNREACHABLE)
     return Exit.OK if code is None else code
+
+
+def run_action(actions: Mapping[str, Callable[[argparse.Namespace], ClientCall]],
+               args: argparse.Namespace, flags: Mapping[str, str] | None = None) -> int:
+    """Carry out a command's action (`schedules add`, `keys create`): the exit code. A flag
+    the CLI reads itself (--every, --expires) and refuses is a usage error, in one line."""
+    try:
+        call = actions[args.action](args)
+    except ValueError as exc:
+        return _fail(str(exc), Exit.USAGE)
+    return run_client(call, flags)
 
 
 def _fail(line: str, code: Exit) -> Exit:

@@ -68,9 +68,14 @@ def base_url_of(address: str) -> str:
 
 
 class Client:
-    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0):
+    """api_key: sent as `Authorization: Bearer <api_key>` with every request (a server
+    with auth on needs one; docs/security.md)."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0,
+                 api_key: str | None = None):
         self.base_url = base_url_of(base_url)
         self.timeout = timeout
+        self._auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._session: aiohttp.ClientSession | None = None  # made in the running loop
 
     async def __aenter__(self) -> Client:
@@ -87,27 +92,38 @@ class Client:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout), raise_for_status=False)
+                timeout=aiohttp.ClientTimeout(total=self.timeout), raise_for_status=False,
+                headers=self._auth)
         return self._session
+
+    async def _object(
+        self, method: str, path: str, content: bytes | None = None
+    ) -> dict[str, Any]:
+        """_call for an endpoint that answers a JSON object."""
+        body: dict[str, Any] = await self._call(method, path, content)
+        return body
 
     async def _call(self, method: str, path: str, content: bytes | None = None) -> Any:
         url = self.base_url + path
         try:
+            headers = _JSON if content is not None else None
             async with self._http().request(method, url, data=content,
-                                            headers=_JSON if content is not None else None) as response:
+                                            headers=headers) as response:
                 body = await response.read()
         except aiohttp.ClientError as exc:
             # str() of some aiohttp errors is empty: the class name then says what happened.
             reason = str(exc) or type(exc).__name__
             raise ServerUnreachable(f"{method} {url}: {reason}") from exc
         except TimeoutError:
-            raise ServerUnreachable(f"{method} {url}: no answer within {self.timeout:g} s") from None
+            message = f"{method} {url}: no answer within {self.timeout:g} s"
+            raise ServerUnreachable(message) from None
         if response.status >= 400:
             try:
                 error = msgspec.json.decode(body)
             except msgspec.DecodeError:
                 error = {"error": body.decode(errors="replace")}
-            raise ClientError(response.status, error if isinstance(error, dict) else {"error": str(error)})
+            detail = error if isinstance(error, dict) else {"error": str(error)}
+            raise ClientError(response.status, detail)
         return msgspec.json.decode(body) if body else None
 
     async def submit(self, task_type: str, payload: Any = None, **options: Any) -> str:
@@ -128,7 +144,7 @@ class Client:
         return ids
 
     async def get(self, task_id: str) -> dict[str, Any]:
-        return await self._call("GET", f"/api/v1/tasks/{task_id}")  # type: ignore[no-any-return]
+        return await self._object("GET", f"/api/v1/tasks/{task_id}")
 
     async def cancel(self, task_id: str) -> None:
         await self._call("POST", f"/api/v1/tasks/{task_id}/cancel")
@@ -137,15 +153,31 @@ class Client:
         await self._call("POST", f"/api/v1/tasks/{task_id}/requeue")
 
     async def stats(self) -> dict[str, Any]:
-        return await self._call("GET", "/api/v1/stats")  # type: ignore[no-any-return]
+        return await self._object("GET", "/api/v1/stats")
+
+    # -- API keys (docs/security.md) ---------------------------------------------------------
+
+    async def create_key(self, name: str, permissions: Iterable[str],
+                         expires_at: datetime | None = None) -> dict[str, Any]:
+        """A new key: its `key` is in this answer only."""
+        body = {"name": name, "permissions": list(permissions),
+                "expires_at": expires_at.isoformat() if expires_at else None}
+        return await self._call("POST", "/api/v1/keys", _encoder.encode(body))  # type: ignore[no-any-return]
+
+    async def keys(self) -> list[dict[str, Any]]:
+        return await self._call("GET", "/api/v1/keys")  # type: ignore[no-any-return]
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return await self._call("DELETE", f"/api/v1/keys/{key_id}")  # type: ignore[no-any-return]
 
     # -- schedules (docs/schedules.md) -------------------------------------------------------
 
     async def schedules(self) -> list[dict[str, Any]]:
-        return await self._call("GET", "/api/v1/schedules")  # type: ignore[no-any-return]
+        body: list[dict[str, Any]] = await self._call("GET", "/api/v1/schedules")
+        return body
 
     async def schedule(self, schedule_id: str) -> dict[str, Any]:
-        return await self._call("GET", f"/api/v1/schedules/{schedule_id}")  # type: ignore[no-any-return]
+        return await self._object("GET", f"/api/v1/schedules/{schedule_id}")
 
     async def add_schedule(self, schedule_id: str, task_type: str, trigger: str,
                            **fields: Any) -> dict[str, Any]:
@@ -154,19 +186,19 @@ class Client:
         Checked here as the server checks it (ScheduleError naming the field)."""
         body = _schedule_body(id=schedule_id, task_type=task_type, trigger=trigger, **fields)
         definition_of(parse_request(body), None, datetime.now(UTC))
-        return await self._call("POST", "/api/v1/schedules", body)  # type: ignore[no-any-return]
+        return await self._object("POST", "/api/v1/schedules", body)
 
     async def update_schedule(self, schedule_id: str, **fields: Any) -> dict[str, Any]:
         """Change the given fields only (with trigger=..., the trigger is rebuilt)."""
         body = _schedule_body(**fields)
         parse_request(body)
-        return await self._call("PUT", f"/api/v1/schedules/{schedule_id}", body)  # type: ignore[no-any-return]
+        return await self._object("PUT", f"/api/v1/schedules/{schedule_id}", body)
 
     async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
-        return await self._call("POST", f"/api/v1/schedules/{schedule_id}/pause")  # type: ignore[no-any-return]
+        return await self._object("POST", f"/api/v1/schedules/{schedule_id}/pause")
 
     async def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
-        return await self._call("POST", f"/api/v1/schedules/{schedule_id}/resume")  # type: ignore[no-any-return]
+        return await self._object("POST", f"/api/v1/schedules/{schedule_id}/resume")
 
     async def remove_schedule(self, schedule_id: str) -> None:
         await self._call("DELETE", f"/api/v1/schedules/{schedule_id}")

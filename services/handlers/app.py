@@ -51,14 +51,21 @@ class Handler:
     timeout: float | None = None  # default for jobs enqueued without timeout_seconds
 
     def limits(self, max_retries: int | None, timeout_seconds: float | None) -> tuple[int, float]:
-        """(max_retries, timeout_seconds) a job of this type runs under: the job's own where
-        it gave them, else this handler's, else DEFAULT_MAX_RETRIES / DEFAULT_TIMEOUT_SECONDS.
-        The dispatcher applies this same rule (Dispatcher._retry_at, _timeout_seconds)."""
-        if max_retries is None:
-            max_retries = self.max_retries if self.max_retries is not None else DEFAULT_MAX_RETRIES
-        if timeout_seconds is None:
-            timeout_seconds = self.timeout if self.timeout is not None else DEFAULT_TIMEOUT_SECONDS
-        return max_retries, timeout_seconds
+        """(max_retries, timeout_seconds) a job of this type runs under (limits_in_effect)."""
+        return limits_in_effect(self, max_retries, timeout_seconds)
+
+
+def limits_in_effect(handler: Handler | None, max_retries: int | None,
+                     timeout_seconds: float | None) -> tuple[int, float]:
+    """(max_retries, timeout_seconds) a job runs under: the job's own where it gave them,
+    else its handler's, else DEFAULT_MAX_RETRIES / DEFAULT_TIMEOUT_SECONDS. The one rule
+    for the dispatcher (RetryPolicy) and for what the API shows."""
+    if max_retries is None:
+        max_retries = handler.max_retries if handler is not None else None
+    if timeout_seconds is None:
+        timeout_seconds = handler.timeout if handler is not None else None
+    return (DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
+            DEFAULT_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds)
 
 
 class App:
