@@ -43,7 +43,7 @@ from jobledger.services.runtime.supervise import spawn
 
 from .openapi import Endpoint, Reply
 from .schedules import schedule_updates
-from .ws_wire import Outgoing, Turns, Wire
+from .ws_wire import Batch, Outgoing, Turns, Wire
 
 # Close codes (RFC 6455, 7.4.1), each with the reason the client is given
 TRY_AGAIN_LATER = CloseCode.TRY_AGAIN_LATER  # 1013: it could not keep up
@@ -53,6 +53,7 @@ UNSUPPORTED_DATA = CloseCode.UNSUPPORTED_DATA  # 1003: a binary message
 BINARY = "binary messages are not accepted: send JSON text"
 # 1009 (a message over max_message_bytes) and 1007 (text that is not UTF-8) are sent by the
 # server's protocol before a message reaches the hub (api/ws_protocol.py).
+MAX_SHARED_BATCHES = 256  # of at most batch_bytes each: a few MB at worst
 
 
 @dataclass(frozen=True)
@@ -202,9 +203,10 @@ class _Match:
 
     def __init__(self, filters: Filters | None):
         f = filters or Filters()
-        self.task_types = set(f.task_types) if f.task_types is not None else None
-        self.statuses = set(f.statuses) if f.statuses is not None else None
-        self.queues = set(f.queues) if f.queues is not None else None
+        self.task_types = frozenset(f.task_types) if f.task_types is not None else None
+        self.statuses = frozenset(f.statuses) if f.statuses is not None else None
+        self.queues = frozenset(f.queues) if f.queues is not None else None
+        self.key = (self.task_types, self.statuses, self.queues)  # equal filters, equal keys
 
     def __call__(self, task: TaskView) -> bool:
         return (
@@ -256,6 +258,9 @@ class Hub:
         self.position = [done.get(p, 0) for p in range(self.partitions)]
         self.ring = _Ring(self.config.ring_size)
         self.turns = Turns(self.config.fanout_slice_s)
+        # Batches made for the ring as it is, by (filters, backlog's end, first seq): the
+        # clients at one place with one subscription are sent the same bytes, made once.
+        self.batches: dict[tuple[object, ...], tuple[Batch, int]] = {}
         self._stats_dirty = asyncio.Event()
         self._stats_task: asyncio.Task[None] | None = None
 
@@ -292,6 +297,7 @@ class Hub:
             if listening:
                 self.ring.append(job_id, partition, offset, task_view(change.jobs[job_id]),
                                  format_cursor(now_ms, position))
+        self.batches.clear()  # made for a shorter ring
         floor = self.ring.next_seq - self.ring.size
         for client in self.clients:
             if client.match is None:
@@ -471,18 +477,36 @@ class Hub:
             client.skip_below = await self._send_backlog(client, client.resume)
             client.resume = None
         elif client.control and client.next_seq >= client.control_at:
-            own = [Outgoing(text.encode()) for text in client.control.values()]
+            own = Batch([Outgoing(text.encode()) for text in client.control.values()])
             client.control.clear()
             await client.wire.send(own)
         elif client.next_seq < self.ring.next_seq:
-            updates = self._next_batch(client)
+            updates = self._shared_batch(client)
             if updates is None:
                 return False
-            if updates:
+            if updates.messages:
                 await client.wire.send(updates)
         return True
 
-    def _next_batch(self, client: Client) -> list[Outgoing] | None:
+    def _shared_batch(self, client: Client) -> Batch | None:
+        """_next_batch, made once for every client at the same place with the same filters
+        (while the ring stays as it is)."""
+        if client.control or client.match is None:  # it stops early, or sends nothing
+            return self._next_batch(client)
+        skip = tuple(client.skip_below) if client.skip_below is not None else None
+        key = (client.match.key, skip, client.next_seq)
+        made = self.batches.get(key)
+        if made is None:
+            batch = self._next_batch(client)
+            if batch is None:
+                return None
+            if len(self.batches) >= MAX_SHARED_BATCHES:
+                self.batches.clear()
+            self.batches[key] = made = (batch, client.next_seq)
+        client.next_seq = made[1]
+        return made[0]
+
+    def _next_batch(self, client: Client) -> Batch | None:
         """The client's next updates from the ring, up to batch_bytes of them (superseded
         ones and those its filters or its backlog exclude skipped); None if the ring has
         moved past it."""
@@ -502,8 +526,8 @@ class Hub:
                 continue
             message = update.message()
             batch.append(message)
-            size += len(message)
-        return batch
+            size += message.size
+        return Batch(batch)
 
     async def _send_backlog(self, client: Client, resume: Resume) -> list[int]:
         """Every matching task changed at or after the cursor, in log order per partition,
@@ -520,7 +544,7 @@ class Hub:
                     cursor[partition] = offset + 1
                     batch.append(_outgoing(TaskUpdate(format_cursor(resume.time_ms, cursor), view)))
                 if batch:
-                    await client.wire.send(batch)
+                    await client.wire.send(Batch(batch))
         return cursor
 
 

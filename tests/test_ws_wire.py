@@ -48,6 +48,14 @@ async def take_turns(turns: Turns, key: str, times: int, log: list[tuple[str, in
             turns.ready(key)
 
 
+def turns_per_pass(log: list[tuple[str, int]]) -> list[int]:
+    """How many turns each pass held, in order (passes with none left out)."""
+    per_pass: dict[int, int] = {}
+    for _, at in log:
+        per_pass[at] = per_pass.get(at, 0) + 1
+    return [per_pass[at] for at in sorted(per_pass)]
+
+
 async def test_turns_go_round_robin() -> None:
     turns, passes, log = Turns(slice_s=1.0), Passes(), []
     await asyncio.gather(*(take_turns(turns, key, 3, log, passes) for key in "abc"))
@@ -56,19 +64,30 @@ async def test_turns_go_round_robin() -> None:
 
 
 async def test_a_pass_holds_as_many_turns_as_fit_the_slice() -> None:
-    """Turns of 1 ms in a slice of 4 ms: after the first pass, whose 16 turns are timed,
-    4 turns a pass, so that a request waits for 4 ms of fan-out, not for every client."""
+    """Turns of 1 ms in a slice of 4 ms: 4 turns a pass, so that a request waits for 4 ms
+    of fan-out, not for every client. The first pass grants 16 (nothing is timed yet), and
+    the 12 that find the slice spent give their places back, first in line."""
     clock = [0.0]
     turns, passes, log = Turns(slice_s=0.004, clock=lambda: clock[0]), Passes(), []
     await asyncio.gather(*(take_turns(turns, f"client{n}", 3, log, passes, 0.001, clock)
                            for n in range(40)))
     passes.task.cancel()
-    per_pass: dict[int, int] = {}
-    for _, at in log:
-        per_pass[at] = per_pass.get(at, 0) + 1
-    counts = [per_pass[at] for at in sorted(per_pass)]
-    assert counts[0] == 16 and set(counts[1:]) == {4}, counts
-    assert sum(counts) == 120
+    counts = turns_per_pass(log)
+    assert set(counts) == {4} and sum(counts) == 120, counts
+    assert [key for key, _ in log[:8]] == [f"client{n}" for n in range(8)]  # still in order
+
+
+async def test_the_turns_of_a_pass_grow_at_most_twofold() -> None:
+    """Cheap turns of one client alone say nothing of a burst: when 60 clients are ready
+    at once, the passes grant 2, 4, 8, ... turns, not all 60 at the first."""
+    clock = [0.0]
+    turns, passes, log = Turns(slice_s=0.004, clock=lambda: clock[0]), Passes(), []
+    await take_turns(turns, "alone", 5, log, passes, 0.00001, clock)
+    log.clear()
+    await asyncio.gather(*(take_turns(turns, f"client{n}", 1, log, passes, 0.0001, clock)
+                           for n in range(60)))
+    passes.task.cancel()
+    assert turns_per_pass(log) == [2, 4, 8, 16, 30]
 
 
 async def test_without_the_frames_extension_each_message_is_a_websocket_send(

@@ -92,7 +92,8 @@ def _figures(probe: _Probe, gathered: list[dict[str, Any]], started: float, serv
         "messages_per_s": round(messages / fanout_s),
         "subscribers_closed": sum(got["closed"] for got in gathered),
         "server_cpu_seconds": round(server_cpu, 2),
-        "server_cpu_us_per_message": round(server_cpu / max(messages, 1) * 1e6, 2)}}
+        "server_cpu_us_per_message": round(server_cpu / max(messages, 1) * 1e6, 2),
+        "client_cpu_seconds": round(sum(got["cpu"] for got in gathered), 2)}}
 
 
 class _Probe:
@@ -149,11 +150,13 @@ def _subscriber_process(url: str, count: int, jobs: int, ready: Any, results: An
 async def _subscribe(url: str, count: int, jobs: int, ready: Any) -> dict[str, Any]:
     subs = await connect_subscribers(url, count, lambda uri: _Counter(uri, jobs))
     await asyncio.to_thread(ready.wait, 120)
+    cpu = time.process_time()
     await asyncio.wait_for(asyncio.gather(*(s.done for s in subs)), 300)
+    cpu = time.process_time() - cpu
     for sub in subs:
         sub.transport.close()
     return {"messages": sum(s.count for s in subs), "closed": sum(s.closed for s in subs),
-            "done_at": max(s.done_at for s in subs)}
+            "done_at": max(s.done_at for s in subs), "cpu": cpu}
 
 
 class _Counter(_Subscriber):
