@@ -16,6 +16,7 @@ from jobledger.services.runtime.gc_tuning import tune_gc
 
 from . import docs_page, metrics, openapi, runs, schedules, system, tasks, ws
 from .errors import EXCEPTION_HANDLERS
+from .headers import HeaderLimits
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
@@ -68,7 +69,8 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None) -> S
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _ws)],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
+        middleware=[Middleware(HeaderLimits),
+                    Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )
     app.state.metrics = measured

@@ -25,7 +25,7 @@ from jobledger.services.schedules.commands import ScheduleCommands, ScheduleErro
 from .body import read_json
 from .deps import node
 from .openapi import APPEND_ERRORS, JSON_BODY_ERRORS, Endpoint, Reply, routes_of
-from .responses import JSON, ApiError
+from .responses import JSON, ApiError, valid_utf8
 from .tasks import actor_of
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -57,7 +57,8 @@ def _answers_schedule_errors(handler: Handler) -> Handler:
 
 
 async def _body(request: Request) -> ScheduleRequest:
-    return parse_request(await read_json(request, MAX_TASK_BODY_BYTES))
+    body = await read_json(request, MAX_TASK_BODY_BYTES)
+    return parse_request(body, node(request).config.max_payload_depth)
 
 
 @_answers_schedule_errors
@@ -125,8 +126,12 @@ async def schedule_updates(queries: Queries, changed: Iterable[ScheduleState]) -
 
 
 def _builtins(view: ScheduleView) -> dict[str, object]:
-    """The view as plain JSON values (its payload is raw JSON, which to_builtins keeps raw)."""
-    return msgspec.json.decode(msgspec.json.encode(view))  # type: ignore[no-any-return]
+    """The view as a dict, its payload still raw JSON: decoding it (as this did) raised
+    for a payload stored nested too deep or not UTF-8 (docs/reliability.md). The hub
+    encodes the message as it is; the payload is made valid UTF-8 for it here."""
+    fields = msgspec.structs.asdict(view)
+    fields["payload"] = msgspec.Raw(valid_utf8(bytes(view.payload)))
+    return fields
 
 
 _NOT_FOUND = {404: "no schedule with that id (JOB_NOT_FOUND)"}

@@ -60,15 +60,17 @@ _ANONYMOUS = Actor(ActorKind.API, "anonymous")
 async def create_task(scope: Scope, receive: Receive, send: Send) -> None:
     """POST /api/v1/tasks, the busiest endpoint, as a plain ASGI handler (no Request, no
     Response): answers once the task is durable and the read model shows it."""
-    task = parse_task(await receive_json(scope, receive, MAX_TASK_BODY_BYTES))
     node: Node = scope["app"].state.node
+    body = await receive_json(scope, receive, MAX_TASK_BODY_BYTES)
+    task = parse_task(body, node.config.max_payload_depth)
     (outcome,) = await node.commands.enqueue([task], api_actor(scope), wait_visible=True)
     body = TaskCreated(task_id=outcome.task_id, status=outcome.status)
     await send_json(send, body, 201 if outcome.created else 200)
 
 
 async def create_batch(request: Request) -> Response:
-    batch = parse_batch(await read_json(request, MAX_BATCH_BODY_BYTES))
+    body = await read_json(request, MAX_BATCH_BODY_BYTES)
+    batch = parse_batch(body, node(request).config.max_payload_depth)
     outcomes = await commands(request).enqueue(batch.tasks, actor_of(request), batch=True)
     return JSON(BatchCreated(task_ids=[o.task_id for o in outcomes]), 201)
 

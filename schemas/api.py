@@ -22,6 +22,11 @@ MAX_LIST = 1000  # rows in one list answer
 # Seconds of a delay or a timeout: a century, so every deadline stays a representable time.
 MAX_SECONDS = 100 * 365 * 24 * 3600
 MAX_RETRIES = 10_000
+# Arrays and objects a payload may nest (`--max-payload-depth`; 400 PAYLOAD_TOO_DEEP
+# beyond). The setting stays under what a handler's decoder (msgspec, which recurses) and
+# every reader of the log decode with room to spare.
+DEFAULT_MAX_PAYLOAD_DEPTH = 64
+HIGHEST_MAX_PAYLOAD_DEPTH = 512
 
 RetryCount = Annotated[int, msgspec.Meta(description=(
     "failed attempts since enqueue or the last requeue, the last one included: not the "

@@ -28,6 +28,9 @@ ScheduleId = Annotated[str, msgspec.Meta(
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 CronField = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+# The shortest interval trigger the API accepts (`--min-schedule-interval`): a schedule
+# every millisecond fired a thousand jobs a second.
+DEFAULT_MIN_INTERVAL_SECONDS = 1.0
 
 
 # -- triggers -------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from jobledger.services.cli.main import build_parser, main
 
 # Values for flags whose type accepts only some strings; every other flag gets a sample of
 # its type (int, float, Path, str) or of its choices.
-SAMPLES = {"--broker": "kafka://k1:9092", "--projection-host": "faust", "--wait-timeout": "2.5"}
+SAMPLES = {"--broker": "kafka://k1:9092", "--projection-host": "faust", "--wait-timeout": "2.5",
+           "--max-payload-depth": "7", "--min-schedule-interval": "2.5"}
 
 
 @pytest.fixture(autouse=True)

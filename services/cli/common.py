@@ -12,6 +12,9 @@ import os
 import re
 import socket
 import sys
+import threading
+import time
+import traceback
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +74,33 @@ def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2 if isinstance(error, ValueError) else 1
+
+
+# How long a failed command waits for threads it leaves behind before it exits anyway.
+LINGER_SECONDS = 3.0
+
+
+def exit_promptly(code: int, error: BaseException | None = None) -> None:
+    """Once a command has failed (status `code`, or raising `error`): if threads it started
+    outlive it, wait LINGER_SECONDS for them, then end the process with that status
+    (printing the error's traceback first, as Python would). Python waits for every
+    non-daemon thread before it exits, so one left running (the connection of a start that
+    failed half-way) would keep a failed `serve` alive for good instead of exiting."""
+    deadline = time.monotonic() + LINGER_SECONDS
+    for thread in _lingering():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if not _lingering():
+        return
+    if error is not None:
+        traceback.print_exception(error)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _lingering() -> list[threading.Thread]:
+    current = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not current and not t.daemon and t.is_alive()]
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -146,6 +176,34 @@ def allow_unknown_task_types_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-unknown-task-types", action="store_true",
                         help="accept tasks of types no handler is known for (they wait for "
                         "one; by default they are refused with UNKNOWN_TASK_TYPE)")
+
+
+def input_limit_args(parser: argparse.ArgumentParser) -> None:
+    """The limits of what the API accepts that a deployment may tune (docs/api.md, Limits)."""
+    from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH, HIGHEST_MAX_PAYLOAD_DEPTH
+    from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
+
+    def depth(text: str) -> int:
+        value = int(text)
+        if not 1 <= value <= HIGHEST_MAX_PAYLOAD_DEPTH:
+            raise argparse.ArgumentTypeError(
+                f"give 1 to {HIGHEST_MAX_PAYLOAD_DEPTH} (arrays and objects), got {value}")
+        return value
+
+    def seconds(text: str) -> float:
+        value = float(text)
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"give a number of seconds above 0, got {text!r}")
+        return value
+
+    parser.add_argument("--max-payload-depth", type=depth, default=DEFAULT_MAX_PAYLOAD_DEPTH,
+                        help="arrays and objects a task's or schedule's payload may nest; "
+                        f"deeper is refused with PAYLOAD_TOO_DEEP (default "
+                        f"{DEFAULT_MAX_PAYLOAD_DEPTH}, at most {HIGHEST_MAX_PAYLOAD_DEPTH})")
+    parser.add_argument("--min-schedule-interval", type=seconds,
+                        default=DEFAULT_MIN_INTERVAL_SECONDS, metavar="SECONDS",
+                        help="the shortest interval trigger a schedule may have; shorter is "
+                        f"refused with INVALID_TRIGGER (default {DEFAULT_MIN_INTERVAL_SECONDS:g})")
 
 
 NO_TASK_TYPES = ("jobledger: warning: no task types: this server has no handlers "

@@ -18,7 +18,9 @@ from jobledger.services.cli.common import (
     allow_unknown_task_types_arg,
     app_of,
     check_data_file,
+    exit_promptly,
     flag_names,
+    input_limit_args,
     listen,
     run_client,
     run_command,
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve the API and projections only; run no jobs (tasks of the "
                        "types of --app/--demo are still accepted)")
     allow_unknown_task_types_arg(serve)
+    input_limit_args(serve)
     serve.add_argument("--max-projection-lag-ms", type=int, default=10_000,
                        help="/health is degraded (503) when the projections lag more "
                        "(default 10000)")
@@ -126,7 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"serve": _serve, "submit": _submit, "status": _status, "replay": _replay,
                "schema": _schema, "schedules": _schedules, "worker": kafka_cli.worker,
                "api": kafka_cli.api}[args.command]
-    return run_command(handler, args)
+    try:
+        code = run_command(handler, args)
+    except BaseException as error:
+        exit_promptly(1, error)
+        raise
+    if code:
+        exit_promptly(code)
+    return code
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -143,6 +153,8 @@ def _serve(args: argparse.Namespace) -> int:
         run_workers=not args.no_workers,
         max_projection_lag_ms=args.max_projection_lag_ms,
         allow_unknown_task_types=args.allow_unknown_task_types,
+        max_payload_depth=args.max_payload_depth,
+        min_schedule_interval=args.min_schedule_interval,
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
     sock = listen(args.host, args.port)

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from jobledger.schemas.api import MAX_BATCH, BatchRequest, TaskRequest
+from jobledger.schemas.api import HIGHEST_MAX_PAYLOAD_DEPTH, MAX_BATCH, BatchRequest, TaskRequest
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.services.schedules.commands import definition_of, parse_request
 from jobledger.services.write.producer import task_request
@@ -153,13 +153,14 @@ class Client:
         (seconds=30, expression="0 * * * *", run_date=...) and job options as keywords.
         Checked here as the server checks it (ScheduleError naming the field)."""
         body = _schedule_body(id=schedule_id, task_type=task_type, trigger=trigger, **fields)
-        definition_of(parse_request(body), None, datetime.now(UTC))
+        # The payload depth and the shortest interval are the server's settings: it checks them.
+        definition_of(parse_request(body, HIGHEST_MAX_PAYLOAD_DEPTH), None, datetime.now(UTC))
         return await self._call("POST", "/api/v1/schedules", body)  # type: ignore[no-any-return]
 
     async def update_schedule(self, schedule_id: str, **fields: Any) -> dict[str, Any]:
         """Change the given fields only (with trigger=..., the trigger is rebuilt)."""
         body = _schedule_body(**fields)
-        parse_request(body)
+        parse_request(body, HIGHEST_MAX_PAYLOAD_DEPTH)
         return await self._call("PUT", f"/api/v1/schedules/{schedule_id}", body)  # type: ignore[no-any-return]
 
     async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
