@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from .openapi import Endpoint, Reply, routes_of
+from .openapi import Endpoint, Reply, routes_of, served_spec
 
 _STYLE = """
 body{font:15px/1.5 system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
@@ -147,7 +147,7 @@ def type_text(schema: dict[str, Any]) -> str:
 
 
 async def docs(request: Request) -> Response:
-    return HTMLResponse(render(request.app.state.openapi))
+    return HTMLResponse(render(await served_spec(request)))
 
 
 async def home(request: Request) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Annotated
 
 import msgspec
 from starlette.requests import Request
@@ -29,6 +30,14 @@ from .responses import JSON, ApiError, valid_utf8
 from .tasks import actor_of
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+# The body of a POST, which defines a schedule, and of a PUT, which changes the fields it
+# is given of the schedule its path names.
+NewSchedule = Annotated[ScheduleRequest, msgspec.Meta(
+    extra_json_schema={"required": ["id", "task_type", "trigger"]})]
+ScheduleChange = Annotated[ScheduleRequest, msgspec.Meta(
+    extra_json_schema={"not": {"required": ["id"], "description": "the path names it"}})]
 
 
 class Removed(msgspec.Struct):
@@ -144,7 +153,7 @@ endpoints = [
     Endpoint("GET", "/api/v1/schedules", list_schedules, "List schedules", tag="schedules",
              replies={200: Reply("every schedule that is not removed, by id", list[ScheduleView])}),
     Endpoint("POST", "/api/v1/schedules", create_schedule, "Define a schedule", tag="schedules",
-             body=ScheduleRequest, replies={201: Reply("defined", ScheduleView)},
+             body=NewSchedule, replies={201: Reply("defined", ScheduleView)},
              errors={**_INVALID, 409: "a schedule with that id exists (JOB_EXISTS)",
                      **APPEND_ERRORS},
              description="The flat APScheduler body: id, task_type, trigger and the "
@@ -152,7 +161,7 @@ endpoints = [
     Endpoint("GET", _ID, get_schedule, "One schedule", tag="schedules",
              replies={200: Reply("the schedule", ScheduleView)}, errors=_NOT_FOUND),
     Endpoint("PUT", _ID, update_schedule, "Change some fields of a schedule", tag="schedules",
-             body=ScheduleRequest, replies={200: Reply("the changed schedule", ScheduleView)},
+             body=ScheduleChange, replies={200: Reply("the changed schedule", ScheduleView)},
              errors={**_INVALID, **_NOT_FOUND, **APPEND_ERRORS},
              description="Fields left out keep their value. With `trigger`, the trigger is "
              "replaced by one built from the fields given; without it, the given trigger "

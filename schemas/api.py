@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .common import Name, Priority
+from .common import END_YEAR, FIRST_YEAR, YEAR_PATTERN, Name, Priority
 from .lifecycle import JobStatus, RunStatus, WorkerStatus
 
 # Request limits, all in one place (docs/api.md, "Limits"). A body over its limit is
@@ -48,7 +48,9 @@ class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_
     )] = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
     priority: Priority = 128
     schedule_at: Annotated[datetime, msgspec.Meta(
-        tz=True, description="run no earlier than this (with a timezone); not with delay_seconds"
+        tz=True, description="run no earlier than this (with a timezone, in the years "
+        f"{FIRST_YEAR} to {END_YEAR - 1}); not with delay_seconds",
+        extra_json_schema={"pattern": f"^{YEAR_PATTERN}-"},
     )] | None = None
     delay_seconds: Annotated[float, msgspec.Meta(
         ge=0, le=MAX_SECONDS, description="run no earlier than now + this"
@@ -62,6 +64,16 @@ class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_
     )] | None = None
     idempotency_key: IdempotencyKey | None = None
     queue: Annotated[Name, msgspec.Meta(description="queues can be paused one by one")] = "default"
+
+
+# What the OpenAPI document says of a body beyond its fields' own rules, by schema name.
+BODY_RULES: dict[str, dict[str, Any]] = {
+    "TaskRequest": {"not": {
+        "description": "schedule_at and delay_seconds, not both",
+        "required": ["schedule_at", "delay_seconds"],
+        "properties": {"schedule_at": {"type": "string"}, "delay_seconds": {"type": "number"}},
+    }},
+}
 
 
 class BatchRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -18,12 +18,36 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .common import Name, NonNegativeInt, PositiveSeconds, Priority, json_null
+from .common import (
+    END_YEAR,
+    FIRST_YEAR,
+    YEAR_PATTERN,
+    Name,
+    NonNegativeInt,
+    PositiveSeconds,
+    Priority,
+    json_null,
+)
 from .lifecycle import JobStatus, ScheduleStatus
 
 ScheduleId = Annotated[str, msgspec.Meta(
     min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$",
     description="letters, digits and _ . : @ - (it is part of a URL path)",
+)]
+# A date and time as the schedules API takes them: ISO 8601, with a UTC offset (an instant)
+# or without one (a wall time in the schedule's timezone), in the years FIRST_YEAR to
+# END_YEAR - 1. The pattern says what msgspec's decoder and those years accept, for the
+# OpenAPI document (a date-time "format" would require the offset).
+DATE_TIME_PATTERN = (
+    f"^{YEAR_PATTERN}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    "[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:[.][0-9]+)?"
+    "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])?$"
+)
+WallOrInstant = Annotated[datetime, msgspec.Meta(
+    description=f"ISO 8601, e.g. 2026-12-24T09:00:00 (a wall time in the schedule's timezone) "
+    f"or 2026-12-24T08:00:00Z, in the years {FIRST_YEAR} to {END_YEAR - 1}",
+    extra_json_schema={"pattern": DATE_TIME_PATTERN},
 )]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -205,8 +229,8 @@ class ScheduleRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     hours: NonNegativeInt | UnsetType = UNSET
     minutes: NonNegativeInt | UnsetType = UNSET
     seconds: NonNegativeFloat | UnsetType = UNSET
-    start_date: datetime | None | UnsetType = UNSET
-    end_date: datetime | None | UnsetType = UNSET
+    start_date: WallOrInstant | None | UnsetType = UNSET
+    end_date: WallOrInstant | None | UnsetType = UNSET
     expression: str | UnsetType = UNSET
     second: int | CronField | UnsetType = UNSET
     minute: int | CronField | UnsetType = UNSET
@@ -214,7 +238,7 @@ class ScheduleRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     day: int | CronField | UnsetType = UNSET
     month: int | CronField | UnsetType = UNSET
     day_of_week: int | CronField | UnsetType = UNSET
-    run_date: datetime | UnsetType = UNSET
+    run_date: WallOrInstant | UnsetType = UNSET
     misfire_policy: MisfirePolicy | UnsetType = UNSET
     misfire_grace_time: NonNegativeFloat | UnsetType = UNSET
     max_instances: PositiveInt | UnsetType = UNSET

@@ -129,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"serve": _serve, "submit": _submit, "status": _status, "replay": _replay,
                "schema": _schema, "schedules": _schedules, "worker": kafka_cli.worker,
                "api": kafka_cli.api}[args.command]
+    if args.command not in _STARTS_A_NODE:
+        return run_command(handler, args)
     try:
         code = run_command(handler, args)
     except BaseException as error:
@@ -137,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if code:
         exit_promptly(code)
     return code
+
+
+# Commands that start a node: a failed start must not leave the process running (only
+# these: exit_promptly ends the process, and tests call the other commands in-process).
+_STARTS_A_NODE = frozenset({"serve", "api", "worker"})
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from jobledger.schemas import (
     uuid7,
 )
 from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH
+from jobledger.schemas.common import END_YEAR, FIRST_YEAR
 from jobledger.schemas.schedules import (
     CRON_FIELDS,
     DEFAULT_MIN_INTERVAL_SECONDS,
@@ -52,6 +53,7 @@ from jobledger.services.runtime.projector import Projector
 from jobledger.services.write.producer import job_id_for_key, payload_problem, too_deep_to_decode
 from jobledger.services.write.publisher import Publisher
 from jobledger.services.write.task_types import TaskTypes
+from jobledger.services.write.whole_numbers import decode_request
 
 VISIBLE_WAIT_SECONDS = 5.0  # how long a write waits for the read model to show it
 _decoder = msgspec.json.Decoder(ScheduleRequest)
@@ -100,7 +102,7 @@ def parse_request(body: bytes, max_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH) -> Sc
     a payload nested deeper than max_depth PAYLOAD_TOO_DEEP, one that is not UTF-8 JSON
     MALFORMED_JSON (as for a task's payload)."""
     try:
-        request = _decoder.decode(body)
+        request = decode_request(_decoder, ScheduleRequest, body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         match = _PATH.search(str(exc))
         field = match.group(1) if match else None
@@ -166,6 +168,9 @@ def _trigger_value(name: str, value: Any, tz: Any) -> Any:
     """Cron fields as strings (APScheduler takes 2 or "2"); naive times as wall times of
     the schedule's timezone."""
     if isinstance(value, datetime):
+        if not FIRST_YEAR <= value.year < END_YEAR:  # as written: the document says so
+            raise InvalidTrigger(f"{name} {value.isoformat()} is outside the years a schedule "
+                                 f"can fire in ({FIRST_YEAR} to {END_YEAR - 1})", name)
         return localize(value, tz)
     if name in CRON_FIELDS and isinstance(value, int):
         return str(value)
@@ -211,10 +216,11 @@ class ScheduleCommands:
 
     async def update(self, schedule_id: str, request: ScheduleRequest,
                      actor: Actor | None = None) -> ScheduleView:
-        if request.id is not UNSET and request.id != schedule_id:
-            raise InvalidSchedule(f"id {request.id!r} differs from the path's {schedule_id!r}; "
-                                  "an id cannot change", "id")
-        current = await self._current(schedule_id)
+        current = await self._current(schedule_id)  # first: no such schedule is a 404
+        if request.id is not UNSET:
+            raise InvalidSchedule(f"id {request.id!r} in the body: the path names the schedule "
+                                  f"({schedule_id!r}), and an id cannot change; leave it out",
+                                  "id")
         definition = definition_of(request, current, self.clock.now(), self.min_interval)
         if definition.task_type != current.task_type:
             await self.task_types.require(definition.task_type)

@@ -21,10 +21,11 @@ from jobledger.schemas.api import (
     BatchRequest,
     TaskRequest,
 )
-from jobledger.schemas.common import uuid7s
+from jobledger.schemas.common import END_YEAR, FIRST_YEAR, uuid7s
 from jobledger.schemas.nesting import exceeds, nesting_depth
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.whole_numbers import decode_request
 
 _encoder = msgspec.json.Encoder()
 _task_decoder = msgspec.json.Decoder(TaskRequest)
@@ -32,9 +33,6 @@ _batch_decoder = msgspec.json.Decoder(BatchRequest)
 _payload_decoder = msgspec.json.Decoder()  # as the executor decodes a payload for its handler
 _PATH = re.compile(r"at `\$((?:\.\w+|\[\d+\])+)`")
 _NAMED = re.compile(r"(?:unknown|required) field `([^`]+)`")
-# Run times the clock, the read models (ms since 1970) and the timers can all represent.
-EARLIEST_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST_RUN_AT = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class InvalidJob(ValueError):
@@ -81,7 +79,7 @@ def parse_task(body: bytes, max_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH) -> TaskR
     """The request in a POST /api/v1/tasks body; InvalidJob naming what is wrong. The
     payload may nest at most max_depth arrays and objects deep."""
     try:
-        return check_payload(_check(_task_decoder.decode(body)), max_depth)
+        return check_payload(_check(decode_request(_task_decoder, TaskRequest, body)), max_depth)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise _invalid(exc) from None
     except RecursionError:
@@ -91,7 +89,7 @@ def parse_task(body: bytes, max_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH) -> TaskR
 def parse_batch(body: bytes, max_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH) -> BatchRequest:
     """The tasks of a POST /api/v1/tasks/batch body, as parse_task checks each."""
     try:
-        batch = _batch_decoder.decode(body)
+        batch = decode_request(_batch_decoder, BatchRequest, body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise _invalid(exc) from None
     except RecursionError:
@@ -175,12 +173,11 @@ def _check(request: TaskRequest) -> TaskRequest:
     if request.schedule_at is not None and request.schedule_at.tzinfo is None:
         raise InvalidJob("schedule_at needs a timezone (e.g. a trailing Z)", "schedule_at")
     if request.schedule_at is not None and not (
-        EARLIEST_RUN_AT <= request.schedule_at < LATEST_RUN_AT
+        FIRST_YEAR <= request.schedule_at.year < END_YEAR  # as written: the document says so
     ):
         raise InvalidJob(
-            f"schedule_at {request.schedule_at.isoformat()} is outside the times a job can be "
-            f"scheduled at ({EARLIEST_RUN_AT.isoformat()} to {LATEST_RUN_AT.isoformat()})",
-            "schedule_at", "UNPROCESSABLE",
+            f"schedule_at {request.schedule_at.isoformat()} is outside the years a job can be "
+            f"scheduled in ({FIRST_YEAR} to {END_YEAR - 1})", "schedule_at", "UNPROCESSABLE",
         )
     return request
 
