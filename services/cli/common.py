@@ -197,6 +197,7 @@ def input_limit_args(parser: argparse.ArgumentParser) -> None:
         return value
 
     parser.add_argument("--max-payload-depth", type=depth, default=DEFAULT_MAX_PAYLOAD_DEPTH,
+                        metavar="N",
                         help="arrays and objects a task's or schedule's payload may nest; "
                         f"deeper is refused with PAYLOAD_TOO_DEEP (default "
                         f"{DEFAULT_MAX_PAYLOAD_DEPTH}, at most {HIGHEST_MAX_PAYLOAD_DEPTH})")
