@@ -2,7 +2,7 @@
 
 The names users write against, importable from here whatever the package's layout:
 
-    from jobledger import App, JobContext, PermanentError, Client, cron, interval
+    from jobledger import App, JobContext, PermanentError, Client, SyncClient, NotFound
 
 Each is imported on first use, so ``import jobledger`` stays cheap and a producer that
 only needs the client never loads the runtime (and the reverse).
@@ -14,12 +14,23 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobledger.services.client.async_client import (
-        Client,
+    from jobledger.services.client.async_client import Client
+    from jobledger.services.client.errors import (
         ClientError,
+        Conflict,
+        Forbidden,
+        InvalidArgument,
+        NotFound,
+        OutcomeUnknown,
+        RateLimited,
+        ResyncRequired,
+        ServerError,
         ServerUnreachable,
+        Unauthorized,
+        UnknownTaskType,
         WaitTimeout,
     )
+    from jobledger.services.client.sync_client import SyncClient
     from jobledger.services.handlers.app import App, PermanentError, cron, date, interval, manual
     from jobledger.services.handlers.context import JobCancelledError, JobContext
     from jobledger.services.write.producer import InvalidJob, task_request
@@ -34,9 +45,11 @@ _HOME = {
     "JobContext": "jobledger.services.handlers.context",
     "JobCancelledError": "jobledger.services.handlers.context",
     "Client": "jobledger.services.client.async_client",
-    "ClientError": "jobledger.services.client.async_client",
-    "ServerUnreachable": "jobledger.services.client.async_client",
-    "WaitTimeout": "jobledger.services.client.async_client",
+    "SyncClient": "jobledger.services.client.sync_client",
+    **dict.fromkeys((
+        "ClientError", "Conflict", "Forbidden", "InvalidArgument", "NotFound", "OutcomeUnknown",
+        "RateLimited", "ResyncRequired", "ServerError", "ServerUnreachable", "Unauthorized",
+        "UnknownTaskType", "WaitTimeout"), "jobledger.services.client.errors"),
     "InvalidJob": "jobledger.services.write.producer",
     "task_request": "jobledger.services.write.producer",
 }

@@ -148,12 +148,20 @@ class Queries:
     async def jobs(
         self, *, status: JobStatus | None = None, task_type: str | None = None,
         queue: str | None = None, limit: int = 100, offset: int = 0,
+        starting_after: str | None = None,
     ) -> list[TaskSummary]:
+        """Task summaries, newest first (ties by id, descending); with starting_after (a
+        task id), only those listed after that task, so a reader paging by the last id it
+        saw meets each task once, whatever is enqueued or changes status meanwhile."""
         where, args = [], []
         for column, value in (("status", status), ("task_type", task_type), ("queue", queue)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if starting_after is not None:
+            where.append("(created_at, job_id) < "
+                         "(SELECT created_at, job_id FROM jobs WHERE job_id = ?)")
+            args.append(starting_after)
         sql = (
             "SELECT job_id, task_type, queue, status, priority, created_at, updated_at FROM jobs"
             + (" WHERE " + " AND ".join(where) if where else "")

@@ -188,7 +188,7 @@ def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
     """Run a client call; its exit code (Exit.OK when it returns None). Each failure is
     one line on stderr and its Exit code; a bad input names the flag of its field by
     `flags` (see flag_names)."""
-    from jobledger.services.client.async_client import ClientError, ServerUnreachable, WaitTimeout
+    from jobledger.services.client.errors import ClientError, ServerUnreachable, WaitTimeout
     from jobledger.services.schedules.commands import ScheduleError
     from jobledger.services.write.producer import InvalidJob
 

@@ -27,6 +27,7 @@ from jobledger.services.cli.common import (
 from jobledger.services.cli.env import RULE, EnvParser, leaf_parsers
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.cli.logs import configure as configure_logging
+from jobledger.services.cli.output import json_text
 from jobledger.services.cli.wait import add_wait_args, print_or_follow
 
 
@@ -178,7 +179,7 @@ def _status(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         async with Client(args.server) as client:
-            print(json.dumps(await client.get(args.task_id), indent=2))
+            print(json_text(await client.get(args.task_id)))
 
     return run_client(go)
 
