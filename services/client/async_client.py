@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -72,9 +71,15 @@ _JSON = {"content-type": "application/json"}
 _FIRST_PAUSE, _MAX_PAUSE = 0.5, 10.0
 
 
-@functools.cache
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
 def _decoder(shape: Any) -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(shape)
+    """The decoder of one answer shape, made once."""
+    decoder = _DECODERS.get(shape)
+    if decoder is None:
+        decoder = _DECODERS[shape] = msgspec.json.Decoder(shape)
+    return decoder
 
 
 def base_url_of(address: str) -> str:
@@ -163,7 +168,7 @@ class Client:
 
     # -- tasks --------------------------------------------------------------------------------
 
-    async def submit(self, task_type: str, payload: Any = None, **options: Any) -> str:
+    async def submit(self, /, task_type: str, payload: Any = None, **options: Any) -> str:
         """Enqueue one task; returns its id (the existing one for a known idempotency_key).
         The options are the fields of TaskRequest: priority, schedule_at, delay_seconds,
         timeout_seconds, max_retries, idempotency_key, queue."""
@@ -256,7 +261,7 @@ class Client:
     async def schedule(self, schedule_id: str) -> ScheduleView:
         return await self._call(ScheduleView, "GET", f"/api/v1/schedules/{schedule_id}")
 
-    async def add_schedule(self, schedule_id: str, task_type: str, trigger: str,
+    async def add_schedule(self, /, schedule_id: str, task_type: str, trigger: str,
                            **fields: Any) -> ScheduleView:
         """Define a schedule: trigger "interval" | "cron" | "date" | "manual", and its fields
         (seconds=30, expression="0 * * * *", run_date=...) and job options as keywords.
@@ -265,7 +270,7 @@ class Client:
         definition_of(parse_request(body), None, datetime.now(UTC))
         return await self._call(ScheduleView, "POST", "/api/v1/schedules", body)
 
-    async def update_schedule(self, schedule_id: str, **fields: Any) -> ScheduleView:
+    async def update_schedule(self, /, schedule_id: str, **fields: Any) -> ScheduleView:
         """Change the given fields only (with trigger=..., the trigger is rebuilt)."""
         body = _schedule_body(**fields)
         parse_request(body)

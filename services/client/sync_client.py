@@ -64,7 +64,7 @@ class _Loop:
         try:
             while True:
                 try:
-                    yield self.run(items.__anext__())
+                    yield self.run(_next(items))
                 except StopAsyncIteration:
                     return
         finally:
@@ -77,6 +77,10 @@ class _Loop:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join()
         self.loop.close()
+
+
+async def _next(items: AsyncIterator[T]) -> T:
+    return await anext(items)
 
 
 def _blocking(method: Callable[Concatenate[Client, P], Coroutine[Any, Any, R]],
@@ -146,7 +150,7 @@ class SyncClient:
         self._pid = -1
         self._client: Client | None = None
         self._loop: _Loop | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     def _running(self) -> tuple[Client, _Loop]:
         """The client and its loop, started on first use (again in a forked child)."""

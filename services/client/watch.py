@@ -156,7 +156,7 @@ def _read(text: str, cursor: str | None) -> TaskUpdate | Subscribed | None:
     """An update or a subscription's answer; None for a message of another kind. The
     server's refusals raise: ResyncRequired, or InvalidArgument for a bad filter."""
     try:
-        message = _message.decode(text)
+        message: TaskUpdate | Subscribed | Resync | Refused = _message.decode(text)
     except msgspec.ValidationError:
         return None  # a message of a kind this client does not ask for
     if isinstance(message, Resync):
