@@ -36,7 +36,7 @@ from jobledger.schemas.schedules import ScheduleView
 from .jobs import JobState
 from .rows import job_from_row
 from .schedules import ScheduleState, schedule_from_row, schedule_of_key, schedule_view
-from .stats import MINUTE_MS
+from .stats import HIGH_PRIORITY, MINUTE_MS, NORMAL_PRIORITY
 from .store import IN_CHUNK
 
 _list_of_str = msgspec.json.Decoder(list[str])
@@ -58,9 +58,13 @@ _FINISHED = _sql_list(TERMINAL)
 _UNFINISHED = _sql_list({S.SCHEDULED, S.PENDING, S.IN_PROGRESS})
 # Unfinished jobs per queue and status, one column per count of QueueInfo, in its field
 # order (the fields are named for the statuses they count).
-_QUEUE_COUNTS = [JobStatus(name) for name in QueueInfo.__struct_fields__[2:]]
+_QUEUE_COUNTS = [JobStatus(name) for name in ("pending", "scheduled", "in_progress")]
+_PENDING_BANDS = (  # high, normal, low: the bands of projections/stats.py priority_band
+    f"priority >= {HIGH_PRIORITY}", f"priority >= {NORMAL_PRIORITY} AND priority < {HIGH_PRIORITY}",
+    f"priority < {NORMAL_PRIORITY}")
 _COUNTS_PER_QUEUE = (
-    "SELECT queue, " + ", ".join(f"SUM(status = '{s}')" for s in _QUEUE_COUNTS)
+    "SELECT queue, " + ", ".join(f"SUM(status = '{s}')" for s in _QUEUE_COUNTS) + ", "
+    + ", ".join(f"SUM(status = '{JobStatus.PENDING}' AND {band})" for band in _PENDING_BANDS)
     + f" FROM jobs WHERE status IN ({_UNFINISHED}) GROUP BY queue"
 )
 
@@ -236,8 +240,8 @@ class Queries:
         """Every queue that is paused or was ever paused, or has unfinished jobs, by name."""
         paused = dict(await self.db.execute_fetchall("SELECT queue, paused FROM queues"))
         counts = {q: n for q, *n in await self.db.execute_fetchall(_COUNTS_PER_QUEUE)}
-        none = [0] * len(_QUEUE_COUNTS)
-        return [QueueInfo(queue, bool(paused.get(queue, False)), *counts.get(queue, none))
+        none = [0] * (len(_QUEUE_COUNTS) + len(_PENDING_BANDS))
+        return [_queue_info(queue, bool(paused.get(queue, False)), counts.get(queue, none))
                 for queue in sorted(paused.keys() | counts.keys())]
 
     async def runs_of(self, job_id: str) -> list[RunSummary]:
@@ -374,3 +378,10 @@ class Queries:
                 out.setdefault(schedule_id, set()).add(job_id)
         return out
 
+
+
+def _queue_info(queue: str, paused: bool, counts: list[int]) -> QueueInfo:
+    """A queue from its row of _COUNTS_PER_QUEUE: the counts by status, then by band."""
+    pending, scheduled, in_progress, high, normal, low = counts
+    return QueueInfo(queue, paused, pending, scheduled, in_progress,
+                     QueueDepth(high=high, normal=normal, low=low))

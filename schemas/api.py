@@ -189,6 +189,8 @@ class QueueInfo(msgspec.Struct):
     pending: int
     scheduled: int
     in_progress: int
+    pending_by_priority: Annotated[QueueDepth, msgspec.Meta(
+        description="its pending tasks per priority band, as queue_depth_by_priority")]
 
 
 class QueuePath(msgspec.Struct, frozen=True):

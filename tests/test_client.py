@@ -14,6 +14,7 @@ import pytest
 from jobledger.schemas import JobStatus
 from jobledger.schemas.api import (
     HistoryEntry,
+    QueueDepth,
     QueueInfo,
     QueueToggled,
     RunDetail,
@@ -184,7 +185,7 @@ async def test_every_answer_is_the_servers_own_struct(make_node: NodeFactory) ->
         ("INFO", "hello", {"n": 1}), ("WARN", "careful", {})]
     assert isinstance(stats, Stats) and stats.completed_count == 1
     assert [type(w) for w in workers] == [WorkerInfo] and workers[0].status == "alive"
-    assert QueueInfo("mail", True, 0, 0, 0) in queues
+    assert QueueInfo("mail", True, 0, 0, 0, QueueDepth(0, 0, 0)) in queues
     assert (resumed, health.status) == (QueueToggled("mail", False), "healthy")
 
 
