@@ -349,12 +349,16 @@ class Client:
 
     async def pages(self, *, status: str | None = None, task_type: str | None = None,
                     queue: str | None = None, since: datetime | None = None,
-                    page_size: int = 100) -> AsyncIterator[builtins.list[TaskSummary]]:
-        """The matching tasks page by page, newest first, down to those created at `since`
-        (none older). Each page asks for the tasks after the last one seen (starting_after),
-        so every task that matches throughout is met exactly once, whatever is enqueued
-        while paging."""
-        after: str | None = None
+                    page_size: int = 100, starting_after: str | None = None,
+                    ) -> AsyncIterator[builtins.list[TaskSummary]]:
+        """The matching tasks page by page, newest first (after the task `starting_after`,
+        if given), down to those created at `since` (none older; a naive time is UTC).
+        Each page asks for the tasks after the last one seen (starting_after), so every
+        task that matches throughout is met exactly once, whatever is enqueued while
+        paging."""
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        after = starting_after
         while True:
             page = await self.list_page(status=status, task_type=task_type, queue=queue,
                                         limit=page_size, starting_after=after)
@@ -367,10 +371,12 @@ class Client:
 
     async def list(self, *, status: str | None = None, task_type: str | None = None,
                    queue: str | None = None, since: datetime | None = None,
-                   page_size: int = 100) -> AsyncIterator[TaskSummary]:
+                   page_size: int = 100, starting_after: str | None = None,
+                   ) -> AsyncIterator[TaskSummary]:
         """Every matching task, newest first, fetched a page at a time (see `pages`)."""
         async for page in self.pages(status=status, task_type=task_type, queue=queue,
-                                     since=since, page_size=page_size):
+                                     since=since, page_size=page_size,
+                                     starting_after=starting_after):
             for task in page:
                 yield task
 
