@@ -96,12 +96,11 @@ def _fish_option(action: argparse.Action) -> str:
         parts.append(f"-l {option[2:]}" if option.startswith("--") else f"-s {option[1:]}")
     if action.help and action.help != argparse.SUPPRESS:
         parts.append(f"-d {_quote(action.help)}")
-    if action.nargs != 0:
-        parts.append("-r")
+    if action.nargs != 0:  # a value follows: -x offers none but the choices, -r -F files
         if action.choices:
-            parts.append(f"-a {_quote(' '.join(map(str, action.choices)))}")
-        elif _takes_a_path(action):
-            parts.append("-F")
+            parts.append(f"-x -a {_quote(' '.join(map(str, action.choices)))}")
+        else:
+            parts.append("-r -F" if _takes_a_path(action) else "-x")
     return " ".join(parts)
 
 

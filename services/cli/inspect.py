@@ -138,13 +138,13 @@ def bars(depth: QueueDepth) -> RenderableType:
 
     counts = {"High": depth.high, "Normal": depth.normal, "Low": depth.low}
     top = max(counts.values()) or 1
-    text = Text("Queue Depth by Priority:\n")
+    lines = [Text("Queue Depth by Priority:")]
     for band, count in counts.items():
-        text.append(f"  {band + ':':<8}{count:>7} ")
+        line = Text(f"  {band + ':':<8}{count:>7} ")
         length = round(BAR_WIDTH * count / top)
-        text.append("█" * length or ("▏" if count else ""), style="cyan")
-        text.append("\n")
-    return text
+        line.append("█" * length or ("▏" if count else ""), style="cyan")
+        lines.append(line)
+    return Text("\n").join(lines)
 
 
 def cluster_command(args: argparse.Namespace) -> int:

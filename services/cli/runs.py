@@ -91,7 +91,7 @@ def _print_lines(lines: list[RunLog], given: str | None) -> None:
     match chosen(given):
         case "table":
             if lines:
-                console().print(_text(lines), end="")
+                console().print(_text(lines))
         case "json":
             for line in lines:
                 print(msgspec.json.encode(line).decode())
@@ -105,12 +105,12 @@ def _text(lines: list[RunLog]) -> Text:
     """A line per log line: time, level (coloured), message, details as JSON."""
     from rich.text import Text
 
-    text = Text()
+    shown = []
     for line in lines:
-        text.append(f"{line.created_at} ")
+        text = Text(f"{line.created_at} ")
         text.append(f"{line.level:<5}", style=LEVEL_STYLES.get(line.level, ""))
         text.append(f" {line.message}")
         if line.details:
             text.append(f" {msgspec.json.encode(line.details).decode()}", style="dim")
-        text.append("\n")
-    return text
+        shown.append(text)
+    return Text("\n").join(shown)
