@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from .auth import PUBLIC
 from .openapi import Endpoint, Reply, routes_of
 
 _STYLE = """
@@ -158,8 +159,8 @@ async def home(request: Request) -> Response:
 
 endpoints = [
     Endpoint("GET", "/", home, "The docs page, until there is a dashboard here", tag="docs",
-             replies={307: Reply("a redirect to /docs", None)}),
+             replies={307: Reply("a redirect to /docs", None)}, access=PUBLIC),
     Endpoint("GET", "/docs", docs, "This API's documentation as a web page", tag="docs",
-             replies={200: Reply("the page", str, media_type="text/html")}),
+             replies={200: Reply("the page", str, media_type="text/html")}, access=PUBLIC),
 ]
 routes = routes_of(endpoints)

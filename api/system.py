@@ -6,9 +6,11 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from jobledger.schemas import Permission
 from jobledger.schemas.api import Health, QueueInfo, QueuePath, QueueToggled, Stats, WorkerInfo
 from jobledger.schemas.common import to_ms
 
+from .auth import PUBLIC
 from .deps import commands, node, queries
 from .openapi import APPEND_ERRORS, Endpoint, Reply, routes_of
 from .responses import JSON, ApiError
@@ -75,18 +77,23 @@ endpoints = [
         replies={200: Reply("healthy", Health),
                  503: Reply("degraded: the log is not writable, the projections lag beyond "
                             "the bound, or a background task crashed", Health)},
+        access=PUBLIC,
     ),
     Endpoint("GET", "/api/v1/stats", stats, "Counts, queue depth, last-hour runs", tag="system",
-             replies={200: Reply("the stats", Stats)}),
+             replies={200: Reply("the stats", Stats)}, access=Permission.READ_TASKS),
     Endpoint("GET", "/api/v1/workers", workers, "Workers and their load", tag="system",
-             replies={200: Reply("every worker ever registered", list[WorkerInfo])}),
+             replies={200: Reply("every worker ever registered", list[WorkerInfo])},
+             access=Permission.READ_TASKS),
     Endpoint("GET", "/api/v1/queues", queues, "Queues: paused, waiting and running counts",
-             tag="queues", replies={200: Reply("the queues", list[QueueInfo])}),
+             tag="queues", replies={200: Reply("the queues", list[QueueInfo])},
+             access=Permission.READ_TASKS),
     Endpoint("POST", "/api/v1/queues/{queue}/pause", pause_queue, "Stop picking from a queue",
              tag="queues", path_params=QueuePath,
-             replies={200: Reply("paused", QueueToggled)}, errors=_QUEUE_ERRORS),
+             replies={200: Reply("paused", QueueToggled)}, errors=_QUEUE_ERRORS,
+             access=Permission.ADMIN),
     Endpoint("POST", "/api/v1/queues/{queue}/resume", resume_queue, "Pick from a queue again",
              tag="queues", path_params=QueuePath,
-             replies={200: Reply("resumed", QueueToggled)}, errors=_QUEUE_ERRORS),
+             replies={200: Reply("resumed", QueueToggled)}, errors=_QUEUE_ERRORS,
+             access=Permission.ADMIN),
 ]
 routes = routes_of(endpoints)

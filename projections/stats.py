@@ -26,7 +26,7 @@ def priority_band(priority: int) -> str:
 class StatsDelta:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (task_type, status)
     depth: Counter[str] = field(default_factory=Counter)  # pending jobs per band
-    ended: Counter[tuple[int, str]] = field(default_factory=Counter)  # (minute, run outcome)
+    ended: Counter[tuple[int, RunStatus]] = field(default_factory=Counter)  # (minute, outcome)
     processing_ms: int = 0
     processed_runs: int = 0
 
@@ -45,7 +45,7 @@ class StatsDelta:
 
     def add_run_end(self, new: JobState) -> None:
         """Account for new's run having just ended (ended_run(old, new) said so)."""
-        assert new.run_ended_at is not None
+        assert new.run_ended_at is not None and new.run_status is not None
         self.ended[(new.run_ended_at // MINUTE_MS * MINUTE_MS, new.run_status)] += 1
         if new.run_status == RunStatus.COMPLETED and new.run_started_at is not None:
             self.processing_ms += new.run_ended_at - new.run_started_at

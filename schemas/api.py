@@ -9,13 +9,14 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .common import Name, Priority
+from .common import VERIFIED_KINDS, Actor, ActorKind, Name, Priority
 from .lifecycle import JobStatus, RunStatus, WorkerStatus
 
 # Request limits, all in one place (docs/api.md, "Limits"). A body over its limit is
 # refused with 413 before it is read to the end.
 MAX_PAYLOAD_BYTES = 1024 * 1024  # one task's payload, as JSON
-MAX_TASK_BODY_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024  # POST /tasks: the payload plus the other fields
+# POST /tasks: the payload plus the other fields
+MAX_TASK_BODY_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024
 MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024  # POST /tasks/batch
 MAX_BATCH = 1000  # tasks in one batch
 MAX_LIST = 1000  # rows in one list answer
@@ -57,7 +58,8 @@ class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_
         description="an attempt running longer fails; default: the handler's, else 300"
     )] | None = None
     max_retries: Annotated[int, msgspec.Meta(
-        ge=0, le=MAX_RETRIES, description="retries after the first attempt; default: the handler's, else 3"
+        ge=0, le=MAX_RETRIES,
+        description="retries after the first attempt; default: the handler's, else 3",
     )] | None = None
     idempotency_key: IdempotencyKey | None = None
     queue: Annotated[Name, msgspec.Meta(description="queues can be paused one by one")] = "default"
@@ -127,8 +129,10 @@ class TaskListQuery(msgspec.Struct, frozen=True):
     """The query parameters of GET /api/v1/tasks (unknown ones are ignored). An absent
     filter is UNSET, not None: `?status=null` is a bad status, not "no filter"."""
 
-    status: Annotated[JobStatus, msgspec.Meta(description="only tasks in this status")] | UnsetType = UNSET
-    task_type: Annotated[str, msgspec.Meta(description="only tasks of this type")] | UnsetType = UNSET
+    status: Annotated[
+        JobStatus, msgspec.Meta(description="only tasks in this status")] | UnsetType = UNSET
+    task_type: Annotated[
+        str, msgspec.Meta(description="only tasks of this type")] | UnsetType = UNSET
     queue: Annotated[str, msgspec.Meta(description="only tasks of this queue")] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=2**62, description="skip this many")] = 0
@@ -141,8 +145,10 @@ class TaskListQuery(msgspec.Struct, frozen=True):
 class RunListQuery(msgspec.Struct, frozen=True):
     """The query parameters of GET /api/v1/runs."""
 
-    task_type: Annotated[str, msgspec.Meta(description="only runs of this task type")] | UnsetType = UNSET
-    status: Annotated[RunStatus, msgspec.Meta(description="only runs in this status")] | UnsetType = UNSET
+    task_type: Annotated[
+        str, msgspec.Meta(description="only runs of this task type")] | UnsetType = UNSET
+    status: Annotated[
+        RunStatus, msgspec.Meta(description="only runs in this status")] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
 
 
@@ -194,7 +200,8 @@ class QueueInfo(msgspec.Struct):
 
 
 class QueuePath(msgspec.Struct, frozen=True):
-    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="the queue's name")]
+    queue: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=200, description="the queue's name")]
 
 
 class QueueToggled(msgspec.Struct):
@@ -252,6 +259,21 @@ class RunDetail(RunSummary):
     logs: list[RunLog] = []
 
 
+class ActorView(msgspec.Struct):
+    """Who caused an event. verified: an authenticated API key or user (kind key or user);
+    false for every other kind, whose id is what the actor said of itself: with auth off,
+    a REST caller's X-API-Key-Name (kind api), or a worker's or node's own id."""
+
+    kind: ActorKind
+    id: str
+    name: str
+    verified: bool
+
+    @classmethod
+    def of(cls, actor: Actor) -> ActorView:
+        return cls(actor.kind, actor.id, actor.name, actor.kind in VERIFIED_KINDS)
+
+
 class HistoryEntry(msgspec.Struct):
     """One event of a task's audit trail, as recorded in the log. `event` holds the event's
     own fields (its "type" among them)."""
@@ -263,7 +285,7 @@ class HistoryEntry(msgspec.Struct):
     offset: int
     attempt: int | None
     worker_id: str | None
-    actor: dict[str, str]
+    actor: ActorView
     causation_id: str | None
     correlation_id: str | None
     event: JsonValue  # the event as JSON

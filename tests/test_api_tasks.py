@@ -119,7 +119,8 @@ async def test_the_same_idempotency_key_again_answers_200_with_the_same_task(
 async def test_an_invalid_field_answers_400_naming_it(
     client: httpx.AsyncClient, body: dict[str, Any], field: str
 ) -> None:
-    error = assert_error(await client.post("/api/v1/tasks", json=body), 400, "INVALID_ARGUMENT", field)
+    response = await client.post("/api/v1/tasks", json=body)
+    error = assert_error(response, 400, "INVALID_ARGUMENT", field)
     assert field in error["error"] or field == "task_type" and "task_type" not in body
 
 
@@ -170,8 +171,8 @@ async def test_a_payload_over_1_mib_answers_413_naming_the_payload(
     client: httpx.AsyncClient,
 ) -> None:
     payload = "x" * MAX_PAYLOAD_BYTES  # its JSON adds two quotes: 2 bytes over
-    error = assert_error(await client.post("/api/v1/tasks", json={"task_type": "echo", "payload": payload}),
-                         413, "PAYLOAD_TOO_LARGE", "payload")
+    response = await client.post("/api/v1/tasks", json={"task_type": "echo", "payload": payload})
+    error = assert_error(response, 413, "PAYLOAD_TOO_LARGE", "payload")
     assert str(MAX_PAYLOAD_BYTES) in error["error"]
     ok = await client.post("/api/v1/tasks", json={"task_type": "echo", "payload": payload[2:]})
     assert ok.status_code == 201
@@ -264,7 +265,8 @@ async def test_a_batch_task_that_cannot_be_applied_answers_422_naming_its_index(
 
 async def test_a_batch_over_its_limits_answers_413(client: httpx.AsyncClient) -> None:
     big = {"task_type": "echo", "payload": "x" * MAX_PAYLOAD_BYTES}
-    response = await client.post("/api/v1/tasks/batch", json={"tasks": [{"task_type": "echo"}, big]})
+    body = {"tasks": [{"task_type": "echo"}, big]}
+    response = await client.post("/api/v1/tasks/batch", json=body)
     assert_error(response, 413, "PAYLOAD_TOO_LARGE", "tasks[1].payload")
 
     body = b'{"tasks": [' + b'{"task_type": "echo"}, ' * (MAX_BATCH_BODY_BYTES // 20) + b"]}"

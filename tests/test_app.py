@@ -1,4 +1,5 @@
-"""The handler registry (services/handlers/app.py): registration, merging Apps, load_app's errors."""
+"""The handler registry (services/handlers/app.py): registration, merging Apps, load_app's
+errors."""
 
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ def test_load_app_returns_the_app_a_spec_names() -> None:
     assert load_app("jobledger.services.handlers.demo:demo") is demo
 
 
-@pytest.mark.parametrize("spec", ["jobledger.services.handlers.demo", ":demo", "jobledger.services.handlers.demo:"])
+@pytest.mark.parametrize(
+    "spec", ["jobledger.services.handlers.demo", ":demo", "jobledger.services.handlers.demo:"])
 def test_load_app_without_module_and_attribute_says_what_a_spec_looks_like(spec: str) -> None:
     with pytest.raises(ValueError, match="module:attribute") as error:
         load_app(spec)

@@ -82,7 +82,8 @@ def test_serve_finds_the_app_in_the_current_directory_and_listens_before_its_ban
                       log.read_text(), timeout=30)  # fmt: skip
         # Beside the banner, only the server's own log lines (JSON: stderr is not a TTY).
         lines = [line for line in banner.splitlines() if not line.startswith('{"time"')]
-        assert lines == [f"jobledger: log jobledger.db, 1 task types, http://127.0.0.1:{port}"]
+        assert lines == [f"jobledger: log jobledger.db, 1 task types, http://127.0.0.1:{port}, "
+                         "auth off"]
         assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200  # no retry
     finally:
         proc.terminate()

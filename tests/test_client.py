@@ -271,7 +271,8 @@ def test_submit_wait_then_status(server: ServerProcess, capsys: pytest.CaptureFi
     code, out, _ = run(capsys, "submit", "echo", "--payload", '{"a": 1}', "--priority", "7",
                        "--wait", "--server", server.url)
     done = json.loads(out[out.index("{"):])  # after the id and a line per stage
-    assert code == 0 and (done["status"], done["result"], done["priority"]) == ("completed", {"a": 1}, 7)
+    assert code == 0
+    assert (done["status"], done["result"], done["priority"]) == ("completed", {"a": 1}, 7)
     address = server.url.removeprefix("http://")  # 127.0.0.1:PORT: http:// is assumed
     code, out, _ = run(capsys, "status", done["task_id"], "--server", address)
     assert code == 0 and json.loads(out)["task_id"] == done["task_id"]
@@ -279,12 +280,15 @@ def test_submit_wait_then_status(server: ServerProcess, capsys: pytest.CaptureFi
 
 @pytest.mark.slow
 def test_submit_prints_the_id(server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "submit", "sleep", "--payload", '{"seconds": 0}', "--server", server.url)
+    code, out, _ = run(capsys, "submit", "sleep", "--payload", '{"seconds": 0}',
+                       "--server", server.url)
     assert code == 0 and server.http.get(f"/api/v1/tasks/{out.strip()}").status_code == 200
 
 
 @pytest.mark.slow
-def test_status_of_an_unknown_task(server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_of_an_unknown_task(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run(capsys, "status", "no-such-task", "--server", server.url)
     assert code == 1 and "(NOT_FOUND)" in err and "no-such-task" in err
 

@@ -16,7 +16,16 @@ import msgspec
 import pytest
 
 from jobledger.projections.jobs import LEASE_EXPIRED_ERROR, reduce_job
-from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, JobPicked, JobStatus, decode
+from jobledger.schemas import (
+    JOBS,
+    LOGS,
+    SCHEDULES,
+    SECURITY,
+    WORKERS,
+    JobPicked,
+    JobStatus,
+    decode,
+)
 from jobledger.schemas.codec import decode_batch
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
@@ -40,7 +49,7 @@ from tests.support.harness import (
 )
 
 S = JobStatus
-NODE_TOPICS = {JOBS: 4, LOGS: 4, WORKERS: 1, SCHEDULES: 1}  # as NodeFactory's nodes have
+NODE_TOPICS = {JOBS: 4, LOGS: 4, WORKERS: 1, SCHEDULES: 1, SECURITY: 1}  # as NodeFactory's
 
 
 async def test_a_restarted_node_retries_the_job_that_was_running(make_node: NodeFactory) -> None:

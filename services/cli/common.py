@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from jobledger.services.handlers.app import App
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+ClientCall = Callable[[], Coroutine[Any, Any, int | None]]
 
 
 class Exit(enum.IntEnum):
@@ -143,9 +144,21 @@ def app_of(args: argparse.Namespace, required: bool) -> App:
 
 
 def server_arg(parser: argparse.ArgumentParser) -> None:
+    """The flags of a command that calls the server: --server and --api-key."""
+    from jobledger.services.cli.auth import api_key_arg
+
     parser.add_argument("--server", default=DEFAULT_SERVER,
                         help=f"the server's URL, http:// assumed without a scheme "
                         f"(default {DEFAULT_SERVER})")
+    api_key_arg(parser)
+
+
+def client_of(args: argparse.Namespace) -> Client:
+    """The client of the server and the API key the command's flags name."""
+    from jobledger.services.cli.auth import api_key_of
+    from jobledger.services.client.async_client import Client
+
+    return Client(args.server, api_key=api_key_of(args))
 
 
 def allow_unknown_task_types_arg(parser: argparse.ArgumentParser) -> None:
@@ -193,12 +206,10 @@ ClientBody = Callable[["Client"], Coroutine[Any, Any, int | None]]
 
 
 def call_server(args: argparse.Namespace, body: ClientBody) -> int:
-    """Run body(client) with a Client of the command's --server (and --api-key, where the
-    command has one) through run_client: its exit code, each failure one line."""
-    from jobledger.services.client.async_client import Client
-
+    """Run body(client) with the command's client (client_of: --server and --api-key)
+    through run_client: its exit code, each failure one line."""
     async def go() -> int | None:
-        async with Client(args.server, api_key=getattr(args, "api_key", None)) as client:
+        async with client_of(args) as client:
             return await body(client)
 
     return run_client(go, getattr(args, "flags", None))
@@ -224,7 +235,10 @@ def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
         return _fail(refusal_line(exc, flags or {}), Exit.USAGE)
     except ClientError as exc:
         bad = exc.status in _BAD_REQUEST
-        return _fail(refusal_line(exc, flags or {}), Exit.USAGE if bad else Exit.FAILED)
+        line = refusal_line(exc, flags or {})
+        if exc.status == 401:  # auth on (docs/security.md)
+            line += "; give an API key with --api-key or JOBLEDGER_API_KEY"
+        return _fail(line, Exit.USAGE if bad else Exit.FAILED)
     except WaitTimeout as exc:
         return _fail(f"timed out: {exc} (it goes on running; see `jobledger status "
                      f"{exc.task_id}`)", Exit.TIMEOUT)
@@ -233,6 +247,17 @@ def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
     except ResyncRequired as exc:
         return _fail(str(exc), Exit.FAILED)
     return Exit.OK if code is None else code
+
+
+def run_action(actions: Mapping[str, Callable[[argparse.Namespace], ClientCall]],
+               args: argparse.Namespace, flags: Mapping[str, str] | None = None) -> int:
+    """Carry out a command's action (`schedules add`, `keys create`): the exit code. A flag
+    the CLI reads itself (--every, --expires) and refuses is a usage error, in one line."""
+    try:
+        call = actions[args.action](args)
+    except ValueError as exc:
+        return _fail(str(exc), Exit.USAGE)
+    return run_client(call, flags)
 
 
 def _fail(line: str, code: Exit) -> Exit:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jobledger.services.cli import completion, inspect, runs, tasks, watch
 from jobledger.services.cli import kafka as kafka_cli
+from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
 from jobledger.services.cli.common import (
     NO_TASK_TYPES,
     allow_unknown_task_types_arg,
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser(
-        "serve", help="run the log, projections, dispatcher, worker slots and HTTP API in one process",
+        "serve",
+        help="run the log, projections, dispatcher, worker slots and HTTP API in one process",
         description="Run everything in one process over one SQLite file: the log, the read "
         "models (in <db>.views.db), the dispatcher with N worker slots and the HTTP API.",
     )
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-projection-lag-ms", type=int, default=10_000,
                        help="/health is degraded (503) when the projections lag more "
                        "(default 10000)")
+    add_auth_args(serve)
     add_log_args(serve)
     kafka_cli.add_kafka_args(serve, required=False)
     kafka_cli.views_arg(serve, "with --broker")
@@ -85,9 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_args(replay)
     kafka_cli.add_kafka_args(replay, required=False)
 
+    from jobledger.services.cli.keys import add_parser as add_keys_parser
     from jobledger.services.cli.schedules import add_parser as add_schedules_parser
 
     add_schedules_parser(sub, server_arg)
+    add_keys_parser(sub, server_arg)
 
     sub.add_parser("schema", help="print the JSON Schema of every event",
                    description="Print the JSON Schema of the event envelope and every event.")
@@ -106,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, args.log_format)
     handler = getattr(args, "run", None) or {
         "serve": _serve, "replay": _replay, "schema": _schema, "schedules": _schedules,
-        "worker": kafka_cli.worker, "api": kafka_cli.api}[args.command]
+        "keys": _keys, "worker": kafka_cli.worker, "api": kafka_cli.api}[args.command]
     return run_command(handler, args)
 
 
@@ -119,6 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     app = app_of(args, required=False)
     check_data_file(args.db, "--db")
+    security = security_settings(args, args.db.parent)
     config = NodeConfig(
         db=args.db, partitions=4 if args.partitions is None else args.partitions,
         run_workers=not args.no_workers,
@@ -127,9 +133,9 @@ def _serve(args: argparse.Namespace) -> int:
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
     sock = listen(args.host, args.port)
-    web = create_app(lambda: EmbeddedNode(config, app))
+    web = create_app(lambda: EmbeddedNode(config, app), security=security)
     banner = (f"jobledger: log {args.db}, {len(app.handlers)} task types, "
-              f"http://{args.host}:{args.port}")
+              f"http://{args.host}:{args.port}, {auth_text(security)}")
     # The warning waits for a successful start, so a failed one stays one line.
     run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
     return 0
@@ -178,6 +184,12 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _schedules(args: argparse.Namespace) -> int:
     from jobledger.services.cli.schedules import run
+
+    return run(args)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from jobledger.services.cli.keys import run
 
     return run(args)
 

@@ -219,7 +219,7 @@ def history_command(args: argparse.Namespace) -> int:
 
 
 def _history_row(entry: HistoryEntry) -> tuple[Any, ...]:
-    actor = ":".join(filter(None, (entry.actor.get("kind"), entry.actor.get("id"))))
+    actor = ":".join(filter(None, (entry.actor.kind, entry.actor.name or entry.actor.id)))
     return (entry.time, entry.type, entry.attempt, actor, entry.worker_id,
             f"{entry.partition}:{entry.offset}")
 

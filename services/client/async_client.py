@@ -50,6 +50,7 @@ from jobledger.schemas.api import (
 )
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.schemas.schedules import ScheduleView, Triggered
+from jobledger.schemas.security import KeyView, NewKey
 from jobledger.services.client.errors import (
     ClientError,
     RateLimited,
@@ -91,12 +92,13 @@ def base_url_of(address: str) -> str:
 
 class Client:
     """One server. `timeout`: seconds a request may take. `api_key`: sent as
-    `Authorization: Bearer <key>`. `rate_limit_wait`: the most seconds one call spends
+    `Authorization: Bearer <key>` (a server with auth on needs one; docs/security.md).
+    `rate_limit_wait`: the most seconds one call spends
     waiting out 429 answers (as long as each Retry-After says, else 0.5 s doubling) before
     it raises RateLimited; 0 raises at the first."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0, *,
-                 api_key: str | None = None, rate_limit_wait: float = 30.0):
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0,
+                 api_key: str | None = None, *, rate_limit_wait: float = 30.0):
         self.base_url = base_url_of(base_url)
         self.timeout = timeout
         self.rate_limit_wait = rate_limit_wait
@@ -252,6 +254,21 @@ class Client:
         """/health, degraded (503) or not: `status` says which."""
         _, data = await self._request("GET", "/health", accept=frozenset({503}))
         return _decoder(Health).decode(data)  # type: ignore[no-any-return]
+
+    # -- API keys (docs/security.md) ---------------------------------------------------------
+
+    async def create_key(self, name: str, permissions: Iterable[str],
+                         expires_at: datetime | None = None) -> NewKey:
+        """A new key: its `key` is in this answer only."""
+        body = {"name": name, "permissions": builtins.list(permissions),
+                "expires_at": expires_at.isoformat() if expires_at else None}
+        return await self._call(NewKey, "POST", "/api/v1/keys", _encoder.encode(body))
+
+    async def keys(self) -> builtins.list[KeyView]:
+        return await self._call(builtins.list[KeyView], "GET", "/api/v1/keys")
+
+    async def revoke_key(self, key_id: str) -> KeyView:
+        return await self._call(KeyView, "DELETE", f"/api/v1/keys/{key_id}")
 
     # -- schedules (docs/schedules.md) -------------------------------------------------------
 

@@ -31,13 +31,16 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar, TypeVarTuple
 
 from jobledger.services.log.protocol import Entry, LogError, Position, Record
+
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
@@ -251,7 +254,7 @@ class BulkReader:
 
     def key(self, partition: int, offset: int) -> str:
         (key,) = self.conn.execute(self._KEY, (self.topic, partition, offset)).fetchone()
-        return key  # type: ignore[no-any-return]
+        return key  # type: ignore[no-any-return]  # sqlite3 rows are untyped
 
     def close(self) -> None:
         self.conn.close()
@@ -397,7 +400,8 @@ class SQLiteLog:
         return await self._backend.run(self._end_offsets)
 
     def _end_offsets(self) -> dict[int, int]:
-        return {p: _partition_end(self._backend.reader, self._topic, p) for p in range(self._partitions)}
+        reader = self._backend.reader
+        return {p: _partition_end(reader, self._topic, p) for p in range(self._partitions)}
 
     async def offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
         return await self._backend.run(self._offset_for_time, partition, timestamp_ms)
@@ -491,7 +495,7 @@ class SQLiteLogBackend:
         except OSError:
             return "?"
 
-    async def run(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def run(self, fn: Callable[[*Args], T], *args: *Args) -> T:
         return await self.loop.run_in_executor(self._read_pool, fn, *args)
 
     def topic(self, name: str) -> SQLiteLog:

@@ -10,7 +10,16 @@ from pathlib import Path
 from jobledger.projections.jobs import SharedReductions
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
-from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, Actor, ActorKind, WorkerLost
+from jobledger.schemas import (
+    JOBS,
+    LOGS,
+    SCHEDULES,
+    SECURITY,
+    WORKERS,
+    Actor,
+    ActorKind,
+    WorkerLost,
+)
 from jobledger.schemas.lifecycle import WorkerStatus
 from jobledger.services.handlers.app import App
 from jobledger.services.log.sqlite import SQLiteLogBackend
@@ -62,7 +71,8 @@ class EmbeddedNode(Node):
 
     async def start(self) -> None:
         cfg = self.config
-        partitions = {JOBS: cfg.partitions, LOGS: cfg.partitions, WORKERS: 1, SCHEDULES: 1}
+        partitions = {JOBS: cfg.partitions, LOGS: cfg.partitions, WORKERS: 1, SCHEDULES: 1,
+                      SECURITY: 1}
         self.backend = await SQLiteLogBackend.open(cfg.db, partitions)
         self.store = await ReadModelStore.open(views_path(cfg.db))
         self.queries = await Queries.open(views_path(cfg.db))

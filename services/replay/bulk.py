@@ -184,7 +184,7 @@ class _PartitionFold:
         # The values are only looked at when some event is on the wrong topic (whose
         # quarantine row takes the key from the event).
         records = (Record(partition, offset, 0, "", value) for offset, value in rows)
-        good, misplaced = split_misplaced(good, JOBS, records)  # type: ignore[arg-type]
+        good, misplaced = split_misplaced(good, JOBS, records)
         return good, bad + misplaced
 
     def _fold(self, envs: Iterable[Envelope]) -> tuple[
@@ -204,7 +204,7 @@ class _PartitionFold:
             if isinstance(event, QUEUE_EVENTS):
                 queue_events.append(env)
                 continue
-            job_id = event.job_id  # type: ignore[union-attr]
+            job_id = event.job_id  # type: ignore[union-attr]  # so has every other job event
             events.append((job_id, partition, env.offset))
             old = get(job_id)
             if old is None and maybe_written(job_id):
@@ -269,7 +269,8 @@ def _outside(events: list[tuple[str, int, int]], first: str, end: str | None) ->
     """How many of the events' job ids are outside the range of keys [first, end)."""
     if not events or (min(events)[0] >= first and (end is None or max(events)[0] < end)):
         return 0  # the usual case, found by two passes in C
-    return sum(1 for job_id, _, _ in events if job_id < first or (end is not None and job_id >= end))
+    return sum(1 for job_id, _, _ in events
+               if job_id < first or (end is not None and job_id >= end))
 
 
 def main(log: str, out: str, result: str, share: str) -> None:

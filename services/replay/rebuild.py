@@ -44,14 +44,16 @@ async def replay(db: Path, out: Path, show_progress: bool = True) -> dict[str, s
     return await checksums(out)
 
 
-async def replay_topics(config: KafkaConfig, out: Path, show_progress: bool = True) -> dict[str, str]:
+async def replay_topics(
+    config: KafkaConfig, out: Path, show_progress: bool = True
+) -> dict[str, str]:
     """Rebuild the read models of the Kafka topics `config` names into out (replaced);
     their checksums. The topics are read with the partitions they have."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     from jobledger.services.log.kafka import KafkaLogBackend, jobledger_topics
 
-    admin = AIOKafkaAdminClient(**config.client_settings())  # type: ignore[arg-type]
+    admin = AIOKafkaAdminClient(**config.client_settings())
     try:
         await admin.start()
         found = set(await admin.list_topics())
@@ -181,7 +183,9 @@ class _BulkJobs:
         self.processes = processes
         self.workers: list[asyncio.subprocess.Process] = []
 
-    async def fold(self, ends: dict[int, int], projector: Projector, advance: Callable[[int], None]) -> None:
+    async def fold(
+        self, ends: dict[int, int], projector: Projector, advance: Callable[[int], None]
+    ) -> None:
         """Fold the jobs topic up to ends into the projector's store; the projector then
         starts the jobs model at ends."""
         store = projector.store
@@ -220,15 +224,17 @@ class _BulkJobs:
         worker = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jobledger.services.replay.bulk", str(self.log), str(out),
             str(result), json.dumps(share),
-            stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
         self.workers.append(worker)
         try:
             assert worker.stdout is not None
             async for line in worker.stdout:
                 advance(int(line))
             if await worker.wait() != 0:
-                raise RuntimeError(f"a replay worker failed (exit status {worker.returncode}); its error is above")
-            return pickle.loads(result.read_bytes())  # type: ignore[no-any-return]
+                raise RuntimeError(f"a replay worker failed (exit status {worker.returncode});"
+                                   " its error is above")
+            return pickle.loads(result.read_bytes())  # type: ignore[no-any-return]  # pickle is untyped
         finally:
             result.unlink(missing_ok=True)
 
@@ -258,7 +264,9 @@ def _key_ranges(log: Path, ends: dict[int, int], workers: int) -> list[tuple[str
     if workers == 1:
         return [("", None)]
     keys = sample_keys(log, JOBS, ends, _SAMPLES // max(len(ends), 1) + 1)
-    cuts = sorted({keys[len(keys) * i // workers] for i in range(1, workers)} - {""}) if keys else []
+    if not keys:
+        return [("", None)]  # an empty topic: nothing to split
+    cuts = sorted({keys[len(keys) * i // workers] for i in range(1, workers)} - {""})
     return list(zip(["", *cuts], [*cuts, None], strict=True))
 
 
@@ -285,7 +293,7 @@ def _queues(events: Iterable[Envelope]) -> dict[str, QueueState]:
     applies them (each partition holds a copy of every queue event)."""
     queues: dict[str, QueueState] = {}
     for env in sorted(events, key=attrgetter("partition", "offset")):
-        name = env.event.queue  # type: ignore[union-attr]
+        name = env.event.queue  # type: ignore[union-attr]  # only queue events come here
         state = reduce_queue(queues.get(name), env)
         if state is not None:
             queues[name] = state

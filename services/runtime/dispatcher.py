@@ -261,7 +261,9 @@ class Dispatcher(JobsFold):
         moved = old is None or old.status != new.status or old.attempt != new.attempt
         if new.status == S.PENDING and moved:
             self.ready.push(new)
-        elif new.status == S.SCHEDULED and (moved or old.run_at != new.run_at):  # type: ignore[union-attr]
+        elif new.status == S.SCHEDULED and (
+            moved or old.run_at != new.run_at  # type: ignore[union-attr]  # moved if old is None
+        ):
             assert new.run_at is not None
             self.timers.add(new.run_at, TimerKind.DUE, job_id, new.attempt)
         elif new.status == S.IN_PROGRESS:
@@ -282,7 +284,7 @@ class Dispatcher(JobsFold):
             timeout = self.retries.timeout_seconds(new)
             self.timers.add(new.run_started_at + int(timeout * 1000), TimerKind.TIMEOUT,
                             new.job_id, new.attempt)
-        if moved or old.lease_expires_at != new.lease_expires_at:  # type: ignore[union-attr]
+        if moved or old.lease_expires_at != new.lease_expires_at:  # type: ignore[union-attr]  # moved if old is None
             self.timers.add(new.lease_expires_at, TimerKind.LEASE, new.job_id, new.attempt)
 
     def _cancel(self, job: JobState) -> None:
@@ -326,8 +328,11 @@ class Dispatcher(JobsFold):
             attempt = job.attempt + 1
             picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
                                lease_expires_at=lease)
-            self.publisher.publish_then(picked, job_id, lambda _, error, job=job, attempt=attempt:
-                                        self._picked(error, job, attempt))
+            # The ignore: mypy cannot type a lambda whose defaults bind the loop's variables.
+            self.publisher.publish_then(
+                picked, job_id,
+                lambda _, error, job=job, attempt=attempt:  # type: ignore[misc]
+                self._picked(error, job, attempt))
             # Run it now, not once the pick is durable: that saves a commit (an fsync) from
             # every job's enqueue->start. Whatever the handler appends queues behind the pick
             # on the same log, so no outcome is recorded before its pick. Should the process

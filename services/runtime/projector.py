@@ -1,7 +1,8 @@
 """The projection host of the embedded mode: tails the log, folds each batch, writes it.
 
-Three models, each with its own checkpoint: jobs (jobs, runs, stats, queues tables) from
-the jobs topic, run_logs from the logs topic, workers from the workers topic. Records
+One model per topic, each with its own checkpoint: jobs (jobs, runs, stats, queues tables)
+from the jobs topic, run_logs from the logs topic, workers from the workers topic,
+schedules from the schedules topic, keys (api_keys) from the security topic. Records
 below a model's checkpoint are skipped, so redelivery applies nothing twice.
 """
 
@@ -13,21 +14,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import TypeVar
 
 from msgspec.structs import force_setattr
 
 from jobledger.projections.fold import JobsChange, fold_jobs, fold_workers, log_rows
 from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
+from jobledger.projections.keys import KeyState, fold_keys
 from jobledger.projections.queues import QueueState
 from jobledger.projections.schedules import ScheduleState, fold_schedules
 from jobledger.projections.store import ReadModelStore
 from jobledger.projections.workers import declared_task_types
-from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, Envelope, topic_of
+from jobledger.schemas import JOBS, LOGS, SCHEDULES, SECURITY, WORKERS, Envelope, topic_of
 from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
-from jobledger.services.log.protocol import LogBackend, LogError, Record
+from jobledger.services.log.protocol import Log, LogBackend, LogError, Record
 from jobledger.services.runtime.supervise import crashed, spawn
 
 TYPES_OF_TOPIC = {
@@ -35,7 +38,8 @@ TYPES_OF_TOPIC = {
     for topic in set(TOPIC_OF_TYPE.values())
 }
 _NONE: frozenset[str] = frozenset()
-TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES}
+TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES,
+                  "keys": SECURITY}
 CATCH_UP_BATCH = 20_000  # records per transaction when catching up
 # New jobs remembered at most (expect_new), as many as the state cache holds: beyond it
 # they are forgotten, which only means decoding and looking them up. A host that never
@@ -54,6 +58,8 @@ class Projected:
 Listener = Callable[[Projected], None]
 # Told the final state of every schedule a committed batch changed (removed ones too).
 ScheduleListener = Callable[[list[ScheduleState]], None]
+# Told the final state of every API key a committed batch changed (revoked ones too).
+KeyListener = Callable[[list[KeyState]], None]
 JobPredicate = Callable[[JobState], bool]
 
 
@@ -76,6 +82,7 @@ class Projector:
         self.positions: dict[str, dict[int, int]] = {m: {} for m in TOPIC_OF_MODEL}
         self.listeners: list[Listener] = []
         self.schedule_listeners: list[ScheduleListener] = []
+        self.key_listeners: list[KeyListener] = []
         self.quarantined = 0
         self._cache = _StateCache(cache_size)
         self._queues: dict[str, QueueState] = {}
@@ -173,21 +180,26 @@ class Projector:
             except LogError:
                 continue  # a log written before this topic existed: nothing to apply
             for partition, end in (await log.end_offsets()).items():
-
-                def read_from(offset: int) -> asyncio.Future[list[Record]] | None:
-                    if offset >= end:
-                        return None
-                    return asyncio.ensure_future(
-                        log.read(partition, offset, limit=min(CATCH_UP_BATCH, end - offset)))
-
-                reading = read_from(self.positions[model].get(partition, 0))
-                while reading is not None:
-                    records = await reading
-                    reading = read_from(records[-1].offset + 1) if records else None
-                    await self.submit(model, records)
-                    if on_batch:
-                        on_batch(len(records))
+                await self._catch_up_partition(model, log, partition, end, on_batch)
         await self.settled()
+
+    async def _catch_up_partition(
+        self, model: str, log: Log, partition: int, end: int,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        def read_from(offset: int) -> asyncio.Future[list[Record]] | None:
+            if offset >= end:
+                return None
+            return asyncio.ensure_future(
+                log.read(partition, offset, limit=min(CATCH_UP_BATCH, end - offset)))
+
+        reading = read_from(self.positions[model].get(partition, 0))
+        while reading is not None:
+            records = await reading
+            reading = read_from(records[-1].offset + 1) if records else None
+            await self.submit(model, records)
+            if on_batch:
+                on_batch(len(records))
 
     async def apply(self, model: str, records: Sequence[Record]) -> None:
         """Apply one batch of one model's topic in one transaction; return once written."""
@@ -219,6 +231,7 @@ class Projector:
         if model == "jobs":
             await self._fold_and_write_jobs(envs, positions, bad, new)
             return
+        tell: Callable[[], None] | None = None  # the listeners of what the batch changed
         async with self._write_lock:
             if model == "run_logs":
                 await self.store.write_logs(log_rows(envs), positions, bad)
@@ -226,15 +239,21 @@ class Projector:
                 workers = await self.store.load_workers({e.key for e in envs})
                 await self.store.write_workers(fold_workers(envs, workers), positions, bad,
                                                declared_task_types(envs))
+            elif model == "keys":
+                keys = await self.store.load_keys({e.event.key_id for e in envs})  # type: ignore[union-attr]
+                changed_keys = fold_keys(envs, keys)
+                await self.store.write_keys(changed_keys, positions, bad)
+                tell = _telling(self.key_listeners, list(changed_keys.values()))
             else:
-                schedules = await self.store.load_schedules({e.event.schedule_id for e in envs})  # type: ignore[union-attr]
+                ids = {e.event.schedule_id for e in envs}  # type: ignore[union-attr]  # all have one
+                schedules = await self.store.load_schedules(ids)
                 changed = fold_schedules(envs, schedules)
                 await self.store.write_schedules(changed, positions, bad)
+                tell = _telling(self.schedule_listeners, list(changed.values()))
         self.quarantined += len(bad)
         self.positions[model] = positions
-        if model == "schedules" and changed:
-            for schedule_listener in self.schedule_listeners:
-                schedule_listener(list(changed.values()))
+        if tell is not None:
+            tell()
         async with self._progress:
             self._progress.notify_all()
 
@@ -245,8 +264,10 @@ class Projector:
         """new: jobs known to have no row yet (expect_new)."""
         cache = self._cache
         # Not `{...} - cache.keys()`: a set minus a keys view walks every cached key.
+        # The ignore: every event of the jobs topic but a queue event names its job.
         wanted = {job_id for e in envs if type(e.event) not in QUEUE_EVENTS
-                  and (job_id := e.event.job_id) not in cache and job_id not in new}
+                  and (job_id := e.event.job_id) not in cache  # type: ignore[union-attr]
+                  and job_id not in new}
         if self._writing is not None and self._writing.done():
             await self.settled()  # raise a failed write's error here, in the follower
         if wanted:
@@ -331,10 +352,24 @@ class Projector:
 
 
 _event_of = attrgetter("event")
+T = TypeVar("T")
+
+
+def _telling(listeners: list[Callable[[list[T]], None]],
+             changed: list[T]) -> Callable[[], None] | None:
+    """What tells each listener the states a committed batch changed (None: none changed)."""
+    if not changed:
+        return None
+
+    def tell() -> None:
+        for listener in listeners:
+            listener(changed)
+
+    return tell
 
 
 def split_misplaced(
-    envs: list[Envelope], topic: str, records: Sequence[Record]
+    envs: list[Envelope], topic: str, records: Iterable[Record]
 ) -> tuple[list[Envelope], list[Undecodable]]:
     """Events that decode but belong on another topic are quarantined like undecodable ones."""
     types_here = TYPES_OF_TOPIC[topic]

@@ -43,7 +43,9 @@ class Publisher:
         env = self.envelope(event, key, actor=actor, causation_id=causation_id)
         return self.publish_envelope(env, topic_of(event), partition)
 
-    def publish_then(self, event: Event, key: str, done: Done, *, actor: Actor | None = None) -> None:
+    def publish_then(
+        self, event: Event, key: str, done: Done, *, actor: Actor | None = None
+    ) -> None:
         """As publish, but `done` is called as soon as the append ends, from the task that
         appended: no future and no turn of the loop per event (the dispatcher's picks and
         outcomes, a few per job)."""
@@ -99,7 +101,7 @@ def _tell(waiter: _Waiter, position: Position | None, error: Exception | None) -
     if isinstance(waiter, asyncio.Future):
         if not waiter.done():
             if error is None:
-                waiter.set_result(position)  # type: ignore[arg-type]
+                waiter.set_result(position)  # type: ignore[arg-type]  # set when error is None
             else:
                 waiter.set_exception(error)
         return

@@ -21,7 +21,7 @@ from jobledger.services.log.protocol import Entry, Position
 from jobledger.services.log.sqlite import SQLiteLogBackend
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-PARTITIONS: Mapping[str, int] = {"jobs": 2, "logs": 2, "workers": 1}
+PARTITIONS: Mapping[str, int] = {"jobs": 2, "logs": 2, "workers": 1, "security": 1}
 
 
 def at(seconds: float) -> datetime:
@@ -29,7 +29,7 @@ def at(seconds: float) -> datetime:
 
 
 def key_of(event: Event) -> str:
-    for name in ("job_id", "worker_id", "queue"):
+    for name in ("job_id", "worker_id", "queue", "key_id"):
         value = getattr(event, name, None)
         if isinstance(value, str):
             return value
@@ -38,14 +38,14 @@ def key_of(event: Event) -> str:
 
 def envelope(
     event: Event, seconds: float = 0, *, event_id: str | None = None, partition: int = 0,
-    offset: int = 0, actor: ActorKind = ActorKind.DISPATCHER,
+    offset: int = 0, actor: ActorKind | Actor = ActorKind.DISPATCHER,
 ) -> Envelope:
     """An envelope as the reducers see it after a read: partition and offset filled in."""
     return Envelope(
         id=event_id or f"ev-{key_of(event)}-{type(event).__name__}-{seconds}",
         key=key_of(event),
         time=at(seconds),
-        actor=Actor(actor),
+        actor=actor if isinstance(actor, Actor) else Actor(actor),
         event=event,
         partition=partition,
         offset=offset,
