@@ -141,8 +141,8 @@ class SyncWatch:
 class SyncClient:
     """Client's methods, blocking (see the module's docstring); the same arguments."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0, *,
-                 api_key: str | None = None, rate_limit_wait: float = 30.0):
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0,
+                 api_key: str | None = None, *, rate_limit_wait: float = 30.0):
         self._options: dict[str, Any] = {"base_url": base_url, "timeout": timeout,
                                          "api_key": api_key, "rate_limit_wait": rate_limit_wait}
         self.base_url = Client(**self._options).base_url
