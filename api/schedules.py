@@ -19,7 +19,7 @@ from jobledger.projections.queries import Queries
 from jobledger.projections.schedules import ScheduleState
 from jobledger.schemas import Permission, ScheduleStatus
 from jobledger.schemas.api import MAX_TASK_BODY_BYTES
-from jobledger.schemas.schedules import ScheduleRequest, ScheduleView
+from jobledger.schemas.schedules import Removed, ScheduleRequest, ScheduleView, Triggered
 from jobledger.services.schedules.commands import ScheduleCommands, ScheduleError, parse_request
 
 from .body import read_json
@@ -29,16 +29,6 @@ from .responses import JSON, ApiError
 from .tasks import actor_of
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class Removed(msgspec.Struct):
-    id: str
-    status: ScheduleStatus = ScheduleStatus.REMOVED
-
-
-class Triggered(msgspec.Struct):
-    task_id: str
-    schedule_id: str
 
 
 def _commands(request: Request) -> ScheduleCommands:

@@ -75,7 +75,8 @@ async def create_task(scope: Scope, receive: Receive, send: Send) -> None:
 async def create_batch(request: Request) -> Response:
     batch = parse_batch(await read_json(request, MAX_BATCH_BODY_BYTES))
     outcomes = await commands(request).enqueue(batch.tasks, actor_of(request), batch=True)
-    return JSON(BatchCreated(task_ids=[o.task_id for o in outcomes]), 201)
+    duplicates = [i for i, o in enumerate(outcomes) if not o.created]
+    return JSON(BatchCreated(task_ids=[o.task_id for o in outcomes], duplicates=duplicates), 201)
 
 
 async def get_task(request: Request) -> Response:
@@ -100,6 +101,10 @@ def in_effect(task: TaskDetail, app: App) -> TaskDetail:
 async def list_tasks(request: Request) -> Response:
     query = parse_query(request, TaskListQuery)
     given = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not msgspec.UNSET}
+    after = given.get("starting_after")
+    if after is not None and await queries(request).job(after) is None:
+        raise ApiError(400, "INVALID_ARGUMENT", f"starting_after: no task {after}",
+                       "starting_after")
     return JSON(await queries(request).jobs(**given))
 
 

@@ -37,7 +37,7 @@ from .jobs import JobState
 from .keys import KeyState, key_from_row
 from .rows import job_from_row
 from .schedules import ScheduleState, schedule_from_row, schedule_of_key, schedule_view
-from .stats import MINUTE_MS
+from .stats import HIGH_PRIORITY, MINUTE_MS, NORMAL_PRIORITY
 from .store import IN_CHUNK, Row, fetch_all
 
 _list_of_str = msgspec.json.Decoder(list[str])
@@ -59,9 +59,13 @@ _FINISHED = _sql_list(TERMINAL)
 _UNFINISHED = _sql_list({S.SCHEDULED, S.PENDING, S.IN_PROGRESS})
 # Unfinished jobs per queue and status, one column per count of QueueInfo, in its field
 # order (the fields are named for the statuses they count).
-_QUEUE_COUNTS = [JobStatus(name) for name in QueueInfo.__struct_fields__[2:]]
+_QUEUE_COUNTS = [JobStatus(name) for name in ("pending", "scheduled", "in_progress")]
+_PENDING_BANDS = (  # high, normal, low: the bands of projections/stats.py priority_band
+    f"priority >= {HIGH_PRIORITY}", f"priority >= {NORMAL_PRIORITY} AND priority < {HIGH_PRIORITY}",
+    f"priority < {NORMAL_PRIORITY}")
 _COUNTS_PER_QUEUE = (
-    "SELECT queue, " + ", ".join(f"SUM(status = '{s}')" for s in _QUEUE_COUNTS)
+    "SELECT queue, " + ", ".join(f"SUM(status = '{s}')" for s in _QUEUE_COUNTS) + ", "
+    + ", ".join(f"SUM(status = '{JobStatus.PENDING}' AND {band})" for band in _PENDING_BANDS)
     + f" FROM jobs WHERE status IN ({_UNFINISHED}) GROUP BY queue"
 )
 
@@ -152,12 +156,20 @@ class Queries:
     async def jobs(
         self, *, status: JobStatus | None = None, task_type: str | None = None,
         queue: str | None = None, limit: int = 100, offset: int = 0,
+        starting_after: str | None = None,
     ) -> list[TaskSummary]:
+        """Task summaries, newest first (ties by id, descending); with starting_after (a
+        task id), only those listed after that task, so a reader paging by the last id it
+        saw meets each task once, whatever is enqueued or changes status meanwhile."""
         where, args = [], []
         for column, value in (("status", status), ("task_type", task_type), ("queue", queue)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if starting_after is not None:
+            where.append("(created_at, job_id) < "
+                         "(SELECT created_at, job_id FROM jobs WHERE job_id = ?)")
+            args.append(starting_after)
         sql = (
             "SELECT job_id, task_type, queue, status, priority, created_at, updated_at FROM jobs"
             + (" WHERE " + " AND ".join(where) if where else "")
@@ -232,8 +244,8 @@ class Queries:
         """Every queue that is paused or was ever paused, or has unfinished jobs, by name."""
         paused: dict[str, int] = dict(await self._fetch("SELECT queue, paused FROM queues"))
         counts = {q: n for q, *n in await self._fetch(_COUNTS_PER_QUEUE)}
-        none = [0] * len(_QUEUE_COUNTS)
-        return [QueueInfo(queue, bool(paused.get(queue, False)), *counts.get(queue, none))
+        none = [0] * (len(_QUEUE_COUNTS) + len(_PENDING_BANDS))
+        return [_queue_info(queue, bool(paused.get(queue, False)), counts.get(queue, none))
                 for queue in sorted(paused.keys() | counts.keys())]
 
     async def runs_of(self, job_id: str) -> list[RunSummary]:
@@ -381,3 +393,10 @@ class Queries:
                 out.setdefault(schedule_id, set()).add(job_id)
         return out
 
+
+
+def _queue_info(queue: str, paused: bool, counts: list[int]) -> QueueInfo:
+    """A queue from its row of _COUNTS_PER_QUEUE: the counts by status, then by band."""
+    pending, scheduled, in_progress, high, normal, low = counts
+    return QueueInfo(queue, paused, pending, scheduled, in_progress,
+                     QueueDepth(high=high, normal=normal, low=low))

@@ -30,6 +30,10 @@ RetryCount = Annotated[int, msgspec.Meta(description=(
 IdempotencyKey = Annotated[str, msgspec.Meta(
     min_length=1, max_length=200, description="the same key always names the same task")]
 RequestSeconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
+# A JSON value passed through as given (a payload, a result, log details). The server fills
+# it with msgspec.Raw, the JSON it stored, sent without decoding it again; the Python client
+# decodes it into Python values (dicts, lists, ...). Either way the schema is "any JSON".
+JsonValue = Any
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -72,6 +76,9 @@ class TaskCreated(msgspec.Struct):
 
 class BatchCreated(msgspec.Struct):
     task_ids: list[str]
+    duplicates: Annotated[list[int], msgspec.Meta(description=(
+        "positions (0-based) of the tasks whose idempotency_key named a task that already "
+        "existed, earlier or in this batch: nothing new was enqueued for them"))] = []
 
 
 class Progress(msgspec.Struct):
@@ -86,13 +93,13 @@ class TaskDetail(msgspec.Struct):
     queue: str
     status: JobStatus
     priority: int
-    payload: msgspec.Raw
+    payload: JsonValue
     created_at: str
     updated_at: str
     scheduled_at: str | None
     started_at: str | None
     finished_at: str | None
-    result: msgspec.Raw | None
+    result: JsonValue | None
     error: str | None
     retry_count: RetryCount
     max_retries: Annotated[int, msgspec.Meta(description=(
@@ -129,6 +136,10 @@ class TaskListQuery(msgspec.Struct, frozen=True):
     queue: Annotated[str, msgspec.Meta(description="only tasks of this queue")] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=2**62, description="skip this many")] = 0
+    starting_after: Annotated[str, msgspec.Meta(description=(
+        "a task id: only the tasks listed after it (older, or as old with a smaller id). "
+        "Paging by the last id seen sees each task once, whatever is enqueued meanwhile"
+    ))] | UnsetType = UNSET
 
 
 class RunListQuery(msgspec.Struct, frozen=True):
@@ -184,6 +195,8 @@ class QueueInfo(msgspec.Struct):
     pending: int
     scheduled: int
     in_progress: int
+    pending_by_priority: Annotated[QueueDepth, msgspec.Meta(
+        description="its pending tasks per priority band, as queue_depth_by_priority")]
 
 
 class QueuePath(msgspec.Struct, frozen=True):
@@ -241,7 +254,7 @@ class RunLog(msgspec.Struct):
     id: str
     level: str
     message: str
-    details: msgspec.Raw
+    details: JsonValue
     created_at: str
 
 
@@ -279,7 +292,7 @@ class HistoryEntry(msgspec.Struct):
     actor: ActorView
     causation_id: str | None
     correlation_id: str | None
-    event: msgspec.Raw  # the event as JSON
+    event: JsonValue  # the event as JSON
 
 
 class TaskView(msgspec.Struct):

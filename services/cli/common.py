@@ -25,8 +25,8 @@ ClientCall = Callable[[], Coroutine[Any, Any, int | None]]
 
 
 class Exit(enum.IntEnum):
-    """The exit codes of every command. The client commands (submit, status, schedules)
-    use 0-4; the server commands (serve, api, worker, replay) 0, 1, 2 and 5."""
+    """The exit codes of every command. The client commands (submit, status, list,
+    schedules, ...) use 0-4; the server commands (serve, api, worker, replay) 0, 1, 2 and 5."""
 
     OK = 0  # done; with --wait: the task completed
     FAILED = 1  # the task failed, dead-lettered or was cancelled; or the server said no
@@ -48,7 +48,9 @@ SERVER_EXIT_CODES = f"""exit codes:
 EXIT_CODES = f"""exit codes:
   {Exit.OK:d}  done; with --wait: the task completed
   {Exit.FAILED:d}  with --wait: the task failed, dead-lettered or was cancelled;
-     or the server refused the request (no such task, a conflict)
+     or the server refused the request (no such task, a conflict), or one
+     id of cancel/requeue, one line of submit --from-file; cluster-status:
+     the server is degraded
   {Exit.USAGE:d}  a bad flag or argument (the error names the flag)
   {Exit.UNREACHABLE:d}  the server cannot be reached
   {Exit.TIMEOUT:d}  --wait-timeout passed before the task finished (it goes on running)
@@ -57,7 +59,7 @@ EXIT_CODES = f"""exit codes:
 # Answers that say the request itself was bad: a usage error, like a flag the CLI refuses.
 _BAD_REQUEST = frozenset({400, 413, 422})
 # msgspec ends its messages with the JSON path of the bad value; the CLI names the flag.
-_JSON_PATH = re.compile(r" - at `\$[^`]*`")
+JSON_PATH = re.compile(r" - at `\$[^`]*`")
 
 
 class UsageError(ValueError):
@@ -80,6 +82,9 @@ def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `jobledger list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # 128 + SIGPIPE, as a shell reports a command that a pipe stopped
     except (ValueError, StartupError, LogError) as error:  # UsageError is a ValueError
         if getattr(args, "debug", False):
             raise
@@ -198,7 +203,7 @@ def flag_names(parser: argparse.ArgumentParser, **fields: str) -> dict[str, str]
 def refusal_line(exc: Exception, flags: Mapping[str, str]) -> str:
     """A refused input in one line that names the flag the user typed, not the JSON path or
     the request field: "--delay: Expected `float` >= 0.0 (INVALID_ARGUMENT)"."""
-    message = _JSON_PATH.sub("", str(exc))
+    message = JSON_PATH.sub("", str(exc))
     field: str | None = getattr(exc, "field", None)
     code = getattr(exc, "code", None)
     flag = flags.get(field) if field else None
@@ -211,12 +216,30 @@ def refusal_line(exc: Exception, flags: Mapping[str, str]) -> str:
     return f"{message} ({code})" if code else message
 
 
+ClientBody = Callable[["Client"], Coroutine[Any, Any, int | None]]
+
+
+def call_server(args: argparse.Namespace, body: ClientBody) -> int:
+    """Run body(client) with the command's client (client_of: --server and --api-key)
+    through run_client: its exit code, each failure one line."""
+    async def go() -> int | None:
+        async with client_of(args) as client:
+            return await body(client)
+
+    return run_client(go, getattr(args, "flags", None))
+
+
 def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
                flags: Mapping[str, str] | None = None) -> int:
     """Run a client call; its exit code (Exit.OK when it returns None). Each failure is
     one line on stderr and its Exit code; a bad input names the flag of its field by
     `flags` (see flag_names)."""
-    from jobledger.services.client.async_client import ClientError, ServerUnreachable, WaitTimeout
+    from jobledger.services.client.errors import (
+        ClientError,
+        ResyncRequired,
+        ServerUnreachable,
+        WaitTimeout,
+    )
     from jobledger.services.schedules.commands import ScheduleError
     from jobledger.services.write.producer import InvalidJob
 
@@ -235,6 +258,8 @@ def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
                      f"{exc.task_id}`)", Exit.TIMEOUT)
     except ServerUnreachable as exc:
         return _fail(f"cannot reach the server: {str(exc) or 'no answer'}", Exit.UNREACHABLE)
+    except ResyncRequired as exc:
+        return _fail(str(exc), Exit.FAILED)
     return Exit.OK if code is None else code
 
 
