@@ -356,7 +356,8 @@ async def test_the_list_is_newest_first_and_filters_by_status_type_and_queue(
     assert await listed("limit=2&offset=1") == newest_first[1:3]
     summary = (await client.get("/api/v1/tasks?limit=1")).json()[0]
     assert set(summary) == {"task_id", "task_type", "queue", "status", "priority", "created_at",
-                            "updated_at"}
+                            "updated_at", "retry_count",
+                            "progress"}
 
 
 async def test_the_list_limit_defaults_to_100_and_allows_1000(

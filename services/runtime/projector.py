@@ -54,6 +54,9 @@ class Projected:
 Listener = Callable[[Projected], None]
 # Told the final state of every schedule a committed batch changed (removed ones too).
 ScheduleListener = Callable[[list[ScheduleState]], None]
+# Told the model and the envelopes of each committed batch of the other models (run_logs,
+# workers, schedules): the WebSocket hub follows a task's log lines and workers with it.
+ModelListener = Callable[[str, list[Envelope]], None]
 JobPredicate = Callable[[JobState], bool]
 
 
@@ -76,6 +79,7 @@ class Projector:
         self.positions: dict[str, dict[int, int]] = {m: {} for m in TOPIC_OF_MODEL}
         self.listeners: list[Listener] = []
         self.schedule_listeners: list[ScheduleListener] = []
+        self.model_listeners: list[ModelListener] = []
         self.quarantined = 0
         self._cache = _StateCache(cache_size)
         self._queues: dict[str, QueueState] = {}
@@ -235,6 +239,8 @@ class Projector:
         if model == "schedules" and changed:
             for schedule_listener in self.schedule_listeners:
                 schedule_listener(list(changed.values()))
+        for model_listener in self.model_listeners:
+            model_listener(model, envs)
         async with self._progress:
             self._progress.notify_all()
 
