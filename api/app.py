@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 from jobledger.services.node.base import Node
 from jobledger.services.runtime.gc_tuning import tune_gc
 
-from . import docs_page, metrics, openapi, runs, schedules, system, tasks, ws
+from . import dashboard, docs_page, metrics, openapi, runs, schedules, system, tasks, ws
 from .errors import EXCEPTION_HANDLERS
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
@@ -24,7 +24,8 @@ from .ws import Hub, HubConfig
 # Every documented endpoint: each module's `endpoints` give its routes and its part of
 # /openapi.json (api/openapi.py says how to add one).
 ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
-             *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints]
+             *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints,
+             *dashboard.endpoints]
 # Endpoints written as plain ASGI handlers on a fixed path are served by HotRoutes, ahead
 # of the rest of the stack (api/hot.py says why).
 HOT_ROUTES = {(e.method, e.path): e.handler.app for e in ENDPOINTS
