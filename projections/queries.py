@@ -225,7 +225,7 @@ class Queries:
             lost_worker_count=workers.get(WorkerStatus.LOST, 0),
             last_hour_by_task_type=await self._ended_by("task_type", since),
             by_queue=await self._by_queue(since),
-            per_minute=await self._per_minute(now_ms, by_status.get(S.PENDING, 0)),
+            per_minute=await self._per_minute(now_ms),
         )
 
     async def _ended_by(self, column: str, since: int) -> dict[str, RunsEnded]:
@@ -258,7 +258,7 @@ class Queries:
             for queue in sorted(paused.keys() | counts.keys() | ended.keys())
         }
 
-    async def _per_minute(self, now_ms: int, pending_now: int) -> list[MinuteStats]:
+    async def _per_minute(self, now_ms: int) -> list[MinuteStats]:
         """The last 60 minutes: runs ended in each, and the pending tasks at each one's
         end, which is the pending count now less the moves after that minute."""
         current = now_ms // MINUTE_MS * MINUTE_MS
@@ -268,10 +268,15 @@ class Queries:
             "SELECT minute, outcome, count FROM runs_ended WHERE minute >= ?", (first,)
         ):
             ended.setdefault(minute, {})[outcome] = count
-        moves = dict(await self.db.execute_fetchall(
-            "SELECT minute, SUM(delta) FROM pending_moves WHERE minute > ? GROUP BY minute",
-            (first,),
-        ))
+        # The count now and the moves in one statement, so one snapshot: read apart, a
+        # batch committed in between (a pick) drew the whole hour one task too high.
+        rows = await self.db.execute_fetchall(
+            f"SELECT NULL, COALESCE(SUM(count), 0) FROM job_counts WHERE status = '{S.PENDING}'"
+            " UNION ALL SELECT minute, SUM(delta) FROM pending_moves WHERE minute > ?"
+            " GROUP BY minute", (first,),
+        )
+        pending_now = next(n for minute, n in rows if minute is None)
+        moves = {minute: delta for minute, delta in rows if minute is not None}
         later = sum(delta for minute, delta in moves.items() if minute > current)
         out = []
         for minute in range(current, first - 1, -MINUTE_MS):  # newest first, summing moves

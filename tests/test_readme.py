@@ -161,6 +161,11 @@ def test_every_readme_block_runs_as_written(tmp_path: Path, kafka_broker: TansuB
     finally:
         readme.stop_servers()
     assert sorted(readme.skipped) == sorted([
-        "apt-get update", "apt-get install -y kcat", "pip install -e .",
+        "apt-get update", "apt-get install -y kcat chromium", "pip install -e .",
         "pip install -r requirements/test.txt -e .", "python -m pytest -q",
     ])  # fmt: skip
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert any(text.strip() == ci for _, text in readme_blocks()), ci

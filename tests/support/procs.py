@@ -25,8 +25,9 @@ def free_port() -> int:
 class ServerProcess:
     """`jobledger serve` in a subprocess on a free loopback port."""
 
-    def __init__(self, db: Path, *args: str):
-        self.port = free_port()
+    def __init__(self, db: Path, *args: str, port: int | None = None):
+        """port: a given one (a restart on the port its clients know), else a free one."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(TESTS)}
         self.log = open(db.parent / f"serve-{self.port}.log", "wb")  # noqa: SIM115

@@ -40,20 +40,34 @@ export function pct(part, whole) {
   return `${value < 10 && value > 0 ? value.toFixed(1) : Math.round(value)} %`;
 }
 
+// Formatters made once: toLocaleTimeString builds one per call, which was most of a
+// render's time in a burst of task updates.
+const TIME = new Intl.DateTimeFormat([], {hour: '2-digit', minute: '2-digit', second: '2-digit'});
+const DATE = new Intl.DateTimeFormat([], {year: 'numeric', month: 'short', day: 'numeric'});
+
 /** A time as the reader's local clock shows it: the time of day today, else the date too. */
 export function when(iso) {
   if (!iso) return '–';
   const d = new Date(iso);
+  const time = TIME.format(d);
   const today = new Date();
-  const time = d.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit', second: '2-digit'});
-  if (d.toDateString() === today.toDateString()) return time;
-  return `${d.toLocaleDateString([], {year: 'numeric', month: 'short', day: 'numeric'})} ${time}`;
+  if (d.getFullYear() === today.getFullYear() && d.getMonth() === today.getMonth()
+    && d.getDate() === today.getDate()) return time;
+  return `${DATE.format(d)} ${time}`;
 }
 
 /** A <time> element: the local time shown, the exact ISO time as its title. */
 export function timeEl(iso, text) {
   if (!iso) return h('span', {class: 'muted'}, '–');
   return h('time', {datetime: iso, title: iso}, text ?? when(iso));
+}
+
+/** Make the <time> element `el` show `iso` as timeEl does, in place. */
+export function setTime(el, iso) {
+  if (el.dateTime === (iso || '')) return;
+  el.dateTime = iso || '';
+  el.title = iso || '';
+  setText(el, when(iso));
 }
 
 /** "5 s ago", "in 3 min". */

@@ -2,6 +2,7 @@
 //
 // Events (listen with live.on(name, fn), which returns a function that stops listening):
 //   state           'connecting' | 'live' | 'reconnecting'
+//   retry           {attempt, delayMs}: the connection was lost or refused; trying again
 //   tasks-reset     the task updates start afresh (first connection, or the server asked
 //                   for a resync): read the current state over REST; updates follow it
 //   task            a task_update's task (a TaskSummary's fields)
@@ -82,6 +83,7 @@ export class Live {
     const base = BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length - 1)];
     const delay = Math.min(BACKOFF_CAP_MS, base) * (0.75 + Math.random() / 2);
     this.failures += 1;
+    this.emit('retry', {attempt: this.failures, delayMs: delay});
     setTimeout(() => this.connect(), delay);
   }
 

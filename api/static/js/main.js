@@ -43,6 +43,11 @@ const connection = document.getElementById('connection');
 live.on('state', (state) => {
   connection.dataset.state = state;
   connection.textContent = STATES[state];
+  if (state === 'live') delete connection.dataset.attempts;
+});
+live.on('retry', ({attempt, delayMs}) => {
+  connection.dataset.attempts = attempt;
+  connection.title = `attempt ${attempt} in ${Math.round(delayMs / 100) / 10} s`;
 });
 
 window.addEventListener('hashchange', show);

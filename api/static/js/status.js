@@ -68,12 +68,9 @@ export const statusLabel = (status) => (LOOK[status] || ['dot', status])[1];
 
 /** A status badge: icon, words, colour; `count` adds a number after the words. */
 export function badge(status, count) {
-  const [shape, words] = LOOK[status] || ['dot', String(status)];
-  const spinning = shape === 'spinner';
   const el = document.createElement('span');
-  el.className = `badge s-${status}`;
-  el.dataset.status = status;
-  el.append(icon(shape, spinning), words);
+  el.append(document.createTextNode(''), document.createTextNode(''));
+  setBadge(el, status);
   if (count !== undefined) {
     const n = document.createElement('span');
     n.className = 'n';
@@ -81,6 +78,18 @@ export function badge(status, count) {
     el.append(' ', n);
   }
   return el;
+}
+
+/** Make the badge `el` (made by badge(), without a count) show `status`, in place. */
+export function setBadge(el, status) {
+  const [shape, words] = LOOK[status] || ['dot', String(status)];
+  el.className = `badge s-${status}`;
+  el.dataset.status = status;
+  if (el.dataset.shape !== shape) {
+    el.dataset.shape = shape;
+    el.firstChild.replaceWith(icon(shape, shape === 'spinner'));
+  }
+  el.childNodes[1].nodeValue = words;
 }
 
 /** A log level badge: TRACE gray, INFO blue, WARN yellow, ERROR red, FATAL purple. */

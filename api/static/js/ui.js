@@ -2,16 +2,23 @@
 import {h} from './dom.js';
 
 /** fn wrapped so that any number of calls within a frame run it once, before the paint:
- * a burst of a thousand updates a second costs one render per frame, not one per update. */
-export function perFrame(fn) {
+ * a burst of a thousand updates a second costs one render per frame, not one per update.
+ * With `everyMs`, renders are also at least that far apart (the next waits for the frame
+ * after), for a view whose every frame would otherwise redraw under a burst. */
+export function perFrame(fn, everyMs = 0) {
   let queued = false;
+  let last = -Infinity;
+  const run = (now) => {
+    queued = false;
+    last = now;
+    fn();
+  };
   return () => {
     if (queued) return;
     queued = true;
-    requestAnimationFrame(() => {
-      queued = false;
-      fn();
-    });
+    const wait = last + everyMs - performance.now();
+    if (wait > 0) setTimeout(() => requestAnimationFrame(run), wait);
+    else requestAnimationFrame(run);
   };
 }
 
@@ -65,12 +72,14 @@ export function confirmAction(title, text, confirmLabel = 'Confirm') {
   });
 }
 
-/** A button that runs an action once confirmed, then says how it went in a toast. */
+/** Run an action once confirmed, then say how it went in a toast. done(result) gives the
+ * toast's text, or [text, {href, text}] for a text with a link. */
 export async function confirmThen({title, text, confirmLabel, action, done}) {
   if (!(await confirmAction(title, text, confirmLabel))) return;
   try {
-    const result = await action();
-    toast(done(result), 'ok');
+    const said = done(await action());
+    const [message, link] = Array.isArray(said) ? said : [said, null];
+    toast(message, 'ok', link);
   } catch (error) {
     toast(`${title}: ${error.message}`, 'error');
   }

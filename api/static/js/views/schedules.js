@@ -3,7 +3,7 @@
 // Kept live by the schedules channel; read over REST whenever it is (re)subscribed.
 import {del, get, post} from '../api.js';
 import {agoEl, h, tickAgo, timeEl} from '../dom.js';
-import {badge} from '../status.js';
+import {FINISHED, badge} from '../status.js';
 import {confirmThen, perFrame, toast} from '../ui.js';
 
 export function mount(root, {live}) {
@@ -58,6 +58,17 @@ export function mount(root, {live}) {
 
   const offs = [
     live.on('schedules-ready', load),
+    // A schedule's last result is its last task's status, which changes on the jobs topic,
+    // not the schedules one: follow that task's updates. (Running is taken to be its last
+    // task's state; earlier ones still running, max_instances > 1, show on the next read.)
+    live.on('task', (task) => {
+      for (const schedule of schedules.values()) {
+        if (schedule.last_task_id !== task.task_id || schedule.last_status === task.status) continue;
+        schedules.set(schedule.id, {...schedule, last_status: task.status,
+          is_running: !FINISHED.has(task.status)});
+        render();
+      }
+    }),
     live.on('schedule', (schedule) => {
       if (schedule.state === 'removed') schedules.delete(schedule.id);
       else schedules.set(schedule.id, schedule);
@@ -93,7 +104,8 @@ function row(s) {
     text: `Enqueues one ${s.task_type} task now, whatever the schedule's state.`,
     confirmLabel: 'Trigger now',
     action: () => post(`${base}/trigger`),
-    done: (answer) => `Triggered ${s.id}: task ${answer.data.task_id}.`,
+    done: (answer) => [`Triggered ${s.id}.`, {href: `#/tasks/${encodeURIComponent(answer.data.task_id)}`,
+      text: 'Follow its task.'}],
   }));
   const remove = h('button', {type: 'button', class: 'small danger',
     'aria-label': `Delete schedule ${s.id}`, dataset: {action: 'delete'}}, 'Delete');

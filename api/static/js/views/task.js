@@ -178,9 +178,13 @@ function logRow(line) {
     h('td', {}, levelBadge(line.level)),
     h('td', {}, line.message),
     h('td', {}, hasDetails
-      ? h('details', {}, h('summary', {}, `${num(Object.keys(line.details).length)} fields`),
+      ? h('details', {}, h('summary', {}, plural(Object.keys(line.details).length, 'field')),
         h('pre', {}, pretty(line.details)))
       : h('span', {class: 'muted'}, '–')));
+}
+
+function plural(n, word) {
+  return `${num(n)} ${word}${n === 1 ? '' : 's'}`;
 }
 
 function historyItem(entry) {

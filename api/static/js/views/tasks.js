@@ -2,12 +2,17 @@
 // found by a prefix of the id or idempotency key; kept live by task updates; bulk cancel,
 // and requeue of dead-letter tasks, on a selection.
 import {each, get, post} from '../api.js';
-import {h, hashWith, num, queryOf, setText, timeEl} from '../dom.js';
-import {FINISHED, TASK_STATUSES, badge, statusLabel} from '../status.js';
+import {h, hashWith, num, queryOf, setText, setTime} from '../dom.js';
+import {FINISHED, TASK_STATUSES, badge, setBadge, statusLabel} from '../status.js';
 import {TaskWindow} from '../taskwindow.js';
 import {confirmAction, perFrame, toast} from '../ui.js';
 
 const PAGE = 50;
+const ROW_PX = 34; // a row's height, as app.css gives it (.grid-row)
+const OVERSCAN = 5; // rows drawn beyond the view on each side
+// At most ten redraws a second: under a burst every frame would redraw the window, and no
+// one reads rows changing faster (a new task still shows within a tenth of a second).
+const RENDER_EVERY_MS = 100;
 const RANGES = [['', 'any time'], ['15m', 'last 15 minutes'], ['1h', 'last hour'],
   ['24h', 'last 24 hours'], ['7d', 'last 7 days']];
 const RANGE_MS = {'15m': 900e3, '1h': 3600e3, '24h': 86400e3, '7d': 604800e3};
@@ -18,7 +23,7 @@ export function mount(root, {live, query}) {
   state.page = Math.max(1, parseInt(state.page, 10) || 1);
   const win = new TaskWindow();
   const selected = new Set();
-  const rowEls = new Map(); // task id -> its row's elements
+  const slots = []; // the window's rows, each showing the task at its place
   let buffer = null; // updates that came while the page was being read
   let loadToken = 0;
   let drawn = -1;
@@ -61,18 +66,22 @@ export function mount(root, {live, query}) {
 
   // -- the table, the selection's actions, the pager ---------------------------------------
   const all = h('input', {type: 'checkbox', 'aria-label': 'Select every task on this page'});
-  const tbody = h('tbody');
+  // A grid of rows, not a <table>: a table is laid out as a whole, so each row a burst
+  // adds relaid out and repainted all of them (about 1,500 boxes a frame). Each row here is
+  // contained and of a fixed height, and rows out of view are skipped (content-visibility).
+  const shown = h('div', {class: 'shown'});
+  const before = h('div', {'aria-hidden': 'true'});
+  const after = h('div', {'aria-hidden': 'true'});
+  const tbody = h('div', {role: 'rowgroup', class: 'rows'}, before, shown, after);
   const note = h('p', {class: 'empty', hidden: true});
-  const table = h('div', {class: 'table-wrap'}, h('table', {id: 'tasks-table'},
-    h('caption', {class: 'visually-hidden'}, 'Tasks, newest first'),
-    h('thead', {}, h('tr', {},
-      h('th', {scope: 'col'}, all), h('th', {scope: 'col'}, 'Status'),
-      h('th', {scope: 'col'}, 'Task'), h('th', {scope: 'col'}, 'Type'),
-      h('th', {scope: 'col'}, 'Queue'), h('th', {scope: 'col', class: 'num'}, 'Priority'),
-      h('th', {scope: 'col', class: 'num'}, 'Failed attempts'),
-      h('th', {scope: 'col'}, 'Progress'), h('th', {scope: 'col'}, 'Enqueued'),
-      h('th', {scope: 'col'}, 'Updated'))),
-    tbody), note);
+  const header = (text, extra = {}) => h('div', {role: 'columnheader', ...extra}, text);
+  const table = h('div', {class: 'table-wrap'}, h('div', {id: 'tasks-table', class: 'grid',
+    role: 'table', 'aria-label': 'Tasks, newest first'},
+  h('div', {role: 'rowgroup'}, h('div', {role: 'row', class: 'grid-row head'},
+    header(all), header('Status'), header('Task'), header('Type'), header('Queue'),
+    header('Priority', {class: 'num'}), header('Failures', {class: 'num', title: 'Failed attempts'}),
+    header('Progress'), header('Enqueued'), header('Updated'))),
+  tbody), note);
   const chosen = h('span', {class: 'muted', 'aria-live': 'polite'});
   const cancel = h('button', {type: 'button', class: 'danger'}, 'Cancel selected');
   const requeue = h('button', {type: 'button'}, 'Requeue selected dead letters');
@@ -91,7 +100,7 @@ export function mount(root, {live, query}) {
       else selected.delete(row.task_id);
     }
     selectionChanged = true;
-    render();
+    drawNow();
   });
   cancel.addEventListener('click', () => bulk('cancel'));
   requeue.addEventListener('click', () => bulk('requeue'));
@@ -140,37 +149,40 @@ export function mount(root, {live, query}) {
   }
 
   let selectionChanged = false;
-  const render = perFrame(() => {
+  const draw = () => {
     if (drawn === win.version && !selectionChanged) return;
     drawn = win.version;
     selectionChanged = false;
     drawRows();
     drawActions();
-  });
+  };
+  const render = perFrame(draw, RENDER_EVERY_MS);
+  const drawNow = perFrame(draw); // scrolling: the rows coming into view, in this frame
 
+  // Windowed: only the rows in view (and a few around) are in the DOM; spacers of the
+  // others' height keep the scrollbar true. A frame of a burst then redraws about twenty
+  // rows, not the whole page.
   function drawRows() {
-    const keep = new Set();
-    win.rows.forEach((task, i) => {
-      keep.add(task.task_id);
-      let row = rowEls.get(task.task_id);
-      if (!row) {
-        row = makeRow(task.task_id);
-        rowEls.set(task.task_id, row);
-      }
-      row.update(task, selected.has(task.task_id));
-      if (tbody.children[i] !== row.tr) tbody.insertBefore(row.tr, tbody.children[i] || null);
-    });
-    for (const [id, row] of rowEls) {
-      if (!keep.has(id)) {
-        row.tr.remove();
-        rowEls.delete(id);
-        selected.delete(id);
-      }
+    const rows = win.rows;
+    const top = tbody.getBoundingClientRect().top; // read before any write: no forced layout
+    const first = Math.max(0, Math.floor(-top / ROW_PX) - OVERSCAN);
+    const last = Math.min(rows.length, Math.ceil((innerHeight - top) / ROW_PX) + OVERSCAN);
+    before.style.height = `${first * ROW_PX}px`;
+    after.style.height = `${Math.max(0, rows.length - last) * ROW_PX}px`;
+    tbody.dataset.rows = rows.length;
+    const count = Math.max(0, last - first);
+    while (slots.length < count) slots.push(makeRow());
+    for (let i = 0; i < count; i += 1) {
+      const task = rows[first + i];
+      slots[i].update(task, selected.has(task.task_id));
+      if (shown.children[i] !== slots[i].tr) shown.insertBefore(slots[i].tr, shown.children[i] || null);
     }
-    if (!win.rows.length && note.hidden) {
+    while (shown.children.length > count) shown.lastElementChild.remove();
+    for (const id of selected) if (!win.byId.has(id)) selected.delete(id);
+    if (!rows.length && note.hidden) {
       note.hidden = false;
       note.textContent = 'No tasks match.';
-    } else if (win.rows.length && note.textContent === 'No tasks match.') note.hidden = true;
+    } else if (rows.length && note.textContent === 'No tasks match.') note.hidden = true;
   }
 
   function drawActions() {
@@ -187,42 +199,57 @@ export function mount(root, {live, query}) {
     setText(pageNo, `page ${state.page}`);
   }
 
-  function makeRow(taskId) {
-    const box = h('input', {type: 'checkbox', 'aria-label': `Select task ${taskId}`});
-    box.addEventListener('change', () => {
-      if (box.checked) selected.add(taskId);
-      else selected.delete(taskId);
-      selectionChanged = true;
-      render();
-    });
-    const cells = Array.from({length: 9}, () => h('td'));
+  // A slot of the window: the same elements show whichever task is at its place, changed
+  // field by field, so a burst moves text, not elements (creating elements was the most of
+  // a frame's style and layout work).
+  function makeRow() {
+    const box = h('input', {type: 'checkbox'});
+    const link = h('a');
+    const status = badge('pending');
+    const created = h('time');
+    const updated = h('time');
+    const cells = [status, link, '', '', '', '', '', created, updated].map(
+      (child) => h('div', {role: 'cell'}, child));
     cells[1].className = 'id mono';
     cells[4].className = 'num';
     cells[5].className = 'num';
-    cells[1].append(h('a', {href: `#/tasks/${encodeURIComponent(taskId)}`, title: taskId}, taskId));
-    const tr = h('tr', {dataset: {taskId}}, h('td', {}, box), cells);
-    let last = '';
-    return {
-      tr,
-      update(task, isSelected) {
-        box.checked = isSelected;
-        tr.classList.toggle('selected', isSelected);
-        const p = task.progress;
-        const key = [task.status, task.task_type, task.queue, task.priority, task.retry_count,
-          p.processed, p.total, p.failed, task.created_at, task.updated_at].join('\u0000');
-        if (key === last) return;
-        last = key;
+    const tr = h('div', {role: 'row', class: 'grid-row'}, h('div', {role: 'cell'}, box), cells);
+    const row = {tr, taskId: null, progress: ''};
+    box.addEventListener('change', () => {
+      if (box.checked) selected.add(row.taskId);
+      else selected.delete(row.taskId);
+      selectionChanged = true;
+      drawNow();
+    });
+    row.update = (task, isSelected) => {
+      box.checked = isSelected;
+      tr.classList.toggle('selected', isSelected);
+      if (row.taskId !== task.task_id) {
+        row.taskId = task.task_id;
+        tr.dataset.taskId = task.task_id;
+        box.setAttribute('aria-label', `Select task ${task.task_id}`);
+        link.href = `#/tasks/${encodeURIComponent(task.task_id)}`;
+        link.title = task.task_id;
+        setText(link, task.task_id);
+      }
+      if (tr.dataset.status !== task.status) {
         tr.dataset.status = task.status;
-        cells[0].replaceChildren(badge(task.status));
-        setText(cells[2], task.task_type);
-        setText(cells[3], task.queue);
-        setText(cells[4], task.priority);
-        setText(cells[5], task.retry_count);
+        setBadge(status, task.status);
+      }
+      setText(cells[2], task.task_type);
+      setText(cells[3], task.queue);
+      setText(cells[4], task.priority);
+      setText(cells[5], task.retry_count);
+      const p = task.progress;
+      const progress = `${p.processed}/${p.total}/${p.failed}`;
+      if (row.progress !== progress) {
+        row.progress = progress;
         cells[6].replaceChildren(...progressCell(p));
-        cells[7].replaceChildren(timeEl(task.created_at));
-        cells[8].replaceChildren(timeEl(task.updated_at));
-      },
+      }
+      setTime(created, task.created_at);
+      setTime(updated, task.updated_at);
     };
+    return row;
   }
 
   async function bulk(action) {
@@ -243,7 +270,7 @@ export function mount(root, {live, query}) {
       + (failed.length ? ` Refused: ${failed[0].error.message}` : ''), failed.length ? 'error' : 'ok');
     selected.clear();
     selectionChanged = true;
-    render();
+    drawNow();
   }
 
   // -- known task types and queues for the filters ----------------------------------------
@@ -253,7 +280,15 @@ export function mount(root, {live, query}) {
     queues.replaceChildren(...Object.keys(stats.by_queue).sort().map((q) => h('option', {value: q})));
   }
 
+  const redraw = () => {
+    drawn = -1;
+    drawNow();
+  };
+  addEventListener('scroll', redraw, {passive: true});
+  addEventListener('resize', redraw);
   const offs = [
+    () => removeEventListener('scroll', redraw),
+    () => removeEventListener('resize', redraw),
     live.on('task', (task) => {
       if (buffer) buffer.push(task);
       else if (win.apply(task)) render();
