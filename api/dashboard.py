@@ -23,6 +23,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from .auth import PUBLIC
 from .openapi import Endpoint, Reply, routes_of
 from .responses import ApiError
 
@@ -101,17 +102,17 @@ async def home(request: Request) -> Response:
 
 endpoints = [
     Endpoint("GET", "/", home, "A redirect to the dashboard", tag="dashboard",
-             replies={307: Reply("a redirect to /dashboard", None)}),
+             replies={307: Reply("a redirect to /dashboard", None)}, access=PUBLIC),
     Endpoint("GET", "/dashboard", page, "The live dashboard (an HTML page)", tag="dashboard",
              replies={200: Reply("the page", str, media_type="text/html"),
                       304: Reply("not modified since the version the browser has (its ETag)")},
              description="Overview, tasks, task detail, schedules, workers and queues, kept "
-             "live over /ws (docs/dashboard.md)."),
+             "live over /ws (docs/dashboard.md).", access=PUBLIC),
     Endpoint("GET", "/dashboard/assets/{name:path}", asset, "A file of the dashboard",
              tag="dashboard",
              replies={200: Reply("the file: a script, a stylesheet, an image or a licence",
                                  str, media_type="*/*"),
                       304: Reply("not modified since the version the browser has (its ETag)")},
-             errors={404: "no dashboard file of that name"}),
+             errors={404: "no dashboard file of that name"}, access=PUBLIC),
 ]
 routes = routes_of(endpoints)

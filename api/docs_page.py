@@ -15,6 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from .auth import PUBLIC
 from .openapi import Endpoint, Reply, routes_of
 
 _STYLE = """
@@ -151,6 +152,6 @@ async def docs(request: Request) -> Response:
 
 endpoints = [
     Endpoint("GET", "/docs", docs, "This API's documentation as a web page", tag="docs",
-             replies={200: Reply("the page", str, media_type="text/html")}),
+             replies={200: Reply("the page", str, media_type="text/html")}, access=PUBLIC),
 ]
 routes = routes_of(endpoints)

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobledger.projections.rows import RUN_ENDED_AT, RUN_STARTED_AT, RUN_STATUS, RUN_TASK_TYPE
-from jobledger.schemas import JOBS, LOGS, WORKERS, RunStatus
+from jobledger.schemas import JOBS, LOGS, WORKERS, Permission, RunStatus
 from jobledger.schemas.common import to_ms
 from jobledger.services.runtime.projector import Projected
 
@@ -87,7 +87,8 @@ class _AppendedEvents(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(
-            "jobledger_events_appended", "Events appended to each topic of the log", labels=["topic"])
+            "jobledger_events_appended", "Events appended to each topic of the log",
+            labels=["topic"])
         for topic, count in sorted(self.per_topic.items()):
             family.add_metric([topic], count)
         yield family
@@ -147,5 +148,6 @@ endpoints = [
     Endpoint(
         "GET", "/metrics", metrics, "Prometheus metrics", tag="system",
         replies={200: Reply("the Prometheus text format", str, CONTENT_TYPE_LATEST)},
+        access=Permission.READ_TASKS,
     ),
 ]

@@ -34,7 +34,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from jobledger.projections.jobs import JobState
 from jobledger.projections.schedules import ScheduleState
-from jobledger.schemas import JOBS, Envelope, JobStatus
+from jobledger.schemas import JOBS, Envelope, JobStatus, Permission
 from jobledger.schemas.api import Progress, TaskUpdate, TaskView
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.node.base import Node
@@ -320,7 +320,7 @@ class Hub:
     async def _push_schedules(self, changed: list[ScheduleState]) -> None:
         for message in await schedule_updates(self.node.queries, changed):
             text = _text(message)
-            key = f"schedule:{message['schedule']['id']}"  # type: ignore[index]
+            key = f"schedule:{message['schedule']['id']}"  # type: ignore[index]  # a dict: the view's JSON
             for client in self.clients:
                 if client.schedules:
                     client.tell(key, text)  # a newer state of a schedule replaces the older
@@ -501,8 +501,11 @@ endpoints = [
             " a second, {\"type\": \"subscribe\", \"channel\": \"schedules\"} for schedule_update"
             " messages, \"unsubscribe\" and \"ping\". A cursor too old to resume gets"
             " {\"type\": \"resync_required\"}; a client that cannot keep up is closed with"
-            " 1013. See docs/api.md."
+            " 1013. With auth on, the upgrade request needs `Authorization: Bearer <key>` of a"
+            " key with read_tasks: without it the socket is closed at once with 1008 and the"
+            " reason, before any data. See docs/api.md."
         ),
+        access=Permission.READ_TASKS,
     ),
 ]
 

@@ -33,8 +33,10 @@ JOB_COLUMNS = len(JobState.__struct_fields__) + 1  # the state, then last_offset
 # Rows are bound with plain str for enums and bytearray for BLOBs: Python's sqlite3 binds
 # exact int, float, str and bytearray directly, but looks every other type up in its
 # adapter registry first, holding the GIL (docs/performance.md, "Figures behind the code").
-_PLAIN = {member: member.value for enum in (JobStatus, RunStatus) for member in enum}
-_PLAIN[None] = None  # type: ignore[index]
+_PLAIN: dict[JobStatus | RunStatus | None, str | None] = {
+    member: member.value for enum in (JobStatus, RunStatus) for member in enum
+}
+_PLAIN[None] = None
 
 
 def job_row(s: JobState, last_offset: int) -> tuple[Any, ...]:

@@ -2,11 +2,20 @@
 -- `jobledger replay`. Times are Unix milliseconds.
 
 CREATE TABLE IF NOT EXISTS checkpoints (
-    model TEXT NOT NULL,          -- jobs | run_logs | workers | schedules
+    model TEXT NOT NULL,          -- jobs | run_logs | workers | schedules | keys
     partition INTEGER NOT NULL,
     next_offset INTEGER NOT NULL, -- every record before it has been applied
     PRIMARY KEY (model, partition)
 ) WITHOUT ROWID;
+
+-- The identity of the log the read models are folded from (one row; the log's id and
+-- epoch, services/log/protocol.py:LogIdentity). A start refuses or rebuilds read models
+-- of another log (services/node/read_model_check.py). Not a read model: checksums skip it.
+CREATE TABLE IF NOT EXISTS log_source (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    log_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
@@ -189,4 +198,19 @@ CREATE TABLE IF NOT EXISTS schedules (
     last_skip_reason TEXT,
     partition INTEGER NOT NULL,
     defined_offset INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- API keys (projections/keys.py): their digests, never the keys. Who created and revoked
+-- each (JSON actors) and when come from the envelopes of its events.
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,         -- the key's first characters, for people to tell keys apart
+    digest TEXT NOT NULL,         -- hex SHA-256 of the key
+    permissions BLOB NOT NULL,    -- JSON array, sorted
+    created_at INTEGER NOT NULL,
+    created_by BLOB NOT NULL,     -- JSON actor
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    revoked_by BLOB               -- JSON actor
 ) WITHOUT ROWID;

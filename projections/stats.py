@@ -28,9 +28,9 @@ class StatsDelta:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (task_type, status)
     queue_counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (queue, status)
     depth: Counter[str] = field(default_factory=Counter)  # pending jobs per band
-    ended: Counter[tuple[int, str]] = field(default_factory=Counter)  # (minute, run outcome)
+    ended: Counter[tuple[int, RunStatus]] = field(default_factory=Counter)  # (minute, outcome)
     # (minute, task type, queue, run outcome): throughput and failures per type and queue
-    ended_by: Counter[tuple[int, str, str, str]] = field(default_factory=Counter)
+    ended_by: Counter[tuple[int, str, str, RunStatus]] = field(default_factory=Counter)
     # (minute, queue): the net change of the queue's pending jobs in that minute; the depth
     # at the end of a minute is the depth now less the changes after it
     pending_moves: Counter[tuple[int, str]] = field(default_factory=Counter)

@@ -9,13 +9,14 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .common import Name, Priority
+from .common import VERIFIED_KINDS, Actor, ActorKind, Name, Priority
 from .lifecycle import JobStatus, RunStatus, WorkerStatus
 
 # Request limits, all in one place (docs/api.md, "Limits"). A body over its limit is
 # refused with 413 before it is read to the end.
 MAX_PAYLOAD_BYTES = 1024 * 1024  # one task's payload, as JSON
-MAX_TASK_BODY_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024  # POST /tasks: the payload plus the other fields
+# POST /tasks: the payload plus the other fields
+MAX_TASK_BODY_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024
 MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024  # POST /tasks/batch
 MAX_BATCH = 1000  # tasks in one batch
 MAX_LIST = 1000  # rows in one list answer
@@ -29,6 +30,10 @@ RetryCount = Annotated[int, msgspec.Meta(description=(
 IdempotencyKey = Annotated[str, msgspec.Meta(
     min_length=1, max_length=200, description="the same key always names the same task")]
 RequestSeconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
+# A JSON value passed through as given (a payload, a result, log details). The server fills
+# it with msgspec.Raw, the JSON it stored, sent without decoding it again; the Python client
+# decodes it into Python values (dicts, lists, ...). Either way the schema is "any JSON".
+JsonValue = Any
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -53,7 +58,8 @@ class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_
         description="an attempt running longer fails; default: the handler's, else 300"
     )] | None = None
     max_retries: Annotated[int, msgspec.Meta(
-        ge=0, le=MAX_RETRIES, description="retries after the first attempt; default: the handler's, else 3"
+        ge=0, le=MAX_RETRIES,
+        description="retries after the first attempt; default: the handler's, else 3",
     )] | None = None
     idempotency_key: IdempotencyKey | None = None
     queue: Annotated[Name, msgspec.Meta(description="queues can be paused one by one")] = "default"
@@ -70,6 +76,9 @@ class TaskCreated(msgspec.Struct):
 
 class BatchCreated(msgspec.Struct):
     task_ids: list[str]
+    duplicates: Annotated[list[int], msgspec.Meta(description=(
+        "positions (0-based) of the tasks whose idempotency_key named a task that already "
+        "existed, earlier or in this batch: nothing new was enqueued for them"))] = []
 
 
 class Progress(msgspec.Struct):
@@ -84,13 +93,13 @@ class TaskDetail(msgspec.Struct):
     queue: str
     status: JobStatus
     priority: int
-    payload: msgspec.Raw
+    payload: JsonValue
     created_at: str
     updated_at: str
     scheduled_at: str | None
     started_at: str | None
     finished_at: str | None
-    result: msgspec.Raw | None
+    result: JsonValue | None
     error: str | None
     retry_count: RetryCount
     max_retries: Annotated[int, msgspec.Meta(description=(
@@ -122,8 +131,10 @@ class TaskListQuery(msgspec.Struct, frozen=True):
     """The query parameters of GET /api/v1/tasks (unknown ones are ignored). An absent
     filter is UNSET, not None: `?status=null` is a bad status, not "no filter"."""
 
-    status: Annotated[JobStatus, msgspec.Meta(description="only tasks in this status")] | UnsetType = UNSET
-    task_type: Annotated[str, msgspec.Meta(description="only tasks of this type")] | UnsetType = UNSET
+    status: Annotated[
+        JobStatus, msgspec.Meta(description="only tasks in this status")] | UnsetType = UNSET
+    task_type: Annotated[
+        str, msgspec.Meta(description="only tasks of this type")] | UnsetType = UNSET
     queue: Annotated[str, msgspec.Meta(description="only tasks of this queue")] | UnsetType = UNSET
     created_after: Annotated[datetime, msgspec.Meta(
         tz=True, description="only tasks enqueued at or after this time (with a timezone)"
@@ -137,13 +148,19 @@ class TaskListQuery(msgspec.Struct, frozen=True):
     )] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=2**62, description="skip this many")] = 0
+    starting_after: Annotated[str, msgspec.Meta(description=(
+        "a task id: only the tasks listed after it (older, or as old with a smaller id). "
+        "Paging by the last id seen sees each task once, whatever is enqueued meanwhile"
+    ))] | UnsetType = UNSET
 
 
 class RunListQuery(msgspec.Struct, frozen=True):
     """The query parameters of GET /api/v1/runs."""
 
-    task_type: Annotated[str, msgspec.Meta(description="only runs of this task type")] | UnsetType = UNSET
-    status: Annotated[RunStatus, msgspec.Meta(description="only runs in this status")] | UnsetType = UNSET
+    task_type: Annotated[
+        str, msgspec.Meta(description="only runs of this task type")] | UnsetType = UNSET
+    status: Annotated[
+        RunStatus, msgspec.Meta(description="only runs in this status")] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
 
 
@@ -224,10 +241,13 @@ class QueueInfo(msgspec.Struct):
     pending: int
     scheduled: int
     in_progress: int
+    pending_by_priority: Annotated[QueueDepth, msgspec.Meta(
+        description="its pending tasks per priority band, as queue_depth_by_priority")]
 
 
 class QueuePath(msgspec.Struct, frozen=True):
-    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="the queue's name")]
+    queue: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=200, description="the queue's name")]
 
 
 class QueueToggled(msgspec.Struct):
@@ -244,6 +264,10 @@ class Health(msgspec.Struct, omit_defaults=True):
     quarantined_records: int
     crashed: Annotated[list[str], msgspec.Meta(
         description="background tasks that died; absent when none")] = []
+    reason: Annotated[str | None, msgspec.Meta(
+        description="why it is degraded, one clause per cause joined by '; ' (e.g. "
+        "'projection jobs: disk full (SQLITE_FULL) since 2026-01-01T00:00:00Z, retrying'); "
+        "absent when healthy")] = None
 
 
 class ErrorBody(msgspec.Struct):
@@ -276,13 +300,28 @@ class RunLog(msgspec.Struct):
     id: str
     level: str
     message: str
-    details: msgspec.Raw
+    details: JsonValue
     created_at: str
 
 
 class RunDetail(RunSummary):
     stack: str | None = None
     logs: list[RunLog] = []
+
+
+class ActorView(msgspec.Struct):
+    """Who caused an event. verified: an authenticated API key or user (kind key or user);
+    false for every other kind, whose id is what the actor said of itself: with auth off,
+    a REST caller's X-API-Key-Name (kind api), or a worker's or node's own id."""
+
+    kind: ActorKind
+    id: str
+    name: str
+    verified: bool
+
+    @classmethod
+    def of(cls, actor: Actor) -> ActorView:
+        return cls(actor.kind, actor.id, actor.name, actor.kind in VERIFIED_KINDS)
 
 
 class HistoryEntry(msgspec.Struct):
@@ -296,10 +335,10 @@ class HistoryEntry(msgspec.Struct):
     offset: int
     attempt: int | None
     worker_id: str | None
-    actor: dict[str, str]
+    actor: ActorView
     causation_id: str | None
     correlation_id: str | None
-    event: msgspec.Raw  # the event as JSON
+    event: JsonValue  # the event as JSON
 
 
 class TaskView(msgspec.Struct):

@@ -233,7 +233,7 @@ class ScheduleView(msgspec.Struct):
     last_task_id: str | None
     is_running: bool  # a job it started is not finished yet
     task_type: str
-    payload: msgspec.Raw
+    payload: Any  # the JSON as given: msgspec.Raw on the server, decoded by the client
     priority: int
     queue: str
     timeout_seconds: float | None
@@ -244,3 +244,17 @@ class ScheduleView(msgspec.Struct):
     jitter: float
     created_at: str
     updated_at: str
+
+
+class Removed(msgspec.Struct):
+    """DELETE /api/v1/schedules/{id}: the schedule is gone."""
+
+    id: str
+    status: ScheduleStatus = ScheduleStatus.REMOVED
+
+
+class Triggered(msgspec.Struct):
+    """POST /api/v1/schedules/{id}/trigger: the task its job is."""
+
+    task_id: str
+    schedule_id: str

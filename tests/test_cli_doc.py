@@ -10,7 +10,7 @@ from tools.cli_doc import DOC, main, with_generated
 
 def test_docs_api_md_holds_the_current_help_of_every_documented_command() -> None:
     text = DOC.read_text()
-    assert with_generated(text) == text, "docs/api.md is stale: run python tools/cli_doc.py"
+    assert with_generated(text) == text, "docs/api.md is stale: run python -m tools.cli_doc"
 
 
 def test_every_command_of_the_top_level_help_is_documented() -> None:

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from jobledger.api.app import ENDPOINTS, create_app
 from jobledger.api.openapi import Endpoint, Reply, build_spec, routes_of
+from jobledger.schemas import Permission
 from jobledger.schemas.api import MAX_LIST, TaskDetail, TaskListQuery, TaskRequest
 from jobledger.services.handlers.app import App
 from jobledger.services.node.embedded import EmbeddedNode
@@ -112,15 +113,20 @@ def test_one_endpoint_entry_gives_both_the_route_and_the_operation() -> None:
         return Response()
 
     entry = Endpoint("GET", "/things/{thing_id}", get_thing, "A thing", query=Query,
-                     replies={200: Reply("the thing", Thing)}, errors={404: "no such thing"})
+                     replies={200: Reply("the thing", Thing)}, errors={404: "no such thing"},
+                     access=Permission.READ_TASKS)
     [route] = routes_of([entry])
     assert isinstance(route, Route) and route.path == "/things/{thing_id}"
     spec = build_spec([entry])
     validate(spec)
     op = spec["paths"]["/things/{thing_id}"]["get"]
     assert op["operationId"] == "get_thing"
-    assert [(p["name"], p["in"]) for p in op["parameters"]] == [("thing_id", "path"), ("since", "query")]
+    parameters = [(p["name"], p["in"]) for p in op["parameters"]]
+    assert parameters == [("thing_id", "path"), ("since", "query")]
     assert op["responses"]["404"]["content"]["application/json"]["schema"] == ERROR_REF
+    assert op["security"] == [{"apiKey": []}]  # and, with auth on, these two answers:
+    assert op["responses"]["401"]["content"]["application/json"]["schema"] == ERROR_REF
+    assert "read_tasks" in op["responses"]["403"]["description"]
     assert set(spec["components"]["schemas"]) == {"Thing", "ErrorBody"}
 
 

