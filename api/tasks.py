@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -99,13 +102,31 @@ def in_effect(task: TaskDetail, app: App) -> TaskDetail:
 
 
 async def list_tasks(request: Request) -> Response:
-    query = parse_query(request, TaskListQuery)
+    query = parse_query(request, _strict_times(request))
     given = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not msgspec.UNSET}
     after = given.get("starting_after")
     if after is not None and await queries(request).job(after) is None:
         raise ApiError(400, "INVALID_ARGUMENT", f"starting_after: no task {after}",
                        "starting_after")
     return JSON(await queries(request).jobs(**given))
+
+
+def _strict_times(request: Request) -> type[TaskListQuery]:
+    """TaskListQuery, once the time parameters are checked to be RFC 3339 strings: the
+    query's lax conversion (for numbers written as text) would take `0.5` for a Unix time."""
+    for name in ("created_after", "created_before"):
+        raw = request.query_params.get(name)
+        if raw is None:
+            continue
+        try:
+            msgspec.convert(raw, _Moment, strict=True)
+        except msgspec.ValidationError:
+            raise ApiError(400, "INVALID_ARGUMENT", f"{name} must be a date-time with a "
+                           f"timezone (2026-01-31T09:00:00Z), got {raw!r}", name) from None
+    return TaskListQuery
+
+
+_Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 async def delete_task(request: Request) -> Response:

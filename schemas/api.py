@@ -123,6 +123,8 @@ class TaskSummary(msgspec.Struct):
     priority: int
     created_at: str
     updated_at: str
+    retry_count: RetryCount
+    progress: Progress
 
 
 class TaskListQuery(msgspec.Struct, frozen=True):
@@ -134,6 +136,16 @@ class TaskListQuery(msgspec.Struct, frozen=True):
     task_type: Annotated[
         str, msgspec.Meta(description="only tasks of this type")] | UnsetType = UNSET
     queue: Annotated[str, msgspec.Meta(description="only tasks of this queue")] | UnsetType = UNSET
+    created_after: Annotated[datetime, msgspec.Meta(
+        tz=True, description="only tasks enqueued at or after this time (with a timezone)"
+    )] | UnsetType = UNSET
+    created_before: Annotated[datetime, msgspec.Meta(
+        tz=True, description="only tasks enqueued before this time (with a timezone)"
+    )] | UnsetType = UNSET
+    search: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=200,
+        description="only tasks whose id or idempotency key starts with this (case matters)"
+    )] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=2**62, description="skip this many")] = 0
     starting_after: Annotated[str, msgspec.Meta(description=(
@@ -160,6 +172,32 @@ class QueueDepth(msgspec.Struct):
     low: int
 
 
+class RunsEnded(msgspec.Struct):
+    """Runs (attempts) that ended in the last hour, by outcome."""
+
+    completed: int
+    failed: int
+
+
+class QueueStats(msgspec.Struct):
+    """One queue: its tasks per status now (statuses with none left out), whether it is
+    paused, and its runs that ended in the last hour."""
+
+    paused: bool
+    counts: dict[str, int]
+    last_hour: RunsEnded
+
+
+class MinuteStats(msgspec.Struct):
+    """One minute: runs that ended in it, and the pending tasks (every queue) at its end;
+    for the current minute, now."""
+
+    minute: Annotated[str, msgspec.Meta(description="the minute's start, ISO 8601 UTC")]
+    completed: int
+    failed: int
+    pending: int
+
+
 class Stats(msgspec.Struct):
     pending_count: int
     in_progress_count: int
@@ -174,6 +212,14 @@ class Stats(msgspec.Struct):
     avg_processing_time_ms: float
     queue_depth_by_priority: QueueDepth
     by_task_type: dict[str, dict[str, int]]
+    lost_worker_count: Annotated[int, msgspec.Meta(
+        description="workers whose heartbeats stopped without a clean shutdown")]
+    last_hour_by_task_type: Annotated[dict[str, RunsEnded], msgspec.Meta(
+        description="runs that ended in the last hour, per task type")]
+    by_queue: Annotated[dict[str, QueueStats], msgspec.Meta(
+        description="per queue: tasks per status, paused, last hour's runs")]
+    per_minute: Annotated[list[MinuteStats], msgspec.Meta(
+        description="the last 60 minutes, oldest first, the current one last")]
 
 
 class WorkerInfo(msgspec.Struct):
@@ -296,7 +342,7 @@ class HistoryEntry(msgspec.Struct):
 
 
 class TaskView(msgspec.Struct):
-    """A task as a WebSocket task_update shows it."""
+    """A task as a WebSocket task_update shows it: a TaskSummary's fields."""
 
     task_id: str
     task_type: str
@@ -305,6 +351,8 @@ class TaskView(msgspec.Struct):
     updated_at: str
     retry_count: RetryCount
     progress: Progress
+    priority: int
+    created_at: str
 
 
 class TaskUpdate(msgspec.Struct, tag="task_update", tag_field="type"):

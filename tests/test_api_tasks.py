@@ -374,7 +374,8 @@ async def test_the_list_is_newest_first_and_filters_by_status_type_and_queue(
     assert await listed(f"queue=b&starting_after={newest_first[0]}") == [ids[2]]
     summary = (await client.get("/api/v1/tasks?limit=1")).json()[0]
     assert set(summary) == {"task_id", "task_type", "queue", "status", "priority", "created_at",
-                            "updated_at"}
+                            "updated_at", "retry_count",
+                            "progress"}
 
 
 async def test_the_list_limit_defaults_to_100_and_allows_1000(
