@@ -13,30 +13,41 @@ from starlette.websockets import WebSocket
 
 from jobledger.services.node.base import Node
 from jobledger.services.runtime.gc_tuning import tune_gc
+from jobledger.services.security.bootstrap import SecuritySettings
+from jobledger.services.security.setup import Security
 
-from . import docs_page, metrics, openapi, runs, schedules, system, tasks, ws
+from . import dashboard, docs_page, keys, metrics, openapi, runs, schedules, system, tasks, ws
+from .auth import RateLimitHeaders, authorize
 from .errors import EXCEPTION_HANDLERS
 from .headers import HeaderLimits
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
+from .responses import ApiError
 from .ws import Hub, HubConfig
 
 # Every documented endpoint: each module's `endpoints` give its routes and its part of
 # /openapi.json (api/openapi.py says how to add one).
 ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
-             *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints]
+             *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints,
+             *keys.endpoints, *dashboard.endpoints]
 # Endpoints written as plain ASGI handlers on a fixed path are served by HotRoutes, ahead
-# of the rest of the stack (api/hot.py says why).
-HOT_ROUTES = {(e.method, e.path): e.handler.app for e in ENDPOINTS
-              if isinstance(e.handler, Asgi) and "{" not in e.path}
+# of the rest of the stack (api/hot.py says why), their access check included.
+HOT_ROUTES = {(e.method, e.path): served.app for e in ENDPOINTS
+              if isinstance(e.handler, Asgi) and "{" not in e.path
+              and isinstance(served := e.served(), Asgi)}
+(WS_ACCESS,) = [e.access for e in ws.endpoints if e.path == "/ws" and e.access is not None]
+POLICY_VIOLATION = 1008  # the close code of a WebSocket without a valid credential
 
 
 @contextlib.asynccontextmanager
 async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> AsyncIterator[None]:
     """Serve a started node: what the lifespan does, and what tests use to put a node of
-    their own behind the app."""
+    their own behind the app. Auth (the app's SecuritySettings) starts first: with auth
+    on, the first admin key exists before the first request is answered."""
     app.state.node = node
+    security: Security = app.state.security
+    await security.start(node)
     app.state.hub = Hub(node, hub)
     app.state.hub.start()
     node.projector.listeners.append(app.state.metrics.on_projected)
@@ -45,14 +56,29 @@ async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> A
     finally:
         node.projector.listeners.remove(app.state.metrics.on_projected)
         await app.state.hub.stop()
+        security.stop(node)
 
 
 async def _ws(websocket: WebSocket) -> None:
+    """With auth on, a socket needs read_tasks, as the Authorization header of its
+    upgrade request (non-browser clients); without it, the socket is accepted and closed
+    at once with 1008 and the reason, before any data."""
+    try:
+        authorize(websocket.scope, WS_ACCESS)
+    except ApiError as refused:
+        await websocket.accept()
+        await websocket.close(POLICY_VIOLATION, str(refused)[:_MAX_CLOSE_REASON])
+        return
     await websocket.app.state.hub.serve(websocket)
 
 
-def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None) -> Starlette:
-    """The API over a node that the app starts on startup and stops on shutdown."""
+_MAX_CLOSE_REASON = 120  # a close frame's reason is at most 123 bytes
+
+
+def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
+               security: SecuritySettings | None = None) -> Starlette:
+    """The API over a node that the app starts on startup and stops on shutdown. Auth is
+    off unless `security` turns it on."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,15 +91,18 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None) -> S
             await node.stop()
 
     measured = Metrics()
+    settings = security or SecuritySettings()
+    limits = [Middleware(RateLimitHeaders)] if settings.enabled and settings.rate_limit else []
     app = Starlette(
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _ws)],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(HeaderLimits),
+        middleware=[Middleware(HeaderLimits), *limits,
                     Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )
     app.state.metrics = measured
+    app.state.security = Security(settings)
     app.router.redirect_slashes = False  # /api/v1/tasks/ is no endpoint: 404, not a 307
     app.state.openapi = openapi.build_spec(ENDPOINTS)
     return app
@@ -87,10 +116,10 @@ def run_server(web: Starlette, sock: socket.socket, banner: str) -> None:
     report in one line; under uvicorn's lifespan protocol it was logged as a traceback.
 
     No access log: at log level warning it is never printed, but uvicorn would still format
-    each request's line (about 2 % of the event loop under POST load). No permessage-deflate:
-    each connection has its own compressor, so a task_update fanned out to 1,000 dashboards
-    was deflated 1,000 times (a quarter of the event loop then), and each compressor holds
-    tens of KB. An update is a few hundred bytes (docs/api.md)."""
+    each request's line. No permessage-deflate: each connection has its own compressor, so a
+    task_update fanned out to many dashboards is deflated once per dashboard, and each
+    compressor holds tens of KB; an update is a few hundred bytes (docs/api.md). Both
+    figures: docs/performance.md, "Figures behind the code"."""
     import uvicorn
 
     from .server import Server

@@ -11,7 +11,7 @@ from jobledger.services.write.commands import Commands
 
 
 def node(request: Request) -> Node:
-    return request.app.state.node  # type: ignore[no-any-return]
+    return request.app.state.node  # type: ignore[no-any-return]  # Starlette's state is untyped
 
 
 def commands(request: Request) -> Commands:

@@ -1,5 +1,4 @@
-"""GET /docs: the OpenAPI document rendered as one plain HTML page, on the server; GET /
-redirects to it until there is a dashboard.
+"""GET /docs: the OpenAPI document rendered as one plain HTML page, on the server.
 
 Why not Swagger UI or ReDoc: both are a megabyte of JavaScript loaded from a CDN, and a
 jobledger server often has no internet; vendoring them would put that megabyte in the
@@ -14,8 +13,9 @@ from html import escape
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, Response
 
+from .auth import PUBLIC
 from .openapi import Endpoint, Reply, routes_of, served_spec
 
 _STYLE = """
@@ -150,16 +150,8 @@ async def docs(request: Request) -> Response:
     return HTMLResponse(render(await served_spec(request)))
 
 
-async def home(request: Request) -> Response:
-    """A temporary redirect (307), not a permanent one: a browser would remember a 301 after
-    `/` becomes the dashboard."""
-    return RedirectResponse("/docs")
-
-
 endpoints = [
-    Endpoint("GET", "/", home, "The docs page, until there is a dashboard here", tag="docs",
-             replies={307: Reply("a redirect to /docs", None)}),
     Endpoint("GET", "/docs", docs, "This API's documentation as a web page", tag="docs",
-             replies={200: Reply("the page", str, media_type="text/html")}),
+             replies={200: Reply("the page", str, media_type="text/html")}, access=PUBLIC),
 ]
 routes = routes_of(endpoints)

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route, WebSocketRoute
 
 from jobledger.services.log.protocol import AppendOutcomeUnknown, LogError
+from jobledger.services.security.commands import KeyCommandError
 from jobledger.services.write.commands import Conflict, NotFound
 from jobledger.services.write.producer import InvalidJob
 
@@ -33,6 +34,8 @@ CODES: dict[str, int] = {
     "PAYLOAD_TOO_DEEP": 400,  # a payload nests more arrays and objects than the limit
     "INVALID_ARGUMENT": 400,  # a body field or a parameter is missing, unknown or invalid
     "UNKNOWN_TASK_TYPE": 400,  # no handler is known for the task type (the error lists them)
+    "UNAUTHORIZED": 401,  # no credential, or one that is unknown, revoked or expired
+    "FORBIDDEN": 403,  # the credential lacks the permission the route needs (`details`)
     "NOT_FOUND": 404,  # no such task or run, or no such path
     "METHOD_NOT_ALLOWED": 405,  # the path exists, the method does not (see the Allow header)
     "CONFLICT": 409,  # the task's state does not allow it
@@ -44,6 +47,7 @@ CODES: dict[str, int] = {
     "UNSUPPORTED_MEDIA_TYPE": 415,  # a body sent as something other than application/json
     "UNPROCESSABLE": 422,  # every field is valid, but together they cannot be applied
     "UPGRADE_REQUIRED": 426,  # a plain HTTP GET of a WebSocket endpoint
+    "RATE_LIMITED": 429,  # the key has spent its rate limit; Retry-After says when to retry
     "HEADERS_TOO_LARGE": 431,  # the headers, or one the API keeps (X-API-Key-Name), too long
     "INTERNAL": 500,  # a bug: never bad input
     "LOG_UNAVAILABLE": 503,  # the append failed; nothing was written
@@ -71,10 +75,15 @@ async def _conflict(request: Request, exc: Exception) -> Response:
     return ApiError(409, "CONFLICT", str(exc)).response()
 
 
+async def _key_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KeyCommandError)
+    return ApiError(exc.status, exc.code, str(exc), exc.field).response()
+
+
 async def _log_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, AppendOutcomeUnknown):
-        return ApiError(504, "OUTCOME_UNKNOWN", f"{without_folders(str(exc))}; retry with the "
-                        "same idempotency_key").response()
+        message = f"{without_folders(str(exc))}; retry with the same idempotency_key"
+        return ApiError(504, "OUTCOME_UNKNOWN", message).response()
     return ApiError(503, "LOG_UNAVAILABLE", without_folders(str(exc))).response()
 
 
@@ -147,6 +156,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, ExceptionHandler] = {
     InvalidJob: _invalid,
     NotFound: _not_found,
     Conflict: _conflict,
+    KeyCommandError: _key_error,
     LogError: _log_error,
     HTTPException: _http_error,
     Exception: _internal,

@@ -19,12 +19,12 @@ import time
 from collections.abc import Mapping
 
 from starlette.requests import Request
-from starlette.routing import get_route_path
+from starlette.routing import get_route_path  # type: ignore[attr-defined]  # not in its __all__
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .auth import AsgiFunction
 from .errors import EXCEPTION_HANDLERS, ExceptionHandler
 from .metrics import Metrics
-from .openapi import AsgiFunction
 
 
 class HotRoutes:

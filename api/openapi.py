@@ -11,7 +11,7 @@ To add an endpoint, add one entry to the `endpoints` of its module:
     endpoints = [
         Endpoint("GET", "/api/v1/runs/{run_id}", get_run, "One run with its logs",
                  replies={200: Reply("the run", RunDetail)},
-                 errors={404: "no run with that id"}),
+                 errors={404: "no run with that id"}, access=Permission.READ_TASKS),
     ]
     routes = routes_of(endpoints)
 
@@ -19,7 +19,9 @@ and, for a new module, list its `endpoints` in `ENDPOINTS` of api/app.py. Path
 parameters are read from the path (strings unless `path_params` names a Struct giving
 their constraints); query parameters are the fields of the `query` Struct the handler
 parses them with (`parse_query`); `body` is the request body's type (application/json);
-`replies` are the success answers and `errors` the error answers (always an `ErrorBody`).
+`replies` are the success answers and `errors` the error answers (always an `ErrorBody`);
+`access` is what a caller needs with auth on (a Permission, or PUBLIC: api/auth.py), and
+an entry without one is refused when the routes are built.
 An entry with `handler=None` is documented only: use it for a route the module adds to
 the app itself (a WebSocket route: describe its upgrade as a GET).
 """
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, TypeVar
@@ -41,11 +43,10 @@ from starlette.types import Receive, Scope, Send
 
 from jobledger.schemas.api import BODY_RULES, ErrorBody
 
+from .auth import PUBLIC, Access, AsgiFunction, Handler, guard, guard_asgi
 from .responses import JSON, ApiError
 
-Handler = Callable[[Request], Awaitable[Response]]
-AsgiFunction = Callable[[Scope, Receive, Send], Awaitable[None]]
-Q = TypeVar("Q")
+Q = TypeVar("Q", bound=msgspec.Struct)
 
 _PATH_PARAM = re.compile(r"{(\w+)(:\w+)?}")
 _REF = "#/components/schemas/{name}"
@@ -56,6 +57,16 @@ JSON_BODY_ERRORS: Mapping[int, str] = {
     413: "the body (or a payload) is over its limit",
     415: "the Content-Type is not application/json",
 }
+# Answered with auth on by every route that is not PUBLIC (api/auth.py).
+AUTH_ERRORS: Mapping[int, str] = {
+    401: "no credential, or one that is unknown, revoked or expired (UNAUTHORIZED)",
+    403: "the API key lacks the {} permission (FORBIDDEN)",
+    429: "the API key has spent its rate limit; Retry-After says when to retry (RATE_LIMITED)",
+}
+BEARER = "apiKey"
+SECURITY_SCHEMES = {BEARER: {
+    "type": "http", "scheme": "bearer",
+    "description": "an API key (jl_...), needed when the server runs with auth on"}}
 APPEND_ERRORS: Mapping[int, str] = {
     503: "the log refused the append; nothing was written",
     504: "the append's outcome is unknown; retry with the same idempotency_key",
@@ -98,10 +109,22 @@ class Endpoint:
     tag: str = ""
     description: str = ""
     operation_id: str = ""
+    # What a caller needs when auth is on (api/auth.py): a Permission, or PUBLIC. None is
+    # no declaration, and such a route is refused: it is never served unchecked.
+    access: Access | None = None
 
     def route(self) -> Route:
+        return Route(self.path, self.served(), methods=[self.method])
+
+    def served(self) -> Handler | Asgi:
+        """The handler with its access check in front."""
         assert self.handler is not None, f"{self.method} {self.path} is documented only"
-        return Route(self.path, self.handler, methods=[self.method])
+        if self.access is None:
+            raise ValueError(f"{self.method} {self.path} declares no access: give its Endpoint "
+                             "a Permission, or PUBLIC (api/auth.py)")
+        if isinstance(self.handler, Asgi):
+            return Asgi(guard_asgi(self.handler.app, self.access))
+        return guard(self.handler, self.access)
 
     @property
     def id(self) -> str:
@@ -198,7 +221,7 @@ def build_spec(endpoints: list[Endpoint], title: str = "jobledger") -> dict[str,
         },
         "tags": [{"name": t} for t in tags],
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }
 
 
@@ -230,9 +253,16 @@ def _operation(
     for status, reply in sorted(e.replies.items()):
         responses[str(status)] = {"description": reply.description}
         if reply.body is not None:
-            responses[str(status)]["content"] = {reply.media_type: {"schema": schema_of[reply.body]}}
+            content = {reply.media_type: {"schema": schema_of[reply.body]}}
+            responses[str(status)]["content"] = content
     error = {"schema": schema_of[ErrorBody]}
-    for status, when in sorted(e.errors.items()):
+    errors = dict(e.errors)
+    # A documented-only route (the WebSocket) refuses by its own means (a close code): its
+    # description says how, and a plain HTTP request to it answers as without auth.
+    if e.access not in (None, PUBLIC) and e.handler is not None:
+        op["security"] = [{BEARER: []}]
+        errors |= {**AUTH_ERRORS, 403: AUTH_ERRORS[403].format(e.access)}
+    for status, when in sorted(errors.items()):
         responses[str(status)] = {"description": when, "content": {"application/json": error}}
     op["responses"] = responses
     return op
@@ -315,6 +345,6 @@ def with_task_types(spec: dict[str, Any], known: list[str]) -> dict[str, Any]:
 
 endpoints = [
     Endpoint("GET", "/openapi.json", openapi_json, "This OpenAPI 3.1 document",
-             replies={200: Reply("the document", dict[str, Any])}, tag="docs"),
+             replies={200: Reply("the document", dict[str, Any])}, tag="docs", access=PUBLIC),
 ]
 routes = routes_of(endpoints)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -50,11 +51,15 @@ async def send_json(send: Send, content: Any, status: int = 200, prefix: str = "
 class ApiError(Exception):
     """Raised by a handler to answer with an error body and status."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: Mapping[str, str] | None = None, details: Any = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.field = field
+        self.headers = headers
+        self.details = details
 
     def response(self) -> JSON:
-        return JSON(ErrorBody(error=str(self), code=self.code, field=self.field), self.status)
+        body = ErrorBody(error=str(self), code=self.code, field=self.field, details=self.details)
+        return JSON(body, self.status, headers=self.headers)

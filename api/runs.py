@@ -7,8 +7,8 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobledger.schemas import JOBS, Envelope, decode
-from jobledger.schemas.api import HistoryEntry, RunDetail, RunListQuery, RunSummary
+from jobledger.schemas import JOBS, Envelope, Permission, decode
+from jobledger.schemas.api import ActorView, HistoryEntry, RunDetail, RunListQuery, RunSummary
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.log.protocol import Log
 
@@ -53,7 +53,7 @@ def _history_entry(env: Envelope) -> HistoryEntry:
     return HistoryEntry(
         event_id=env.id, type=env.type, time=iso_ms(to_ms(env.time)) or "",
         partition=env.partition, offset=env.offset, attempt=getattr(event, "attempt", None),
-        worker_id=worker_id, actor=msgspec.to_builtins(env.actor),
+        worker_id=worker_id, actor=ActorView.of(env.actor),
         causation_id=env.causation_id, correlation_id=env.correlation_id,
         event=msgspec.Raw(_json.encode(event)),
     )
@@ -90,21 +90,25 @@ endpoints = [
         errors=_TASK_ID_404,
         description="Every event of the task on the jobs topic, read back from the log: the "
         "ones that changed nothing (a superseded attempt's late heartbeat) too.",
+        access=Permission.READ_TASKS,
     ),
     Endpoint(
         "GET", "/api/v1/tasks/{task_id}/runs", task_runs, "A task's runs, one per attempt",
         tag="runs", replies={200: Reply("run summaries in attempt order", list[RunSummary])},
         errors=_TASK_ID_404,
+        access=Permission.READ_TASKS,
     ),
     Endpoint(
         "GET", "/api/v1/runs", list_runs, "Runs, newest first", tag="runs",
         query=RunListQuery, replies={200: Reply("run summaries", list[RunSummary])},
         errors={400: "a bad query parameter (`field` names it)"},
+        access=Permission.READ_TASKS,
     ),
     Endpoint(
         "GET", "/api/v1/runs/{run_id}", get_run, "One run with its log lines", tag="runs",
         replies={200: Reply("the run", RunDetail)}, errors={404: "no run with that id"},
         description="run_id is <task_id>.<attempt>.",
+        access=Permission.READ_TASKS,
     ),
 ]
 routes = routes_of(endpoints)

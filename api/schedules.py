@@ -18,9 +18,9 @@ from starlette.responses import Response
 
 from jobledger.projections.queries import Queries
 from jobledger.projections.schedules import ScheduleState
-from jobledger.schemas import ScheduleStatus
+from jobledger.schemas import Permission, ScheduleStatus
 from jobledger.schemas.api import MAX_TASK_BODY_BYTES
-from jobledger.schemas.schedules import ScheduleRequest, ScheduleView
+from jobledger.schemas.schedules import Removed, ScheduleRequest, ScheduleView, Triggered
 from jobledger.services.schedules.commands import ScheduleCommands, ScheduleError, parse_request
 
 from .body import read_json
@@ -38,16 +38,6 @@ NewSchedule = Annotated[ScheduleRequest, msgspec.Meta(
     extra_json_schema={"required": ["id", "task_type", "trigger"]})]
 ScheduleChange = Annotated[ScheduleRequest, msgspec.Meta(
     extra_json_schema={"not": {"required": ["id"], "description": "the path names it"}})]
-
-
-class Removed(msgspec.Struct):
-    id: str
-    status: ScheduleStatus = ScheduleStatus.REMOVED
-
-
-class Triggered(msgspec.Struct):
-    task_id: str
-    schedule_id: str
 
 
 def _commands(request: Request) -> ScheduleCommands:
@@ -119,7 +109,9 @@ async def trigger_schedule(request: Request) -> Response:
     return JSON(Triggered(task_id=task_id, schedule_id=schedule_id), 201)
 
 
-async def schedule_updates(queries: Queries, changed: Iterable[ScheduleState]) -> list[dict[str, object]]:
+async def schedule_updates(
+    queries: Queries, changed: Iterable[ScheduleState]
+) -> list[dict[str, object]]:
     """The WebSocket messages for schedules a projected batch changed (the hub subscribes
     to Projector.schedule_listeners and sends these): the schedule as GET shows it, or
     {"id", "state": "removed"} for a removed one."""
@@ -151,33 +143,37 @@ _ID = "/api/v1/schedules/{schedule_id}"
 
 endpoints = [
     Endpoint("GET", "/api/v1/schedules", list_schedules, "List schedules", tag="schedules",
-             replies={200: Reply("every schedule that is not removed, by id", list[ScheduleView])}),
+             replies={200: Reply("every schedule that is not removed, by id", list[ScheduleView])},
+             access=Permission.READ_TASKS),
     Endpoint("POST", "/api/v1/schedules", create_schedule, "Define a schedule", tag="schedules",
              body=NewSchedule, replies={201: Reply("defined", ScheduleView)},
              errors={**_INVALID, 409: "a schedule with that id exists (JOB_EXISTS)",
                      **APPEND_ERRORS},
              description="The flat APScheduler body: id, task_type, trigger and the "
-             "trigger's own fields at the top level (docs/schedules.md)."),
+             "trigger's own fields at the top level (docs/schedules.md).", access=Permission.ADMIN),
     Endpoint("GET", _ID, get_schedule, "One schedule", tag="schedules",
-             replies={200: Reply("the schedule", ScheduleView)}, errors=_NOT_FOUND),
+             replies={200: Reply("the schedule", ScheduleView)}, errors=_NOT_FOUND,
+             access=Permission.READ_TASKS),
     Endpoint("PUT", _ID, update_schedule, "Change some fields of a schedule", tag="schedules",
              body=ScheduleChange, replies={200: Reply("the changed schedule", ScheduleView)},
              errors={**_INVALID, **_NOT_FOUND, **APPEND_ERRORS},
              description="Fields left out keep their value. With `trigger`, the trigger is "
              "replaced by one built from the fields given; without it, the given trigger "
-             "fields change the current trigger."),
+             "fields change the current trigger.", access=Permission.ADMIN),
     Endpoint("DELETE", _ID, delete_schedule, "Remove a schedule", tag="schedules",
-             replies={200: Reply("removed", Removed)}, errors={**_NOT_FOUND, **APPEND_ERRORS}),
+             replies={200: Reply("removed", Removed)}, errors={**_NOT_FOUND, **APPEND_ERRORS},
+             access=Permission.ADMIN),
     Endpoint("POST", f"{_ID}/pause", pause_schedule, "Pause a schedule", tag="schedules",
              replies={200: Reply("paused: no timed fire until resumed", ScheduleView)},
-             errors={**_NOT_FOUND, **APPEND_ERRORS}),
+             errors={**_NOT_FOUND, **APPEND_ERRORS}, access=Permission.ADMIN),
     Endpoint("POST", f"{_ID}/resume", resume_schedule, "Resume a paused schedule",
              tag="schedules", replies={200: Reply("active again", ScheduleView)},
              errors={**_NOT_FOUND, **APPEND_ERRORS},
-             description="Fire times that passed while it was paused are not run."),
+             description="Fire times that passed while it was paused are not run.",
+             access=Permission.ADMIN),
     Endpoint("POST", f"{_ID}/trigger", trigger_schedule, "Run a schedule's job now",
              tag="schedules", replies={201: Reply("enqueued; follow it at /api/v1/tasks/{task_id}",
                                                   Triggered)},
-             errors={**_NOT_FOUND, **APPEND_ERRORS}),
+             errors={**_NOT_FOUND, **APPEND_ERRORS}, access=Permission.ADMIN),
 ]
 routes = routes_of(endpoints)

@@ -27,7 +27,9 @@ class Server(uvicorn.Server):
         except BaseException:
             await self.lifespan_stack.aclose()
             raise
-        print(self.banner, file=sys.stderr, flush=True)
+        # The lines auth adds (api/app.py:serving): the file of a first admin key, say.
+        print(self.banner, *self.web.state.security.notes, sep="\n", file=sys.stderr,
+              flush=True)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         try:

@@ -6,9 +6,12 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from jobledger.schemas import Permission
 from jobledger.schemas.api import Health, QueueInfo, QueuePath, QueueToggled, Stats, WorkerInfo
 from jobledger.schemas.common import to_ms
+from jobledger.services.node.base import Node
 
+from .auth import PUBLIC
 from .deps import commands, node, queries
 from .openapi import APPEND_ERRORS, Endpoint, Reply, routes_of
 from .responses import JSON, ApiError
@@ -19,9 +22,9 @@ async def health(request: Request) -> Response:
     n = node(request)
     stats = await queries(request).stats(to_ms(n.clock.now()))
     lag_ms = await n.projection_lag_ms()
-    log_ok = n.log_writable()
     crashed = n.crashed()
-    healthy = log_ok and not crashed and lag_ms <= n.config.max_projection_lag_ms
+    reasons = degraded_because(n, lag_ms, crashed)
+    healthy = not reasons
     body = Health(
         status="healthy" if healthy else "degraded",
         is_leader=n.is_leader(),
@@ -30,8 +33,20 @@ async def health(request: Request) -> Response:
         projection_lag_ms=lag_ms,
         quarantined_records=await queries(request).quarantined(),
         crashed=crashed,
+        reason="; ".join(reasons) or None,
     )
     return JSON(body, 200 if healthy else 503)
+
+
+def degraded_because(n: Node, lag_ms: int, crashed: list[str]) -> list[str]:
+    """Every reason the node is degraded, for people; none when it is healthy."""
+    reasons = [] if n.log_writable() else ["log: not open for writing"]
+    reasons += n.faults()
+    reasons += [f"background task {name} crashed" for name in crashed]
+    if lag_ms > n.config.max_projection_lag_ms:
+        reasons.append(f"projections: {lag_ms:,} ms behind the log, more than "
+                       f"{n.config.max_projection_lag_ms:,}")
+    return reasons
 
 
 async def stats(request: Request) -> Response:
@@ -75,18 +90,23 @@ endpoints = [
         replies={200: Reply("healthy", Health),
                  503: Reply("degraded: the log is not writable, the projections lag beyond "
                             "the bound, or a background task crashed", Health)},
+        access=PUBLIC,
     ),
     Endpoint("GET", "/api/v1/stats", stats, "Counts, queue depth, last-hour runs", tag="system",
-             replies={200: Reply("the stats", Stats)}),
+             replies={200: Reply("the stats", Stats)}, access=Permission.READ_TASKS),
     Endpoint("GET", "/api/v1/workers", workers, "Workers and their load", tag="system",
-             replies={200: Reply("every worker ever registered", list[WorkerInfo])}),
+             replies={200: Reply("every worker ever registered", list[WorkerInfo])},
+             access=Permission.READ_TASKS),
     Endpoint("GET", "/api/v1/queues", queues, "Queues: paused, waiting and running counts",
-             tag="queues", replies={200: Reply("the queues", list[QueueInfo])}),
+             tag="queues", replies={200: Reply("the queues", list[QueueInfo])},
+             access=Permission.READ_TASKS),
     Endpoint("POST", "/api/v1/queues/{queue}/pause", pause_queue, "Stop picking from a queue",
              tag="queues", path_params=QueuePath,
-             replies={200: Reply("paused", QueueToggled)}, errors=_QUEUE_ERRORS),
+             replies={200: Reply("paused", QueueToggled)}, errors=_QUEUE_ERRORS,
+             access=Permission.ADMIN),
     Endpoint("POST", "/api/v1/queues/{queue}/resume", resume_queue, "Pick from a queue again",
              tag="queues", path_params=QueuePath,
-             replies={200: Reply("resumed", QueueToggled)}, errors=_QUEUE_ERRORS),
+             replies={200: Reply("resumed", QueueToggled)}, errors=_QUEUE_ERRORS,
+             access=Permission.ADMIN),
 ]
 routes = routes_of(endpoints)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from jobledger.schemas import Actor, ActorKind
+from jobledger.schemas import Actor, ActorKind, Permission
 from jobledger.schemas.api import (
     MAX_BATCH_BODY_BYTES,
-    MAX_LIST,
     MAX_TASK_BODY_BYTES,
     BatchCreated,
     BatchRequest,
@@ -25,6 +27,7 @@ from jobledger.services.node.base import Node
 from jobledger.services.write.commands import CancelOutcome
 from jobledger.services.write.producer import parse_batch, parse_task
 
+from .auth import principal_of
 from .body import read_json, receive_json
 from .deps import commands, node, queries
 from .openapi import (
@@ -38,8 +41,7 @@ from .openapi import (
 )
 from .responses import JSON, ApiError, send_json
 
-# MAX_LIST and _int_param are used by api/runs.py too.
-__all__ = ["MAX_LIST", "_int_param", "actor_of", "endpoints", "routes"]
+__all__ = ["actor_of", "endpoints", "routes"]
 
 
 def actor_of(request: Request) -> Actor:
@@ -47,7 +49,13 @@ def actor_of(request: Request) -> Actor:
 
 
 def api_actor(scope: Scope) -> Actor:
-    """The caller, named by its API key's name (the first X-API-Key-Name header)."""
+    """The caller: with auth on, the key it authenticated with (api/auth.py); with auth
+    off, the label it gives in the first X-API-Key-Name header (unverified)."""
+    principal = principal_of(scope)
+    if principal is not None:
+        return principal.actor
+    if scope["app"].state.security.enabled:  # a PUBLIC route: no key, and no label either
+        return _ANONYMOUS
     for name, value in scope["headers"]:
         if name == b"x-api-key-name":
             return Actor(ActorKind.API, value.decode("latin-1"))
@@ -61,8 +69,8 @@ async def create_task(scope: Scope, receive: Receive, send: Send) -> None:
     """POST /api/v1/tasks, the busiest endpoint, as a plain ASGI handler (no Request, no
     Response): answers once the task is durable and the read model shows it."""
     node: Node = scope["app"].state.node
-    body = await receive_json(scope, receive, MAX_TASK_BODY_BYTES)
-    task = parse_task(body, node.config.max_payload_depth)
+    received = await receive_json(scope, receive, MAX_TASK_BODY_BYTES)
+    task = parse_task(received, node.config.max_payload_depth)
     (outcome,) = await node.commands.enqueue([task], api_actor(scope), wait_visible=True)
     body = TaskCreated(task_id=outcome.task_id, status=outcome.status)
     await send_json(send, body, 201 if outcome.created else 200)
@@ -72,7 +80,8 @@ async def create_batch(request: Request) -> Response:
     body = await read_json(request, MAX_BATCH_BODY_BYTES)
     batch = parse_batch(body, node(request).config.max_payload_depth)
     outcomes = await commands(request).enqueue(batch.tasks, actor_of(request), batch=True)
-    return JSON(BatchCreated(task_ids=[o.task_id for o in outcomes]), 201)
+    duplicates = [i for i, o in enumerate(outcomes) if not o.created]
+    return JSON(BatchCreated(task_ids=[o.task_id for o in outcomes], duplicates=duplicates), 201)
 
 
 async def get_task(request: Request) -> Response:
@@ -94,28 +103,37 @@ def in_effect(task: TaskDetail, app: App) -> TaskDetail:
     return task
 
 
-def _int_param(request: Request, name: str, default: int, maximum: int | None = None) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "INVALID_ARGUMENT", f"{name} must be an integer, got {raw!r}", name) from None
-    if value < 0 or (maximum is not None and value > maximum):
-        limit = f"0..{maximum}" if maximum is not None else ">= 0"
-        raise ApiError(400, "INVALID_ARGUMENT", f"{name} must be {limit}, got {value}", name)
-    return value
-
-
 async def list_tasks(request: Request) -> Response:
-    query = parse_query(request, TaskListQuery)
+    query = parse_query(request, _strict_times(request))
     given = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not msgspec.UNSET}
+    after = given.get("starting_after")
+    if after is not None and await queries(request).job(after) is None:
+        raise ApiError(400, "INVALID_ARGUMENT", f"starting_after: no task {after}",
+                       "starting_after")
     return JSON(await queries(request).jobs(**given))
 
 
+def _strict_times(request: Request) -> type[TaskListQuery]:
+    """TaskListQuery, once the time parameters are checked to be RFC 3339 strings: the
+    query's lax conversion (for numbers written as text) would take `0.5` for a Unix time."""
+    for name in ("created_after", "created_before"):
+        raw = request.query_params.get(name)
+        if raw is None:
+            continue
+        try:
+            msgspec.convert(raw, _Moment, strict=True)
+        except msgspec.ValidationError:
+            raise ApiError(400, "INVALID_ARGUMENT", f"{name} must be a date-time with a "
+                           f"timezone (2026-01-31T09:00:00Z), got {raw!r}", name) from None
+    return TaskListQuery
+
+
+_Moment = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
 async def delete_task(request: Request) -> Response:
-    await commands(request).cancel(request.path_params["task_id"], actor_of(request), running_ok=False)
+    task_id = request.path_params["task_id"]
+    await commands(request).cancel(task_id, actor_of(request), running_ok=False)
     return Response(status_code=204)
 
 
@@ -145,11 +163,13 @@ endpoints = [
                 422: "schedule_at and delay_seconds together, or schedule_at outside the times "
                 "a job can run", **APPEND_ERRORS},
         description="Answers once the log has the task durably and the read model shows it.",
+        access=Permission.SUBMIT_TASKS,
     ),
     Endpoint(
         "GET", "/api/v1/tasks", list_tasks, "List tasks, newest first", tag="tasks",
         query=TaskListQuery, replies={200: Reply("task summaries", list[TaskSummary])},
         errors={400: "a bad query parameter (`field` names it)"},
+        access=Permission.READ_TASKS,
     ),
     Endpoint(
         "POST", "/api/v1/tasks/batch", create_batch, "Enqueue up to 1000 tasks, all or none",
@@ -159,16 +179,19 @@ endpoints = [
                 422: "a task that cannot be applied (`field` names it)",
                 **APPEND_ERRORS},
         description="One invalid task rejects the batch; `field` names it (tasks[3].priority).",
+        access=Permission.SUBMIT_TASKS,
     ),
     Endpoint(
         "GET", "/api/v1/tasks/{task_id}", get_task, "One task", tag="tasks",
         replies={200: Reply("the task", TaskDetail)}, errors=_TASK_ID_404,
+        access=Permission.READ_TASKS,
     ),
     Endpoint(
         "DELETE", "/api/v1/tasks/{task_id}", delete_task, "Cancel a waiting task", tag="tasks",
         replies={204: Reply("it was scheduled or pending and is now cancelled")},
         errors={**_TASK_ID_404, 409: f"{_CONFLICT}: it is in progress or finished",
                 **APPEND_ERRORS},
+        access=Permission.CANCEL_TASKS,
     ),
     Endpoint(
         "POST", "/api/v1/tasks/{task_id}/cancel", cancel_task,
@@ -176,11 +199,13 @@ endpoints = [
         replies={204: Reply("it was waiting and is now cancelled"),
                  202: Reply("it is running: its handler has been asked to stop")},
         errors={**_TASK_ID_404, 409: f"{_CONFLICT}: it is finished", **APPEND_ERRORS},
+        access=Permission.CANCEL_TASKS,
     ),
     Endpoint(
         "POST", "/api/v1/tasks/{task_id}/requeue", requeue_task, "Start a finished task over",
         tag="tasks", replies={200: Reply("pending again", TaskCreated)},
         errors={**_TASK_ID_404, 409: f"{_CONFLICT}: it has not finished", **APPEND_ERRORS},
+        access=Permission.CANCEL_TASKS,
     ),
 ]
 routes = routes_of(endpoints)

@@ -78,7 +78,8 @@ def _append_part(out: Path, sent: list[float | None], started: list[float], expe
     pid = os.getpid()
     before = _written.get(str(out), 0)
     with open(out.parent / f"{out.name}.{pid}.part", "a") as part:
-        part.writelines(f"{'-' if s is None else repr(s)} {t!r}\n" for s, t in zip(sent, started))
+        part.writelines(f"{'-' if s is None else repr(s)} {t!r}\n"
+                        for s, t in zip(sent, started, strict=True))
     count = before + len(started)
     marker = out.parent / f"{out.name}.{pid}.{count}.count"
     if before:

@@ -119,8 +119,10 @@ class KafkaMode(Mode):
                           "--shutdown-grace-seconds", "2", "--log-level", "info", *extra)
 
     @asynccontextmanager
-    async def cluster(self, env: Env, where: Path, workers: int, app: str = KAFKA_APP,
-                      worker_env: dict[str, str] | None = None) -> AsyncIterator[Server]:  # fmt: skip
+    async def cluster(
+        self, env: Env, where: Path, workers: int, app: str = KAFKA_APP,
+        worker_env: dict[str, str] | None = None,
+    ) -> AsyncIterator[Server]:
         """A broker, `jobledger api` and `workers` worker processes; yields once the API
         answers and every partition of the jobs topic has an owner."""
         broker = start_broker(where)
@@ -132,8 +134,8 @@ class KafkaMode(Mode):
                 "api", "--views", str(where / "api.views.db"), "--port", str(port)), where, child)
             services = [api]
             for n in range(workers):
-                services.append(Service(f"jobledger-worker{n + 1}-{port}",
-                                        self.worker_argv(app), where, {**child, **(worker_env or {})}))
+                services.append(Service(f"jobledger-worker{n + 1}-{port}", self.worker_argv(app),
+                                        where, {**child, **(worker_env or {})}))
             server = Server(f"http://127.0.0.1:{port}", services)
             server.broker = broker  # type: ignore[attr-defined]
             await server.ready(60)

@@ -68,4 +68,5 @@ def tree() -> dict[str, Any]:
     differed from it."""
     dirty = [line for line in _run("git", "status", "--porcelain").splitlines()
              if not line[3:].startswith("bench/")]
-    return {"commit": _run("git", "rev-parse", "HEAD"), "uncommitted_files_outside_bench": len(dirty)}
+    return {"commit": _run("git", "rev-parse", "HEAD"),
+            "uncommitted_files_outside_bench": len(dirty)}

@@ -139,6 +139,7 @@ async def profile_drain(mode: EmbeddedMode, env: Env, out: Path) -> dict[str, An
                "code, including its waits for the other threads."), tree]
     out.write_text("\n\n".join(parts) + "\n")
     where = out.resolve()
-    return {"jobs": jobs, "file": str(where.relative_to(ROOT) if where.is_relative_to(ROOT) else where),
+    shown = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
+    return {"jobs": jobs, "file": str(shown),
             "jobs_per_s_pyinstrument": round(jobs / seconds, 1),
             "jobs_per_s_py_spy": round(jobs / spied[0], 1) if spied else None}

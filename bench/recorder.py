@@ -74,7 +74,8 @@ async def read_recorded(out: Path, timeout: float, check: Any = None) -> Recorde
         if check is not None:
             check()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the jobs recorded in {out.name} did not all start in {timeout:g} s")
+            raise TimeoutError(
+                f"the jobs recorded in {out.name} did not all start in {timeout:g} s")
         await asyncio.sleep(0.01)
     data = json.loads(out.read_text())
     return Recorded(data["sent"], data["started"])

@@ -63,8 +63,10 @@ def _latency(what: str, target: Target | None = None) -> tuple[Metric, ...]:
 
 WORKLOADS = (
     Workload("drain", shared.drain, (
-        Metric("jobs_per_s", "drain: {drain_jobs:,} no-op jobs already enqueued, one worker process",
-               "jobs/s", "higher", Target("≥ 4× Celery, ≥ 2× Huey", times_peer={"celery": 4, "huey": 2})),
+        Metric("jobs_per_s",
+               "drain: {drain_jobs:,} no-op jobs already enqueued, one worker process",
+               "jobs/s", "higher",
+               Target("≥ 4× Celery, ≥ 2× Huey", times_peer={"celery": 4, "huey": 2})),
         Metric("peak_rss_mb", "peak RSS during the drain (largest process)", "MB", "lower"),
     ), peers=True),
     Workload("latency200", partial(shared.latency, rate=200),
@@ -89,12 +91,14 @@ WORKLOADS = (
                "events/s", "higher", Target("≥ 100,000", at_least=100_000)),
     ), peers=False),
     Workload("query", query.query, (
-        Metric("get_p50_ms", "GET /api/v1/tasks/{{id}} with {query_tasks:,} tasks, p50", "ms", "lower"),
-        Metric("get_p99_ms", "GET /api/v1/tasks/{{id}} with {query_tasks:,} tasks, p99", "ms", "lower",
-               Target("< 5 ms", below=5)),
-        Metric("list_p50_ms", "filtered list of 100 with {query_tasks:,} tasks, p50", "ms", "lower"),
-        Metric("list_p99_ms", "filtered list of 100 with {query_tasks:,} tasks, p99", "ms", "lower",
-               Target("< 20 ms", below=20)),
+        Metric("get_p50_ms", "GET /api/v1/tasks/{{id}} with {query_tasks:,} tasks, p50",
+               "ms", "lower"),
+        Metric("get_p99_ms", "GET /api/v1/tasks/{{id}} with {query_tasks:,} tasks, p99",
+               "ms", "lower", Target("< 5 ms", below=5)),
+        Metric("list_p50_ms", "filtered list of 100 with {query_tasks:,} tasks, p50",
+               "ms", "lower"),
+        Metric("list_p99_ms", "filtered list of 100 with {query_tasks:,} tasks, p99",
+               "ms", "lower", Target("< 20 ms", below=20)),
     ), peers=False),
     Workload("memory", memory.rss_pending, (
         Metric("rss_mb", "server RSS with {pending_jobs:,} pending jobs", "MB", "lower",

@@ -45,16 +45,18 @@ JOBLEDGER_SLOTS = 64  # its drain's fastest setting in the sweep (docs/performan
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes and one run: a smoke test")
+    parser = argparse.ArgumentParser(prog="python -m bench",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes and one run: a smoke test")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3; 1 with --quick)")
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=[*BY_NAME, PROFILE],
                         help=f"workloads to run: {', '.join([*BY_NAME, PROFILE])}")
     parser.add_argument("--peers", nargs="*", metavar="PEER", choices=list(PEERS),
                         help="peers to run (default all; none: --peers with no name)")
     parser.add_argument("--slots", type=int,
-                        help="worker concurrency of every system (default: jobledger 64 slots, each peer "
-                             "its fastest setting, see docs/performance.md)")
+                        help="worker concurrency of every system (default: jobledger 64 slots,"
+                             " each peer its fastest setting, see docs/performance.md)")
     parser.add_argument("--shared", metavar="TEXT",
                         help="say in suite.md that the machine was shared, and how")
     parser.add_argument("--out", type=Path, help="where to write suite.json and suite.md")
@@ -85,7 +87,8 @@ class Collector:
         self.failures.setdefault((workload, system), []).append((status, why))
 
     def not_measured(self, workload: str, system: str) -> bool:
-        return any(status == "not_measured" for status, _ in self.failures.get((workload, system), []))
+        failures = self.failures.get((workload, system), [])
+        return any(status == "not_measured" for status, _ in failures)
 
     def cells(self, workload: Workload, system: System) -> dict[str, dict[str, Any]]:
         key = (workload.name, system.key)
@@ -149,8 +152,8 @@ async def suite(args: argparse.Namespace, sizes: Sizes, runs: int) -> dict[str, 
                     if collector.not_measured(workload.name, system.key):
                         continue  # a stub says so once
                     said = await run_one(workload, system, env, collector)
-                    print(f"[{time.monotonic() - started:6.0f} s] {workload.name} run {run + 1}/{runs} "
-                          f"{system.key}: {said}", flush=True)
+                    print(f"[{time.monotonic() - started:6.0f} s] {workload.name}"
+                          f" run {run + 1}/{runs} {system.key}: {said}", flush=True)
         if PROFILE in names:
             out = (args.out or RESULTS) / "drain_profile.txt"
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -193,13 +196,14 @@ def _workload(workload: Workload, ledger: list[System], peers: list[System], siz
     main = results[workload.judged_on or ledger[0].key]
     metrics = []
     for metric in workload.metrics:
-        entry: dict[str, Any] = {"key": metric.key, "title": title(metric, sizes), "unit": metric.unit,
-                                 "better": metric.better}
+        entry: dict[str, Any] = {"key": metric.key, "title": title(metric, sizes),
+                                 "unit": metric.unit, "better": metric.better}
         cell = main.get(metric.key)
         if metric.target is not None:
             medians = {k: c[metric.key]["median"] for k, c in results.items()
                        if c.get(metric.key, {}).get("status") == OK}
-            met = metric.target.met(cell["median"], medians) if cell and cell["status"] == OK else None
+            measured = cell and cell["status"] == OK
+            met = metric.target.met(cell["median"], medians) if measured else None
             entry["target"] = {"text": metric.target.text, "met": met}
         metrics.append(entry)
     details = {s.key: collector.details.get((workload.name, s.key)) for s in chosen}
@@ -222,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.slots is not None:
         sizes = replace(sizes, slots=args.slots)
     runs = args.runs or (1 if args.quick else 3)
-    partial = args.quick or args.only is not None or args.peers is not None or args.slots is not None
+    partial = (args.quick or args.only is not None or args.peers is not None
+               or args.slots is not None)
     out = args.out or (RESULTS / "scratch" if partial else RESULTS)
     args.out = out
     try:

@@ -55,7 +55,8 @@ async def define(node: EmbeddedNode, count: int, first: datetime, spread: bool) 
                 schedule_id=f"s{i:05d}",
                 definition=ScheduleDefinition(
                     name=f"s{i:05d}", task_type="noop",
-                    trigger=IntervalTrigger(minutes=1, start_date=first + timedelta(seconds=i * step)),
+                    trigger=IntervalTrigger(
+                        minutes=1, start_date=first + timedelta(seconds=i * step)),
                 ),
             ), f"s{i:05d}")
             for i in range(start, min(count, start + 1000))
@@ -132,8 +133,8 @@ async def run(count: int, rounds: int, spread: bool) -> dict[str, Any]:
                                 App()) as reader:
             found = await lateness(reader, to_ms(cutoff))
     found.update(schedules=count, rounds=rounds, expected_fires=count * rounds,
-                 define_seconds=round(defined_in, 2), cpu_percent_of_one_core=round(100 * busy / window),
-                 rss_mb=round(rss))
+                 define_seconds=round(defined_in, 2),
+                 cpu_percent_of_one_core=round(100 * busy / window), rss_mb=round(rss))
     return found
 
 
@@ -174,11 +175,12 @@ def markdown(r: dict[str, Any]) -> str:
             continue
         v = r[layout]
         for i, kind in enumerate(("enqueued", "recorded", "started")):
-            head = (f"| {layout} | {v['schedules']:,} x {v['rounds']} | {v['fires']:,} | {v['skipped']} "
-                    if i == 0 else "| | | | ")
+            head = (f"| {layout} | {v['schedules']:,} x {v['rounds']} | {v['fires']:,}"
+                    f" | {v['skipped']} " if i == 0 else "| | | | ")
             tail = f"| {v['cpu_percent_of_one_core']} | {v['rss_mb']} |" if i == 0 else "| | |"
             s = v[kind]
-            out.append(f"{head}| {kind} | {s['p50_ms']:,} | {s['p99_ms']:,} | {s['max_ms']:,} {tail}")
+            out.append(f"{head}| {kind} | {s['p50_ms']:,} | {s['p99_ms']:,}"
+                       f" | {s['max_ms']:,} {tail}")
     return "\n".join(out) + "\n"
 
 

@@ -7,9 +7,10 @@ the log was cut into batches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from operator import attrgetter
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -23,6 +24,7 @@ from .stats import StatsDelta, ended_run
 from .workers import WorkerState, reduce_worker
 
 _json = msgspec.json.Encoder()
+S = TypeVar("S")
 
 
 @dataclass
@@ -55,7 +57,7 @@ def fold_jobs(
         if isinstance(event, QUEUE_EVENTS):
             _fold_queue(env, event, queues, change)
             continue
-        job_id = event.job_id  # type: ignore[union-attr]
+        job_id = event.job_id  # type: ignore[union-attr]  # so has every other job event
         # Every event belongs in the job's audit trail, the ones that change nothing too.
         events.append((job_id, env.partition, env.offset))
         old = get(job_id)
@@ -68,6 +70,8 @@ def fold_jobs(
         positions[job_id] = (env.partition, env.offset)
         if ended_run(old, new):
             stats.add_run_end(new)
+        if old is None or old.status != new.status:
+            stats.add_move(old, new)
         if new.attempt and (old is None or run_of(old) != run_of(new)):
             runs[(job_id, new.attempt)] = new
     for job_id, old in before.items():
@@ -107,14 +111,23 @@ def log_rows(envs: Iterable[Envelope]) -> list[tuple[Any, ...]]:
     return rows
 
 
+def fold_states(
+    envs: Iterable[Envelope], states: MutableMapping[str, S],
+    reduce: Callable[[S | None, Envelope], S | None], key: Callable[[Envelope], str],
+) -> dict[str, S]:
+    """Apply envs to `states` (updated in place) with a reducer that returns the same object
+    when an event changes nothing; the final state of each changed one, by `key`."""
+    changed: dict[str, S] = {}
+    for env in envs:
+        state_id = key(env)
+        old = states.get(state_id)
+        new = reduce(old, env)
+        if new is not old and new is not None:
+            states[state_id] = changed[state_id] = new
+    return changed
+
+
 def fold_workers(
     envs: Iterable[Envelope], workers: MutableMapping[str, WorkerState]
 ) -> dict[str, WorkerState]:
-    changed: dict[str, WorkerState] = {}
-    for env in envs:
-        worker_id = env.event.worker_id  # type: ignore[union-attr]
-        old = workers.get(worker_id)
-        new = reduce_worker(old, env)
-        if new is not old and new is not None:
-            workers[worker_id] = changed[worker_id] = new
-    return changed
+    return fold_states(envs, workers, reduce_worker, attrgetter("event.worker_id"))

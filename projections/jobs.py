@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import datetime
 
 import msgspec
 from msgspec.structs import replace
@@ -89,15 +90,18 @@ def reduce_job(state: JobState | None, env: Envelope) -> JobState | None:
             return _heartbeat(state, event)
         case JobSucceeded() if _current(state, event.attempt):
             return replace(
-                _with_progress(state, event.progress), status=S.COMPLETED, updated_at=now, finished_at=now, result=event.result,
-                error=None, stack=None, run_status=RunStatus.COMPLETED, run_ended_at=now,
+                _with_progress(state, event.progress), status=S.COMPLETED, updated_at=now,
+                finished_at=now, result=event.result, error=None, stack=None,
+                run_status=RunStatus.COMPLETED, run_ended_at=now,
                 lease_expires_at=None,  # as on failure and cancel: no lease outlives its run
             )
         case JobFailed() if _current(state, event.attempt):
             final = S.FAILED if event.permanent else S.DEAD_LETTER
-            return _attempt_failed(_with_progress(state, event.progress), now, event.error, event.stack, event.retry_at, final)
+            return _attempt_failed(_with_progress(state, event.progress), now, event.error,
+                                   event.stack, event.retry_at, final)
         case JobLeaseExpired() if _current(state, event.attempt):
-            return _attempt_failed(state, now, LEASE_EXPIRED_ERROR, None, event.retry_at, S.DEAD_LETTER)
+            return _attempt_failed(state, now, LEASE_EXPIRED_ERROR, None, event.retry_at,
+                                   S.DEAD_LETTER)
         case JobCancelRequested() if state.status not in TERMINAL and not state.cancel_requested:
             return replace(state, cancel_requested=True, updated_at=now)
         case JobCancelled():
@@ -181,7 +185,8 @@ def _with_progress(state: JobState, progress: Progress | None) -> JobState:
 
 
 def _attempt_failed(
-    state: JobState, now: int, error: str, stack: str | None, retry_at, final: JobStatus  # type: ignore[no-untyped-def]
+    state: JobState, now: int, error: str, stack: str | None, retry_at: datetime | None,
+    final: JobStatus,
 ) -> JobState:
     common = dict(
         updated_at=now, error=error, stack=stack, retry_count=state.retry_count + 1,

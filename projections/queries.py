@@ -3,7 +3,8 @@ read while the projector writes, and they never see half a batch)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Awaitable, Collection, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,14 @@ import aiosqlite
 import msgspec
 
 from jobledger.schemas.api import (
+    MinuteStats,
     Progress,
     QueueDepth,
     QueueInfo,
+    QueueStats,
     RunDetail,
     RunLog,
+    RunsEnded,
     RunSummary,
     Stats,
     TaskDetail,
@@ -23,7 +27,7 @@ from jobledger.schemas.api import (
     TaskView,
     WorkerInfo,
 )
-from jobledger.schemas.common import iso_ms
+from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.schemas.lifecycle import (
     TERMINAL,
     JobStatus,
@@ -34,12 +38,14 @@ from jobledger.schemas.lifecycle import (
 from jobledger.schemas.schedules import ScheduleView
 
 from .jobs import JobState
+from .keys import KeyState, key_from_row
 from .rows import job_from_row
 from .schedules import ScheduleState, schedule_from_row, schedule_of_key, schedule_view
-from .stats import MINUTE_MS
-from .store import IN_CHUNK
+from .stats import HIGH_PRIORITY, MINUTE_MS, NORMAL_PRIORITY
+from .store import IN_CHUNK, Row, fetch_all
 
 _list_of_str = msgspec.json.Decoder(list[str])
+_AFTER_ALL = "\U0010ffff"  # sorts after any character a prefix can be followed by
 S = JobStatus
 
 # A status as the read model stores it (its value) -> the enum member: a dict lookup per
@@ -58,9 +64,13 @@ _FINISHED = _sql_list(TERMINAL)
 _UNFINISHED = _sql_list({S.SCHEDULED, S.PENDING, S.IN_PROGRESS})
 # Unfinished jobs per queue and status, one column per count of QueueInfo, in its field
 # order (the fields are named for the statuses they count).
-_QUEUE_COUNTS = [JobStatus(name) for name in QueueInfo.__struct_fields__[2:]]
+_QUEUE_COUNTS = [JobStatus(name) for name in ("pending", "scheduled", "in_progress")]
+_PENDING_BANDS = (  # high, normal, low: the bands of projections/stats.py priority_band
+    f"priority >= {HIGH_PRIORITY}", f"priority >= {NORMAL_PRIORITY} AND priority < {HIGH_PRIORITY}",
+    f"priority < {NORMAL_PRIORITY}")
 _COUNTS_PER_QUEUE = (
-    "SELECT queue, " + ", ".join(f"SUM(status = '{s}')" for s in _QUEUE_COUNTS)
+    "SELECT queue, " + ", ".join(f"SUM(status = '{s}')" for s in _QUEUE_COUNTS) + ", "
+    + ", ".join(f"SUM(status = '{JobStatus.PENDING}' AND {band})" for band in _PENDING_BANDS)
     + f" FROM jobs WHERE status IN ({_UNFINISHED}) GROUP BY queue"
 )
 
@@ -119,14 +129,17 @@ class Queries:
     async def close(self) -> None:
         await self.db.close()
 
+    def _fetch(self, sql: str, parameters: Iterable[Any] | None = None) -> Awaitable[list[Row]]:
+        return fetch_all(self.db, sql, parameters)
+
     async def job(self, job_id: str) -> JobState | None:
-        rows = await self.db.execute_fetchall("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        rows = await self._fetch("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
         return job_from_row(rows[0]) if rows else None
 
     async def task(self, job_id: str) -> TaskDetail | None:
         """The job as GET /api/v1/tasks/{id} shows it: max_retries and timeout_seconds as
         enqueued (None when the job gave none)."""
-        rows = await self.db.execute_fetchall(
+        rows = await self._fetch(
             f"SELECT {_TASK_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,))
         return _task_detail(rows[0]) if rows else None
 
@@ -138,7 +151,7 @@ class Queries:
         found: set[str] = set()
         for i in range(0, len(ids), IN_CHUNK):
             chunk = ids[i : i + IN_CHUNK]
-            rows = await self.db.execute_fetchall(
+            rows = await self._fetch(
                 f"SELECT job_id FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})"
                 f" AND status IN ({_FINISHED})", chunk
             )
@@ -147,22 +160,46 @@ class Queries:
 
     async def jobs(
         self, *, status: JobStatus | None = None, task_type: str | None = None,
-        queue: str | None = None, limit: int = 100, offset: int = 0,
+        queue: str | None = None, created_after: datetime | None = None,
+        created_before: datetime | None = None, search: str | None = None,
+        limit: int = 100, offset: int = 0, starting_after: str | None = None,
     ) -> list[TaskSummary]:
-        where, args = [], []
+        """Task summaries, newest first (ties by id, descending); with starting_after (a
+        task id), only those listed after that task, so a reader paging by the last id it
+        saw meets each task once, whatever is enqueued or changes status meanwhile.
+        search: a prefix of the task id or of the idempotency key (both found through an
+        index: the primary key, jobs_by_key)."""
+        where: list[str] = []
+        args: list[Any] = []
         for column, value in (("status", status), ("task_type", task_type), ("queue", queue)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if created_after is not None:
+            where.append("created_at >= ?")
+            args.append(to_ms(created_after))
+        if created_before is not None:
+            where.append("created_at < ?")
+            args.append(to_ms(created_before))
+        if search is not None:
+            # A prefix as a range of the BINARY collation: after every string it starts.
+            where.append("((job_id >= ? AND job_id < ?)"
+                         " OR (idempotency_key >= ? AND idempotency_key < ?))")
+            args.extend([search, search + _AFTER_ALL] * 2)
+        if starting_after is not None:
+            where.append("(created_at, job_id) < "
+                         "(SELECT created_at, job_id FROM jobs WHERE job_id = ?)")
+            args.append(starting_after)
         sql = (
-            "SELECT job_id, task_type, queue, status, priority, created_at, updated_at FROM jobs"
+            "SELECT job_id, task_type, queue, status, priority, created_at, updated_at,"
+            " retry_count, processed, total, failed FROM jobs"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY created_at DESC, job_id DESC LIMIT ? OFFSET ?"
         )
-        rows = await self.db.execute_fetchall(sql, (*args, limit, offset))
+        rows = await self._fetch(sql, (*args, limit, offset))
         return [
             TaskSummary(r[0], r[1], r[2], _JOB_STATUS[r[3]], r[4], iso_ms(r[5]) or "",
-                        iso_ms(r[6]) or "")
+                        iso_ms(r[6]) or "", r[7], Progress(r[8], r[9], r[10]))
             for r in rows
         ]
 
@@ -170,23 +207,22 @@ class Queries:
         """Stats as of now_ms (the caller's clock decides what "the last hour" is)."""
         by_status: dict[str, int] = {}
         by_type: dict[str, dict[str, int]] = {}
-        for task_type, status, count in await self.db.execute_fetchall(
+        for task_type, status, count in await self._fetch(
             "SELECT task_type, status, count FROM job_counts WHERE count != 0"
         ):
             by_status[status] = by_status.get(status, 0) + count
             by_type.setdefault(task_type, {})[status] = count
         depth = dict.fromkeys(("high", "normal", "low"), 0)
-        depth.update(await self.db.execute_fetchall("SELECT band, count FROM queue_depth"))
+        depth.update(await self._fetch("SELECT band, count FROM queue_depth"))
         since = (now_ms - 3_600_000) // MINUTE_MS * MINUTE_MS
-        ended = dict(await self.db.execute_fetchall(
+        ended: dict[str, int] = dict(await self._fetch(
             "SELECT outcome, SUM(count) FROM runs_ended WHERE minute >= ? GROUP BY outcome",
             (since,),
         ))
-        processing = await self.db.execute_fetchall("SELECT total_ms, runs FROM processing")
+        processing = await self._fetch("SELECT total_ms, runs FROM processing")
         total_ms, runs = processing[0] if processing else (0, 0)
-        workers = await self.db.execute_fetchall(
-            f"SELECT COUNT(*) FROM workers WHERE status = '{WorkerStatus.ALIVE}'"
-        )
+        workers: dict[str, int] = dict(await self._fetch(
+            "SELECT status, COUNT(*) FROM workers GROUP BY status"))
         return Stats(
             pending_count=by_status.get(S.PENDING, 0),
             in_progress_count=by_status.get(S.IN_PROGRESS, 0),
@@ -197,14 +233,78 @@ class Queries:
             cancelled_count=by_status.get(S.CANCELLED, 0),
             completed_last_hour=ended.get(RunStatus.COMPLETED, 0),
             failed_last_hour=ended.get(RunStatus.FAILED, 0),
-            worker_count=workers[0][0],
+            worker_count=workers.get(WorkerStatus.ALIVE, 0),
             avg_processing_time_ms=round(total_ms / runs, 3) if runs else 0.0,
             queue_depth_by_priority=QueueDepth(**depth),
             by_task_type=by_type,
+            lost_worker_count=workers.get(WorkerStatus.LOST, 0),
+            last_hour_by_task_type=await self._ended_by("task_type", since),
+            by_queue=await self._by_queue(since),
+            per_minute=await self._per_minute(now_ms),
         )
 
+    async def _ended_by(self, column: str, since: int) -> dict[str, RunsEnded]:
+        """Runs ended since the minute `since`, per task_type or queue (runs_ended_by)."""
+        out: dict[str, RunsEnded] = {}
+        for key, outcome, count in await self._fetch(
+            f"SELECT {column}, outcome, SUM(count) FROM runs_ended_by WHERE minute >= ?"
+            f" GROUP BY {column}, outcome", (since,),
+        ):
+            ended = out.setdefault(key, RunsEnded(completed=0, failed=0))
+            if outcome == RunStatus.COMPLETED:
+                ended.completed = count
+            elif outcome == RunStatus.FAILED:
+                ended.failed = count
+        return out
+
+    async def _by_queue(self, since: int) -> dict[str, QueueStats]:
+        """Every queue with tasks, a pause or a resume, or runs in the last hour, by name."""
+        paused: dict[str, int] = dict(await self._fetch("SELECT queue, paused FROM queues"))
+        counts: dict[str, dict[str, int]] = {}
+        for queue, status, count in await self._fetch(
+            "SELECT queue, status, count FROM queue_counts WHERE count != 0"
+        ):
+            counts.setdefault(queue, {})[status] = count
+        ended = await self._ended_by("queue", since)
+        none = RunsEnded(completed=0, failed=0)
+        return {
+            queue: QueueStats(paused=bool(paused.get(queue, False)),
+                              counts=counts.get(queue, {}), last_hour=ended.get(queue, none))
+            for queue in sorted(paused.keys() | counts.keys() | ended.keys())
+        }
+
+    async def _per_minute(self, now_ms: int) -> list[MinuteStats]:
+        """The last 60 minutes: runs ended in each, and the pending tasks at each one's
+        end, which is the pending count now less the moves after that minute."""
+        current = now_ms // MINUTE_MS * MINUTE_MS
+        first = current - 59 * MINUTE_MS
+        ended: dict[int, dict[str, int]] = {}
+        for minute, outcome, count in await self._fetch(
+            "SELECT minute, outcome, count FROM runs_ended WHERE minute >= ?", (first,)
+        ):
+            ended.setdefault(minute, {})[outcome] = count
+        # The count now and the moves in one statement, so one snapshot: read apart, a
+        # batch committed in between (a pick) drew the whole hour one task too high.
+        rows = await self._fetch(
+            f"SELECT NULL, COALESCE(SUM(count), 0) FROM job_counts WHERE status = '{S.PENDING}'"
+            " UNION ALL SELECT minute, SUM(delta) FROM pending_moves WHERE minute > ?"
+            " GROUP BY minute", (first,),
+        )
+        pending_now = next(n for minute, n in rows if minute is None)
+        moves = {minute: delta for minute, delta in rows if minute is not None}
+        later = sum(delta for minute, delta in moves.items() if minute > current)
+        out = []
+        for minute in range(current, first - 1, -MINUTE_MS):  # newest first, summing moves
+            counts = ended.get(minute, {})
+            out.append(MinuteStats(
+                minute=iso_ms(minute) or "", completed=counts.get(RunStatus.COMPLETED, 0),
+                failed=counts.get(RunStatus.FAILED, 0), pending=pending_now - later))
+            later += moves.get(minute, 0)
+        out.reverse()
+        return out
+
     async def workers(self) -> list[WorkerInfo]:
-        rows = await self.db.execute_fetchall(
+        rows = await self._fetch(
             "SELECT worker_id, registered_at, last_heartbeat, current_jobs, cpu_percent,"
             " memory_mb, status, hostname, pid, concurrency FROM workers ORDER BY registered_at"
         )
@@ -220,20 +320,20 @@ class Queries:
 
     async def declared_task_types(self) -> list[str]:
         """Every task type any worker has declared (WorkerStarted), sorted."""
-        rows = await self.db.execute_fetchall(
+        rows = await self._fetch(
             "SELECT DISTINCT task_type FROM worker_task_types ORDER BY task_type")
         return [r[0] for r in rows]
 
     async def queues(self) -> list[QueueInfo]:
         """Every queue that is paused or was ever paused, or has unfinished jobs, by name."""
-        paused = dict(await self.db.execute_fetchall("SELECT queue, paused FROM queues"))
-        counts = {q: n for q, *n in await self.db.execute_fetchall(_COUNTS_PER_QUEUE)}
-        none = [0] * len(_QUEUE_COUNTS)
-        return [QueueInfo(queue, bool(paused.get(queue, False)), *counts.get(queue, none))
+        paused: dict[str, int] = dict(await self._fetch("SELECT queue, paused FROM queues"))
+        counts = {q: n for q, *n in await self._fetch(_COUNTS_PER_QUEUE)}
+        none = [0] * (len(_QUEUE_COUNTS) + len(_PENDING_BANDS))
+        return [_queue_info(queue, bool(paused.get(queue, False)), counts.get(queue, none))
                 for queue in sorted(paused.keys() | counts.keys())]
 
     async def runs_of(self, job_id: str) -> list[RunSummary]:
-        rows = await self.db.execute_fetchall(
+        rows = await self._fetch(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ? ORDER BY attempt", (job_id,)
         )
         return [_run_summary(r) for r in rows]
@@ -253,15 +353,15 @@ class Queries:
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY started_at DESC, run_id DESC LIMIT ?"
         )
-        return [_run_summary(r) for r in await self.db.execute_fetchall(sql, (*args, limit))]
+        return [_run_summary(r) for r in await self._fetch(sql, (*args, limit))]
 
     async def run(self, run_id: str) -> RunDetail | None:
-        rows = await self.db.execute_fetchall(
+        rows = await self._fetch(
             f"SELECT {_RUN_COLUMNS}, stack FROM runs WHERE run_id = ?", (run_id,)
         )
         if not rows:
             return None
-        logs = await self.db.execute_fetchall(
+        logs = await self._fetch(
             "SELECT log_id, level, message, details, created_at FROM run_logs WHERE run_id = ?"
             " ORDER BY partition, offset", (run_id,)
         )
@@ -286,26 +386,26 @@ class Queries:
                 if values is not None:
                     where.append(f"{column} IN ({','.join('?' * len(values))})")
                     args.extend(values)
-        rows = await self.db.execute_fetchall(
+        rows = await self._fetch(
             "SELECT job_id, task_type, queue, status, updated_at, retry_count, processed, total,"
-            f" failed, last_offset FROM jobs WHERE {' AND '.join(where)}"
+            f" failed, priority, created_at, last_offset FROM jobs WHERE {' AND '.join(where)}"
             " ORDER BY last_offset LIMIT ?", (*args, limit),
         )
         return [
             (TaskView(r[0], r[1], r[2], _JOB_STATUS[r[3]], iso_ms(r[4]) or "", r[5],
-                      Progress(r[6], r[7], r[8])), r[9])
+                      Progress(r[6], r[7], r[8]), r[9], iso_ms(r[10]) or ""), r[11])
             for r in rows
         ]
 
     async def event_positions(self, job_id: str) -> list[tuple[int, int]]:
         """Where the job's events sit in the jobs topic, in log order."""
-        rows = await self.db.execute_fetchall(
+        rows = await self._fetch(
             "SELECT partition, offset FROM job_events WHERE job_id = ? ORDER BY offset", (job_id,)
         )
         return [(p, o) for p, o in rows]
 
     async def quarantined(self) -> int:
-        rows = await self.db.execute_fetchall("SELECT COUNT(*) FROM quarantine")
+        rows = await self._fetch("SELECT COUNT(*) FROM quarantine")
         return int(rows[0][0])
 
     # -- schedules ------------------------------------------------------------------------
@@ -314,7 +414,7 @@ class Queries:
         """Schedules that are not removed (one, with an id), by id, with the status of the
         last job each started and whether any job of theirs is still unfinished."""
         where = " AND schedule_id = ?" if schedule_id is not None else ""
-        rows = await self.db.execute_fetchall(
+        rows = await self._fetch(
             f"SELECT * FROM schedules WHERE status != '{ScheduleStatus.REMOVED}'{where}"
             " ORDER BY schedule_id",
             (schedule_id,) if schedule_id is not None else (),
@@ -327,15 +427,26 @@ class Queries:
             for s, next_run in states
         ]
 
+    # -- API keys ---------------------------------------------------------------------------
+
+    async def keys(self) -> list[KeyState]:
+        """Every API key, revoked ones too, oldest first."""
+        rows = await self._fetch("SELECT * FROM api_keys ORDER BY created_at, key_id")
+        return [key_from_row(r) for r in rows]
+
+    async def key(self, key_id: str) -> KeyState | None:
+        rows = await self._fetch("SELECT * FROM api_keys WHERE key_id = ?", (key_id,))
+        return key_from_row(rows[0]) if rows else None
+
     async def checkpoints(self, model: str) -> dict[int, int]:
         """The model's next offset per partition: every record before it is applied."""
-        rows = await self.db.execute_fetchall(
+        rows = await self._fetch(
             "SELECT partition, next_offset FROM checkpoints WHERE model = ?", (model,))
         return {p: o for p, o in rows}
 
     async def schedule_state(self, schedule_id: str) -> ScheduleState | None:
         """The schedule's state, removed or not; None if it was never defined."""
-        rows = await self.db.execute_fetchall(
+        rows = await self._fetch(
             "SELECT * FROM schedules WHERE schedule_id = ?", (schedule_id,))
         return schedule_from_row(rows[0]) if rows else None
 
@@ -346,7 +457,7 @@ class Queries:
         for i in range(0, len(ids), IN_CHUNK):
             chunk = ids[i : i + IN_CHUNK]
             out.update((job_id, _JOB_STATUS[status]) for job_id, status in
-                       await self.db.execute_fetchall(
+                       await self._fetch(
                 f"SELECT job_id, status FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ))
@@ -355,7 +466,7 @@ class Queries:
     async def unfinished_schedule_jobs(self) -> dict[str, set[str]]:
         """Schedule id -> its jobs that are scheduled, pending or in progress (a schedule's
         jobs carry its id in their idempotency key)."""
-        rows = await self.db.execute_fetchall(
+        rows = await self._fetch(
             f"SELECT job_id, idempotency_key FROM jobs WHERE status IN ({_UNFINISHED})"
             " AND idempotency_key LIKE 'schedule:%'"
         )
@@ -366,3 +477,10 @@ class Queries:
                 out.setdefault(schedule_id, set()).add(job_id)
         return out
 
+
+
+def _queue_info(queue: str, paused: bool, counts: list[int]) -> QueueInfo:
+    """A queue from its row of _COUNTS_PER_QUEUE: the counts by status, then by band."""
+    pending, scheduled, in_progress, high, normal, low = counts
+    return QueueInfo(queue, paused, pending, scheduled, in_progress,
+                     QueueDepth(high=high, normal=normal, low=low))

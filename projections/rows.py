@@ -33,8 +33,10 @@ JOB_COLUMNS = len(JobState.__struct_fields__) + 1  # the state, then last_offset
 # Rows are bound with plain str for enums and bytearray for BLOBs: Python's sqlite3 binds
 # exact int, float, str and bytearray directly, but looks every other type up in its
 # adapter registry first, holding the GIL (docs/performance.md, "Figures behind the code").
-_PLAIN = {member: member.value for enum in (JobStatus, RunStatus) for member in enum}
-_PLAIN[None] = None  # type: ignore[index]
+_PLAIN: dict[JobStatus | RunStatus | None, str | None] = {
+    member: member.value for enum in (JobStatus, RunStatus) for member in enum
+}
+_PLAIN[None] = None
 
 
 def job_row(s: JobState, last_offset: int) -> tuple[Any, ...]:
@@ -60,6 +62,14 @@ def job_from_row(row: tuple[Any, ...]) -> JobState:
 
 def run_id(job_id: str, attempt: int) -> str:
     return f"{job_id}.{attempt}"
+
+
+# A run's row, in the runs table's column order: it has no state Struct of its own (it is
+# cut from the job's), so its readers find a column by name here rather than by a number.
+RUN_COLUMNS = ("run_id", "job_id", "attempt", "task_type", "status", "worker_id", "started_at",
+               "ended_at", "processed", "total", "failed", "error", "stack")
+RUN_TASK_TYPE, RUN_STATUS, RUN_STARTED_AT, RUN_ENDED_AT = (
+    RUN_COLUMNS.index(name) for name in ("task_type", "status", "started_at", "ended_at"))
 
 
 def run_row(s: JobState) -> tuple[Any, ...]:

@@ -9,11 +9,13 @@ is never decided twice and a ScheduleFired at or before it is a duplicate.
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
+from operator import attrgetter
 from typing import Any
 
 import msgspec
 from msgspec.structs import replace
 
+from jobledger.projections.fold import fold_states
 from jobledger.projections.triggers import next_fire, zone
 from jobledger.schemas import (
     Envelope,
@@ -124,14 +126,7 @@ def fold_schedules(
     envs: Iterable[Envelope], states: MutableMapping[str, ScheduleState]
 ) -> dict[str, ScheduleState]:
     """Apply envs to `states` (updated in place); the final state of each changed one."""
-    changed: dict[str, ScheduleState] = {}
-    for env in envs:
-        schedule_id = env.event.schedule_id  # type: ignore[union-attr]
-        old = states.get(schedule_id)
-        new = reduce_schedule(old, env)
-        if new is not old and new is not None:
-            states[schedule_id] = changed[schedule_id] = new
-    return changed
+    return fold_states(envs, states, reduce_schedule, attrgetter("event.schedule_id"))
 
 
 # -- rows of the schedules table (column order = schema.sql) ------------------------------

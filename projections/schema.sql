@@ -2,11 +2,20 @@
 -- `jobledger replay`. Times are Unix milliseconds.
 
 CREATE TABLE IF NOT EXISTS checkpoints (
-    model TEXT NOT NULL,          -- jobs | run_logs | workers | schedules
+    model TEXT NOT NULL,          -- jobs | run_logs | workers | schedules | keys
     partition INTEGER NOT NULL,
     next_offset INTEGER NOT NULL, -- every record before it has been applied
     PRIMARY KEY (model, partition)
 ) WITHOUT ROWID;
+
+-- The identity of the log the read models are folded from (one row; the log's id and
+-- epoch, services/log/protocol.py:LogIdentity). A start refuses or rebuilds read models
+-- of another log (services/node/read_model_check.py). Not a read model: checksums skip it.
+CREATE TABLE IF NOT EXISTS log_source (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    log_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
@@ -88,6 +97,13 @@ CREATE TABLE IF NOT EXISTS job_counts (
     PRIMARY KEY (task_type, status)
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS queue_counts (
+    queue TEXT NOT NULL,
+    status TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (queue, status)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS queue_depth (
     band TEXT PRIMARY KEY,        -- high | normal | low: pending jobs per priority band
     count INTEGER NOT NULL
@@ -98,6 +114,27 @@ CREATE TABLE IF NOT EXISTS runs_ended (
     outcome TEXT NOT NULL,        -- COMPLETED | FAILED
     count INTEGER NOT NULL,
     PRIMARY KEY (minute, outcome)
+) WITHOUT ROWID;
+
+-- The same per task type and queue: the dashboard's throughput and failure rate per task
+-- type and per queue over the last hour, and its charts.
+CREATE TABLE IF NOT EXISTS runs_ended_by (
+    minute INTEGER NOT NULL,
+    task_type TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (minute, task_type, queue, outcome)
+) WITHOUT ROWID;
+
+-- The net change of each queue's pending jobs per minute, by the time of each event that
+-- moved a job into or out of pending: the depth at the end of minute M is the depth now
+-- less the changes after M. Rows that sum to zero are deleted.
+CREATE TABLE IF NOT EXISTS pending_moves (
+    minute INTEGER NOT NULL,
+    queue TEXT NOT NULL,
+    delta INTEGER NOT NULL,
+    PRIMARY KEY (minute, queue)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS processing (
@@ -161,4 +198,19 @@ CREATE TABLE IF NOT EXISTS schedules (
     last_skip_reason TEXT,
     partition INTEGER NOT NULL,
     defined_offset INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- API keys (projections/keys.py): their digests, never the keys. Who created and revoked
+-- each (JSON actors) and when come from the envelopes of its events.
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,         -- the key's first characters, for people to tell keys apart
+    digest TEXT NOT NULL,         -- hex SHA-256 of the key
+    permissions BLOB NOT NULL,    -- JSON array, sorted
+    created_at INTEGER NOT NULL,
+    created_by BLOB NOT NULL,     -- JSON actor
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    revoked_by BLOB               -- JSON actor
 ) WITHOUT ROWID;

@@ -9,21 +9,23 @@ written without fsyncs and rebuilt after an OS crash (store_file.py).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
 from itertools import chain, compress
 from operator import is_not
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 import msgspec
 
+from jobledger.schemas import SECURITY
 from jobledger.schemas.codec import Undecodable
 
 from .fold import JobsChange
 from .jobs import JobState
+from .keys import KeyState, key_from_row, key_row
 from .queues import QueueState
 from .rows import job_from_row, job_row, queue_row, worker_from_row, worker_row
 from .schedules import ScheduleState, schedule_from_row, schedule_row
@@ -36,19 +38,42 @@ def sql_file(name: str) -> str:
     return resources.files("jobledger.projections").joinpath(name).read_text()
 
 
+Row = tuple[Any, ...]
+
+
+def fetch_all(
+    db: aiosqlite.Connection, sql: str, parameters: Iterable[Any] | None = None
+) -> Awaitable[list[Row]]:
+    """db.execute_fetchall(sql, parameters), typed as what it returns here: aiosqlite
+    declares Iterable[sqlite3.Row], but with no row_factory set the rows are tuples in a list."""
+    return cast("Awaitable[list[Row]]", db.execute_fetchall(sql, parameters))
+
+
 IN_CHUNK = 900  # ids per IN (...) query (SQLite's limit of variables was 999)
 _LIVE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=OFF")
-_BULK_PRAGMAS = ("PRAGMA journal_mode=MEMORY", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-131072")
+_BULK_PRAGMAS = (
+    "PRAGMA journal_mode=MEMORY", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-131072")
 _CHECKSUM_CHUNK = 10_000  # rows hashed at a time
 _json = msgspec.json.Encoder()
 
 UPSERT_COUNT = (
-    "INSERT INTO job_counts VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+    "INSERT INTO job_counts VALUES (?, ?, ?)"
+    " ON CONFLICT DO UPDATE SET count = count + excluded.count"
 )
-UPSERT_DEPTH = "INSERT INTO queue_depth VALUES (?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+UPSERT_DEPTH = (
+    "INSERT INTO queue_depth VALUES (?, ?)"
+    " ON CONFLICT DO UPDATE SET count = count + excluded.count"
+)
 UPSERT_ENDED = (
-    "INSERT INTO runs_ended VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+    "INSERT INTO runs_ended VALUES (?, ?, ?)"
+    " ON CONFLICT DO UPDATE SET count = count + excluded.count"
 )
+UPSERT_QUEUE_COUNT = ("INSERT INTO queue_counts VALUES (?, ?, ?)"
+                      " ON CONFLICT DO UPDATE SET count = count + excluded.count")
+UPSERT_ENDED_BY = ("INSERT INTO runs_ended_by VALUES (?, ?, ?, ?, ?)"
+                   " ON CONFLICT DO UPDATE SET count = count + excluded.count")
+UPSERT_MOVES = ("INSERT INTO pending_moves VALUES (?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET delta = delta + excluded.delta")
 UPSERT_PROCESSING = (
     "INSERT INTO processing VALUES (1, ?, ?) ON CONFLICT DO UPDATE"
     " SET total_ms = total_ms + excluded.total_ms, runs = runs + excluded.runs"
@@ -125,7 +150,10 @@ class Transaction:
                 (conn.executemany if many else conn.execute)(sql, params)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR): a
+            # ROLLBACK then raises "no transaction is active", masking the real error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
 
@@ -182,9 +210,14 @@ class ReadModelStore:
         await self.db.execute(f"PRAGMA user_version = {CLOSED}")
         await self.db.close()
 
+    async def record_source(self, log_id: str, epoch: int) -> None:
+        """Record which log the read models are folded from (the log_source table)."""
+        await self.db.execute("INSERT OR REPLACE INTO log_source VALUES (1, ?, ?)",
+                              (log_id, epoch))
+
     async def checkpoints(self, model: str) -> dict[int, int]:
-        rows = await self.db.execute_fetchall(
-            "SELECT partition, next_offset FROM checkpoints WHERE model = ?", (model,)
+        rows = await fetch_all(
+            self.db, "SELECT partition, next_offset FROM checkpoints WHERE model = ?", (model,)
         )
         return {p: o for p, o in rows}
 
@@ -195,33 +228,46 @@ class ReadModelStore:
         return {row[0]: job_from_row(row) for row in rows}
 
     async def load_unfinished_jobs(self) -> list[JobState]:
-        rows = await self.db.execute_fetchall(
-            "SELECT * FROM jobs WHERE status IN ('scheduled', 'pending', 'in_progress')"
+        rows = await fetch_all(
+            self.db, "SELECT * FROM jobs WHERE status IN ('scheduled', 'pending', 'in_progress')"
         )
         return [job_from_row(row) for row in rows]
 
     async def load_queues(self) -> dict[str, QueueState]:
-        rows = await self.db.execute_fetchall("SELECT queue, paused, updated_at FROM queues")
+        rows = await fetch_all(self.db, "SELECT queue, paused, updated_at FROM queues")
         return {q: QueueState(q, bool(p), t) for q, p, t in rows}
 
     async def load_workers(self, worker_ids: Iterable[str]) -> dict[str, WorkerState]:
-        rows = await self._select_in("SELECT * FROM workers WHERE worker_id IN ({})", list(worker_ids))
+        rows = await self._select_in("SELECT * FROM workers WHERE worker_id IN ({})",
+                                     list(worker_ids))
         return {row[0]: worker_from_row(row) for row in rows}
 
-    async def load_schedules(self, schedule_ids: Iterable[str] | None = None) -> dict[str, ScheduleState]:
+    async def load_schedules(
+        self, schedule_ids: Iterable[str] | None = None
+    ) -> dict[str, ScheduleState]:
         """Schedules by id, removed ones included; every schedule when ids is None."""
         if schedule_ids is None:
-            rows = await self.db.execute_fetchall("SELECT * FROM schedules")
+            rows = await fetch_all(self.db, "SELECT * FROM schedules")
         else:
             rows = await self._select_in("SELECT * FROM schedules WHERE schedule_id IN ({})",
                                          list(schedule_ids))
         return {row[0]: schedule_from_row(row) for row in rows}
 
+    async def load_keys(self, key_ids: Iterable[str] | None = None) -> dict[str, KeyState]:
+        """API keys by id, revoked ones included; every key when ids is None."""
+        if key_ids is None:
+            rows = await fetch_all(self.db, "SELECT * FROM api_keys")
+        else:
+            rows = await self._select_in("SELECT * FROM api_keys WHERE key_id IN ({})",
+                                         list(key_ids))
+        return {row[0]: key_from_row(row) for row in rows}
+
     async def _select_in(self, sql: str, keys: Sequence[str]) -> list[Any]:
         out: list[Any] = []
         for i in range(0, len(keys), IN_CHUNK):
             chunk = keys[i : i + IN_CHUNK]
-            out.extend(await self.db.execute_fetchall(sql.format(",".join("?" * len(chunk))), chunk))
+            placeholders = ",".join("?" * len(chunk))
+            out.extend(await fetch_all(self.db, sql.format(placeholders), chunk))
         return out
 
     # -- writing one batch ----------------------------------------------------------------
@@ -242,9 +288,15 @@ class ReadModelStore:
         # was cut into batches (a +1 and a -1 in one batch never write a row at all).
         if tx.many(UPSERT_COUNT, [(t, s, n) for (t, s), n in stats.counts.items() if n]):
             tx.one("DELETE FROM job_counts WHERE count = 0")
+        if tx.many(UPSERT_QUEUE_COUNT,
+                   [(q, s, n) for (q, s), n in stats.queue_counts.items() if n]):
+            tx.one("DELETE FROM queue_counts WHERE count = 0")
         if tx.many(UPSERT_DEPTH, [(band, n) for band, n in stats.depth.items() if n]):
             tx.one("DELETE FROM queue_depth WHERE count = 0")
         tx.many(UPSERT_ENDED, [(m, o, n) for (m, o), n in stats.ended.items() if n])
+        tx.many(UPSERT_ENDED_BY, [(*key, n) for key, n in stats.ended_by.items() if n])
+        if tx.many(UPSERT_MOVES, [(m, q, n) for (m, q), n in stats.pending_moves.items() if n]):
+            tx.one("DELETE FROM pending_moves WHERE delta = 0")
         if stats.processed_runs:
             tx.one(UPSERT_PROCESSING, (stats.processing_ms, stats.processed_runs))
         await self._commit(tx, "jobs", "jobs", positions, bad)
@@ -281,6 +333,15 @@ class ReadModelStore:
                 [schedule_row(s) for s in changed.values()])
         await self._commit(tx, "schedules", "schedules", positions, bad)
 
+    async def write_keys(
+        self, changed: Mapping[str, KeyState], positions: Mapping[int, int],
+        bad: Sequence[Undecodable],
+    ) -> None:
+        tx = Transaction()
+        tx.many(f"INSERT OR REPLACE INTO api_keys VALUES ({','.join('?' * 10)})",
+                [key_row(k) for k in changed.values()])
+        await self._commit(tx, "keys", SECURITY, positions, bad)
+
     async def _commit(
         self, tx: Transaction, model: str, topic: str, positions: Mapping[int, int],
         bad: Sequence[Undecodable],
@@ -292,21 +353,24 @@ class ReadModelStore:
                 [(model, p, o) for p, o in positions.items()])
         # One hop to aiosqlite's thread for the whole transaction instead of one per
         # statement: aiosqlite runs a callable there with _execute, as its own methods do.
-        await self.db._execute(tx.run, self.db)
+        await self.db._execute(tx.run, self.db)  # type: ignore[no-untyped-call]  # aiosqlite: untyped
 
     # -- checksums --------------------------------------------------------------------------
 
     async def checksums(self) -> dict[str, str]:
-        """SHA-256 of every read-model table's rows in primary-key order."""
+        """SHA-256 of every read-model table's rows in primary-key order. Not of log_source:
+        it says which log they come from, and a Kafka-hosted copy of a SQLite log's read
+        models is folded from the same events of another log."""
         tables = [
-            name for (name,) in await self.db.execute_fetchall(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            name for (name,) in await fetch_all(
+                self.db, "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name != 'log_source' ORDER BY name"
             )
         ]
         out = {}
         for table in tables:
             digest = hashlib.sha256()
-            columns = await self.db.execute_fetchall(f"PRAGMA table_info({table})")
+            columns = await fetch_all(self.db, f"PRAGMA table_info({table})")
             order = ", ".join(str(i + 1) for i in range(len(columns)))
             async with self.db.execute(f"SELECT * FROM {table} ORDER BY {order}") as cursor:
                 while rows := await cursor.fetchmany(_CHECKSUM_CHUNK):

@@ -19,6 +19,7 @@ import logging
 import os
 import sqlite3
 import zlib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -56,6 +57,40 @@ def discard_if_crashed(path: Path) -> bool:
     log.warning("rebuilding the read models from the log: %s is removed, since %s", path, why)
     remove_db(path)
     return True
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """What a read-model file says about the log it was folded from, read before a store
+    opens it (services/node/read_model_check.py judges it against the log)."""
+
+    source: tuple[str, int] | None  # the log's (log_id, epoch); None: not recorded
+    checkpoints: dict[str, dict[int, int]]  # model -> partition -> next offset
+
+    @property
+    def applied(self) -> int:
+        """Events applied in all: the log held at least this many."""
+        return sum(offset for parts in self.checkpoints.values() for offset in parts.values())
+
+
+def read_on_disk(path: Path) -> OnDisk | None:
+    """The source and checkpoints of the read-model file at path; None if there is none."""
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(path)
+    try:
+        tables = {name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        checkpoints: dict[str, dict[int, int]] = {}
+        if "checkpoints" in tables:
+            for model, partition, offset in conn.execute("SELECT * FROM checkpoints"):
+                checkpoints.setdefault(model, {})[partition] = offset
+        row = None
+        if "log_source" in tables:
+            row = conn.execute("SELECT log_id, epoch FROM log_source").fetchone()
+        return OnDisk(None if row is None else (row[0], row[1]), checkpoints)
+    finally:
+        conn.close()
 
 
 def fsync_files(path: Path) -> None:

@@ -72,7 +72,9 @@ def localize(moment: datetime, tz: ZoneInfo) -> datetime:
 
 # -- next fire ----------------------------------------------------------------------------
 
-def next_fire(trigger: Trigger, tz: ZoneInfo, after: datetime, defined_at: datetime) -> datetime | None:
+def next_fire(
+    trigger: Trigger, tz: ZoneInfo, after: datetime, defined_at: datetime
+) -> datetime | None:
     """The first fire time in a later millisecond than `after` (aware, UTC), floored to
     the millisecond, or None if there is none. Fire times are identified by their Unix
     millisecond (fire_after, idempotency keys), so a start_date with microseconds must not
@@ -83,7 +85,10 @@ def next_fire(trigger: Trigger, tz: ZoneInfo, after: datetime, defined_at: datet
     return None if found is None else found.replace(microsecond=found.microsecond // 1000 * 1000)
 
 
-def _next_fire(trigger: Trigger, tz: ZoneInfo, after: datetime, defined_at: datetime) -> datetime | None:
+def _next_fire(
+    trigger: Trigger, tz: ZoneInfo, after: datetime, defined_at: datetime
+) -> datetime | None:
+    found: datetime | None
     match trigger:
         case IntervalTrigger():
             found = _next_interval(trigger, tz, after, defined_at)
@@ -129,7 +134,9 @@ def is_calendar_interval(t: IntervalTrigger) -> bool:
     return (t.weeks or t.days) > 0 and not (t.hours or t.minutes or t.seconds)
 
 
-def _next_interval(t: IntervalTrigger, tz: ZoneInfo, after: datetime, defined_at: datetime) -> datetime:
+def _next_interval(
+    t: IntervalTrigger, tz: ZoneInfo, after: datetime, defined_at: datetime
+) -> datetime:
     period = _period(t)
     first = t.start_date if t.start_date is not None else None
     if is_calendar_interval(t):
@@ -219,7 +226,8 @@ def _parse(expression: str, day_or: bool, field: str, value: str) -> None:
         croniter(expression, datetime(2000, 1, 1), day_or=day_or,
                  second_at_beginning=True).get_next(datetime)
     except (ValueError, TypeError, KeyError) as exc:  # croniter's errors are ValueErrors
-        raise InvalidTrigger(f"{field} {value!r} is not valid cron: {_reason(exc)}", field) from None
+        message = f"{field} {value!r} is not valid cron: {_reason(exc)}"
+        raise InvalidTrigger(message, field) from None
 
 
 def _reason(exc: Exception) -> str:
@@ -254,7 +262,8 @@ def _next_cron(t: CronTrigger, tz: ZoneInfo, after: datetime) -> datetime | None
             best = later[0]
         # Wall times grow with instants except inside a repeated hour: stop at the first
         # unambiguous wall time that cannot beat what was found.
-        if best is not None and len(instants) == 1 and instants[0] >= best and not _ambiguous(wall, tz):
+        if (best is not None and len(instants) == 1 and instants[0] >= best
+                and not _ambiguous(wall, tz)):
             return best
     return best
 
@@ -270,8 +279,8 @@ def _offset(moment: datetime, tz: ZoneInfo) -> timedelta:
 
 
 def _ambiguous(wall: datetime, tz: ZoneInfo) -> bool:
-    return wall.replace(tzinfo=tz, fold=0).utcoffset() != wall.replace(tzinfo=tz, fold=1).utcoffset() \
-        and _wall(wall.replace(tzinfo=tz, fold=0), tz) == wall
+    first, second = wall.replace(tzinfo=tz, fold=0), wall.replace(tzinfo=tz, fold=1)
+    return first.utcoffset() != second.utcoffset() and _wall(first, tz) == wall
 
 
 def _instants(wall: datetime, tz: ZoneInfo, fixed: bool) -> list[datetime]:

@@ -2,7 +2,17 @@
 
 from .codec import UndecodableRecord, decode, encode
 from .common import Actor, ActorKind, LogLevel, Progress, uuid7
-from .envelope import JOBS, LOGS, SCHEDULES, TOPICS, WORKERS, Envelope, Event, topic_of
+from .envelope import (
+    JOBS,
+    LOGS,
+    SCHEDULES,
+    SECURITY,
+    TOPICS,
+    WORKERS,
+    Envelope,
+    Event,
+    topic_of,
+)
 from .jobs import (
     JobCancelled,
     JobCancelRequested,
@@ -28,10 +38,12 @@ from .schedules import (
     ScheduleSkipped,
     ScheduleUpdated,
 )
+from .security import KeyCreated, KeyRevoked, Permission
 from .workers import WorkerHeartbeat, WorkerLost, WorkerStarted, WorkerStopped
 
 __all__ = [
-    "JOBS", "LOGS", "SCHEDULES", "TOPICS", "WORKERS",
+    "JOBS", "LOGS", "SCHEDULES", "SECURITY", "TOPICS", "WORKERS",
+    "KeyCreated", "KeyRevoked", "Permission",
     "ScheduleDefined", "ScheduleFired", "SchedulePaused", "ScheduleRemoved", "ScheduleResumed",
     "ScheduleSkipped", "ScheduleUpdated",
     "Actor", "ActorKind", "Envelope", "Event", "JobCancelRequested", "JobCancelled",

@@ -9,13 +9,23 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .common import END_YEAR, FIRST_YEAR, YEAR_PATTERN, Name, Priority
+from .common import (
+    END_YEAR,
+    FIRST_YEAR,
+    VERIFIED_KINDS,
+    YEAR_PATTERN,
+    Actor,
+    ActorKind,
+    Name,
+    Priority,
+)
 from .lifecycle import JobStatus, RunStatus, WorkerStatus
 
 # Request limits, all in one place (docs/api.md, "Limits"). A body over its limit is
 # refused with 413 before it is read to the end.
 MAX_PAYLOAD_BYTES = 1024 * 1024  # one task's payload, as JSON
-MAX_TASK_BODY_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024  # POST /tasks: the payload plus the other fields
+# POST /tasks: the payload plus the other fields
+MAX_TASK_BODY_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024
 MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024  # POST /tasks/batch
 MAX_BATCH = 1000  # tasks in one batch
 MAX_LIST = 1000  # rows in one list answer
@@ -34,6 +44,10 @@ RetryCount = Annotated[int, msgspec.Meta(description=(
 IdempotencyKey = Annotated[str, msgspec.Meta(
     min_length=1, max_length=200, description="the same key always names the same task")]
 RequestSeconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
+# A JSON value passed through as given (a payload, a result, log details). The server fills
+# it with msgspec.Raw, the JSON it stored, sent without decoding it again; the Python client
+# decodes it into Python values (dicts, lists, ...). Either way the schema is "any JSON".
+JsonValue = Any
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -60,7 +74,8 @@ class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_
         description="an attempt running longer fails; default: the handler's, else 300"
     )] | None = None
     max_retries: Annotated[int, msgspec.Meta(
-        ge=0, le=MAX_RETRIES, description="retries after the first attempt; default: the handler's, else 3"
+        ge=0, le=MAX_RETRIES,
+        description="retries after the first attempt; default: the handler's, else 3",
     )] | None = None
     idempotency_key: IdempotencyKey | None = None
     queue: Annotated[Name, msgspec.Meta(description="queues can be paused one by one")] = "default"
@@ -87,6 +102,9 @@ class TaskCreated(msgspec.Struct):
 
 class BatchCreated(msgspec.Struct):
     task_ids: list[str]
+    duplicates: Annotated[list[int], msgspec.Meta(description=(
+        "positions (0-based) of the tasks whose idempotency_key named a task that already "
+        "existed, earlier or in this batch: nothing new was enqueued for them"))] = []
 
 
 class Progress(msgspec.Struct):
@@ -101,13 +119,13 @@ class TaskDetail(msgspec.Struct):
     queue: str
     status: JobStatus
     priority: int
-    payload: msgspec.Raw
+    payload: JsonValue
     created_at: str
     updated_at: str
     scheduled_at: str | None
     started_at: str | None
     finished_at: str | None
-    result: msgspec.Raw | None
+    result: JsonValue | None
     error: str | None
     retry_count: RetryCount
     max_retries: Annotated[int, msgspec.Meta(description=(
@@ -131,24 +149,44 @@ class TaskSummary(msgspec.Struct):
     priority: int
     created_at: str
     updated_at: str
+    retry_count: RetryCount
+    progress: Progress
 
 
 class TaskListQuery(msgspec.Struct, frozen=True):
     """The query parameters of GET /api/v1/tasks (unknown ones are ignored). An absent
     filter is UNSET, not None: `?status=null` is a bad status, not "no filter"."""
 
-    status: Annotated[JobStatus, msgspec.Meta(description="only tasks in this status")] | UnsetType = UNSET
-    task_type: Annotated[str, msgspec.Meta(description="only tasks of this type")] | UnsetType = UNSET
+    status: Annotated[
+        JobStatus, msgspec.Meta(description="only tasks in this status")] | UnsetType = UNSET
+    task_type: Annotated[
+        str, msgspec.Meta(description="only tasks of this type")] | UnsetType = UNSET
     queue: Annotated[str, msgspec.Meta(description="only tasks of this queue")] | UnsetType = UNSET
+    created_after: Annotated[datetime, msgspec.Meta(
+        tz=True, description="only tasks enqueued at or after this time (with a timezone)"
+    )] | UnsetType = UNSET
+    created_before: Annotated[datetime, msgspec.Meta(
+        tz=True, description="only tasks enqueued before this time (with a timezone)"
+    )] | UnsetType = UNSET
+    search: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=200,
+        description="only tasks whose id or idempotency key starts with this (case matters)"
+    )] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=2**62, description="skip this many")] = 0
+    starting_after: Annotated[str, msgspec.Meta(description=(
+        "a task id: only the tasks listed after it (older, or as old with a smaller id). "
+        "Paging by the last id seen sees each task once, whatever is enqueued meanwhile"
+    ))] | UnsetType = UNSET
 
 
 class RunListQuery(msgspec.Struct, frozen=True):
     """The query parameters of GET /api/v1/runs."""
 
-    task_type: Annotated[str, msgspec.Meta(description="only runs of this task type")] | UnsetType = UNSET
-    status: Annotated[RunStatus, msgspec.Meta(description="only runs in this status")] | UnsetType = UNSET
+    task_type: Annotated[
+        str, msgspec.Meta(description="only runs of this task type")] | UnsetType = UNSET
+    status: Annotated[
+        RunStatus, msgspec.Meta(description="only runs in this status")] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
 
 
@@ -158,6 +196,32 @@ class QueueDepth(msgspec.Struct):
     high: int
     normal: int
     low: int
+
+
+class RunsEnded(msgspec.Struct):
+    """Runs (attempts) that ended in the last hour, by outcome."""
+
+    completed: int
+    failed: int
+
+
+class QueueStats(msgspec.Struct):
+    """One queue: its tasks per status now (statuses with none left out), whether it is
+    paused, and its runs that ended in the last hour."""
+
+    paused: bool
+    counts: dict[str, int]
+    last_hour: RunsEnded
+
+
+class MinuteStats(msgspec.Struct):
+    """One minute: runs that ended in it, and the pending tasks (every queue) at its end;
+    for the current minute, now."""
+
+    minute: Annotated[str, msgspec.Meta(description="the minute's start, ISO 8601 UTC")]
+    completed: int
+    failed: int
+    pending: int
 
 
 class Stats(msgspec.Struct):
@@ -174,6 +238,14 @@ class Stats(msgspec.Struct):
     avg_processing_time_ms: float
     queue_depth_by_priority: QueueDepth
     by_task_type: dict[str, dict[str, int]]
+    lost_worker_count: Annotated[int, msgspec.Meta(
+        description="workers whose heartbeats stopped without a clean shutdown")]
+    last_hour_by_task_type: Annotated[dict[str, RunsEnded], msgspec.Meta(
+        description="runs that ended in the last hour, per task type")]
+    by_queue: Annotated[dict[str, QueueStats], msgspec.Meta(
+        description="per queue: tasks per status, paused, last hour's runs")]
+    per_minute: Annotated[list[MinuteStats], msgspec.Meta(
+        description="the last 60 minutes, oldest first, the current one last")]
 
 
 class WorkerInfo(msgspec.Struct):
@@ -195,10 +267,13 @@ class QueueInfo(msgspec.Struct):
     pending: int
     scheduled: int
     in_progress: int
+    pending_by_priority: Annotated[QueueDepth, msgspec.Meta(
+        description="its pending tasks per priority band, as queue_depth_by_priority")]
 
 
 class QueuePath(msgspec.Struct, frozen=True):
-    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="the queue's name")]
+    queue: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=200, description="the queue's name")]
 
 
 class QueueToggled(msgspec.Struct):
@@ -215,6 +290,10 @@ class Health(msgspec.Struct, omit_defaults=True):
     quarantined_records: int
     crashed: Annotated[list[str], msgspec.Meta(
         description="background tasks that died; absent when none")] = []
+    reason: Annotated[str | None, msgspec.Meta(
+        description="why it is degraded, one clause per cause joined by '; ' (e.g. "
+        "'projection jobs: disk full (SQLITE_FULL) since 2026-01-01T00:00:00Z, retrying'); "
+        "absent when healthy")] = None
 
 
 class ErrorBody(msgspec.Struct):
@@ -247,13 +326,28 @@ class RunLog(msgspec.Struct):
     id: str
     level: str
     message: str
-    details: msgspec.Raw
+    details: JsonValue
     created_at: str
 
 
 class RunDetail(RunSummary):
     stack: str | None = None
     logs: list[RunLog] = []
+
+
+class ActorView(msgspec.Struct):
+    """Who caused an event. verified: an authenticated API key or user (kind key or user);
+    false for every other kind, whose id is what the actor said of itself: with auth off,
+    a REST caller's X-API-Key-Name (kind api), or a worker's or node's own id."""
+
+    kind: ActorKind
+    id: str
+    name: str
+    verified: bool
+
+    @classmethod
+    def of(cls, actor: Actor) -> ActorView:
+        return cls(actor.kind, actor.id, actor.name, actor.kind in VERIFIED_KINDS)
 
 
 class HistoryEntry(msgspec.Struct):
@@ -267,14 +361,14 @@ class HistoryEntry(msgspec.Struct):
     offset: int
     attempt: int | None
     worker_id: str | None
-    actor: dict[str, str]
+    actor: ActorView
     causation_id: str | None
     correlation_id: str | None
-    event: msgspec.Raw  # the event as JSON
+    event: JsonValue  # the event as JSON
 
 
 class TaskView(msgspec.Struct):
-    """A task as a WebSocket task_update shows it."""
+    """A task as a WebSocket task_update shows it: a TaskSummary's fields."""
 
     task_id: str
     task_type: str
@@ -283,6 +377,8 @@ class TaskView(msgspec.Struct):
     updated_at: str
     retry_count: RetryCount
     progress: Progress
+    priority: int
+    created_at: str
 
 
 class TaskUpdate(msgspec.Struct, tag="task_update", tag_field="type"):

@@ -36,9 +36,12 @@ def _current_version(cls: type[msgspec.Struct]) -> int:
     return int(field.default)
 
 
-CURRENT_VERSION: dict[type, int] = {cls: _current_version(cls) for cls in event_types()}
+CURRENT_VERSION: dict[type[msgspec.Struct], int] = {
+    cls: _current_version(cls) for cls in event_types()
+}
 CURRENT_BY_TAG: dict[str, int] = {
-    cls.__struct_config__.tag: v for cls, v in CURRENT_VERSION.items()  # type: ignore[misc]
+    cls.__struct_config__.tag: v  # type: ignore[misc]  # msgspec: str | int | None; events': str
+    for cls, v in CURRENT_VERSION.items()
 }
 
 

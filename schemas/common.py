@@ -12,7 +12,8 @@ import msgspec
 
 Priority = Annotated[int, msgspec.Meta(ge=0, le=255, description="0–255, higher runs first")]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
-Attempt = Annotated[int, msgspec.Meta(ge=1, description="1-based attempt number; the lease's fencing token")]
+Attempt = Annotated[
+    int, msgspec.Meta(ge=1, description="1-based attempt number; the lease's fencing token")]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 # The years a time given to the API may be written in, from FIRST_YEAR up to (not
@@ -35,7 +36,8 @@ def uuid7() -> str:
     # (docs/performance.md, "Figures behind the code").
     r = _getrandbits(74)
     # unix_ts_ms (48) | version 7 (4) | rand_a (12) | variant 0b10 (2) | rand_b (62)
-    return "%08x-%04x-7%03x-%04x-%012x" % (
+    # One %-format: measured 1.6x faster here than the f-string with five format specs.
+    return "%08x-%04x-7%03x-%04x-%012x" % (  # noqa: UP031
         ms >> 16, ms & 0xFFFF, r >> 62, 0x8000 | ((r >> 48) & 0x3FFF), r & 0xFFFF_FFFF_FFFF)
 
 
@@ -74,7 +76,8 @@ def json_null() -> msgspec.Raw:
 
 
 def to_ms(moment: datetime) -> int:
-    """Milliseconds since the Unix epoch; read models store times this way so they sort as numbers."""
+    """Milliseconds since the Unix epoch; read models store times this way so they sort as
+    numbers."""
     return int(moment.timestamp() * 1000)
 
 
@@ -90,18 +93,28 @@ def iso_ms(ms: int | None) -> str | None:
 
 
 class ActorKind(enum.StrEnum):
-    """Who caused an event."""
+    """Who caused an event. Only `key` and `user` are verified identities; the rest name
+    themselves (docs/security.md)."""
 
-    API = "api"  # a REST caller; id is its API key name (or "anonymous")
+    API = "api"  # a REST caller with auth off; id is the X-API-Key-Name it sent, unverified
+    KEY = "key"  # a REST caller authenticated by an API key: id is the key's id
+    USER = "user"  # a REST caller authenticated as a user: id is the user's id
     CLIENT = "client"  # the Python client or another producer writing to the log directly
     WORKER = "worker"  # a worker slot reporting what its handler did
     DISPATCHER = "dispatcher"  # the partition owner's own policy: picks, lease expiry, retries
     SCHEDULER = "scheduler"
 
 
-class Actor(msgspec.Struct, frozen=True, gc=False):
+VERIFIED_KINDS = frozenset({ActorKind.KEY, ActorKind.USER})
+
+
+class Actor(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """omit_defaults: `name` (added later) and an empty `id` stay off the wire, so the
+    actors of every other kind encode as they did before it, and older builds read them."""
+
     kind: ActorKind
     id: str = ""
+    name: str = ""  # a key's or user's name as it was when the event was written
 
 
 class LogLevel(enum.StrEnum):

@@ -9,9 +9,10 @@ import msgspec
 from .common import Actor
 from .jobs import JobEvent, JobLogged, QueueEvent
 from .schedules import ScheduleEvent
+from .security import SecurityEvent
 from .workers import WorkerEvent
 
-Event = JobEvent | QueueEvent | WorkerEvent | ScheduleEvent
+Event = JobEvent | QueueEvent | WorkerEvent | ScheduleEvent | SecurityEvent
 
 # Topics of the log. Job events are keyed by job id; queue events are written to every
 # partition of the jobs topic so that each partition owner sees them in its own order.
@@ -19,7 +20,8 @@ JOBS = "jobs"
 LOGS = "logs"
 WORKERS = "workers"
 SCHEDULES = "schedules"  # keyed by schedule id: the owner of its partition fires it
-TOPICS = (JOBS, LOGS, WORKERS, SCHEDULES)
+SECURITY = "security"  # keyed by key id; one partition (docs/security.md says why)
+TOPICS = (JOBS, LOGS, WORKERS, SCHEDULES, SECURITY)
 
 
 class Envelope(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
@@ -46,21 +48,24 @@ class Envelope(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 
     @property
     def type(self) -> str:
-        return type(self.event).__struct_config__.tag  # type: ignore[return-value]
+        tag = type(self.event).__struct_config__.tag
+        return tag  # type: ignore[return-value]  # msgspec says str | int; events' are str
 
 
 def _topic_of_type(cls: type) -> str:
     if cls is JobLogged:
         return LOGS
-    if cls in WorkerEvent.__args__:  # type: ignore[attr-defined]
+    if cls in WorkerEvent.__args__:
         return WORKERS
-    if cls in ScheduleEvent.__args__:  # type: ignore[attr-defined]
+    if cls in ScheduleEvent.__args__:
         return SCHEDULES
+    if cls in SecurityEvent.__args__:
+        return SECURITY
     return JOBS
 
 
 # One dict lookup per event: projections check the topic of every event they apply.
-TOPIC_OF_TYPE: dict[type, str] = {cls: _topic_of_type(cls) for cls in Event.__args__}  # type: ignore[attr-defined]
+TOPIC_OF_TYPE: dict[type, str] = {cls: _topic_of_type(cls) for cls in Event.__args__}
 
 
 def topic_of(event: Event) -> str:
@@ -69,4 +74,4 @@ def topic_of(event: Event) -> str:
 
 def event_types() -> list[type[msgspec.Struct]]:
     """Every event class, in the order of the Event union."""
-    return list(Event.__args__)  # type: ignore[attr-defined]
+    return list(Event.__args__)

@@ -124,8 +124,8 @@ class WorkerStatus(enum.StrEnum):
 class ScheduleStatus(enum.StrEnum):
     """The state of a schedule."""
 
-    # Its scheduler fires it by its trigger. A user moves it to PAUSED with SchedulePaused, or to REMOVED
-    # with ScheduleRemoved.
+    # Its scheduler fires it by its trigger. A user moves it to PAUSED with SchedulePaused, or
+    # to REMOVED with ScheduleRemoved.
     ACTIVE = "active"
     # No timed fires. A user moves it to ACTIVE with ScheduleResumed, or to REMOVED.
     PAUSED = "paused"

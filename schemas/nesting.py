@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 from msgspec.structs import force_setattr
@@ -36,10 +36,6 @@ _PEEL_WHILE_SHRINKING_BY = 10
 # decode_deep keeps this many levels for msgspec to decode: more than any typed part of an
 # event has (envelope, event, schedule definition, trigger), far fewer than recursion allows.
 KEEP_LEVELS = 8
-
-
-class Decoder(Protocol[T]):  # a msgspec.json.Decoder of T
-    def decode(self, buf: bytes) -> T: ...
 
 
 def exceeds(data: bytes, limit: int) -> bool:
@@ -72,7 +68,7 @@ def nesting_depth(data: bytes) -> int:
     return peeled + deepest
 
 
-def decode_deep(decoder: Decoder[T], data: bytes) -> T:
+def decode_deep(decoder: msgspec.json.Decoder[T], data: bytes) -> T:
     """decoder.decode(data), also for JSON too deep for msgspec's recursion: then every
     array or object below KEEP_LEVELS is cut out, the rest decoded, and each cut part put
     back as it was, as `msgspec.Raw` (a Raw field gets its original bytes whole). Raises
@@ -82,7 +78,7 @@ def decode_deep(decoder: Decoder[T], data: bytes) -> T:
     except RecursionError:
         pass
     shallow, parts, marker = _cut(data)
-    return _restore(decoder.decode(shallow), parts, marker)
+    return cast(T, _restore(decoder.decode(shallow), parts, marker))
 
 
 def _cut(data: bytes) -> tuple[bytes, list[bytes], bytes]:

@@ -39,7 +39,9 @@ async def client(node: EmbeddedNode) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.mark.parametrize("path", ["/nope", "/api/v1", "/api/v1/tasks/", "/api/v1/tasks/x/y/z"])
-async def test_a_path_with_no_endpoint_answers_404_json(client: httpx.AsyncClient, path: str) -> None:
+async def test_a_path_with_no_endpoint_answers_404_json(
+    client: httpx.AsyncClient, path: str
+) -> None:
     error = assert_error(await client.get(path), 404, "NOT_FOUND")
     assert path in error["error"]
 
@@ -124,7 +126,8 @@ def test_live_bad_bodies_answer_400_415_422_naming_what_is_wrong(server: ServerP
     http = server.http
     assert_error(http.post("/api/v1/tasks", json={"task_type": "echo", "priority": 300}),
                  400, "INVALID_ARGUMENT", "priority")
-    assert_error(http.post("/api/v1/tasks", content=b"{nope", headers={"content-type": "application/json"}),
+    assert_error(http.post("/api/v1/tasks", content=b"{nope",
+                           headers={"content-type": "application/json"}),
                  400, "MALFORMED_JSON")
     error = assert_error(http.post("/api/v1/tasks", content=b"task_type=echo",
                                    headers={"content-type": "application/x-www-form-urlencoded"}),

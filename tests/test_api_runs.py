@@ -78,7 +78,9 @@ async def test_history_of_an_unknown_task_is_404(client: httpx.AsyncClient) -> N
     assert response.json()["code"] == "NOT_FOUND"
 
 
-async def test_runs_of_a_task_one_per_attempt(node: EmbeddedNode, client: httpx.AsyncClient) -> None:
+async def test_runs_of_a_task_one_per_attempt(
+    node: EmbeddedNode, client: httpx.AsyncClient
+) -> None:
     job_id = await _retried_job(node)
     runs = (await client.get(f"/api/v1/tasks/{job_id}/runs")).json()
     assert [(r["attempt"], r["status"]) for r in runs] == [(1, "FAILED"), (2, "COMPLETED")]

@@ -68,7 +68,8 @@ async def test_workers_lists_the_node_s_worker_and_its_running_tasks(
     assert worker["status"] == "alive"
     assert worker["current_tasks"] == [running]
     assert worker["concurrency"] == 3
-    assert {"registered_at", "last_heartbeat", "cpu_usage_percent", "memory_usage_mb"} <= set(worker)
+    reported = {"registered_at", "last_heartbeat", "cpu_usage_percent", "memory_usage_mb"}
+    assert reported <= set(worker)
 
 
 async def test_a_paused_queue_keeps_its_tasks_pending_until_resumed(
@@ -81,13 +82,15 @@ async def test_a_paused_queue_keeps_its_tasks_pending_until_resumed(
     await settle(node)
     assert (await client.get(f"/api/v1/tasks/{task_id}")).json()["status"] == "pending"
     assert (await client.get("/api/v1/queues")).json() == [
-        {"queue": "emails", "paused": True, "pending": 1, "scheduled": 0, "in_progress": 0}]
+        {"queue": "emails", "paused": True, "pending": 1, "scheduled": 0, "in_progress": 0,
+         "pending_by_priority": {"high": 0, "normal": 1, "low": 0}}]
 
     response = await client.post("/api/v1/queues/emails/resume")
     assert response.json() == {"queue": "emails", "paused": False}
     await wait_until(node, task_id, "completed")
     assert (await client.get("/api/v1/queues")).json() == [
-        {"queue": "emails", "paused": False, "pending": 0, "scheduled": 0, "in_progress": 0}]
+        {"queue": "emails", "paused": False, "pending": 0, "scheduled": 0, "in_progress": 0,
+         "pending_by_priority": {"high": 0, "normal": 0, "low": 0}}]
 
 
 async def test_the_queues_list_counts_waiting_and_running_tasks_per_queue(
@@ -96,10 +99,26 @@ async def test_the_queues_list_counts_waiting_and_running_tasks_per_queue(
     await wait_until(node, await submit(client, task_type="block", queue="a"), "in_progress")
     await submit(client, task_type="echo", queue="b", delay_seconds=60)
     await settle(node)
+    none = {"high": 0, "normal": 0, "low": 0}
     assert (await client.get("/api/v1/queues")).json() == [
-        {"queue": "a", "paused": False, "pending": 0, "scheduled": 0, "in_progress": 1},
-        {"queue": "b", "paused": False, "pending": 0, "scheduled": 1, "in_progress": 0},
+        {"queue": "a", "paused": False, "pending": 0, "scheduled": 0, "in_progress": 1,
+         "pending_by_priority": none},
+        {"queue": "b", "paused": False, "pending": 0, "scheduled": 1, "in_progress": 0,
+         "pending_by_priority": none},
     ]
+
+
+async def test_a_queue_counts_its_pending_tasks_per_priority_band(
+    node: EmbeddedNode, client: httpx.AsyncClient
+) -> None:
+    await client.post("/api/v1/queues/held/pause")
+    for priority in (255, 170, 169, 85, 84, 0, 0):
+        await submit(client, task_type="echo", queue="held", priority=priority)
+    await settle(node)
+    [held] = (await client.get("/api/v1/queues")).json()
+    assert held["pending_by_priority"] == {"high": 2, "normal": 2, "low": 3}
+    stats = (await client.get("/api/v1/stats")).json()
+    assert stats["queue_depth_by_priority"] == held["pending_by_priority"]
 
 
 @pytest.mark.parametrize("action", ["pause", "resume"])
@@ -142,6 +161,7 @@ async def test_health_is_503_degraded_once_the_projections_lag_beyond_the_bound(
     assert response.status_code == 503
     assert response.json()["status"] == "degraded"
     assert response.json()["projection_lag_ms"] == 1001
+    assert response.json()["reason"] == "projections: 1,001 ms behind the log, more than 1,000"
 
     node.projector.start()  # caught up again: healthy (the bad record is quarantined)
     await settle(node)

@@ -45,7 +45,8 @@ async def write_log(path: Path, history: Sequence[Appended]) -> None:
     try:
         jobs = backend.topic(JOBS)
         await jobs.append([Entry(a.env.key, encode(a.env), a.partition) for a in history])
-        newer = encode(envelope(JobEnqueued(job_id="job-n", task_type="t"))).replace(b'"v":1', b'"v":99')
+        enqueued = encode(envelope(JobEnqueued(job_id="job-n", task_type="t")))
+        newer = enqueued.replace(b'"v":1', b'"v":99')
         await jobs.append([Entry("job-a", b"{oops"), Entry("job-b", b'{"id": 1}'),
                            Entry("w1", encode(envelope(WorkerStarted(worker_id="w1"))), 1),
                            Entry("job-n", newer, 0)])
@@ -115,7 +116,8 @@ def test_a_log_whose_keys_are_not_the_job_ids_is_replayed_by_the_projector(tmp_p
     """The workers split the jobs by key; a record keyed other than its job id would leave
     part of its job's events to another worker, so the replay goes the projector's way."""
     events = [envelope(JobEnqueued(job_id=f"job-{n}", task_type="t"), n) for n in range(40)]
-    late = envelope(JobPicked(job_id="job-0", attempt=1, worker_id="w", lease_expires_at=at(99)), 50)
+    late = envelope(
+        JobPicked(job_id="job-0", attempt=1, worker_id="w", lease_expires_at=at(99)), 50)
 
     async def scenario() -> tuple[dict[str, str], dict[str, str]]:
         backend = await open_log(tmp_path / "log.db")
@@ -131,14 +133,17 @@ def test_a_log_whose_keys_are_not_the_job_ids_is_replayed_by_the_projector(tmp_p
     assert bulk == live
 
 
-def test_a_job_whose_events_span_two_partitions_is_folded_as_the_projector_does(tmp_path: Path) -> None:
+def test_a_job_whose_events_span_two_partitions_is_folded_as_the_projector_does(
+    tmp_path: Path
+) -> None:
     """The projector applies partition after partition to one store, so a job finished in
     one partition is requeued by an event in the next; the bulk fold reads it back too."""
     job = "job-x"
     lives = [JobEnqueued(job_id=job, task_type="t"),
              JobPicked(job_id=job, attempt=1, worker_id="w", lease_expires_at=at(99)),
              JobSucceeded(job_id=job, attempt=1)]
-    again = [JobRequeued(job_id=job, task_type="t", attempt=1), JobEnqueued(job_id=job, task_type="t")]
+    again = [JobRequeued(job_id=job, task_type="t", attempt=1),
+             JobEnqueued(job_id=job, task_type="t")]
 
     async def scenario() -> tuple[dict[str, str], dict[str, str]]:
         backend = await open_log(tmp_path / "log.db")

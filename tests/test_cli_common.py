@@ -7,10 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from jobledger.services.cli.common import EXIT_CODES, Exit, refusal_line, run_client
+from jobledger.services.cli.common import (
+    EXIT_CODES,
+    SERVER_EXIT_CODES,
+    Exit,
+    refusal_line,
+    run_client,
+)
 from jobledger.services.cli.main import main
-from jobledger.services.client.async_client import ClientError, ServerUnreachable, WaitTimeout
+from jobledger.services.client.errors import ClientError, ServerUnreachable, WaitTimeout
 from jobledger.services.write.producer import InvalidJob
+from tests.support.builders import task_detail
 
 DOCS = Path(__file__).parents[1] / "docs" / "api.md"
 
@@ -25,7 +32,7 @@ def fail_with(exc: Exception, capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 @pytest.mark.parametrize(("exc", "code", "line"), [
     (ServerUnreachable(), Exit.UNREACHABLE, "error: cannot reach the server: no answer\n"),
-    (WaitTimeout("t1", 2.5, {"status": "pending"}), Exit.TIMEOUT,
+    (WaitTimeout("t1", 2.5, task_detail("pending")), Exit.TIMEOUT,
      "error: timed out: task t1 is still pending after 2.5 s (it goes on running; "
      "see `jobledger status t1`)\n"),
     (ClientError(404, {"error": "no task t1", "code": "NOT_FOUND"}), Exit.FAILED,
@@ -55,4 +62,9 @@ def test_the_exit_codes_are_in_the_help_and_the_docs(capsys: pytest.CaptureFixtu
     docs = DOCS.read_text()
     for line in EXIT_CODES.splitlines():
         assert line in help_text and line in docs
-    assert [int(code) for code in Exit] == [0, 1, 2, 3, 4]
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    help_text = capsys.readouterr().out
+    for line in SERVER_EXIT_CODES.splitlines():
+        assert line in help_text and line in docs
+    assert [int(code) for code in Exit] == [0, 1, 2, 3, 4, 5]

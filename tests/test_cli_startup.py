@@ -82,7 +82,8 @@ def test_serve_finds_the_app_in_the_current_directory_and_listens_before_its_ban
                       log.read_text(), timeout=30)  # fmt: skip
         # Beside the banner, only the server's own log lines (JSON: stderr is not a TTY).
         lines = [line for line in banner.splitlines() if not line.startswith('{"time"')]
-        assert lines == [f"jobledger: log jobledger.db, 1 task types, http://127.0.0.1:{port}"]
+        assert lines == [f"jobledger: log jobledger.db, 1 task types, http://127.0.0.1:{port}, "
+                         "auth off"]
         assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200  # no retry
     finally:
         proc.terminate()
@@ -130,7 +131,7 @@ def test_a_log_in_a_folder_that_cannot_hold_it_is_one_line_naming_db(tmp_path: P
     assert_one_line(result, 1, "--db notes/j.db: notes is not a folder that exists")
     (tmp_path / "j.db").write_text("not a log")
     result = jobledger("serve", "--db", "j.db", "--port", str(free_port()), cwd=tmp_path)
-    assert_one_line(result, 1, "cannot open the log j.db: file is not a database")
+    assert_one_line(result, 5, "cannot open the log j.db: file is not a database")
 
 
 def test_a_broker_refusing_the_idempotent_producer_is_one_line_naming_the_switch(

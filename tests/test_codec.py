@@ -25,7 +25,10 @@ from jobledger.schemas import (
     JobPicked,
     JobRequeued,
     JobSucceeded,
+    KeyCreated,
+    KeyRevoked,
     LogLevel,
+    Permission,
     Progress,
     QueuePaused,
     QueueResumed,
@@ -83,7 +86,8 @@ EXAMPLES: list[Event] = [
     WorkerStopped(worker_id="w1", reason="sigterm"),
     WorkerLost(worker_id="w1"),
     ScheduleDefined(schedule_id="s1", definition=ScheduleDefinition(
-        name="nightly", task_type="resize", timezone="Europe/Berlin", payload=msgspec.Raw(b'{"a":1}'),
+        name="nightly", task_type="resize", timezone="Europe/Berlin",
+        payload=msgspec.Raw(b'{"a":1}'),
         trigger=CronTrigger(hour="3", day_of_week="mon-fri", start_date=at(0), end_date=at(9e6)),
         priority=9, queue="images", timeout_seconds=5.0, max_retries=2,
         misfire_policy=MisfirePolicy.RUN_ALL, misfire_grace_time=5.0, max_instances=2, jitter=1.5,
@@ -96,6 +100,9 @@ EXAMPLES: list[Event] = [
     ScheduleFired(schedule_id="s1", fire_time=at(60), job_id="j1", manual=True),
     ScheduleSkipped(schedule_id="s1", fire_time=at(60), reason=SkipReason.MISFIRE,
                     last_fire_time=at(120), count=2),
+    KeyCreated(key_id="k1", name="ci", prefix="jl_AbCd1234", digest="0f" * 32,
+               permissions=[Permission.SUBMIT_TASKS, Permission.READ_TASKS], expires_at=at(60)),
+    KeyRevoked(key_id="k1"),
 ]
 
 

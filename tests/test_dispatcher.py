@@ -16,7 +16,16 @@ import msgspec
 import pytest
 
 from jobledger.projections.jobs import LEASE_EXPIRED_ERROR, reduce_job
-from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, JobPicked, JobStatus, decode
+from jobledger.schemas import (
+    JOBS,
+    LOGS,
+    SCHEDULES,
+    SECURITY,
+    WORKERS,
+    JobPicked,
+    JobStatus,
+    decode,
+)
 from jobledger.schemas.codec import decode_batch
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
@@ -25,6 +34,7 @@ from jobledger.services.log.protocol import LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.runtime.clock import ManualClock
 from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
+from jobledger.services.runtime.faults import FIRST_RETRY_S
 from tests.support.harness import (
     NodeFactory,
     advance,
@@ -40,7 +50,7 @@ from tests.support.harness import (
 )
 
 S = JobStatus
-NODE_TOPICS = {JOBS: 4, LOGS: 4, WORKERS: 1, SCHEDULES: 1}  # as NodeFactory's nodes have
+NODE_TOPICS = {JOBS: 4, LOGS: 4, WORKERS: 1, SCHEDULES: 1, SECURITY: 1}  # as NodeFactory's
 
 
 async def test_a_restarted_node_retries_the_job_that_was_running(make_node: NodeFactory) -> None:
@@ -144,6 +154,8 @@ async def test_a_pick_whose_append_fails_stops_its_handler_and_the_job_runs_agai
     monkeypatch.setattr(log, "append", refuse_the_first_pick)
     job_id = await enqueue(node, "once_proceeded")
     await settle(node)
+    assert started == [1]  # no picks for a while after a refused one (faults.py)
+    await advance(node, FIRST_RETRY_S)
     proceed.set()
     done = await wait_until(node, job_id, S.COMPLETED)
 

@@ -9,6 +9,12 @@ The jobs, runs and job_counts rows are the point; run_logs, workers (the upcast 
 worker_task_types (added later: a new table, the older rows unchanged), runs_ended and
 processing come along because a change there is just as much a change.
 
+tests/golden/security_v1.jsonl (added with the security topic) holds API keys: a key made
+at first start, one made by it with permissions listed twice and an expiry, a second
+KeyCreated under that id trying to rewrite its digest and permissions (ignored), its
+revocation (and a second one, ignored), the revocation of a key that never existed, and a
+JOBLEDGER_ADMIN_KEY registered with its derived id. Its api_keys rows are the point.
+
 The records are appended byte for byte as recorded, so old versions reach the decoder as
 they would from a real log. The rows that come out are compared with
 history_v1.expected.json, whose values were checked by hand.
@@ -30,6 +36,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import decode, topic_of
 from jobledger.services.log.protocol import Entry
@@ -38,7 +46,7 @@ from tests.support.builders import open_log
 
 GOLDEN = Path(__file__).parent / "golden"
 # The tables compared, each in primary-key order.
-TABLES = {
+TABLES: dict[str, str] = {
     "jobs": "job_id",
     "runs": "run_id",
     "job_counts": "task_type, status",
@@ -49,6 +57,9 @@ TABLES = {
     "processing": "id",
     "job_events": "job_id, offset",
 }
+SECURITY_TABLES = {"api_keys": "key_id"}
+# Each history and the tables its expectation holds.
+HISTORIES = {"history_v1": TABLES, "security_v1": SECURITY_TABLES}
 
 
 def _plain(value: Any) -> Any:
@@ -56,8 +67,9 @@ def _plain(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def project(history: Path, tmp: Path) -> dict[str, list[dict[str, Any]]]:
-    """Append the history to a fresh log, catch a fresh store up, and dump TABLES."""
+async def project(history: Path, tmp: Path,
+                  tables: dict[str, str] = TABLES) -> dict[str, list[dict[str, Any]]]:
+    """Append the history to a fresh log, catch a fresh store up, and dump the tables."""
     backend = await open_log(tmp / "log.db")
     store = await ReadModelStore.open(tmp / "views.db")
     try:
@@ -68,7 +80,7 @@ async def project(history: Path, tmp: Path) -> dict[str, list[dict[str, Any]]]:
         await projector.catch_up()
         assert projector.quarantined == 0
         out: dict[str, list[dict[str, Any]]] = {}
-        for table, order in TABLES.items():
+        for table, order in tables.items():
             async with store.db.execute(f"SELECT * FROM {table} ORDER BY {order}") as cursor:
                 names = [d[0] for d in cursor.description]
                 out[table] = [
@@ -81,17 +93,19 @@ async def project(history: Path, tmp: Path) -> dict[str, list[dict[str, Any]]]:
         await backend.close()
 
 
-async def test_history_v1_projects_to_the_recorded_rows(tmp_path: Path) -> None:
-    expected = json.loads((GOLDEN / "history_v1.expected.json").read_text())
-    actual = await project(GOLDEN / "history_v1.jsonl", tmp_path)
-    assert set(expected) == set(TABLES)
-    for table in TABLES:
-        assert actual[table] == expected[table], f"{table} differs from the golden rows"
+@pytest.mark.parametrize("name", sorted(HISTORIES))
+async def test_a_history_projects_to_the_recorded_rows(name: str, tmp_path: Path) -> None:
+    tables = HISTORIES[name]
+    expected = json.loads((GOLDEN / f"{name}.expected.json").read_text())
+    actual = await project(GOLDEN / f"{name}.jsonl", tmp_path, tables)
+    assert set(expected) == set(tables)
+    for table in tables:
+        assert actual[table] == expected[table], f"{name}: {table} differs from the golden rows"
 
 
 def _write_expected(name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        rows = asyncio.run(project(GOLDEN / f"{name}.jsonl", Path(tmp)))
+        rows = asyncio.run(project(GOLDEN / f"{name}.jsonl", Path(tmp), HISTORIES[name]))
     target = GOLDEN / f"{name}.expected.json"
     target.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {target}: check every value by hand before committing")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from jobledger.services.cli.auth import security_settings
 from jobledger.services.cli.kafka import node_config_for
 from jobledger.services.cli.main import build_parser
 
@@ -54,3 +55,20 @@ def test_two_api_nodes_two_workers_and_a_scheduler(monkeypatch: pytest.MonkeyPat
         (False, True, False), (False, True, False),  # worker-1, worker-2
         (True, True, True),  # the scheduler: a worker with --schedules
     ])
+
+
+def test_the_api_nodes_run_with_auth_on_and_share_one_admin_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """They listen on 0.0.0.0, so auth is on; each registers JOBLEDGER_ADMIN_KEY (the same
+    key id on both), and only they are given it."""
+    for name, service in _services().items():
+        if service.get("image") != "jobledger:local":
+            continue
+        has_key = "JOBLEDGER_ADMIN_KEY" in service["environment"]
+        assert has_key == name.startswith("api-"), name
+        if has_key:
+            with monkeypatch.context() as env:
+                args, config = _jobledger(name, service, env)
+                settings = security_settings(args, config.views.parent)
+            assert settings.enabled and settings.admin_key, name

@@ -22,8 +22,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-# Rewrite asserts in the contract module too, so its failures show the compared values.
-pytest.register_assert_rewrite("tests.support.log_contract")
 from jobledger.schemas import Actor, ActorKind, Envelope
 from jobledger.schemas.codec import decode, encode
 from jobledger.schemas.jobs import JobEnqueued
@@ -105,7 +103,7 @@ async def test_topics_are_created_with_their_partitions_and_configs(
     backend = await KafkaLogBackend.open(config, jobledger_topics(config))
     try:
         assert {role: backend.topic(role).partitions for role in jobledger_topics(config)} == {
-            "jobs": 5, "logs": 5, "workers": 5, "schedules": 5, "dead_letter": 1,
+            "jobs": 5, "logs": 5, "workers": 5, "schedules": 5, "security": 1, "dead_letter": 1,
         }  # fmt: skip
     finally:
         await backend.close()

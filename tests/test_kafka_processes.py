@@ -185,7 +185,10 @@ def test_the_logs_tell_the_expired_leases_and_the_lost_worker(run: Run) -> None:
     # Also noop jobs the killed worker was running, if it was killed in the middle of some.
     expired = {line["task_id"]: line for line in survivor
                if line["event"] == "job.lease_expired" and line["task_type"] == "hang_if_doomed"}
-    assert sorted(expired) == sorted(run.twice)
+    # Each is a job that ran twice. Not always all of them: on a loaded machine the group
+    # can rebalance before the kill, and a partition the survivor gains is folded without
+    # logging its history (server_log.py), so an expiry decided before it is not its line.
+    assert expired and set(expired) <= set(run.twice)
     assert {(line["worker"], line["attempt"], line["status"]) for line in expired.values()} \
         == {(run.killed_worker, 1, "scheduled")}
     assert not [line for line in survivor if line["event"] == "job.completed"]  # debug only

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from jobledger.api.app import ENDPOINTS, create_app
 from jobledger.api.openapi import Endpoint, Reply, build_spec, routes_of
+from jobledger.schemas import Permission
 from jobledger.schemas.api import BODY_RULES, MAX_LIST, TaskDetail, TaskListQuery, TaskRequest
 from jobledger.services.handlers.app import App
 from jobledger.services.node.embedded import EmbeddedNode
@@ -53,7 +54,8 @@ def test_every_route_of_the_app_is_documented_and_every_operation_is_served() ->
     spec = app.state.openapi
     documented = {(m.upper(), path) for path, ops in spec["paths"].items() for m in ops}
     assert served - documented == set(), "routes missing from /openapi.json: add Endpoints"
-    with_handler = {(e.method, e.path) for e in ENDPOINTS if e.handler is not None}
+    with_handler = {(e.method, re.sub(r"{(\w+):\w+}", r"{\1}", e.path))
+                    for e in ENDPOINTS if e.handler is not None}
     assert with_handler <= served
 
 
@@ -112,15 +114,20 @@ def test_one_endpoint_entry_gives_both_the_route_and_the_operation() -> None:
         return Response()
 
     entry = Endpoint("GET", "/things/{thing_id}", get_thing, "A thing", query=Query,
-                     replies={200: Reply("the thing", Thing)}, errors={404: "no such thing"})
+                     replies={200: Reply("the thing", Thing)}, errors={404: "no such thing"},
+                     access=Permission.READ_TASKS)
     [route] = routes_of([entry])
     assert isinstance(route, Route) and route.path == "/things/{thing_id}"
     spec = build_spec([entry])
     validate(spec)
     op = spec["paths"]["/things/{thing_id}"]["get"]
     assert op["operationId"] == "get_thing"
-    assert [(p["name"], p["in"]) for p in op["parameters"]] == [("thing_id", "path"), ("since", "query")]
+    parameters = [(p["name"], p["in"]) for p in op["parameters"]]
+    assert parameters == [("thing_id", "path"), ("since", "query")]
     assert op["responses"]["404"]["content"]["application/json"]["schema"] == ERROR_REF
+    assert op["security"] == [{"apiKey": []}]  # and, with auth on, these two answers:
+    assert op["responses"]["401"]["content"]["application/json"]["schema"] == ERROR_REF
+    assert "read_tasks" in op["responses"]["403"]["description"]
     assert set(spec["components"]["schemas"]) == {"Thing", "ErrorBody"}
 
 
@@ -149,12 +156,10 @@ async def test_the_docs_page_renders_every_operation_and_schema_without_scripts(
     assert "other fields are refused" in page  # TaskRequest forbids unknown fields
 
 
-async def test_the_root_redirects_to_the_docs_page_until_there_is_a_dashboard(
-    client: httpx.AsyncClient,
-) -> None:
+async def test_the_root_redirects_to_the_dashboard(client: httpx.AsyncClient) -> None:
     response = await client.get("/")
-    assert (response.status_code, response.headers["location"]) == (307, "/docs")
-    assert (await client.get("/", follow_redirects=True)).url.path == "/docs"
+    assert (response.status_code, response.headers["location"]) == (307, "/dashboard")
+    assert (await client.get("/", follow_redirects=True)).url.path == "/dashboard"
 
 
 @pytest.mark.parametrize("allow_unknown", [False, True])

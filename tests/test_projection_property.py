@@ -120,7 +120,8 @@ def histories(draw: st.DrawFn) -> list[Appended]:
         state = states.get(job_id)
         # Mostly a likely next step; sometimes any action at all, in whatever state.
         likely = draw(st.integers(0, 9)) < 8
-        action = draw(st.sampled_from(LIKELY[state.status if state else None] if likely else ACTIONS))
+        choices = LIKELY[state.status if state else None] if likely else ACTIONS
+        action = draw(st.sampled_from(choices))
         stale = draw(st.integers(0, 5)) == 0
         now += draw(st.integers(0, 45))  # gaps spread run ends over several minutes
         if action == "duplicate":

@@ -47,7 +47,8 @@ def _runs_of(tmp_path: Path, task_id: str) -> list[tuple[int, str, str]]:
 
     with sqlite3.connect(tmp_path / "j.views.db") as conn:
         return conn.execute(
-            "SELECT attempt, status, coalesce(error, '') FROM runs WHERE job_id = ? ORDER BY attempt",
+            "SELECT attempt, status, coalesce(error, '') FROM runs"
+            " WHERE job_id = ? ORDER BY attempt",
             (task_id,),
         ).fetchall()
 
@@ -66,7 +67,8 @@ def test_every_acknowledged_enqueue_survives_a_server_kill(tmp_path: Path) -> No
                 if stop.is_set():
                     return
                 try:
-                    response = client.post("/api/v1/tasks/batch", json={"tasks": [{"task_type": "noop"}] * 10})
+                    response = client.post("/api/v1/tasks/batch",
+                                           json={"tasks": [{"task_type": "noop"}] * 10})
                 except httpx.HTTPError:
                     return  # the server died: this request's outcome is unknown, not acked
                 if response.status_code == 201:
@@ -94,11 +96,14 @@ def test_every_acknowledged_enqueue_survives_a_server_kill(tmp_path: Path) -> No
 
         def all_completed() -> bool:
             stats = restarted.http.get("/api/v1/stats").json()
-            return stats["pending_count"] + stats["in_progress_count"] + stats["scheduled_count"] == 0
+            counts = ("pending_count", "in_progress_count", "scheduled_count")
+            return sum(stats[count] for count in counts) == 0
 
         poll(all_completed, 60, interval=0.2)
-        missing = [t for t in acknowledged if (restarted.task(t) or {}).get("status") != "completed"]
-        assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged tasks lost or unfinished"
+        missing = [t for t in acknowledged
+                   if (restarted.task(t) or {}).get("status") != "completed"]
+        assert not missing, (
+            f"{len(missing)} of {len(acknowledged)} acknowledged tasks lost or unfinished")
     finally:
         restarted.stop()
 
@@ -116,7 +121,8 @@ def test_workers_of_a_killed_server_show_as_lost_after_restart(tmp_path: Path) -
         restarted.wait_healthy()
 
         def statuses() -> dict[str, str] | None:
-            rows = {w["worker_id"]: w["status"] for w in restarted.http.get("/api/v1/workers").json()}
+            workers = restarted.http.get("/api/v1/workers").json()
+            rows = {w["worker_id"]: w["status"] for w in workers}
             return rows if len(rows) == 2 and rows[before["worker_id"]] == "lost" else None
 
         rows = poll(statuses, 10)

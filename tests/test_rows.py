@@ -10,7 +10,17 @@ import msgspec
 import pytest
 
 from jobledger.projections.jobs import JobState
-from jobledger.projections.rows import job_from_row, job_row, worker_from_row, worker_row
+from jobledger.projections.rows import (
+    RUN_COLUMNS,
+    RUN_STARTED_AT,
+    RUN_STATUS,
+    RUN_TASK_TYPE,
+    job_from_row,
+    job_row,
+    run_row,
+    worker_from_row,
+    worker_row,
+)
 from jobledger.projections.store import sql_file
 from jobledger.projections.workers import WorkerState, WorkerStatus
 from jobledger.schemas import JobStatus, RunStatus
@@ -53,3 +63,16 @@ def test_a_worker_comes_back_from_its_row() -> None:
     row = worker_row(worker)
     assert row[7] == b'["a","b"]'
     assert worker_from_row(row) == worker
+
+
+def test_the_run_columns_are_the_runs_tables_and_a_run_row_fills_them() -> None:
+    assert list(RUN_COLUMNS) == _columns("runs")
+    job = JobState(
+        job_id="j1", task_type="t", queue="q", priority=3, payload=msgspec.Raw(b"null"),
+        status=JobStatus.IN_PROGRESS, created_at=1, updated_at=2, run_at=None,
+        timeout_seconds=None, max_retries=None, idempotency_key=None, partition=0,
+        created_offset=0, attempt=2, run_status=RunStatus.RUNNING, run_started_at=5,
+    )
+    row = run_row(job)
+    assert len(row) == len(RUN_COLUMNS)
+    assert (row[RUN_TASK_TYPE], row[RUN_STATUS], row[RUN_STARTED_AT]) == ("t", "RUNNING", 5)

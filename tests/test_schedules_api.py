@@ -71,8 +71,8 @@ async def test_post_answers_201_with_the_schedule(client: httpx.AsyncClient) -> 
 @pytest.mark.parametrize(("body", "trigger", "next_run_time"), [
     ({"trigger": "interval", "minutes": 5}, {"type": "interval", "minutes": 5},
      "2026-01-01T00:05:00.000Z"),
-    ({"trigger": "cron", "expression": "0 0 9 * * *"}, {"type": "cron", "expression": "0 0 9 * * *"},
-     "2026-01-01T09:00:00.000Z"),
+    ({"trigger": "cron", "expression": "0 0 9 * * *"},
+     {"type": "cron", "expression": "0 0 9 * * *"}, "2026-01-01T09:00:00.000Z"),
     # APScheduler's date format, a wall time of the schedule's timezone.
     ({"trigger": "date", "run_date": "2026-06-01 14:30:00", "timezone": "Europe/Berlin"},
      {"type": "date", "run_date": "2026-06-01T12:30:00Z"}, "2026-06-01T12:30:00.000Z"),
@@ -84,7 +84,8 @@ async def test_post_takes_each_trigger_kind_in_the_flat_body(
 ) -> None:
     response = await client.post(BASE, json={"id": "s", "task_type": "echo", **body})
     assert response.status_code == 201, response.text
-    assert (response.json()["trigger"], response.json()["next_run_time"]) == (trigger, next_run_time)
+    shown = response.json()
+    assert (shown["trigger"], shown["next_run_time"]) == (trigger, next_run_time)
 
 
 async def test_post_of_an_existing_id_is_409_job_exists(client: httpx.AsyncClient) -> None:
@@ -97,6 +98,7 @@ async def test_post_of_an_existing_id_is_409_job_exists(client: httpx.AsyncClien
     ({"trigger": "weekly"}, "trigger", "'weekly'"),
     ({"seconds": 0}, "seconds", "above 0"),
     ({"minutes": -1}, "minutes", ">= 0"),
+    ({"days": 25520771947}, "days", "<= 36500"),  # a century at most; was a 500 (overflow)
     ({"run_date": "2026-02-01T00:00:00Z"}, "run_date", "not a field of a interval trigger"),
     ({"timezone": "Mars/Olympus"}, "timezone", "unknown timezone"),
     ({"trigger": "cron", "seconds": None, "hour": 25}, "hour", "out of range"),
@@ -148,6 +150,8 @@ async def test_the_minimum_interval_is_the_node_s_setting(
     ({"id": "has/slash"}, "id"),
     ({"priority": 999}, "priority"),
     ({"max_instances": 0}, "max_instances"),
+    ({"jitter": 1e300}, "jitter"),  # its delay would overflow when the schedule fires
+    ({"timeout_seconds": 1e300}, "timeout_seconds"),  # as for a task: at most a century
     ({"misfire_policy": "later"}, "misfire_policy"),
     ({"func": "module:task"}, "func"),  # APScheduler's field: jobledger runs task types
 ])
@@ -158,7 +162,9 @@ async def test_other_bad_fields_are_400_invalid_argument_naming_the_field(
     error(await client.post(BASE, json=body), 400, "INVALID_ARGUMENT", field)
 
 
-async def test_get_lists_and_shows_schedules_and_404s_an_unknown_one(client: httpx.AsyncClient) -> None:
+async def test_get_lists_and_shows_schedules_and_404s_an_unknown_one(
+    client: httpx.AsyncClient
+) -> None:
     await client.post(BASE, json={**EVERY_5S, "id": "b"})
     await client.post(BASE, json={**EVERY_5S, "id": "a"})
     listed = await client.get(BASE)
@@ -204,7 +210,9 @@ async def test_delete_answers_removed_then_404_and_the_id_can_be_used_again(
     assert (await client.post(BASE, json=EVERY_5S)).status_code == 201
 
 
-async def test_pause_and_resume_answer_the_schedule(client: httpx.AsyncClient, node: EmbeddedNode) -> None:
+async def test_pause_and_resume_answer_the_schedule(
+    client: httpx.AsyncClient, node: EmbeddedNode
+) -> None:
     await client.post(BASE, json=EVERY_5S)
     paused = await client.post(f"{BASE}/tick/pause")
     assert paused.status_code == 200
@@ -267,7 +275,9 @@ async def test_trigger_answers_once_the_task_can_be_read(
     assert task.status_code == 200
 
 
-async def test_a_schedule_shows_its_running_job(client: httpx.AsyncClient, node: EmbeddedNode) -> None:
+async def test_a_schedule_shows_its_running_job(
+    client: httpx.AsyncClient, node: EmbeddedNode
+) -> None:
     await client.post(BASE, json={**EVERY_5S, "task_type": "sleep", "payload": {"seconds": 3600}})
     await advance(node, 5)
     body = (await client.get(f"{BASE}/tick")).json()

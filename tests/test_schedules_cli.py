@@ -22,7 +22,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield process
 
 
-def run(server: ServerProcess, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+def run(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
     code = main(["schedules", *args, "--server", server.url])
     out, err = capsys.readouterr()
     return code, out, err
@@ -36,7 +38,8 @@ def test_add_list_show_pause_resume_trigger_remove(
     assert code == 0 and json.loads(out)["trigger"] == {"type": "cron", "expression": "0 * * * *"}
     code, out, _ = run(server, capsys, "add", "emails", "echo", "--every", "1h30m",
                        "--max-instances", "2")
-    assert code == 0 and json.loads(out)["trigger"] == {"type": "interval", "hours": 1, "minutes": 30}
+    assert code == 0
+    assert json.loads(out)["trigger"] == {"type": "interval", "hours": 1, "minutes": 30}
     assert run(server, capsys, "add", "report", "echo", "--manual", "--payload", '"r"')[0] == 0
 
     code, out, _ = run(server, capsys, "list")

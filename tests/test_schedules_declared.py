@@ -61,10 +61,13 @@ async def test_a_changed_declaration_updates_the_schedule_and_keeps_it_paused(
     assert [e.type for e in await schedule_events(node)] == [
         "ScheduleDefined", "SchedulePaused", "ScheduleUpdated"]
     view = await node.schedules.view("expire_servers")
-    assert (view.state, view.trigger["expression"], view.max_instances) == ("paused", "*/15 * * * *", 3)
+    shown = (view.state, view.trigger["expression"], view.max_instances)
+    assert shown == ("paused", "*/15 * * * *", 3)
 
 
-async def test_a_removed_declared_schedule_is_defined_again_on_start(make_node: NodeFactory) -> None:
+async def test_a_removed_declared_schedule_is_defined_again_on_start(
+    make_node: NodeFactory
+) -> None:
     clock = ManualClock()
     node = await make_node(app_with(interval(minutes=5, id="expire")), clock=clock)
     await node.schedules.remove("expire")

@@ -47,7 +47,9 @@ async def fired_times(node: EmbeddedNode, schedule_id: str) -> list[float]:
     return [(e.fire_time - T0).total_seconds() for e in events if not e.manual]
 
 
-async def test_each_fire_time_enqueues_its_job_once_and_the_job_runs(make_node: NodeFactory) -> None:
+async def test_each_fire_time_enqueues_its_job_once_and_the_job_runs(
+    make_node: NodeFactory
+) -> None:
     node = await make_node(demo)
     await define(node, id="tick", task_type="echo", payload={"n": 1}, trigger="interval",
                  seconds=10, priority=200, queue="ticks")
@@ -64,7 +66,9 @@ async def test_each_fire_time_enqueues_its_job_once_and_the_job_runs(make_node: 
     assert view.next_run_time == "2026-01-01T00:00:40.000Z" and not view.is_running
 
 
-async def test_a_restart_in_the_middle_of_a_fire_does_not_fire_twice(make_node: NodeFactory) -> None:
+async def test_a_restart_in_the_middle_of_a_fire_does_not_fire_twice(
+    make_node: NodeFactory
+) -> None:
     clock = ManualClock()
     first = await make_node(demo, clock=clock)
     await define(first, id="tick", task_type="echo", trigger="interval", seconds=10)
@@ -114,7 +118,9 @@ async def _types_on_file(db: Any) -> list[str]:
         await backend.close()
 
 
-async def test_a_clean_restart_resumes_the_fire_times_without_repeating_one(make_node: NodeFactory) -> None:
+async def test_a_clean_restart_resumes_the_fire_times_without_repeating_one(
+    make_node: NodeFactory
+) -> None:
     clock = ManualClock()
     first = await make_node(demo, clock=clock)
     await define(first, id="tick", task_type="echo", trigger="interval", seconds=10)
@@ -150,7 +156,8 @@ async def test_downtime_across_three_fire_times_under_each_misfire_policy(
     assert await fired_times(second, "tick") == [60, *runs_for]
     assert set(await jobs_of(second, "tick")) == {60, *runs_for}
     skipped = of_type(await schedule_events(second, "tick"), "ScheduleSkipped")
-    assert [((s.fire_time - T0).total_seconds(), ((s.last_fire_time or s.fire_time) - T0).total_seconds(),
+    assert [((s.fire_time - T0).total_seconds(),
+             ((s.last_fire_time or s.fire_time) - T0).total_seconds(),
              s.count, s.reason) for s in skipped] == skips
     # Then it goes on by the clock from 300 s.
     assert (await second.schedules.view("tick")).next_run_time == "2026-01-01T00:05:00.000Z"
@@ -169,7 +176,9 @@ def blocking_app() -> tuple[App, asyncio.Event]:
     return app, release
 
 
-async def test_a_fire_while_max_instances_jobs_run_is_skipped_and_recorded(make_node: NodeFactory) -> None:
+async def test_a_fire_while_max_instances_jobs_run_is_skipped_and_recorded(
+    make_node: NodeFactory
+) -> None:
     app, release = blocking_app()
     node = await make_node(app)
     await define(node, id="hold", task_type="hold", trigger="interval", seconds=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def test_fires_survive_sigkill_once_each(tmp_path: Path) -> None:
         try:
             server.wait_healthy()
             seen = server.http.get("/api/v1/schedules/every_second").json()["last_fire_time"]
-            poll(lambda: _fired_since(server, seen, 2), 15, interval=0.05)
+            poll(partial(_fired_since, server, seen, 2), 15, interval=0.05)
         finally:
             server.kill() if killed else server.stop()
 
@@ -62,7 +63,8 @@ def test_fires_survive_sigkill_once_each(tmp_path: Path) -> None:
     skipped: set[int] = set()
     for e in schedule_events:
         if e.type == "ScheduleSkipped":
-            first, last = to_ms(e.event.fire_time), to_ms(e.event.last_fire_time or e.event.fire_time)
+            first = to_ms(e.event.fire_time)
+            last = to_ms(e.event.last_fire_time or e.event.fire_time)
             skipped.update(range(first, last + 1, 1000))
     covered = set(fire_times) | skipped
     assert set(range(min(fire_times), max(fire_times) + 1, 1000)) <= covered

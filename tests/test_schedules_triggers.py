@@ -124,12 +124,14 @@ def test_fields_left_out_default_as_in_apscheduler() -> None:
     assert fires(CronTrigger(hour="2", minute="30"), "UTC", utc(2026, 1, 1), 2) == [
         "01-01 02:30:00+0000", "01-02 02:30:00+0000"]
     weekdays = CronTrigger(day_of_week="mon-fri", hour="8")  # 2 January 2026 is a Friday
-    assert fires(weekdays, "UTC", utc(2026, 1, 2, 9), 2) == ["01-05 08:00:00+0000", "01-06 08:00:00+0000"]
+    assert fires(weekdays, "UTC", utc(2026, 1, 2, 9), 2) == [
+        "01-05 08:00:00+0000", "01-06 08:00:00+0000"]
 
 
 def test_fields_and_day_with_day_of_week_while_an_expression_ors_them() -> None:
     first_monday = CronTrigger(day="1-7", day_of_week="mon", hour="9")
-    assert fires(first_monday, "UTC", utc(2026, 1, 1), 2) == ["01-05 09:00:00+0000", "02-02 09:00:00+0000"]
+    assert fires(first_monday, "UTC", utc(2026, 1, 1), 2) == [
+        "01-05 09:00:00+0000", "02-02 09:00:00+0000"]
     either = CronTrigger(expression="0 9 1-7 * mon")
     assert fires(either, "UTC", utc(2026, 1, 1), 3) == [
         "01-01 09:00:00+0000", "01-02 09:00:00+0000", "01-03 09:00:00+0000"]

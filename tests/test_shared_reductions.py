@@ -41,8 +41,10 @@ def owner_fold(records: Sequence[Record], jobs: dict[str, JobState], reduce: Red
             jobs[job_id] = new
 
 
-async def project(tmp: Path, name: str, parts: Sequence[Sequence[Record]],
-                  reduce: Reducer, owner_first: Sequence[bool], owner: dict[str, JobState]) -> dict[str, str]:
+async def project(
+    tmp: Path, name: str, parts: Sequence[Sequence[Record]],
+    reduce: Reducer, owner_first: Sequence[bool], owner: dict[str, JobState],
+) -> dict[str, str]:
     backend = await open_log(tmp / "log.db")
     store = await ReadModelStore.open(tmp / f"{name}.db")
     try:
@@ -61,12 +63,15 @@ async def project(tmp: Path, name: str, parts: Sequence[Sequence[Record]],
         await backend.close()
 
 
-async def scenario(tmp: Path, history: list[Appended], cuts: list[int], owner_first: list[bool]) -> None:
+async def scenario(
+    tmp: Path, history: list[Appended], cuts: list[int], owner_first: list[bool]
+) -> None:
     records = await build_log(tmp / "log.db", history)
     alone: dict[str, JobState] = {}
     plain = await project(tmp, "plain", [records], reduce_job, [True], alone)
     together: dict[str, JobState] = {}
-    shared = await project(tmp, "shared", batches(records, cuts), SharedReductions(), owner_first, together)
+    shared = await project(tmp, "shared", batches(records, cuts), SharedReductions(),
+                           owner_first, together)
     assert shared == plain
     assert together == alone
 
@@ -86,7 +91,8 @@ def test_sharing_reductions_changes_no_result(
 
 def _run(job_id: str = "job-1") -> list:
     enqueued = envelope(JobEnqueued(job_id=job_id, task_type="t", queue="q"), 0)
-    picked = envelope(JobPicked(job_id=job_id, attempt=1, worker_id="w", lease_expires_at=at(30)), 1)
+    picked = envelope(
+        JobPicked(job_id=job_id, attempt=1, worker_id="w", lease_expires_at=at(30)), 1)
     done = envelope(JobSucceeded(job_id=job_id, attempt=1), 2)
     return [enqueued, picked, done]
 

@@ -12,12 +12,10 @@ from typing import IO
 
 import pytest
 
-# Rewrite asserts in the contract module too, so its failures show the compared values.
-pytest.register_assert_rewrite("tests.support.log_contract")
 from jobledger.services.log import sqlite as sqlite_log
 from jobledger.services.log.protocol import Entry, LogBackend, LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend
-from tests.support.log_contract import LogContract  # noqa: E402
+from tests.support.log_contract import LogContract
 
 PARTITIONS: Mapping[str, int] = {"a": 3, "b": 1}
 CHILD_DEADLINE_S = 60.0  # the longest any test waits on a child process
@@ -75,7 +73,8 @@ async def test_batches_of_any_size_land_whole_and_in_order_on_disk(
         on_disk = {(p, r.offset): (r.key, r.value)
                    for p in range(3) for r in await backend.topic("a").read(p, 0, limit=5000)}
         expected = {pos: (e.key, e.value)
-                    for batch, positions in zip(batches, returned) for e, pos in zip(batch, positions)}
+                    for batch, positions in zip(batches, returned, strict=True)
+                for e, pos in zip(batch, positions, strict=True)}
         assert on_disk == expected
     finally:
         await backend.close()

@@ -36,7 +36,9 @@ def tamper(path: Path, mark: int) -> None:
         conn.close()
 
 
-async def test_an_open_store_is_marked_with_this_boot_and_a_closed_one_is_not(tmp_path: Path) -> None:
+async def test_an_open_store_is_marked_with_this_boot_and_a_closed_one_is_not(
+    tmp_path: Path
+) -> None:
     path = tmp_path / "views.db"
     store = await ReadModelStore.open(path)
     assert mark_of(path) == boot_mark() != CLOSED

@@ -131,7 +131,7 @@ async def test_only_updates_matching_the_filters_arrive(node: EmbeddedNode, url:
     assert final_states(got) == dict.fromkeys(echoes, "completed")
     task = got[0]["task"]
     assert set(task) == {"task_id", "task_type", "queue", "status", "updated_at",
-                         "retry_count", "progress"}
+                         "retry_count", "progress", "priority", "created_at"}
     assert task["updated_at"].endswith("Z")
     await conn.ws.close()
 
@@ -274,7 +274,7 @@ async def test_a_client_that_does_not_read_is_closed_and_memory_stays_bounded(
         await reader.subscribe(filters={"queues": ["nothing"]})  # subscribed, nothing matches
         hub = node_hub(node)
         closed = False
-        for batch in range(200):
+        for _ in range(200):
             await node.commands.enqueue([
                 task_request("echo", "x" * 200, delay_seconds=3600) for _ in range(500)
             ])

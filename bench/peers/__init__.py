@@ -61,7 +61,8 @@ class Peer(System):
     concurrency = 64  # what this run uses (load_peers sets it)
 
     def unavailable(self) -> str | None:
-        return missing_packages(*self.modules) or (RedisServer.missing() if self.needs_redis else None)
+        redis_missing = RedisServer.missing() if self.needs_redis else None
+        return missing_packages(*self.modules) or redis_missing
 
     def versions(self) -> dict[str, str]:
         return package_versions(*self.packages)

@@ -54,7 +54,8 @@ class CeleryPeer(Peer):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "worker": f"celery worker --pool {self.pool} --concurrency {self.concurrency} (one process)",
+            "worker": f"celery worker --pool {self.pool} --concurrency {self.concurrency}"
+                      " (one process)",
             "options": "no result backend, json, prefetch multiplier 4 (default), "
                        "acks early (default), --without-gossip/mingle/heartbeat",
             "broker": "Redis, no persistence (--save '' --appendonly no)",

@@ -37,7 +37,8 @@ class HueyPeer(Peer):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "worker": f"huey_consumer --workers {self.concurrency} --worker-type thread (one process)",
+            "worker": f"huey_consumer --workers {self.concurrency} --worker-type thread"
+                      " (one process)",
             "options": "SqliteHuey defaults: WAL, fsync off; polling -d 0.1 -b 1.15 -m 10",
             "batch": "no batch enqueue API",
         }

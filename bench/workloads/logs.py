@@ -30,7 +30,9 @@ class BuiltLog:
                 "append_events_per_s": round(self.events / self.build_seconds)}
 
 
-async def _job_batches(jobs: int, completed_every: int, sample: list[str]) -> AsyncIterator[list[tuple[str, bytes]]]:
+async def _job_batches(
+    jobs: int, completed_every: int, sample: list[str]
+) -> AsyncIterator[list[tuple[str, bytes]]]:
     """Each job enqueued; every `completed_every`-th also picked and succeeded. Jobs are
     a millisecond apart, ending now: distinct creation times, as a real log has (the
     task lists order by them)."""

@@ -16,8 +16,8 @@ from .logs import replay_log
 def _cpu_seconds() -> float:
     """This process's CPU and its finished children's: the embedded replay folds the jobs
     topic in worker processes (services/replay/bulk.py)."""
-    return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage,
-                                                    (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+    usages = map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return sum(u.ru_utime + u.ru_stime for u in usages)
 
 
 async def replay(system: JobledgerSystem, env: Env) -> dict[str, Any]:

@@ -61,7 +61,8 @@ async def drain(system: System, env: Env) -> dict[str, Any]:
         "jobs_per_s": rate,
         "peak_rss_mb": max(peak.values()),
         "details": {
-            "done_when": "completed in the read model" if done is not None else "last handler start",
+            "done_when": ("completed in the read model" if done is not None
+                          else "last handler start"),
             "handler_clock_jobs_per_s": round(handler_rate, 1),
             "first_start_after_s": round(recorded.first_start - start, 3),
             "peak_rss_mb_by_process": peak,
@@ -95,4 +96,5 @@ async def latency(system: System, env: Env, rate: int, batch: int = 1) -> dict[s
             achieved = await steady(rate / batch, calls, send) * batch
         recorded = await read_recorded(out, 120 + env.sizes.latency_seconds, session.check_running)
     return {**latency_ms(recorded.start_latencies()),
-            "details": {"jobs": jobs, "jobs_per_call": batch, "achieved_jobs_per_s": round(achieved, 1)}}
+            "details": {"jobs": jobs, "jobs_per_call": batch,
+                        "achieved_jobs_per_s": round(achieved, 1)}}

@@ -20,25 +20,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from jobledger.services.client.async_client import Client
     from jobledger.services.handlers.app import App
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+ClientCall = Callable[[], Coroutine[Any, Any, int | None]]
 
 
 class Exit(enum.IntEnum):
-    """The exit codes of every client command (submit, status, schedules)."""
+    """The exit codes of every command. The client commands (submit, status, list,
+    schedules, ...) use 0-4; the server commands (serve, api, worker, replay) 0, 1, 2 and 5."""
 
     OK = 0  # done; with --wait: the task completed
     FAILED = 1  # the task failed, dead-lettered or was cancelled; or the server said no
     USAGE = 2  # a bad flag or argument (argparse's own code for one too)
     UNREACHABLE = 3  # no answer from the server
     TIMEOUT = 4  # --wait-timeout passed before the task finished
+    DATA = 5  # a data file is damaged, or does not match the others (DataFileError)
 
+
+SERVER_EXIT_CODES = f"""exit codes:
+  {Exit.OK:d}  stopped (SIGINT, SIGTERM); replay: done
+  {Exit.FAILED:d}  it cannot start (a port in use, a locked log, a broker it cannot reach)
+  {Exit.USAGE:d}  a bad flag or argument (the error names the flag)
+  {Exit.DATA:d}  a data file is damaged, or does not match the others (a log lost or
+     emptied beside read models that applied it): the error names the file and
+     what to do
+"""
 
 EXIT_CODES = f"""exit codes:
   {Exit.OK:d}  done; with --wait: the task completed
   {Exit.FAILED:d}  with --wait: the task failed, dead-lettered or was cancelled;
-     or the server refused the request (no such task, a conflict)
+     or the server refused the request (no such task, a conflict), or one
+     id of cancel/requeue, one line of submit --from-file; cluster-status:
+     the server is degraded
   {Exit.USAGE:d}  a bad flag or argument (the error names the flag)
   {Exit.UNREACHABLE:d}  the server cannot be reached
   {Exit.TIMEOUT:d}  --wait-timeout passed before the task finished (it goes on running)
@@ -47,7 +62,7 @@ EXIT_CODES = f"""exit codes:
 # Answers that say the request itself was bad: a usage error, like a flag the CLI refuses.
 _BAD_REQUEST = frozenset({400, 413, 422})
 # msgspec ends its messages with the JSON path of the bad value; the CLI names the flag.
-_JSON_PATH = re.compile(r" - at `\$[^`]*`")
+JSON_PATH = re.compile(r" - at `\$[^`]*`")
 
 
 class UsageError(ValueError):
@@ -61,19 +76,25 @@ class StartupError(Exception):
 
 def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command. A failure it can explain (a bad flag or variable, a bad --app, a port
-    in use, a log that is locked or cannot be reached) is one line on stderr and exit status
-    2 for a bad value, 1 for the rest; its traceback is printed with --debug only."""
-    from jobledger.services.log.protocol import LogError
+    in use, a log that is locked or cannot be reached, a damaged data file) is one line on
+    stderr and exit status 2 for a bad value, 5 for a data file (Exit.DATA), 1 for the
+    rest; its traceback is printed with --debug only."""
+    from jobledger.services.log.protocol import DataFileError, LogError
 
     try:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `jobledger list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # 128 + SIGPIPE, as a shell reports a command that a pipe stopped
     except (ValueError, StartupError, LogError) as error:  # UsageError is a ValueError
         if getattr(args, "debug", False):
             raise
         print(f"error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ValueError) else 1
+        if isinstance(error, DataFileError):
+            return Exit.DATA
+        return Exit.USAGE if isinstance(error, ValueError) else Exit.FAILED
 
 
 # How long a failed command waits for threads it leaves behind before it exits anyway.
@@ -167,9 +188,21 @@ def app_of(args: argparse.Namespace, required: bool) -> App:
 
 
 def server_arg(parser: argparse.ArgumentParser) -> None:
+    """The flags of a command that calls the server: --server and --api-key."""
+    from jobledger.services.cli.auth import api_key_arg
+
     parser.add_argument("--server", default=DEFAULT_SERVER,
                         help=f"the server's URL, http:// assumed without a scheme "
                         f"(default {DEFAULT_SERVER})")
+    api_key_arg(parser)
+
+
+def client_of(args: argparse.Namespace) -> Client:
+    """The client of the server and the API key the command's flags name."""
+    from jobledger.services.cli.auth import api_key_of
+    from jobledger.services.client.async_client import Client
+
+    return Client(args.server, api_key=api_key_of(args))
 
 
 def allow_unknown_task_types_arg(parser: argparse.ArgumentParser) -> None:
@@ -229,7 +262,7 @@ def flag_names(parser: argparse.ArgumentParser, **fields: str) -> dict[str, str]
 def refusal_line(exc: Exception, flags: Mapping[str, str]) -> str:
     """A refused input in one line that names the flag the user typed, not the JSON path or
     the request field: "--delay: Expected `float` >= 0.0 (INVALID_ARGUMENT)"."""
-    message = _JSON_PATH.sub("", str(exc))
+    message = JSON_PATH.sub("", str(exc))
     field: str | None = getattr(exc, "field", None)
     code = getattr(exc, "code", None)
     flag = flags.get(field) if field else None
@@ -242,12 +275,30 @@ def refusal_line(exc: Exception, flags: Mapping[str, str]) -> str:
     return f"{message} ({code})" if code else message
 
 
+ClientBody = Callable[["Client"], Coroutine[Any, Any, int | None]]
+
+
+def call_server(args: argparse.Namespace, body: ClientBody) -> int:
+    """Run body(client) with the command's client (client_of: --server and --api-key)
+    through run_client: its exit code, each failure one line."""
+    async def go() -> int | None:
+        async with client_of(args) as client:
+            return await body(client)
+
+    return run_client(go, getattr(args, "flags", None))
+
+
 def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
                flags: Mapping[str, str] | None = None) -> int:
     """Run a client call; its exit code (Exit.OK when it returns None). Each failure is
     one line on stderr and its Exit code; a bad input names the flag of its field by
     `flags` (see flag_names)."""
-    from jobledger.services.client.async_client import ClientError, ServerUnreachable, WaitTimeout
+    from jobledger.services.client.errors import (
+        ClientError,
+        ResyncRequired,
+        ServerUnreachable,
+        WaitTimeout,
+    )
     from jobledger.services.schedules.commands import ScheduleError
     from jobledger.services.write.producer import InvalidJob
 
@@ -257,13 +308,29 @@ def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
         return _fail(refusal_line(exc, flags or {}), Exit.USAGE)
     except ClientError as exc:
         bad = exc.status in _BAD_REQUEST
-        return _fail(refusal_line(exc, flags or {}), Exit.USAGE if bad else Exit.FAILED)
+        line = refusal_line(exc, flags or {})
+        if exc.status == 401:  # auth on (docs/security.md)
+            line += "; give an API key with --api-key or JOBLEDGER_API_KEY"
+        return _fail(line, Exit.USAGE if bad else Exit.FAILED)
     except WaitTimeout as exc:
         return _fail(f"timed out: {exc} (it goes on running; see `jobledger status "
                      f"{exc.task_id}`)", Exit.TIMEOUT)
     except ServerUnreachable as exc:
         return _fail(f"cannot reach the server: {str(exc) or 'no answer'}", Exit.UNREACHABLE)
+    except ResyncRequired as exc:
+        return _fail(str(exc), Exit.FAILED)
     return Exit.OK if code is None else code
+
+
+def run_action(actions: Mapping[str, Callable[[argparse.Namespace], ClientCall]],
+               args: argparse.Namespace, flags: Mapping[str, str] | None = None) -> int:
+    """Carry out a command's action (`schedules add`, `keys create`): the exit code. A flag
+    the CLI reads itself (--every, --expires) and refuses is a usage error, in one line."""
+    try:
+        call = actions[args.action](args)
+    except ValueError as exc:
+        return _fail(str(exc), Exit.USAGE)
+    return run_client(call, flags)
 
 
 def _fail(line: str, code: Exit) -> Exit:

@@ -71,7 +71,7 @@ class _Unset:
 class EnvParser(argparse.ArgumentParser):
     """An ArgumentParser whose options default to their JOBLEDGER_* variables."""
 
-    def parse_known_args(  # type: ignore[override]
+    def parse_known_args(  # type: ignore[override]  # one of its two overloads
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         from_env = self._variables()

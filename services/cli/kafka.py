@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
 from jobledger.services.cli.common import (
     UsageError,
     allow_unknown_task_types_arg,
@@ -22,6 +23,7 @@ from jobledger.services.cli.common import (
     listen,
     warn_without_task_types,
 )
+from jobledger.services.cli.env import EnvParser
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.handlers.app import App
 from jobledger.services.runtime.gc_tuning import tune_gc
@@ -112,7 +114,7 @@ def _http_args(parser: argparse.ArgumentParser) -> None:
                         "log's end before serving (default 60)")
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[EnvParser]) -> None:
     worker = sub.add_parser(
         "worker", help="Kafka mode: run jobs of the partitions this process is assigned",
         description="Join the consumer group of the jobs topic and run the jobs of the "
@@ -146,6 +148,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     views_arg(api, "rebuilt from the log if missing")
     _projection_host_arg(api)
     _http_args(api)
+    add_auth_args(api)
     allow_unknown_task_types_arg(api)
     input_limit_args(api)
     add_log_args(api)
@@ -171,7 +174,7 @@ def _node_config(args: argparse.Namespace, **roles: bool) -> KafkaNodeConfig:
     from jobledger.services.node.kafka import KafkaNodeConfig
     from jobledger.services.runtime.dispatcher import DispatcherConfig
 
-    settings: dict[str, object] = {"projection_host": getattr(args, "projection_host", "aiokafka")}
+    settings: dict[str, Any] = {"projection_host": getattr(args, "projection_host", "aiokafka")}
     if roles.get("run_workers"):
         settings["dispatcher"] = DispatcherConfig(
             concurrency=args.concurrency, lease_seconds=args.lease_seconds,
@@ -186,7 +189,9 @@ def _node_config(args: argparse.Namespace, **roles: bool) -> KafkaNodeConfig:
         settings["catch_up_seconds"] = getattr(args, "catch_up_seconds", 60.0)
     return KafkaNodeConfig(
         kafka=kafka_config(args, args.partitions), views=args.views,
-        group=GroupSettings(args.session_timeout_ms), **roles, **settings,  # type: ignore[arg-type]
+        group=GroupSettings(args.session_timeout_ms),
+        **roles,  # type: ignore[arg-type]  # roles are the config's bool fields
+        **settings,
     )
 
 
@@ -216,8 +221,8 @@ def worker(args: argparse.Namespace) -> int:
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """On uvloop (a dependency, as under `jobledger api`'s uvicorn): the worker's loop
-    carries every fetch, produce and pick; on the plain asyncio loop its socket writes
-    alone were 13 % of a worker's profile."""
+    carries every fetch, produce and pick, and the plain asyncio loop's socket writes cost
+    a worker much more (docs/performance.md, "Figures behind the code")."""
     tune_gc()
     try:
         import uvloop
@@ -254,8 +259,9 @@ def _serve_http(args: argparse.Namespace, app: App) -> int:
 
     config = node_config_for(args)
     check_data_file(args.views, "--views")
+    security = security_settings(args, args.views.parent)
     sock = listen(args.host, args.port)
-    web = create_app(lambda: KafkaNode(config, app))
+    web = create_app(lambda: KafkaNode(config, app), security=security)
     run_server(web, sock, f"jobledger: {args.broker} ({args.topic_prefix}*), read models "
-               f"{args.views}, http://{args.host}:{args.port}")
+               f"{args.views}, http://{args.host}:{args.port}, {auth_text(security)}")
     return 0

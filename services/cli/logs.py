@@ -60,7 +60,7 @@ def configure(level: str, log_format: str, stream: TextIO | None = None) -> logg
     return handler
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to sys.stderr as it is at each line: a progress bar (rich, under `replay`)
     swaps in a proxy that prints lines above the bar."""
 
@@ -68,7 +68,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         logging.Handler.__init__(self)
 
     @property
-    def stream(self) -> TextIO:
+    def stream(self) -> TextIO:  # type: ignore[override]  # follows sys.stderr, never set
         return sys.stderr
 
 

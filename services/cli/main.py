@@ -10,26 +10,25 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+from jobledger.services.cli import completion, inspect, runs, tasks, watch
 from jobledger.services.cli import kafka as kafka_cli
+from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
 from jobledger.services.cli.common import (
-    EXIT_CODES,
     NO_TASK_TYPES,
+    SERVER_EXIT_CODES,
     Exit,
     allow_unknown_task_types_arg,
     app_of,
     check_data_file,
     exit_promptly,
-    flag_names,
     input_limit_args,
     listen,
-    run_client,
     run_command,
     server_arg,
 )
 from jobledger.services.cli.env import RULE, EnvParser, leaf_parsers
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.cli.logs import configure as configure_logging
-from jobledger.services.cli.wait import add_wait_args, print_or_follow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser(
-        "serve", help="run the log, projections, dispatcher, worker slots and HTTP API in one process",
+        "serve",
+        help="run the log, projections, dispatcher, worker slots and HTTP API in one process",
         description="Run everything in one process over one SQLite file: the log, the read "
         "models (in <db>.views.db), the dispatcher with N worker slots and the HTTP API.",
+        epilog=SERVER_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--db", type=Path, default=Path("jobledger.db"),
                        help="the log file (default ./jobledger.db)")
@@ -69,35 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-projection-lag-ms", type=int, default=10_000,
                        help="/health is degraded (503) when the projections lag more "
                        "(default 10000)")
+    add_auth_args(serve)
     add_log_args(serve)
     kafka_cli.add_kafka_args(serve, required=False)
     kafka_cli.views_arg(serve, "with --broker")
     kafka_cli.add_parsers(sub)
 
-    submit = sub.add_parser("submit", help="enqueue a task on a running server",
-                            description="Enqueue one task through the REST API; print its id.",
-                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    submit.add_argument("task_type")
-    submit.add_argument("--payload", default="null", help="JSON payload (default null)")
-    submit.add_argument("--priority", type=int, help="0-255, higher first (default 128)")
-    submit.add_argument("--delay", type=float, dest="delay_seconds", help="run after N seconds")
-    submit.add_argument("--queue", help='queue name (default "default")')
-    submit.add_argument("--max-retries", type=int, help="default: the handler's, else 3")
-    submit.add_argument("--timeout", type=float, dest="timeout_seconds", help="seconds; default: the handler's, else 300")
-    submit.add_argument("--idempotency-key", help="a second submit with it returns the same task")
-    add_wait_args(submit)
-    server_arg(submit)
-    submit.set_defaults(flags=flag_names(submit))  # a refused field is reported as its flag
-
-    status = sub.add_parser("status", help="show a task", description="Print a task as JSON.",
-                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    status.add_argument("task_id")
-    server_arg(status)
+    # The client commands, a module per group (each sets its handler as `run`).
+    for group in (tasks, runs, watch, inspect):
+        group.add_parsers(sub)
 
     replay = sub.add_parser(
         "replay", help="rebuild every read model from the log into a fresh file",
         description="Read the whole log from offset 0 into fresh read models and print a "
         "checksum of each; with the live read models beside, compare them.",
+        epilog=SERVER_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     replay.add_argument("--db", type=Path, default=Path("jobledger.db"),
                         help="the log file (default ./jobledger.db)")
@@ -108,12 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_args(replay)
     kafka_cli.add_kafka_args(replay, required=False)
 
+    from jobledger.services.cli.keys import add_parser as add_keys_parser
     from jobledger.services.cli.schedules import add_parser as add_schedules_parser
 
     add_schedules_parser(sub, server_arg)
+    add_keys_parser(sub, server_arg)
 
     sub.add_parser("schema", help="print the JSON Schema of every event",
                    description="Print the JSON Schema of the event envelope and every event.")
+    completion.add_parsers(sub)
     for command in leaf_parsers(parser):
         command.add_argument("--debug", action="store_true",
                              help="on a failure, print its traceback too")
@@ -126,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if hasattr(args, "log_format"):
         configure_logging(args.log_level, args.log_format)
-    handler = {"serve": _serve, "submit": _submit, "status": _status, "replay": _replay,
-               "schema": _schema, "schedules": _schedules, "worker": kafka_cli.worker,
-               "api": kafka_cli.api}[args.command]
+    handler = getattr(args, "run", None) or {
+        "serve": _serve, "replay": _replay, "schema": _schema, "schedules": _schedules,
+        "keys": _keys, "worker": kafka_cli.worker, "api": kafka_cli.api}[args.command]
     if args.command not in _STARTS_A_NODE:
         return run_command(handler, args)
     try:
@@ -155,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     app = app_of(args, required=False)
     check_data_file(args.db, "--db")
+    security = security_settings(args, args.db.parent)
     config = NodeConfig(
         db=args.db, partitions=4 if args.partitions is None else args.partitions,
         run_workers=not args.no_workers,
@@ -165,48 +156,19 @@ def _serve(args: argparse.Namespace) -> int:
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
     sock = listen(args.host, args.port)
-    web = create_app(lambda: EmbeddedNode(config, app))
+    web = create_app(lambda: EmbeddedNode(config, app), security=security)
     banner = (f"jobledger: log {args.db}, {len(app.handlers)} task types, "
-              f"http://{args.host}:{args.port}")
+              f"http://{args.host}:{args.port}, {auth_text(security)}")
     # The warning waits for a successful start, so a failed one stays one line.
     run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
     return 0
-
-
-def _submit(args: argparse.Namespace) -> int:
-    from jobledger.services.client.async_client import Client
-
-    try:
-        payload = json.loads(args.payload)
-    except json.JSONDecodeError as exc:
-        print(f"error: --payload is not JSON: {exc}", file=sys.stderr)
-        return Exit.USAGE
-    options = {k: getattr(args, k) for k in (
-        "priority", "delay_seconds", "queue", "max_retries", "timeout_seconds", "idempotency_key")}
-
-    async def go() -> int | None:
-        async with Client(args.server) as client:
-            task_id = await client.submit(args.task_type, payload, **options)
-            return await print_or_follow(client, task_id, args)
-
-    return run_client(go, args.flags)
-
-
-def _status(args: argparse.Namespace) -> int:
-    from jobledger.services.client.async_client import Client
-
-    async def go() -> None:
-        async with Client(args.server) as client:
-            print(json.dumps(await client.get(args.task_id), indent=2))
-
-    return run_client(go)
 
 
 def _replay(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from jobledger.services.log.protocol import LogError
+    from jobledger.services.log.protocol import DataFileError, LogError
     from jobledger.services.node.embedded import views_path
     from jobledger.services.replay.guard import OutInUse, refuse_a_protected_file
     from jobledger.services.replay.rebuild import checksums, replay, replay_topics
@@ -229,7 +191,9 @@ def _replay(args: argparse.Namespace) -> int:
             rebuilt = asyncio.run(replay(args.db, out))
     except (LogError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, OutInUse) else 1  # a refused --out: a usage error
+        if isinstance(exc, OutInUse):  # a refused --out: a usage error
+            return Exit.USAGE
+        return Exit.DATA if isinstance(exc, DataFileError) else Exit.FAILED
     live = asyncio.run(checksums(live_path)) if live_path and live_path.exists() else {}
     table = Table(title=f"read models rebuilt into {out}")
     table.add_column("read model")
@@ -245,6 +209,12 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _schedules(args: argparse.Namespace) -> int:
     from jobledger.services.cli.schedules import run
+
+    return run(args)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from jobledger.services.cli.keys import run
 
     return run(args)
 

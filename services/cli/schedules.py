@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from jobledger.services.cli.common import EXIT_CODES, Exit, flag_names, run_client
+from jobledger.schemas.schedules import ScheduleView
+from jobledger.services.cli.common import EXIT_CODES, client_of, flag_names, run_action
+from jobledger.services.cli.output import json_text
 from jobledger.services.cli.wait import add_wait_args, print_or_follow
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
@@ -88,22 +89,23 @@ def _add_arguments(add: argparse.ArgumentParser) -> None:
     add.add_argument("--jitter", type=float, help="run each job up to this many seconds late")
 
 
-def parse_duration(text: str) -> dict[str, float]:
-    """'1h30m' -> {"hours": 1, "minutes": 30}; ValueError naming the text if it is not one."""
+def parse_duration(text: str, flag: str = "--every") -> dict[str, float]:
+    """'1h30m' -> {"hours": 1, "minutes": 30}; ValueError naming the flag and the text if
+    it is not one."""
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"--every {text!r} is not a duration like 90s, 5m, 1h30m, 1d, 2w")
+        raise ValueError(f"{flag} {text!r} is not a duration like 90s, 5m, 1h30m, 1d, 2w")
     out: dict[str, float] = {}
     for number, unit in parts:
         out[_UNITS[unit]] = out.get(_UNITS[unit], 0) + float(number)
     return {k: (int(v) if k != "seconds" and v == int(v) else v) for k, v in out.items()}
 
 
-def trigger_text(schedule: dict[str, Any]) -> str:
+def trigger_text(schedule: ScheduleView) -> str:
     """A trigger in a table cell: 'cron 0 * * * *', 'every 5m', 'at 2026-…', 'manual'."""
-    trigger = dict(schedule["trigger"])
+    trigger = dict(schedule.trigger)
     kind = trigger.pop("type")
-    tz = f" ({schedule['timezone']})" if schedule.get("timezone", "UTC") != "UTC" else ""
+    tz = f" ({schedule.timezone})" if schedule.timezone != "UTC" else ""
     if kind == "interval":
         every = "".join(f"{trigger[u]:g}{u[0]}" for u in ("weeks", "days", "hours", "minutes",
                                                           "seconds") if u in trigger)
@@ -119,12 +121,7 @@ def trigger_text(schedule: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the action; the exit code."""
-    try:
-        go = _ACTIONS[args.action](args)
-    except ValueError as exc:  # a flag the CLI reads itself: --every, --payload
-        print(f"error: {exc}", file=sys.stderr)
-        return Exit.USAGE
-    return run_client(go, getattr(args, "flags", None))
+    return run_action(_ACTIONS, args, getattr(args, "flags", None))
 
 
 Coro = Callable[[], Coroutine[Any, Any, int | None]]
@@ -132,10 +129,8 @@ Coro = Callable[[], Coroutine[Any, Any, int | None]]
 
 def _client_call(args: argparse.Namespace,
                  body: Callable[[Any], Coroutine[Any, Any, int | None]]) -> Coro:
-    from jobledger.services.client.async_client import Client
-
     async def go() -> int | None:
-        async with Client(args.server) as client:
+        async with client_of(args) as client:
             return await body(client)
 
     return go
@@ -151,18 +146,20 @@ def _list(args: argparse.Namespace) -> Coro:
                        "last status", "running"):
             table.add_column(column)
         for s in await client.schedules():
-            table.add_row(s["id"], s["state"], trigger_text(s), s["task_type"],
-                          s["next_run_time"] or "-", s["last_run_at"] or "-",
-                          s["last_status"] or "-", "yes" if s["is_running"] else "")
+            table.add_row(s.id, s.state, trigger_text(s), s.task_type, s.next_run_time or "-",
+                          s.last_run_at or "-", s.last_status or "-",
+                          "yes" if s.is_running else "")
         Console(width=200).print(table)
 
     return _client_call(args, body)
 
 
-def _printing(call: Callable[[Any, str], Coroutine[Any, Any, Any]]) -> Callable[[argparse.Namespace], Coro]:
+def _printing(
+    call: Callable[[Any, str], Coroutine[Any, Any, Any]]
+) -> Callable[[argparse.Namespace], Coro]:
     def action(args: argparse.Namespace) -> Coro:
         async def body(client: Any) -> None:
-            print(json.dumps(await call(client, args.schedule_id), indent=2))
+            print(json_text(await call(client, args.schedule_id)))
         return _client_call(args, body)
     return action
 
@@ -204,7 +201,7 @@ def _add(args: argparse.Namespace) -> Coro:
 
     async def body(client: Any) -> None:
         created = await client.add_schedule(args.schedule_id, args.task_type, trigger, **fields)
-        print(json.dumps(created, indent=2))
+        print(json_text(created))
 
     return _client_call(args, body)
 

@@ -89,7 +89,8 @@ def cron(expression: str | None = None, *, second: str | int | None = None,
     ).items()}
     zone(timezone)
     trigger = CronTrigger(expression=expression, **fields,
-                          start_date=_aware(start_date, timezone), end_date=_aware(end_date, timezone))
+                          start_date=_aware(start_date, timezone),
+                          end_date=_aware(end_date, timezone))
     return _declare(trigger, id, name, timezone, options)
 
 

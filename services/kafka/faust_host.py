@@ -32,7 +32,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -68,7 +68,7 @@ def _record(message: Any) -> Record:
     return Record(message.partition, message.offset, round(message.timestamp * 1000), key, value)
 
 
-class _ConsumerThread(AIOKafkaConsumerThread):  # type: ignore[misc]
+class _ConsumerThread(AIOKafkaConsumerThread):
     """faust's consumer thread, with the fetch wait of the app (`_App.fetch_max_wait_ms`).
 
     faust creates its aiokafka consumer with fetch_max_wait_ms=1500, fixed. Apache Kafka
@@ -80,20 +80,21 @@ class _ConsumerThread(AIOKafkaConsumerThread):  # type: ignore[misc]
 
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read by consumer.start()
+        app = cast(_App, self.app)  # only _App's transport makes this thread
+        consumer._fetch_max_wait_ms = app.fetch_max_wait_ms  # read by consumer.start()
         return consumer
 
 
-class _Consumer(FaustKafkaConsumer):  # type: ignore[misc]
+class _Consumer(FaustKafkaConsumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class _Transport(FaustKafkaTransport):  # type: ignore[misc]
+class _Transport(FaustKafkaTransport):
     Consumer = _Consumer
 
 
-class _App(faust.App):  # type: ignore[misc]
+class _App(faust.App):
     """A faust app on `_Transport`: faust's aiokafka transport with `_ConsumerThread`."""
 
     fetch_max_wait_ms = 10  # set per app from KafkaConfig.fetch_max_wait_ms
@@ -172,7 +173,7 @@ class FaustProjections:
         }  # fmt: skip
         if not offsets:
             return
-        consumer = AIOKafkaConsumer(**self.backend.config.client_settings(),  # type: ignore[arg-type]
+        consumer = AIOKafkaConsumer(**self.backend.config.client_settings(),
                                     group_id=self.app_id, enable_auto_commit=False)
         try:
             await consumer.start()
@@ -270,7 +271,8 @@ class _ModelWriter:
             self._room.set()
             for start in range(0, len(records), PENDING_MAX):
                 try:
-                    await self.host._apply(self.model, self.role, records[start:start + PENDING_MAX])
+                    chunk = records[start:start + PENDING_MAX]
+                    await self.host._apply(self.model, self.role, chunk)
                 except asyncio.CancelledError:
                     raise
                 except Exception:

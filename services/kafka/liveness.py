@@ -51,7 +51,7 @@ class GroupLiveness:
         self._missing_since: dict[str, float] = {}  # worker -> first look that missed it
 
     async def run(self) -> None:
-        admin = AIOKafkaAdminClient(**self.config.client_settings())  # type: ignore[arg-type]
+        admin = AIOKafkaAdminClient(**self.config.client_settings())
         await admin.start()
         try:
             while True:

@@ -67,7 +67,7 @@ class GroupSettings:
 AfterAssign = Callable[[set[int]], Awaitable[None]]
 
 
-class GroupOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
+class GroupOwnership(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka has no types: Any
     def __init__(
         self, backend: KafkaLogBackend, role: str, group_id: str, owner: PartitionOwner[Any],
         settings: GroupSettings, after_assign: AfterAssign | None = None,
@@ -93,7 +93,7 @@ class GroupOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.client_id is not None:
             settings["client_id"] = self.client_id
         self._consumer = AIOKafkaConsumer(
-            **settings,  # type: ignore[arg-type]
+            **settings,
             group_id=self.group_id,
             enable_auto_commit=False,  # positions come from the owner's folds, not the group
             auto_offset_reset="earliest",  # never used: a gained partition is sought first

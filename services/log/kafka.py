@@ -28,7 +28,7 @@ import logging
 import re
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -44,15 +44,26 @@ from aiokafka.errors import (
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from jobledger.schemas.envelope import JOBS, LOGS, SCHEDULES, WORKERS
-from jobledger.services.log.protocol import AppendOutcomeUnknown, Entry, LogError, Position, Record
+from jobledger.schemas.envelope import JOBS, LOGS, SCHEDULES, SECURITY, WORKERS
+from jobledger.services.log.protocol import (
+    AppendOutcomeUnknown,
+    Entry,
+    LogError,
+    LogIdentity,
+    Position,
+    Record,
+)
 
 log = logging.getLogger("jobledger.kafka")
 
-# The envelope routes events to JOBS / LOGS / WORKERS / SCHEDULES. Undecodable records are
-# not events, so the dead-letter topic's name lives here, next to the backend creating it.
+# The envelope routes events to JOBS / LOGS / WORKERS / SCHEDULES / SECURITY. Undecodable
+# records are not events, so the dead-letter topic's name lives here, next to the backend
+# creating it.
 DEAD_LETTER = "dead_letter"
-ROLES = (JOBS, LOGS, WORKERS, SCHEDULES, DEAD_LETTER)
+ROLES = (JOBS, LOGS, WORKERS, SCHEDULES, SECURITY, DEAD_LETTER)
+# Topics of one partition: dead letters are rare and read in order by people; key events
+# are few, and one partition orders all of them (docs/security.md).
+SINGLE_PARTITION = (SECURITY, DEAD_LETTER)
 
 # Every topic is history the read models are rebuilt from, so it is kept forever. That
 # includes schedules: its records are events (ScheduleDefined, ...Updated, ...Fired), and
@@ -152,9 +163,9 @@ class KafkaConfig:
 
 
 def jobledger_topics(config: KafkaConfig) -> dict[str, int]:
-    """Partition counts of jobledger's topics. Dead letters are rare and read in order by
-    people, so one partition; the others spread by key over `config.partitions`."""
-    return {role: 1 if role == DEAD_LETTER else config.partitions for role in ROLES}
+    """Partition counts of jobledger's topics: one for SINGLE_PARTITION's; the others spread
+    by key over `config.partitions`."""
+    return {role: 1 if role in SINGLE_PARTITION else config.partitions for role in ROLES}
 
 
 def murmur2(data: bytes) -> int:
@@ -298,7 +309,7 @@ class _Reader:
                 return await self.end_offsets({tp.partition: starts[tp] for tp in tps}, False)
             highwaters = {tp.partition: self._consumer.highwater(tp) for tp in tps}
             if None not in highwaters.values():
-                return highwaters  # type: ignore[return-value]
+                return highwaters
             self._log.check_deadline(deadline, "end_offsets")
 
     def _assign(self, positions: Mapping[TopicPartition, int]) -> None:
@@ -431,7 +442,7 @@ class KafkaLog:
         failures = [(part, error) for part, error in outcomes if error is not None]
         if not failures:
             reports = [fut.result() for fut in deliveries]
-            return [(report.partition, report.offset) for report in reports]  # type: ignore[attr-defined]
+            return [(report.partition, report.offset) for report in reports]  # type: ignore[attr-defined]  # RecordMetadata
         part, error = failures[0]
         where = f"{self.kafka_topic}[{part}]"
         if len(failures) < len(deliveries) or any(_maybe_written(e) for _, e in failures):
@@ -538,7 +549,7 @@ class KafkaLog:
         self._idle_readers.clear()
 
 
-class _DeliveryCancelled(KafkaError):
+class _DeliveryCancelled(KafkaError):  # type: ignore[misc]  # aiokafka has no types: Any
     """The producer stopped (the backend was closed) with the record possibly sent."""
 
 
@@ -575,10 +586,10 @@ def _maybe_written(error: BaseException | None) -> bool:
     )  # fmt: skip
 
 
-def _forget(futures: object) -> None:
+def _forget(futures: Iterable[asyncio.Future[object]]) -> None:
     """Retrieve the outcome of deliveries nobody awaits any more, so none is reported as
     'exception never retrieved'."""
-    for future in futures:  # type: ignore[attr-defined]
+    for future in futures:
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
@@ -654,7 +665,7 @@ class KafkaLogBackend:
         return self
 
     async def _start_admin(self) -> None:
-        self._admin = AIOKafkaAdminClient(**self.config.client_settings())  # type: ignore[arg-type]
+        self._admin = AIOKafkaAdminClient(**self.config.client_settings())
         try:
             await self._admin.start()
         except KafkaError as error:
@@ -710,7 +721,7 @@ class KafkaLogBackend:
         config = self.config
         try:
             self._producer = AIOKafkaProducer(
-                **config.client_settings(),  # type: ignore[arg-type]
+                **config.client_settings(),
                 acks="all",
                 enable_idempotence=config.idempotent,
                 compression_type=None if config.compression == "none" else config.compression,
@@ -727,6 +738,23 @@ class KafkaLogBackend:
         except RuntimeError as error:  # KafkaError is one too
             raise producer_start_error(error, config) from error
 
+    async def identity(self) -> LogIdentity | None:
+        """The cluster's id and the topic prefix: one prefix's topics on one cluster are
+        one log. The epoch is 0, and topics deleted and made again under the same names
+        keep the identity: the Metadata versions aiokafka speaks (up to v5) give neither a
+        topic id (v10) nor a creation time (docs/kafka.md). None: no cluster id (v0-v1)."""
+        self.check_open()
+        assert self._admin is not None
+        try:
+            cluster = await self._admin.describe_cluster()
+        except KafkaError as error:
+            raise LogError(f"cannot describe the Kafka cluster at "
+                           f"{self.config.bootstrap_servers}: {error!r}") from error
+        cluster_id = cluster.get("cluster_id")
+        if not cluster_id:
+            return None
+        return LogIdentity(f"kafka:{cluster_id}/{self.config.topic_prefix}", 0)
+
     def check_open(self) -> None:
         if self.closed:
             raise LogError(f"the Kafka log at {self.config.bootstrap_servers} is closed")
@@ -735,7 +763,7 @@ class KafkaLogBackend:
         """A started consumer without a group, for manual assignment."""
         self.check_open()
         consumer = AIOKafkaConsumer(
-            **self.config.client_settings(),  # type: ignore[arg-type]
+            **self.config.client_settings(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="none",  # an offset out of range is an error, never a jump

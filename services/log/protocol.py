@@ -50,12 +50,35 @@ class Record:
 Position = tuple[int, int]  # (partition, offset)
 
 
+@dataclass(frozen=True)
+class LogIdentity:
+    """Which log this is. The SQLite log writes a fresh one into its own metadata when the
+    file is created (and into a file from before identities, the first time it is opened
+    for writing), and never changes it. Read models record the identity of the log they
+    were folded from, so a start can tell them from another log's
+    (services/node/read_model_check.py)."""
+
+    log_id: str
+    epoch: int  # when the log was created, Unix ms; 0 when the backend cannot tell
+
+
 class LogError(Exception):
     """The log could not do what was asked; the message says what and where."""
 
 
 class AppendOutcomeUnknown(LogError):
     """The append may or may not have landed (a timeout): retry with the same ids."""
+
+
+class DataFileError(LogError):
+    """A data file is damaged, or does not belong with the others (a log lost or emptied
+    beside read models that say what it held): nothing runs on it until someone restores
+    or removes a file. The message names the file, what is wrong and what to do, in one
+    line; the CLI exits with status 5 (`Exit.DATA`, services/cli/common.py)."""
+
+
+class LogCorrupt(DataFileError):
+    """SQLite finds the log file malformed (SQLITE_CORRUPT, SQLITE_NOTADB)."""
 
 
 class Log(Protocol):
@@ -91,5 +114,9 @@ class LogBackend(Protocol):
     """A set of topics on one backend (a SQLite file, a Kafka cluster)."""
 
     def topic(self, name: str) -> Log: ...
+
+    async def identity(self) -> LogIdentity | None:
+        """Which log this is; None if the backend cannot tell."""
+        ...
 
     async def close(self) -> None: ...

@@ -29,15 +29,28 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar, TypeVarTuple
 
-from jobledger.services.log.protocol import Entry, LogError, Position, Record
+from jobledger.services.log.protocol import (
+    Entry,
+    LogCorrupt,
+    LogError,
+    LogIdentity,
+    Position,
+    Record,
+)
+
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
@@ -50,6 +63,8 @@ CREATE TABLE IF NOT EXISTS records (
     value BLOB NOT NULL,
     PRIMARY KEY (topic, partition, offset)
 ) WITHOUT ROWID;
+-- The log's identity (log_id, epoch), written once: see LogIdentity.
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 # Rows in one INSERT statement at most: 768 variables, under the 999 of SQLite builds older
 # than 3.32. See _insert.
@@ -67,6 +82,34 @@ SELECT_FROM = (
     "SELECT offset, timestamp_ms, key, value FROM records"
     " WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?"
 )
+
+
+_CORRUPT, _NOTADB = 11, 26  # SQLite's primary result codes for a damaged file
+
+
+def is_damaged(error: BaseException) -> bool:
+    """Does error say a database file is damaged (rather than busy, full or missing)?"""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.DatabaseError) and code is not None \
+        and code & 0xFF in (_CORRUPT, _NOTADB)
+
+
+@contextmanager
+def damage_named(path: Path) -> Iterator[None]:
+    """Raise a damaged file's error as LogCorrupt: one line naming the file and what to do,
+    instead of sqlite3's "database disk image is malformed" from wherever it was read."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        if not is_damaged(error):
+            raise
+        if error.sqlite_errorcode & 0xFF == _NOTADB:  # the header: damaged, or never a log
+            raise LogCorrupt(f"cannot open the log {path}: {error}: give the path of a "
+                             "jobledger log; if it is one, it is damaged: restore it from a "
+                             "backup") from error
+        raise LogCorrupt(f"the log {path} is damaged (sqlite: {error}): restore it from a "
+                         "backup, and keep the damaged file aside (PRAGMA integrity_check "
+                         "on it lists the damage)") from error
 
 
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -143,6 +186,7 @@ class _LogWriter(threading.Thread):
                 results.append((item, self._assign(item, now, rows)))
             except LogError as exc:  # this append is refused whole; the others go on
                 results.append((item, exc))
+        failure: sqlite3.Error | None = None
         try:
             self._sync(any(item.sync for item in batch))
             self._conn.execute("BEGIN IMMEDIATE")
@@ -153,8 +197,9 @@ class _LogWriter(threading.Thread):
                 self._conn.execute("ROLLBACK")
             self._forget(rows)
             error = LogError(f"append to {self._backend.path} failed: {exc}")
+            error.__cause__ = failure = exc  # what it was (faults.py: a full disk passes)
             results, rows = [(item, error) for item, _ in results], []
-        self._backend.loop.call_soon_threadsafe(self._backend.delivered, results, rows)
+        self._backend.loop.call_soon_threadsafe(self._backend.delivered, results, rows, failure)
 
     def _sync(self, sync: bool) -> None:
         """fsync the next commit or not (outside a transaction: SQLite's rule)."""
@@ -232,6 +277,7 @@ class BulkReader:
     _KEY = "SELECT key FROM records WHERE topic = ? AND partition = ? AND offset = ?"
 
     def __init__(self, path: Path, topic: str):
+        self.path = path
         self.conn = _connect(path, read_only=True)
         self.topic = topic
 
@@ -242,19 +288,31 @@ class BulkReader:
         first, before = keys
         offset = 0
         while offset < end:
-            rows = self.conn.execute(self._ROWS, (self.topic, partition, offset, end, first,
-                                                  before, before, batch)).fetchall()
+            with damage_named(self.path):
+                rows = self.conn.execute(self._ROWS, (self.topic, partition, offset, end, first,
+                                                      before, before, batch)).fetchall()
             if not rows:
                 return
             yield rows
             offset = rows[-1][0] + 1
 
     def key(self, partition: int, offset: int) -> str:
-        (key,) = self.conn.execute(self._KEY, (self.topic, partition, offset)).fetchone()
-        return key  # type: ignore[no-any-return]
+        with damage_named(self.path):
+            (key,) = self.conn.execute(self._KEY, (self.topic, partition, offset)).fetchone()
+        return key  # type: ignore[no-any-return]  # sqlite3 rows are untyped
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _identity_of(conn: sqlite3.Connection) -> LogIdentity | None:
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.OperationalError:  # no such table: a log from before identities
+        return None
+    if "log_id" not in meta:
+        return None
+    return LogIdentity(meta["log_id"], int(meta.get("epoch", 0)))
 
 
 def _partition_end(conn: sqlite3.Connection, topic: str, partition: int) -> int:
@@ -269,16 +327,20 @@ def sample_keys(path: Path, topic: str, ends: Mapping[int, int], per_partition: 
     """The keys of up to per_partition records spread evenly over each partition, sorted."""
     conn = _connect(path, read_only=True)
     try:
-        keys = []
-        for partition, end in ends.items():
-            for offset in sorted({end * i // per_partition for i in range(per_partition)} - {end}):
-                row = conn.execute("SELECT key FROM records WHERE topic = ? AND partition = ?"
-                                   " AND offset = ?", (topic, partition, offset)).fetchone()
-                if row is not None:
-                    keys.append(row[0])
-        return sorted(keys)
+        with damage_named(path):
+            return sorted(_sampled_keys(conn, topic, ends, per_partition))
     finally:
         conn.close()
+
+
+def _sampled_keys(conn: sqlite3.Connection, topic: str, ends: Mapping[int, int],
+                  per_partition: int) -> Iterator[str]:
+    for partition, end in ends.items():
+        for offset in sorted({end * i // per_partition for i in range(per_partition)} - {end}):
+            row = conn.execute("SELECT key FROM records WHERE topic = ? AND partition = ?"
+                               " AND offset = ?", (topic, partition, offset)).fetchone()
+            if row is not None:
+                yield row[0]
 
 
 class SQLiteLog:
@@ -397,7 +459,8 @@ class SQLiteLog:
         return await self._backend.run(self._end_offsets)
 
     def _end_offsets(self) -> dict[int, int]:
-        return {p: _partition_end(self._backend.reader, self._topic, p) for p in range(self._partitions)}
+        reader = self._backend.reader
+        return {p: _partition_end(reader, self._topic, p) for p in range(self._partitions)}
 
     async def offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
         return await self._backend.run(self._offset_for_time, partition, timestamp_ms)
@@ -430,6 +493,10 @@ class SQLiteLogBackend:
         self.reader: sqlite3.Connection
         self._lock_file: IO[bytes] | None = None
         self._topics: dict[str, SQLiteLog] = {}
+        self._identity: LogIdentity | None = None
+        # The first error of the commits failing now, and since when (a full disk); None
+        # once a commit succeeds. /health reports it (services/node/embedded.py).
+        self.failing: tuple[sqlite3.Error, datetime] | None = None
         self.closed = False
         # Reads run on one thread of their own, which owns the read connection.
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="jobledger-log-reader")
@@ -459,15 +526,22 @@ class SQLiteLogBackend:
             conn.executescript(SCHEMA)
             for name, count in partitions.items():
                 conn.execute("INSERT OR IGNORE INTO topics VALUES (?, ?)", (name, count))
+            conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
+                ("log_id", str(uuid.uuid4())), ("epoch", str(int(time.time() * 1000)))])
             self.writer = _LogWriter(conn, self)
         elif not self.path.exists():
             raise LogError(f"no log at {self.path}")
         self.reader = _connect(self.path, read_only=True)
+        self._identity = _identity_of(self.reader)
         for name, count in self.reader.execute("SELECT name, partitions FROM topics").fetchall():
             ends = {p: _partition_end(self.reader, name, p) for p in range(count)}
             self._topics[name] = SQLiteLog(self, name, count, ends)
         if self.writer is not None:
             self.writer.start()
+
+    async def identity(self) -> LogIdentity | None:
+        """The log's identity; None for a log from before identities opened read-only."""
+        return self._identity
 
     def _lock(self) -> None:
         # "ab": opening must not wipe the holder's pid before we know we hold the lock.
@@ -491,8 +565,9 @@ class SQLiteLogBackend:
         except OSError:
             return "?"
 
-    async def run(self, fn, *args):  # type: ignore[no-untyped-def]
-        return await self.loop.run_in_executor(self._read_pool, fn, *args)
+    async def run(self, fn: Callable[[*Args], T], *args: *Args) -> T:
+        with damage_named(self.path):
+            return await self.loop.run_in_executor(self._read_pool, fn, *args)
 
     def topic(self, name: str) -> SQLiteLog:
         try:
@@ -501,9 +576,15 @@ class SQLiteLogBackend:
             raise LogError(f"topic {name!r} does not exist in {self.path}") from None
 
     def delivered(
-        self, results: list[tuple[_Append, list[Position] | LogError]], rows: list[Row]
+        self, results: list[tuple[_Append, list[Position] | LogError]], rows: list[Row],
+        failure: sqlite3.Error | None = None,
     ) -> None:
-        """Runs on the event loop after a commit: publish the records, resolve appends."""
+        """Runs on the event loop after a commit: publish the records, resolve appends.
+        failure: why the commit failed (kept in `failing` until a commit succeeds)."""
+        if failure is None:
+            self.failing = None
+        elif self.failing is None:
+            self.failing = (failure, datetime.now(UTC))
         by_topic: dict[str, list[Record]] = {}
         for topic, part, offset, ts, key, value in rows:
             by_topic.setdefault(topic, []).append(Record(part, offset, ts, key, value))

@@ -21,6 +21,7 @@ from jobledger.services.runtime.dispatcher import Dispatcher
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.schedules.commands import ScheduleCommands
 from jobledger.services.schedules.scheduler import Scheduler
+from jobledger.services.security.commands import KeyCommands
 from jobledger.services.write.commands import Commands
 from jobledger.services.write.producer import Producer
 from jobledger.services.write.publisher import Publisher
@@ -51,6 +52,7 @@ class Node:
     producer: Producer
     commands: Commands
     schedules: ScheduleCommands
+    keys: KeyCommands
     dispatcher: Dispatcher | None = None
     scheduler: Scheduler | None = None
 
@@ -61,14 +63,15 @@ class Node:
         raise NotImplementedError
 
     def _open_write_side(self, actor: Actor, task_types: TaskTypes) -> None:
-        """What REST commands append through: publisher, producer, commands, schedules;
-        task_types says which types they accept."""
+        """What REST commands append through: publisher, producer, commands, schedules,
+        keys; task_types says which types they accept."""
         self.publisher = Publisher(self.backend, self.clock, actor)
         self.producer = Producer(self.publisher, self.clock)
         self.commands = Commands(self.publisher, self.producer, self.projector, self.queries,
                                  task_types)
         self.schedules = ScheduleCommands(self.publisher, self.projector, self.queries, self.clock,
                                           task_types, self.config.min_schedule_interval)
+        self.keys = KeyCommands(self.publisher, self.projector, self.queries, self.clock)
 
     def log_writable(self) -> bool:
         """Can this node append to its log? /health is degraded when it cannot."""
@@ -77,6 +80,14 @@ class Node:
     def is_leader(self) -> bool:
         """Does this node decide for at least one partition of the jobs topic?"""
         return self.dispatcher is not None and bool(self.dispatcher.partitions)
+
+    def faults(self) -> list[str]:
+        """Why this node cannot do all of its work now (a full disk), one reason each, as
+        /health tells them; each part retries by itself (services/runtime/faults.py)."""
+        reasons = self.projector.faults.reasons()
+        if self.dispatcher is not None:
+            reasons += self.dispatcher.faults.reasons()
+        return reasons
 
     def crashed(self) -> list[str]:
         """Background tasks that died (logged when they did); /health reports them."""
@@ -92,7 +103,8 @@ class Node:
                 done = self.projector.positions[model].get(partition, 0)
                 if done < end:
                     (first,) = await log.read(partition, done, limit=1)
-                    oldest = first.timestamp_ms if oldest is None else min(oldest, first.timestamp_ms)
+                    stamp = first.timestamp_ms
+                    oldest = stamp if oldest is None else min(oldest, stamp)
         if oldest is None:
             return 0
         return max(0, to_ms(self.clock.now()) - oldest)

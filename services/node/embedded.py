@@ -11,15 +11,31 @@ from pathlib import Path
 from jobledger.projections.jobs import SharedReductions
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
-from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, Actor, ActorKind, WorkerLost
+from jobledger.schemas import (
+    JOBS,
+    LOGS,
+    SCHEDULES,
+    SECURITY,
+    WORKERS,
+    Actor,
+    ActorKind,
+    WorkerLost,
+)
 from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH
 from jobledger.schemas.lifecycle import WorkerStatus
 from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.node.base import SETTLE_SECONDS, Node
+from jobledger.services.node.read_model_check import (
+    fit_read_models,
+    read_models_on_disk,
+    record_log_source,
+    refuse_a_lost_log,
+)
 from jobledger.services.runtime.clock import Clock, SystemClock
 from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
+from jobledger.services.runtime.faults import Fault, passing_fault
 from jobledger.services.runtime.projector import Projector
 from jobledger.services.runtime.server_log import (
     log_started,
@@ -80,11 +96,13 @@ class EmbeddedNode(Node):
 
     async def _start(self) -> None:
         cfg = self.config
-        partitions = {JOBS: cfg.partitions, LOGS: cfg.partitions, WORKERS: 1, SCHEDULES: 1}
-        self.backend = await SQLiteLogBackend.open(cfg.db, partitions)
+        partitions = {JOBS: cfg.partitions, LOGS: cfg.partitions, WORKERS: 1, SCHEDULES: 1,
+                      SECURITY: 1}
+        await self._open_log(partitions)
         self.store = await ReadModelStore.open(views_path(cfg.db))
+        await record_log_source(self.store, self.backend)
         self.queries = await Queries.open(views_path(cfg.db))
-        self.projector = Projector(self.backend, self.store)
+        self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
         await self.projector.load()
         # The known task types are the app's handlers, with or without run_workers: the
         # workers of this file are this process's own.
@@ -123,6 +141,20 @@ class EmbeddedNode(Node):
         log_started(f"log {cfg.db} ({self.backend.topic(JOBS).partitions} partitions), read "
                     f"models {views_path(cfg.db)}", self.app.handlers, self.dispatcher,
                     log=str(cfg.db), views=str(views_path(cfg.db)))
+
+    async def _open_log(self, partitions: dict[str, int]) -> None:
+        """Open the log, once the read models beside it are known to be its own
+        (services/node/read_model_check.py): else they are refused or removed to be
+        rebuilt. A lost log is refused before opening it would create a new one."""
+        db, views = self.config.db, views_path(self.config.db)
+        on_disk = read_models_on_disk(views)
+        refuse_a_lost_log(db, views, on_disk)
+        self.backend = await SQLiteLogBackend.open(db, partitions)
+        try:
+            await fit_read_models(views, on_disk, f"the log {db}", self.backend)
+        except BaseException:
+            await self.backend.close()
+            raise
 
     async def stop(self) -> None:
         log_stopping(self.dispatcher)
@@ -166,3 +198,12 @@ class EmbeddedNode(Node):
 
     def log_writable(self) -> bool:
         return self.backend.writer is not None
+
+    def faults(self) -> list[str]:
+        failing = self.backend.failing
+        if failing is None:
+            return super().faults()
+        error, since = failing
+        log = Fault("log", passing_fault(error) or str(error), since,
+                    "appends answer 503 LOG_UNAVAILABLE")
+        return [log.reason(), *super().faults()]

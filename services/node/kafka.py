@@ -33,6 +33,11 @@ from jobledger.services.kafka.ownership import AfterAssign, GroupOwnership, Grou
 from jobledger.services.kafka.projections import LogProjections
 from jobledger.services.log.kafka import KafkaConfig, KafkaLogBackend, jobledger_topics
 from jobledger.services.node.base import SETTLE_SECONDS, Node
+from jobledger.services.node.read_model_check import (
+    fit_read_models,
+    read_models_on_disk,
+    record_log_source,
+)
 from jobledger.services.runtime.clock import Clock, SystemClock
 from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
 from jobledger.services.runtime.projector import Projector
@@ -139,12 +144,18 @@ class KafkaNode(Node):
         return where + (", firing schedules" if cfg.run_scheduler else "")
 
     async def _open_read_models(self) -> None:
+        """The read models, once known to be the topics' own (refused, or removed to be
+        rebuilt, otherwise: services/node/read_model_check.py)."""
         cfg = self.config
+        await fit_read_models(cfg.views, read_models_on_disk(cfg.views),
+                              f"the topics {cfg.kafka.topic_prefix}* at "
+                              f"{cfg.kafka.bootstrap_servers}", self.backend)
         self.store = await ReadModelStore.open(cfg.views)
         self._read_models.append(self.store)
+        await record_log_source(self.store, self.backend)
         self.queries = await Queries.open(cfg.views)
         self._read_models.append(self.queries)
-        self.projector = Projector(self.backend, self.store)
+        self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
         await self.projector.load()
         # Known: this process's handlers, and every type a worker declared (read models).
         task_types = TaskTypes(self.app.handlers, self.queries.declared_task_types,

@@ -38,11 +38,12 @@ from jobledger.schemas import JOBS, Envelope
 from jobledger.schemas.codec import Undecodable, UndecodableRecord, decode
 from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
-from jobledger.services.log.protocol import Record
+from jobledger.services.log.protocol import LogCorrupt, Record
 from jobledger.services.log.sqlite import BulkReader
 from jobledger.services.runtime.projector import split_misplaced
 
 CHUNK = 50_000  # records read, folded and written at a time
+DAMAGED_LOG = 5  # a worker's exit status when it found the log damaged (its error: the result)
 # A worker's file is scratch, or the <out>.building file: a crash means replaying again,
 # so no journal at all.
 _PRAGMAS = ("PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-65536",
@@ -184,7 +185,7 @@ class _PartitionFold:
         # The values are only looked at when some event is on the wrong topic (whose
         # quarantine row takes the key from the event).
         records = (Record(partition, offset, 0, "", value) for offset, value in rows)
-        good, misplaced = split_misplaced(good, JOBS, records)  # type: ignore[arg-type]
+        good, misplaced = split_misplaced(good, JOBS, records)
         return good, bad + misplaced
 
     def _fold(self, envs: Iterable[Envelope]) -> tuple[
@@ -204,7 +205,7 @@ class _PartitionFold:
             if isinstance(event, QUEUE_EVENTS):
                 queue_events.append(env)
                 continue
-            job_id = event.job_id  # type: ignore[union-attr]
+            job_id = event.job_id  # type: ignore[union-attr]  # so has every other job event
             events.append((job_id, partition, env.offset))
             old = get(job_id)
             if old is None and maybe_written(job_id):
@@ -218,6 +219,8 @@ class _PartitionFold:
             changed[job_id] = env.offset
             if ended_run(old, new):
                 stats.add_run_end(new)
+            if old is None or old.status != new.status:
+                stats.add_move(old, new)
             # A new attempt is a new run, and a run whose status changed has changed: the
             # fields of run_of need no comparing then (most events: picks, ends).
             if new.attempt and (old is None or old.attempt != new.attempt
@@ -269,7 +272,8 @@ def _outside(events: list[tuple[str, int, int]], first: str, end: str | None) ->
     """How many of the events' job ids are outside the range of keys [first, end)."""
     if not events or (min(events)[0] >= first and (end is None or max(events)[0] < end)):
         return 0  # the usual case, found by two passes in C
-    return sum(1 for job_id, _, _ in events if job_id < first or (end is not None and job_id >= end))
+    return sum(1 for job_id, _, _ in events
+               if job_id < first or (end is not None and job_id >= end))
 
 
 def main(log: str, out: str, result: str, share: str) -> None:
@@ -280,8 +284,12 @@ def main(log: str, out: str, result: str, share: str) -> None:
     # This process only folds, then exits: nothing it builds is cyclic garbage, and the
     # collector's passes over the chunks' objects cost about a tenth of its time.
     gc.disable()
-    folded = fold_partitions(Path(log), Path(out), [tuple(p) for p in partitions], tuple(keys),
-                             indexes, on_chunk=lambda n: print(n, flush=True))
+    try:
+        folded = fold_partitions(Path(log), Path(out), [tuple(p) for p in partitions],
+                                 tuple(keys), indexes, on_chunk=lambda n: print(n, flush=True))
+    except LogCorrupt as error:  # the parent raises it, as one line (no traceback here)
+        Path(result).write_bytes(pickle.dumps(str(error)))
+        sys.exit(DAMAGED_LOG)
     # The parent makes the file durable when it closes it (an fsync: about a second for
     # the read models of a million events); flushing what is written so far as each
     # worker ends overlaps most of that with the other worker's folding.

@@ -65,11 +65,11 @@ def holders(paths: Iterable[Path]) -> list[tuple[int, Path]]:
             continue  # gone meanwhile, or not ours to look at
         for file in files:
             try:
-                path = wanted.get(_identity(Path(file.path)))
+                held = wanted.get(_identity(Path(file.path)))
             except OSError:
                 continue
-            if path is not None:
-                found.append((process.pid, path))
+            if held is not None:
+                found.append((process.pid, held))
                 break
     return found
 

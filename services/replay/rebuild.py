@@ -24,9 +24,10 @@ from jobledger.projections.stats import StatsDelta
 from jobledger.projections.store import ReadModelStore, sql_file
 from jobledger.projections.store_file import remove_db, remove_sidecars
 from jobledger.schemas import JOBS, LOGS, WORKERS, Envelope
-from jobledger.services.log.protocol import LogBackend, LogError
+from jobledger.services.log.protocol import LogBackend, LogCorrupt, LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend, sample_keys
-from jobledger.services.replay.bulk import Folded, fold_partitions
+from jobledger.services.node.read_model_check import record_log_source
+from jobledger.services.replay.bulk import DAMAGED_LOG, Folded, fold_partitions
 from jobledger.services.replay.guard import refuse_an_open_file
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.runtime.server_log import note
@@ -44,14 +45,16 @@ async def replay(db: Path, out: Path, show_progress: bool = True) -> dict[str, s
     return await checksums(out)
 
 
-async def replay_topics(config: KafkaConfig, out: Path, show_progress: bool = True) -> dict[str, str]:
+async def replay_topics(
+    config: KafkaConfig, out: Path, show_progress: bool = True
+) -> dict[str, str]:
     """Rebuild the read models of the Kafka topics `config` names into out (replaced);
     their checksums. The topics are read with the partitions they have."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     from jobledger.services.log.kafka import KafkaLogBackend, jobledger_topics
 
-    admin = AIOKafkaAdminClient(**config.client_settings())  # type: ignore[arg-type]
+    admin = AIOKafkaAdminClient(**config.client_settings())
     try:
         await admin.start()
         found = set(await admin.list_topics())
@@ -100,6 +103,7 @@ async def rebuild_from(
         try:
             store = await ReadModelStore.open(building, bulk=True)
             try:
+                await record_log_source(store, backend)  # a server may adopt the file
                 await _catch_up(Projector(backend, store), backend, show_progress, bulk)
                 await store.finish_bulk()
             finally:
@@ -181,7 +185,9 @@ class _BulkJobs:
         self.processes = processes
         self.workers: list[asyncio.subprocess.Process] = []
 
-    async def fold(self, ends: dict[int, int], projector: Projector, advance: Callable[[int], None]) -> None:
+    async def fold(
+        self, ends: dict[int, int], projector: Projector, advance: Callable[[int], None]
+    ) -> None:
         """Fold the jobs topic up to ends into the projector's store; the projector then
         starts the jobs model at ends."""
         store = projector.store
@@ -220,15 +226,19 @@ class _BulkJobs:
         worker = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jobledger.services.replay.bulk", str(self.log), str(out),
             str(result), json.dumps(share),
-            stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
         self.workers.append(worker)
         try:
             assert worker.stdout is not None
             async for line in worker.stdout:
                 advance(int(line))
-            if await worker.wait() != 0:
-                raise RuntimeError(f"a replay worker failed (exit status {worker.returncode}); its error is above")
-            return pickle.loads(result.read_bytes())  # type: ignore[no-any-return]
+            if await worker.wait() == DAMAGED_LOG:
+                raise LogCorrupt(pickle.loads(result.read_bytes()))
+            if worker.returncode != 0:
+                raise RuntimeError(f"a replay worker failed (exit status {worker.returncode});"
+                                   " its error is above")
+            return pickle.loads(result.read_bytes())  # type: ignore[no-any-return]  # pickle is untyped
         finally:
             result.unlink(missing_ok=True)
 
@@ -258,7 +268,9 @@ def _key_ranges(log: Path, ends: dict[int, int], workers: int) -> list[tuple[str
     if workers == 1:
         return [("", None)]
     keys = sample_keys(log, JOBS, ends, _SAMPLES // max(len(ends), 1) + 1)
-    cuts = sorted({keys[len(keys) * i // workers] for i in range(1, workers)} - {""}) if keys else []
+    if not keys:
+        return [("", None)]  # an empty topic: nothing to split
+    cuts = sorted({keys[len(keys) * i // workers] for i in range(1, workers)} - {""})
     return list(zip(["", *cuts], [*cuts, None], strict=True))
 
 
@@ -272,11 +284,7 @@ _SAMPLES = 1_000  # keys sampled to split the jobs topic between workers
 def _summed(deltas: Iterable[StatsDelta]) -> StatsDelta:
     total = StatsDelta()
     for delta in deltas:
-        total.counts.update(delta.counts)
-        total.depth.update(delta.depth)
-        total.ended.update(delta.ended)
-        total.processing_ms += delta.processing_ms
-        total.processed_runs += delta.processed_runs
+        total.add(delta)
     return total
 
 
@@ -285,7 +293,7 @@ def _queues(events: Iterable[Envelope]) -> dict[str, QueueState]:
     applies them (each partition holds a copy of every queue event)."""
     queues: dict[str, QueueState] = {}
     for env in sorted(events, key=attrgetter("partition", "offset")):
-        name = env.event.queue  # type: ignore[union-attr]
+        name = env.event.queue  # type: ignore[union-attr]  # only queue events come here
         state = reduce_queue(queues.get(name), env)
         if state is not None:
             queues[name] = state

@@ -6,6 +6,12 @@ jobs it holds in memory (unfinished ones only), and reacts to each change by app
 decisions. A decision shows in its state only once it is read back from the log, so the
 log order is the truth; until then the job is "in flight". When a failed attempt runs
 again is its RetryPolicy's; renewing the leases of running attempts, its Heartbeats'.
+
+An append of its own that fails (a full disk) is taken again after a backoff by its clock
+(services/runtime/faults.py), and reported meanwhile: a failed pick stops all picking for
+that long (picking again at once would spin on the log's refusals), a failed end of an
+attempt, due time or cancel is decided again. Heartbeats and log lines are not: the next
+beat renews a lease, and a handler's log line is no write anyone was told is durable.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from jobledger.services.runtime.executor import (
     Running,
     Succeeded,
 )
+from jobledger.services.runtime.faults import Faults, Later, passing_fault
 from jobledger.services.runtime.heartbeats import Heartbeats
 from jobledger.services.runtime.partition_owner import PartitionOwner
 from jobledger.services.runtime.partition_state import JobsFold, JobsSnapshot, merge_queues
@@ -60,11 +67,11 @@ from jobledger.services.runtime.ready_set import ReadySet
 from jobledger.services.runtime.retry_policy import RetryPolicy
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.runtime.timers import Timer, TimerKind, Timers
-from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.publisher import Done, Publisher, unchecked
 
 S = JobStatus
 FINISHED_KEYED_MEMORY = 100_000  # finished keyed jobs kept in memory; older: known_jobs
-RETRY_DECISION_MS = 1000  # a decision whose append failed is taken again this much later
+APPENDS = "dispatcher appends"  # the part its failed appends are reported as (Faults)
 KnownJobs = Callable[[Collection[str]], Awaitable[Collection[str]]]
 
 
@@ -129,6 +136,9 @@ class Dispatcher(JobsFold):
         self._fill_scheduled = False
         self._stopping = False  # no new picks once stop() has begun
         self._deciding = False  # no picks before start() has folded the log to its end
+        self.faults = Faults(clock)  # its appends failing, for /health
+        self._later = Later(clock)  # decisions to take again once their append failed
+        self._picks_held = False  # a pick's append failed: none until the backoff ends
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -171,9 +181,10 @@ class Dispatcher(JobsFold):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._later.stop()
         await self.executor.stop(self.config.shutdown_grace_seconds)
         worker_id = self.config.worker_id
-        self.publisher.publish(WorkerStopped(worker_id=worker_id), worker_id)
+        self.publisher.publish_then(WorkerStopped(worker_id=worker_id), worker_id, unchecked)
         await self.publisher.drain()
 
     # -- gaining and losing partitions (the ownership's Decider) --------------------------
@@ -261,7 +272,9 @@ class Dispatcher(JobsFold):
         moved = old is None or old.status != new.status or old.attempt != new.attempt
         if new.status == S.PENDING and moved:
             self.ready.push(new)
-        elif new.status == S.SCHEDULED and (moved or old.run_at != new.run_at):  # type: ignore[union-attr]
+        elif new.status == S.SCHEDULED and (
+            moved or old.run_at != new.run_at  # type: ignore[union-attr]  # moved if old is None
+        ):
             assert new.run_at is not None
             self.timers.add(new.run_at, TimerKind.DUE, job_id, new.attempt)
         elif new.status == S.IN_PROGRESS:
@@ -282,16 +295,23 @@ class Dispatcher(JobsFold):
             timeout = self.retries.timeout_seconds(new)
             self.timers.add(new.run_started_at + int(timeout * 1000), TimerKind.TIMEOUT,
                             new.job_id, new.attempt)
-        if moved or old.lease_expires_at != new.lease_expires_at:  # type: ignore[union-attr]
+        if moved or old.lease_expires_at != new.lease_expires_at:  # type: ignore[union-attr]  # moved if old is None
             self.timers.add(new.lease_expires_at, TimerKind.LEASE, new.job_id, new.attempt)
 
     def _cancel(self, job: JobState) -> None:
         if job.job_id in self.executor.running:
             self.executor.cancel(job.job_id, report=True)  # it reports JobCancelled
         elif job.status in WAITING:
-            self.publisher.publish(JobCancelled(job_id=job.job_id), job.job_id)
+            job_id = job.job_id
+            self.publisher.publish_then(JobCancelled(job_id=job_id), job_id,
+                                        self._again_if_refused(lambda: self._cancel_again(job_id)))
         elif self._claim(job.job_id, job.attempt):
             self._end_attempt(JobCancelled(job_id=job.job_id, attempt=job.attempt), job.attempt)
+
+    def _cancel_again(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is not None and job.cancel_requested and job.status in WAITING:
+            self._cancel(job)
 
     # -- picking --------------------------------------------------------------------------
 
@@ -303,9 +323,9 @@ class Dispatcher(JobsFold):
     def _fill(self) -> None:
         """Pick ready jobs into free worker slots."""
         self._fill_scheduled = False
-        if self._stopping or not self._deciding:
+        if self._stopping or not self._deciding or self._picks_held:
             # Stopping: a slot freed during the shutdown grace stays free. Not deciding yet:
-            # start() is still folding the log past the snapshot.
+            # start() is still folding the log past the snapshot. Held: see _hold_picks.
             return
         # A slot is held by a running attempt, not by a pick not yet read back: its handler
         # may be long done (in Kafka mode the read-back comes a fetch later).
@@ -326,8 +346,11 @@ class Dispatcher(JobsFold):
             attempt = job.attempt + 1
             picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
                                lease_expires_at=lease)
-            self.publisher.publish_then(picked, job_id, lambda _, error, job=job, attempt=attempt:
-                                        self._picked(error, job, attempt))
+            # The ignore: mypy cannot type a lambda whose defaults bind the loop's variables.
+            self.publisher.publish_then(
+                picked, job_id,
+                lambda _, error, job=job, attempt=attempt:  # type: ignore[misc]
+                self._picked(error, job, attempt))
             # Run it now, not once the pick is durable: that saves a commit (an fsync) from
             # every job's enqueue->start. Whatever the handler appends queues behind the pick
             # on the same log, so no outcome is recorded before its pick. Should the process
@@ -340,6 +363,7 @@ class Dispatcher(JobsFold):
         stopped, any end it reported is forgotten (a stale event, should it be recorded),
         and the job is pending again."""
         if error is None:
+            self.faults.resumed(APPENDS)
             return
         job_id = job.job_id
         if self.executor.is_running(job_id, attempt):
@@ -348,7 +372,35 @@ class Dispatcher(JobsFold):
             del self._decided[job_id]
         self._in_flight.discard(job_id)
         self.ready.push(job)
+        self._hold_picks(self._append_failed(error))
+
+    def _hold_picks(self, seconds: float) -> None:
+        """No picks for `seconds` after a pick's append failed: picking again at once would
+        spin on the log's refusals (a full disk), starting and cancelling handlers."""
+        if not self._picks_held:
+            self._picks_held = True
+            self._later.call(seconds, self._release_picks)
+
+    def _release_picks(self) -> None:
+        self._picks_held = False
         self._schedule_fill()
+
+    # -- appends that failed ----------------------------------------------------------------
+
+    def _append_failed(self, error: BaseException) -> float:
+        """One of its appends failed: report it; the seconds to wait before trying again."""
+        return self.faults.failing(APPENDS, passing_fault(error) or str(error))
+
+    def _again_if_refused(self, again: Callable[[], None]) -> Done:
+        """What to tell when an append ends: should it have failed, call `again` once the
+        backoff has passed (it checks the job's state then: it may have moved on)."""
+        def done(_: Position | None, error: BaseException | None) -> None:
+            if error is None:
+                self.faults.resumed(APPENDS)
+            else:
+                self._later.call(self._append_failed(error), again)
+
+        return done
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -361,17 +413,25 @@ class Dispatcher(JobsFold):
 
     def _end_attempt(self, event: Any, attempt: int, actor: Actor | None = None) -> None:
         """Append the end of a claimed attempt. Should the append fail, the claim is undone
-        and the lease timer re-armed, so the attempt is decided again instead of hanging."""
+        and the end appended again after a backoff, so the attempt is decided instead of
+        hanging (unless its lease timer decides it first)."""
         job_id = event.job_id
+        again = self._again_if_refused(lambda: self._end_again(event, attempt, actor))
 
-        def check(_: Position | None, error: BaseException | None) -> None:
-            if error is not None:
-                if self._decided.get(job_id) == attempt:
-                    del self._decided[job_id]
-                self.timers.add(to_ms(self.clock.now()) + RETRY_DECISION_MS, TimerKind.LEASE,
-                                job_id, attempt)
+        def check(position: Position | None, error: BaseException | None) -> None:
+            if error is not None and self._decided.get(job_id) == attempt:
+                del self._decided[job_id]
+            again(position, error)
 
         self.publisher.publish_then(event, job_id, check, actor=actor)
+
+    def _end_again(self, event: Any, attempt: int, actor: Actor | None) -> None:
+        """The end of an attempt whose append failed, unless the attempt is over or another
+        end of it was decided meanwhile."""
+        job = self.jobs.get(event.job_id)
+        if job is not None and job.status == S.IN_PROGRESS and job.attempt == attempt \
+                and self._claim(event.job_id, attempt):
+            self._end_attempt(event, attempt, actor)
 
     def _reported(self, run: Running, outcome: Outcome) -> None:
         """A worker slot finished an attempt."""
@@ -398,7 +458,7 @@ class Dispatcher(JobsFold):
                   details: dict[str, Any]) -> None:
         event = JobLogged(job_id=job_id, attempt=attempt, level=level, message=message,
                           details=details)
-        self.publisher.publish(event, job_id, actor=self.worker_actor)
+        self.publisher.publish_then(event, job_id, unchecked, actor=self.worker_actor)
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -410,7 +470,8 @@ class Dispatcher(JobsFold):
             if kind is TimerKind.DUE:
                 # A second JobDue (from a timer added twice) is harmless: the reducer ignores it.
                 if job.status == S.SCHEDULED and job.run_at is not None and job.run_at <= now_ms:
-                    self.publisher.publish(JobDue(job_id=job_id), job_id)
+                    self.publisher.publish_then(JobDue(job_id=job_id), job_id,
+                                                self._due_again_if_refused(job_id, attempt))
             elif job.status != S.IN_PROGRESS or job.attempt != attempt:
                 continue
             elif kind is TimerKind.LEASE:
@@ -431,3 +492,9 @@ class Dispatcher(JobsFold):
                               retry_at=self.retries.retry_at(job)),
                     attempt,
                 )
+
+    def _due_again_if_refused(self, job_id: str, attempt: int) -> Done:
+        def due_again() -> None:
+            self.timers.add(to_ms(self.clock.now()), TimerKind.DUE, job_id, attempt)
+
+        return self._again_if_refused(due_again)

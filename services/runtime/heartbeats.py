@@ -16,7 +16,7 @@ import psutil
 from jobledger.schemas import Actor, JobHeartbeat, WorkerHeartbeat
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.executor import Executor
-from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.publisher import Publisher, unchecked
 
 
 class Heartbeats:
@@ -40,18 +40,19 @@ class Heartbeats:
     def beat(self) -> None:
         """Renew the lease of every running attempt and report this worker's load."""
         lease = self.clock.now() + timedelta(seconds=self.lease_seconds)
+        # A beat the log refuses (a full disk) is not appended again: the next one renews.
         for job_id, run in list(self.executor.running.items()):
-            self.publisher.publish(
+            self.publisher.publish_then(
                 JobHeartbeat(job_id=job_id, attempt=run.attempt, lease_expires_at=lease,
                              progress=run.ctx.progress_now),
-                job_id, actor=self.actor,
+                job_id, unchecked, actor=self.actor,
             )
         worker_id = self.actor.id
-        self.publisher.publish(
+        self.publisher.publish_then(
             WorkerHeartbeat(
                 worker_id=worker_id, cpu_percent=self._process.cpu_percent(),
                 memory_mb=round(self._process.memory_info().rss / 2**20, 1),
                 current_jobs=sorted(self.executor.running),
             ),
-            worker_id, actor=self.actor,
+            worker_id, unchecked, actor=self.actor,
         )

@@ -49,7 +49,9 @@ def next_job_state(
     return reduce(old, env)
 
 
-def merge_queues(mine: Mapping[str, QueueState], theirs: Iterable[QueueState]) -> dict[str, QueueState]:
+def merge_queues(
+    mine: Mapping[str, QueueState], theirs: Iterable[QueueState]
+) -> dict[str, QueueState]:
     """Queue states of two partitions: a pause is copied to every partition, so the newer
     state of a queue is the one a partition that has read further knows."""
     merged = dict(mine)

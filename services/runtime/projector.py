@@ -1,33 +1,44 @@
 """The projection host of the embedded mode: tails the log, folds each batch, writes it.
 
-Three models, each with its own checkpoint: jobs (jobs, runs, stats, queues tables) from
-the jobs topic, run_logs from the logs topic, workers from the workers topic. Records
+One model per topic, each with its own checkpoint: jobs (jobs, runs, stats, queues tables)
+from the jobs topic, run_logs from the logs topic, workers from the workers topic,
+schedules from the schedules topic, keys (api_keys) from the security topic. Records
 below a model's checkpoint are skipped, so redelivery applies nothing twice.
+
+A live projector (retry=True, as nodes make it) outlasts a write that fails with a fault
+that can pass (a full disk: services/runtime/faults.py): it runs the same transaction
+again after a backoff by its clock until it commits, and reports the fault meanwhile.
+Nothing is lost or applied twice: a failed transaction rolled back, and the batches after
+it wait in log order. A replay (retry=False) stops at the first failed write instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import TypeVar
 
 from msgspec.structs import force_setattr
 
 from jobledger.projections.fold import JobsChange, fold_jobs, fold_workers, log_rows
 from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
+from jobledger.projections.keys import KeyState, fold_keys
 from jobledger.projections.queues import QueueState
 from jobledger.projections.schedules import ScheduleState, fold_schedules
 from jobledger.projections.store import ReadModelStore
 from jobledger.projections.workers import declared_task_types
-from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, Envelope, topic_of
+from jobledger.schemas import JOBS, LOGS, SCHEDULES, SECURITY, WORKERS, Envelope, topic_of
 from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
-from jobledger.services.log.protocol import LogBackend, LogError, Record
+from jobledger.services.log.protocol import Log, LogBackend, LogError, Record
+from jobledger.services.runtime.clock import Clock, SystemClock
+from jobledger.services.runtime.faults import Faults, passing_fault
 from jobledger.services.runtime.supervise import crashed, spawn
 
 TYPES_OF_TOPIC = {
@@ -35,7 +46,8 @@ TYPES_OF_TOPIC = {
     for topic in set(TOPIC_OF_TYPE.values())
 }
 _NONE: frozenset[str] = frozenset()
-TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES}
+TOPIC_OF_MODEL = {"jobs": JOBS, "run_logs": LOGS, "workers": WORKERS, "schedules": SCHEDULES,
+                  "keys": SECURITY}
 CATCH_UP_BATCH = 20_000  # records per transaction when catching up
 # New jobs remembered at most (expect_new), as many as the state cache holds: beyond it
 # they are forgotten, which only means decoding and looking them up. A host that never
@@ -54,7 +66,13 @@ class Projected:
 Listener = Callable[[Projected], None]
 # Told the final state of every schedule a committed batch changed (removed ones too).
 ScheduleListener = Callable[[list[ScheduleState]], None]
+# Told the final state of every API key a committed batch changed (revoked ones too).
+KeyListener = Callable[[list[KeyState]], None]
+# Told the model and the envelopes of each committed batch of the other models (run_logs,
+# workers, schedules, keys): the WebSocket hub follows a task's log lines and workers so.
+ModelListener = Callable[[str, list[Envelope]], None]
 JobPredicate = Callable[[JobState], bool]
+T = TypeVar("T")
 
 
 class _StateCache(OrderedDict[str, JobState]):
@@ -70,12 +88,19 @@ class _StateCache(OrderedDict[str, JobState]):
 
 
 class Projector:
-    def __init__(self, backend: LogBackend, store: ReadModelStore, cache_size: int = 50_000):
+    def __init__(self, backend: LogBackend, store: ReadModelStore, cache_size: int = 50_000,
+                 clock: Clock | None = None, retry: bool = False):
+        """retry: write again, after a backoff by clock, a batch whose write failed with a
+        fault that can pass (a full disk), rather than fail (see the module's doc)."""
         self.backend = backend
         self.store = store
+        self.retry = retry
+        self.faults = Faults(clock or SystemClock())
         self.positions: dict[str, dict[int, int]] = {m: {} for m in TOPIC_OF_MODEL}
         self.listeners: list[Listener] = []
         self.schedule_listeners: list[ScheduleListener] = []
+        self.key_listeners: list[KeyListener] = []
+        self.model_listeners: list[ModelListener] = []
         self.quarantined = 0
         self._cache = _StateCache(cache_size)
         self._queues: dict[str, QueueState] = {}
@@ -143,6 +168,8 @@ class Projector:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self._writing is not None:
+            if self.faults.open:  # a write retrying until the disk frees: not worth waiting
+                self._writing.cancel()
             await asyncio.gather(self._writing, return_exceptions=True)
 
     async def _follow(self, model: str) -> None:
@@ -173,26 +200,32 @@ class Projector:
             except LogError:
                 continue  # a log written before this topic existed: nothing to apply
             for partition, end in (await log.end_offsets()).items():
-
-                def read_from(offset: int) -> asyncio.Future[list[Record]] | None:
-                    if offset >= end:
-                        return None
-                    return asyncio.ensure_future(
-                        log.read(partition, offset, limit=min(CATCH_UP_BATCH, end - offset)))
-
-                reading = read_from(self.positions[model].get(partition, 0))
-                while reading is not None:
-                    records = await reading
-                    reading = read_from(records[-1].offset + 1) if records else None
-                    await self.submit(model, records)
-                    if on_batch:
-                        on_batch(len(records))
+                await self._catch_up_partition(model, log, partition, end, on_batch)
         await self.settled()
+
+    async def _catch_up_partition(
+        self, model: str, log: Log, partition: int, end: int,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        def read_from(offset: int) -> asyncio.Future[list[Record]] | None:
+            if offset >= end:
+                return None
+            return asyncio.ensure_future(
+                log.read(partition, offset, limit=min(CATCH_UP_BATCH, end - offset)))
+
+        reading = read_from(self.positions[model].get(partition, 0))
+        while reading is not None:
+            records = await reading
+            reading = read_from(records[-1].offset + 1) if records else None
+            await self.submit(model, records)
+            if on_batch:
+                on_batch(len(records))
 
     async def apply(self, model: str, records: Sequence[Record]) -> None:
         """Apply one batch of one model's topic in one transaction; return once written."""
         await self.submit(model, records)
-        await self.settled()
+        if model == "jobs":  # the others are written by submit itself
+            await self.settled()
 
     async def settled(self) -> None:
         """Wait for the jobs batch being written, if any (raising its error)."""
@@ -219,24 +252,40 @@ class Projector:
         if model == "jobs":
             await self._fold_and_write_jobs(envs, positions, bad, new)
             return
-        async with self._write_lock:
-            if model == "run_logs":
-                await self.store.write_logs(log_rows(envs), positions, bad)
-            elif model == "workers":
-                workers = await self.store.load_workers({e.key for e in envs})
-                await self.store.write_workers(fold_workers(envs, workers), positions, bad,
-                                               declared_task_types(envs))
-            else:
-                schedules = await self.store.load_schedules({e.event.schedule_id for e in envs})  # type: ignore[union-attr]
-                changed = fold_schedules(envs, schedules)
-                await self.store.write_schedules(changed, positions, bad)
+        tell = await self._written(
+            model, lambda: self._write_other(model, envs, positions, bad))
         self.quarantined += len(bad)
         self.positions[model] = positions
-        if model == "schedules" and changed:
-            for schedule_listener in self.schedule_listeners:
-                schedule_listener(list(changed.values()))
+        if tell is not None:
+            tell()
+        for model_listener in self.model_listeners:
+            model_listener(model, envs)
         async with self._progress:
             self._progress.notify_all()
+
+    async def _write_other(
+        self, model: str, envs: list[Envelope], positions: dict[int, int],
+        bad: list[Undecodable],
+    ) -> Callable[[], None] | None:
+        """Load what a batch of a model other than jobs needs, fold it and write it in one
+        transaction; what tells the listeners of what it changed, once it is committed."""
+        if model == "run_logs":
+            await self.store.write_logs(log_rows(envs), positions, bad)
+            return None
+        if model == "workers":
+            workers = await self.store.load_workers({e.key for e in envs})
+            await self.store.write_workers(fold_workers(envs, workers), positions, bad,
+                                           declared_task_types(envs))
+            return None
+        if model == "keys":
+            ids = {e.event.key_id for e in envs}  # type: ignore[union-attr]  # all have one
+            changed_keys = fold_keys(envs, await self.store.load_keys(ids))
+            await self.store.write_keys(changed_keys, positions, bad)
+            return _telling(self.key_listeners, list(changed_keys.values()))
+        ids = {e.event.schedule_id for e in envs}  # type: ignore[union-attr]  # all have one
+        changed = fold_schedules(envs, await self.store.load_schedules(ids))
+        await self.store.write_schedules(changed, positions, bad)
+        return _telling(self.schedule_listeners, list(changed.values()))
 
     async def _fold_and_write_jobs(
         self, envs: list[Envelope], positions: dict[int, int], bad: list[Undecodable],
@@ -245,8 +294,10 @@ class Projector:
         """new: jobs known to have no row yet (expect_new)."""
         cache = self._cache
         # Not `{...} - cache.keys()`: a set minus a keys view walks every cached key.
+        # The ignore: every event of the jobs topic but a queue event names its job.
         wanted = {job_id for e in envs if type(e.event) not in QUEUE_EVENTS
-                  and (job_id := e.event.job_id) not in cache and job_id not in new}
+                  and (job_id := e.event.job_id) not in cache  # type: ignore[union-attr]
+                  and job_id not in new}
         if self._writing is not None and self._writing.done():
             await self.settled()  # raise a failed write's error here, in the follower
         if wanted:
@@ -274,8 +325,7 @@ class Projector:
         if previous is not None:
             await previous  # commits stay in log order; a failed one fails those after it
         try:
-            async with self._write_lock:
-                await self.store.write_jobs(change, positions, bad)
+            await self._written("jobs", lambda: self.store.write_jobs(change, positions, bad))
         except BaseException:
             self._cache.clear()  # it may hold changes that were rolled back
             raise
@@ -287,6 +337,24 @@ class Projector:
             listener(Projected(change, positions))
         async with self._progress:
             self._progress.notify_all()
+
+    async def _written(self, model: str, write: Callable[[], Awaitable[T]]) -> T:
+        """Run one batch's write (its loads and its transaction) under the write lock; its
+        result. With retry, a fault that can pass is retried after a backoff until it
+        passes: the transaction rolled back, so running it again applies it once."""
+        part = f"projection {model}"
+        while True:
+            try:
+                async with self._write_lock:
+                    result = await write()
+            except Exception as error:
+                fault = passing_fault(error) if self.retry else None
+                if fault is None:
+                    raise
+                await self.faults.clock.sleep(self.faults.failing(part, fault))
+            else:
+                self.faults.resumed(part)
+                return result
 
     def _evict(self, change: JobsChange, last: bool) -> None:
         """Finished jobs leave the cache once written (rarely touched again: keep the room
@@ -333,8 +401,21 @@ class Projector:
 _event_of = attrgetter("event")
 
 
+def _telling(listeners: list[Callable[[list[T]], None]],
+             changed: list[T]) -> Callable[[], None] | None:
+    """What tells each listener the states a committed batch changed (None: none changed)."""
+    if not changed:
+        return None
+
+    def tell() -> None:
+        for listener in listeners:
+            listener(changed)
+
+    return tell
+
+
 def split_misplaced(
-    envs: list[Envelope], topic: str, records: Sequence[Record]
+    envs: list[Envelope], topic: str, records: Iterable[Record]
 ) -> tuple[list[Envelope], list[Undecodable]]:
     """Events that decode but belong on another topic are quarantined like undecodable ones."""
     types_here = TYPES_OF_TOPIC[topic]

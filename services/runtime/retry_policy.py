@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from jobledger.projections.jobs import JobState
-from jobledger.schemas.common import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_SECONDS
-from jobledger.services.handlers.app import Handler
+from jobledger.services.handlers.app import Handler, limits_in_effect
 from jobledger.services.runtime.backoff import Backoff
 from jobledger.services.runtime.clock import Clock
 
@@ -28,12 +27,7 @@ class RetryPolicy:
     def retry_at(self, job: JobState) -> datetime | None:
         """When the next attempt of a job whose latest attempt failed may start (the
         backoff from now), or None when its retries are used up."""
-        handler = self.handlers.get(job.task_type)
-        max_retries = job.max_retries
-        if max_retries is None and handler is not None:
-            max_retries = handler.max_retries
-        if max_retries is None:
-            max_retries = DEFAULT_MAX_RETRIES
+        max_retries, _ = self._limits(job)
         retry = job.retry_count + 1
         if retry > max_retries:
             return None
@@ -41,9 +35,8 @@ class RetryPolicy:
 
     def timeout_seconds(self, job: JobState) -> float:
         """How long an attempt of the job may run, from its start."""
-        if job.timeout_seconds is not None:
-            return job.timeout_seconds
+        return self._limits(job)[1]
+
+    def _limits(self, job: JobState) -> tuple[int, float]:
         handler = self.handlers.get(job.task_type)
-        if handler is not None and handler.timeout is not None:
-            return handler.timeout
-        return DEFAULT_TIMEOUT_SECONDS
+        return limits_in_effect(handler, job.max_retries, job.timeout_seconds)

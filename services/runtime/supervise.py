@@ -7,6 +7,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from jobledger.services.log.protocol import DataFileError
+
 log = logging.getLogger("jobledger")
 
 
@@ -18,8 +20,13 @@ def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
 
 
 def _report(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
+    if task.cancelled() or task.exception() is None:
+        return
+    error = task.exception()
+    if isinstance(error, DataFileError):  # its message says what is wrong and what to do
+        log.error("background task %s stopped: %s", task.get_name(), error)
+    else:
+        log.error("background task %s crashed", task.get_name(), exc_info=error)
 
 
 def crashed(tasks: list[asyncio.Task[Any]]) -> list[str]:

@@ -48,7 +48,7 @@ class Timers:
             if due:
                 self._fire(due, now_ms)
                 continue
-            waits = [asyncio.ensure_future(self._rearm.wait())]
+            waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._rearm.wait())]
             if self._heap:
                 deadline = datetime.fromtimestamp(self._heap[0][0] / 1000, UTC)
                 waits.append(asyncio.ensure_future(self._clock.sleep_until(deadline)))

@@ -59,7 +59,7 @@ VISIBLE_WAIT_SECONDS = 5.0  # how long a write waits for the read model to show 
 _decoder = msgspec.json.Decoder(ScheduleRequest)
 _PATH = re.compile(r"at `\$\.(\w+)")
 _TRIGGER_INPUTS = {"trigger", "timezone", *(f for fs in TRIGGER_FIELDS.values() for f in fs)}
-_TRIGGER_CLASS: dict[str, type[Trigger]] = {  # type: ignore[valid-type]
+_TRIGGER_CLASS: dict[str, type[Trigger]] = {
     "interval": IntervalTrigger, "cron": CronTrigger, "date": DateTrigger, "manual": ManualTrigger,
 }
 _JOB_FIELDS = ("name", "task_type", "payload", "priority", "queue", "timeout_seconds",
@@ -111,8 +111,8 @@ def parse_request(body: bytes, max_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH) -> Sc
         kind = InvalidScheduleTrigger if field in _TRIGGER_INPUTS else InvalidSchedule
         raise kind(str(exc), field) from None
     except RecursionError:
-        exc = too_deep_to_decode("payload", max_depth)
-        raise InvalidSchedule(str(exc), exc.field, exc.code) from None
+        too_deep = too_deep_to_decode("payload", max_depth)
+        raise InvalidSchedule(str(too_deep), too_deep.field, too_deep.code) from None
     problem = None if request.payload is UNSET else payload_problem(request.payload, max_depth)
     if problem is not None:
         raise InvalidSchedule(problem[1], "payload", problem[0])
@@ -207,8 +207,8 @@ class ScheduleCommands:
         schedule_id = str(request.id)
         if await self.queries.schedules(schedule_id):
             raise ScheduleExists(f"schedule {schedule_id!r} already exists", "id")
-        position = await self._append(ScheduleDefined(schedule_id=schedule_id, definition=definition),
-                                      schedule_id, actor)
+        defined = ScheduleDefined(schedule_id=schedule_id, definition=definition)
+        position = await self._append(defined, schedule_id, actor)
         state = await self.queries.schedule_state(schedule_id)
         if state is not None and (state.partition, state.defined_offset) != position:
             raise ScheduleExists(f"schedule {schedule_id!r} already exists", "id")  # lost a race

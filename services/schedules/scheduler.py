@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from jobledger.projections.queries import Queries
 from jobledger.projections.schedules import ScheduleState, fire_key, reduce_schedule
@@ -332,9 +333,10 @@ class Scheduler:
         running = await self._running({s for s, (_, p) in plans.items() if p.run},
                                       {s: p for s, (_, p) in plans.items()})
         for schedule_id, (state, plan) in plans.items():
-            plan = apply_max_instances(plan, running.get(schedule_id, 0), state.definition.max_instances)
+            plan = apply_max_instances(plan, running.get(schedule_id, 0),
+                                       state.definition.max_instances)
             plans[schedule_id] = (state, plan)
-            self._in_flight[schedule_id] = to_ms(plan.decided_up_to)  # type: ignore[arg-type]
+            self._in_flight[schedule_id] = to_ms(plan.decided_up_to)  # type: ignore[arg-type]  # plans have fires
         for schedule_id in considered:
             self._arm(schedule_id)
         # In chunks, yielding between them: the log commits one chunk while the next is
@@ -365,7 +367,9 @@ class Scheduler:
         )
         self.publisher.publish(event, schedule_id)
 
-    def _enqueue(self, state: ScheduleState, fire_time: datetime) -> tuple[str, asyncio.Future[Position]]:
+    def _enqueue(
+        self, state: ScheduleState, fire_time: datetime
+    ) -> tuple[str, asyncio.Future[Position]]:
         d = state.definition
         key = fire_key(state.schedule_id, to_ms(fire_time))
         job_id = job_id_for_key(key)
@@ -378,7 +382,9 @@ class Scheduler:
         self._unprojected[job_id] = (state.schedule_id, None)
         return job_id, self.publisher.publish(event, job_id)
 
-    async def _confirm(self, enqueued: list[tuple[str, datetime, str, asyncio.Future[Position]]]) -> None:
+    async def _confirm(
+        self, enqueued: list[tuple[str, datetime, str, asyncio.Future[Position]]]
+    ) -> None:
         """Append ScheduleFired for each job once it is durable; a fire whose job append
         failed is decided again a second later (its key makes a retry safe)."""
         failed: set[str] = set()
@@ -393,7 +399,7 @@ class Scheduler:
                 continue  # a later fire of a schedule whose earlier fire is to be retried
             fired = ScheduleFired(schedule_id=schedule_id, fire_time=fire_time, job_id=job_id)
             self.publisher.publish(fired, schedule_id).add_done_callback(
-                lambda f, s=schedule_id: self._retry_if_failed(f, s))
+                partial(self._retry_if_failed, schedule_id=schedule_id))
         for schedule_id in failed:
             self._retry(schedule_id)
 

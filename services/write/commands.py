@@ -53,7 +53,7 @@ class Enqueued(NamedTuple):
 
 
 def _initial_status(env: Envelope) -> JobStatus:
-    event: JobEnqueued = env.event  # type: ignore[assignment]
+    event: JobEnqueued = env.event  # type: ignore[assignment]  # only enqueues come here
     return S.PENDING if event.run_at is None else initial_status(event, env)
 
 
@@ -83,7 +83,8 @@ class Commands:
         await self.task_types.check(requests, batch)
         envs = self.producer.envelopes(requests, actor)
         # Fresh ids: the projector neither decodes their records nor looks them up.
-        fresh = [env for env in envs if env.event.idempotency_key is None]  # type: ignore[union-attr]
+        fresh = [env for env in envs
+                 if env.event.idempotency_key is None]  # type: ignore[union-attr]  # enqueues
         self.projector.expect_new(fresh)
         try:
             positions = await self.producer.append(envs)
@@ -96,7 +97,7 @@ class Commands:
         out = []
         for env, (partition, offset) in zip(envs, positions, strict=True):
             status = _initial_status(env)
-            if env.event.idempotency_key is not None:  # type: ignore[union-attr]
+            if env.event.idempotency_key is not None:  # type: ignore[union-attr]  # enqueues
                 out.append(await self._keyed(env.key, status, partition, offset))
                 continue
             if wait_visible:
@@ -154,7 +155,9 @@ class Commands:
             payload=job.payload, priority=job.priority, timeout_seconds=job.timeout_seconds,
             max_retries=job.max_retries,
         )
-        await self.publisher.publish(event, job_id, actor=actor)
+        partition, offset = await self.publisher.publish(event, job_id, actor=actor)
+        # Read-your-writes: answer once the read model shows the requeue, as enqueue does.
+        await self.visibility.wait(partition, offset, job_id, OUTCOME_WAIT_SECONDS)
         return S.PENDING
 
     async def set_paused(self, queue: str, paused: bool, actor: Actor | None = None) -> None:

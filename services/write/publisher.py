@@ -43,7 +43,9 @@ class Publisher:
         env = self.envelope(event, key, actor=actor, causation_id=causation_id)
         return self.publish_envelope(env, topic_of(event), partition)
 
-    def publish_then(self, event: Event, key: str, done: Done, *, actor: Actor | None = None) -> None:
+    def publish_then(
+        self, event: Event, key: str, done: Done, *, actor: Actor | None = None
+    ) -> None:
         """As publish, but `done` is called as soon as the append ends, from the task that
         appended: no future and no turn of the loop per event (the dispatcher's picks and
         outcomes, a few per job)."""
@@ -95,11 +97,17 @@ class Publisher:
             _tell(waiter, position, None)
 
 
+def unchecked(_: Position | None, error: BaseException | None) -> None:
+    """The Done of an append whose failure needs no action of its own (a heartbeat, which
+    the next one replaces; a log line): unlike a future nobody awaits, it leaves no
+    "Future exception was never retrieved" behind when the log refuses it."""
+
+
 def _tell(waiter: _Waiter, position: Position | None, error: Exception | None) -> None:
     if isinstance(waiter, asyncio.Future):
         if not waiter.done():
             if error is None:
-                waiter.set_result(position)  # type: ignore[arg-type]
+                waiter.set_result(position)  # type: ignore[arg-type]  # set when error is None
             else:
                 waiter.set_exception(error)
         return

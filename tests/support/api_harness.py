@@ -17,6 +17,7 @@ from jobledger.api.errors import CODES
 from jobledger.services.handlers.app import App, PermanentError
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.node.embedded import EmbeddedNode
+from jobledger.services.security.bootstrap import SecuritySettings
 
 from .procs import ServerProcess
 
@@ -41,14 +42,16 @@ async def broken(ctx: JobContext, payload: Any) -> None:
 
 
 @asynccontextmanager
-async def api_client(node: EmbeddedNode, **transport: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client of the app over this started node. httpx's ASGITransport runs no
-    lifespan, so the node the test started (and will stop) is served as the lifespan
-    would serve it."""
-    api = create_app(lambda: node)
+async def api_client(node: EmbeddedNode, security: SecuritySettings | None = None,
+                     **transport: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client of the app over this started node (auth as `security` says, off by
+    default). httpx's ASGITransport runs no lifespan, so the node the test started (and
+    will stop) is served as the lifespan would serve it."""
+    api = create_app(lambda: node, security=security)
     asgi = httpx.ASGITransport(app=api, **transport)
-    async with serving(api, node), httpx.AsyncClient(transport=asgi, base_url="http://test") as client:
-        yield client
+    async with serving(api, node):
+        async with httpx.AsyncClient(transport=asgi, base_url="http://test") as client:
+            yield client
 
 
 def assert_error(response: httpx.Response, status: int, code: str,
@@ -74,9 +77,10 @@ async def submit(client: httpx.AsyncClient, **body: Any) -> str:
 
 
 @contextmanager
-def demo_server(directory: Path) -> Iterator[ServerProcess]:
-    """`jobledger serve --demo` over directory/j.db, healthy, stopped afterwards."""
-    process = ServerProcess(directory / "j.db", "--demo")
+def demo_server(directory: Path, *args: str,
+                env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """`jobledger serve --demo` over directory/j.db (and args), healthy, stopped afterwards."""
+    process = ServerProcess(directory / "j.db", "--demo", *args, env=env)
     try:
         process.wait_healthy()
         yield process

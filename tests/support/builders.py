@@ -16,11 +16,12 @@ import msgspec
 
 from jobledger.projections.jobs import JobState
 from jobledger.schemas import Actor, ActorKind, Envelope, Event, JobStatus, encode, topic_of
+from jobledger.schemas.api import TaskDetail
 from jobledger.services.log.protocol import Entry, Position
 from jobledger.services.log.sqlite import SQLiteLogBackend
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-PARTITIONS: Mapping[str, int] = {"jobs": 2, "logs": 2, "workers": 1}
+PARTITIONS: Mapping[str, int] = {"jobs": 2, "logs": 2, "workers": 1, "security": 1}
 
 
 def at(seconds: float) -> datetime:
@@ -28,7 +29,7 @@ def at(seconds: float) -> datetime:
 
 
 def key_of(event: Event) -> str:
-    for name in ("job_id", "worker_id", "queue"):
+    for name in ("job_id", "worker_id", "queue", "key_id"):
         value = getattr(event, name, None)
         if isinstance(value, str):
             return value
@@ -37,14 +38,14 @@ def key_of(event: Event) -> str:
 
 def envelope(
     event: Event, seconds: float = 0, *, event_id: str | None = None, partition: int = 0,
-    offset: int = 0, actor: ActorKind = ActorKind.DISPATCHER,
+    offset: int = 0, actor: ActorKind | Actor = ActorKind.DISPATCHER,
 ) -> Envelope:
     """An envelope as the reducers see it after a read: partition and offset filled in."""
     return Envelope(
         id=event_id or f"ev-{key_of(event)}-{type(event).__name__}-{seconds}",
         key=key_of(event),
         time=at(seconds),
-        actor=Actor(actor),
+        actor=actor if isinstance(actor, Actor) else Actor(actor),
         event=event,
         partition=partition,
         offset=offset,
@@ -79,3 +80,17 @@ def job_state(job_id: str = "j1", **fields: Any) -> JobState:
         "created_offset": 0,
     }
     return JobState(job_id=job_id, **(defaults | fields))
+
+
+def task_detail(status: str = "pending", attempt: int = 0, processed: int = 0,
+                total: int | None = None, failed: int = 0) -> TaskDetail:
+    """A task as GET /api/v1/tasks/{id} shows it, with these stage fields (the rest as a
+    fresh task has them): for tests of what the CLI prints of a task."""
+    return msgspec.convert({
+        "task_id": "t1", "task_type": "echo", "queue": "default", "status": status,
+        "priority": 128, "payload": None, "created_at": "", "updated_at": "",
+        "scheduled_at": None, "started_at": None, "finished_at": None, "result": None,
+        "error": None, "retry_count": 0, "max_retries": 3, "timeout_seconds": 300.0,
+        "attempt": attempt, "worker_id": None, "idempotency_key": None,
+        "cancel_requested": False,
+        "progress": {"processed": processed, "total": total, "failed": failed}}, TaskDetail)

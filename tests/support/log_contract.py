@@ -1,4 +1,5 @@
-"""The contract every Log backend passes (see the numbered requirements in services/log/protocol.py).
+"""The contract every Log backend passes (see the numbered requirements in
+services/log/protocol.py).
 
 A backend's test module subclasses `LogContract` and provides an async fixture `backend` that
 yields a LogBackend on which topics "a" (3 partitions) and "b" (1 partition) exist and are

@@ -1,0 +1,80 @@
+"""The write side of API keys, shared by the REST API and the start-up bootstrap: append the
+event, wait until the read model (and so this node's key index) shows it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from jobledger.projections.keys import KeyState, reduce_key
+from jobledger.projections.queries import Queries
+from jobledger.schemas import SECURITY, Actor, Event, KeyCreated, KeyRevoked, Permission, uuid7
+from jobledger.services.runtime.clock import Clock
+from jobledger.services.runtime.projector import Projector
+from jobledger.services.write.publisher import Publisher
+
+from .keys import digest_of, display_prefix, new_key
+
+VISIBLE_WAIT_SECONDS = 5.0  # how long a write waits for the read model to show it
+KEYS = "keys"  # the read model
+
+
+class KeyCommandError(Exception):
+    """A key command that cannot be carried out; status, code and field are the API's."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.field = status, code, field
+
+
+class KeyCommands:
+    def __init__(self, publisher: Publisher, projector: Projector, queries: Queries,
+                 clock: Clock):
+        self.publisher = publisher
+        self.projector = projector
+        self.queries = queries
+        self.clock = clock
+
+    async def create(self, name: str, permissions: list[Permission], actor: Actor,
+                     expires_at: datetime | None = None, *, key: str | None = None,
+                     key_id: str | None = None) -> tuple[KeyState, str]:
+        """A new key (or the given one: JOBLEDGER_ADMIN_KEY) and its state. The key is
+        returned to be shown once; only its digest is kept."""
+        if expires_at is not None and expires_at <= self.clock.now():
+            raise KeyCommandError(400, "INVALID_ARGUMENT",
+                            f"expires_at {expires_at.isoformat()} has passed", "expires_at")
+        key = key or new_key()
+        key_id = key_id or uuid7()
+        event = KeyCreated(key_id=key_id, name=name, prefix=display_prefix(key),
+                           digest=digest_of(key), permissions=sorted(set(permissions)),
+                           expires_at=expires_at)
+        state = await self._append(None, event, actor)
+        assert state is not None
+        return state, key
+
+    async def revoke(self, key_id: str, actor: Actor) -> KeyState:
+        """Revoke a key (a revoked one stays as it is); KeyCommandError 404 for an unknown id."""
+        state = await self.state(key_id)
+        if state is None:
+            raise KeyCommandError(404, "NOT_FOUND", f"no API key {key_id!r}", "id")
+        if state.revoked_at is None:
+            state = await self._append(state, KeyRevoked(key_id=key_id), actor)
+            assert state is not None
+        return state
+
+    async def state(self, key_id: str) -> KeyState | None:
+        return await self.queries.key(key_id)
+
+    async def _append(self, state: KeyState | None, event: Event, actor: Actor) -> KeyState | None:
+        """Append once durable, then wait (bounded) until the keys model shows it: the key
+        works, or no longer works, on this node when the request answers; other nodes
+        follow as they project the security topic. The state after the event is the
+        reducer's, so a slow projection only delays its being seen."""
+        env = self.publisher.envelope(event, event.key_id, actor=actor)  # type: ignore[union-attr]
+        partition, offset = await self.publisher.publish_envelope(env, SECURITY)
+        try:
+            await asyncio.wait_for(self.projector.wait_for(KEYS, partition, offset),
+                                   VISIBLE_WAIT_SECONDS)
+        except TimeoutError:
+            pass
+        return reduce_key(state, env)

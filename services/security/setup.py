@@ -1,0 +1,89 @@
+"""The security of one served node: its settings and its key index, kept current by the
+projector, and the start-up that loads them and registers the first admin key."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jobledger.schemas import SECURITY
+from jobledger.schemas.common import to_ms
+from jobledger.services.log.protocol import LogError
+from jobledger.services.node.base import Node
+from jobledger.services.runtime.clock import Clock, SystemClock
+
+from .bootstrap import SecuritySettings, bootstrap_admin
+from .commands import KEYS
+from .principals import KeyIndex, Principal, Unauthenticated
+from .ratelimit import Decision, RateLimiter
+
+CATCH_UP_SECONDS = 60.0  # at start, how long the keys model may take to reach the log's end
+_BEARER = "bearer"
+
+
+class Security:
+    """What the API asks about each request (api/auth.py), for the node it serves (start)."""
+
+    def __init__(self, settings: SecuritySettings):
+        self.settings = settings
+        self.index = KeyIndex()
+        self.notes: list[str] = []  # lines for the start-up output (api/server.py)
+        self.clock: Clock = SystemClock()
+        self.limiter: RateLimiter | None = None
+        if settings.enabled and settings.rate_limit > 0:
+            self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst, self._now_s)
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The principal of an Authorization header's value (`Bearer <key>`);
+        Unauthenticated saying what is wrong with it."""
+        if not authorization:
+            raise Unauthenticated("no credential: send the header Authorization: Bearer "
+                                  "<API key>")
+        scheme, _, credential = authorization.strip().partition(" ")
+        if scheme.lower() != _BEARER or not credential.strip():
+            raise Unauthenticated("the Authorization header is not `Bearer <API key>`")
+        return self.index.authenticate(credential.strip(), self._now_ms)
+
+    def admit(self, principal: Principal) -> Decision | None:
+        """Spend one request of the principal's rate limit; None when there is no limit."""
+        # By actor ({kind, id, name}): a key's and a user's ids cannot collide.
+        return self.limiter.take(principal.actor) if self.limiter is not None else None
+
+    def _now_ms(self) -> int:
+        return to_ms(self.clock.now())
+
+    def _now_s(self) -> float:
+        return self.clock.now().timestamp()
+
+    async def start(self, node: Node) -> None:
+        """Follow the node's keys model, load it, and (auth on) register the first admin
+        key."""
+        self.clock = node.clock
+        node.projector.key_listeners.append(self.index.put)
+        self.index.put(await node.queries.keys())
+        if not self.enabled:
+            return
+        await _caught_up(node)
+        note = await bootstrap_admin(self.settings, self.index, node.keys)
+        if note:
+            self.notes.append(note)
+
+    def stop(self, node: Node) -> None:
+        node.projector.key_listeners.remove(self.index.put)
+
+
+async def _caught_up(node: Node) -> None:
+    """Wait until the keys model has applied the security topic up to its end as of now:
+    whether an admin exists is decided on the whole log, never on part of it."""
+    log = node.backend.topic(SECURITY)
+    try:
+        async with asyncio.timeout(CATCH_UP_SECONDS):
+            for partition, end in (await log.end_offsets()).items():
+                if end:
+                    await node.projector.wait_for(KEYS, partition, end - 1)
+    except TimeoutError:
+        raise LogError(f"the API keys on the log ({log.topic} topic) were not all read "
+                       f"within {CATCH_UP_SECONDS:g} s; auth cannot start") from None
