@@ -18,9 +18,10 @@ from jobledger.services.runtime.gc_tuning import tune_gc
 from jobledger.services.security.bootstrap import SecuritySettings
 from jobledger.services.security.setup import Security
 
-from . import docs_page, keys, metrics, openapi, runs, schedules, system, tasks, ws
+from . import dashboard, docs_page, keys, metrics, openapi, runs, schedules, system, tasks, ws
 from .auth import RateLimitHeaders, authorize
 from .errors import EXCEPTION_HANDLERS
+from .headers import HeaderLimits
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 # /openapi.json (api/openapi.py says how to add one).
 ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
              *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints,
-             *keys.endpoints]
+             *keys.endpoints, *dashboard.endpoints]
 # Endpoints written as plain ASGI handlers on a fixed path are served by HotRoutes, ahead
 # of the rest of the stack (api/hot.py says why), their access check included.
 HOT_ROUTES = {(e.method, e.path): served.app for e in ENDPOINTS
@@ -106,7 +107,8 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _WebSocketEndpoint())],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[*limits, Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
+        middleware=[Middleware(HeaderLimits), *limits,
+                    Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )
     app.state.metrics = measured

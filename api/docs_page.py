@@ -1,5 +1,4 @@
-"""GET /docs: the OpenAPI document rendered as one plain HTML page, on the server; GET /
-redirects to it until there is a dashboard.
+"""GET /docs: the OpenAPI document rendered as one plain HTML page, on the server.
 
 Why not Swagger UI or ReDoc: both are a megabyte of JavaScript loaded from a CDN, and a
 jobledger server often has no internet; vendoring them would put that megabyte in the
@@ -14,10 +13,10 @@ from html import escape
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, Response
 
 from .auth import PUBLIC
-from .openapi import Endpoint, Reply, routes_of
+from .openapi import Endpoint, Reply, routes_of, served_spec
 
 _STYLE = """
 body{font:15px/1.5 system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
@@ -148,18 +147,10 @@ def type_text(schema: dict[str, Any]) -> str:
 
 
 async def docs(request: Request) -> Response:
-    return HTMLResponse(render(request.app.state.openapi))
-
-
-async def home(request: Request) -> Response:
-    """A temporary redirect (307), not a permanent one: a browser would remember a 301 after
-    `/` becomes the dashboard."""
-    return RedirectResponse("/docs")
+    return HTMLResponse(render(await served_spec(request)))
 
 
 endpoints = [
-    Endpoint("GET", "/", home, "The docs page, until there is a dashboard here", tag="docs",
-             replies={307: Reply("a redirect to /docs", None)}, access=PUBLIC),
     Endpoint("GET", "/docs", docs, "This API's documentation as a web page", tag="docs",
              replies={200: Reply("the page", str, media_type="text/html")}, access=PUBLIC),
 ]

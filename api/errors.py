@@ -11,6 +11,7 @@ that it does).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
@@ -29,7 +30,8 @@ log = logging.getLogger("jobledger.api")
 
 # code -> the status it is answered with. Each code means one thing; `error` says the rest.
 CODES: dict[str, int] = {
-    "MALFORMED_JSON": 400,  # the body is not JSON (or not UTF-8)
+    "MALFORMED_JSON": 400,  # the body (or a payload in it) is not JSON, or not UTF-8
+    "PAYLOAD_TOO_DEEP": 400,  # a payload nests more arrays and objects than the limit
     "INVALID_ARGUMENT": 400,  # a body field or a parameter is missing, unknown or invalid
     "UNKNOWN_TASK_TYPE": 400,  # no handler is known for the task type (the error lists them)
     "UNAUTHORIZED": 401,  # no credential, or one that is unknown, revoked or expired
@@ -46,6 +48,7 @@ CODES: dict[str, int] = {
     "UNPROCESSABLE": 422,  # every field is valid, but together they cannot be applied
     "UPGRADE_REQUIRED": 426,  # a plain HTTP GET of a WebSocket endpoint
     "RATE_LIMITED": 429,  # the key has spent its rate limit; Retry-After says when to retry
+    "HEADERS_TOO_LARGE": 431,  # the headers, or one the API keeps (X-API-Key-Name), too long
     "INTERNAL": 500,  # a bug: never bad input
     "LOG_UNAVAILABLE": 503,  # the append failed; nothing was written
     "OUTCOME_UNKNOWN": 504,  # the append may or may not have landed; retry with the same key
@@ -79,9 +82,22 @@ async def _key_error(request: Request, exc: Exception) -> Response:
 
 async def _log_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, AppendOutcomeUnknown):
-        message = f"{exc}; retry with the same idempotency_key"
+        message = f"{without_folders(str(exc))}; retry with the same idempotency_key"
         return ApiError(504, "OUTCOME_UNKNOWN", message).response()
-    return ApiError(503, "LOG_UNAVAILABLE", str(exc)).response()
+    return ApiError(503, "LOG_UNAVAILABLE", without_folders(str(exc))).response()
+
+
+# The folders of an absolute path in a message: after a space, a quote or a bracket (so
+# not the "/O" of "I/O"), up to the last slash before a file name.
+_FOLDERS = re.compile(r"""(?<![^\s'"(\[])/(?:[^\s/'"]+/)+(?=[^\s/'"])""")
+
+
+def without_folders(message: str) -> str:
+    """The message with each absolute path cut to its file name. A log's errors name its
+    file by the path it was opened with (`append to /srv/data/jl.db failed: ...`): the CLI
+    prints that, but an API answer must not tell a caller where the data lives. The log
+    and its read models sit in one data folder, so the name is the path relative to it."""
+    return _FOLDERS.sub("", message)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

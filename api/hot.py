@@ -3,13 +3,14 @@ middleware and its router.
 
 POST /api/v1/tasks is called thousands of times a second by producers, and those layers
 (each wrapping `send` in a closure of its own, plus route matching) took about a tenth
-of the event loop per request there. This middleware, the outermost of the app's own,
-answers the routes given to it directly: it times them into the same histogram, and
-turns their errors into answers with the app's own exception handlers, as the exception
-middleware would. A bug (an exception no handler names) is re-raised to Starlette's
-server-error middleware, which answers 500 and logs it, as for every other route.
-Every other request goes on down the stack unchanged. The routes stay in the router
-too: that is where /openapi.json and a wrong method's 405 come from.
+of the event loop per request there. This middleware, the outermost of the app's own
+after the header limits (api/headers.py), answers the routes given to it directly: it
+times them into the same histogram, and turns their errors into answers with the app's
+own exception handlers, as the exception middleware would. A bug (an exception no handler
+names) is re-raised to Starlette's server-error middleware, which answers 500 and logs
+it, as for every other route. Every other request goes on down the stack unchanged. The
+routes stay in the router too: that is where /openapi.json and a wrong method's 405 come
+from.
 """
 
 from __future__ import annotations

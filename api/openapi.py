@@ -41,7 +41,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from jobledger.schemas.api import ErrorBody
+from jobledger.schemas.api import BODY_RULES, ErrorBody
 
 from .auth import PUBLIC, Access, AsgiFunction, Handler, guard, guard_asgi
 from .responses import JSON, ApiError
@@ -200,6 +200,9 @@ def build_spec(endpoints: list[Endpoint], title: str = "jobledger") -> dict[str,
     param_types = {t for e in endpoints for t in (e.query, e.path_params) if t is not None}
     types = _types_of(endpoints)
     schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    for name, rules in BODY_RULES.items():  # what msgspec cannot say of a field
+        if name in components:
+            components[name] = {**components[name], **rules}
     schema_of = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
@@ -312,7 +315,32 @@ def _version() -> str:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSON(request.app.state.openapi)
+    return JSON(await served_spec(request))
+
+
+# The request bodies whose task_type must be a known one (api/tasks.py, api/schedules.py).
+_TASK_TYPE_BODIES = ("TaskRequest", "ScheduleRequest")
+
+
+async def served_spec(request: Request) -> dict[str, Any]:
+    """The document, with the task types this server accepts right now as the `enum` of
+    every task_type it takes: a task of another type is refused (UNKNOWN_TASK_TYPE), so
+    the document says so. In Kafka mode the list grows as workers declare types. Unchanged
+    under --allow-unknown-task-types, or while no type is known."""
+    spec: dict[str, Any] = request.app.state.openapi
+    known = await request.app.state.node.commands.task_types.accepted()
+    return with_task_types(spec, known) if known else spec
+
+
+def with_task_types(spec: dict[str, Any], known: list[str]) -> dict[str, Any]:
+    """A copy of spec (sharing what it does not change) whose task_type fields are one of
+    `known`."""
+    schemas = dict(spec["components"]["schemas"])
+    for name in _TASK_TYPE_BODIES:
+        properties = dict(schemas[name]["properties"])
+        properties["task_type"] = {**properties["task_type"], "enum": known}
+        schemas[name] = {**schemas[name], "properties": properties}
+    return {**spec, "components": {**spec["components"], "schemas": schemas}}
 
 
 endpoints = [

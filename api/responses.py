@@ -14,23 +14,38 @@ from jobledger.schemas.api import ErrorBody
 _encoder = msgspec.json.Encoder()
 
 
+def valid_utf8(body: bytes) -> bytes:
+    """body, with every byte that is not UTF-8 replaced by U+FFFD. msgspec writes a Raw
+    value (a payload, a result) as it is, and the log may hold payloads from before the API
+    checked them for UTF-8 (docs/reliability.md). In JSON such bytes can only sit inside a
+    string, so the answer stays the same JSON, now valid. The usual body is ASCII: one scan."""
+    if body.isascii():
+        return body
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return body.decode(errors="replace").encode()
+    return body
+
+
 class JSON(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return _encoder.encode(content)
+        return valid_utf8(_encoder.encode(content))
 
 
 _CONTENT_TYPE = (b"content-type", JSON.media_type.encode())
 
 
-async def send_json(send: Send, content: Any, status: int = 200) -> None:
+async def send_json(send: Send, content: Any, status: int = 200, prefix: str = "") -> None:
     """Send what JSON(content, status) sends (the same headers and body) without building
-    a Response: for the busiest endpoints, written as plain ASGI handlers."""
-    body = _encoder.encode(content)
+    a Response: for the busiest endpoints, written as plain ASGI handlers. prefix
+    "websocket.": as the answer to a WebSocket handshake (ASGI's websocket.http.response)."""
+    body = valid_utf8(_encoder.encode(content))
     headers = [(b"content-length", b"%d" % len(body)), _CONTENT_TYPE]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{prefix}http.response.start", "status": status, "headers": headers})
+    await send({"type": f"{prefix}http.response.body", "body": body})
 
 
 class ApiError(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Annotated
 
 import msgspec
 from starlette.requests import Request
@@ -19,26 +20,24 @@ from jobledger.projections.queries import Queries
 from jobledger.projections.schedules import ScheduleState
 from jobledger.schemas import Permission, ScheduleStatus
 from jobledger.schemas.api import MAX_TASK_BODY_BYTES
-from jobledger.schemas.schedules import ScheduleRequest, ScheduleView
+from jobledger.schemas.schedules import Removed, ScheduleRequest, ScheduleView, Triggered
 from jobledger.services.schedules.commands import ScheduleCommands, ScheduleError, parse_request
 
 from .body import read_json
 from .deps import node
 from .openapi import APPEND_ERRORS, JSON_BODY_ERRORS, Endpoint, Reply, routes_of
-from .responses import JSON, ApiError
+from .responses import JSON, ApiError, valid_utf8
 from .tasks import actor_of
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-class Removed(msgspec.Struct):
-    id: str
-    status: ScheduleStatus = ScheduleStatus.REMOVED
-
-
-class Triggered(msgspec.Struct):
-    task_id: str
-    schedule_id: str
+# The body of a POST, which defines a schedule, and of a PUT, which changes the fields it
+# is given of the schedule its path names.
+NewSchedule = Annotated[ScheduleRequest, msgspec.Meta(
+    extra_json_schema={"required": ["id", "task_type", "trigger"]})]
+ScheduleChange = Annotated[ScheduleRequest, msgspec.Meta(
+    extra_json_schema={"not": {"required": ["id"], "description": "the path names it"}})]
 
 
 def _commands(request: Request) -> ScheduleCommands:
@@ -57,7 +56,8 @@ def _answers_schedule_errors(handler: Handler) -> Handler:
 
 
 async def _body(request: Request) -> ScheduleRequest:
-    return parse_request(await read_json(request, MAX_TASK_BODY_BYTES))
+    body = await read_json(request, MAX_TASK_BODY_BYTES)
+    return parse_request(body, node(request).config.max_payload_depth)
 
 
 @_answers_schedule_errors
@@ -127,8 +127,12 @@ async def schedule_updates(
 
 
 def _builtins(view: ScheduleView) -> dict[str, object]:
-    """The view as plain JSON values (its payload is raw JSON, which to_builtins keeps raw)."""
-    return msgspec.json.decode(msgspec.json.encode(view))  # type: ignore[no-any-return]  # a Struct's JSON
+    """The view as a dict, its payload still raw JSON: decoding it (as this did) raised
+    for a payload stored nested too deep or not UTF-8 (docs/reliability.md). The hub
+    encodes the message as it is; the payload is made valid UTF-8 for it here."""
+    fields = msgspec.structs.asdict(view)
+    fields["payload"] = msgspec.Raw(valid_utf8(bytes(view.payload)))
+    return fields
 
 
 _NOT_FOUND = {404: "no schedule with that id (JOB_NOT_FOUND)"}
@@ -142,7 +146,7 @@ endpoints = [
              replies={200: Reply("every schedule that is not removed, by id", list[ScheduleView])},
              access=Permission.READ_TASKS),
     Endpoint("POST", "/api/v1/schedules", create_schedule, "Define a schedule", tag="schedules",
-             body=ScheduleRequest, replies={201: Reply("defined", ScheduleView)},
+             body=NewSchedule, replies={201: Reply("defined", ScheduleView)},
              errors={**_INVALID, 409: "a schedule with that id exists (JOB_EXISTS)",
                      **APPEND_ERRORS},
              description="The flat APScheduler body: id, task_type, trigger and the "
@@ -151,7 +155,7 @@ endpoints = [
              replies={200: Reply("the schedule", ScheduleView)}, errors=_NOT_FOUND,
              access=Permission.READ_TASKS),
     Endpoint("PUT", _ID, update_schedule, "Change some fields of a schedule", tag="schedules",
-             body=ScheduleRequest, replies={200: Reply("the changed schedule", ScheduleView)},
+             body=ScheduleChange, replies={200: Reply("the changed schedule", ScheduleView)},
              errors={**_INVALID, **_NOT_FOUND, **APPEND_ERRORS},
              description="Fields left out keep their value. With `trigger`, the trigger is "
              "replaced by one built from the fields given; without it, the given trigger "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -65,17 +68,20 @@ _ANONYMOUS = Actor(ActorKind.API, "anonymous")
 async def create_task(scope: Scope, receive: Receive, send: Send) -> None:
     """POST /api/v1/tasks, the busiest endpoint, as a plain ASGI handler (no Request, no
     Response): answers once the task is durable and the read model shows it."""
-    task = parse_task(await receive_json(scope, receive, MAX_TASK_BODY_BYTES))
     node: Node = scope["app"].state.node
+    received = await receive_json(scope, receive, MAX_TASK_BODY_BYTES)
+    task = parse_task(received, node.config.max_payload_depth)
     (outcome,) = await node.commands.enqueue([task], api_actor(scope), wait_visible=True)
     body = TaskCreated(task_id=outcome.task_id, status=outcome.status)
     await send_json(send, body, 201 if outcome.created else 200)
 
 
 async def create_batch(request: Request) -> Response:
-    batch = parse_batch(await read_json(request, MAX_BATCH_BODY_BYTES))
+    body = await read_json(request, MAX_BATCH_BODY_BYTES)
+    batch = parse_batch(body, node(request).config.max_payload_depth)
     outcomes = await commands(request).enqueue(batch.tasks, actor_of(request), batch=True)
-    return JSON(BatchCreated(task_ids=[o.task_id for o in outcomes]), 201)
+    duplicates = [i for i, o in enumerate(outcomes) if not o.created]
+    return JSON(BatchCreated(task_ids=[o.task_id for o in outcomes], duplicates=duplicates), 201)
 
 
 async def get_task(request: Request) -> Response:
@@ -98,9 +104,31 @@ def in_effect(task: TaskDetail, app: App) -> TaskDetail:
 
 
 async def list_tasks(request: Request) -> Response:
-    query = parse_query(request, TaskListQuery)
+    query = parse_query(request, _strict_times(request))
     given = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not msgspec.UNSET}
+    after = given.get("starting_after")
+    if after is not None and await queries(request).job(after) is None:
+        raise ApiError(400, "INVALID_ARGUMENT", f"starting_after: no task {after}",
+                       "starting_after")
     return JSON(await queries(request).jobs(**given))
+
+
+def _strict_times(request: Request) -> type[TaskListQuery]:
+    """TaskListQuery, once the time parameters are checked to be RFC 3339 strings: the
+    query's lax conversion (for numbers written as text) would take `0.5` for a Unix time."""
+    for name in ("created_after", "created_before"):
+        raw = request.query_params.get(name)
+        if raw is None:
+            continue
+        try:
+            msgspec.convert(raw, _Moment, strict=True)
+        except msgspec.ValidationError:
+            raise ApiError(400, "INVALID_ARGUMENT", f"{name} must be a date-time with a "
+                           f"timezone (2026-01-31T09:00:00Z), got {raw!r}", name) from None
+    return TaskListQuery
+
+
+_Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 async def delete_task(request: Request) -> Response:

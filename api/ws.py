@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ from websockets.frames import CloseCode
 
 from jobledger.projections.jobs import JobState
 from jobledger.projections.schedules import ScheduleState
-from jobledger.schemas import JOBS, JobStatus, Permission
+from jobledger.schemas import JOBS, Envelope, JobStatus, Permission
 from jobledger.schemas.api import WS_MAX_MESSAGE_BYTES, Progress, TaskUpdate, TaskView
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.node.base import Node
@@ -81,9 +82,10 @@ class Filters(msgspec.Struct, forbid_unknown_fields=True):
 
 class ClientMessage(msgspec.Struct, forbid_unknown_fields=True):
     type: str  # subscribe | unsubscribe | ping
-    channel: str = "tasks"  # tasks | stats | schedules
+    channel: str = "tasks"  # tasks | stats | schedules | task
     filters: Filters | None = None
     resume_from: str | None = None
+    task_id: str | None = None  # channel task: the task whose changes to be told of
 
 
 _encoder = msgspec.json.Encoder()
@@ -233,6 +235,7 @@ class Client:
     next_seq: int = 0  # its position in the ring
     stats: bool = False
     schedules: bool = False
+    task: str | None = None  # channel task: the task id it watches
     resume: Resume | None = None  # a backlog the sender has yet to send
     skip_below: list[int] | None = None  # offsets per partition a backlog covered
     # Messages of its own (pong, stats, errors), one per kind: a newer replaces an older.
@@ -267,12 +270,14 @@ class Hub:
     def start(self) -> None:
         self.node.projector.listeners.append(self.on_projected)
         self.node.projector.schedule_listeners.append(self.on_schedules)
+        self.node.projector.model_listeners.append(self.on_model)
         self._stats_task = spawn(self._push_stats(), "ws-stats")
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.node.projector.listeners.remove(self.on_projected)
             self.node.projector.schedule_listeners.remove(self.on_schedules)
+            self.node.projector.model_listeners.remove(self.on_model)
         if self._stats_task is not None:
             self._stats_task.cancel()
             await asyncio.gather(self._stats_task, return_exceptions=True)
@@ -288,6 +293,7 @@ class Hub:
         change = projected.change
         if not change.jobs:
             return
+        self._tell_watchers(change.jobs)
         position = self.position
         now_ms = to_ms(self.node.clock.now())
         listening = any(c.match is not None for c in self.clients)
@@ -323,6 +329,22 @@ class Hub:
             client.sender.cancel()
             await asyncio.gather(client.sender, return_exceptions=True)
         await _close(client.websocket, code, reason)
+
+    def on_model(self, model: str, envs: list[Envelope]) -> None:
+        """Called by the projector after each committed batch of the other models."""
+        if model == "workers":
+            self._stats_dirty.set()  # a worker lost or started changes the stats
+        elif model == "run_logs":
+            self._tell_watchers({getattr(env.event, "job_id", None) for env in envs})
+
+    def _tell_watchers(self, job_ids: Collection[str | None]) -> None:
+        """Tell each client watching one of these tasks (channel task) that it changed.
+        The message carries no state: the page reads the task again, so nothing can be
+        lost between two messages, and a newer message replaces one not yet sent."""
+        for client in self.clients:
+            if client.task is not None and client.task in job_ids:
+                self._tell(client, "task",
+                           _text({"type": "task_changed", "task_id": client.task}))
 
     def on_schedules(self, changed: list[ScheduleState]) -> None:
         """Called by the projector after each committed schedules batch."""
@@ -404,17 +426,31 @@ class Hub:
                 client.stats = False
             case "subscribe", "schedules":
                 client.schedules = True
-                self._tell(client, "subscribed", '{"type":"subscribed","channel":"schedules"}')
+                self._tell(client, "subscribed:schedules",
+                           '{"type":"subscribed","channel":"schedules"}')
             case "unsubscribe", "schedules":
                 client.schedules = False
             case "subscribe", "tasks":
                 await self._subscribe(client, message)
             case "unsubscribe", "tasks":
                 client.match = None
+            case "subscribe", "task":
+                self._watch(client, message.task_id)
+            case "unsubscribe", "task":
+                client.task = None
             case _:
                 self._tell(client, "error", _error(
                     f"unknown message type {message.type!r} on channel {message.channel!r}",
                     "INVALID_MESSAGE"))
+
+    def _watch(self, client: Client, task_id: str | None) -> None:
+        if not task_id:
+            self._tell(client, "error",
+                       _error("channel task needs a task_id", "INVALID_MESSAGE"))
+            return
+        client.task = task_id  # one task per connection: a new subscribe replaces it
+        self._tell(client, "subscribed:task",
+                   _text({"type": "subscribed", "channel": "task", "task_id": task_id}))
 
     async def _subscribe(self, client: Client, message: ClientMessage) -> None:
         try:
@@ -426,7 +462,10 @@ class Hub:
         if message.resume_from is None:
             client.next_seq = self.ring.next_seq
             client.match = _Match(filters)
-            self._tell(client, "subscribed", _text({"type": "subscribed", "cursor": self.cursor()}))
+            # Each channel's acknowledgement is a kind of its own: one channel's would
+            # replace another's still unsent (a page subscribes to several at once).
+            self._tell(client, "subscribed:tasks",
+                       _text({"type": "subscribed", "cursor": self.cursor()}))
             return
         try:
             time_ms, offsets = parse_cursor(message.resume_from, self.partitions)
@@ -577,6 +616,7 @@ def task_view(job: JobState) -> TaskView:
         task_id=job.job_id, task_type=job.task_type, queue=job.queue, status=job.status,
         updated_at=iso_ms(job.updated_at) or "", retry_count=job.retry_count,
         progress=Progress(processed=job.processed, total=job.total, failed=job.failed),
+        priority=job.priority, created_at=iso_ms(job.created_at) or "",
     )
 
 

@@ -2,7 +2,7 @@
 
 The names users write against, importable from here whatever the package's layout:
 
-    from jobledger import App, JobContext, PermanentError, Client, cron, interval
+    from jobledger import App, JobContext, PermanentError, Client, SyncClient, NotFound
 
 Each is imported on first use, so ``import jobledger`` stays cheap and a producer that
 only needs the client never loads the runtime (and the reverse).
@@ -17,9 +17,20 @@ if TYPE_CHECKING:
     # "X as X" marks a re-export for type checkers and linters, which cannot read the
     # computed __all__ below.
     from jobledger.services.client.async_client import Client as Client
-    from jobledger.services.client.async_client import ClientError as ClientError
-    from jobledger.services.client.async_client import ServerUnreachable as ServerUnreachable
-    from jobledger.services.client.async_client import WaitTimeout as WaitTimeout
+    from jobledger.services.client.errors import ClientError as ClientError
+    from jobledger.services.client.errors import Conflict as Conflict
+    from jobledger.services.client.errors import Forbidden as Forbidden
+    from jobledger.services.client.errors import InvalidArgument as InvalidArgument
+    from jobledger.services.client.errors import NotFound as NotFound
+    from jobledger.services.client.errors import OutcomeUnknown as OutcomeUnknown
+    from jobledger.services.client.errors import RateLimited as RateLimited
+    from jobledger.services.client.errors import ResyncRequired as ResyncRequired
+    from jobledger.services.client.errors import ServerError as ServerError
+    from jobledger.services.client.errors import ServerUnreachable as ServerUnreachable
+    from jobledger.services.client.errors import Unauthorized as Unauthorized
+    from jobledger.services.client.errors import UnknownTaskType as UnknownTaskType
+    from jobledger.services.client.errors import WaitTimeout as WaitTimeout
+    from jobledger.services.client.sync_client import SyncClient as SyncClient
     from jobledger.services.handlers.app import App as App
     from jobledger.services.handlers.app import PermanentError as PermanentError
     from jobledger.services.handlers.app import cron as cron
@@ -41,9 +52,11 @@ _HOME = {
     "JobContext": "jobledger.services.handlers.context",
     "JobCancelledError": "jobledger.services.handlers.context",
     "Client": "jobledger.services.client.async_client",
-    "ClientError": "jobledger.services.client.async_client",
-    "ServerUnreachable": "jobledger.services.client.async_client",
-    "WaitTimeout": "jobledger.services.client.async_client",
+    "SyncClient": "jobledger.services.client.sync_client",
+    **dict.fromkeys((
+        "ClientError", "Conflict", "Forbidden", "InvalidArgument", "NotFound", "OutcomeUnknown",
+        "RateLimited", "ResyncRequired", "ServerError", "ServerUnreachable", "Unauthorized",
+        "UnknownTaskType", "WaitTimeout"), "jobledger.services.client.errors"),
     "InvalidJob": "jobledger.services.write.producer",
     "task_request": "jobledger.services.write.producer",
 }

@@ -70,6 +70,8 @@ def fold_jobs(
         positions[job_id] = (env.partition, env.offset)
         if ended_run(old, new):
             stats.add_run_end(new)
+        if old is None or old.status != new.status:
+            stats.add_move(old, new)
         if new.attempt and (old is None or run_of(old) != run_of(new)):
             runs[(job_id, new.attempt)] = new
     for job_id, old in before.items():

@@ -4,6 +4,7 @@ read while the projector writes, and they never see half a batch)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Collection, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,14 @@ import aiosqlite
 import msgspec
 
 from jobledger.schemas.api import (
+    MinuteStats,
     Progress,
     QueueDepth,
     QueueInfo,
+    QueueStats,
     RunDetail,
     RunLog,
+    RunsEnded,
     RunSummary,
     Stats,
     TaskDetail,
@@ -23,7 +27,7 @@ from jobledger.schemas.api import (
     TaskView,
     WorkerInfo,
 )
-from jobledger.schemas.common import iso_ms
+from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.schemas.lifecycle import (
     TERMINAL,
     JobStatus,
@@ -37,10 +41,11 @@ from .jobs import JobState
 from .keys import KeyState, key_from_row
 from .rows import job_from_row
 from .schedules import ScheduleState, schedule_from_row, schedule_of_key, schedule_view
-from .stats import MINUTE_MS
+from .stats import HIGH_PRIORITY, MINUTE_MS, NORMAL_PRIORITY
 from .store import IN_CHUNK, Row, fetch_all
 
 _list_of_str = msgspec.json.Decoder(list[str])
+_AFTER_ALL = "\U0010ffff"  # sorts after any character a prefix can be followed by
 S = JobStatus
 
 # A status as the read model stores it (its value) -> the enum member: a dict lookup per
@@ -59,9 +64,13 @@ _FINISHED = _sql_list(TERMINAL)
 _UNFINISHED = _sql_list({S.SCHEDULED, S.PENDING, S.IN_PROGRESS})
 # Unfinished jobs per queue and status, one column per count of QueueInfo, in its field
 # order (the fields are named for the statuses they count).
-_QUEUE_COUNTS = [JobStatus(name) for name in QueueInfo.__struct_fields__[2:]]
+_QUEUE_COUNTS = [JobStatus(name) for name in ("pending", "scheduled", "in_progress")]
+_PENDING_BANDS = (  # high, normal, low: the bands of projections/stats.py priority_band
+    f"priority >= {HIGH_PRIORITY}", f"priority >= {NORMAL_PRIORITY} AND priority < {HIGH_PRIORITY}",
+    f"priority < {NORMAL_PRIORITY}")
 _COUNTS_PER_QUEUE = (
-    "SELECT queue, " + ", ".join(f"SUM(status = '{s}')" for s in _QUEUE_COUNTS)
+    "SELECT queue, " + ", ".join(f"SUM(status = '{s}')" for s in _QUEUE_COUNTS) + ", "
+    + ", ".join(f"SUM(status = '{JobStatus.PENDING}' AND {band})" for band in _PENDING_BANDS)
     + f" FROM jobs WHERE status IN ({_UNFINISHED}) GROUP BY queue"
 )
 
@@ -151,22 +160,46 @@ class Queries:
 
     async def jobs(
         self, *, status: JobStatus | None = None, task_type: str | None = None,
-        queue: str | None = None, limit: int = 100, offset: int = 0,
+        queue: str | None = None, created_after: datetime | None = None,
+        created_before: datetime | None = None, search: str | None = None,
+        limit: int = 100, offset: int = 0, starting_after: str | None = None,
     ) -> list[TaskSummary]:
-        where, args = [], []
+        """Task summaries, newest first (ties by id, descending); with starting_after (a
+        task id), only those listed after that task, so a reader paging by the last id it
+        saw meets each task once, whatever is enqueued or changes status meanwhile.
+        search: a prefix of the task id or of the idempotency key (both found through an
+        index: the primary key, jobs_by_key)."""
+        where: list[str] = []
+        args: list[Any] = []
         for column, value in (("status", status), ("task_type", task_type), ("queue", queue)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if created_after is not None:
+            where.append("created_at >= ?")
+            args.append(to_ms(created_after))
+        if created_before is not None:
+            where.append("created_at < ?")
+            args.append(to_ms(created_before))
+        if search is not None:
+            # A prefix as a range of the BINARY collation: after every string it starts.
+            where.append("((job_id >= ? AND job_id < ?)"
+                         " OR (idempotency_key >= ? AND idempotency_key < ?))")
+            args.extend([search, search + _AFTER_ALL] * 2)
+        if starting_after is not None:
+            where.append("(created_at, job_id) < "
+                         "(SELECT created_at, job_id FROM jobs WHERE job_id = ?)")
+            args.append(starting_after)
         sql = (
-            "SELECT job_id, task_type, queue, status, priority, created_at, updated_at FROM jobs"
+            "SELECT job_id, task_type, queue, status, priority, created_at, updated_at,"
+            " retry_count, processed, total, failed FROM jobs"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY created_at DESC, job_id DESC LIMIT ? OFFSET ?"
         )
         rows = await self._fetch(sql, (*args, limit, offset))
         return [
             TaskSummary(r[0], r[1], r[2], _JOB_STATUS[r[3]], r[4], iso_ms(r[5]) or "",
-                        iso_ms(r[6]) or "")
+                        iso_ms(r[6]) or "", r[7], Progress(r[8], r[9], r[10]))
             for r in rows
         ]
 
@@ -188,9 +221,8 @@ class Queries:
         ))
         processing = await self._fetch("SELECT total_ms, runs FROM processing")
         total_ms, runs = processing[0] if processing else (0, 0)
-        workers = await self._fetch(
-            f"SELECT COUNT(*) FROM workers WHERE status = '{WorkerStatus.ALIVE}'"
-        )
+        workers: dict[str, int] = dict(await self._fetch(
+            "SELECT status, COUNT(*) FROM workers GROUP BY status"))
         return Stats(
             pending_count=by_status.get(S.PENDING, 0),
             in_progress_count=by_status.get(S.IN_PROGRESS, 0),
@@ -201,11 +233,75 @@ class Queries:
             cancelled_count=by_status.get(S.CANCELLED, 0),
             completed_last_hour=ended.get(RunStatus.COMPLETED, 0),
             failed_last_hour=ended.get(RunStatus.FAILED, 0),
-            worker_count=workers[0][0],
+            worker_count=workers.get(WorkerStatus.ALIVE, 0),
             avg_processing_time_ms=round(total_ms / runs, 3) if runs else 0.0,
             queue_depth_by_priority=QueueDepth(**depth),
             by_task_type=by_type,
+            lost_worker_count=workers.get(WorkerStatus.LOST, 0),
+            last_hour_by_task_type=await self._ended_by("task_type", since),
+            by_queue=await self._by_queue(since),
+            per_minute=await self._per_minute(now_ms),
         )
+
+    async def _ended_by(self, column: str, since: int) -> dict[str, RunsEnded]:
+        """Runs ended since the minute `since`, per task_type or queue (runs_ended_by)."""
+        out: dict[str, RunsEnded] = {}
+        for key, outcome, count in await self._fetch(
+            f"SELECT {column}, outcome, SUM(count) FROM runs_ended_by WHERE minute >= ?"
+            f" GROUP BY {column}, outcome", (since,),
+        ):
+            ended = out.setdefault(key, RunsEnded(completed=0, failed=0))
+            if outcome == RunStatus.COMPLETED:
+                ended.completed = count
+            elif outcome == RunStatus.FAILED:
+                ended.failed = count
+        return out
+
+    async def _by_queue(self, since: int) -> dict[str, QueueStats]:
+        """Every queue with tasks, a pause or a resume, or runs in the last hour, by name."""
+        paused: dict[str, int] = dict(await self._fetch("SELECT queue, paused FROM queues"))
+        counts: dict[str, dict[str, int]] = {}
+        for queue, status, count in await self._fetch(
+            "SELECT queue, status, count FROM queue_counts WHERE count != 0"
+        ):
+            counts.setdefault(queue, {})[status] = count
+        ended = await self._ended_by("queue", since)
+        none = RunsEnded(completed=0, failed=0)
+        return {
+            queue: QueueStats(paused=bool(paused.get(queue, False)),
+                              counts=counts.get(queue, {}), last_hour=ended.get(queue, none))
+            for queue in sorted(paused.keys() | counts.keys() | ended.keys())
+        }
+
+    async def _per_minute(self, now_ms: int) -> list[MinuteStats]:
+        """The last 60 minutes: runs ended in each, and the pending tasks at each one's
+        end, which is the pending count now less the moves after that minute."""
+        current = now_ms // MINUTE_MS * MINUTE_MS
+        first = current - 59 * MINUTE_MS
+        ended: dict[int, dict[str, int]] = {}
+        for minute, outcome, count in await self._fetch(
+            "SELECT minute, outcome, count FROM runs_ended WHERE minute >= ?", (first,)
+        ):
+            ended.setdefault(minute, {})[outcome] = count
+        # The count now and the moves in one statement, so one snapshot: read apart, a
+        # batch committed in between (a pick) drew the whole hour one task too high.
+        rows = await self._fetch(
+            f"SELECT NULL, COALESCE(SUM(count), 0) FROM job_counts WHERE status = '{S.PENDING}'"
+            " UNION ALL SELECT minute, SUM(delta) FROM pending_moves WHERE minute > ?"
+            " GROUP BY minute", (first,),
+        )
+        pending_now = next(n for minute, n in rows if minute is None)
+        moves = {minute: delta for minute, delta in rows if minute is not None}
+        later = sum(delta for minute, delta in moves.items() if minute > current)
+        out = []
+        for minute in range(current, first - 1, -MINUTE_MS):  # newest first, summing moves
+            counts = ended.get(minute, {})
+            out.append(MinuteStats(
+                minute=iso_ms(minute) or "", completed=counts.get(RunStatus.COMPLETED, 0),
+                failed=counts.get(RunStatus.FAILED, 0), pending=pending_now - later))
+            later += moves.get(minute, 0)
+        out.reverse()
+        return out
 
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._fetch(
@@ -232,8 +328,8 @@ class Queries:
         """Every queue that is paused or was ever paused, or has unfinished jobs, by name."""
         paused: dict[str, int] = dict(await self._fetch("SELECT queue, paused FROM queues"))
         counts = {q: n for q, *n in await self._fetch(_COUNTS_PER_QUEUE)}
-        none = [0] * len(_QUEUE_COUNTS)
-        return [QueueInfo(queue, bool(paused.get(queue, False)), *counts.get(queue, none))
+        none = [0] * (len(_QUEUE_COUNTS) + len(_PENDING_BANDS))
+        return [_queue_info(queue, bool(paused.get(queue, False)), counts.get(queue, none))
                 for queue in sorted(paused.keys() | counts.keys())]
 
     async def runs_of(self, job_id: str) -> list[RunSummary]:
@@ -292,12 +388,12 @@ class Queries:
                     args.extend(values)
         rows = await self._fetch(
             "SELECT job_id, task_type, queue, status, updated_at, retry_count, processed, total,"
-            f" failed, last_offset FROM jobs WHERE {' AND '.join(where)}"
+            f" failed, priority, created_at, last_offset FROM jobs WHERE {' AND '.join(where)}"
             " ORDER BY last_offset LIMIT ?", (*args, limit),
         )
         return [
             (TaskView(r[0], r[1], r[2], _JOB_STATUS[r[3]], iso_ms(r[4]) or "", r[5],
-                      Progress(r[6], r[7], r[8])), r[9])
+                      Progress(r[6], r[7], r[8]), r[9], iso_ms(r[10]) or ""), r[11])
             for r in rows
         ]
 
@@ -381,3 +477,10 @@ class Queries:
                 out.setdefault(schedule_id, set()).add(job_id)
         return out
 
+
+
+def _queue_info(queue: str, paused: bool, counts: list[int]) -> QueueInfo:
+    """A queue from its row of _COUNTS_PER_QUEUE: the counts by status, then by band."""
+    pending, scheduled, in_progress, high, normal, low = counts
+    return QueueInfo(queue, paused, pending, scheduled, in_progress,
+                     QueueDepth(high=high, normal=normal, low=low))

@@ -29,6 +29,7 @@ from jobledger.schemas import (
 )
 from jobledger.schemas.common import from_ms, iso_ms, to_ms
 from jobledger.schemas.lifecycle import JobStatus, ScheduleStatus
+from jobledger.schemas.nesting import decode_deep
 from jobledger.schemas.schedules import ScheduleDefinition, ScheduleView
 
 
@@ -149,7 +150,9 @@ def schedule_from_row(row: tuple[Any, ...]) -> ScheduleState:
      _next, last_fire_time, last_run_at, last_job_id, fire_count, skip_count,
      last_skip_reason, partition, defined_offset) = row
     return ScheduleState(
-        schedule_id=schedule_id, definition=_definition.decode(definition),
+        # decode_deep: a payload stored before the API limited nesting may be too deep for
+        # msgspec's recursion (docs/reliability.md).
+        schedule_id=schedule_id, definition=decode_deep(_definition, definition),
         status=ScheduleStatus(status), created_at=created_at, updated_at=updated_at,
         defined_at=defined_at, fire_after=fire_after, partition=partition,
         defined_offset=defined_offset, last_fire_time=last_fire_time, last_run_at=last_run_at,

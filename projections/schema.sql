@@ -97,6 +97,13 @@ CREATE TABLE IF NOT EXISTS job_counts (
     PRIMARY KEY (task_type, status)
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS queue_counts (
+    queue TEXT NOT NULL,
+    status TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (queue, status)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS queue_depth (
     band TEXT PRIMARY KEY,        -- high | normal | low: pending jobs per priority band
     count INTEGER NOT NULL
@@ -107,6 +114,27 @@ CREATE TABLE IF NOT EXISTS runs_ended (
     outcome TEXT NOT NULL,        -- COMPLETED | FAILED
     count INTEGER NOT NULL,
     PRIMARY KEY (minute, outcome)
+) WITHOUT ROWID;
+
+-- The same per task type and queue: the dashboard's throughput and failure rate per task
+-- type and per queue over the last hour, and its charts.
+CREATE TABLE IF NOT EXISTS runs_ended_by (
+    minute INTEGER NOT NULL,
+    task_type TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (minute, task_type, queue, outcome)
+) WITHOUT ROWID;
+
+-- The net change of each queue's pending jobs per minute, by the time of each event that
+-- moved a job into or out of pending: the depth at the end of minute M is the depth now
+-- less the changes after M. Rows that sum to zero are deleted.
+CREATE TABLE IF NOT EXISTS pending_moves (
+    minute INTEGER NOT NULL,
+    queue TEXT NOT NULL,
+    delta INTEGER NOT NULL,
+    PRIMARY KEY (minute, queue)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS processing (

@@ -68,6 +68,12 @@ UPSERT_ENDED = (
     "INSERT INTO runs_ended VALUES (?, ?, ?)"
     " ON CONFLICT DO UPDATE SET count = count + excluded.count"
 )
+UPSERT_QUEUE_COUNT = ("INSERT INTO queue_counts VALUES (?, ?, ?)"
+                      " ON CONFLICT DO UPDATE SET count = count + excluded.count")
+UPSERT_ENDED_BY = ("INSERT INTO runs_ended_by VALUES (?, ?, ?, ?, ?)"
+                   " ON CONFLICT DO UPDATE SET count = count + excluded.count")
+UPSERT_MOVES = ("INSERT INTO pending_moves VALUES (?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET delta = delta + excluded.delta")
 UPSERT_PROCESSING = (
     "INSERT INTO processing VALUES (1, ?, ?) ON CONFLICT DO UPDATE"
     " SET total_ms = total_ms + excluded.total_ms, runs = runs + excluded.runs"
@@ -282,9 +288,15 @@ class ReadModelStore:
         # was cut into batches (a +1 and a -1 in one batch never write a row at all).
         if tx.many(UPSERT_COUNT, [(t, s, n) for (t, s), n in stats.counts.items() if n]):
             tx.one("DELETE FROM job_counts WHERE count = 0")
+        if tx.many(UPSERT_QUEUE_COUNT,
+                   [(q, s, n) for (q, s), n in stats.queue_counts.items() if n]):
+            tx.one("DELETE FROM queue_counts WHERE count = 0")
         if tx.many(UPSERT_DEPTH, [(band, n) for band, n in stats.depth.items() if n]):
             tx.one("DELETE FROM queue_depth WHERE count = 0")
         tx.many(UPSERT_ENDED, [(m, o, n) for (m, o), n in stats.ended.items() if n])
+        tx.many(UPSERT_ENDED_BY, [(*key, n) for key, n in stats.ended_by.items() if n])
+        if tx.many(UPSERT_MOVES, [(m, q, n) for (m, q), n in stats.pending_moves.items() if n]):
+            tx.one("DELETE FROM pending_moves WHERE delta = 0")
         if stats.processed_runs:
             tx.one(UPSERT_PROCESSING, (stats.processing_ms, stats.processed_runs))
         await self._commit(tx, "jobs", "jobs", positions, bad)

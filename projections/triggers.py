@@ -311,15 +311,21 @@ def _change_between(before: datetime, after: datetime, tz: ZoneInfo) -> datetime
 
 # -- validation ---------------------------------------------------------------------------
 
-def check_trigger(trigger: Trigger, timezone: str, now: datetime | None = None) -> None:
+def check_trigger(trigger: Trigger, timezone: str, now: datetime | None = None,
+                  min_interval: float = 0.0) -> None:
     """InvalidTrigger naming the field if the trigger cannot fire as given. With `now`,
-    a date trigger must also lie after it (a run_date in the past would never run)."""
+    a date trigger must also lie after it (a run_date in the past would never run). An
+    interval must be at least min_interval seconds (the API's --min-schedule-interval)."""
     zone(timezone)
     match trigger:
         case IntervalTrigger():
-            if _period(trigger) <= timedelta(0):
+            period = _period(trigger)
+            if period <= timedelta(0):
                 raise InvalidTrigger("an interval trigger needs weeks, days, hours, minutes or "
                                      "seconds above 0", "seconds")
+            if period < timedelta(seconds=min_interval):
+                raise InvalidTrigger(f"an interval of {period.total_seconds():g} s is below the "
+                                     f"shortest accepted, {min_interval:g} s", "seconds")
         case CronTrigger():
             if trigger.expression is not None and any(
                 getattr(trigger, f) is not None for f in CRON_FIELDS

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .common import VERIFIED_KINDS, Actor, ActorKind, Name, Priority
+from .common import (
+    END_YEAR,
+    FIRST_YEAR,
+    VERIFIED_KINDS,
+    YEAR_PATTERN,
+    Actor,
+    ActorKind,
+    Name,
+    Priority,
+)
 from .lifecycle import JobStatus, RunStatus, WorkerStatus
 
 # Request limits, all in one place (docs/api.md, "Limits"). A body over its limit is
@@ -25,6 +34,11 @@ MAX_SECONDS = 100 * 365 * 24 * 3600
 MAX_RETRIES = 10_000
 # A WebSocket client's message, by default (--ws-max-message-bytes): its messages are < 1 KB.
 WS_MAX_MESSAGE_BYTES = 64 * 1024
+# Arrays and objects a payload may nest (`--max-payload-depth`; 400 PAYLOAD_TOO_DEEP
+# beyond). The setting stays under what a handler's decoder (msgspec, which recurses) and
+# every reader of the log decode with room to spare.
+DEFAULT_MAX_PAYLOAD_DEPTH = 64
+HIGHEST_MAX_PAYLOAD_DEPTH = 512
 
 RetryCount = Annotated[int, msgspec.Meta(description=(
     "failed attempts since enqueue or the last requeue, the last one included: not the "
@@ -32,6 +46,10 @@ RetryCount = Annotated[int, msgspec.Meta(description=(
 IdempotencyKey = Annotated[str, msgspec.Meta(
     min_length=1, max_length=200, description="the same key always names the same task")]
 RequestSeconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
+# A JSON value passed through as given (a payload, a result, log details). The server fills
+# it with msgspec.Raw, the JSON it stored, sent without decoding it again; the Python client
+# decodes it into Python values (dicts, lists, ...). Either way the schema is "any JSON".
+JsonValue = Any
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -46,7 +64,9 @@ class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_
     )] = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
     priority: Priority = 128
     schedule_at: Annotated[datetime, msgspec.Meta(
-        tz=True, description="run no earlier than this (with a timezone); not with delay_seconds"
+        tz=True, description="run no earlier than this (with a timezone, in the years "
+        f"{FIRST_YEAR} to {END_YEAR - 1}); not with delay_seconds",
+        extra_json_schema={"pattern": f"^{YEAR_PATTERN}-"},
     )] | None = None
     delay_seconds: Annotated[float, msgspec.Meta(
         ge=0, le=MAX_SECONDS, description="run no earlier than now + this"
@@ -63,6 +83,16 @@ class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_
     queue: Annotated[Name, msgspec.Meta(description="queues can be paused one by one")] = "default"
 
 
+# What the OpenAPI document says of a body beyond its fields' own rules, by schema name.
+BODY_RULES: dict[str, dict[str, Any]] = {
+    "TaskRequest": {"not": {
+        "description": "schedule_at and delay_seconds, not both",
+        "required": ["schedule_at", "delay_seconds"],
+        "properties": {"schedule_at": {"type": "string"}, "delay_seconds": {"type": "number"}},
+    }},
+}
+
+
 class BatchRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     tasks: Annotated[list[TaskRequest], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
@@ -74,6 +104,9 @@ class TaskCreated(msgspec.Struct):
 
 class BatchCreated(msgspec.Struct):
     task_ids: list[str]
+    duplicates: Annotated[list[int], msgspec.Meta(description=(
+        "positions (0-based) of the tasks whose idempotency_key named a task that already "
+        "existed, earlier or in this batch: nothing new was enqueued for them"))] = []
 
 
 class Progress(msgspec.Struct):
@@ -88,13 +121,13 @@ class TaskDetail(msgspec.Struct):
     queue: str
     status: JobStatus
     priority: int
-    payload: msgspec.Raw
+    payload: JsonValue
     created_at: str
     updated_at: str
     scheduled_at: str | None
     started_at: str | None
     finished_at: str | None
-    result: msgspec.Raw | None
+    result: JsonValue | None
     error: str | None
     retry_count: RetryCount
     max_retries: Annotated[int, msgspec.Meta(description=(
@@ -118,6 +151,8 @@ class TaskSummary(msgspec.Struct):
     priority: int
     created_at: str
     updated_at: str
+    retry_count: RetryCount
+    progress: Progress
 
 
 class TaskListQuery(msgspec.Struct, frozen=True):
@@ -129,8 +164,22 @@ class TaskListQuery(msgspec.Struct, frozen=True):
     task_type: Annotated[
         str, msgspec.Meta(description="only tasks of this type")] | UnsetType = UNSET
     queue: Annotated[str, msgspec.Meta(description="only tasks of this queue")] | UnsetType = UNSET
+    created_after: Annotated[datetime, msgspec.Meta(
+        tz=True, description="only tasks enqueued at or after this time (with a timezone)"
+    )] | UnsetType = UNSET
+    created_before: Annotated[datetime, msgspec.Meta(
+        tz=True, description="only tasks enqueued before this time (with a timezone)"
+    )] | UnsetType = UNSET
+    search: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=200,
+        description="only tasks whose id or idempotency key starts with this (case matters)"
+    )] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_LIST, description="at most this many")] = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=2**62, description="skip this many")] = 0
+    starting_after: Annotated[str, msgspec.Meta(description=(
+        "a task id: only the tasks listed after it (older, or as old with a smaller id). "
+        "Paging by the last id seen sees each task once, whatever is enqueued meanwhile"
+    ))] | UnsetType = UNSET
 
 
 class RunListQuery(msgspec.Struct, frozen=True):
@@ -151,6 +200,32 @@ class QueueDepth(msgspec.Struct):
     low: int
 
 
+class RunsEnded(msgspec.Struct):
+    """Runs (attempts) that ended in the last hour, by outcome."""
+
+    completed: int
+    failed: int
+
+
+class QueueStats(msgspec.Struct):
+    """One queue: its tasks per status now (statuses with none left out), whether it is
+    paused, and its runs that ended in the last hour."""
+
+    paused: bool
+    counts: dict[str, int]
+    last_hour: RunsEnded
+
+
+class MinuteStats(msgspec.Struct):
+    """One minute: runs that ended in it, and the pending tasks (every queue) at its end;
+    for the current minute, now."""
+
+    minute: Annotated[str, msgspec.Meta(description="the minute's start, ISO 8601 UTC")]
+    completed: int
+    failed: int
+    pending: int
+
+
 class Stats(msgspec.Struct):
     pending_count: int
     in_progress_count: int
@@ -165,6 +240,14 @@ class Stats(msgspec.Struct):
     avg_processing_time_ms: float
     queue_depth_by_priority: QueueDepth
     by_task_type: dict[str, dict[str, int]]
+    lost_worker_count: Annotated[int, msgspec.Meta(
+        description="workers whose heartbeats stopped without a clean shutdown")]
+    last_hour_by_task_type: Annotated[dict[str, RunsEnded], msgspec.Meta(
+        description="runs that ended in the last hour, per task type")]
+    by_queue: Annotated[dict[str, QueueStats], msgspec.Meta(
+        description="per queue: tasks per status, paused, last hour's runs")]
+    per_minute: Annotated[list[MinuteStats], msgspec.Meta(
+        description="the last 60 minutes, oldest first, the current one last")]
 
 
 class WorkerInfo(msgspec.Struct):
@@ -186,6 +269,8 @@ class QueueInfo(msgspec.Struct):
     pending: int
     scheduled: int
     in_progress: int
+    pending_by_priority: Annotated[QueueDepth, msgspec.Meta(
+        description="its pending tasks per priority band, as queue_depth_by_priority")]
 
 
 class QueuePath(msgspec.Struct, frozen=True):
@@ -243,7 +328,7 @@ class RunLog(msgspec.Struct):
     id: str
     level: str
     message: str
-    details: msgspec.Raw
+    details: JsonValue
     created_at: str
 
 
@@ -281,11 +366,11 @@ class HistoryEntry(msgspec.Struct):
     actor: ActorView
     causation_id: str | None
     correlation_id: str | None
-    event: msgspec.Raw  # the event as JSON
+    event: JsonValue  # the event as JSON
 
 
 class TaskView(msgspec.Struct):
-    """A task as a WebSocket task_update shows it."""
+    """A task as a WebSocket task_update shows it: a TaskSummary's fields."""
 
     task_id: str
     task_type: str
@@ -294,6 +379,8 @@ class TaskView(msgspec.Struct):
     updated_at: str
     retry_count: RetryCount
     progress: Progress
+    priority: int
+    created_at: str
 
 
 class TaskUpdate(msgspec.Struct, tag="task_update", tag_field="type"):

@@ -3,6 +3,9 @@
 Decoding accepts unknown fields (a newer producer may add some) and upcasts old event
 versions. A record that cannot be decoded raises UndecodableRecord; consumers quarantine
 it (the quarantine table of the read models) and go on.
+
+A record nested deeper than msgspec's recursion reaches is decoded all the same
+(schemas/nesting.py), up to MAX_RECORD_DEPTH; deeper than that, it is undecodable.
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ import msgspec
 from msgspec.structs import force_setattr
 
 from .envelope import Envelope, event_types
+from .nesting import decode_deep, nesting_depth
 from .upcast import upcast
 
 _decoder = msgspec.json.Decoder(Envelope)
 _raw_decoder = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()
-
+# Records may nest this deep (arrays and objects, the envelope included). No jobledger
+# ever wrote a deeper one: its API decoded request bodies by recursion, which stops at
+# Python's recursion limit (about 1,000 levels on 3.11). A deeper record came from another
+# producer, and no handler could decode its payload: it is quarantined. A fixed number,
+# not a setting, so every reader and every replay decides alike.
+MAX_RECORD_DEPTH = 10_000
 
 
 def _current_version(cls: type[msgspec.Struct]) -> int:
@@ -46,6 +55,8 @@ def encode(envelope: Envelope) -> bytes:
 
 def decode(value: bytes, partition: int = -1, offset: int = -1) -> Envelope:
     """Decode one record, upcasting an old event version; raise UndecodableRecord."""
+    if len(value) > 2 * MAX_RECORD_DEPTH:  # a shorter one cannot nest that deep
+        _check_depth(value)
     try:
         env = _decoder.decode(value)
         if env.event.v != CURRENT_VERSION[type(env.event)]:
@@ -54,6 +65,8 @@ def decode(value: bytes, partition: int = -1, offset: int = -1) -> Envelope:
         env = _decode_versioned(value)
     except msgspec.DecodeError as exc:
         raise UndecodableRecord(f"not JSON: {exc}") from None
+    except RecursionError:
+        env = _decode_deep(value)
     if partition >= 0:
         # Set on the fresh object, which nothing else holds yet: a copy (structs.replace)
         # cost a third as much as decoding the record.
@@ -62,10 +75,24 @@ def decode(value: bytes, partition: int = -1, offset: int = -1) -> Envelope:
     return env
 
 
+def _decode_deep(value: bytes) -> Envelope:
+    """A record nested deeper than msgspec's recursion reaches: a payload stored before
+    the API limited nesting (docs/reliability.md), or one from another producer."""
+    try:
+        env = decode_deep(_decoder, value)
+    except msgspec.ValidationError:
+        return _decode_versioned(value)
+    except msgspec.DecodeError as exc:
+        raise UndecodableRecord(f"not JSON: {exc}") from None
+    if env.event.v != CURRENT_VERSION[type(env.event)]:
+        return _decode_versioned(value)
+    return env
+
+
 def _decode_versioned(value: bytes) -> Envelope:
     """The slow path: an event of an older (or unknown) version."""
     try:
-        raw = _raw_decoder.decode(value)
+        raw = decode_deep(_raw_decoder, value)
     except msgspec.ValidationError as exc:
         raise UndecodableRecord(str(exc)) from None
     except msgspec.DecodeError as exc:
@@ -95,6 +122,14 @@ def _decode_versioned(value: bytes) -> Envelope:
         return msgspec.convert(raw, Envelope)
     except msgspec.ValidationError as exc:
         raise UndecodableRecord(str(exc)) from None
+
+
+def _check_depth(value: bytes) -> None:
+    if value.count(b"[") + value.count(b"{") > MAX_RECORD_DEPTH:
+        depth = nesting_depth(value)
+        if depth > MAX_RECORD_DEPTH:
+            raise UndecodableRecord(f"nested {depth} levels deep; a record may nest at most "
+                                    f"{MAX_RECORD_DEPTH}")
 
 
 class HasValue(Protocol):

@@ -16,6 +16,11 @@ Attempt = Annotated[
     int, msgspec.Meta(ge=1, description="1-based attempt number; the lease's fencing token")]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# The years a time given to the API may be written in, from FIRST_YEAR up to (not
+# including) END_YEAR: times the clock, the read models and the timers can represent,
+# whatever the UTC offset. YEAR_PATTERN matches them, for the OpenAPI document.
+FIRST_YEAR, END_YEAR = 1970, 9000
+YEAR_PATTERN = "(19[7-9][0-9]|[2-8][0-9]{3})"
 
 _random = random.Random()  # seeded from os.urandom once
 _getrandbits = _random.getrandbits

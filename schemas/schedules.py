@@ -18,16 +18,44 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .common import Name, NonNegativeInt, PositiveSeconds, Priority, json_null
+from .api import MAX_RETRIES, MAX_SECONDS, RequestSeconds
+from .common import (
+    END_YEAR,
+    FIRST_YEAR,
+    YEAR_PATTERN,
+    Name,
+    NonNegativeInt,
+    PositiveSeconds,
+    Priority,
+    json_null,
+)
 from .lifecycle import JobStatus, ScheduleStatus
 
 ScheduleId = Annotated[str, msgspec.Meta(
     min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$",
     description="letters, digits and _ . : @ - (it is part of a URL path)",
 )]
+# A date and time as the schedules API takes them: ISO 8601, with a UTC offset (an instant)
+# or without one (a wall time in the schedule's timezone), in the years FIRST_YEAR to
+# END_YEAR - 1. The pattern says what msgspec's decoder and those years accept, for the
+# OpenAPI document (a date-time "format" would require the offset).
+DATE_TIME_PATTERN = (
+    f"^{YEAR_PATTERN}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    "[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:[.][0-9]+)?"
+    "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])?$"
+)
+WallOrInstant = Annotated[datetime, msgspec.Meta(
+    description=f"ISO 8601, e.g. 2026-12-24T09:00:00 (a wall time in the schedule's timezone) "
+    f"or 2026-12-24T08:00:00Z, in the years {FIRST_YEAR} to {END_YEAR - 1}",
+    extra_json_schema={"pattern": DATE_TIME_PATTERN},
+)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 CronField = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+# The shortest interval trigger the API accepts (`--min-schedule-interval`): a schedule
+# every millisecond fired a thousand jobs a second.
+DEFAULT_MIN_INTERVAL_SECONDS = 1.0
 
 
 # -- triggers -------------------------------------------------------------------------------
@@ -182,6 +210,17 @@ ScheduleEvent = (
 
 # -- the REST API's request body ---------------------------------------------------------
 
+# An interval's units, each at most a century: a longer interval would never fire, and
+# a far longer one overflowed Python's timedelta (a 500, found by schemathesis). The job
+# template's times and retries have TaskRequest's bounds, and jitter and the grace time a
+# century too, so every deadline a fire leads to stays a time the clock can represent.
+_CENTURY_DAYS = MAX_SECONDS // (24 * 3600)
+
+
+def _units(most: int) -> msgspec.Meta:
+    return msgspec.Meta(ge=0, le=most)
+
+
 class ScheduleRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """POST and PUT /api/v1/schedules: the flat body APScheduler users know. Every field
     may be left out; POST then needs id, task_type and trigger, PUT changes what is given.
@@ -193,17 +232,17 @@ class ScheduleRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     payload: msgspec.Raw | UnsetType = UNSET
     priority: Priority | UnsetType = UNSET
     queue: Name | UnsetType = UNSET
-    timeout_seconds: PositiveSeconds | None | UnsetType = UNSET
-    max_retries: NonNegativeInt | None | UnsetType = UNSET
+    timeout_seconds: RequestSeconds | None | UnsetType = UNSET
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=MAX_RETRIES)] | None | UnsetType = UNSET
     timezone: str | UnsetType = UNSET
     trigger: Literal["interval", "cron", "date", "manual"] | UnsetType = UNSET
-    weeks: NonNegativeInt | UnsetType = UNSET
-    days: NonNegativeInt | UnsetType = UNSET
-    hours: NonNegativeInt | UnsetType = UNSET
-    minutes: NonNegativeInt | UnsetType = UNSET
-    seconds: NonNegativeFloat | UnsetType = UNSET
-    start_date: datetime | None | UnsetType = UNSET
-    end_date: datetime | None | UnsetType = UNSET
+    weeks: Annotated[int, _units(_CENTURY_DAYS // 7)] | UnsetType = UNSET
+    days: Annotated[int, _units(_CENTURY_DAYS)] | UnsetType = UNSET
+    hours: Annotated[int, _units(_CENTURY_DAYS * 24)] | UnsetType = UNSET
+    minutes: Annotated[int, _units(_CENTURY_DAYS * 24 * 60)] | UnsetType = UNSET
+    seconds: Annotated[float, _units(_CENTURY_DAYS * 24 * 3600)] | UnsetType = UNSET
+    start_date: WallOrInstant | None | UnsetType = UNSET
+    end_date: WallOrInstant | None | UnsetType = UNSET
     expression: str | UnsetType = UNSET
     second: int | CronField | UnsetType = UNSET
     minute: int | CronField | UnsetType = UNSET
@@ -211,11 +250,11 @@ class ScheduleRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     day: int | CronField | UnsetType = UNSET
     month: int | CronField | UnsetType = UNSET
     day_of_week: int | CronField | UnsetType = UNSET
-    run_date: datetime | UnsetType = UNSET
+    run_date: WallOrInstant | UnsetType = UNSET
     misfire_policy: MisfirePolicy | UnsetType = UNSET
-    misfire_grace_time: NonNegativeFloat | UnsetType = UNSET
+    misfire_grace_time: Annotated[float, _units(MAX_SECONDS)] | UnsetType = UNSET
     max_instances: PositiveInt | UnsetType = UNSET
-    jitter: NonNegativeFloat | UnsetType = UNSET
+    jitter: Annotated[float, _units(MAX_SECONDS)] | UnsetType = UNSET
 
 
 class ScheduleView(msgspec.Struct):
@@ -233,7 +272,7 @@ class ScheduleView(msgspec.Struct):
     last_task_id: str | None
     is_running: bool  # a job it started is not finished yet
     task_type: str
-    payload: msgspec.Raw
+    payload: Any  # the JSON as given: msgspec.Raw on the server, decoded by the client
     priority: int
     queue: str
     timeout_seconds: float | None
@@ -244,3 +283,17 @@ class ScheduleView(msgspec.Struct):
     jitter: float
     created_at: str
     updated_at: str
+
+
+class Removed(msgspec.Struct):
+    """DELETE /api/v1/schedules/{id}: the schedule is gone."""
+
+    id: str
+    status: ScheduleStatus = ScheduleStatus.REMOVED
+
+
+class Triggered(msgspec.Struct):
+    """POST /api/v1/schedules/{id}/trigger: the task its job is."""
+
+    task_id: str
+    schedule_id: str

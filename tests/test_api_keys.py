@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from jobledger.schemas import SECURITY, KeyCreated, decode
-from jobledger.services.client.async_client import Client, ClientError
+from jobledger.services.client.async_client import Client
+from jobledger.services.client.errors import ClientError, Forbidden, Unauthorized
 from jobledger.services.node.embedded import EmbeddedNode
 from jobledger.services.security.keys import digest_of
 from tests.support.api_harness import api_client, assert_error, handlers
@@ -154,12 +155,14 @@ async def test_the_python_client_sends_its_key_and_manages_keys(node: EmbeddedNo
             with pytest.raises(ClientError) as refused:
                 await anonymous.stats()
         assert (refused.value.status, refused.value.code) == (401, "UNAUTHORIZED")
+        assert isinstance(refused.value, Unauthorized)
         async with Client(base, api_key=ADMIN_KEY) as admin:
             made = await admin.create_key("worker-box", ["submit_tasks"])
-            async with Client(base, api_key=made["key"]) as producer:
+            async with Client(base, api_key=made.key) as producer:
                 assert await producer.submit("echo", 1)
                 with pytest.raises(ClientError) as forbidden:
                     await producer.stats()
                 assert forbidden.value.code == "FORBIDDEN"
-            assert "worker-box" in {k["name"] for k in await admin.keys()}
-            assert (await admin.revoke_key(made["id"]))["status"] == "revoked"
+                assert isinstance(forbidden.value, Forbidden)
+            assert "worker-box" in {k.name for k in await admin.keys()}
+            assert (await admin.revoke_key(made.id)).status == "revoked"

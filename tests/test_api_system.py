@@ -82,13 +82,15 @@ async def test_a_paused_queue_keeps_its_tasks_pending_until_resumed(
     await settle(node)
     assert (await client.get(f"/api/v1/tasks/{task_id}")).json()["status"] == "pending"
     assert (await client.get("/api/v1/queues")).json() == [
-        {"queue": "emails", "paused": True, "pending": 1, "scheduled": 0, "in_progress": 0}]
+        {"queue": "emails", "paused": True, "pending": 1, "scheduled": 0, "in_progress": 0,
+         "pending_by_priority": {"high": 0, "normal": 1, "low": 0}}]
 
     response = await client.post("/api/v1/queues/emails/resume")
     assert response.json() == {"queue": "emails", "paused": False}
     await wait_until(node, task_id, "completed")
     assert (await client.get("/api/v1/queues")).json() == [
-        {"queue": "emails", "paused": False, "pending": 0, "scheduled": 0, "in_progress": 0}]
+        {"queue": "emails", "paused": False, "pending": 0, "scheduled": 0, "in_progress": 0,
+         "pending_by_priority": {"high": 0, "normal": 0, "low": 0}}]
 
 
 async def test_the_queues_list_counts_waiting_and_running_tasks_per_queue(
@@ -97,10 +99,26 @@ async def test_the_queues_list_counts_waiting_and_running_tasks_per_queue(
     await wait_until(node, await submit(client, task_type="block", queue="a"), "in_progress")
     await submit(client, task_type="echo", queue="b", delay_seconds=60)
     await settle(node)
+    none = {"high": 0, "normal": 0, "low": 0}
     assert (await client.get("/api/v1/queues")).json() == [
-        {"queue": "a", "paused": False, "pending": 0, "scheduled": 0, "in_progress": 1},
-        {"queue": "b", "paused": False, "pending": 0, "scheduled": 1, "in_progress": 0},
+        {"queue": "a", "paused": False, "pending": 0, "scheduled": 0, "in_progress": 1,
+         "pending_by_priority": none},
+        {"queue": "b", "paused": False, "pending": 0, "scheduled": 1, "in_progress": 0,
+         "pending_by_priority": none},
     ]
+
+
+async def test_a_queue_counts_its_pending_tasks_per_priority_band(
+    node: EmbeddedNode, client: httpx.AsyncClient
+) -> None:
+    await client.post("/api/v1/queues/held/pause")
+    for priority in (255, 170, 169, 85, 84, 0, 0):
+        await submit(client, task_type="echo", queue="held", priority=priority)
+    await settle(node)
+    [held] = (await client.get("/api/v1/queues")).json()
+    assert held["pending_by_priority"] == {"high": 2, "normal": 2, "low": 3}
+    stats = (await client.get("/api/v1/stats")).json()
+    assert stats["queue_depth_by_priority"] == held["pending_by_priority"]
 
 
 @pytest.mark.parametrize("action", ["pause", "resume"])

@@ -225,6 +225,20 @@ async def test_a_batch_answers_201_with_the_ids_in_request_order(
     assert payloads == [0, 1, 2]
 
 
+async def test_a_batch_names_the_tasks_whose_key_named_an_existing_task(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await submit(client, task_type="echo", idempotency_key="k1", delay_seconds=60)
+    tasks = [{"task_type": "echo", "idempotency_key": key, "delay_seconds": 60}
+             for key in ("k1", "k2", "k2")] + [{"task_type": "echo", "delay_seconds": 60}]
+    response = await client.post("/api/v1/tasks/batch", json={"tasks": tasks})
+    body = response.json()
+    assert response.status_code == 201 and body["duplicates"] == [0, 2]
+    assert body["task_ids"][0] == first and body["task_ids"][1] == body["task_ids"][2]
+    no_keys = await client.post("/api/v1/tasks/batch", json={"tasks": tasks[3:]})
+    assert no_keys.json()["duplicates"] == []
+
+
 @pytest.mark.parametrize(("tasks", "field"), [
     ([{"task_type": "echo"}, {"task_type": "echo", "priority": 999}], "tasks[1].priority"),
     ([{"task_type": "echo"}, {"task_type": "echo"}, {"payload": 1}], "tasks[2].task_type"),
@@ -356,9 +370,12 @@ async def test_the_list_is_newest_first_and_filters_by_status_type_and_queue(
     assert await listed("queue=a&task_type=echo") == [ids[0]]
     assert await listed("status=completed") == newest_first[:1]
     assert await listed("limit=2&offset=1") == newest_first[1:3]
+    assert await listed(f"starting_after={ids[2]}") == [ids[1], ids[0]]
+    assert await listed(f"queue=b&starting_after={newest_first[0]}") == [ids[2]]
     summary = (await client.get("/api/v1/tasks?limit=1")).json()[0]
     assert set(summary) == {"task_id", "task_type", "queue", "status", "priority", "created_at",
-                            "updated_at"}
+                            "updated_at", "retry_count",
+                            "progress"}
 
 
 async def test_the_list_limit_defaults_to_100_and_allows_1000(
@@ -390,7 +407,7 @@ async def test_the_status_filter_takes_any_case_and_a_bad_one_lists_the_statuses
 @pytest.mark.parametrize(("query", "field"), [
     ("limit=1001", "limit"), ("limit=-1", "limit"), ("limit=ten", "limit"),
     ("offset=-1", "offset"), ("offset=99999999999999999999", "offset"),
-    ("status=done", "status"),
+    ("status=done", "status"), ("starting_after=nope", "starting_after"),
 ])
 async def test_a_bad_list_parameter_answers_400_naming_it(
     client: httpx.AsyncClient, query: str, field: str

@@ -15,7 +15,7 @@ from jobledger.services.handlers.context import JobContext
 from jobledger.services.handlers.demo import demo
 
 
-def test_job_registers_the_function_and_returns_it_unchanged() -> None:
+def test_job_registers_the_function_and_returns_it_as_a_job() -> None:
     app = App()
 
     async def send(ctx: JobContext, payload: Any) -> None:
@@ -24,13 +24,32 @@ def test_job_registers_the_function_and_returns_it_unchanged() -> None:
     def resize(ctx: JobContext, payload: Any) -> None:
         return None
 
-    assert app.job("send_email", max_retries=5, timeout=60)(send) is send
-    assert app.job("resize")(resize) is resize
+    job = app.job("send_email", max_retries=5, timeout=60)(send)
+    assert (job.fn, job.task_type, job.__name__) == (send, "send_email", "send")
+    assert app.job("resize")(resize).fn is resize
 
     assert app.handlers == {
         "send_email": Handler("send_email", send, is_async=True, max_retries=5, timeout=60),
         "resize": Handler("resize", resize, is_async=False),
     }
+
+
+async def test_a_job_calls_like_its_function() -> None:
+    app = App()
+
+    @app.job("double")
+    async def double(ctx: JobContext, payload: int) -> int:
+        """Twice the payload."""
+        return 2 * payload
+
+    @app.job("triple")
+    def triple(ctx: JobContext, payload: int) -> int:
+        return 3 * payload
+
+    ctx: Any = None  # not used by these handlers
+    assert (await double(ctx, 21), triple(ctx, 2)) == (42, 6)
+    assert (double.__name__, double.__doc__) == ("double", "Twice the payload.")
+    assert app.handlers["double"].is_async and not app.handlers["triple"].is_async
 
 
 def test_registering_a_task_type_twice_raises_naming_it() -> None:
@@ -42,7 +61,7 @@ def test_registering_a_task_type_twice_raises_naming_it() -> None:
 
     with pytest.raises(ValueError, match="'send_email' already has a handler"):
         app.job("send_email")
-    assert app.handlers["send_email"].fn is send
+    assert app.handlers["send_email"].fn is send.fn
 
 
 def test_an_empty_task_type_is_refused() -> None:
@@ -90,7 +109,7 @@ def test_load_app_names_a_missing_attribute() -> None:
 
 
 def test_load_app_says_when_the_attribute_is_not_an_app() -> None:
-    with pytest.raises(AppLoadError, match="demo:echo: echo is a function, not a jobledger App"):
+    with pytest.raises(AppLoadError, match="demo:echo: echo is a job handler, not a jobledger App"):
         load_app("jobledger.services.handlers.demo:echo")
 
 

@@ -15,8 +15,9 @@ from jobledger.services.cli.common import (
     run_client,
 )
 from jobledger.services.cli.main import main
-from jobledger.services.client.async_client import ClientError, ServerUnreachable, WaitTimeout
+from jobledger.services.client.errors import ClientError, ServerUnreachable, WaitTimeout
 from jobledger.services.write.producer import InvalidJob
+from tests.support.builders import task_detail
 
 DOCS = Path(__file__).parents[1] / "docs" / "api.md"
 
@@ -31,7 +32,7 @@ def fail_with(exc: Exception, capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 @pytest.mark.parametrize(("exc", "code", "line"), [
     (ServerUnreachable(), Exit.UNREACHABLE, "error: cannot reach the server: no answer\n"),
-    (WaitTimeout("t1", 2.5, {"status": "pending"}), Exit.TIMEOUT,
+    (WaitTimeout("t1", 2.5, task_detail("pending")), Exit.TIMEOUT,
      "error: timed out: task t1 is still pending after 2.5 s (it goes on running; "
      "see `jobledger status t1`)\n"),
     (ClientError(404, {"error": "no task t1", "code": "NOT_FOUND"}), Exit.FAILED,

@@ -15,6 +15,8 @@ from jobledger.services.cli.main import build_parser, main
 # Values for flags whose type accepts only some strings; every other flag gets a sample of
 # its type (int, float, Path, str) or of its choices.
 SAMPLES = {"--broker": "kafka://k1:9092", "--projection-host": "faust", "--wait-timeout": "2.5",
+           "--schedule-at": "2026-12-24T18:00:00+00:00", "--since": "2026-12-24T18:00:00+00:00",
+           "--max-payload-depth": "7", "--min-schedule-interval": "2.5",
            "--ws-max-message-bytes": "4096"}
 
 
@@ -46,7 +48,8 @@ def _sample(action: argparse.Action) -> str:
 def _minimal(parser: argparse.ArgumentParser, tested: argparse.Action) -> list[str]:
     """The fewest arguments that parse: positionals, required flags, one flag of each
     required exclusive group (of those, none that excludes the flag tested)."""
-    argv = [f"sample-{a.dest}" for a in parser._actions if not a.option_strings]
+    argv = [str(next(iter(a.choices))) if a.choices else f"sample-{a.dest}"
+            for a in parser._actions if not a.option_strings]
     for action in parser._actions:
         if action.required and action.option_strings and action is not tested:
             argv += [long_name(action) or "", _sample(action)]

@@ -17,6 +17,7 @@ from rich.console import Console
 from jobledger.services.cli.common import Exit
 from jobledger.services.cli.main import main
 from jobledger.services.cli.wait import progress_view, stage_text
+from tests.support.builders import task_detail
 from tests.support.procs import ServerProcess, free_port, poll
 
 
@@ -117,15 +118,12 @@ def test_a_wait_timeout_must_be_positive(capsys: pytest.CaptureFixture[str]) -> 
     assert exit_.value.code == Exit.USAGE and "--wait-timeout" in capsys.readouterr().err
 
 
-TASK = {"status": "in_progress", "attempt": 2,
-        "progress": {"processed": 3, "total": 10, "failed": 1}}
+TASK = task_detail("in_progress", 2, 3, 10, 1)
 
 
 def test_a_stage_in_words() -> None:
     assert stage_text(TASK) == "in_progress, attempt 2, 3/10 processed, 1 failed"
-    pending = {"status": "pending", "attempt": 0,
-               "progress": {"processed": 0, "total": None, "failed": 0}}
-    assert stage_text(pending) == "pending"
+    assert stage_text(task_detail("pending")) == "pending"
 
 
 def test_on_a_terminal_a_rich_status_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,6 +138,6 @@ def test_on_a_terminal_a_rich_status_line(capsys: pytest.CaptureFixture[str]) ->
 def test_off_a_terminal_plain_lines(capsys: pytest.CaptureFixture[str]) -> None:
     with progress_view(None) as show:
         show(TASK)
-        show({**TASK, "status": "completed"})
+        show(task_detail("completed", 2, 3, 10, 1))
     assert capsys.readouterr().out.splitlines() == [
-        stage_text(TASK), stage_text({**TASK, "status": "completed"})]
+        stage_text(TASK), "completed, attempt 2, 3/10 processed, 1 failed"]

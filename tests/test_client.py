@@ -7,11 +7,22 @@ import asyncio
 import itertools
 import json
 from collections.abc import Iterator
-from typing import Any
+from datetime import datetime, timedelta
 
 import pytest
 
 from jobledger.schemas import JobStatus
+from jobledger.schemas.api import (
+    HistoryEntry,
+    QueueDepth,
+    QueueInfo,
+    QueueToggled,
+    RunDetail,
+    Stats,
+    TaskDetail,
+    WorkerInfo,
+)
+from jobledger.schemas.schedules import ScheduleView
 from jobledger.services.cli.common import Exit
 from jobledger.services.cli.main import main
 from jobledger.services.client.async_client import (
@@ -20,7 +31,10 @@ from jobledger.services.client.async_client import (
     ServerUnreachable,
     WaitTimeout,
 )
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
 from jobledger.services.node.embedded import EmbeddedNode
+from jobledger.services.write.commands import CancelOutcome
 from jobledger.services.write.producer import InvalidJob, task_request
 from tests.support.api_harness import demo_server, handlers
 from tests.support.harness import NodeFactory, settle, wait_until
@@ -41,7 +55,8 @@ async def test_submit_get_and_the_options_reach_the_server(make_node: NodeFactor
     async with live_server(node) as base, Client(base + "/") as client:
         task_id = await client.submit("echo", {"to": "a@example.com"}, priority=200, queue="mail")
         task = await client.get(task_id)
-    assert (task["task_id"], task["status"], task["priority"], task["queue"], task["payload"]) == (
+    assert isinstance(task, TaskDetail)
+    assert (task.task_id, task.status, task.priority, task.queue, task.payload) == (
         task_id, "pending", 200, "mail", {"to": "a@example.com"})
 
 
@@ -59,22 +74,23 @@ async def test_submit_many_keeps_the_order_across_requests(make_node: NodeFactor
     async with live_server(node) as base, Client(base) as client:
         ids = await client.submit_many(tasks)
         await settle(node)  # a batch is answered once durable, before the read model has it
-        payloads = [(await client.get(ids[i]))["payload"] for i in (0, 999, 1_000, 1_004)]
+        payloads = [(await client.get(ids[i])).payload for i in (0, 999, 1_000, 1_004)]
         stats = await client.stats()
     assert len(set(ids)) == 1_005 and payloads == [0, 999, 1_000, 1_004]
-    assert stats["pending_count"] == 1_005
+    assert stats.pending_count == 1_005
 
 
 async def test_cancel_and_requeue(make_node: NodeFactory) -> None:
     node = await held(make_node)
     async with live_server(node) as base, Client(base) as client:
         task_id = await client.submit("echo", "x")
-        await client.cancel(task_id)
-        cancelled = (await client.get(task_id))["status"]
-        await client.requeue(task_id)
+        outcome = await client.cancel(task_id)
+        cancelled = (await client.get(task_id)).status
+        again = await client.requeue(task_id)
         await wait_until(node, task_id, JobStatus.PENDING)
-        requeued = (await client.get(task_id))["status"]
-    assert (cancelled, requeued) == ("cancelled", "pending")
+        requeued = (await client.get(task_id)).status
+    assert (outcome, cancelled, requeued) == (CancelOutcome.CANCELLED, "cancelled", "pending")
+    assert (again.task_id, again.status) == (task_id, "pending")
 
 
 async def test_a_refusal_is_a_client_error_with_the_servers_code(make_node: NodeFactory) -> None:
@@ -107,7 +123,7 @@ async def test_wait_reports_each_change_and_returns_the_finished_task(
     make_node: NodeFactory,
 ) -> None:
     node = await held(make_node)
-    seen: list[dict[str, Any]] = []
+    seen: list[TaskDetail] = []
     async with live_server(node) as base, Client(base) as client:
         task_id = await client.submit("echo", "x")
         waiting = asyncio.create_task(client.wait(task_id, interval=0.01, on_change=seen.append))
@@ -116,8 +132,8 @@ async def test_wait_reports_each_change_and_returns_the_finished_task(
                 await asyncio.sleep(0.01)
         await node.commands.set_paused("default", False)
         done = await waiting
-    assert seen[0]["status"] == "pending" and seen[-1] == done and done["status"] == "completed"
-    stages = [(t["status"], t["attempt"], t["progress"]) for t in seen]
+    assert seen[0].status == "pending" and seen[-1] == done and done.status == "completed"
+    stages = [(t.status, t.attempt, t.progress) for t in seen]
     assert all(a != b for a, b in itertools.pairwise(stages))  # only changes are reported
 
 
@@ -130,7 +146,104 @@ async def test_a_wait_timeout_is_its_own_timeout_error(make_node: NodeFactory) -
     assert isinstance(timed_out.value, TimeoutError)
     assert not isinstance(timed_out.value, ServerUnreachable)
     assert str(timed_out.value) == f"task {task_id} is still pending after 0.2 s"
-    assert timed_out.value.task is not None and timed_out.value.task["status"] == "pending"
+    assert timed_out.value.task is not None and timed_out.value.task.status == "pending"
+
+
+# -- every endpoint, typed ----------------------------------------------------------------------
+
+chatty = App()
+
+
+@chatty.job("chatty")
+async def chat(ctx: JobContext, payload: dict[str, int]) -> dict[str, int]:
+    ctx.log.info("hello", n=payload["n"])
+    ctx.log.warn("careful")
+    return {"n": payload["n"] + 1}
+
+
+async def test_every_answer_is_the_servers_own_struct(make_node: NodeFactory) -> None:
+    node = await make_node(chatty, concurrency=1)
+    await node.commands.set_paused("mail", True)
+    async with live_server(node) as base, Client(base) as client:
+        task_id = await chat.enqueue(client, {"n": 1}, priority=7)  # typed by the handler
+        done = await client.wait(task_id, interval=0.01)
+        history = await client.history(task_id)
+        runs = await client.runs(task_id)
+        every_run = await client.list_runs(task_type="chatty", status="completed")
+        run = await client.run(f"{task_id}.1")
+        logs = await client.logs(task_id)
+        stats, workers, queues = await client.stats(), await client.workers(), await client.queues()
+        resumed = await client.resume_queue("mail")
+        health = await client.health()
+    assert (done.status, done.priority, done.result, done.payload) == ("completed", 7, {"n": 2},
+                                                                       {"n": 1})
+    assert [h.type for h in history][:2] == ["JobEnqueued", "JobPicked"]
+    assert isinstance(history[0], HistoryEntry) and history[0].event["payload"] == {"n": 1}
+    assert [(r.run_id, r.status) for r in runs] == [(f"{task_id}.1", "COMPLETED")]
+    assert every_run == runs and isinstance(run, RunDetail) and run.logs == logs
+    assert [(line.level, line.message, line.details) for line in logs] == [
+        ("INFO", "hello", {"n": 1}), ("WARN", "careful", {})]
+    assert isinstance(stats, Stats) and stats.completed_count == 1
+    assert [type(w) for w in workers] == [WorkerInfo] and workers[0].status == "alive"
+    assert QueueInfo("mail", True, 0, 0, 0, QueueDepth(0, 0, 0)) in queues
+    assert (resumed, health.status) == (QueueToggled("mail", False), "healthy")
+
+
+async def test_logs_of_a_task_that_never_ran_are_none(make_node: NodeFactory) -> None:
+    node = await held(make_node)
+    async with live_server(node) as base, Client(base) as client:
+        assert await client.logs(await client.submit("echo")) == []
+
+
+async def test_schedules_come_back_as_schedule_views(make_node: NodeFactory) -> None:
+    node = await held(make_node)
+    async with live_server(node) as base, Client(base) as client:
+        added = await client.add_schedule("tick", "echo", "interval", minutes=5, payload=[1])
+        paused = await client.pause_schedule("tick")
+        listed = await client.schedules()
+        task_id = await client.trigger_schedule("tick")
+        await client.remove_schedule("tick")
+        task = await client.get(task_id)
+    assert isinstance(added, ScheduleView) and added.payload == [1]
+    assert (paused.state, [s.id for s in listed]) == ("paused", ["tick"])
+    assert task.payload == [1]
+
+
+# -- listing --------------------------------------------------------------------------------
+
+
+async def test_list_meets_2500_tasks_once_each_while_others_come_and_go(
+    make_node: NodeFactory,
+) -> None:
+    node = await held(make_node)
+    async with live_server(node) as base, Client(base) as client:
+        ids = await client.submit_many(task_request("echo", i) for i in range(2_500))
+        await settle(node)
+        seen: list[str] = []
+        async for page in client.pages(status="pending", page_size=300):
+            seen += [t.task_id for t in page]
+            if len(seen) == 300:
+                # Newer tasks, and seen ones leaving the filter: paging by offset would now
+                # skip 20 and repeat none; by the last id seen, it does neither.
+                await client.submit_many(task_request("echo", i) for i in range(40))
+                for task_id in seen[:20]:
+                    await client.cancel(task_id)
+        every = [t.task_id async for t in client.list(page_size=1000)]
+    assert len(seen) == len(set(seen)) == 2_500 and set(seen) == set(ids)
+    assert len(every) == len(set(every)) == 2_540
+    assert seen == sorted(seen, reverse=True)  # newest first: UUIDv7 ids sort by time
+
+
+async def test_list_since_stops_at_older_tasks(make_node: NodeFactory) -> None:
+    node = await held(make_node)
+    async with live_server(node) as base, Client(base) as client:
+        old = await client.submit("echo")
+        since = datetime.fromisoformat((await client.get(old)).created_at) + timedelta(seconds=1)
+        node.clock.advance(5)  # type: ignore[attr-defined]  # a ManualClock
+        new = await client.submit("echo")
+        listed = [t.task_id async for t in client.list(since=since, page_size=1)]
+        page = await client.list_page(limit=1, offset=1)
+    assert listed == [new] and [t.task_id for t in page] == [old]
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:8080", "127.0.0.1:8080/", "http://127.0.0.1:8080"])

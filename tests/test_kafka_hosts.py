@@ -9,6 +9,7 @@ topic, and the records after it are still applied; a node started late catches u
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, decode, topic_of
+from jobledger.schemas.codec import MAX_RECORD_DEPTH
 from jobledger.services.kafka.faust_host import FaustProjections
 from jobledger.services.kafka.ownership import GroupSettings
 from jobledger.services.kafka.projections import ERROR_HEADER, SOURCE_HEADER
@@ -163,6 +165,38 @@ async def test_an_undecodable_record_goes_to_the_dead_letter_topic_and_the_rest_
     headers = dict(letter.headers)
     assert headers[SOURCE_HEADER] == f"{config.topic_name(JOBS)}/{garbage.partition}/1".encode()
     assert b"not JSON" in headers[ERROR_HEADER]
+
+
+async def test_a_record_nested_too_deep_is_quarantined_and_a_deep_payload_is_read(
+    tmp_path: Path, kafka_broker: TansuBroker
+) -> None:
+    """Issue 18, item 3: records another producer writes to a topic. One nested deeper than
+    the wire format allows goes to quarantine and the dead-letter topic; a payload too deep
+    for msgspec's recursion, but within that limit, is read whole."""
+    config = kafka_config(kafka_broker)
+    first = next(entry for topic, entry in _golden_entries()
+                 if topic == JOBS and decode(entry.value).type == "JobEnqueued")
+    enqueued = first.value
+
+    def with_payload(depth: int) -> bytes:
+        payload = b"[" * depth + b"]" * depth
+        return re.sub(rb'"payload":(\{[^{}]*\}|\[[^\[\]]*\]|[^,}]*)',
+                      lambda _: b'"payload":' + payload, enqueued, count=1)
+
+    deep = Entry(first.key, with_payload(3000), first.partition)
+    too_deep = Entry("job-x", with_payload(MAX_RECORD_DEPTH), first.partition)
+    node = await started(node_config(config, tmp_path / "node.views.db"))
+    try:
+        await _filled_topics(config, [(JOBS, too_deep), (JOBS, deep)])
+        assert await node.caught_up(WAIT_S)
+        assert node.projector.quarantined == 1
+        task = await node.queries.task(decode(enqueued).key)
+        assert task is not None and bytes(task.payload) == b"[" * 3000 + b"]" * 3000
+        letters = await _dead_letters(config)
+    finally:
+        await node.stop()
+    [letter] = letters
+    assert b"levels deep" in dict(letter.headers)[ERROR_HEADER]
 
 
 async def _dead_letters(config: KafkaConfig) -> list:  # type: ignore[type-arg]

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from jobledger.schemas import JobStatus, RunStatus, ScheduleStatus, WorkerStatus
-from jobledger.schemas.api import QueueInfo, RunDetail, Stats, TaskDetail, WorkerInfo
+from jobledger.schemas.api import QueueDepth, QueueInfo, RunDetail, Stats, TaskDetail, WorkerInfo
 from jobledger.schemas.common import to_ms
 from jobledger.schemas.schedules import ScheduleRequest
 from jobledger.services.node.embedded import EmbeddedNode
@@ -80,8 +80,9 @@ async def test_queues_and_stats_count_by_status(make_node: NodeFactory) -> None:
     node = await make_node(handlers)
     ids = await a_bit_of_everything(node)
     queues = {x.queue: x for x in await node.queries.queues()}
-    assert queues == {"b": QueueInfo("b", True, 0, 0, 0),
-                      "default": QueueInfo("default", False, 0, 1, 0)}
+    none = QueueDepth(0, 0, 0)
+    assert queues == {"b": QueueInfo("b", True, 0, 0, 0, none),
+                      "default": QueueInfo("default", False, 0, 1, 0, none)}
     stats = await node.queries.stats(to_ms(node.clock.now()))
     assert (stats.completed_count, stats.failed_count, stats.scheduled_count) == (2, 1, 1)
     assert (stats.completed_last_hour, stats.failed_last_hour, stats.worker_count) == (2, 1, 1)

@@ -98,6 +98,7 @@ async def test_post_of_an_existing_id_is_409_job_exists(client: httpx.AsyncClien
     ({"trigger": "weekly"}, "trigger", "'weekly'"),
     ({"seconds": 0}, "seconds", "above 0"),
     ({"minutes": -1}, "minutes", ">= 0"),
+    ({"days": 25520771947}, "days", "<= 36500"),  # a century at most; was a 500 (overflow)
     ({"run_date": "2026-02-01T00:00:00Z"}, "run_date", "not a field of a interval trigger"),
     ({"timezone": "Mars/Olympus"}, "timezone", "unknown timezone"),
     ({"trigger": "cron", "seconds": None, "hour": 25}, "hour", "out of range"),
@@ -119,12 +120,38 @@ async def test_a_bad_trigger_is_400_invalid_trigger_naming_the_field(
     assert (await client.get(BASE)).json() == []
 
 
+@pytest.mark.parametrize("interval", [{"seconds": 0.001}, {"seconds": 0.999}])
+async def test_an_interval_under_the_minimum_is_400_invalid_trigger(
+    client: httpx.AsyncClient, interval: dict[str, float],
+) -> None:
+    # A schedule every 0.001 s fired 993 jobs in 5 s (issue 18, item 9).
+    text = error(await client.post(BASE, json={**EVERY_5S, **interval}), 400,
+                 "INVALID_TRIGGER", "seconds")
+    assert "shortest accepted, 1 s" in text
+    assert (await client.post(BASE, json={**EVERY_5S, "seconds": 1})).status_code == 201
+    error(await client.put(f"{BASE}/tick", json=interval), 400, "INVALID_TRIGGER", "seconds")
+    # Other fields of a schedule stored before the minimum can still change.
+    assert (await client.put(f"{BASE}/tick", json={"priority": 9})).status_code == 200
+
+
+async def test_the_minimum_interval_is_the_node_s_setting(
+    node: EmbeddedNode, client: httpx.AsyncClient,
+) -> None:
+    node.schedules.min_interval = 60.0  # --min-schedule-interval 60
+    error(await client.post(BASE, json={**EVERY_5S, "seconds": 59}), 400, "INVALID_TRIGGER",
+          "seconds")
+    ok = {**EVERY_5S, "seconds": None, "minutes": 1}
+    assert (await client.post(BASE, json={k: v for k, v in ok.items() if v})).status_code == 201
+
+
 @pytest.mark.parametrize(("change", "field"), [
     ({"task_type": None}, "task_type"),
     ({"id": None}, "id"),
     ({"id": "has/slash"}, "id"),
     ({"priority": 999}, "priority"),
     ({"max_instances": 0}, "max_instances"),
+    ({"jitter": 1e300}, "jitter"),  # its delay would overflow when the schedule fires
+    ({"timeout_seconds": 1e300}, "timeout_seconds"),  # as for a task: at most a century
     ({"misfire_policy": "later"}, "misfire_policy"),
     ({"func": "module:task"}, "func"),  # APScheduler's field: jobledger runs task types
 ])

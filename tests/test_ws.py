@@ -135,7 +135,7 @@ async def test_only_updates_matching_the_filters_arrive(node: EmbeddedNode, url:
     assert final_states(got) == dict.fromkeys(echoes, "completed")
     task = got[0]["task"]
     assert set(task) == {"task_id", "task_type", "queue", "status", "updated_at",
-                         "retry_count", "progress"}
+                         "retry_count", "progress", "priority", "created_at"}
     assert task["updated_at"].endswith("Z")
     await conn.ws.close()
 

@@ -12,6 +12,9 @@ import os
 import re
 import socket
 import sys
+import threading
+import time
+import traceback
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,8 +29,8 @@ ClientCall = Callable[[], Coroutine[Any, Any, int | None]]
 
 
 class Exit(enum.IntEnum):
-    """The exit codes of every command. The client commands (submit, status, schedules)
-    use 0-4; the server commands (serve, api, worker, replay) 0, 1, 2 and 5."""
+    """The exit codes of every command. The client commands (submit, status, list,
+    schedules, ...) use 0-4; the server commands (serve, api, worker, replay) 0, 1, 2 and 5."""
 
     OK = 0  # done; with --wait: the task completed
     FAILED = 1  # the task failed, dead-lettered or was cancelled; or the server said no
@@ -49,7 +52,9 @@ SERVER_EXIT_CODES = f"""exit codes:
 EXIT_CODES = f"""exit codes:
   {Exit.OK:d}  done; with --wait: the task completed
   {Exit.FAILED:d}  with --wait: the task failed, dead-lettered or was cancelled;
-     or the server refused the request (no such task, a conflict)
+     or the server refused the request (no such task, a conflict), or one
+     id of cancel/requeue, one line of submit --from-file; cluster-status:
+     the server is degraded
   {Exit.USAGE:d}  a bad flag or argument (the error names the flag)
   {Exit.UNREACHABLE:d}  the server cannot be reached
   {Exit.TIMEOUT:d}  --wait-timeout passed before the task finished (it goes on running)
@@ -58,7 +63,7 @@ EXIT_CODES = f"""exit codes:
 # Answers that say the request itself was bad: a usage error, like a flag the CLI refuses.
 _BAD_REQUEST = frozenset({400, 413, 422})
 # msgspec ends its messages with the JSON path of the bad value; the CLI names the flag.
-_JSON_PATH = re.compile(r" - at `\$[^`]*`")
+JSON_PATH = re.compile(r" - at `\$[^`]*`")
 
 
 class UsageError(ValueError):
@@ -81,6 +86,9 @@ def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `jobledger list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # 128 + SIGPIPE, as a shell reports a command that a pipe stopped
     except (ValueError, StartupError, LogError) as error:  # UsageError is a ValueError
         if getattr(args, "debug", False):
             raise
@@ -88,6 +96,33 @@ def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         if isinstance(error, DataFileError):
             return Exit.DATA
         return Exit.USAGE if isinstance(error, ValueError) else Exit.FAILED
+
+
+# How long a failed command waits for threads it leaves behind before it exits anyway.
+LINGER_SECONDS = 3.0
+
+
+def exit_promptly(code: int, error: BaseException | None = None) -> None:
+    """Once a command has failed (status `code`, or raising `error`): if threads it started
+    outlive it, wait LINGER_SECONDS for them, then end the process with that status
+    (printing the error's traceback first, as Python would). Python waits for every
+    non-daemon thread before it exits, so one left running (the connection of a start that
+    failed half-way) would keep a failed `serve` alive for good instead of exiting."""
+    deadline = time.monotonic() + LINGER_SECONDS
+    for thread in _lingering():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if not _lingering():
+        return
+    if error is not None:
+        traceback.print_exception(error)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _lingering() -> list[threading.Thread]:
+    current = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not current and not t.daemon and t.is_alive()]
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -177,6 +212,35 @@ def allow_unknown_task_types_arg(parser: argparse.ArgumentParser) -> None:
                         "one; by default they are refused with UNKNOWN_TASK_TYPE)")
 
 
+def input_limit_args(parser: argparse.ArgumentParser) -> None:
+    """The limits of what the API accepts that a deployment may tune (docs/api.md, Limits)."""
+    from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH, HIGHEST_MAX_PAYLOAD_DEPTH
+    from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
+
+    def depth(text: str) -> int:
+        value = int(text)
+        if not 1 <= value <= HIGHEST_MAX_PAYLOAD_DEPTH:
+            raise argparse.ArgumentTypeError(
+                f"give 1 to {HIGHEST_MAX_PAYLOAD_DEPTH} (arrays and objects), got {value}")
+        return value
+
+    def seconds(text: str) -> float:
+        value = float(text)
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"give a number of seconds above 0, got {text!r}")
+        return value
+
+    parser.add_argument("--max-payload-depth", type=depth, default=DEFAULT_MAX_PAYLOAD_DEPTH,
+                        metavar="N",
+                        help="arrays and objects a task's or schedule's payload may nest; "
+                        f"deeper is refused with PAYLOAD_TOO_DEEP (default "
+                        f"{DEFAULT_MAX_PAYLOAD_DEPTH}, at most {HIGHEST_MAX_PAYLOAD_DEPTH})")
+    parser.add_argument("--min-schedule-interval", type=seconds,
+                        default=DEFAULT_MIN_INTERVAL_SECONDS, metavar="SECONDS",
+                        help="the shortest interval trigger a schedule may have; shorter is "
+                        f"refused with INVALID_TRIGGER (default {DEFAULT_MIN_INTERVAL_SECONDS:g})")
+
+
 def ws_max_message_arg(parser: argparse.ArgumentParser) -> None:
     from jobledger.schemas.api import WS_MAX_MESSAGE_BYTES
 
@@ -221,7 +285,7 @@ def flag_names(parser: argparse.ArgumentParser, **fields: str) -> dict[str, str]
 def refusal_line(exc: Exception, flags: Mapping[str, str]) -> str:
     """A refused input in one line that names the flag the user typed, not the JSON path or
     the request field: "--delay: Expected `float` >= 0.0 (INVALID_ARGUMENT)"."""
-    message = _JSON_PATH.sub("", str(exc))
+    message = JSON_PATH.sub("", str(exc))
     field: str | None = getattr(exc, "field", None)
     code = getattr(exc, "code", None)
     flag = flags.get(field) if field else None
@@ -234,12 +298,30 @@ def refusal_line(exc: Exception, flags: Mapping[str, str]) -> str:
     return f"{message} ({code})" if code else message
 
 
+ClientBody = Callable[["Client"], Coroutine[Any, Any, int | None]]
+
+
+def call_server(args: argparse.Namespace, body: ClientBody) -> int:
+    """Run body(client) with the command's client (client_of: --server and --api-key)
+    through run_client: its exit code, each failure one line."""
+    async def go() -> int | None:
+        async with client_of(args) as client:
+            return await body(client)
+
+    return run_client(go, getattr(args, "flags", None))
+
+
 def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
                flags: Mapping[str, str] | None = None) -> int:
     """Run a client call; its exit code (Exit.OK when it returns None). Each failure is
     one line on stderr and its Exit code; a bad input names the flag of its field by
     `flags` (see flag_names)."""
-    from jobledger.services.client.async_client import ClientError, ServerUnreachable, WaitTimeout
+    from jobledger.services.client.errors import (
+        ClientError,
+        ResyncRequired,
+        ServerUnreachable,
+        WaitTimeout,
+    )
     from jobledger.services.schedules.commands import ScheduleError
     from jobledger.services.write.producer import InvalidJob
 
@@ -258,6 +340,8 @@ def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
                      f"{exc.task_id}`)", Exit.TIMEOUT)
     except ServerUnreachable as exc:
         return _fail(f"cannot reach the server: {str(exc) or 'no answer'}", Exit.UNREACHABLE)
+    except ResyncRequired as exc:
+        return _fail(str(exc), Exit.FAILED)
     return Exit.OK if code is None else code
 
 

@@ -20,6 +20,7 @@ from jobledger.services.cli.common import (
     app_of,
     check_data_file,
     hub_config,
+    input_limit_args,
     listen,
     warn_without_task_types,
     ws_max_message_arg,
@@ -151,6 +152,7 @@ def add_parsers(sub: argparse._SubParsersAction[EnvParser]) -> None:
     _http_args(api)
     add_auth_args(api)
     allow_unknown_task_types_arg(api)
+    input_limit_args(api)
     ws_max_message_arg(api)
     add_log_args(api)
 
@@ -182,6 +184,9 @@ def _node_config(args: argparse.Namespace, **roles: bool) -> KafkaNodeConfig:
             shutdown_grace_seconds=getattr(args, "shutdown_grace_seconds", 10.0))
     if hasattr(args, "allow_unknown_task_types"):
         settings["allow_unknown_task_types"] = args.allow_unknown_task_types
+    if hasattr(args, "max_payload_depth"):  # the commands that serve the API
+        settings["max_payload_depth"] = args.max_payload_depth
+        settings["min_schedule_interval"] = args.min_schedule_interval
     if hasattr(args, "max_projection_lag_ms"):
         settings["max_projection_lag_ms"] = args.max_projection_lag_ms
         settings["catch_up_seconds"] = getattr(args, "catch_up_seconds", 60.0)

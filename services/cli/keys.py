@@ -60,9 +60,9 @@ def _create(args: argparse.Namespace) -> ClientCall:
     async def go() -> None:
         async with client_of(args) as client:
             made = await client.create_key(args.name, permissions, expires_at)
-        print(f"id: {made['id']}\nname: {made['name']}\npermissions: "
-              f"{','.join(made['permissions'])}\nexpires: {made['expires_at'] or 'never'}")
-        print(made["key"])  # last, alone on its line: `... | tail -1` takes it
+        print(f"id: {made.id}\nname: {made.name}\npermissions: "
+              f"{','.join(made.permissions)}\nexpires: {made.expires_at or 'never'}")
+        print(made.key)  # last, alone on its line: `... | tail -1` takes it
 
     return go
 
@@ -79,9 +79,9 @@ def _list(args: argparse.Namespace) -> ClientCall:
                        "expires"):
             table.add_column(column)
         for k in keys:
-            table.add_row(k["id"], k["name"], k["prefix"] + "…", ",".join(k["permissions"]),
-                          k["status"], k["created_at"], k["created_by"].get("name")
-                          or k["created_by"]["id"], k["expires_at"] or "never")
+            table.add_row(k.id, k.name, k.prefix + "…", ",".join(k.permissions), k.status,
+                          k.created_at, k.created_by.name or k.created_by.id,
+                          k.expires_at or "never")
         Console(width=200).print(table)
 
     return go
@@ -91,7 +91,7 @@ def _revoke(args: argparse.Namespace) -> ClientCall:
     async def go() -> None:
         async with client_of(args) as client:
             revoked = await client.revoke_key(args.key_id)
-        print(f"revoked {revoked['id']} ({revoked['name']}) at {revoked['revoked_at']}")
+        print(f"revoked {revoked.id} ({revoked.name}) at {revoked.revoked_at}")
 
     return go
 

@@ -10,21 +10,20 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+from jobledger.services.cli import completion, inspect, runs, tasks, watch
 from jobledger.services.cli import kafka as kafka_cli
 from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
 from jobledger.services.cli.common import (
-    EXIT_CODES,
     NO_TASK_TYPES,
     SERVER_EXIT_CODES,
     Exit,
     allow_unknown_task_types_arg,
     app_of,
     check_data_file,
-    client_of,
-    flag_names,
+    exit_promptly,
     hub_config,
+    input_limit_args,
     listen,
-    run_client,
     run_command,
     server_arg,
     ws_max_message_arg,
@@ -32,7 +31,6 @@ from jobledger.services.cli.common import (
 from jobledger.services.cli.env import RULE, EnvParser, leaf_parsers
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.cli.logs import configure as configure_logging
-from jobledger.services.cli.wait import add_wait_args, print_or_follow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve the API and projections only; run no jobs (tasks of the "
                        "types of --app/--demo are still accepted)")
     allow_unknown_task_types_arg(serve)
+    input_limit_args(serve)
     ws_max_message_arg(serve)
     serve.add_argument("--max-projection-lag-ms", type=int, default=10_000,
                        help="/health is degraded (503) when the projections lag more "
@@ -80,26 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     kafka_cli.views_arg(serve, "with --broker")
     kafka_cli.add_parsers(sub)
 
-    submit = sub.add_parser("submit", help="enqueue a task on a running server",
-                            description="Enqueue one task through the REST API; print its id.",
-                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    submit.add_argument("task_type")
-    submit.add_argument("--payload", default="null", help="JSON payload (default null)")
-    submit.add_argument("--priority", type=int, help="0-255, higher first (default 128)")
-    submit.add_argument("--delay", type=float, dest="delay_seconds", help="run after N seconds")
-    submit.add_argument("--queue", help='queue name (default "default")')
-    submit.add_argument("--max-retries", type=int, help="default: the handler's, else 3")
-    submit.add_argument("--timeout", type=float, dest="timeout_seconds",
-                        help="seconds; default: the handler's, else 300")
-    submit.add_argument("--idempotency-key", help="a second submit with it returns the same task")
-    add_wait_args(submit)
-    server_arg(submit)
-    submit.set_defaults(flags=flag_names(submit))  # a refused field is reported as its flag
-
-    status = sub.add_parser("status", help="show a task", description="Print a task as JSON.",
-                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    status.add_argument("task_id")
-    server_arg(status)
+    # The client commands, a module per group (each sets its handler as `run`).
+    for group in (tasks, runs, watch, inspect):
+        group.add_parsers(sub)
 
     replay = sub.add_parser(
         "replay", help="rebuild every read model from the log into a fresh file",
@@ -124,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of every event",
                    description="Print the JSON Schema of the event envelope and every event.")
+    completion.add_parsers(sub)
     for command in leaf_parsers(parser):
         command.add_argument("--debug", action="store_true",
                              help="on a failure, print its traceback too")
@@ -136,11 +119,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if hasattr(args, "log_format"):
         configure_logging(args.log_level, args.log_format)
-    handler = {"serve": _serve, "submit": _submit, "status": _status, "replay": _replay,
-               "schema": _schema, "schedules": _schedules, "keys": _keys,
-               "worker": kafka_cli.worker,
-               "api": kafka_cli.api}[args.command]
-    return run_command(handler, args)
+    handler = getattr(args, "run", None) or {
+        "serve": _serve, "replay": _replay, "schema": _schema, "schedules": _schedules,
+        "keys": _keys, "worker": kafka_cli.worker, "api": kafka_cli.api}[args.command]
+    if args.command not in _STARTS_A_NODE:
+        return run_command(handler, args)
+    try:
+        code = run_command(handler, args)
+    except BaseException as error:
+        exit_promptly(1, error)
+        raise
+    if code:
+        exit_promptly(code)
+    return code
+
+
+# Commands that start a node: a failed start must not leave the process running (only
+# these: exit_promptly ends the process, and tests call the other commands in-process).
+_STARTS_A_NODE = frozenset({"serve", "api", "worker"})
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -158,6 +154,8 @@ def _serve(args: argparse.Namespace) -> int:
         run_workers=not args.no_workers,
         max_projection_lag_ms=args.max_projection_lag_ms,
         allow_unknown_task_types=args.allow_unknown_task_types,
+        max_payload_depth=args.max_payload_depth,
+        min_schedule_interval=args.min_schedule_interval,
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
     sock = listen(args.host, args.port)
@@ -167,31 +165,6 @@ def _serve(args: argparse.Namespace) -> int:
     # The warning waits for a successful start, so a failed one stays one line.
     run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
     return 0
-
-
-def _submit(args: argparse.Namespace) -> int:
-    try:
-        payload = json.loads(args.payload)
-    except json.JSONDecodeError as exc:
-        print(f"error: --payload is not JSON: {exc}", file=sys.stderr)
-        return Exit.USAGE
-    options = {k: getattr(args, k) for k in (
-        "priority", "delay_seconds", "queue", "max_retries", "timeout_seconds", "idempotency_key")}
-
-    async def go() -> int | None:
-        async with client_of(args) as client:
-            task_id = await client.submit(args.task_type, payload, **options)
-            return await print_or_follow(client, task_id, args)
-
-    return run_client(go, args.flags)
-
-
-def _status(args: argparse.Namespace) -> int:
-    async def go() -> None:
-        async with client_of(args) as client:
-            print(json.dumps(await client.get(args.task_id), indent=2))
-
-    return run_client(go)
 
 
 def _replay(args: argparse.Namespace) -> int:

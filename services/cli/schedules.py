@@ -8,7 +8,9 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from jobledger.schemas.schedules import ScheduleView
 from jobledger.services.cli.common import EXIT_CODES, client_of, flag_names, run_action
+from jobledger.services.cli.output import json_text
 from jobledger.services.cli.wait import add_wait_args, print_or_follow
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
@@ -99,11 +101,11 @@ def parse_duration(text: str, flag: str = "--every") -> dict[str, float]:
     return {k: (int(v) if k != "seconds" and v == int(v) else v) for k, v in out.items()}
 
 
-def trigger_text(schedule: dict[str, Any]) -> str:
+def trigger_text(schedule: ScheduleView) -> str:
     """A trigger in a table cell: 'cron 0 * * * *', 'every 5m', 'at 2026-…', 'manual'."""
-    trigger = dict(schedule["trigger"])
+    trigger = dict(schedule.trigger)
     kind = trigger.pop("type")
-    tz = f" ({schedule['timezone']})" if schedule.get("timezone", "UTC") != "UTC" else ""
+    tz = f" ({schedule.timezone})" if schedule.timezone != "UTC" else ""
     if kind == "interval":
         every = "".join(f"{trigger[u]:g}{u[0]}" for u in ("weeks", "days", "hours", "minutes",
                                                           "seconds") if u in trigger)
@@ -144,9 +146,9 @@ def _list(args: argparse.Namespace) -> Coro:
                        "last status", "running"):
             table.add_column(column)
         for s in await client.schedules():
-            table.add_row(s["id"], s["state"], trigger_text(s), s["task_type"],
-                          s["next_run_time"] or "-", s["last_run_at"] or "-",
-                          s["last_status"] or "-", "yes" if s["is_running"] else "")
+            table.add_row(s.id, s.state, trigger_text(s), s.task_type, s.next_run_time or "-",
+                          s.last_run_at or "-", s.last_status or "-",
+                          "yes" if s.is_running else "")
         Console(width=200).print(table)
 
     return _client_call(args, body)
@@ -157,7 +159,7 @@ def _printing(
 ) -> Callable[[argparse.Namespace], Coro]:
     def action(args: argparse.Namespace) -> Coro:
         async def body(client: Any) -> None:
-            print(json.dumps(await call(client, args.schedule_id), indent=2))
+            print(json_text(await call(client, args.schedule_id)))
         return _client_call(args, body)
     return action
 
@@ -199,7 +201,7 @@ def _add(args: argparse.Namespace) -> Coro:
 
     async def body(client: Any) -> None:
         created = await client.add_schedule(args.schedule_id, args.task_type, trigger, **fields)
-        print(json.dumps(created, indent=2))
+        print(json_text(created))
 
     return _client_call(args, body)
 

@@ -5,21 +5,20 @@ the client's (Client.wait)."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from jobledger.schemas.api import TaskDetail
 from jobledger.services.cli.common import Exit
+from jobledger.services.cli.output import json_text
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from jobledger.services.client.async_client import Client
-
-Task = dict[str, Any]
 
 
 def add_wait_args(parser: argparse.ArgumentParser) -> None:
@@ -60,12 +59,12 @@ async def follow(client: Client, task_id: str, timeout: float | None) -> Exit:
     print(task_id, flush=True)
     with progress_view(Console() if sys.stdout.isatty() else None) as show:
         task = await client.wait(task_id, timeout=timeout, on_change=show)
-    print(json.dumps(task, indent=2))
-    return Exit.OK if task["status"] == JobStatus.COMPLETED else Exit.FAILED
+    print(json_text(task))
+    return Exit.OK if task.status == JobStatus.COMPLETED else Exit.FAILED
 
 
 @contextmanager
-def progress_view(console: Console | None) -> Iterator[Callable[[Task], None]]:
+def progress_view(console: Console | None) -> Iterator[Callable[[TaskDetail], None]]:
     """A function that shows a task's stage: on a terminal (a console given) one rich
     status line redrawn in place and gone at the end; else a plain line on stdout per
     call, for logs and pipes."""
@@ -76,16 +75,16 @@ def progress_view(console: Console | None) -> Iterator[Callable[[Task], None]]:
         yield lambda task: status.update(stage_text(task))
 
 
-def stage_text(task: Task) -> str:
+def stage_text(task: TaskDetail) -> str:
     """"in_progress, attempt 2, 3/10 processed, 1 failed"; what is not known yet is left
     out ("pending")."""
-    progress = task["progress"]
-    parts = [task["status"]]
-    if task["attempt"]:
-        parts.append(f"attempt {task['attempt']}")
-    if progress["total"] is not None or progress["processed"]:
-        total = "?" if progress["total"] is None else progress["total"]
-        parts.append(f"{progress['processed']}/{total} processed")
-    if progress["failed"]:
-        parts.append(f"{progress['failed']} failed")
+    progress = task.progress
+    parts: list[str] = [task.status]
+    if task.attempt:
+        parts.append(f"attempt {task.attempt}")
+    if progress.total is not None or progress.processed:
+        total = "?" if progress.total is None else progress.total
+        parts.append(f"{progress.processed}/{total} processed")
+    if progress.failed:
+        parts.append(f"{progress.failed} failed")
     return ", ".join(parts)

@@ -7,18 +7,25 @@
         ctx.log.info("sending", to=payload["to"])
         ...
 
-Async handlers run on the event loop; plain functions run in a thread pool.
+Async handlers run on the event loop; plain functions run in a thread pool. What @app.job
+returns still calls like the function (`await send_email(ctx, payload)` in a test), and
+enqueues a task of its type through a client:
+
+    task_id = await send_email.enqueue(client, {"to": "a@example.com"}, priority=200)
+    task_id = send_email.enqueue(sync_client, {"to": "a@example.com"})   # a SyncClient
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from jobledger.schemas.common import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_SECONDS
 from jobledger.schemas.schedules import ScheduleDefinition
@@ -32,10 +39,16 @@ from jobledger.services.handlers.declared import (
     manual,
 )
 
-__all__ = ["App", "AppLoadError", "Handler", "PermanentError", "cron", "date", "interval",
-           "load_app", "manual"]
+if TYPE_CHECKING:
+    from jobledger.services.client.async_client import Client
+    from jobledger.services.client.sync_client import SyncClient
+
+__all__ = ["App", "AppLoadError", "Handler", "Job", "PermanentError", "cron", "date",
+           "interval", "load_app", "manual"]
 
 HandlerFn = Callable[[JobContext, Any], Any]
+PayloadT = TypeVar("PayloadT")
+ResultT = TypeVar("ResultT")
 
 
 class PermanentError(Exception):
@@ -68,6 +81,41 @@ def limits_in_effect(handler: Handler | None, max_retries: int | None,
             DEFAULT_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds)
 
 
+class Job(Generic[PayloadT, ResultT]):
+    """A handler as @app.job returns it: called, it is the function; `enqueue` submits a
+    task of its type, with a payload of the type the handler takes."""
+
+    def __init__(self, task_type: str, fn: Callable[[JobContext, PayloadT], ResultT]):
+        self.task_type = task_type
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, ctx: JobContext, payload: PayloadT) -> ResultT:
+        return self.fn(ctx, payload)
+
+    @overload
+    def enqueue(self, client: SyncClient, payload: PayloadT, *, priority: int | None = None,
+                schedule_at: datetime | None = None, delay_seconds: float | None = None,
+                timeout_seconds: float | None = None, max_retries: int | None = None,
+                idempotency_key: str | None = None, queue: str | None = None) -> str: ...
+
+    @overload
+    def enqueue(self, client: Client, payload: PayloadT, *, priority: int | None = None,
+                schedule_at: datetime | None = None, delay_seconds: float | None = None,
+                timeout_seconds: float | None = None, max_retries: int | None = None,
+                idempotency_key: str | None = None,
+                queue: str | None = None) -> Coroutine[Any, Any, str]: ...
+
+    def enqueue(self, client: Client | SyncClient, payload: PayloadT,
+                **options: Any) -> str | Coroutine[Any, Any, str]:
+        """Submit a task of this handler's type; its id (awaited with a Client, at once
+        with a SyncClient). The options are Client.submit's; None leaves one out."""
+        return client.submit(self.task_type, payload, **options)
+
+    def __repr__(self) -> str:
+        return f"<job {self.task_type!r}: {self.fn!r}>"
+
+
 class App:
     def __init__(self) -> None:
         self.handlers: dict[str, Handler] = {}
@@ -78,9 +126,10 @@ class App:
     def job(
         self, task_type: str, *, max_retries: int | None = None, timeout: float | None = None,
         schedule: Declared | None = None,
-    ) -> Callable[[HandlerFn], HandlerFn]:
+    ) -> Callable[[Callable[[JobContext, PayloadT], ResultT]], Job[PayloadT, ResultT]]:
         """Register the decorated function as the handler of task_type; with schedule
-        (cron(...), interval(...), date(...), manual(...)), also declare its schedule."""
+        (cron(...), interval(...), date(...), manual(...)), also declare its schedule.
+        Returns a Job: the function, with `.enqueue`."""
         if not task_type:
             raise ValueError("task_type must not be empty")
         if task_type in self.handlers:
@@ -88,10 +137,10 @@ class App:
         if schedule is not None:
             self._declare(schedule.id or task_type, schedule.definition(task_type))
 
-        def register(fn: HandlerFn) -> HandlerFn:
+        def register(fn: Callable[[JobContext, PayloadT], ResultT]) -> Job[PayloadT, ResultT]:
             is_async = inspect.iscoroutinefunction(fn)
             self.handlers[task_type] = Handler(task_type, fn, is_async, max_retries, timeout)
-            return fn
+            return Job(task_type, fn)
 
         return register
 
@@ -129,8 +178,8 @@ def load_app(spec: str) -> App:
         raise AppLoadError(f"--app {spec}: module {module_name} has no attribute {attr!r}")
     obj = getattr(module, attr)
     if not isinstance(obj, App):
-        raise AppLoadError(f"--app {spec}: {attr} is a {type(obj).__name__}, not a "
-                           "jobledger App")
+        kind = "job handler" if isinstance(obj, Job) else type(obj).__name__
+        raise AppLoadError(f"--app {spec}: {attr} is a {kind}, not a jobledger App")
     return obj
 
 

@@ -19,14 +19,18 @@ async def echo(ctx: JobContext, payload: Any) -> Any:
 
 @demo.job("sleep")
 async def sleep(ctx: JobContext, payload: dict[str, Any]) -> dict[str, float]:
-    """Sleep payload["seconds"], reporting progress once a second."""
+    """Sleep payload["seconds"], reporting progress once a second and logging at INFO
+    (start, end) and TRACE (each second): the dashboard's run logs show both levels."""
     seconds = float(payload.get("seconds", 1)) if isinstance(payload, dict) else 1.0
     whole = int(seconds)
+    ctx.log.info("sleeping", seconds=seconds)
     for second in range(whole):
         ctx.progress(second, whole)
         await asyncio.sleep(1)
+        ctx.log.trace("slept a second", second=second + 1, of=whole)
     await asyncio.sleep(seconds - whole)
     ctx.progress(whole, whole)
+    ctx.log.info("woke up", seconds=seconds)
     return {"slept": seconds}
 
 

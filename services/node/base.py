@@ -33,6 +33,8 @@ SETTLE_SECONDS = 10.0  # at stop, how long the projections may take to apply our
 class NodeSettings(Protocol):
     max_projection_lag_ms: int  # /health answers 503 degraded beyond this
     allow_unknown_task_types: bool  # enqueue tasks of types no handler is known for
+    max_payload_depth: int  # arrays and objects a payload may nest (PAYLOAD_TOO_DEEP beyond)
+    min_schedule_interval: float  # seconds: a shorter interval trigger is INVALID_TRIGGER
 
 
 class Node:
@@ -68,7 +70,7 @@ class Node:
         self.commands = Commands(self.publisher, self.producer, self.projector, self.queries,
                                  task_types)
         self.schedules = ScheduleCommands(self.publisher, self.projector, self.queries, self.clock,
-                                          task_types)
+                                          task_types, self.config.min_schedule_interval)
         self.keys = KeyCommands(self.publisher, self.projector, self.queries, self.clock)
 
     def log_writable(self) -> bool:

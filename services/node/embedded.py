@@ -4,6 +4,7 @@ worker slots, and (optionally) the HTTP API, over one SQLite file."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from jobledger.schemas import (
     ActorKind,
     WorkerLost,
 )
+from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH
 from jobledger.schemas.lifecycle import WorkerStatus
+from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.node.base import SETTLE_SECONDS, Node
@@ -44,6 +47,8 @@ from jobledger.services.runtime.server_log import (
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
 from jobledger.services.write.task_types import TaskTypes
 
+log = logging.getLogger("jobledger.node")
+
 
 def views_path(db: Path) -> Path:
     """Where the read models of a log file live: jobledger.db -> jobledger.views.db."""
@@ -63,6 +68,8 @@ class NodeConfig:
     # Accept tasks of types the app has no handler for (they fail when picked); by default
     # they are refused with UNKNOWN_TASK_TYPE.
     allow_unknown_task_types: bool = False
+    max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH  # deeper payloads: PAYLOAD_TOO_DEEP
+    min_schedule_interval: float = DEFAULT_MIN_INTERVAL_SECONDS  # shorter: INVALID_TRIGGER
 
 
 class EmbeddedNode(Node):
@@ -77,6 +84,17 @@ class EmbeddedNode(Node):
         self.clock = clock or SystemClock()
 
     async def start(self) -> None:
+        """Open the log and the read models, start the dispatcher and the scheduler. If any
+        step fails, what the earlier ones opened is closed again before the error is
+        raised: a connection left open keeps its thread, and the process, alive."""
+        self._running: list[Dispatcher | Scheduler] = []
+        try:
+            await self._start()
+        except BaseException:
+            await self._close_after_failed_start()
+            raise
+
+    async def _start(self) -> None:
         cfg = self.config
         partitions = {JOBS: cfg.partitions, LOGS: cfg.partitions, WORKERS: 1, SCHEDULES: 1,
                       SECURITY: 1}
@@ -111,12 +129,14 @@ class EmbeddedNode(Node):
         self.projector.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
+            self._running.append(self.dispatcher)
         if self.scheduler is not None:
             await self.scheduler.catch_up()
             for partition, offset in await self.scheduler.declare(self.app.schedules):
                 # Read-your-writes from the start: the API shows declared schedules at once.
                 await asyncio.wait_for(self.projector.wait_for("schedules", partition, offset), 10)
             await self.scheduler.start()
+            self._running.append(self.scheduler)
         await self._mark_lost_workers()
         log_started(f"log {cfg.db} ({self.backend.topic(JOBS).partitions} partitions), read "
                     f"models {views_path(cfg.db)}", self.app.handlers, self.dispatcher,
@@ -149,6 +169,20 @@ class EmbeddedNode(Node):
         await self.store.close()
         await self.backend.close()
         log_stopped()
+
+    async def _close_after_failed_start(self) -> None:
+        """Stop and close what a failed start() got to, last first. A failure here is only
+        logged (at debug): the start's own error is the one raised."""
+        steps = [part.stop for part in reversed(self._running)]
+        if hasattr(self, "projector"):
+            steps.append(self.projector.stop)
+        steps += [getattr(self, name).close for name in ("queries", "store", "backend")
+                  if hasattr(self, name)]
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                log.debug("after a failed start, %s failed", step.__qualname__, exc_info=True)
 
     async def _mark_lost_workers(self) -> None:
         """Workers still alive in the read model ran in an earlier process on this file

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, SCHEDULES, Actor, ActorKind
+from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH
 from jobledger.schemas.common import uuid7
+from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
 from jobledger.services.kafka.liveness import GroupLiveness, member_client_id
 from jobledger.services.kafka.ownership import AfterAssign, GroupOwnership, GroupSettings
@@ -79,6 +81,8 @@ class KafkaNodeConfig:
     projection_host: str = "aiokafka"
     # Accept tasks of types no worker has declared; by default refused (UNKNOWN_TASK_TYPE).
     allow_unknown_task_types: bool = False
+    max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH  # deeper payloads: PAYLOAD_TOO_DEEP
+    min_schedule_interval: float = DEFAULT_MIN_INTERVAL_SECONDS  # shorter: INVALID_TRIGGER
 
     def __post_init__(self) -> None:
         if self.projection_host not in PROJECTION_HOSTS:
@@ -109,6 +113,7 @@ class KafkaNode(Node):
         self.host: LogProjections | FaustProjections | None = None
         self.groups: list[GroupOwnership] = []
         self._liveness: asyncio.Task[None] | None = None
+        self._read_models: list[ReadModelStore | Queries] = []  # open, to close at stop
 
     async def start(self) -> None:
         cfg = self.config
@@ -146,8 +151,10 @@ class KafkaNode(Node):
                               f"the topics {cfg.kafka.topic_prefix}* at "
                               f"{cfg.kafka.bootstrap_servers}", self.backend)
         self.store = await ReadModelStore.open(cfg.views)
+        self._read_models.append(self.store)
         await record_log_source(self.store, self.backend)
         self.queries = await Queries.open(cfg.views)
+        self._read_models.append(self.queries)
         self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
         await self.projector.load()
         # Known: this process's handlers, and every type a worker declared (read models).
@@ -233,9 +240,11 @@ class KafkaNode(Node):
             await self.publisher.drain()  # commands this node appended
             await self.caught_up(SETTLE_SECONDS)
             await self.host.stop()
-            await self.queries.close()
-            await self.store.close()
             self.host = None
+        # Also after a start that failed before the host started: an open connection keeps
+        # its thread, and the process, alive.
+        while self._read_models:
+            await self._read_models.pop().close()
         await self.backend.close()
         log_stopped()
 

@@ -219,6 +219,8 @@ class _PartitionFold:
             changed[job_id] = env.offset
             if ended_run(old, new):
                 stats.add_run_end(new)
+            if old is None or old.status != new.status:
+                stats.add_move(old, new)
             # A new attempt is a new run, and a run whose status changed has changed: the
             # fields of run_of need no comparing then (most events: picks, ends).
             if new.attempt and (old is None or old.attempt != new.attempt

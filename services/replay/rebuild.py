@@ -284,11 +284,7 @@ _SAMPLES = 1_000  # keys sampled to split the jobs topic between workers
 def _summed(deltas: Iterable[StatsDelta]) -> StatsDelta:
     total = StatsDelta()
     for delta in deltas:
-        total.counts.update(delta.counts)
-        total.depth.update(delta.depth)
-        total.ended.update(delta.ended)
-        total.processing_ms += delta.processing_ms
-        total.processed_runs += delta.processed_runs
+        total.add(delta)
     return total
 
 

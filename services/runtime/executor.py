@@ -124,6 +124,11 @@ class Executor:
             return Failed(f"no handler registered for task_type {job.task_type!r}", None, True)
         try:
             payload = _decode_payload.decode(job.payload)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            # Never accepted by today's API (docs/reliability.md), but the log may hold one
+            # from before, or from another producer: it will not decode next time either.
+            return Failed(f"the payload cannot be decoded: {_describe(exc)}", None, permanent=True)
+        try:
             if handler.is_async:
                 result = await handler.fn(ctx, payload)
             else:

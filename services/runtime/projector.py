@@ -68,6 +68,9 @@ Listener = Callable[[Projected], None]
 ScheduleListener = Callable[[list[ScheduleState]], None]
 # Told the final state of every API key a committed batch changed (revoked ones too).
 KeyListener = Callable[[list[KeyState]], None]
+# Told the model and the envelopes of each committed batch of the other models (run_logs,
+# workers, schedules, keys): the WebSocket hub follows a task's log lines and workers so.
+ModelListener = Callable[[str, list[Envelope]], None]
 JobPredicate = Callable[[JobState], bool]
 T = TypeVar("T")
 
@@ -97,6 +100,7 @@ class Projector:
         self.listeners: list[Listener] = []
         self.schedule_listeners: list[ScheduleListener] = []
         self.key_listeners: list[KeyListener] = []
+        self.model_listeners: list[ModelListener] = []
         self.quarantined = 0
         self._cache = _StateCache(cache_size)
         self._queues: dict[str, QueueState] = {}
@@ -254,6 +258,8 @@ class Projector:
         self.positions[model] = positions
         if tell is not None:
             tell()
+        for model_listener in self.model_listeners:
+            model_listener(model, envs)
         async with self._progress:
             self._progress.notify_all()
 

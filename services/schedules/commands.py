@@ -32,8 +32,11 @@ from jobledger.schemas import (
     ScheduleUpdated,
     uuid7,
 )
+from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH
+from jobledger.schemas.common import END_YEAR, FIRST_YEAR
 from jobledger.schemas.schedules import (
     CRON_FIELDS,
+    DEFAULT_MIN_INTERVAL_SECONDS,
     TRIGGER_FIELDS,
     TRIGGER_TYPES,
     CronTrigger,
@@ -47,9 +50,10 @@ from jobledger.schemas.schedules import (
 )
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.projector import Projector
-from jobledger.services.write.producer import job_id_for_key
+from jobledger.services.write.producer import job_id_for_key, payload_problem, too_deep_to_decode
 from jobledger.services.write.publisher import Publisher
 from jobledger.services.write.task_types import TaskTypes
+from jobledger.services.write.whole_numbers import decode_request
 
 VISIBLE_WAIT_SECONDS = 5.0  # how long a write waits for the read model to show it
 _decoder = msgspec.json.Decoder(ScheduleRequest)
@@ -68,9 +72,11 @@ class ScheduleError(Exception):
     status = 400
     code = "INVALID_ARGUMENT"
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, code: str | None = None):
         super().__init__(message)
         self.field = field
+        if code is not None:
+            self.code = code
 
 
 class InvalidSchedule(ScheduleError):
@@ -91,10 +97,12 @@ class ScheduleNotFound(ScheduleError):
 
 # -- requests into definitions ------------------------------------------------------------
 
-def parse_request(body: bytes) -> ScheduleRequest:
-    """The request body; a bad field raises INVALID_TRIGGER or INVALID_ARGUMENT naming it."""
+def parse_request(body: bytes, max_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH) -> ScheduleRequest:
+    """The request body; a bad field raises INVALID_TRIGGER or INVALID_ARGUMENT naming it,
+    a payload nested deeper than max_depth PAYLOAD_TOO_DEEP, one that is not UTF-8 JSON
+    MALFORMED_JSON (as for a task's payload)."""
     try:
-        return _decoder.decode(body)
+        request = decode_request(_decoder, ScheduleRequest, body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         match = _PATH.search(str(exc))
         field = match.group(1) if match else None
@@ -102,11 +110,19 @@ def parse_request(body: bytes) -> ScheduleRequest:
         field = field or (unknown.group(1) if unknown else None)
         kind = InvalidScheduleTrigger if field in _TRIGGER_INPUTS else InvalidSchedule
         raise kind(str(exc), field) from None
+    except RecursionError:
+        too_deep = too_deep_to_decode("payload", max_depth)
+        raise InvalidSchedule(str(too_deep), too_deep.field, too_deep.code) from None
+    problem = None if request.payload is UNSET else payload_problem(request.payload, max_depth)
+    if problem is not None:
+        raise InvalidSchedule(problem[1], "payload", problem[0])
+    return request
 
 
 def definition_of(request: ScheduleRequest, base: ScheduleDefinition | None,
-                  now: datetime) -> ScheduleDefinition:
-    """The definition a POST (base None) or a PUT (base: the current one) asks for."""
+                  now: datetime, min_interval: float = 0.0) -> ScheduleDefinition:
+    """The definition a POST (base None) or a PUT (base: the current one) asks for. An
+    interval trigger it changes must be at least min_interval seconds."""
     given = {f: getattr(request, f) for f in request.__struct_fields__
              if getattr(request, f) is not UNSET}
     if base is None:
@@ -119,7 +135,7 @@ def definition_of(request: ScheduleRequest, base: ScheduleDefinition | None,
         tz = zone(timezone)
         trigger = _trigger_of(given, base.trigger if base else None, tz)
         if base is None or (trigger, timezone) != (base.trigger, base.timezone):
-            check_trigger(trigger, timezone, now)
+            check_trigger(trigger, timezone, now, min_interval)
     except InvalidTrigger as exc:
         raise InvalidScheduleTrigger(str(exc), exc.field) from None
     fields: dict[str, Any] = msgspec.structs.asdict(base) if base else {"name": given["id"]}
@@ -152,6 +168,9 @@ def _trigger_value(name: str, value: Any, tz: Any) -> Any:
     """Cron fields as strings (APScheduler takes 2 or "2"); naive times as wall times of
     the schedule's timezone."""
     if isinstance(value, datetime):
+        if not FIRST_YEAR <= value.year < END_YEAR:  # as written: the document says so
+            raise InvalidTrigger(f"{name} {value.isoformat()} is outside the years a schedule "
+                                 f"can fire in ({FIRST_YEAR} to {END_YEAR - 1})", name)
         return localize(value, tz)
     if name in CRON_FIELDS and isinstance(value, int):
         return str(value)
@@ -162,12 +181,13 @@ def _trigger_value(name: str, value: Any, tz: Any) -> Any:
 
 class ScheduleCommands:
     def __init__(self, publisher: Publisher, projector: Projector, queries: Queries, clock: Clock,
-                 task_types: TaskTypes):
+                 task_types: TaskTypes, min_interval: float = DEFAULT_MIN_INTERVAL_SECONDS):
         self.publisher = publisher
         self.projector = projector
         self.queries = queries
         self.clock = clock
         self.task_types = task_types  # a schedule of an unknown type would fire failing jobs
+        self.min_interval = min_interval  # seconds; a shorter interval trigger is refused
 
     async def view(self, schedule_id: str) -> ScheduleView:
         views = await self.queries.schedules(schedule_id)
@@ -182,7 +202,7 @@ class ScheduleCommands:
         return state.definition
 
     async def define(self, request: ScheduleRequest, actor: Actor | None = None) -> ScheduleView:
-        definition = definition_of(request, None, self.clock.now())
+        definition = definition_of(request, None, self.clock.now(), self.min_interval)
         await self.task_types.require(definition.task_type)
         schedule_id = str(request.id)
         if await self.queries.schedules(schedule_id):
@@ -196,11 +216,12 @@ class ScheduleCommands:
 
     async def update(self, schedule_id: str, request: ScheduleRequest,
                      actor: Actor | None = None) -> ScheduleView:
-        if request.id is not UNSET and request.id != schedule_id:
-            raise InvalidSchedule(f"id {request.id!r} differs from the path's {schedule_id!r}; "
-                                  "an id cannot change", "id")
-        current = await self._current(schedule_id)
-        definition = definition_of(request, current, self.clock.now())
+        current = await self._current(schedule_id)  # first: no such schedule is a 404
+        if request.id is not UNSET:
+            raise InvalidSchedule(f"id {request.id!r} in the body: the path names the schedule "
+                                  f"({schedule_id!r}), and an id cannot change; leave it out",
+                                  "id")
+        definition = definition_of(request, current, self.clock.now(), self.min_interval)
         if definition.task_type != current.task_type:
             await self.task_types.require(definition.task_type)
         if definition != current:

@@ -155,7 +155,9 @@ class Commands:
             payload=job.payload, priority=job.priority, timeout_seconds=job.timeout_seconds,
             max_retries=job.max_retries,
         )
-        await self.publisher.publish(event, job_id, actor=actor)
+        partition, offset = await self.publisher.publish(event, job_id, actor=actor)
+        # Read-your-writes: answer once the read model shows the requeue, as enqueue does.
+        await self.visibility.wait(partition, offset, job_id, OUTCOME_WAIT_SECONDS)
         return S.PENDING
 
     async def set_paused(self, queue: str, paused: bool, actor: Actor | None = None) -> None:

@@ -9,31 +9,36 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from jobledger.schemas import JOBS, Actor, Envelope, JobEnqueued
-from jobledger.schemas.api import MAX_PAYLOAD_BYTES, BatchRequest, TaskRequest
-from jobledger.schemas.common import uuid7s
+from jobledger.schemas.api import (
+    DEFAULT_MAX_PAYLOAD_DEPTH,
+    MAX_PAYLOAD_BYTES,
+    BatchRequest,
+    TaskRequest,
+)
+from jobledger.schemas.common import END_YEAR, FIRST_YEAR, uuid7s
+from jobledger.schemas.nesting import exceeds, nesting_depth
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.whole_numbers import decode_request
 
 _encoder = msgspec.json.Encoder()
 _task_decoder = msgspec.json.Decoder(TaskRequest)
 _batch_decoder = msgspec.json.Decoder(BatchRequest)
+_payload_decoder = msgspec.json.Decoder()  # as the executor decodes a payload for its handler
 _PATH = re.compile(r"at `\$((?:\.\w+|\[\d+\])+)`")
 _NAMED = re.compile(r"(?:unknown|required) field `([^`]+)`")
-# Run times the clock, the read models (ms since 1970) and the timers can all represent.
-EARLIEST_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST_RUN_AT = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class InvalidJob(ValueError):
     """A request that cannot become a job. `field` names the offending input; `code` says
-    how it is wrong (the API answers INVALID_ARGUMENT and MALFORMED_JSON with 400,
-    PAYLOAD_TOO_LARGE with 413, UNPROCESSABLE with 422)."""
+    how it is wrong (the API answers INVALID_ARGUMENT, MALFORMED_JSON and PAYLOAD_TOO_DEEP
+    with 400, PAYLOAD_TOO_LARGE with 413, UNPROCESSABLE with 422)."""
 
     def __init__(self, message: str, field: str | None = None, code: str = "INVALID_ARGUMENT"):
         super().__init__(message)
@@ -71,31 +76,70 @@ def _field_of(message: str) -> str | None:
     return path or None
 
 
-def parse_task(body: bytes) -> TaskRequest:
+def parse_task(body: bytes, max_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH) -> TaskRequest:
+    """The request in a POST /api/v1/tasks body; InvalidJob naming what is wrong. The
+    payload may nest at most max_depth arrays and objects deep."""
     try:
-        return _check(_task_decoder.decode(body))
+        return check_payload(_check(decode_request(_task_decoder, TaskRequest, body)), max_depth)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise invalid_body(exc) from None
+    except RecursionError:
+        raise too_deep_to_decode("payload", max_depth) from None
 
 
-def parse_batch(body: bytes) -> BatchRequest:
+def parse_batch(body: bytes, max_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH) -> BatchRequest:
+    """The tasks of a POST /api/v1/tasks/batch body, as parse_task checks each."""
     try:
-        batch = _batch_decoder.decode(body)
+        batch = decode_request(_batch_decoder, BatchRequest, body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise invalid_body(exc) from None
+    except RecursionError:
+        raise too_deep_to_decode("tasks", max_depth) from None
     for i, task in enumerate(batch.tasks):
         try:
-            _check(task)
+            check_payload(_check(task), max_depth)
         except InvalidJob as exc:
             raise InvalidJob(f"tasks[{i}]: {exc}", f"tasks[{i}].{exc.field}", exc.code) from None
     return batch
+
+
+def check_payload(request: TaskRequest, max_depth: int) -> TaskRequest:
+    """The request, if a handler can take its payload: nested at most max_depth deep, and
+    UTF-8 JSON text that decodes (msgspec.Raw skips over a string without checking it)."""
+    problem = payload_problem(request.payload, max_depth)
+    if problem is not None:
+        raise InvalidJob(problem[1], "payload", problem[0])
+    return request
+
+
+def payload_problem(raw: msgspec.Raw, max_depth: int) -> tuple[str, str] | None:
+    """(code, message) if a payload that msgspec has accepted as raw JSON is one no handler
+    should get: nested deeper than max_depth (PAYLOAD_TOO_DEEP), or not UTF-8
+    (MALFORMED_JSON: msgspec checks a skipped string's escapes, not its bytes). None if it
+    is fine. Costs two byte counts and a scan for the usual payload, all ASCII."""
+    payload = bytes(raw)
+    if exceeds(payload, max_depth):
+        return "PAYLOAD_TOO_DEEP", (f"payload is nested {nesting_depth(payload)} arrays and "
+                                    f"objects deep; at most {max_depth} are accepted")
+    if payload.isascii():
+        return None
+    try:
+        _payload_decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        return "MALFORMED_JSON", f"payload is not valid UTF-8 JSON: {exc}"
+    return None
+
+
+def too_deep_to_decode(field: str, max_depth: int) -> InvalidJob:
+    return InvalidJob(f"{field} is nested too deep to decode; a payload may nest at most "
+                      f"{max_depth} arrays and objects deep", field, "PAYLOAD_TOO_DEEP")
 
 
 def task_request(task_type: str, payload: Any = None, **options: Any) -> TaskRequest:
     """Validate Python arguments into a TaskRequest (what Client.submit and app code use)."""
     try:
         raw = msgspec.Raw(_encoder.encode(payload))
-    except (TypeError, msgspec.EncodeError, ValueError) as exc:
+    except (TypeError, msgspec.EncodeError, ValueError, RecursionError) as exc:
         raise InvalidJob(f"payload is not JSON: {exc}", "payload") from None
     fields = {k: v for k, v in options.items() if v is not None} if options else options
     if not fields and type(task_type) is str and task_type in _TYPES_CONVERTED:
@@ -130,12 +174,11 @@ def _check(request: TaskRequest) -> TaskRequest:
     if request.schedule_at is not None and request.schedule_at.tzinfo is None:
         raise InvalidJob("schedule_at needs a timezone (e.g. a trailing Z)", "schedule_at")
     if request.schedule_at is not None and not (
-        EARLIEST_RUN_AT <= request.schedule_at < LATEST_RUN_AT
+        FIRST_YEAR <= request.schedule_at.year < END_YEAR  # as written: the document says so
     ):
         raise InvalidJob(
-            f"schedule_at {request.schedule_at.isoformat()} is outside the times a job can be "
-            f"scheduled at ({EARLIEST_RUN_AT.isoformat()} to {LATEST_RUN_AT.isoformat()})",
-            "schedule_at", "UNPROCESSABLE",
+            f"schedule_at {request.schedule_at.isoformat()} is outside the years a job can be "
+            f"scheduled in ({FIRST_YEAR} to {END_YEAR - 1})", "schedule_at", "UNPROCESSABLE",
         )
     return request
 

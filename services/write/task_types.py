@@ -67,3 +67,11 @@ class TaskTypes:
 
     def known(self) -> list[str]:
         return sorted({*self.handled, *self.declared})
+
+    async def accepted(self) -> list[str] | None:
+        """The types check() accepts now, read afresh; None when it accepts any."""
+        if self.allow_unknown:
+            return None
+        if self.read_declared is not None:
+            self.declared = frozenset(await self.read_declared())
+        return self.known()

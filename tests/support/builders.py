@@ -16,6 +16,7 @@ import msgspec
 
 from jobledger.projections.jobs import JobState
 from jobledger.schemas import Actor, ActorKind, Envelope, Event, JobStatus, encode, topic_of
+from jobledger.schemas.api import TaskDetail
 from jobledger.services.log.protocol import Entry, Position
 from jobledger.services.log.sqlite import SQLiteLogBackend
 
@@ -79,3 +80,17 @@ def job_state(job_id: str = "j1", **fields: Any) -> JobState:
         "created_offset": 0,
     }
     return JobState(job_id=job_id, **(defaults | fields))
+
+
+def task_detail(status: str = "pending", attempt: int = 0, processed: int = 0,
+                total: int | None = None, failed: int = 0) -> TaskDetail:
+    """A task as GET /api/v1/tasks/{id} shows it, with these stage fields (the rest as a
+    fresh task has them): for tests of what the CLI prints of a task."""
+    return msgspec.convert({
+        "task_id": "t1", "task_type": "echo", "queue": "default", "status": status,
+        "priority": 128, "payload": None, "created_at": "", "updated_at": "",
+        "scheduled_at": None, "started_at": None, "finished_at": None, "result": None,
+        "error": None, "retry_count": 0, "max_retries": 3, "timeout_seconds": 300.0,
+        "attempt": attempt, "worker_id": None, "idempotency_key": None,
+        "cancel_requested": False,
+        "progress": {"processed": processed, "total": total, "failed": failed}}, TaskDetail)

@@ -25,8 +25,9 @@ def free_port() -> int:
 class ServerProcess:
     """`jobledger serve` in a subprocess on a free loopback port."""
 
-    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None):
-        self.port = free_port()
+    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None,
+                 port: int | None = None):
+        self.port = port or free_port()  # a restart on the port of the server it replaces
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(TESTS), **(env or {})}
         self.log = open(db.parent / f"serve-{self.port}.log", "wb")  # noqa: SIM115
