@@ -316,7 +316,10 @@ def test_watch_prints_updates_then_the_cursor_on_ctrl_c(server: ServerProcess) -
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobledger.services.cli.main", "watch", "--type", "echo",
          "--format", "json", "--resume-from", str(cursor), "--server", server.url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C's default: a shell running the suite in the background starts it with
+        # SIGINT ignored, which every child inherits (and watch then never sees the signal).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
         seen: list[dict[str, Any]] = []
@@ -324,8 +327,7 @@ def test_watch_prints_updates_then_the_cursor_on_ctrl_c(server: ServerProcess) -
             assert select.select([proc.stdout], [], [], 20)[0], "no update within 20 s"
             seen.append(json.loads(proc.stdout.readline()))
         proc.send_signal(signal.SIGINT)
-        # Generous: once, on a loaded machine (load 2-3), 20 s were not enough to close.
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
         proc.communicate()  # closes the pipes, also after a timeout
