@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCKS = {"test.txt": ("test",), "bench.txt": ("test", "bench")}
+LOCKS = {"test.lock": ("test",), "bench.lock": ("test", "bench")}
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;]+)")
 
 
@@ -69,9 +69,9 @@ def test_every_declared_requirement_is_pinned_in_range(lock: str) -> None:
 
 
 def test_bench_lock_keeps_the_test_locks_versions() -> None:
-    test, bench = pins("test.txt"), pins("bench.txt")
+    test, bench = pins("test.lock"), pins("bench.lock")
     differ = {name: (v, bench[name]) for name, v in test.items() if bench.get(name) != v}
-    assert not differ, f"bench.txt moved test.txt's pins: {differ}"
+    assert not differ, f"bench.lock moved test.lock's pins: {differ}"
 
 
 def test_the_check_names_a_pin_out_of_range_and_a_missing_one() -> None:

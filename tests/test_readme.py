@@ -163,6 +163,6 @@ def test_every_readme_block_runs_as_written(tmp_path: Path, kafka_broker: TansuB
         readme.stop_servers()
     assert sorted(readme.skipped) == sorted([
         "apt-get update", "apt-get install -y kcat chromium zsh fish", "pip install -e .",
-        "pip install -r requirements/test.txt -e .", "ruff check .", "bash tools/typecheck.sh",
+        "pip install -r requirements/test.lock -e .", "ruff check .", "bash tools/typecheck.sh",
         "python -m pytest -q",
     ])  # fmt: skip
