@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,7 @@ from jobledger.api.errors import CODES
 from jobledger.schemas.api import MAX_TASK_BODY_BYTES
 from jobledger.services.handlers.app import App
 from jobledger.services.node.embedded import EmbeddedNode
-from tests.support.api_harness import api_client, assert_error, demo_server
+from tests.support.api_harness import assert_error, demo_server
 from tests.support.harness import NodeFactory
 from tests.support.procs import ServerProcess
 
@@ -32,10 +32,6 @@ async def node(make_node: NodeFactory) -> EmbeddedNode:
     return await make_node(App())
 
 
-@pytest.fixture
-async def client(node: EmbeddedNode) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(node) as c:
-        yield c
 
 
 @pytest.mark.parametrize("path", ["/nope", "/api/v1", "/api/v1/tasks/", "/api/v1/tasks/x/y/z"])

@@ -5,7 +5,6 @@ HEADERS_TOO_LARGE), and error bodies that never name the data folder."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from jobledger.api.headers import MAX_HEADER_BYTES
 from jobledger.schemas import JOBS, decode
 from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH
 from jobledger.services.node.embedded import EmbeddedNode
-from tests.support.api_harness import api_client, assert_error, handlers
+from tests.support.api_harness import assert_error, handlers
 from tests.support.harness import NodeFactory
 from tests.support.live_server import live_server
 from tests.support.procs import ServerProcess
@@ -32,10 +31,6 @@ async def node(make_node: NodeFactory) -> EmbeddedNode:
     return await make_node(handlers)
 
 
-@pytest.fixture
-async def client(node: EmbeddedNode) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(node) as c:
-        yield c
 
 
 def nested(depth: int) -> str:

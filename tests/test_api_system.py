@@ -3,8 +3,6 @@ ASGI app."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
@@ -12,7 +10,7 @@ from jobledger.schemas import JOBS
 from jobledger.schemas.common import to_ms
 from jobledger.services.log.protocol import Entry
 from jobledger.services.node.embedded import EmbeddedNode
-from tests.support.api_harness import api_client, assert_error, handlers, submit
+from tests.support.api_harness import assert_error, handlers, submit
 from tests.support.harness import NodeFactory, clock_of, dispatcher_of, settle, wait_until
 
 
@@ -21,10 +19,6 @@ async def node(make_node: NodeFactory) -> EmbeddedNode:
     return await make_node(handlers, concurrency=3)
 
 
-@pytest.fixture
-async def client(node: EmbeddedNode) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(node) as c:
-        yield c
 
 
 async def test_stats_count_tasks_by_status_band_and_type(

@@ -32,10 +32,6 @@ async def node(make_node: NodeFactory) -> EmbeddedNode:
     return await make_node(handlers, concurrency=4)
 
 
-@pytest.fixture
-async def client(node: EmbeddedNode) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(node) as c:
-        yield c
 
 
 async def in_state(node: EmbeddedNode, client: httpx.AsyncClient, status: str) -> str:

@@ -5,14 +5,13 @@ models (queue_counts, runs_ended_by, pending_moves), which the log rebuilds."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from jobledger.services.node.embedded import EmbeddedNode
-from tests.support.api_harness import api_client, handlers, submit
+from tests.support.api_harness import handlers, submit
 from tests.support.harness import NodeFactory, clock_of, settle, wait_until
 
 MINUTE_MS = 60_000
@@ -23,10 +22,6 @@ async def node(make_node: NodeFactory) -> EmbeddedNode:
     return await make_node(handlers, concurrency=4)
 
 
-@pytest.fixture
-async def client(node: EmbeddedNode) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(node) as c:
-        yield c
 
 
 def minute_of(moment: datetime) -> str:

@@ -4,14 +4,13 @@ progress a live update carries too."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pytest
 
 from jobledger.services.node.embedded import EmbeddedNode
-from tests.support.api_harness import api_client, assert_error, handlers, submit
+from tests.support.api_harness import assert_error, handlers, submit
 from tests.support.harness import NodeFactory, clock_of, settle
 
 
@@ -20,10 +19,6 @@ async def node(make_node: NodeFactory) -> EmbeddedNode:
     return await make_node(handlers, concurrency=1)
 
 
-@pytest.fixture
-async def client(node: EmbeddedNode) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(node) as c:
-        yield c
 
 
 def newest_first(task_ids: list[str]) -> list[str]:

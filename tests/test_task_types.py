@@ -41,10 +41,6 @@ async def node(make_node: NodeFactory) -> EmbeddedNode:
     return await make_node(handlers)
 
 
-@pytest.fixture
-async def client(node: EmbeddedNode) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(node) as c:
-        yield c
 
 
 async def listed(client: httpx.AsyncClient) -> list[Any]:
