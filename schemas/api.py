@@ -180,6 +180,10 @@ class TaskListQuery(msgspec.Struct, frozen=True):
         "a task id: only the tasks listed after it (older, or as old with a smaller id). "
         "Paging by the last id seen sees each task once, whatever is enqueued meanwhile"
     ))] | UnsetType = UNSET
+    as_of: Annotated[str, msgspec.Meta(description=(
+        "list the tasks as they were at this moment: an RFC 3339 time, or a log position "
+        "(topic/partition:offset,..., as the X-As-Of-Position header gives it)"
+    ))] | UnsetType = UNSET
 
 
 class RunListQuery(msgspec.Struct, frozen=True):

@@ -15,6 +15,7 @@ from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import Actor
 from jobledger.schemas.common import to_ms
 from jobledger.services.handlers.app import App
+from jobledger.services.history.asof import History
 from jobledger.services.log.protocol import LogBackend
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.dispatcher import Dispatcher
@@ -47,6 +48,7 @@ class Node:
     backend: LogBackend
     store: ReadModelStore
     queries: Queries
+    history: History  # the read models at a past moment (as_of)
     projector: Projector
     publisher: Publisher
     producer: Producer

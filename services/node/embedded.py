@@ -25,6 +25,8 @@ from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH
 from jobledger.schemas.lifecycle import WorkerStatus
 from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
+from jobledger.services.history.asof import History
+from jobledger.services.history.snapshots import Snapshots, Snapshotter
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.node.base import SETTLE_SECONDS, Node
 from jobledger.services.node.read_model_check import (
@@ -55,6 +57,9 @@ def views_path(db: Path) -> Path:
     return db.with_name(db.stem + ".views" + (db.suffix or ".db"))
 
 
+DEFAULT_SNAPSHOT_EVERY_EVENTS = 20_000  # docs/architecture.md, "Point in time"
+
+
 @dataclass
 class NodeConfig:
     db: Path = Path("jobledger.db")
@@ -70,6 +75,10 @@ class NodeConfig:
     allow_unknown_task_types: bool = False
     max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH  # deeper payloads: PAYLOAD_TOO_DEEP
     min_schedule_interval: float = DEFAULT_MIN_INTERVAL_SECONDS  # shorter: INVALID_TRIGGER
+    # A snapshot of the read models for as_of every so many records applied, or seconds
+    # (0: not by that measure; docs/audit.md).
+    snapshot_every_events: int = DEFAULT_SNAPSHOT_EVERY_EVENTS
+    snapshot_every_seconds: float = 0.0
 
 
 class EmbeddedNode(Node):
@@ -104,6 +113,11 @@ class EmbeddedNode(Node):
         self.queries = await Queries.open(views_path(cfg.db))
         self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
         await self.projector.load()
+        snapshots = Snapshots.open(views_path(cfg.db))
+        self.history = History(self.backend, self.queries, self.clock, snapshots)
+        self.snapshotter = Snapshotter(snapshots, views_path(cfg.db), self.projector,
+                                       self.clock, cfg.snapshot_every_events,
+                                       cfg.snapshot_every_seconds)
         # The known task types are the app's handlers, with or without run_workers: the
         # workers of this file are this process's own.
         self._open_write_side(Actor(ActorKind.CLIENT, "embedded"),
@@ -127,6 +141,7 @@ class EmbeddedNode(Node):
             self.scheduler.load((await self.store.load_schedules()).values(),
                                 self.projector.positions["schedules"])
         self.projector.start()
+        self.snapshotter.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
             self._running.append(self.dispatcher)
@@ -164,6 +179,7 @@ class EmbeddedNode(Node):
             await self.scheduler.stop()
         await self.publisher.drain()
         await self.caught_up(SETTLE_SECONDS)  # the read model shows what this node appended
+        await self.snapshotter.stop()
         await self.projector.stop()
         await self.queries.close()
         await self.store.close()
@@ -174,6 +190,8 @@ class EmbeddedNode(Node):
         """Stop and close what a failed start() got to, last first. A failure here is only
         logged (at debug): the start's own error is the one raised."""
         steps = [part.stop for part in reversed(self._running)]
+        if hasattr(self, "snapshotter"):
+            steps.append(self.snapshotter.stop)
         if hasattr(self, "projector"):
             steps.append(self.projector.stop)
         steps += [getattr(self, name).close for name in ("queries", "store", "backend")
