@@ -17,6 +17,7 @@ from jobledger.services.cli.common import (
     NO_TASK_TYPES,
     SERVER_EXIT_CODES,
     Exit,
+    UsageError,
     allow_unknown_task_types_arg,
     app_of,
     check_data_file,
@@ -73,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-projection-lag-ms", type=int, default=10_000,
                        help="/health is degraded (503) when the projections lag more "
                        "(default 10000)")
+    serve.add_argument("--snapshot-every-events", type=int, default=20_000, metavar="N",
+                       help="snapshot the read models for as_of every N records applied "
+                       "(0: never by count; default 20000; docs/audit.md)")
+    serve.add_argument("--snapshot-every-minutes", type=float, default=0.0, metavar="M",
+                       help="and/or every M minutes with records applied (default 0: never)")
     add_auth_args(serve)
     add_log_args(serve)
     kafka_cli.add_kafka_args(serve, required=False)
@@ -156,6 +162,10 @@ def _serve(args: argparse.Namespace) -> int:
         allow_unknown_task_types=args.allow_unknown_task_types,
         max_payload_depth=args.max_payload_depth,
         min_schedule_interval=args.min_schedule_interval,
+        snapshot_every_events=int(_at_least_0(args.snapshot_every_events,
+                                              "--snapshot-every-events")),
+        snapshot_every_seconds=60 * _at_least_0(args.snapshot_every_minutes,
+                                                "--snapshot-every-minutes"),
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
     sock = listen(args.host, args.port)
@@ -165,6 +175,12 @@ def _serve(args: argparse.Namespace) -> int:
     # The warning waits for a successful start, so a failed one stays one line.
     run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
     return 0
+
+
+def _at_least_0(value: float, flag: str) -> float:
+    if value < 0:
+        raise UsageError(f"{flag} {value}: give 0 or more")
+    return value
 
 
 def _replay(args: argparse.Namespace) -> int:
