@@ -47,9 +47,12 @@ async def moment_of(request: Request, as_of: str,
         raise ApiError(400, exc.code, str(exc), "as_of") from None
 
 
-def stamped(response: Response, moment: Moment) -> Response:
+def stamped(response: Response, moment: Moment, request: Request | None = None) -> Response:
     response.headers["X-As-Of-Position"] = moment.position
     response.headers["X-As-Of-Time"] = moment.time
+    since = node(request).history.lists_finished_since(moment) if request else None
+    if since is not None:
+        response.headers["X-As-Of-Finished-Listed-Since"] = since
     return response
 
 
@@ -62,4 +65,4 @@ async def answer_as_of(request: Request, query: Callable[[Queries, Moment], Awai
     moment = await moment_of(request, as_of)
     async with node(request).history.at(moment) as then:
         body = await query(then, moment)
-    return stamped(JSON(body), moment)
+    return stamped(JSON(body), moment, request)

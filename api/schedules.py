@@ -79,7 +79,7 @@ async def get_schedule(request: Request) -> Response:
     if as_of_param(request) is None:
         return JSON(await _commands(request).view(schedule_id))
 
-    async def then(queries: Queries, _moment: Moment) -> ScheduleView:
+    async def then(queries: Queries, _moment: Moment | None = None) -> ScheduleView:
         found = await queries.schedules(schedule_id)
         if not found:
             raise ApiError(404, "JOB_NOT_FOUND", f"no schedule {schedule_id!r} as of then")

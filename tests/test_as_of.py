@@ -112,7 +112,7 @@ async def test_as_of_equals_the_live_state_recorded_at_each_of_200_moments(
             await _step(rng, node, client, tasks)
             picked = rng.sample(tasks, min(3, len(tasks)))
             recorded.append(await _record(node, client, picked))
-        assert len(node.history.snapshots.taken) >= 5  # type: ignore[union-attr]
+        assert len(node.history.snapshots.taken) >= 5
         kinds = await _event_kinds(node)
         assert {"JobEnqueued", "JobPicked", "JobSucceeded", "JobFailed", "JobCancelled",
                 "JobRequeued", "JobDue", "QueuePaused", "QueueResumed", "ScheduleDefined",
@@ -180,7 +180,7 @@ async def _alone_in_its_millisecond(node: EmbeddedNode, position: str, time_ms: 
 
 
 async def _event_kinds(node: EmbeddedNode) -> set[str]:
-    kinds = set()
+    kinds: set[str] = set()
     for topic in TOPIC_OF_MODEL.values():
         log = node.backend.topic(topic)
         for partition, end in (await log.end_offsets()).items():

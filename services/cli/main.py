@@ -8,6 +8,7 @@ import json
 import sys
 import textwrap
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from jobledger.services.cli import completion, inspect, runs, tasks, watch
@@ -79,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "(0: never by count; default 20000; docs/audit.md)")
     serve.add_argument("--snapshot-every-minutes", type=float, default=0.0, metavar="M",
                        help="and/or every M minutes with records applied (default 0: never)")
+    serve.add_argument("--retain-finished", metavar="AGE", type=_age,
+                       help="delete finished tasks' rows from the read models AGE after they "
+                       "finished (30d, 12h; default: keep them); the log keeps every event "
+                       "(docs/audit.md)")
+    serve.add_argument("--archive-to", type=Path, metavar="FILE",
+                       help="with --retain-finished: append each task to FILE as a JSON line "
+                       "first")
     add_auth_args(serve)
     add_log_args(serve)
     kafka_cli.add_kafka_args(serve, required=False)
@@ -167,6 +175,7 @@ def _serve(args: argparse.Namespace) -> int:
         snapshot_every_seconds=60 * _at_least_0(args.snapshot_every_minutes,
                                                 "--snapshot-every-minutes"),
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
+        retain_finished=args.retain_finished, archive_to=_archive(args),
     )
     sock = listen(args.host, args.port)
     web = create_app(lambda: EmbeddedNode(config, app), hub_config(args), security=security)
@@ -175,6 +184,23 @@ def _serve(args: argparse.Namespace) -> int:
     # The warning waits for a successful start, so a failed one stays one line.
     run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
     return 0
+
+
+def _age(text: str) -> timedelta:
+    """--retain-finished: a duration (30d, 12h)."""
+    from jobledger.services.cli.schedules import parse_duration
+
+    try:
+        return timedelta(**parse_duration(text.strip(), "--retain-finished"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _archive(args: argparse.Namespace) -> Path | None:
+    if args.archive_to is not None and args.retain_finished is None:
+        raise UsageError("--archive-to: give --retain-finished too (nothing is archived "
+                         "while finished tasks are kept)")
+    return args.archive_to  # type: ignore[no-any-return]  # argparse: untyped
 
 
 def _at_least_0(value: float, flag: str) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
@@ -58,11 +58,20 @@ class History:
     snapshots (None: every as_of folds from an empty store)."""
 
     def __init__(self, backend: LogBackend, live: Queries, clock: Clock,
-                 snapshots: Snapshots | None = None):
+                 snapshots: Snapshots | None = None, retain_finished: timedelta | None = None):
         self.backend = backend
         self.live = live
         self.clock = clock
         self.snapshots = snapshots
+        self.retain_finished = retain_finished  # --retain-finished (retention.py)
+
+    def lists_finished_since(self, moment: Moment) -> str | None:
+        """With --retain-finished: from when an answer at the moment lists finished tasks
+        (those that finished before may have been pruned from the snapshot it starts
+        from; they are still counted, and found one by one)."""
+        if self.retain_finished is None:
+            return None
+        return iso_ms(moment.time_ms - int(self.retain_finished.total_seconds() * 1000))
 
     def _logs(self) -> dict[str, Log]:
         logs = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from jobledger.projections.jobs import SharedReductions
@@ -26,6 +27,7 @@ from jobledger.schemas.lifecycle import WorkerStatus
 from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
 from jobledger.services.history.asof import History
+from jobledger.services.history.retention import Retention
 from jobledger.services.history.snapshots import Snapshots, Snapshotter
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.node.base import SETTLE_SECONDS, Node
@@ -79,6 +81,10 @@ class NodeConfig:
     # (0: not by that measure; docs/audit.md).
     snapshot_every_events: int = DEFAULT_SNAPSHOT_EVERY_EVENTS
     snapshot_every_seconds: float = 0.0
+    # Delete finished tasks' rows this long after they finished (None: keep them), first
+    # appending them to archive_to if given (services/history/retention.py).
+    retain_finished: timedelta | None = None
+    archive_to: Path | None = None
 
 
 class EmbeddedNode(Node):
@@ -114,7 +120,12 @@ class EmbeddedNode(Node):
         self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
         await self.projector.load()
         snapshots = Snapshots.open(views_path(cfg.db))
-        self.history = History(self.backend, self.queries, self.clock, snapshots)
+        self.history = History(self.backend, self.queries, self.clock, snapshots,
+                               cfg.retain_finished)
+        self.retention: Retention | None = None
+        if cfg.retain_finished is not None:
+            self.retention = Retention(self.store, self.queries, self.clock,
+                                       cfg.retain_finished, cfg.archive_to)
         self.snapshotter = Snapshotter(snapshots, views_path(cfg.db), self.projector,
                                        self.clock, cfg.snapshot_every_events,
                                        cfg.snapshot_every_seconds)
@@ -142,6 +153,8 @@ class EmbeddedNode(Node):
                                 self.projector.positions["schedules"])
         self.projector.start()
         self.snapshotter.start()
+        if self.retention is not None:
+            self.retention.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
             self._running.append(self.dispatcher)
@@ -180,6 +193,8 @@ class EmbeddedNode(Node):
         await self.publisher.drain()
         await self.caught_up(SETTLE_SECONDS)  # the read model shows what this node appended
         await self.snapshotter.stop()
+        if self.retention is not None:
+            await self.retention.stop()
         await self.projector.stop()
         await self.queries.close()
         await self.store.close()
@@ -192,6 +207,9 @@ class EmbeddedNode(Node):
         steps = [part.stop for part in reversed(self._running)]
         if hasattr(self, "snapshotter"):
             steps.append(self.snapshotter.stop)
+        retention = getattr(self, "retention", None)
+        if retention is not None:
+            steps.append(retention.stop)
         if hasattr(self, "projector"):
             steps.append(self.projector.stop)
         steps += [getattr(self, name).close for name in ("queries", "store", "backend")
