@@ -235,6 +235,10 @@ class EmbeddedNode(Node):
     def log_writable(self) -> bool:
         return self.backend.writer is not None
 
+    def crashed(self) -> list[str]:
+        return (super().crashed() + self.snapshotter.crashed()
+                + (self.retention.crashed() if self.retention is not None else []))
+
     def faults(self) -> list[str]:
         failing = self.backend.failing
         if failing is None:
