@@ -193,6 +193,8 @@ async def test_before_the_first_event_the_state_is_empty(node: EmbeddedNode) -> 
     async with api_client(node) as client:
         await client.post("/api/v1/tasks", json={"task_type": "echo", "payload": 1})
         await settle(node)
+        year_1 = await client.get("/api/v1/stats", params={"as_of": "0001-01-01T00:00:00+01:00"})
+        assert year_1.headers["X-As-Of-Time"] == "1970-01-01T00:00:00.000Z"
         stats = await client.get("/api/v1/stats", params={"as_of": "2001-01-01T00:00:00Z"})
         assert stats.status_code == 200
         assert stats.json()["completed_count"] == stats.json()["pending_count"] == 0

@@ -71,7 +71,7 @@ class History:
         from; they are still counted, and found one by one)."""
         if self.retain_finished is None:
             return None
-        return iso_ms(moment.time_ms - int(self.retain_finished.total_seconds() * 1000))
+        return iso_ms(max(0, moment.time_ms - int(self.retain_finished.total_seconds() * 1000)))
 
     def _logs(self) -> dict[str, Log]:
         logs = {}

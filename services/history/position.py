@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 Positions = dict[str, dict[int, int]]  # topic -> partition -> next offset
 
@@ -66,4 +66,9 @@ def parse_time(text: str) -> datetime | None:
     if moment.tzinfo is None:
         raise AsOfError("INVALID_ARGUMENT", f"as_of: {text!r} has no timezone "
                         "(2026-01-31T09:00:00Z)")
-    return moment
+    # Before any log's first record either way, and times before it have no Unix ms to
+    # write in the answer's headers.
+    return max(moment, EPOCH)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
