@@ -35,6 +35,7 @@ from jobledger.schemas.api import (
     MAX_BATCH,
     BatchCreated,
     BatchRequest,
+    ClusterInfo,
     Health,
     HistoryEntry,
     QueueInfo,
@@ -255,6 +256,10 @@ class Client:
         """/health, degraded (503) or not: `status` says which."""
         _, data = await self._request("GET", "/health", accept=frozenset({503}))
         return _decoder(Health).decode(data)  # type: ignore[no-any-return]
+
+    async def cluster(self) -> ClusterInfo:
+        """Every partition: who owns it, its end, and how far the answering node has read."""
+        return await self._call(ClusterInfo, "GET", "/api/v1/cluster")
 
     # -- API keys (docs/security.md) ---------------------------------------------------------
 
