@@ -7,12 +7,14 @@ by the cookie must also prove it comes from the dashboard:
 - a change (any method but GET, HEAD, OPTIONS) carries the session's CSRF token in the
   X-CSRF-Token header (`check_csrf`): another site's page cannot read the token, and so
   cannot send it;
-- a WebSocket's Origin is this server's own (`check_origin`): browsers always send it on
+- a WebSocket's Origin is a page of this server (`check_origin`): browsers always send it on
   a WebSocket handshake, and SameSite does not stop another site's socket to a site the
   browser has open.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from starlette.requests import cookie_parser
 from starlette.responses import Response
@@ -28,7 +30,6 @@ COOKIE = "jobledger_session"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION = "jobledger.session"  # the scope key of the session a request came with
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
-_HTTP_SCHEME = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
 
 def session_id_of(scope: Scope) -> str | None:
@@ -71,12 +72,13 @@ def check_csrf(scope: Scope, session: Session) -> None:
 
 def check_origin(scope: Scope) -> None:
     """A WebSocket authenticated by the cookie was opened by a page of this server: its
-    Origin is this server's scheme and Host."""
+    Origin's host and port are the Host it asked for. The scheme is not compared: behind a
+    proxy that ends TLS, the page is https and the socket reaches us as plain ws."""
     origin = _header(scope, b"origin")
-    own = f"{_HTTP_SCHEME.get(scope.get('scheme', 'ws'), 'http')}://{_header(scope, b'host')}"
-    if origin is None or origin.lower() != own.lower():
+    host = _header(scope, b"host") or ""
+    if origin is None or urlsplit(origin).netloc.lower() != host.lower():
         raise ApiError(403, "CSRF_FAILED", f"a WebSocket signed in by the session cookie must "
-                       f"come from {own}, not from {origin or 'no Origin'}")
+                       f"come from a page of {host}, not from {origin or 'no Origin'}")
 
 
 def set_session_cookie(response: Response, scope: Scope, session_id: str,

@@ -178,14 +178,15 @@ async def test_the_websocket_signs_in_by_cookie_from_this_servers_origin_only(
             await sign_in(http, ADMIN_KEY)
             cookie = {"Cookie": f"{COOKIE}={http.cookies[COOKIE]}"}
         url = base.replace("http://", "ws://") + "/ws"
-        answer, closed = await ws_ping(url, {**cookie, "Origin": base})
-        assert closed is None and answer is not None and '"pong"' in answer
+        for origin in (base, base.replace("http://", "https://")):  # https: a TLS proxy's page
+            answer, closed = await ws_ping(url, {**cookie, "Origin": origin})
+            assert closed is None and answer is not None and '"pong"' in answer
         for origin in ("http://evil.example", base.replace("127.0.0.1", "localhost"), None):
             headers = {**cookie, **({"Origin": origin} if origin else {})}
             answer, closed = await ws_ping(url, headers)
             assert answer is None and closed is not None, origin
             assert closed.code == POLICY_VIOLATION
-            assert "must come from" in closed.reason
+            assert "must come from a page of 127.0.0.1:" in closed.reason
         answer, closed = await ws_ping(url, {"Cookie": f"{COOKIE}=forged", "Origin": base})
         assert closed is not None and closed.code == POLICY_VIOLATION
         assert "session has ended" in closed.reason
