@@ -279,6 +279,13 @@ def test_with_auth_on_sign_in_works_a_reader_sees_no_cancel_and_forgeries_are_re
         page.fill("#api-key", "jl_" + "0" * 43)
         page.click("#key-form button[type=submit]")
         page.wait_for_selector("#signin-status.error >> text=not one this server issued")
+        # Without users (/auth/login: 404) the form says to use a key; with them, that
+        # this user is unknown. Either way, no sign-in.
+        page.fill("#username", "nobody")
+        page.fill("#password", "not-a-password")
+        page.click("#password-form button[type=submit]")
+        page.wait_for_selector("#signin-status.error:not(:has-text('not one this server'))")
+        assert page.is_visible("#key-form")
 
         sign_in(dash, ADMIN_KEY)  # and on to the page asked for
         page.wait_for_selector('#task-status [data-status="in_progress"]')
