@@ -14,8 +14,8 @@ const VIEWS = {overview, tasks, task, schedules, workers};
 const TITLES = {overview: 'Overview', tasks: 'Tasks', task: 'Task', schedules: 'Schedules',
   workers: 'Workers & queues'};
 const STATES = {connecting: 'connecting…', live: 'live', reconnecting: 'reconnecting…'};
-const ENDED = 'Your session has ended (signed out elsewhere, expired, or its key revoked): '
-  + 'sign in again.';
+const ENDED = 'Your session has ended (signed out elsewhere, expired, or its key or user '
+  + 'no longer valid): sign in again.';
 
 const main = document.getElementById('main');
 const nav = document.querySelector('header.top nav');
