@@ -7,7 +7,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobledger.schemas import Permission
-from jobledger.schemas.api import Health, QueueInfo, QueuePath, QueueToggled, Stats, WorkerInfo
+from jobledger.schemas.api import (
+    ClusterInfo,
+    Health,
+    QueueInfo,
+    QueuePath,
+    QueueToggled,
+    Stats,
+    WorkerInfo,
+)
 from jobledger.schemas.common import to_ms
 from jobledger.services.node.base import Node
 
@@ -64,6 +72,10 @@ async def queues(request: Request) -> Response:
     return await answer_as_of(request, lambda q, m: q.queues(), lambda q: q.queues())
 
 
+async def cluster(request: Request) -> Response:
+    return JSON(await node(request).cluster())
+
+
 async def pause_queue(request: Request) -> Response:
     return await _set_paused(request, True)
 
@@ -102,6 +114,9 @@ endpoints = [
              query=AsOfQuery,
              replies={200: Reply("every worker ever registered", list[WorkerInfo])},
              errors=AS_OF_ERRORS, access=Permission.READ_TASKS),
+    Endpoint("GET", "/api/v1/cluster", cluster, "Partitions: owner, end and this node's lag",
+             tag="system", replies={200: Reply("every partition of every topic", ClusterInfo)},
+             access=Permission.READ_TASKS),
     Endpoint("GET", "/api/v1/queues", queues, "Queues: paused, waiting and running counts",
              tag="queues", query=AsOfQuery, replies={200: Reply("the queues", list[QueueInfo])},
              errors=AS_OF_ERRORS, access=Permission.READ_TASKS),
