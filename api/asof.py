@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobledger.projections.queries import Queries
+from jobledger.schemas.api import AS_OF_PATTERN
 from jobledger.services.history.asof import Moment
 from jobledger.services.history.position import AsOfError
 
@@ -26,8 +27,8 @@ AS_OF_DESCRIPTION = (
 class AsOfQuery(msgspec.Struct, frozen=True):
     """The query parameter of the read endpoints that can answer for a past moment."""
 
-    as_of: Annotated[str, msgspec.Meta(description=AS_OF_DESCRIPTION)] | msgspec.UnsetType = (
-        msgspec.UNSET)
+    as_of: Annotated[str, msgspec.Meta(
+        pattern=AS_OF_PATTERN, description=AS_OF_DESCRIPTION)] | msgspec.UnsetType = msgspec.UNSET
 
 
 AS_OF_ERRORS = {400: "as_of is malformed (INVALID_ARGUMENT) or in the future, or past the "
