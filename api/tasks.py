@@ -102,8 +102,8 @@ async def _task_as_of(request: Request, task_id: str, as_of: str) -> Response:
     """The task as it was then, folded from its own events; the position is its
     partition's alone."""
     history = node(request).history
-    moment = await moment_of(request, as_of, (JOBS, history.backend.topic(JOBS)
-                                              .partition_for(task_id)))
+    partition = history.backend.topic(JOBS).partition_for(task_id)
+    moment = await moment_of(request, as_of, (JOBS, partition))
     task = await history.task(task_id, moment)
     if task is None:
         raise ApiError(404, "NOT_FOUND", f"no task {task_id} as of {as_of}")

@@ -21,10 +21,12 @@ from jobledger.schemas.common import iso_ms
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.history.position import format_position
-from jobledger.services.node.embedded import EmbeddedNode, NodeConfig
+from jobledger.services.history.snapshots import snapshots_dir
+from jobledger.services.node.embedded import EmbeddedNode, NodeConfig, views_path
 from jobledger.services.runtime.clock import ManualClock
 from jobledger.services.runtime.dispatcher import DispatcherConfig
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL
+from jobledger.services.write.producer import task_request
 from tests.support.api_harness import api_client, assert_error
 from tests.support.harness import advance, seeded_backoff, settle
 
@@ -217,3 +219,21 @@ async def test_a_time_in_the_future_or_a_position_past_the_end_is_a_400(
         for bad in ("yesterday", "2026-01-01T00:00:00", "jobs/9:1", "nope/0:1", ""):
             assert_error(await client.get("/api/v1/stats", params={"as_of": bad}), 400,
                          "INVALID_ARGUMENT", "as_of")
+
+
+async def test_snapshots_of_another_log_are_removed_at_start(tmp_path: Path) -> None:
+    config = NodeConfig(db=tmp_path / "j.db", snapshot_every_events=2, run_workers=False)
+    async with EmbeddedNode(config, app, clock=ManualClock()) as node:
+        await node.commands.enqueue([task_request("echo", n) for n in range(3)],
+                                    wait_visible=True)
+        await node.caught_up(5)
+        async with asyncio.timeout(10):  # the snapshot is taken in a thread
+            while not node.history.snapshots.taken:  # type: ignore[union-attr]
+                await asyncio.sleep(0.01)
+    snapshots = snapshots_dir(views_path(config.db))
+    assert list(snapshots.glob("*.db"))
+    for name in ("j.db", "j.views.db"):
+        (tmp_path / name).unlink()  # a new log, and read models rebuilt over it
+    async with EmbeddedNode(config, app, clock=ManualClock()) as node:
+        assert node.history.snapshots.taken == []  # type: ignore[union-attr]
+    assert not list(snapshots.glob("*.db"))

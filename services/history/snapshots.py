@@ -56,13 +56,21 @@ class Snapshots:
         self.taken: list[Snapshot] = []
 
     @classmethod
-    def open(cls, views: Path) -> Snapshots:
-        """The snapshots on disk beside `views` (a half-written one is removed)."""
+    def open(cls, views: Path, log_id: str | None) -> Snapshots:
+        """The snapshots on disk beside `views` of the log `log_id` (None: a log that cannot
+        tell). A half-written one is removed, and so are those of another log: read models
+        rebuilt over another log (services/node/read_model_check.py) leave them behind."""
         snapshots = cls(snapshots_dir(views))
         snapshots.directory.mkdir(exist_ok=True)
         for stale in snapshots.directory.glob("*.tmp"):
             stale.unlink()
-        found = [Snapshot(path, _applied(path)) for path in snapshots.directory.glob("*.db")]
+        found = []
+        for path in snapshots.directory.glob("*.db"):
+            if _log_of(path) != log_id:
+                log.warning("removing %s: a snapshot of another log", path)
+                path.unlink()
+                continue
+            found.append(Snapshot(path, _applied(path)))
         snapshots.taken = sorted(found, key=lambda s: s.events)
         return snapshots
 
@@ -131,6 +139,15 @@ def copy_read_models(views: Path, out: Path) -> None:
         copy.execute("PRAGMA journal_mode=DELETE")
     finally:
         copy.close()
+
+
+def _log_of(path: Path) -> str | None:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT log_id FROM log_source").fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else None
 
 
 def _applied(path: Path) -> Positions:

@@ -121,7 +121,8 @@ class EmbeddedNode(Node):
         self.queries = await Queries.open(views_path(cfg.db))
         self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
         await self.projector.load()
-        snapshots = Snapshots.open(views_path(cfg.db))
+        identity = await self.backend.identity()
+        snapshots = Snapshots.open(views_path(cfg.db), identity.log_id if identity else None)
         self.history = History(self.backend, self.queries, self.clock, snapshots,
                                cfg.retain_finished)
         self.retention: Retention | None = None
