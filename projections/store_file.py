@@ -20,7 +20,8 @@ import os
 import sqlite3
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
+from importlib import resources
 from pathlib import Path
 
 import psutil
@@ -66,6 +67,7 @@ class OnDisk:
 
     source: tuple[str, int] | None  # the log's (log_id, epoch); None: not recorded
     checkpoints: dict[str, dict[int, int]]  # model -> partition -> next offset
+    outdated: str = ""  # a table whose columns are not this version's ("": none)
 
     @property
     def applied(self) -> int:
@@ -88,9 +90,37 @@ def read_on_disk(path: Path) -> OnDisk | None:
         row = None
         if "log_source" in tables:
             row = conn.execute("SELECT log_id, epoch FROM log_source").fetchone()
-        return OnDisk(None if row is None else (row[0], row[1]), checkpoints)
+        source = None if row is None else (row[0], row[1])
+        return OnDisk(source, checkpoints, _outdated_table(conn, tables))
     finally:
         conn.close()
+
+
+def _outdated_table(conn: sqlite3.Connection, tables: set[str]) -> str:
+    """The first table of the file whose columns differ from this version's schema.sql
+    (a column added since: the file was written by an older jobledger); "" if none. A
+    table the file lacks is not outdated: opening the store creates it empty."""
+    for table, columns in sorted(_schema_columns().items()):
+        if table in tables and _columns(conn, table) != columns:
+            return table
+    return ""
+
+
+@cache
+def _schema_columns() -> dict[str, tuple[str, ...]]:
+    """Each table's column names, as schema.sql creates them."""
+    schema = resources.files("jobledger.projections").joinpath("schema.sql").read_text()
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(schema)
+        names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {name: _columns(conn, name) for name in names}
+    finally:
+        conn.close()
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
+    return tuple(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def fsync_files(path: Path) -> None:

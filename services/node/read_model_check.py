@@ -16,7 +16,9 @@ never become visible. So at start:
 5. read models that applied more of a partition than this log holds: refused if they
    record this log's id (it lost events: an older copy restored), rebuilt if they record
    none (written before identities: nothing says they are this log's);
-6. otherwise kept; the log's identity is recorded (adopted by a file from before).
+6. read models whose tables have other columns than this version's (an older jobledger
+   wrote them): rebuilt;
+7. otherwise kept; the log's identity is recorded (adopted by a file from before).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def refuse_a_lost_log(db: Path, views: Path, on_disk: OnDisk | None) -> None:
 def judge(views: Path, on_disk: OnDisk | None, identity: LogIdentity | None,
           ends: Ends) -> tuple[Verdict, str]:
     """Keep or rebuild the read models at views (and why), or raise DataFileError; rules
-    2-6 above. The refusal's message goes on from the log's name (fit_read_models)."""
+    2-7 above. The refusal's message goes on from the log's name (fit_read_models)."""
     if on_disk is None or not on_disk.applied:
         return Verdict.KEEP, "nothing applied yet"
     source = None if on_disk.source is None else LogIdentity(*on_disk.source)
@@ -87,6 +89,9 @@ def judge(views: Path, on_disk: OnDisk | None, identity: LogIdentity | None,
     if beyond:
         return Verdict.REBUILD, (f"they applied more than the log holds ({beyond}) and record "
                                  "no log id (written before jobledger recorded one)")
+    if on_disk.outdated:
+        return Verdict.REBUILD, (f"their table {on_disk.outdated} has other columns than this "
+                                 "version's (an older jobledger wrote them)")
     return Verdict.KEEP, "they are this log's"
 
 
