@@ -51,4 +51,4 @@ class RequestIds:
 
 def request_id_of(scope: Scope) -> str | None:
     """The id of the request in scope (None outside RequestIds: an app built without it)."""
-    return scope.get(SCOPE_KEY)  # type: ignore[no-any-return]  # set as a str above
+    return scope.get(SCOPE_KEY)

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypedDict
+from typing import Any
 
 from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
 from jobledger.projections.queues import QueueState
@@ -69,7 +69,7 @@ from jobledger.services.runtime.retry_policy import RetryPolicy
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.runtime.timers import Timer, TimerKind, Timers
 from jobledger.services.write.producer import Producer, task_request
-from jobledger.services.write.publisher import Done, Publisher, unchecked
+from jobledger.services.write.publisher import NO_CAUSE, Cause, Done, Publisher, unchecked
 
 S = JobStatus
 FINISHED_KEYED_MEMORY = 100_000  # finished keyed jobs kept in memory; older: known_jobs
@@ -95,16 +95,6 @@ class DispatcherConfig:
     @property
     def heartbeat_every(self) -> float:
         return self.heartbeat_seconds or self.lease_seconds / 3
-
-
-class Cause(TypedDict, total=False):
-    """The causal ids of an event the dispatcher appends (docs/events.md, "Causal ids")."""
-
-    causation_id: str | None
-    correlation_id: str | None
-
-
-NO_CAUSE = Cause()
 
 
 def cause_of(job: JobState) -> Cause:

@@ -27,7 +27,7 @@ from jobledger.schemas.lifecycle import TERMINAL, WAITING
 from jobledger.services.log.protocol import Entry
 from jobledger.services.runtime.projector import Projector
 from jobledger.services.write.producer import Producer
-from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.publisher import Cause, Publisher
 from jobledger.services.write.task_types import TaskTypes
 from jobledger.services.write.visibility import VisibilityWaiters
 
@@ -57,9 +57,9 @@ def _initial_status(env: Envelope) -> JobStatus:
     return S.PENDING if event.run_at is None else initial_status(event, env)
 
 
-def _asked(job: JobState, request_id: str | None) -> dict[str, str | None]:
+def _asked(job: JobState, request_id: str | None) -> Cause:
     """The causal ids of a request about a job: caused by the request, in the job's chain."""
-    return {"causation_id": request_id, "correlation_id": job.correlation_id}
+    return Cause(causation_id=request_id, correlation_id=job.correlation_id)
 
 
 class CancelOutcome(enum.Enum):

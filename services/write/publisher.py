@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import TypedDict
 
 from jobledger.schemas import Actor, Envelope, Event, encode, topic_of, uuid7
 from jobledger.services.log.protocol import Entry, LogBackend, Position
@@ -12,6 +13,18 @@ from jobledger.services.runtime.clock import Clock
 
 # Told (position, None) once an event is durable, or (None, error) if its append failed.
 Done = Callable[[Position | None, BaseException | None], None]
+
+
+class Cause(TypedDict, total=False):
+    """The causal ids of an event to publish (docs/events.md, "Causal ids"), as keyword
+    arguments of publish and publish_then."""
+
+    causation_id: str | None
+    correlation_id: str | None
+
+
+NO_CAUSE = Cause()
+
 # What waits for one event's append: a future, or a Done called at once.
 _Waiter = asyncio.Future[Position] | Done
 
