@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -94,8 +95,9 @@ class JobContext:
                 running = None
             if running is loop:
                 emit(level, message, details)
-            else:
-                loop.call_soon_threadsafe(emit, level, message, details)
+            else:  # in the handler's context, so the line is logged with its span
+                loop.call_soon_threadsafe(emit, level, message, details,
+                                          context=contextvars.copy_context())
 
         return call
 

@@ -66,6 +66,7 @@ from jobledger.services.runtime.partition_owner import PartitionOwner
 from jobledger.services.runtime.partition_state import JobsFold, JobsSnapshot, merge_queues
 from jobledger.services.runtime.ready_set import ReadySet
 from jobledger.services.runtime.retry_policy import RetryPolicy
+from jobledger.services.runtime.server_log import log_handler_line
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.runtime.timers import Timer, TimerKind, Timers
 from jobledger.services.write.producer import Producer, task_request
@@ -483,6 +484,8 @@ class Dispatcher(JobsFold):
                           details=details)
         self.publisher.publish_then(event, job_id, unchecked, actor=self.worker_actor,
                                     **attempt_cause(ctx))
+        log_handler_line(job_id, ctx.task_type, ctx.attempt, self.config.worker_id, level,
+                         message, details)
 
     async def _enqueue_child(self, ctx: JobContext, task_type: str, payload: Any,
                              options: dict[str, Any]) -> str:
