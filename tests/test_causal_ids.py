@@ -125,3 +125,33 @@ async def test_a_cancel_cites_its_request_and_a_lease_expiry_its_pick(
     expired = _by_type(events)
     assert expired["JobLeaseExpired"].causation_id == expired["JobPicked"].id
     release.set()
+
+
+async def test_a_sync_handler_enqueues_from_its_thread_and_a_bad_option_is_named(
+    make_node: NodeFactory,
+) -> None:
+    app = App()
+    made: list[str] = []
+    refused: list[str] = []
+
+    @app.job("sync_parent")
+    def sync_parent(ctx: JobContext, payload: Any) -> None:
+        made.append(ctx.enqueue_sync("leaf", {"from": "thread"}, priority=200))
+        try:
+            ctx.enqueue_sync("leaf", priority=999)
+        except ValueError as exc:  # InvalidJob
+            refused.append(str(exc))
+
+    @app.job("leaf")
+    async def leaf(ctx: JobContext, payload: Any) -> None:
+        return None
+
+    node = await make_node(app)
+    parent_id = await enqueue(node, "sync_parent")
+    await wait_until(node, parent_id, S.COMPLETED)
+    (child_id,) = made
+    child = await wait_until(node, child_id, S.COMPLETED)
+    parent = _by_type(await history(node, parent_id))
+    assert child.priority == 200 and child.correlation_id == parent["JobEnqueued"].id
+    assert (await history(node, child_id))[0].causation_id == parent["JobPicked"].id
+    assert len(refused) == 1 and "priority" in refused[0]

@@ -49,7 +49,8 @@ def add_parsers(sub: Any) -> None:
         one.set_defaults(run=cancel_command if name == "cancel" else requeue_command)
     history = sub.add_parser("history", help="a task's events: its audit trail",
                              description="Every event of a task in log order: time, event, "
-                             "attempt, actor, worker and position in the log.",
+                             "attempt, actor, worker, position in the log and event id (for "
+                             "`jobledger causes`).",
                              epilog=EXIT_CODES, formatter_class=RAW)
     history.add_argument("task_id")
     _client_args(history, listing=True)
@@ -219,7 +220,7 @@ def history_command(args: argparse.Namespace) -> int:
     async def body(client: Client) -> None:
         events = await client.history(args.task_id)
         emit(events, args.format, lambda: table(
-            ("Time", "Event", "Attempt", "Actor", "Worker", "Position"),
+            ("Time", "Event", "Attempt", "Actor", "Worker", "Position", "Event id"),
             map(_history_row, events)))
 
     return call_server(args, body)
@@ -244,7 +245,7 @@ def _task_of(entry: HistoryEntry) -> Any:
 def _history_row(entry: HistoryEntry) -> tuple[Any, ...]:
     actor = ":".join(filter(None, (entry.actor.kind, entry.actor.name or entry.actor.id)))
     return (entry.time, entry.type, entry.attempt, actor, entry.worker_id,
-            f"{entry.partition}:{entry.offset}")
+            f"{entry.partition}:{entry.offset}", entry.event_id)
 
 
 # -- list ------------------------------------------------------------------------------------
