@@ -20,7 +20,7 @@ import os
 import sqlite3
 import zlib
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -28,6 +28,8 @@ import psutil
 
 log = logging.getLogger(__name__)
 CLOSED = 0  # user_version of a file no store has open
+# Tables that are not read models: one missing is made empty (files from before log_source)
+METADATA = frozenset({"log_source"})
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -67,7 +69,8 @@ class OnDisk:
 
     source: tuple[str, int] | None  # the log's (log_id, epoch); None: not recorded
     checkpoints: dict[str, dict[int, int]]  # model -> partition -> next offset
-    outdated: str = ""  # a table whose columns are not this version's ("": none)
+    # Read-model tables of schema.sql the file lacks or defines otherwise: another version
+    stale_tables: tuple[str, ...] = ()
 
     @property
     def applied(self) -> int:
@@ -90,37 +93,29 @@ def read_on_disk(path: Path) -> OnDisk | None:
         row = None
         if "log_source" in tables:
             row = conn.execute("SELECT log_id, epoch FROM log_source").fetchone()
-        source = None if row is None else (row[0], row[1])
-        return OnDisk(source, checkpoints, _outdated_table(conn, tables))
+        shapes = table_shapes(conn)
+        stale = tuple(sorted(name for name, sql in schema_shapes().items()
+                             if shapes.get(name, sql if name in METADATA else None) != sql))
+        return OnDisk(None if row is None else (row[0], row[1]), checkpoints, stale)
     finally:
         conn.close()
 
 
-def _outdated_table(conn: sqlite3.Connection, tables: set[str]) -> str:
-    """The first table of the file whose columns differ from this version's schema.sql
-    (a column added since: the file was written by an older jobledger); "" if none. A
-    table the file lacks is not outdated: opening the store creates it empty."""
-    for table, columns in sorted(_schema_columns().items()):
-        if table in tables and _columns(conn, table) != columns:
-            return table
-    return ""
+def table_shapes(conn: sqlite3.Connection) -> dict[str, str]:
+    """Each table's CREATE statement, as SQLite keeps it."""
+    return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
 
 
-@cache
-def _schema_columns() -> dict[str, tuple[str, ...]]:
-    """Each table's column names, as schema.sql creates them."""
-    schema = resources.files("jobledger.projections").joinpath("schema.sql").read_text()
+@lru_cache(maxsize=1)
+def schema_shapes() -> dict[str, str]:
+    """The tables this version's schema.sql creates, as SQLite keeps them."""
     conn = sqlite3.connect(":memory:")
     try:
-        conn.executescript(schema)
-        names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {name: _columns(conn, name) for name in names}
+        conn.executescript(
+            resources.files("jobledger.projections").joinpath("schema.sql").read_text())
+        return table_shapes(conn)
     finally:
         conn.close()
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
-    return tuple(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def fsync_files(path: Path) -> None:

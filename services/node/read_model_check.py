@@ -10,15 +10,15 @@ never become visible. So at start:
    0 bytes: refused (DataFileError) before the log is opened, since opening would make
    a new log in its place;
 2. read models with nothing applied fit any log;
-3. read models of another log (another id): removed, with a warning, and rebuilt;
+3. read models of another log (another id), or whose tables another jobledger version
+   wrote (a table of schema.sql missing or defined otherwise): removed, with a warning,
+   and rebuilt;
 4. a log that holds no events while the read models applied some: refused, since the
    log looks lost;
 5. read models that applied more of a partition than this log holds: refused if they
    record this log's id (it lost events: an older copy restored), rebuilt if they record
    none (written before identities: nothing says they are this log's);
-6. read models whose tables have other columns than this version's (an older jobledger
-   wrote them): rebuilt;
-7. otherwise kept; the log's identity is recorded (adopted by a file from before).
+6. otherwise kept; the log's identity is recorded (adopted by a file from before).
 """
 
 from __future__ import annotations
@@ -72,9 +72,12 @@ def refuse_a_lost_log(db: Path, views: Path, on_disk: OnDisk | None) -> None:
 def judge(views: Path, on_disk: OnDisk | None, identity: LogIdentity | None,
           ends: Ends) -> tuple[Verdict, str]:
     """Keep or rebuild the read models at views (and why), or raise DataFileError; rules
-    2-7 above. The refusal's message goes on from the log's name (fit_read_models)."""
+    2-6 above. The refusal's message goes on from the log's name (fit_read_models)."""
     if on_disk is None or not on_disk.applied:
         return Verdict.KEEP, "nothing applied yet"
+    if on_disk.stale_tables:
+        return Verdict.REBUILD, ("another jobledger version wrote them (its tables "
+                                 f"{', '.join(on_disk.stale_tables)} differ from this one's)")
     source = None if on_disk.source is None else LogIdentity(*on_disk.source)
     if source is not None and identity is not None and source.log_id != identity.log_id:
         return Verdict.REBUILD, (f"they were folded from another log (log id {source.log_id}, "
@@ -89,9 +92,6 @@ def judge(views: Path, on_disk: OnDisk | None, identity: LogIdentity | None,
     if beyond:
         return Verdict.REBUILD, (f"they applied more than the log holds ({beyond}) and record "
                                  "no log id (written before jobledger recorded one)")
-    if on_disk.outdated:
-        return Verdict.REBUILD, (f"their table {on_disk.outdated} has other columns than this "
-                                 "version's (an older jobledger wrote them)")
     return Verdict.KEEP, "they are this log's"
 
 
