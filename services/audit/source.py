@@ -8,14 +8,16 @@ the previous link), and their links are computed here, from offset 0.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
 from jobledger.services.log.chain import genesis
+from jobledger.services.log.chain_upgrade import UPGRADED
 from jobledger.services.log.protocol import Log, LogBackend, LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend, _partition_end, damage_named
 
@@ -94,6 +96,10 @@ class Source:
         """Where the log recorded each chain to end; None if it records no heads (Kafka)."""
         return None
 
+    async def upgrade_note(self) -> str | None:
+        """What of the log was chained by an upgrade rather than as it was written."""
+        return None
+
     async def link_before(self, slot: Slot, offset: int) -> bytes | None:
         """The link of the record before offset, if the log stores it (None: compute the
         chain from offset 0)."""
@@ -129,6 +135,22 @@ class SQLiteSource(Source):
                           "`jobledger serve` on it once), then verify")
 
     _snapshot: tuple[dict[Slot, int], dict[Slot, Head]] | None = None
+
+    async def upgrade_note(self) -> str | None:
+        def read() -> str | None:
+            row = self.backend.reader.execute("SELECT value FROM meta WHERE key = ?",
+                                              (UPGRADED,)).fetchone()
+            return None if row is None else str(row[0])
+
+        note = await self.backend.run(read)
+        if note is None:
+            return None
+        upgrade = json.loads(note)
+        when = datetime.fromtimestamp(upgrade["time_ms"] / 1000, UTC)
+        ends = ", ".join(f"{slot} below {end}" for slot, end in upgrade["ends"].items())
+        return (f"note: records written before the chain were chained on "
+                f"{when:%Y-%m-%dT%H:%M:%SZ} ({ends}): their links prove them unchanged since "
+                "then, not before")
 
     async def recorded_heads(self) -> dict[Slot, Head]:
         return (await self.snapshot())[1]

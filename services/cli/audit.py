@@ -133,7 +133,8 @@ async def _source(args: argparse.Namespace) -> Any:
     return await Source.sqlite(args.db)
 
 
-async def _verified(args: argparse.Namespace, anchor: str | None) -> tuple[list[Any], bool]:
+async def _verified(args: argparse.Namespace,
+                    anchor: str | None) -> tuple[list[Any], bool, str | None]:
     from jobledger.services.audit.verify import Range, parse_anchor, verify
 
     want = Range(getattr(args, "start", None), getattr(args, "stop", None))
@@ -146,15 +147,18 @@ async def _verified(args: argparse.Namespace, anchor: str | None) -> tuple[list[
         with progress("verifying") as (advance, total):
             total(sum((await source.ends()).values()))
             results = await verify(source, want, advance)
+        note = await source.upgrade_note()
     finally:
         await source.close()
-    return results, all(r.finding is None for r in results)
+    return results, all(r.finding is None for r in results), note
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    results, ok = _run(_verified(args, args.anchor))
+    results, ok, note = _run(_verified(args, args.anchor))
     for result in results:
         print(result.line())
+    if note:
+        print(note)
     records = sum(r.end - r.start for r in results)
     if ok:
         extends = " and extends the anchor" if args.anchor else ""
@@ -168,7 +172,7 @@ def verify_command(args: argparse.Namespace) -> int:
 def anchor_command(args: argparse.Namespace) -> int:
     from jobledger.services.audit.verify import anchor_line
 
-    results, ok = _run(_verified(args, None))
+    results, ok, _ = _run(_verified(args, None))
     if not ok:
         for result in results:
             if result.finding is not None:
