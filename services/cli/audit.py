@@ -37,7 +37,7 @@ def add_parsers(sub: Any) -> None:
         parser.add_argument("--db", type=Path, default=Path("jobledger.db"),
                             help="the log file (default ./jobledger.db)")
         if kafka:
-            kafka_cli.add_kafka_args(parser, required=False)
+            _kafka_read_args(parser)
         parser.set_defaults(run=run)
         return parser
 
@@ -87,6 +87,16 @@ def add_parsers(sub: Any) -> None:
             "Give every record of a log written before the hash chain its link (serve does "
             "it on start too). The links prove the records unchanged since the upgrade, "
             "not before it.", kafka=False)
+
+
+def _kafka_read_args(parser: argparse.ArgumentParser) -> None:
+    """Which Kafka topics to read instead of --db: readers need no more than that."""
+    group = parser.add_argument_group("Kafka")
+    group.add_argument("--broker", help="kafka://HOST:PORT[,HOST:PORT...]: read the Kafka "
+                       "topics instead of --db")
+    group.add_argument("--topic-prefix", default="jobledger.",
+                       help="prefix of every topic name (default 'jobledger.')")
+    parser.set_defaults(replication_factor=1, min_insync_replicas=None, idempotence=True)
 
 
 def _range_args(parser: argparse.ArgumentParser) -> None:
