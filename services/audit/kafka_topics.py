@@ -34,6 +34,8 @@ async def open_existing(config: Any) -> tuple[Any, dict[str, int]]:
     if not roles:
         raise LogError(f"no jobledger topic under the prefix {config.topic_prefix!r} at "
                        f"{config.bootstrap_servers} (is --topic-prefix right?)")
-    existing = replace(config, partitions=1)  # at least one: topics keep the count they have
+    # At least one partition: topics keep the count they have. The backend starts a
+    # producer, which readers never use: not the idempotent one, which some brokers refuse.
+    existing = replace(config, partitions=1, idempotent=False)
     backend = await KafkaLogBackend.open(existing, dict.fromkeys(sorted(roles), 1))
     return backend, {role: backend.topic(role).partitions for role in sorted(roles)}
