@@ -27,8 +27,9 @@ from jobledger.services.replay.rebuild import replay, replay_topics
 from tests.support.audit_history import SERVE_PARTITIONS, write_history
 from tests.support.builders import envelope
 from tests.support.kafka_broker import TansuBroker, unique_prefix
-from tests.support.kafka_harness import kafka_config
+from tests.support.kafka_harness import kafka_config, node_config, started
 
+WAIT_S = 30.0  # for a node to catch up
 KILL_WITHIN_S = 60.0  # bounds the wait for the first records to land
 
 
@@ -189,3 +190,21 @@ async def _records(log: object) -> dict[int, list[tuple[int, str, bytes]]]:
             got = await log.read(part, len(rows), 5000)  # type: ignore[attr-defined]
             rows += [(r.offset, r.key, r.value) for r in got]
     return out
+
+
+async def test_a_kafka_api_node_serves_the_migrated_read_models(
+        tmp_path: Path, kafka_broker: TansuBroker) -> None:
+    """After the migration, an API node of the Kafka mode (crc32) folds the topics into the
+    read models the embedded replay builds, table for table."""
+    db = tmp_path / "log.db"
+    await write_history(db)
+    prefix = unique_prefix("api")
+    assert await asyncio.to_thread(main, migrate_args(db, kafka_broker, prefix)) == Exit.OK
+    embedded = await replay(db, tmp_path / "embedded.replay.db", show_progress=False)
+    config = kafka_config(kafka_broker, prefix, partitioner="crc32")
+    node = await started(node_config(config, tmp_path / "views.db"))
+    try:
+        assert await node.caught_up(WAIT_S)
+        assert await node.store.checksums() == embedded
+    finally:
+        await node.stop()
