@@ -174,7 +174,7 @@ async def import_file(path: Path, db: Path, advance: Callable[[int], None]) -> i
 
 def _batches(path: Path, size: int = 2_000) -> Iterator[tuple[str, list[Entry]]]:
     """Consecutive lines of one topic, as entries at their partition and time."""
-    topic, entries = "", []
+    topic, entries = "", list[Entry]()
     for _, line in read_lines(path):
         if entries and (line.topic != topic or len(entries) >= size):
             yield topic, entries

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,10 +129,6 @@ def progress(what: str) -> Iterator[tuple[Callable[[int], None], Callable[[int],
         yield (lambda n: bar.advance(task, n)), (lambda n: bar.update(task, total=n))
 
 
-def _run(body: Coroutine[Any, Any, int]) -> int:
-    return asyncio.run(body)
-
-
 async def _source(args: argparse.Namespace) -> Any:
     from jobledger.services.audit.source import Source
 
@@ -164,7 +160,7 @@ async def _verified(args: argparse.Namespace,
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    results, ok, note = _run(_verified(args, args.anchor))
+    results, ok, note = asyncio.run(_verified(args, args.anchor))
     for result in results:
         print(result.line())
     if note:
@@ -182,7 +178,7 @@ def verify_command(args: argparse.Namespace) -> int:
 def anchor_command(args: argparse.Namespace) -> int:
     from jobledger.services.audit.verify import anchor_line
 
-    results, ok, _ = _run(_verified(args, None))
+    results, ok, _ = asyncio.run(_verified(args, None))
     if not ok:
         for result in results:
             if result.finding is not None:
@@ -210,7 +206,7 @@ def export_command(args: argparse.Namespace) -> int:
         print(f"exported {written} records", file=sys.stderr)
         return Exit.OK
 
-    return _run(body())
+    return asyncio.run(body())
 
 
 def import_command(args: argparse.Namespace) -> int:
@@ -223,7 +219,7 @@ def import_command(args: argparse.Namespace) -> int:
     with progress("checking the chain") as (advance, _):
         check_file(args.file, advance)
     with progress("importing") as (advance, _):
-        count = _run(import_file(args.file, args.db, advance))
+        count = asyncio.run(import_file(args.file, args.db, advance))
     print(f"imported {count} records into {args.db}; the chain holds")
     return Exit.OK
 
@@ -238,7 +234,7 @@ def migrate_command(args: argparse.Namespace) -> int:
     except UsageError as error:
         raise UsageError(str(error).replace("--broker", "--to")) from None
     with progress("migrating") as (advance, total):
-        done = _run(migrate(args.db, config, advance, total))
+        done = asyncio.run(migrate(args.db, config, advance, total))
     before = sum(there for there, _ in done.values())
     copied = sum(now for _, now in done.values())
     print(f"migrated {args.db} to {args.to} (prefix {args.topic_prefix!r}): {copied} records "
@@ -257,6 +253,6 @@ def upgrade_command(args: argparse.Namespace) -> int:
         backend = await SQLiteLogBackend.open(args.db, {})
         await backend.close()
 
-    _run(body())
+    asyncio.run(body())
     print(f"{args.db}: every record is chained")
     return Exit.OK
