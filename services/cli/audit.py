@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ def add_parsers(sub: Any) -> None:
     def command(name: str, text: str, run: Callable[[argparse.Namespace], int],
                 description: str, kafka: bool = True) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = sub.add_parser(
-            name, help=text, description=description, epilog=AUDIT_EXIT_CODES,
+            name, help=text, description=textwrap.fill(description, 79), epilog=AUDIT_EXIT_CODES,
             formatter_class=RAW)
         parser.add_argument("--db", type=Path, default=Path("jobledger.db"),
                             help="the log file (default ./jobledger.db)")
