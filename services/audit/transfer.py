@@ -153,10 +153,11 @@ def check_file(path: Path, advance: Callable[[int], None]) -> dict[str, int]:
     return counts
 
 
-async def import_file(path: Path, db: Path, advance: Callable[[int], None]) -> int:
-    """Append the (checked) file's records to a new log at db, at the same partitions and
-    offsets; how many. The log's own chain then equals the file's."""
-    counts = check_file(path, lambda _: None)
+async def import_file(path: Path, db: Path, counts: dict[str, int],
+                      advance: Callable[[int], None]) -> int:
+    """Append the records of a file check_file passed (counts: what it returned) to a new
+    log at db, at the same partitions and offsets; how many. The log's own chain then
+    equals the file's."""
     backend = await SQLiteLogBackend.open(db, counts)
     try:
         ends = {t: sum((await backend.topic(t).end_offsets()).values()) for t in counts}

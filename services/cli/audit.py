@@ -218,9 +218,9 @@ def import_command(args: argparse.Namespace) -> int:
     if args.db.exists() and args.db.stat().st_size:
         raise UsageError(f"--db: {args.db} exists: import into a new log file")
     with progress("checking the chain") as (advance, _):
-        check_file(args.file, advance)
+        counts = check_file(args.file, advance)
     with progress("importing") as (advance, _):
-        count = asyncio.run(import_file(args.file, args.db, advance))
+        count = asyncio.run(import_file(args.file, args.db, counts, advance))
     print(f"imported {count} records into {args.db}; the chain holds")
     return Exit.OK
 
