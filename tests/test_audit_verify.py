@@ -16,7 +16,7 @@ from jobledger.schemas import JobDue, encode
 from jobledger.services.cli.common import Exit
 from jobledger.services.cli.main import main
 from jobledger.services.log.chain import genesis, link
-from jobledger.services.log.protocol import Entry
+from jobledger.services.log.protocol import Entry, LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from tests.support.audit_history import SERVE_PARTITIONS, busiest, write_history
 from tests.support.builders import envelope
@@ -235,3 +235,26 @@ def test_a_log_from_before_the_chain_is_upgraded(db: Path,
     assert code == Exit.OK
     assert "note: records written before the chain were chained on " in out
     assert "their links prove them unchanged since then, not before" in out
+
+
+async def test_a_failed_commit_gives_its_links_back(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A commit that fails hands back its offsets and its links: the next one chains from
+    the last record committed, not from the records that never were."""
+    path = tmp_path / "log.db"
+    backend = await SQLiteLogBackend.open(path, SERVE_PARTITIONS)
+    jobs = backend.topic("jobs")
+    record = encode(envelope(JobDue("job")))
+    try:
+        await jobs.append([Entry("job", record)])
+        edit(path, ("CREATE TRIGGER poison BEFORE INSERT ON records WHEN NEW.key = 'poison' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END", ()))
+        with pytest.raises(LogError, match="refused"):
+            await jobs.append([Entry("job", record), Entry("poison", record, 0)])
+        edit(path, ("DROP TRIGGER poison", ()))
+        await jobs.append([Entry("job", record)] * 2)
+    finally:
+        await backend.close()
+    code, out, _ = await asyncio.to_thread(run, capsys, "verify", "--db", str(path))
+    assert code == Exit.OK, out
+    assert "OK: 3 records" in out
