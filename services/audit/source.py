@@ -19,7 +19,7 @@ from typing import NamedTuple
 from jobledger.services.log.chain import genesis
 from jobledger.services.log.chain_upgrade import UPGRADED
 from jobledger.services.log.protocol import Log, LogBackend, LogError
-from jobledger.services.log.sqlite import SQLiteLogBackend, _partition_end, damage_named
+from jobledger.services.log.sqlite import SQLiteLogBackend, damage_named, partition_end
 
 BATCH = 5_000
 Slot = tuple[str, int]  # (topic, partition)
@@ -166,7 +166,7 @@ class SQLiteSource(Source):
         reader = self.backend.reader
         reader.execute("BEGIN")
         try:
-            ends = {(topic, part): _partition_end(reader, topic, part)
+            ends = {(topic, part): partition_end(reader, topic, part)
                     for topic, count in self.partitions.items() for part in range(count)}
             rows = reader.execute("SELECT topic, partition, next_offset, link"
                                   " FROM chain_heads").fetchall()

@@ -338,7 +338,7 @@ def _identity_of(conn: sqlite3.Connection) -> LogIdentity | None:
     return LogIdentity(meta["log_id"], int(meta.get("epoch", 0)))
 
 
-def _partition_end(conn: sqlite3.Connection, topic: str, partition: int) -> int:
+def partition_end(conn: sqlite3.Connection, topic: str, partition: int) -> int:
     """The next offset of a partition: one look-up in the primary key (a MAX over a GROUP
     BY reads every record: about a second for a million)."""
     (last,) = conn.execute("SELECT MAX(offset) FROM records WHERE topic = ? AND partition = ?",
@@ -483,7 +483,7 @@ class SQLiteLog:
 
     def _end_offsets(self) -> dict[int, int]:
         reader = self._backend.reader
-        return {p: _partition_end(reader, self._topic, p) for p in range(self._partitions)}
+        return {p: partition_end(reader, self._topic, p) for p in range(self._partitions)}
 
     async def offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
         return await self._backend.run(self._offset_for_time, partition, timestamp_ms)
@@ -558,7 +558,7 @@ class SQLiteLogBackend:
         self.reader = _connect(self.path, read_only=True)
         self._identity = _identity_of(self.reader)
         for name, count in self.reader.execute("SELECT name, partitions FROM topics").fetchall():
-            ends = {p: _partition_end(self.reader, name, p) for p in range(count)}
+            ends = {p: partition_end(self.reader, name, p) for p in range(count)}
             self._topics[name] = SQLiteLog(self, name, count, ends)
         if self.writer is not None:
             self.writer.start()
