@@ -14,19 +14,25 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
-from jobledger.schemas import JobDue, encode
+from jobledger.schemas import ActorKind, JobDue, JobEnqueued, JobStatus, encode
 from jobledger.services.audit.kafka_topics import existing_topics
 from jobledger.services.cli.common import Exit
 from jobledger.services.cli.main import main
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
 from jobledger.services.log.kafka import KafkaConfig, KafkaLogBackend
 from jobledger.services.log.protocol import Entry
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.replay.rebuild import replay, replay_topics
+from jobledger.services.runtime.dispatcher import DispatcherConfig
 from tests.support.audit_history import SERVE_PARTITIONS, write_history
 from tests.support.builders import envelope
+from tests.support.harness import wait_until
 from tests.support.kafka_broker import TansuBroker, unique_prefix
 from tests.support.kafka_harness import kafka_config, node_config, started
 
@@ -220,3 +226,43 @@ async def test_a_kafka_api_node_serves_the_migrated_read_models(
         assert await node.store.checksums() == embedded
     finally:
         await node.stop()
+
+
+async def test_a_pending_job_of_the_embedded_log_runs_on_kafka(
+        tmp_path: Path, kafka_broker: TansuBroker) -> None:
+    """Unfinished jobs carry on: a job still pending when the embedded log stopped is
+    picked by a Kafka worker (--partitioner crc32) and completes, its new events in the
+    partition its history is in."""
+    db = tmp_path / "log.db"
+    job_id = "left-pending"
+    enqueued = JobEnqueued(job_id=job_id, task_type="greet", payload=msgspec.Raw(b'"you"'))
+    await write_history(db, [encode(envelope(enqueued, actor=ActorKind.API))])
+    prefix = unique_prefix("pending")
+    assert await asyncio.to_thread(main, migrate_args(db, kafka_broker, prefix)) == Exit.OK
+
+    app = App()
+
+    @app.job("greet")
+    async def greet(ctx: JobContext, payload: Any) -> str:
+        return f"hello {payload}"
+
+    config = kafka_config(kafka_broker, prefix, partitioner="crc32")
+    api = await started(node_config(config, tmp_path / "api.db"))
+    try:
+        worker = await started(node_config(
+            config, tmp_path / "worker.db", run_projections=False, run_workers=True,
+            dispatcher=DispatcherConfig(shutdown_grace_seconds=0)), app)
+        try:
+            done = await wait_until(api, job_id, JobStatus.COMPLETED, WAIT_S)
+            assert json.loads(bytes(done.result or b"null")) == "hello you"
+        finally:
+            await worker.stop()
+    finally:
+        await api.stop()
+    embedded = await SQLiteLogBackend.open(db, {}, read_only=True)
+    partition = embedded.topic("jobs").partition_for(job_id)  # where its history is
+    await embedded.close()
+    history = await _copies(config)
+    parts = {part for part, rows in history.items() for _, key, _ in rows if key == job_id}
+    assert parts == {partition}
+    assert sum(key == job_id for _, key, _ in history[partition]) >= 3  # enqueued, picked, done
