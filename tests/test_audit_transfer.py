@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,25 @@ async def test_export_reads_a_live_log(db: Path, capsys: pytest.CaptureFixture[s
         assert [json.loads(line)["key"] for line in out.splitlines()] == ["late"]
     finally:
         await backend.close()
+
+
+async def test_export_by_time_takes_each_partitions_records_in_the_range(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "log.db"
+    backend = await SQLiteLogBackend.open(db, {"jobs": 2})
+    start = 1_790_000_000_000  # Unix ms
+    try:
+        for second in range(4):
+            await backend.topic("jobs").append([
+                Entry(f"job-{second}", encode(envelope(JobDue(f"job-{second}"))), part,
+                      start + second * 1000) for part in (0, 1)])
+    finally:
+        await backend.close()
+    frm, to = (datetime.fromtimestamp((start + ms) / 1000, UTC).isoformat()
+               for ms in (1000, 3000))
+    code, out, _ = await asyncio.to_thread(run, capsys, "export", "--db", str(db),
+                                           "--from", frm, "--to", to)
+    assert code == Exit.OK
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(line["partition"], line["offset"]) for line in lines] == [(0, 1), (0, 2), (1, 1),
+                                                                      (1, 2)]
