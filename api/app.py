@@ -37,6 +37,7 @@ from .headers import HeaderLimits
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
+from .request_id import RequestIds
 from .responses import ApiError
 from .ws import Hub, HubConfig
 from .ws_wire import Wire
@@ -120,7 +121,7 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _WebSocketEndpoint())],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(HeaderLimits), *limits,
+        middleware=[Middleware(HeaderLimits), Middleware(RequestIds), *limits,
                     Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )

@@ -23,6 +23,7 @@ from .asof import AS_OF_ERRORS, AsOfQuery, answer_as_of
 from .auth import PUBLIC
 from .deps import commands, node, queries
 from .openapi import APPEND_ERRORS, Endpoint, Reply, routes_of
+from .request_id import request_id_of
 from .responses import JSON, ApiError
 from .tasks import actor_of
 
@@ -86,7 +87,8 @@ async def resume_queue(request: Request) -> Response:
 
 async def _set_paused(request: Request, paused: bool) -> Response:
     queue = _queue_of(request)
-    await commands(request).set_paused(queue, paused, actor_of(request))
+    await commands(request).set_paused(queue, paused, actor_of(request),
+                                       request_id_of(request.scope))
     return JSON(QueueToggled(queue=queue, paused=paused))
 
 

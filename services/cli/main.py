@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from jobledger.services.cli import completion, inspect, runs, tasks, watch
+from jobledger.services.cli import audit, completion, inspect, runs, tasks, watch
 from jobledger.services.cli import kafka as kafka_cli
 from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
 from jobledger.services.cli.common import (
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     kafka_cli.add_parsers(sub)
 
     # The client commands, a module per group (each sets its handler as `run`).
-    for group in (tasks, runs, watch, inspect):
+    for group in (tasks, runs, watch, inspect, audit):
         group.add_parsers(sub)
 
     replay = sub.add_parser(
