@@ -18,7 +18,19 @@ from jobledger.services.runtime.gc_tuning import tune_gc
 from jobledger.services.security.bootstrap import SecuritySettings
 from jobledger.services.security.setup import Security
 
-from . import dashboard, docs_page, keys, metrics, openapi, runs, schedules, system, tasks, ws
+from . import (
+    dashboard,
+    docs_page,
+    keys,
+    metrics,
+    openapi,
+    runs,
+    schedules,
+    system,
+    tasks,
+    users,
+    ws,
+)
 from .auth import RateLimitHeaders, authorize
 from .errors import EXCEPTION_HANDLERS
 from .headers import HeaderLimits
@@ -36,7 +48,7 @@ if TYPE_CHECKING:
 # /openapi.json (api/openapi.py says how to add one).
 ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
              *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints,
-             *keys.endpoints, *dashboard.endpoints]
+             *keys.endpoints, *users.endpoints, *dashboard.endpoints]
 # Endpoints written as plain ASGI handlers on a fixed path are served by HotRoutes, ahead
 # of the rest of the stack (api/hot.py says why), their access check included.
 HOT_ROUTES = {(e.method, e.path): served.app for e in ENDPOINTS

@@ -60,13 +60,15 @@ JSON_BODY_ERRORS: Mapping[int, str] = {
 # Answered with auth on by every route that is not PUBLIC (api/auth.py).
 AUTH_ERRORS: Mapping[int, str] = {
     401: "no credential, or one that is unknown, revoked or expired (UNAUTHORIZED)",
-    403: "the API key lacks the {} permission (FORBIDDEN)",
-    429: "the API key has spent its rate limit; Retry-After says when to retry (RATE_LIMITED)",
+    403: "the API key or user lacks the {} permission (FORBIDDEN)",
+    429: "the API key or user has spent its rate limit; Retry-After says when to retry "
+         "(RATE_LIMITED)",
 }
 BEARER = "apiKey"
 SECURITY_SCHEMES = {BEARER: {
     "type": "http", "scheme": "bearer",
-    "description": "an API key (jl_...), needed when the server runs with auth on"}}
+    "description": "an API key (jl_...) or a sign-in token (POST /auth/login), needed when "
+    "the server runs with auth on"}}
 APPEND_ERRORS: Mapping[int, str] = {
     503: "the log refused the append; nothing was written",
     504: "the append's outcome is unknown; retry with the same idempotency_key",

@@ -13,7 +13,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
+from jobledger.services.cli.auth import (
+    add_auth_args,
+    auth_text,
+    security_settings,
+    warn_without_shared_secret,
+)
 from jobledger.services.cli.common import (
     UsageError,
     allow_unknown_task_types_arg,
@@ -263,6 +268,7 @@ def _serve_http(args: argparse.Namespace, app: App) -> int:
     config = node_config_for(args)
     check_data_file(args.views, "--views")
     security = security_settings(args, args.views.parent)
+    warn_without_shared_secret(security)
     sock = listen(args.host, args.port)
     web = create_app(lambda: KafkaNode(config, app), hub_config(args), security=security)
     run_server(web, sock, f"jobledger: {args.broker} ({args.topic_prefix}*), read models "

@@ -22,6 +22,7 @@ from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.schedules.commands import ScheduleCommands
 from jobledger.services.schedules.scheduler import Scheduler
 from jobledger.services.security.commands import KeyCommands
+from jobledger.services.security.users import UserCommands
 from jobledger.services.write.commands import Commands
 from jobledger.services.write.producer import Producer
 from jobledger.services.write.publisher import Publisher
@@ -53,6 +54,7 @@ class Node:
     commands: Commands
     schedules: ScheduleCommands
     keys: KeyCommands
+    users: UserCommands
     dispatcher: Dispatcher | None = None
     scheduler: Scheduler | None = None
 
@@ -64,7 +66,7 @@ class Node:
 
     def _open_write_side(self, actor: Actor, task_types: TaskTypes) -> None:
         """What REST commands append through: publisher, producer, commands, schedules,
-        keys; task_types says which types they accept."""
+        keys, users; task_types says which types they accept."""
         self.publisher = Publisher(self.backend, self.clock, actor)
         self.producer = Producer(self.publisher, self.clock)
         self.commands = Commands(self.publisher, self.producer, self.projector, self.queries,
@@ -72,6 +74,7 @@ class Node:
         self.schedules = ScheduleCommands(self.publisher, self.projector, self.queries, self.clock,
                                           task_types, self.config.min_schedule_interval)
         self.keys = KeyCommands(self.publisher, self.projector, self.queries, self.clock)
+        self.users = UserCommands(self.publisher, self.projector, self.queries)
 
     def log_writable(self) -> bool:
         """Can this node append to its log? /health is degraded when it cannot."""
