@@ -33,8 +33,8 @@ def add_auth_args(parser: argparse.ArgumentParser) -> None:
                        "read_tasks only; else only an admin registers users")
     group.add_argument("--token-lifetime", type=int, default=900, metavar="SECONDS",
                        help="how long a sign-in token (POST /auth/login) is good for "
-                       "(default 900). The signing secret: JOBLEDGER_JWT_SECRET, else "
-                       "jwt.secret in the data folder, made on first start")
+                       "(default 900); docs/security.md says where its signing secret "
+                       "comes from")
 
 
 def security_settings(args: argparse.Namespace, data_dir: Path) -> SecuritySettings:

@@ -100,9 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from jobledger.services.cli.keys import add_parser as add_keys_parser
     from jobledger.services.cli.schedules import add_parser as add_schedules_parser
+    from jobledger.services.cli.users import add_parser as add_users_parser
 
     add_schedules_parser(sub, server_arg)
     add_keys_parser(sub, server_arg)
+    add_users_parser(sub, server_arg)
 
     sub.add_parser("schema", help="print the JSON Schema of every event",
                    description="Print the JSON Schema of the event envelope and every event.")
@@ -121,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, args.log_format)
     handler = getattr(args, "run", None) or {
         "serve": _serve, "replay": _replay, "schema": _schema, "schedules": _schedules,
-        "keys": _keys, "worker": kafka_cli.worker, "api": kafka_cli.api}[args.command]
+        "keys": _keys, "users": _users, "worker": kafka_cli.worker,
+        "api": kafka_cli.api}[args.command]
     if args.command not in _STARTS_A_NODE:
         return run_command(handler, args)
     try:
@@ -218,6 +221,12 @@ def _schedules(args: argparse.Namespace) -> int:
 
 def _keys(args: argparse.Namespace) -> int:
     from jobledger.services.cli.keys import run
+
+    return run(args)
+
+
+def _users(args: argparse.Namespace) -> int:
+    from jobledger.services.cli.users import run
 
     return run(args)
 

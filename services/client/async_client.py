@@ -51,7 +51,7 @@ from jobledger.schemas.api import (
 )
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.schemas.schedules import ScheduleView, Triggered
-from jobledger.schemas.security import KeyView, NewKey
+from jobledger.schemas.security import KeyView, NewKey, Token, UserView
 from jobledger.services.client.errors import (
     ClientError,
     RateLimited,
@@ -270,6 +270,32 @@ class Client:
 
     async def revoke_key(self, key_id: str) -> KeyView:
         return await self._call(KeyView, "DELETE", f"/api/v1/keys/{key_id}")
+
+    # -- users (docs/security.md) ------------------------------------------------------------
+
+    async def register_user(self, username: str, password: str,
+                            permissions: Iterable[str] | None = None) -> UserView:
+        """A new user (admin only, unless the server has --open-registration)."""
+        body: dict[str, Any] = {"username": username, "password": password}
+        if permissions is not None:
+            body["permissions"] = builtins.list(permissions)
+        return await self._call(UserView, "POST", "/auth/register", _encoder.encode(body))
+
+    async def login(self, username: str, password: str) -> Token:
+        """A token to send as the api_key of another Client, until it expires."""
+        body = {"username": username, "password": password}
+        return await self._call(Token, "POST", "/auth/login", _encoder.encode(body))
+
+    async def users(self) -> builtins.list[UserView]:
+        return await self._call(builtins.list[UserView], "GET", "/api/v1/users")
+
+    async def set_user_permissions(self, username: str, permissions: Iterable[str]) -> UserView:
+        body = {"permissions": builtins.list(permissions)}
+        return await self._call(UserView, "PUT", f"/api/v1/users/{username}/permissions",
+                                _encoder.encode(body))
+
+    async def remove_user(self, username: str) -> UserView:
+        return await self._call(UserView, "DELETE", f"/api/v1/users/{username}")
 
     # -- schedules (docs/schedules.md) -------------------------------------------------------
 
