@@ -43,7 +43,7 @@ from starlette.types import Receive, Scope, Send
 
 from jobledger.schemas.api import BODY_RULES, ErrorBody
 
-from .auth import PUBLIC, Access, AsgiFunction, Handler, guard, guard_asgi
+from .auth import PUBLIC, REGISTRATION, Access, AsgiFunction, Handler, guard, guard_asgi
 from .responses import JSON, ApiError
 
 Q = TypeVar("Q", bound=msgspec.Struct)
@@ -263,7 +263,8 @@ def _operation(
     # description says how, and a plain HTTP request to it answers as without auth.
     if e.access not in (None, PUBLIC) and e.handler is not None:
         op["security"] = [{BEARER: []}]
-        errors |= {**AUTH_ERRORS, 403: AUTH_ERRORS[403].format(e.access)}
+        needs = "admin" if e.access == REGISTRATION else e.access  # without open registration
+        errors |= {**AUTH_ERRORS, 403: AUTH_ERRORS[403].format(needs)}
     for status, when in sorted(errors.items()):
         responses[str(status)] = {"description": when, "content": {"application/json": error}}
     op["responses"] = responses

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from jobledger.services.cli.auth import warn_without_shared_secret
 from jobledger.services.security.tokens import SECRET_FILE
-from tests.support.auth import ADMIN_KEY, PASSWORD
+from tests.support.auth import ADMIN_KEY, PASSWORD, auth_on
 from tests.support.procs import ServerProcess
 from tests.test_cli_startup import JOBLEDGER, _env, assert_one_line
 
@@ -73,3 +74,18 @@ def test_a_bad_password_is_one_line_naming_it(server: ServerProcess) -> None:
     assert_one_line(short, 2, "password")
     assert "too short" not in short.stderr
     assert_one_line(users(server, "register", "ana", stdin=""), 2, "no password given")
+
+
+def test_a_wrong_password_is_one_line_that_offers_no_key(server: ServerProcess) -> None:
+    assert users(server, "register", "ana", stdin=PASSWORD + "\n").returncode == 0
+    refused = users(server, "login", "ana", key="", stdin="not the password at all\n")
+    line = assert_one_line(refused, 1, "wrong username or password")
+    assert "--api-key" not in line
+
+
+def test_an_api_node_without_a_shared_secret_says_so(capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:
+    warn_without_shared_secret(auth_on(tmp_path, jwt_secret=None))
+    assert "JOBLEDGER_JWT_SECRET is not set" in capsys.readouterr().err
+    warn_without_shared_secret(auth_on(tmp_path))
+    assert capsys.readouterr().err == ""
