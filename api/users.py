@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobledger.projections.users import UserState
-from jobledger.schemas import Permission
+from jobledger.schemas import Actor, Permission
 from jobledger.schemas.api import ActorView
 from jobledger.schemas.common import iso_ms
 from jobledger.schemas.security import (
@@ -52,8 +52,8 @@ _login = msgspec.json.Decoder(LoginRequest)
 _permissions = msgspec.json.Decoder(PermissionsRequest)
 
 
-def _actor_view(actor: object) -> ActorView | None:
-    return ActorView.of(actor) if actor is not None else None  # type: ignore[arg-type]
+def _actor_view(actor: Actor | None) -> ActorView | None:
+    return ActorView.of(actor) if actor is not None else None
 
 
 def user_view(state: UserState) -> UserView:
