@@ -21,6 +21,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from jobledger.schemas import SECURITY, UserRegistered, decode
 from jobledger.services.node.embedded import EmbeddedNode
+from jobledger.services.security import logins
 from jobledger.services.security.logins import USERNAME_BURST, USERNAME_PER_S
 from jobledger.services.security.passwords import Passwords
 from jobledger.services.security.tokens import ISSUER
@@ -286,3 +287,16 @@ async def test_the_hash_is_argon2id_with_rfc_9106s_parameters() -> None:
     assert await Passwords().check(hashed, PASSWORD)
     assert not await Passwords().check(hashed, PASSWORD + "!")
     assert not await Passwords().check(None, PASSWORD)
+
+
+def test_the_login_buckets_of_names_tried_do_not_grow_without_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logins, "MAX_BUCKETS", 3)
+    now = [0.0]
+    limits = logins.LoginLimits(lambda: now[0])
+    for name in ("a", "b", "c"):
+        assert limits.attempt(name, "192.0.2.1") == 0
+    now[0] += 3600  # every bucket has refilled: forgetting them changes no answer
+    assert limits.attempt("d", "192.0.2.1") == 0
+    assert (len(limits.by_username), len(limits.by_address)) == (1, 1)

@@ -23,6 +23,9 @@ from .ratelimit import RateLimiter
 USERNAME_BURST, USERNAME_PER_S = 5, 1 / 60
 # An address may fail 20 times at once, then once every 6 s (people behind one NAT share it).
 ADDRESS_BURST, ADDRESS_PER_S = 20, 1 / 6
+# Buckets kept before the full ones are dropped: names tried by a sprayer cannot grow the
+# table without bound (a full bucket is what a new one would be, so no answer changes).
+MAX_BUCKETS = 10_000
 
 
 class LoginLimits:
@@ -39,6 +42,9 @@ class LoginLimits:
                                               self.by_address.peek(address)) if not d.allowed]
         if refusals:
             return max(refusals)
+        for limiter in (self.by_username, self.by_address):
+            if len(limiter) >= MAX_BUCKETS:
+                limiter.forget_full()
         self.by_username.take(username)
         self.by_address.take(address)
         return 0

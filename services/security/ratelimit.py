@@ -53,6 +53,18 @@ class RateLimiter:
         tokens, at = self._buckets.get(principal, (float(self.burst), self.now()))
         self._buckets[principal] = (min(float(self.burst), tokens + 1.0), at)
 
+    def forget_full(self) -> None:
+        """Drop the buckets that have refilled: a full bucket is what a new one would be,
+        so forgetting it changes no answer, and the table stays as small as the callers
+        that are being held back (logins.py: one bucket per username tried)."""
+        now = self.now()
+        self._buckets = {
+            principal: (tokens, at) for principal, (tokens, at) in self._buckets.items()
+            if tokens + max(0.0, now - at) * self.rate < self.burst}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
     def _decide(self, principal: Hashable, spend: bool) -> Decision:
         now = self.now()
         tokens, at = self._buckets.get(principal, (float(self.burst), now))
