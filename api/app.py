@@ -26,6 +26,7 @@ from . import (
     openapi,
     runs,
     schedules,
+    session,
     system,
     tasks,
     users,
@@ -37,6 +38,7 @@ from .headers import HeaderLimits
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
+from .request_id import RequestIds
 from .responses import ApiError
 from .ws import Hub, HubConfig
 from .ws_wire import Wire
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
 # /openapi.json (api/openapi.py says how to add one).
 ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
              *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints,
-             *keys.endpoints, *users.endpoints, *dashboard.endpoints]
+             *keys.endpoints, *users.endpoints, *dashboard.endpoints, *session.endpoints]
 # Endpoints written as plain ASGI handlers on a fixed path are served by HotRoutes, ahead
 # of the rest of the stack (api/hot.py says why), their access check included.
 HOT_ROUTES = {(e.method, e.path): served.app for e in ENDPOINTS
@@ -80,7 +82,8 @@ async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> A
 class _WebSocketEndpoint:
     """WS /ws, a plain ASGI app rather than a Starlette endpoint: the hub writes its updates
     through the raw `send` (api/ws_wire.py). With auth on, a socket needs read_tasks, as
-    the Authorization header of its upgrade request (non-browser clients); without it, the
+    the Authorization header of its upgrade request (non-browser clients) or the
+    dashboard's session cookie with this server's Origin (api/cookies.py); without it, the
     socket is accepted and closed at once with 1008 and the reason, before any data."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,7 +122,7 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _WebSocketEndpoint())],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(HeaderLimits), *limits,
+        middleware=[Middleware(HeaderLimits), Middleware(RequestIds), *limits,
                     Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )

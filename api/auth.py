@@ -6,11 +6,12 @@ checked exactly as the others are.
 With auth off nothing is checked, and the actor of a request's events is the label it
 sends in X-API-Key-Name (unverified). With auth on, a route that is not PUBLIC needs
 `Authorization: Bearer <key or token>` naming a key, or a user signed in with a token
-(api/users.py), that holds its permission (admin holds every one): 401 UNAUTHORIZED
-with `WWW-Authenticate: Bearer` when there is no valid credential, 403 FORBIDDEN naming
-the permission when the key or user lacks it, 429 RATE_LIMITED (with
-Retry-After) when the key or user has spent its rate limit. The request's events then
-carry the key or user as their actor, and X-API-Key-Name is ignored.
+(api/users.py), that holds its permission (admin holds every one), or the dashboard's
+session cookie standing for one (api/cookies.py): 401 UNAUTHORIZED with
+`WWW-Authenticate: Bearer` when there is no valid credential, 403 FORBIDDEN naming the
+permission when the key or user lacks it, 429 RATE_LIMITED (with Retry-After) when the
+key or user has spent its rate limit. The request's events then carry the key or user as
+their actor, and X-API-Key-Name is ignored.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from jobledger.services.security.principals import Principal, Unauthenticated
 from jobledger.services.security.ratelimit import Decision
 from jobledger.services.security.setup import Security
 
+from .cookies import session_id_of, session_principal
 from .responses import ApiError
 
 PUBLIC: Final = "public"  # a route anyone may call, auth on or off
@@ -51,10 +53,10 @@ def authorize(scope: Scope, access: Access) -> None:
         return
     authorization = _authorization(scope)
     open_to_all = access == REGISTRATION and security.settings.open_registration
-    if open_to_all and authorization is None:
+    if open_to_all and authorization is None and session_id_of(scope) is None:
         return  # anyone may register (with read_tasks only)
     try:
-        principal = security.authenticate(authorization)
+        principal = _principal(scope, security, authorization)
     except Unauthenticated as exc:
         raise ApiError(401, "UNAUTHORIZED", str(exc), headers=CHALLENGE) from None
     decision = security.admit(principal)
@@ -73,6 +75,14 @@ def authorize(scope: Scope, access: Access) -> None:
 
 
 _WHO = {ActorKind.KEY: "API key", ActorKind.USER: "user"}
+
+
+def _principal(scope: Scope, security: Security, authorization: str | None) -> Principal:
+    """Who the caller is: the credential of its Authorization header, else the dashboard's
+    session cookie (api/cookies.py: with its CSRF or Origin check)."""
+    if authorization is None and (session_id := session_id_of(scope)) is not None:
+        return session_principal(scope, security, session_id)
+    return security.authenticate(authorization)
 
 
 def principal_of(scope: Scope) -> Principal | None:

@@ -300,3 +300,16 @@ def test_the_login_buckets_of_names_tried_do_not_grow_without_bound(
     now[0] += 3600  # every bucket has refilled: forgetting them changes no answer
     assert limits.attempt("d", "192.0.2.1") == 0
     assert (len(limits.by_username), len(limits.by_address)) == (1, 1)
+
+
+async def test_a_users_token_opens_a_dashboard_session_that_ends_with_the_user(
+    client: httpx.AsyncClient,
+) -> None:
+    token = await make_user(client, "ana", "read_tasks")
+    opened = await client.post("/auth/session", headers=bearer(token))
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["actor"] == {"kind": "user", "id": opened.json()["actor"]["id"],
+                                      "name": "ana", "verified": True}
+    assert (await client.get("/api/v1/tasks")).status_code == 200  # by the cookie alone
+    assert (await client.delete("/api/v1/users/ana", headers=ADMIN)).status_code == 200
+    assert (await client.get("/api/v1/tasks")).status_code == 401

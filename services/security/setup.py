@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from jobledger.schemas import SECURITY
+import jwt
+
+from jobledger.schemas import SECURITY, ActorKind
 from jobledger.schemas.common import to_ms
 from jobledger.services.log.protocol import LogError
 from jobledger.services.node.base import Node
@@ -15,10 +17,12 @@ from jobledger.services.runtime.clock import Clock, SystemClock
 
 from .bootstrap import SecuritySettings, bootstrap_admin
 from .commands import KEYS
+from .keys import digest_of
 from .logins import LoginLimits, LoginRefused, LoginsLimited
 from .passwords import Passwords
 from .principals import KeyIndex, Principal, Unauthenticated, UserIndex
 from .ratelimit import Decision, RateLimiter
+from .sessions import Session, Sessions
 from .tokens import Tokens, load_secret, looks_like_token
 
 CATCH_UP_SECONDS = 60.0  # at start, how long the keys model may take to reach the log's end
@@ -37,6 +41,7 @@ class Security:
         self.logins = LoginLimits(self._now_s)
         self.tokens: Tokens | None = None  # once started: the secret is read then
         self.passwords = Passwords()  # the node's, once started (its hashing slots)
+        self.sessions = Sessions(self._now_ms)
         self.limiter: RateLimiter | None = None
         if settings.enabled and settings.rate_limit > 0:
             self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst, self._now_s)
@@ -77,6 +82,26 @@ class Security:
             raise Unauthenticated("this server has not started: it checks no token yet")
         return self.tokens
 
+    def open_session(self, authorization: str | None) -> tuple[str, Session, Principal]:
+        """A dashboard session for the credential of an Authorization header (sessions.py):
+        its id (the cookie), the session and its principal; Unauthenticated as
+        authenticate."""
+        principal = self.authenticate(authorization)
+        credential = (authorization or "").strip().partition(" ")[2].strip()
+        if principal.actor.kind == ActorKind.KEY:
+            session_id, session = self.sessions.open(key_digest=digest_of(credential))
+        else:
+            session_id, session = self.sessions.open(token=credential,
+                                                     ends_at_ms=_token_expiry_ms(credential))
+        return session_id, session, principal
+
+    def resolve(self, session: Session) -> Principal:
+        """The principal of a session as of now: its credential authenticated again, so a
+        revoked key or a removed user ends it; Unauthenticated saying why."""
+        if session.key_digest is not None:
+            return self.index.authenticate_digest(session.key_digest, self._now_ms)
+        return self.authenticate(f"Bearer {session.token}")
+
     def admit(self, principal: Principal) -> Decision | None:
         """Spend one request of the principal's rate limit; None when there is no limit."""
         # By actor ({kind, id, name}): a key's and a user's ids cannot collide.
@@ -110,6 +135,16 @@ class Security:
     def stop(self, node: Node) -> None:
         node.projector.key_listeners.remove(self.index.put)
         node.projector.user_listeners.remove(self.users.put)
+
+
+def _token_expiry_ms(token: str) -> int | None:
+    """When an authenticated sign-in token expires (its exp claim, already checked by
+    authenticate, read here without checking again); None when it says nothing."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return int(exp * 1000) if isinstance(exp, int | float) else None
 
 
 async def _caught_up(node: Node) -> None:

@@ -1,6 +1,7 @@
 """Auth in tests: an admin key of the tests' own (JOBLEDGER_ADMIN_KEY), a token signing
 secret (JOBLEDGER_JWT_SECRET, shared by the API nodes of one test), settings with auth on,
-keys and users made through the API, and an argon2id hasher cheap enough for tests."""
+keys and users made through the API, an argon2id hasher cheap enough for tests, and a
+WebSocket's first answer or refusal."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import websockets
 from argon2 import PasswordHasher
+from websockets.frames import Close
 
 from jobledger.services.security.bootstrap import SecuritySettings
 from jobledger.services.security.passwords import Passwords
@@ -57,3 +60,14 @@ async def login(client: httpx.AsyncClient, username: str, password: str = PASSWO
                                                       "password": password})
     assert response.status_code == 200, response.text
     return str(response.json()["token"])
+
+
+async def ws_ping(url: str, headers: dict[str, str]) -> tuple[str | None, Close | None]:
+    """Connect to a WebSocket and ping: the answer, or the close frame the server sent
+    instead."""
+    try:
+        async with websockets.connect(url, additional_headers=headers, open_timeout=5) as ws:
+            await ws.send('{"type": "ping"}')
+            return str(await ws.recv(decode=True)), None
+    except websockets.ConnectionClosed as exc:
+        return None, exc.rcvd
