@@ -17,6 +17,7 @@ from jobledger.services.node.base import Node
 from jobledger.services.runtime.gc_tuning import tune_gc
 from jobledger.services.security.bootstrap import SecuritySettings
 from jobledger.services.security.setup import Security
+from jobledger.services.telemetry.setup import Telemetry
 
 from . import dashboard, docs_page, keys, metrics, openapi, runs, schedules, system, tasks, ws
 from .auth import RateLimitHeaders, authorize
@@ -26,6 +27,7 @@ from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
 from .responses import ApiError
+from .tracing import TracingMiddleware
 from .ws import Hub, HubConfig
 from .ws_wire import Wire
 
@@ -86,9 +88,10 @@ _MAX_CLOSE_REASON = 120  # a close frame's reason is at most 123 bytes
 
 
 def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
-               security: SecuritySettings | None = None) -> Starlette:
+               security: SecuritySettings | None = None,
+               telemetry: Telemetry | None = None) -> Starlette:
     """The API over a node that the app starts on startup and stops on shutdown. Auth is
-    off unless `security` turns it on."""
+    off unless `security` turns it on; server spans only with `telemetry`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -107,7 +110,7 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _WebSocketEndpoint())],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(HeaderLimits), *limits,
+        middleware=[*_tracing(telemetry), Middleware(HeaderLimits), *limits,
                     Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )
@@ -117,6 +120,13 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
     app.router.redirect_slashes = False  # /api/v1/tasks/ is no endpoint: 404, not a 307
     app.state.openapi = openapi.build_spec(ENDPOINTS)
     return app
+
+
+def _tracing(telemetry: Telemetry | None) -> list[Middleware]:
+    if telemetry is None:
+        return []
+    hot = [path for _, path in HOT_ROUTES]
+    return [Middleware(TracingMiddleware, tracer=telemetry.tracer, fixed_routes=hot)]
 
 
 def run_server(web: Starlette, sock: socket.socket, banner: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol, Self
 
+from opentelemetry.trace import Tracer
+
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import Actor
@@ -22,6 +24,8 @@ from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.schedules.commands import ScheduleCommands
 from jobledger.services.schedules.scheduler import Scheduler
 from jobledger.services.security.commands import KeyCommands
+from jobledger.services.telemetry.jobs import JobTraces
+from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.commands import Commands
 from jobledger.services.write.producer import Producer
 from jobledger.services.write.publisher import Publisher
@@ -35,6 +39,7 @@ class NodeSettings(Protocol):
     allow_unknown_task_types: bool  # enqueue tasks of types no handler is known for
     max_payload_depth: int  # arrays and objects a payload may nest (PAYLOAD_TOO_DEEP beyond)
     min_schedule_interval: float  # seconds: a shorter interval trigger is INVALID_TRIGGER
+    telemetry: Telemetry | None  # OpenTelemetry traces and metrics; None: off
 
 
 class Node:
@@ -68,10 +73,20 @@ class Node:
         self.publisher = Publisher(self.backend, self.clock, actor)
         self.producer = Producer(self.publisher, self.clock)
         self.commands = Commands(self.publisher, self.producer, self.projector, self.queries,
-                                 task_types)
+                                 task_types, tracer=self.tracer)
         self.schedules = ScheduleCommands(self.publisher, self.projector, self.queries, self.clock,
                                           task_types, self.config.min_schedule_interval)
         self.keys = KeyCommands(self.publisher, self.projector, self.queries, self.clock)
+
+    @property
+    def tracer(self) -> Tracer | None:
+        telemetry = self.config.telemetry
+        return telemetry.tracer if telemetry is not None else None
+
+    def job_traces(self, worker_id: str) -> JobTraces | None:
+        """What the dispatcher tells its jobs' spans, None when tracing is off."""
+        tracer = self.tracer
+        return JobTraces(tracer, worker_id) if tracer is not None else None
 
     def log_writable(self) -> bool:
         """Can this node append to its log? /health is degraded when it cannot."""

@@ -45,6 +45,7 @@ from jobledger.services.runtime.server_log import (
     logging_outcomes,
 )
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
+from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.task_types import TaskTypes
 
 log = logging.getLogger("jobledger.node")
@@ -70,6 +71,7 @@ class NodeConfig:
     allow_unknown_task_types: bool = False
     max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH  # deeper payloads: PAYLOAD_TOO_DEEP
     min_schedule_interval: float = DEFAULT_MIN_INTERVAL_SECONDS  # shorter: INVALID_TRIGGER
+    telemetry: Telemetry | None = None  # OpenTelemetry (services/telemetry/); None: off
 
 
 class EmbeddedNode(Node):
@@ -110,7 +112,8 @@ class EmbeddedNode(Node):
                               TaskTypes(self.app.handlers, None, cfg.allow_unknown_task_types))
         self.dispatcher = None
         if cfg.run_workers:
-            self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)
+            self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher,
+                                         traces=self.job_traces(cfg.dispatcher.worker_id))
             self.dispatcher.known_jobs = self.queries.finished
             # Both fold every jobs record, in the same order: reduce each event once. The
             # owner's fold logs the attempts' ends (server_log.py).

@@ -49,6 +49,7 @@ from jobledger.services.runtime.server_log import (
 )
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
+from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.task_types import TaskTypes
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class KafkaNodeConfig:
     allow_unknown_task_types: bool = False
     max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH  # deeper payloads: PAYLOAD_TOO_DEEP
     min_schedule_interval: float = DEFAULT_MIN_INTERVAL_SECONDS  # shorter: INVALID_TRIGGER
+    telemetry: Telemetry | None = None  # OpenTelemetry (services/telemetry/); None: off
 
     def __post_init__(self) -> None:
         if self.projection_host not in PROJECTION_HOSTS:
@@ -190,7 +192,8 @@ class KafkaNode(Node):
     async def _start_workers(self) -> None:
         cfg = self.config
         self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher,
-                                     partitions=())  # fmt: skip
+                                     partitions=(),
+                                     traces=self.job_traces(cfg.dispatcher.worker_id))
         self.dispatcher.reduce = logging_outcomes(self.dispatcher.reduce)  # server_log.py
         if cfg.run_projections:
             self.dispatcher.known_jobs = self.queries.finished

@@ -67,6 +67,7 @@ from jobledger.services.runtime.ready_set import ReadySet
 from jobledger.services.runtime.retry_policy import RetryPolicy
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.runtime.timers import Timer, TimerKind, Timers
+from jobledger.services.telemetry.jobs import JobTraces
 from jobledger.services.write.publisher import Done, Publisher, unchecked
 
 S = JobStatus
@@ -98,9 +99,10 @@ class DispatcherConfig:
 class Dispatcher(JobsFold):
     def __init__(
         self, backend: LogBackend, app: App, clock: Clock, config: DispatcherConfig,
-        partitions: Collection[int] | None = None,
+        partitions: Collection[int] | None = None, traces: JobTraces | None = None,
     ):
         self.backend = backend
+        self.traces = traces  # None: tracing is off (services/telemetry/jobs.py)
         self.app = app
         self.clock = clock
         self.config = config
@@ -117,7 +119,7 @@ class Dispatcher(JobsFold):
         self.publisher = Publisher(backend, clock, Actor(ActorKind.DISPATCHER, config.worker_id),
                                    sync=False)
         self.executor = Executor(app, config.concurrency, self._reported, self._emit_log,
-                                 freed=self._schedule_fill)
+                                 freed=self._schedule_fill, traces=traces)
         self.timers = Timers(clock, self._fire)
         self.retries = RetryPolicy(app.handlers, config.backoff, clock)
         self.heartbeats = Heartbeats(self.executor, self.publisher, clock, self.worker_actor,
@@ -241,6 +243,8 @@ class Dispatcher(JobsFold):
 
     def apply(self, envs: list[Envelope]) -> None:
         fold, finished_keyed, reduce = self._fold, self._finished_keyed, self.reduce
+        if self.traces is not None:
+            self.traces.saw(envs)
         for env in envs:
             fold(env, finished_keyed, reduce)
         self._schedule_fill()
@@ -267,6 +271,8 @@ class Dispatcher(JobsFold):
                 self._remember_finished(job_id)
             self.executor.cancel(job_id, report=False)  # e.g. it timed out: stop the handler
             self._decided.pop(job_id, None)
+            if self.traces is not None:
+                self.traces.forget(job_id)
             return
         new = self.jobs[job_id] = detached(new)
         moved = old is None or old.status != new.status or old.attempt != new.attempt
@@ -346,6 +352,8 @@ class Dispatcher(JobsFold):
             attempt = job.attempt + 1
             picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
                                lease_expires_at=lease)
+            if self.traces is not None:
+                self.traces.pick(job_id, job.task_type, job.queue, attempt)
             # The ignore: mypy cannot type a lambda whose defaults bind the loop's variables.
             self.publisher.publish_then(
                 picked, job_id,
@@ -362,6 +370,8 @@ class Dispatcher(JobsFold):
         """The pick's append ended. Had it failed, the attempt does not exist: its handler is
         stopped, any end it reported is forgotten (a stale event, should it be recorded),
         and the job is pending again."""
+        if self.traces is not None:
+            self.traces.picked(job.job_id, error)
         if error is None:
             self.faults.resumed(APPENDS)
             return
@@ -418,7 +428,11 @@ class Dispatcher(JobsFold):
         job_id = event.job_id
         again = self._again_if_refused(lambda: self._end_again(event, attempt, actor))
 
+        span = self.traces.finish(event, attempt) if self.traces is not None else None
+
         def check(position: Position | None, error: BaseException | None) -> None:
+            if span is not None:
+                JobTraces.finished(span, error)
             if error is not None and self._decided.get(job_id) == attempt:
                 del self._decided[job_id]
             again(position, error)
@@ -456,6 +470,8 @@ class Dispatcher(JobsFold):
 
     def _emit_log(self, job_id: str, attempt: int, level: LogLevel, message: str,
                   details: dict[str, Any]) -> None:
+        if self.traces is not None:
+            self.traces.logged(job_id, attempt, level, message)
         event = JobLogged(job_id=job_id, attempt=attempt, level=level, message=message,
                           details=details)
         self.publisher.publish_then(event, job_id, unchecked, actor=self.worker_actor)

@@ -8,6 +8,8 @@ import enum
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from opentelemetry.trace import Tracer
+
 from jobledger.projections.jobs import JobState, initial_status
 from jobledger.projections.queries import Queries
 from jobledger.schemas import (
@@ -26,6 +28,7 @@ from jobledger.schemas.api import TaskRequest
 from jobledger.schemas.lifecycle import TERMINAL, WAITING
 from jobledger.services.log.protocol import Entry
 from jobledger.services.runtime.projector import Projector
+from jobledger.services.telemetry.spans import enqueue_span
 from jobledger.services.write.producer import Producer
 from jobledger.services.write.publisher import Publisher
 from jobledger.services.write.task_types import TaskTypes
@@ -64,8 +67,9 @@ class CancelOutcome(enum.Enum):
 
 class Commands:
     def __init__(self, publisher: Publisher, producer: Producer, projector: Projector,
-                 queries: Queries, task_types: TaskTypes):
+                 queries: Queries, task_types: TaskTypes, tracer: Tracer | None = None):
         self.publisher = publisher
+        self.tracer = tracer  # None: tracing off
         self.producer = producer
         self.projector = projector
         self.queries = queries
@@ -81,7 +85,16 @@ class Commands:
         after sees them and a known key is told apart from a new one. A task of an unknown
         type refuses them all (UnknownTaskType; with batch, its field is tasks[i].task_type)."""
         await self.task_types.check(requests, batch)
-        envs = self.producer.envelopes(requests, actor)
+        if self.tracer is None:
+            return await self._enqueue(requests, actor, wait_visible)
+        with enqueue_span(self.tracer, requests) as trace:
+            return await self._enqueue(requests, actor, wait_visible, trace)
+
+    async def _enqueue(
+        self, requests: Sequence[TaskRequest], actor: Actor | None, wait_visible: bool,
+        trace: dict[str, str] | None = None,
+    ) -> list[Enqueued]:
+        envs = self.producer.envelopes(requests, actor, trace)
         # Fresh ids: the projector neither decodes their records nor looks them up.
         fresh = [env for env in envs
                  if env.event.idempotency_key is None]  # type: ignore[union-attr]  # enqueues

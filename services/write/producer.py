@@ -190,6 +190,7 @@ class Producer:
 
     def envelope(
         self, request: TaskRequest, now: datetime, job_id: str, event_id: str, actor: Actor,
+        trace: dict[str, str] | None = None,
     ) -> Envelope:
         """The JobEnqueued envelope of a request, with a fresh job id (not used when the
         request has an idempotency key) and event id."""
@@ -205,17 +206,20 @@ class Producer:
             timeout_seconds=request.timeout_seconds, max_retries=request.max_retries,
             idempotency_key=key,
         )
-        return Envelope(id=event_id, key=job_id, time=now, actor=actor, event=event)
+        return Envelope(id=event_id, key=job_id, time=now, actor=actor, event=event,
+                        trace=trace or {})
 
     def envelopes(
-        self, requests: Sequence[TaskRequest], actor: Actor | None = None
+        self, requests: Sequence[TaskRequest], actor: Actor | None = None,
+        trace: dict[str, str] | None = None,
     ) -> list[Envelope]:
-        """One JobEnqueued envelope per request; they share one enqueue time and actor."""
+        """One JobEnqueued envelope per request; they share one enqueue time, actor and
+        trace context (W3C: traceparent, tracestate)."""
         now = self.clock.now()
         actor = actor or self.publisher.actor
         ids = uuid7s(2 * len(requests))
         envelope = self.envelope
-        return [envelope(request, now, job_id, event_id, actor)
+        return [envelope(request, now, job_id, event_id, actor, trace)
                 for request, job_id, event_id in zip(requests, ids[::2], ids[1::2], strict=True)]
 
     async def append(self, envs: list[Envelope]) -> list[tuple[int, int]]:

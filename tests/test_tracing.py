@@ -1,0 +1,139 @@
+"""One job's trace in the embedded mode, read from the SDK's in-memory exporter: the POST
+server span, the enqueue, then per attempt a pick, the attempt (the handler's span current
+inside it) and the finish; the retry's attempt links to the failed one."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
+
+from jobledger.schemas import JobStatus
+from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
+from tests.support.api_harness import api_client
+from tests.support.harness import NodeFactory, attempt_is, settle, until_due, wait_until
+from tests.support.tracing import in_memory, named, one, parent_id, span_id, trace_id
+
+S = JobStatus
+
+
+def _flaky_app(seen: dict[int, Any]) -> App:
+    app = App()
+
+    @app.job("flaky")
+    async def flaky(ctx: JobContext, payload: Any) -> str:
+        seen[ctx.attempt] = trace.get_current_span().get_span_context()
+        ctx.log.info(f"attempt {ctx.attempt} starts")
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        return "done"
+
+    @app.job("sync_flaky")
+    def sync_flaky(ctx: JobContext, payload: Any) -> str:
+        seen[ctx.attempt] = (trace.get_current_span().get_span_context(),
+                             threading.current_thread().name)
+        return "done"
+
+    return app
+
+
+async def test_one_jobs_tree_from_the_post_to_its_second_attempt(
+    make_node: NodeFactory,
+) -> None:
+    telemetry, exporter, _ = in_memory()
+    seen: dict[int, Any] = {}
+    node = await make_node(_flaky_app(seen), telemetry=telemetry)
+    async with api_client(node) as client:
+        answer = await client.post("/api/v1/tasks", json={"task_type": "flaky",
+                                                          "max_retries": 1})
+        assert answer.status_code == 201
+    job_id = answer.json()["task_id"]
+    failed = await wait_until(node, job_id, attempt_is(1, S.SCHEDULED))
+    await until_due(node, failed)
+    await wait_until(node, job_id, S.COMPLETED)
+    await settle(node)
+    spans = exporter.get_finished_spans()
+
+    server = one(spans, "POST /api/v1/tasks")
+    assert server.kind is SpanKind.SERVER
+    assert server.attributes is not None
+    assert server.attributes["http.route"] == "/api/v1/tasks"
+    assert server.attributes["http.request.method"] == "POST"
+    assert server.attributes["http.response.status_code"] == 201
+    enqueue = one(spans, "jobledger.enqueue")
+    assert enqueue.kind is SpanKind.PRODUCER and parent_id(enqueue) == span_id(server)
+
+    picks = [one(spans, "jobledger.pick", attempt=n, id=job_id) for n in (1, 2)]
+    attempts = [one(spans, "jobledger.attempt", attempt=n, id=job_id) for n in (1, 2)]
+    finishes = [one(spans, "jobledger.finish", attempt=n, id=job_id) for n in (1, 2)]
+    for pick, attempt, finish in zip(picks, attempts, finishes, strict=True):
+        assert parent_id(pick) == span_id(enqueue)
+        assert parent_id(attempt) == span_id(pick)
+        assert parent_id(finish) == span_id(attempt)
+    assert {trace_id(s) for s in [server, enqueue, *picks, *attempts, *finishes]} == {
+        trace_id(server)}
+
+    first, second = attempts
+    assert first.status.status_code is StatusCode.ERROR
+    assert "first attempt fails" in (first.status.description or "")
+    assert second.status.status_code is StatusCode.UNSET
+    assert [link.context.span_id for link in second.links] == [span_id(first)]
+    assert finishes[0].attributes is not None and finishes[1].attributes is not None
+    assert finishes[0].attributes["jobledger.outcome"] == "retry"
+    assert finishes[1].attributes["jobledger.outcome"] == "completed"
+    # The handler ran inside its attempt's span; its ctx.log line is an event of it.
+    assert seen[2].span_id == span_id(second)
+    assert [e.name for e in second.events] == ["attempt 2 starts"]
+
+
+async def test_a_sync_handler_runs_in_its_attempts_span_on_the_thread_pool(
+    make_node: NodeFactory,
+) -> None:
+    telemetry, exporter, _ = in_memory()
+    seen: dict[int, Any] = {}
+    node = await make_node(_flaky_app(seen), telemetry=telemetry)
+    from tests.support.harness import enqueue
+
+    job_id = await enqueue(node, "sync_flaky")
+    await wait_until(node, job_id, S.COMPLETED)
+    await settle(node)
+    context, thread = seen[1]
+    assert thread.startswith("jobledger-job")
+    attempt = one(exporter.get_finished_spans(), "jobledger.attempt", id=job_id)
+    assert context.span_id == span_id(attempt)
+    # Enqueued in-process with no span around it: the enqueue span is the trace's root.
+    root = one(exporter.get_finished_spans(), "jobledger.enqueue")
+    assert root.parent is None and trace_id(root) == trace_id(attempt)
+
+
+async def test_dead_letter_and_lease_expiry_are_events_with_the_attempt(
+    make_node: NodeFactory,
+) -> None:
+    telemetry, exporter, _ = in_memory()
+    app = App()
+
+    @app.job("fails")
+    async def fails(ctx: JobContext, payload: Any) -> None:
+        raise RuntimeError("no")
+
+    node = await make_node(app, telemetry=telemetry)
+    from tests.support.harness import enqueue
+
+    job_id = await enqueue(node, "fails", max_retries=0)
+    await wait_until(node, job_id, S.DEAD_LETTER)
+    await settle(node)
+    finish = one(exporter.get_finished_spans(), "jobledger.finish", id=job_id)
+    assert [(e.name, dict(e.attributes or {})) for e in finish.events] == [
+        ("dead_letter", {"jobledger.attempt": 1})]
+    assert named(exporter.get_finished_spans(), "jobledger.attempt", id=job_id)
+
+
+async def test_off_by_default_no_spans_and_no_trace_in_the_envelope(
+    make_node: NodeFactory,
+) -> None:
+    node = await make_node(App())
+    assert node.dispatcher is not None and node.dispatcher.traces is None
+    assert node.commands.tracer is None
