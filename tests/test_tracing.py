@@ -5,6 +5,7 @@ inside it) and the finish; the retry's attempt links to the failed one."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
@@ -15,6 +16,8 @@ from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from tests.support.api_harness import api_client
 from tests.support.harness import NodeFactory, attempt_is, settle, until_due, wait_until
+from tests.support.otlp import Received, otlp_env, otlp_receiver
+from tests.support.procs import ServerProcess, poll
 from tests.support.tracing import in_memory, named, one, parent_id, span_id, trace_id
 
 S = JobStatus
@@ -137,3 +140,32 @@ async def test_off_by_default_no_spans_and_no_trace_in_the_envelope(
     node = await make_node(App())
     assert node.dispatcher is not None and node.dispatcher.traces is None
     assert node.commands.tracer is None
+
+
+def test_a_served_jobs_spans_reach_an_otlp_receiver_in_one_trace(tmp_path: Path) -> None:
+    with otlp_receiver() as (endpoint, received):
+        server = ServerProcess(tmp_path / "j.db", "--demo",
+                               env=otlp_env(endpoint, "jobledger-test"))
+        try:
+            server.wait_healthy()
+            task = {"task_type": "flaky", "payload": {"fail_times": 1}, "max_retries": 2}
+            job_id = server.http.post("/api/v1/tasks", json=task).raise_for_status().json()[
+                "task_id"]
+            assert poll(lambda: server.finished(job_id), 30)["status"] == "completed"
+            ours = poll(lambda: _job_spans(received, job_id, finishes=2), 20)
+        finally:
+            server.stop()
+    (post,) = received.named("POST /api/v1/tasks")
+    assert {span.trace_id for span in [post, *ours]} == {post.trace_id}
+    assert received.services() == {"jobledger-test"}
+    assert sorted(s.name for s in ours) == ["jobledger.attempt"] * 2 + ["jobledger.finish"] * 2 \
+        + ["jobledger.pick"] * 2
+
+
+def _job_spans(received: Received, job_id: str, finishes: int) -> list[Any] | None:
+    """The pick, attempt and finish spans of the job, once `finishes` finishes arrived."""
+    mine = [span for name in ("jobledger.pick", "jobledger.attempt", "jobledger.finish")
+            for span in received.named(name)
+            if any(a.key == "jobledger.job.id" and a.value.string_value == job_id
+                   for a in span.attributes)]
+    return mine if sum(s.name == "jobledger.finish" for s in mine) >= finishes else None

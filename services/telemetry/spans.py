@@ -20,10 +20,10 @@ def enqueue_span(tracer: Tracer, requests: Sequence[TaskRequest]) -> Iterator[di
     """A producer span around an enqueue (a child of the request's server span, the
     client's span, or a root); yields its context for the JobEnqueued envelopes."""
     types = sorted({r.task_type for r in requests})
-    attributes: dict[str, str | int] = {"messaging.system": "jobledger", "messaging.operation.type": "send",
-                  "messaging.destination.name": "jobs",
-                  "messaging.batch.message_count": len(requests),
-                  "jobledger.task.type": types[0] if len(types) == 1 else ",".join(types[:8])}
+    attributes: dict[str, str | int] = {
+        "messaging.system": "jobledger", "messaging.operation.type": "send",
+        "messaging.destination.name": "jobs", "messaging.batch.message_count": len(requests),
+        "jobledger.task.type": types[0] if len(types) == 1 else ",".join(types[:8])}
     with tracer.start_as_current_span(ENQUEUE, kind=SpanKind.PRODUCER,
                                       attributes=attributes):
         yield current_carrier()
