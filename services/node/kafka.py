@@ -120,6 +120,7 @@ class KafkaNode(Node):
     async def start(self) -> None:
         cfg = self.config
         self.backend = await KafkaLogBackend.open(cfg.kafka, jobledger_topics(cfg.kafka))
+        self.backend.tracer = self.tracer  # produce and consume spans, when tracing is on
         try:
             if cfg.run_projections:
                 await self._open_read_models()

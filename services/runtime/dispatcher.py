@@ -196,6 +196,8 @@ class Dispatcher(JobsFold):
         An attempt whose lease the log does not see renewed expires by this owner's clock,
         as after a restart."""
         self._learn_queues(snapshot.queues.values())
+        if self.traces is not None:
+            self.traces.took(snapshot.traces)
         for job_id in snapshot.finished_keyed:
             self._remember_finished(job_id)
         for job in snapshot.jobs.values():

@@ -17,7 +17,7 @@ number, on the attempt (when it runs here) and on the finish.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -73,6 +73,11 @@ class JobTraces:
                 job_id = env.event.job_id
                 if isinstance(env.event, JobRequeued) or job_id not in self._origins:
                     self._origins[job_id] = context_of(env.trace)
+
+    def took(self, traces: Mapping[str, Mapping[str, str]]) -> None:
+        """The traces of the unfinished jobs of a partition this owner gained."""
+        for job_id, carrier in traces.items():
+            self._origins.setdefault(job_id, context_of(carrier))
 
     def forget(self, job_id: str) -> None:
         """The job finished: nothing of it is needed any more."""

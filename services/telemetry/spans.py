@@ -13,6 +13,7 @@ from jobledger.schemas.api import TaskRequest
 from .context import current_carrier
 
 ENQUEUE, FIRE, PROJECT = "jobledger.enqueue", "jobledger.schedule.fire", "jobledger.project"
+PARTITION_ID, KAFKA_OFFSET = "messaging.destination.partition.id", "messaging.kafka.offset"
 
 
 @contextmanager
@@ -57,8 +58,8 @@ def kafka_span(tracer: Tracer, operation: str, topic: str, partition: int | None
         "messaging.operation.name": operation, "messaging.destination.name": topic,
         "messaging.batch.message_count": count}
     if partition is not None:
-        attributes["messaging.destination.partition.id"] = str(partition)
+        attributes[PARTITION_ID] = str(partition)
     if offset is not None:
-        attributes["messaging.kafka.offset"] = offset
+        attributes[KAFKA_OFFSET] = offset
     kind = SpanKind.PRODUCER if operation == "send" else SpanKind.CONSUMER
     return tracer.start_span(f"{operation} {topic}", kind=kind, attributes=attributes)
