@@ -11,13 +11,27 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
+from jobledger.projections.schedules import fire_key
 from jobledger.schemas import JobStatus
+from jobledger.schemas.common import to_ms
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
+from jobledger.services.handlers.demo import demo
+from jobledger.services.write.producer import job_id_for_key
 from tests.support.api_harness import api_client
-from tests.support.harness import NodeFactory, attempt_is, settle, until_due, wait_until
+from tests.support.harness import (
+    NodeFactory,
+    attempt_is,
+    clock_of,
+    enqueue,
+    settle,
+    until_due,
+    wait_until,
+)
 from tests.support.otlp import Received, otlp_env, otlp_receiver
 from tests.support.procs import ServerProcess, poll
+from tests.support.schedules_harness import advance as advance_schedules
+from tests.support.schedules_harness import define
 from tests.support.tracing import in_memory, named, one, parent_id, span_id, trace_id
 
 S = JobStatus
@@ -98,8 +112,6 @@ async def test_a_sync_handler_runs_in_its_attempts_span_on_the_thread_pool(
     telemetry, exporter, _ = in_memory()
     seen: dict[int, Any] = {}
     node = await make_node(_flaky_app(seen), telemetry=telemetry)
-    from tests.support.harness import enqueue
-
     job_id = await enqueue(node, "sync_flaky")
     await wait_until(node, job_id, S.COMPLETED)
     await settle(node)
@@ -123,8 +135,6 @@ async def test_dead_letter_and_lease_expiry_are_events_with_the_attempt(
         raise RuntimeError("no")
 
     node = await make_node(app, telemetry=telemetry)
-    from tests.support.harness import enqueue
-
     job_id = await enqueue(node, "fails", max_retries=0)
     await wait_until(node, job_id, S.DEAD_LETTER)
     await settle(node)
@@ -169,3 +179,35 @@ def _job_spans(received: Received, job_id: str, finishes: int) -> list[Any] | No
             if any(a.key == "jobledger.job.id" and a.value.string_value == job_id
                    for a in span.attributes)]
     return mine if sum(s.name == "jobledger.finish" for s in mine) >= finishes else None
+
+
+async def test_a_schedule_fire_starts_its_jobs_trace(make_node: NodeFactory) -> None:
+    telemetry, exporter, _ = in_memory()
+    node = await make_node(demo, telemetry=telemetry)
+    await define(node, id="tick", task_type="echo", trigger="interval", seconds=10)
+    await advance_schedules(node, 12)
+    job_id = job_id_for_key(fire_key("tick", to_ms(clock_of(node).now()) // 10_000 * 10_000))
+    await wait_until(node, job_id, S.COMPLETED)
+    await settle(node)
+    spans = exporter.get_finished_spans()
+    fire = one(spans, "jobledger.schedule.fire", id="tick")
+    assert fire.kind is SpanKind.PRODUCER and fire.parent is None
+    pick = one(spans, "jobledger.pick", id=job_id)
+    assert parent_id(pick) == span_id(fire) and trace_id(pick) == trace_id(fire)
+
+
+async def test_projector_batches_are_spans_with_model_events_and_lag(
+    make_node: NodeFactory,
+) -> None:
+    telemetry, exporter, _ = in_memory()
+    node = await make_node(demo, telemetry=telemetry)
+    job_id = await enqueue(node, "echo")
+    await wait_until(node, job_id, S.COMPLETED)
+    await settle(node)
+    batches = named(exporter.get_finished_spans(), "jobledger.project", model="jobs")
+    assert batches and all(s.kind is SpanKind.CONSUMER for s in batches)
+    assert sum(int((s.attributes or {})["messaging.batch.message_count"])  # type: ignore[arg-type]
+               for s in batches) == 3  # enqueued, picked, succeeded
+    # By the node's clock, as /metrics' lag (a ManualClock here: only its type is checked).
+    assert all(isinstance((s.attributes or {})["jobledger.projection.lag_ms"], int)
+               for s in batches)

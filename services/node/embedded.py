@@ -105,6 +105,7 @@ class EmbeddedNode(Node):
         await record_log_source(self.store, self.backend)
         self.queries = await Queries.open(views_path(cfg.db))
         self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
+        self.projector.tracer = self.tracer
         await self.projector.load()
         # The known task types are the app's handlers, with or without run_workers: the
         # workers of this file are this process's own.
@@ -126,7 +127,8 @@ class EmbeddedNode(Node):
             )
         self.scheduler = None
         if cfg.run_scheduler:
-            self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler)
+            self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler,
+                                       tracer=self.tracer)
             self.scheduler.load((await self.store.load_schedules()).values(),
                                 self.projector.positions["schedules"])
         self.projector.start()

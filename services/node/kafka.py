@@ -159,6 +159,7 @@ class KafkaNode(Node):
         self.queries = await Queries.open(cfg.views)
         self._read_models.append(self.queries)
         self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
+        self.projector.tracer = self.tracer
         await self.projector.load()
         # Known: this process's handlers, and every type a worker declared (read models).
         task_types = TaskTypes(self.app.handlers, self.queries.declared_task_types,
@@ -208,7 +209,7 @@ class KafkaNode(Node):
         if settings.scheduler_id == SchedulerConfig().scheduler_id:  # say which node fired
             settings = replace(settings, scheduler_id=cfg.node_id)
         self.scheduler = Scheduler(self.backend, self.clock, self.queries, settings,
-                                   partitions=())  # fmt: skip
+                                   partitions=(), tracer=self.tracer)
         await self.scheduler.start(follow=False)
         await self._join(SCHEDULES, "schedulers", self.scheduler, self._declare)
 

@@ -29,18 +29,20 @@ class Publisher:
     def envelope(
         self, event: Event, key: str, *, actor: Actor | None = None,
         causation_id: str | None = None, correlation_id: str | None = None,
+        trace: dict[str, str] | None = None,
     ) -> Envelope:
         return Envelope(
             id=uuid7(), key=key, time=self.clock.now(), actor=actor or self.actor, event=event,
-            causation_id=causation_id, correlation_id=correlation_id,
+            causation_id=causation_id, correlation_id=correlation_id, trace=trace or {},
         )
 
     def publish(
         self, event: Event, key: str, *, partition: int | None = None,
         actor: Actor | None = None, causation_id: str | None = None,
+        trace: dict[str, str] | None = None,
     ) -> asyncio.Future[Position]:
         """Queue one event; the future resolves to its position once it is durable."""
-        env = self.envelope(event, key, actor=actor, causation_id=causation_id)
+        env = self.envelope(event, key, actor=actor, causation_id=causation_id, trace=trace)
         return self.publish_envelope(env, topic_of(event), partition)
 
     def publish_then(
