@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,7 @@ from .headers import HeaderLimits
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
+from .otel_metrics import OtelMetrics, export_interval, refreshing
 from .responses import ApiError
 from .tracing import TracingMiddleware
 from .ws import Hub, HubConfig
@@ -58,11 +60,17 @@ async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> A
     await security.start(node)
     app.state.hub = Hub(node, hub)
     app.state.hub.start()
-    node.projector.listeners.append(app.state.metrics.on_projected)
+    metrics: Metrics = app.state.metrics
+    node.projector.listeners.append(metrics.on_projected)
+    node.time_appends(metrics.on_appended)
+    gauges = _export_metrics(metrics, node, app.state.telemetry)
     try:
         yield
     finally:
-        node.projector.listeners.remove(app.state.metrics.on_projected)
+        if gauges is not None:
+            gauges.cancel()
+        node.time_appends(None)
+        node.projector.listeners.remove(metrics.on_projected)
         await app.state.hub.stop()
         security.stop(node)
 
@@ -115,11 +123,23 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
                     Middleware(TimingMiddleware, metrics=measured)],
     )
     app.state.metrics = measured
+    app.state.telemetry = telemetry
     app.state.hub_config = hub or HubConfig()
     app.state.security = Security(settings)
     app.router.redirect_slashes = False  # /api/v1/tasks/ is no endpoint: 404, not a 307
     app.state.openapi = openapi.build_spec(ENDPOINTS)
     return app
+
+
+def _export_metrics(metrics: Metrics, node: Node,
+                    telemetry: Telemetry | None) -> asyncio.Task[None] | None:
+    """With telemetry's meter: the instruments of /metrics through OpenTelemetry too, and
+    the task that reads their gauges every export interval."""
+    meter = telemetry.meter if telemetry is not None else None
+    if meter is None:
+        return None
+    metrics.otel = OtelMetrics(meter)
+    return refreshing(lambda: metrics.refresh(node), export_interval())
 
 
 def _tracing(telemetry: Telemetry | None) -> list[Middleware]:

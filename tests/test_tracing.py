@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.trace import SpanKind, StatusCode
 
 from jobledger.projections.schedules import fire_key
@@ -163,11 +164,14 @@ def test_a_served_jobs_spans_reach_an_otlp_receiver_in_one_trace(tmp_path: Path)
                 "task_id"]
             assert poll(lambda: server.finished(job_id), 30)["status"] == "completed"
             ours = poll(lambda: _job_spans(received, job_id, finishes=2), 20)
+            poll(lambda: "jobledger.job.outcomes" in received.metrics, 20)
         finally:
             server.stop()
     (post,) = received.named("POST /api/v1/tasks")
     assert {span.trace_id for span in [post, *ours]} == {post.trace_id}
     assert received.services() == {"jobledger-test"}
+    assert {"jobledger.queue.depth", "jobledger.job.duration", "jobledger.job.outcomes",
+            "jobledger.projection.lag", "jobledger.log.append.duration"} <= received.metrics
     assert sorted(s.name for s in ours) == ["jobledger.attempt"] * 2 + ["jobledger.finish"] * 2 \
         + ["jobledger.pick"] * 2
 
@@ -211,3 +215,46 @@ async def test_projector_batches_are_spans_with_model_events_and_lag(
     # By the node's clock, as /metrics' lag (a ManualClock here: only its type is checked).
     assert all(isinstance((s.attributes or {})["jobledger.projection.lag_ms"], int)
                for s in batches)
+
+
+async def test_the_metrics_of_slash_metrics_through_opentelemetry(
+    make_node: NodeFactory,
+) -> None:
+    telemetry, _, reader = in_memory()
+    seen: dict[int, Any] = {}
+    node = await make_node(_flaky_app(seen), telemetry=telemetry)
+    async with api_client(node) as client:
+        answer = await client.post("/api/v1/tasks", json={"task_type": "flaky",
+                                                          "max_retries": 1})
+        job_id = answer.json()["task_id"]
+        failed = await wait_until(node, job_id, attempt_is(1, S.SCHEDULED))
+        await until_due(node, failed)
+        await wait_until(node, job_id, S.COMPLETED)
+        await settle(node)
+        points = _points(reader)
+        prometheus = (await client.get("/metrics")).text
+    assert points["jobledger.job.outcomes"] == {
+        (("outcome", "completed"), ("task_type", "flaky")): 1,
+        (("outcome", "failed"), ("task_type", "flaky")): 1}
+    assert sum(points["jobledger.job.duration"].values()) == 2  # histogram counts
+    assert points["jobledger.log.append.duration"][(("topic", "jobs"),)] >= 4
+    assert points["jobledger.queue.depth"] == {(): 0}
+    assert {"jobledger.workers.connected", "jobledger.projection.lag"} <= set(points)
+    # Prometheus has the append latency too.
+    assert 'jobledger_log_append_seconds_count{topic="jobs"}' in prometheus
+
+
+def _points(reader: InMemoryMetricReader) -> dict[str, dict[tuple[tuple[str, Any], ...], Any]]:
+    """Each instrument's points: a sum's or gauge's value, a histogram's count, by
+    attributes."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    out: dict[str, dict[tuple[tuple[str, Any], ...], Any]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                out[metric.name] = {
+                    tuple(sorted((p.attributes or {}).items())): getattr(p, "value", None)
+                    if hasattr(p, "value") else p.count  # type: ignore[attr-defined]
+                    for p in metric.data.data_points}
+    return out

@@ -28,7 +28,7 @@ from jobledger.services.telemetry.jobs import JobTraces
 from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.commands import Commands
 from jobledger.services.write.producer import Producer
-from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.publisher import AppendTimer, Publisher
 from jobledger.services.write.task_types import TaskTypes
 
 SETTLE_SECONDS = 10.0  # at stop, how long the projections may take to apply our appends
@@ -87,6 +87,12 @@ class Node:
         """What the dispatcher tells its jobs' spans, None when tracing is off."""
         tracer = self.tracer
         return JobTraces(tracer, worker_id) if tracer is not None else None
+
+    def time_appends(self, timer: AppendTimer | None) -> None:
+        """Tell `timer` how long each append of this node's publishers took."""
+        parts = (self, self.dispatcher, self.scheduler)
+        for publisher in [part.publisher for part in parts if part is not None]:
+            publisher.timer = timer
 
     def log_writable(self) -> bool:
         """Can this node append to its log? /health is degraded when it cannot."""
