@@ -10,6 +10,9 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 from jobledger.projections.schedules import fire_key
@@ -18,6 +21,7 @@ from jobledger.schemas.common import to_ms
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.handlers.demo import demo
+from jobledger.services.telemetry.setup import build
 from jobledger.services.write.producer import job_id_for_key
 from tests.support.api_harness import api_client
 from tests.support.harness import (
@@ -25,6 +29,7 @@ from tests.support.harness import (
     attempt_is,
     clock_of,
     enqueue,
+    history,
     settle,
     until_due,
     wait_until,
@@ -258,3 +263,21 @@ def _points(reader: InMemoryMetricReader) -> dict[str, dict[tuple[tuple[str, Any
                     if hasattr(p, "value") else p.count  # type: ignore[attr-defined]
                     for p in metric.data.data_points}
     return out
+
+
+async def test_a_job_whose_enqueue_was_not_sampled_gets_no_spans(
+    make_node: NodeFactory,
+) -> None:
+    spans = InMemorySpanExporter()
+    telemetry = build(SimpleSpanProcessor(spans), InMemoryMetricReader(),
+                      ParentBased(TraceIdRatioBased(0)))
+    seen: dict[int, Any] = {}
+    node = await make_node(_flaky_app(seen), telemetry=telemetry)
+    job_id = await enqueue(node, "sync_flaky")
+    await wait_until(node, job_id, S.COMPLETED)
+    await settle(node)
+    (enqueued,) = [e for e in await history(node, job_id) if e.type == "JobEnqueued"]
+    flags = int(enqueued.trace["traceparent"][-2:], 16)
+    assert flags & 1 == 0  # carried, marked not sampled
+    assert named(spans.get_finished_spans(), "jobledger.pick") == []
+    assert not seen[1][0].is_valid  # the handler ran in no span of ours

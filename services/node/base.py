@@ -85,8 +85,10 @@ class Node:
 
     def job_traces(self, worker_id: str) -> JobTraces | None:
         """What the dispatcher tells its jobs' spans, None when tracing is off."""
-        tracer = self.tracer
-        return JobTraces(tracer, worker_id) if tracer is not None else None
+        telemetry = self.config.telemetry
+        if telemetry is None:
+            return None
+        return JobTraces(telemetry.tracer, worker_id, telemetry.parent_based)
 
     def time_appends(self, timer: AppendTimer | None) -> None:
         """Tell `timer` how long each append of this node's publishers took."""

@@ -101,9 +101,11 @@ class Executor:
                                 context=context)
         self.running[job.job_id] = Running(job, attempt, ctx, task)
 
-    def _traced(self, job: JobState, attempt: int) -> contextvars.Context:
+    def _traced(self, job: JobState, attempt: int) -> contextvars.Context | None:
         assert self.traces is not None
         span = self.traces.attempt_started(job.job_id, job.task_type, attempt)
+        if span is None:
+            return None  # its trace is not sampled
         context = contextvars.copy_context()
         context.run(otel_context.attach, span)
         return context

@@ -13,6 +13,10 @@ model, which does not keep it) starts a trace of its own at its pick.
 Each attempt after the first links to the attempt before it. Ends the owner decides
 itself (lease expiry, timeout, cancel, dead letter) are span events, carrying the attempt
 number, on the attempt (when it runs here) and on the finish.
+
+With a parent-based sampler (the default), a job whose enqueue was not sampled gets none
+of these spans, and its handler runs in no span of ours: the SDK would only have made
+non-recording spans of them, at 5-10 µs each (docs/performance.md, "Tracing").
 """
 
 from __future__ import annotations
@@ -55,10 +59,11 @@ class JobTraces:
     """What a dispatcher (and its executor) tell about the jobs it decides for. Holds one
     context per unfinished job and one span per pick, attempt and finish in flight."""
 
-    def __init__(self, tracer: Tracer, worker_id: str):
+    def __init__(self, tracer: Tracer, worker_id: str, parent_based: bool = True):
         self.tracer = tracer
         self.worker_id = worker_id
-        self._origins: dict[str, Context] = {}  # job -> the context of its enqueue
+        self.parent_based = parent_based  # the sampler keeps a child iff its parent is kept
+        self._origins: dict[str, Mapping[str, str]] = {}  # job -> its enqueue's trace field
         self._picks: dict[str, Span] = {}  # job -> its pick, until the append ended
         self._attempts: dict[str, tuple[int, Span]] = {}  # job -> the attempt running here
         # job -> its latest attempt here and that attempt's span
@@ -72,12 +77,21 @@ class JobTraces:
             if env.trace and isinstance(env.event, JobEnqueued | JobRequeued):
                 job_id = env.event.job_id
                 if isinstance(env.event, JobRequeued) or job_id not in self._origins:
-                    self._origins[job_id] = context_of(env.trace)
+                    self._origins[job_id] = env.trace
 
     def took(self, traces: Mapping[str, Mapping[str, str]]) -> None:
         """The traces of the unfinished jobs of a partition this owner gained."""
         for job_id, carrier in traces.items():
-            self._origins.setdefault(job_id, context_of(carrier))
+            self._origins.setdefault(job_id, carrier)
+
+    def _origin(self, job_id: str) -> Context | None:
+        carrier = self._origins.get(job_id)
+        return context_of(carrier) if carrier else None
+
+    def _dropped(self, job_id: str) -> bool:
+        """Is the job's trace one the sampler drops (its enqueue was not sampled)?"""
+        carrier = self._origins.get(job_id)
+        return carrier is not None and self.parent_based and not _sampled(carrier)
 
     def forget(self, job_id: str) -> None:
         """The job finished: nothing of it is needed any more."""
@@ -87,8 +101,10 @@ class JobTraces:
     # -- pick -------------------------------------------------------------------------------
 
     def pick(self, job_id: str, task_type: str, queue: str, attempt: int) -> None:
+        if self._dropped(job_id):
+            return
         self._picks[job_id] = self.tracer.start_span(
-            PICK, self._origins.get(job_id), SpanKind.INTERNAL,
+            PICK, self._origin(job_id), SpanKind.INTERNAL,
             {JOB_ID: job_id, TASK_TYPE: task_type, QUEUE: queue, ATTEMPT_NO: attempt,
              WORKER: self.worker_id})
 
@@ -99,14 +115,17 @@ class JobTraces:
 
     # -- attempts (the executor) --------------------------------------------------------------
 
-    def attempt_started(self, job_id: str, task_type: str, attempt: int) -> Context:
-        """Start the attempt's span; the context to run its handler in."""
+    def attempt_started(self, job_id: str, task_type: str, attempt: int) -> Context | None:
+        """Start the attempt's span; the context to run its handler in (None: no span,
+        the job's trace is not sampled)."""
+        if self._dropped(job_id):
+            return None
         pick = self._picks.get(job_id)
-        parent = trace.set_span_in_context(pick) if pick else self._origins.get(job_id)
+        parent = trace.set_span_in_context(pick) if pick else self._origin(job_id)
         previous = self._previous.get(job_id)
         span = self.tracer.start_span(
             ATTEMPT, parent, SpanKind.CONSUMER,
-            {JOB_ID: job_id, TASK_TYPE: task_type, ATTEMPT_NO: attempt, WORKER: self.worker_id},
+            {JOB_ID: job_id, TASK_TYPE: task_type, ATTEMPT_NO: attempt},
             links=[Link(previous[1], {ATTEMPT_NO: previous[0]})] if previous else None)
         self._attempts[job_id] = (attempt, span)
         self._previous[job_id] = (attempt, span.get_span_context())
@@ -133,9 +152,12 @@ class JobTraces:
 
     # -- finish -------------------------------------------------------------------------------
 
-    def finish(self, event: Any, attempt: int) -> Span:
-        """The span of an attempt's end being appended; end it with `finished`."""
+    def finish(self, event: Any, attempt: int) -> Span | None:
+        """The span of an attempt's end being appended, None if its trace is dropped; end
+        it with `finished`."""
         job_id = event.job_id
+        if self._dropped(job_id):
+            return None
         running = self._attempts.get(job_id)
         if running is not None and running[0] != attempt:
             running = None
@@ -144,11 +166,10 @@ class JobTraces:
         # returned); else, as when another owner's attempt lost its lease, the job's trace.
         parent = (trace.set_span_in_context(NonRecordingSpan(previous[1]))
                   if previous is not None and previous[0] == attempt
-                  else self._origins.get(job_id))
+                  else self._origin(job_id))
         outcome, noted = _outcome(event)
         span = self.tracer.start_span(FINISH, parent, SpanKind.INTERNAL,
-                                      {JOB_ID: job_id, ATTEMPT_NO: attempt, OUTCOME: outcome,
-                                       WORKER: self.worker_id})
+                                      {JOB_ID: job_id, ATTEMPT_NO: attempt, OUTCOME: outcome})
         for name in noted:
             span.add_event(name, {ATTEMPT_NO: attempt})
             if running is not None:  # cancelled, it has not returned yet
@@ -158,6 +179,18 @@ class JobTraces:
     @staticmethod
     def finished(span: Span, error: BaseException | None) -> None:
         _end(span, error)
+
+
+def _sampled(carrier: Mapping[str, str]) -> bool:
+    """The sampled flag of a traceparent (version 00: 00-<trace>-<span>-<flags>); True
+    for one it cannot read, which the SDK then judges when it extracts it."""
+    parent = carrier.get("traceparent", "")
+    if len(parent) != 55:
+        return True
+    try:
+        return bool(int(parent[53:], 16) & 1)
+    except ValueError:
+        return True
 
 
 def _outcome(event: Any) -> tuple[str, list[str]]:

@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler
 from opentelemetry.trace import Tracer
 
 SCOPE = "jobledger"  # the instrumentation scope of every span and instrument
@@ -44,6 +45,11 @@ class Telemetry:
 
     def __post_init__(self) -> None:
         self.tracer = self.tracer_provider.get_tracer(SCOPE)
+
+    @property
+    def parent_based(self) -> bool:
+        """Does the sampler keep a span exactly when its parent was kept?"""
+        return isinstance(self.tracer_provider.sampler, ParentBased)
 
     @property
     def meter(self) -> Meter | None:
@@ -87,11 +93,11 @@ def resource() -> Resource:
 
 
 def build(span_processor: SpanProcessor | None = None,
-          metric_reader: MetricReader | None = None) -> Telemetry:
+          metric_reader: MetricReader | None = None, sampler: Sampler | None = None) -> Telemetry:
     """A Telemetry with the given processor and reader, or the OTLP ones the environment
-    asks for. The sampler is the SDK's: OTEL_TRACES_SAMPLER, parent-based always-on by
-    default, so one job's spans are all kept or all dropped."""
-    provider = TracerProvider(resource=resource())
+    asks for. The sampler, unless given, is the SDK's: OTEL_TRACES_SAMPLER, parent-based
+    always-on by default, so one job's spans are all kept or all dropped."""
+    provider = TracerProvider(resource=resource(), sampler=sampler)
     provider.add_span_processor(span_processor or BatchSpanProcessor(_span_exporter()))
     readers = [metric_reader] if metric_reader is not None else [
         PeriodicExportingMetricReader(_metric_exporter())]
