@@ -56,7 +56,10 @@ def _attr(span: Span, key: str) -> Any:
 
 
 def _of_job(received: Received, name: str, job_id: str) -> list[Span]:
-    return sorted((s for s in received.named(name) if _attr(s, "jobledger.job.id") == job_id),
+    """The spans of this name in the job's trace (its picks name it), by attempt."""
+    traces = {s.trace_id for s in received.named("jobledger.pick")
+              if _attr(s, "jobledger.job.id") == job_id}
+    return sorted((s for s in received.named(name) if s.trace_id in traces),
                   key=lambda s: _attr(s, "jobledger.attempt"))
 
 

@@ -103,7 +103,7 @@ class Executor:
 
     def _traced(self, job: JobState, attempt: int) -> contextvars.Context | None:
         assert self.traces is not None
-        span = self.traces.attempt_started(job.job_id, job.task_type, attempt)
+        span = self.traces.attempt_started(job.job_id, attempt)
         if span is None:
             return None  # its trace is not sampled
         context = contextvars.copy_context()

@@ -115,7 +115,7 @@ class JobTraces:
 
     # -- attempts (the executor) --------------------------------------------------------------
 
-    def attempt_started(self, job_id: str, task_type: str, attempt: int) -> Context | None:
+    def attempt_started(self, job_id: str, attempt: int) -> Context | None:
         """Start the attempt's span; the context to run its handler in (None: no span,
         the job's trace is not sampled)."""
         if self._dropped(job_id):
@@ -123,9 +123,9 @@ class JobTraces:
         pick = self._picks.get(job_id)
         parent = trace.set_span_in_context(pick) if pick else self._origin(job_id)
         previous = self._previous.get(job_id)
+        # Few attributes: each costs the SDK a validation (the job's are on its pick).
         span = self.tracer.start_span(
-            ATTEMPT, parent, SpanKind.CONSUMER,
-            {JOB_ID: job_id, TASK_TYPE: task_type, ATTEMPT_NO: attempt},
+            ATTEMPT, parent, SpanKind.CONSUMER, {ATTEMPT_NO: attempt},
             links=[Link(previous[1], {ATTEMPT_NO: previous[0]})] if previous else None)
         self._attempts[job_id] = (attempt, span)
         self._previous[job_id] = (attempt, span.get_span_context())
@@ -168,8 +168,10 @@ class JobTraces:
                   if previous is not None and previous[0] == attempt
                   else self._origin(job_id))
         outcome, noted = _outcome(event)
-        span = self.tracer.start_span(FINISH, parent, SpanKind.INTERNAL,
-                                      {JOB_ID: job_id, ATTEMPT_NO: attempt, OUTCOME: outcome})
+        attributes: dict[str, str | int] = {ATTEMPT_NO: attempt, OUTCOME: outcome}
+        if previous is None or previous[0] != attempt:  # not under its attempt: say whose
+            attributes[JOB_ID] = job_id
+        span = self.tracer.start_span(FINISH, parent, SpanKind.INTERNAL, attributes)
         for name in noted:
             span.add_event(name, {ATTEMPT_NO: attempt})
             if running is not None:  # cancelled, it has not returned yet
