@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import websockets
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -18,6 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from jobledger.projections.schedules import fire_key
 from jobledger.schemas import JobStatus
 from jobledger.schemas.common import to_ms
+from jobledger.services.client.async_client import Client
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.handlers.demo import demo
@@ -34,6 +36,7 @@ from tests.support.harness import (
     until_due,
     wait_until,
 )
+from tests.support.live_server import live_server
 from tests.support.otlp import Received, otlp_env, otlp_receiver
 from tests.support.procs import ServerProcess, poll
 from tests.support.schedules_harness import advance as advance_schedules
@@ -284,3 +287,30 @@ async def test_a_job_whose_enqueue_was_not_sampled_gets_no_spans(
     assert flags & 1 == 0  # carried, marked not sampled
     assert named(spans.get_finished_spans(), "jobledger.pick") == []
     assert not seen[1][0].is_valid  # the handler ran in no span of ours
+
+
+async def test_the_python_clients_span_starts_the_jobs_trace(make_node: NodeFactory) -> None:
+    telemetry, exporter, _ = in_memory()
+    node = await make_node(demo, telemetry=telemetry)
+    async with live_server(node) as base, Client(base, tracer=telemetry.tracer) as client:
+        job_id = await client.submit("echo", {"n": 1})
+    await wait_until(node, job_id, S.COMPLETED)
+    await settle(node)
+    spans = exporter.get_finished_spans()
+    call = one(spans, "POST")
+    server = one(spans, "POST /api/v1/tasks")
+    assert call.kind is SpanKind.CLIENT and call.parent is None
+    assert call.attributes is not None and call.attributes["http.response.status_code"] == 201
+    assert parent_id(server) == span_id(call)
+    assert trace_id(one(spans, "jobledger.pick", id=job_id)) == trace_id(call)
+
+
+async def test_a_websocket_session_is_a_server_span(make_node: NodeFactory) -> None:
+    telemetry, exporter, _ = in_memory()
+    node = await make_node(demo, telemetry=telemetry)
+    async with live_server(node) as base:
+        socket = await websockets.connect(base.replace("http", "ws", 1) + "/ws")
+        await socket.close()
+    session = one(exporter.get_finished_spans(), "WS /ws")
+    assert session.kind is SpanKind.SERVER
+    assert session.attributes is not None and session.attributes["http.route"] == "/ws"

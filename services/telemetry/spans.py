@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
-from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry import trace
+from opentelemetry.trace import ProxyTracerProvider, Span, SpanKind, Status, StatusCode, Tracer
 
 from jobledger.schemas.api import TaskRequest
 
@@ -39,6 +41,34 @@ def fire_span(tracer: Tracer, schedule_id: str, fire_time_ms: int,
                   "jobledger.task.type": task_type}
     with tracer.start_as_current_span(FIRE, kind=SpanKind.PRODUCER, attributes=attributes):
         yield current_carrier()
+
+
+def global_tracer(name: str) -> Tracer | None:
+    """The global provider's tracer, None while no SDK is installed (nothing would record:
+    the Python client then sends requests as they are)."""
+    provider = trace.get_tracer_provider()
+    return None if isinstance(provider, ProxyTracerProvider) else provider.get_tracer(name)
+
+
+@contextmanager
+def client_span(tracer: Tracer, method: str,
+                url: str) -> Iterator[tuple[Span, dict[str, str]]]:
+    """A CLIENT span of one request; yields it and the headers that carry its context."""
+    where = urlsplit(url)
+    attributes: dict[str, str | int] = {"http.request.method": method, "url.full": url,
+                                        "server.address": where.hostname or ""}
+    if where.port is not None:
+        attributes["server.port"] = where.port
+    with tracer.start_as_current_span(method, kind=SpanKind.CLIENT,
+                                      attributes=attributes) as span:
+        yield span, current_carrier()
+
+
+def answered(span: Span, status: int) -> None:
+    span.set_attribute("http.response.status_code", status)
+    if status >= 400:  # the client's view: any error answer is an error of the call
+        span.set_status(Status(StatusCode.ERROR))
+        span.set_attribute("error.type", str(status))
 
 
 def project_span(tracer: Tracer, model: str, events: int, lag_ms: int) -> Span:
