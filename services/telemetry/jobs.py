@@ -16,7 +16,7 @@ number, on the attempt (when it runs here) and on the finish.
 
 With a parent-based sampler (the default), a job whose enqueue was not sampled gets none
 of these spans, and its handler runs in no span of ours: the SDK would only have made
-non-recording spans of them, at 5-10 µs each (docs/performance.md, "Tracing").
+non-recording spans of them (docs/performance.md, "Figures behind the code").
 """
 
 from __future__ import annotations
