@@ -4,10 +4,12 @@ inside it) and the finish; the retry's attempt links to the failed one."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 import websockets
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -23,11 +25,12 @@ from jobledger.services.client.async_client import Client
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.handlers.demo import demo
-from jobledger.services.telemetry.setup import build
+from jobledger.services.telemetry.setup import TelemetryError, build, protocol, wanted
 from jobledger.services.write.producer import job_id_for_key
 from tests.support.api_harness import api_client
 from tests.support.harness import (
     NodeFactory,
+    advance,
     attempt_is,
     clock_of,
     enqueue,
@@ -37,7 +40,7 @@ from tests.support.harness import (
     wait_until,
 )
 from tests.support.live_server import live_server
-from tests.support.otlp import Received, otlp_env, otlp_receiver
+from tests.support.otlp import Received, otlp_env, otlp_grpc_receiver, otlp_receiver
 from tests.support.procs import ServerProcess, poll
 from tests.support.schedules_harness import advance as advance_schedules
 from tests.support.schedules_harness import define
@@ -133,17 +136,9 @@ async def test_a_sync_handler_runs_in_its_attempts_span_on_the_thread_pool(
     assert root.parent is None and trace_id(root) == trace_id(attempt)
 
 
-async def test_dead_letter_and_lease_expiry_are_events_with_the_attempt(
-    make_node: NodeFactory,
-) -> None:
+async def test_dead_letter_is_an_event_with_the_attempt(make_node: NodeFactory) -> None:
     telemetry, exporter, _ = in_memory()
-    app = App()
-
-    @app.job("fails")
-    async def fails(ctx: JobContext, payload: Any) -> None:
-        raise RuntimeError("no")
-
-    node = await make_node(app, telemetry=telemetry)
+    node = await make_node(_ending, telemetry=telemetry)
     job_id = await enqueue(node, "fails", max_retries=0)
     await wait_until(node, job_id, S.DEAD_LETTER)
     await settle(node)
@@ -314,3 +309,94 @@ async def test_a_websocket_session_is_a_server_span(make_node: NodeFactory) -> N
     session = one(exporter.get_finished_spans(), "WS /ws")
     assert session.kind is SpanKind.SERVER
     assert session.attributes is not None and session.attributes["http.route"] == "/ws"
+
+
+# Jobs that end the ways the owner decides: failing for good, hanging until stopped.
+_ending = App()
+
+
+@_ending.job("fails")
+async def _fails(ctx: JobContext, payload: Any) -> None:
+    raise RuntimeError("no")
+
+
+@_ending.job("hangs")
+async def _hangs(ctx: JobContext, payload: Any) -> None:
+    await asyncio.Event().wait()
+
+
+def _events(span: Any) -> list[tuple[str, dict[str, Any]]]:
+    return [(e.name, dict(e.attributes or {})) for e in span.events]
+
+
+async def test_a_timeout_and_a_lease_expiry_are_events_of_the_attempt_and_its_finish(
+    make_node: NodeFactory,
+) -> None:
+    telemetry, exporter, _ = in_memory()
+    # No heartbeat before the lease runs out: as if the worker had died.
+    node = await make_node(_ending, telemetry=telemetry, lease_seconds=10,
+                           heartbeat_seconds=60)
+    timed = await enqueue(node, "hangs", timeout_seconds=5, max_retries=0)
+    await wait_until(node, timed, S.IN_PROGRESS)
+    await advance(node, 6, step=0.5)
+    await wait_until(node, timed, S.DEAD_LETTER)
+    leased = await enqueue(node, "hangs", max_retries=1)
+    await wait_until(node, leased, S.IN_PROGRESS)
+    await advance(node, 11, step=0.5)
+    await wait_until(node, leased, attempt_is(1, S.SCHEDULED))
+    await settle(node)
+    spans = exporter.get_finished_spans()
+    for job_id, noted, outcome in ((timed, ["timeout", "dead_letter"], "dead_letter"),
+                                   (leased, ["lease_expired"], "retry")):
+        pick = one(spans, "jobledger.pick", id=job_id)
+        (attempt,) = [s for s in named(spans, "jobledger.attempt")
+                      if parent_id(s) == span_id(pick)]
+        (finish,) = [s for s in named(spans, "jobledger.finish")
+                     if parent_id(s) == span_id(attempt)]
+        expected = [(name, {"jobledger.attempt": 1}) for name in noted]
+        assert _events(finish) == expected and _events(attempt) == expected
+        assert finish.attributes is not None and finish.attributes["jobledger.outcome"] == outcome
+
+
+async def test_a_cancel_of_a_running_job_is_an_event(make_node: NodeFactory) -> None:
+    telemetry, exporter, _ = in_memory()
+    node = await make_node(_ending, telemetry=telemetry)
+    job_id = await enqueue(node, "hangs")
+    await wait_until(node, job_id, S.IN_PROGRESS)
+    await node.commands.cancel(job_id)
+    await wait_until(node, job_id, S.CANCELLED)
+    await settle(node)
+    finish = one(exporter.get_finished_spans(), "jobledger.finish")
+    assert _events(finish) == [("cancelled", {"jobledger.attempt": 1})]
+    attempt = one(exporter.get_finished_spans(), "jobledger.attempt")
+    assert attempt.attributes is not None and attempt.attributes["jobledger.outcome"] == "cancelled"
+
+
+def test_spans_go_over_grpc_when_the_protocol_says_so(tmp_path: Path) -> None:
+    with otlp_grpc_receiver() as (endpoint, received):
+        env = {**otlp_env(endpoint, "over-grpc"), "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+               "OTEL_EXPORTER_OTLP_INSECURE": "true", "OTEL_METRICS_EXPORTER": "none"}
+        server = ServerProcess(tmp_path / "j.db", "--demo", env=env)
+        try:
+            server.wait_healthy()
+            job_id = server.http.post("/api/v1/tasks", json={"task_type": "echo"}).json()[
+                "task_id"]
+            poll(lambda: server.finished(job_id), 30)
+            poll(lambda: _job_spans(received, job_id, finishes=1), 20)
+        finally:
+            server.stop()
+    assert received.services() == {"over-grpc"}
+
+
+def test_on_with_the_flag_or_an_endpoint_and_off_when_the_sdk_is_disabled() -> None:
+    assert not wanted(False, {})
+    assert wanted(True, {})
+    assert wanted(False, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert wanted(False, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318"})
+    assert not wanted(True, {"OTEL_SDK_DISABLED": "TRUE",
+                             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert protocol({}) == "http/protobuf"
+    assert protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}) == "grpc"
+    with pytest.raises(TelemetryError, match="OTEL_EXPORTER_OTLP_PROTOCOL must be one of "
+                       "http/protobuf, grpc, got 'http/json'"):
+        protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})

@@ -99,6 +99,8 @@ def build(span_processor: SpanProcessor | None = None,
     always-on by default, so one job's spans are all kept or all dropped."""
     provider = TracerProvider(resource=resource(), sampler=sampler)
     provider.add_span_processor(span_processor or BatchSpanProcessor(_span_exporter()))
+    if metric_reader is None and os.environ.get("OTEL_METRICS_EXPORTER", "").strip() == "none":
+        return Telemetry(provider)  # traces only
     readers = [metric_reader] if metric_reader is not None else [
         PeriodicExportingMetricReader(_metric_exporter())]
     meters = MeterProvider(resource=provider.resource, metric_readers=readers)

@@ -92,3 +92,33 @@ def otlp_env(endpoint: str, service: str) -> dict[str, str]:
     metrics every second."""
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": service,
             "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
+
+
+@contextmanager
+def otlp_grpc_receiver() -> Iterator[tuple[str, Received]]:
+    """The same over OTLP/gRPC (traces only): (its endpoint, what it received)."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    received = Received()
+
+    class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request: ExportTraceServiceRequest,  # noqa: N802  (the service's name)
+                   context: object) -> ExportTraceServiceResponse:
+            with received.lock:
+                for resource_spans in request.resource_spans:
+                    service = _service_of(resource_spans.resource)
+                    for scope in resource_spans.scope_spans:
+                        received.spans += [(service, s) for s in scope.spans]
+            return ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}", received
+    finally:
+        server.stop(grace=None)
