@@ -20,7 +20,19 @@ from jobledger.services.security.bootstrap import SecuritySettings
 from jobledger.services.security.setup import Security
 from jobledger.services.telemetry.setup import Telemetry
 
-from . import dashboard, docs_page, keys, metrics, openapi, runs, schedules, system, tasks, ws
+from . import (
+    dashboard,
+    docs_page,
+    keys,
+    metrics,
+    openapi,
+    runs,
+    schedules,
+    session,
+    system,
+    tasks,
+    ws,
+)
 from .auth import RateLimitHeaders, authorize
 from .errors import EXCEPTION_HANDLERS
 from .headers import HeaderLimits
@@ -40,7 +52,7 @@ if TYPE_CHECKING:
 # /openapi.json (api/openapi.py says how to add one).
 ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
              *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints,
-             *keys.endpoints, *dashboard.endpoints]
+             *keys.endpoints, *dashboard.endpoints, *session.endpoints]
 # Endpoints written as plain ASGI handlers on a fixed path are served by HotRoutes, ahead
 # of the rest of the stack (api/hot.py says why), their access check included.
 HOT_ROUTES = {(e.method, e.path): served.app for e in ENDPOINTS
@@ -78,7 +90,8 @@ async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> A
 class _WebSocketEndpoint:
     """WS /ws, a plain ASGI app rather than a Starlette endpoint: the hub writes its updates
     through the raw `send` (api/ws_wire.py). With auth on, a socket needs read_tasks, as
-    the Authorization header of its upgrade request (non-browser clients); without it, the
+    the Authorization header of its upgrade request (non-browser clients) or the
+    dashboard's session cookie with this server's Origin (api/cookies.py); without it, the
     socket is accepted and closed at once with 1008 and the reason, before any data."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
