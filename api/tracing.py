@@ -54,7 +54,6 @@ class TracingMiddleware:
                 if status is not None:
                     _set_status(span, status)
 
-
     def _name(self, span: Span, method: str, scope: Scope) -> None:
         """`POST /api/v1/tasks/{task_id}`: the route template, so ids do not make every
         span name unique; the method alone when no route matched."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,13 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 from jobledger.projections.schedules import fire_key
-from jobledger.schemas import JobStatus
+from jobledger.schemas import Actor, ActorKind, Envelope, JobEnqueued, JobStatus
 from jobledger.schemas.common import to_ms
 from jobledger.services.client.async_client import Client
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.handlers.demo import demo
+from jobledger.services.telemetry.jobs import JobTraces
 from jobledger.services.telemetry.setup import TelemetryError, build, protocol, wanted
 from jobledger.services.write.producer import job_id_for_key
 from tests.support.api_harness import api_client
@@ -400,3 +403,24 @@ def test_on_with_the_flag_or_an_endpoint_and_off_when_the_sdk_is_disabled() -> N
     with pytest.raises(TelemetryError, match="OTEL_EXPORTER_OTLP_PROTOCOL must be one of "
                        "http/protobuf, grpc, got 'http/json'"):
         protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+
+
+def test_a_given_up_partitions_traces_are_kept_with_its_snapshot() -> None:
+    telemetry, exporter, _ = in_memory()
+    traces = JobTraces(telemetry.tracer, "w1")
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    env = Envelope(id="e1", key="j1", time=datetime.now(UTC), actor=Actor(ActorKind.CLIENT, "t"),
+                   event=JobEnqueued(job_id="j1", task_type="noop"),
+                   trace={"traceparent": parent})
+    traces.saw([env])
+    kept: dict[str, Mapping[str, str]] = {}
+    traces.hand_over("j1", kept)
+    assert kept == {"j1": {"traceparent": parent}}
+    traces.pick("j1", "noop", "default", 1)  # no longer held: a trace of its own
+    traces.picked("j1", None)
+    traces.took(kept)  # the partition came back
+    traces.pick("j1", "noop", "default", 2)
+    traces.picked("j1", None)
+    first, second = named(exporter.get_finished_spans(), "jobledger.pick")
+    assert first.parent is None
+    assert second.parent is not None and f"{second.parent.span_id:016x}" == parent[36:52]

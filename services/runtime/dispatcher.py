@@ -217,6 +217,8 @@ class Dispatcher(JobsFold):
         for job_id, job in list(self.jobs.items()):
             if job.partition in kept:
                 kept[job.partition].jobs[job_id] = self.jobs.pop(job_id)
+                if self.traces is not None:  # kept with the job, for when it comes back
+                    self.traces.hand_over(job_id, kept[job.partition].traces)
         await self.publisher.drain()
         for snapshot in kept.values():
             for job_id in snapshot.jobs:

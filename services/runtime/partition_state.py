@@ -115,7 +115,7 @@ class JobsSnapshot(JobsFold):
     known_finished: Container[str] = frozenset()
     # The W3C trace context of unfinished jobs whose enqueue carried one (envelope `trace`):
     # the owner's spans of them join that trace (services/telemetry/jobs.py).
-    traces: dict[str, dict[str, str]] = field(default_factory=dict)
+    traces: dict[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __contains__(self, job_id: object) -> bool:
         """Is job_id a finished keyed job?"""

@@ -93,6 +93,14 @@ class JobTraces:
         carrier = self._origins.get(job_id)
         return carrier is not None and self.parent_based and not _sampled(carrier)
 
+    def hand_over(self, job_id: str, traces: dict[str, Mapping[str, str]]) -> None:
+        """The job's partition is given up: its trace goes into `traces` (the partition's
+        kept snapshot) instead of staying here."""
+        carrier = self._origins.get(job_id)
+        self.forget(job_id)
+        if carrier is not None:
+            traces[job_id] = carrier
+
     def forget(self, job_id: str) -> None:
         """The job finished: nothing of it is needed any more."""
         self._origins.pop(job_id, None)
