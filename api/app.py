@@ -40,6 +40,7 @@ from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
 from .otel_metrics import OtelMetrics, export_interval, refreshing
+from .request_id import RequestIds
 from .responses import ApiError
 from .tracing import TracingMiddleware
 from .ws import Hub, HubConfig
@@ -131,7 +132,8 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _WebSocketEndpoint())],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[*_tracing(telemetry), Middleware(HeaderLimits), *limits,
+        middleware=[*_tracing(telemetry), Middleware(HeaderLimits), Middleware(RequestIds),
+                    *limits,
                     Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )

@@ -424,3 +424,30 @@ def test_a_given_up_partitions_traces_are_kept_with_its_snapshot() -> None:
     first, second = named(exporter.get_finished_spans(), "jobledger.pick")
     assert first.parent is None
     assert second.parent is not None and f"{second.parent.span_id:016x}" == parent[36:52]
+
+
+async def test_a_job_a_handler_enqueues_joins_its_parents_trace(make_node: NodeFactory) -> None:
+    telemetry, exporter, _ = in_memory()
+    app = App()
+    children: list[str] = []
+
+    @app.job("parent")
+    async def parent(ctx: JobContext, payload: Any) -> None:
+        children.append(await ctx.enqueue("child"))
+
+    @app.job("child")
+    def child(ctx: JobContext, payload: Any) -> None:
+        return None
+
+    node = await make_node(app, telemetry=telemetry)
+    job_id = await enqueue(node, "parent")
+    await wait_until(node, job_id, S.COMPLETED)
+    await wait_until(node, children[0], S.COMPLETED)
+    await settle(node)
+    spans = exporter.get_finished_spans()
+    parent_pick = one(spans, "jobledger.pick", id=job_id)
+    (parent_attempt,) = [s for s in named(spans, "jobledger.attempt")
+                         if parent_id(s) == span_id(parent_pick)]
+    child_pick = one(spans, "jobledger.pick", id=children[0])
+    assert parent_id(child_pick) == span_id(parent_attempt)
+    assert trace_id(child_pick) == trace_id(parent_pick)

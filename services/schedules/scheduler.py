@@ -385,11 +385,14 @@ class Scheduler:
             timeout_seconds=d.timeout_seconds, max_retries=d.max_retries, idempotency_key=key,
         )
         self._unprojected[job_id] = (state.schedule_id, None)
+        # The fire's key names the fire: the origin of the job's chain (docs/events.md).
         if self.tracer is None:
-            return job_id, self.publisher.publish(event, job_id)
+            return job_id, self.publisher.publish(event, job_id, causation_id=key,
+                                                  correlation_id=key)
         # The fire starts the job's trace: its span's context goes in the JobEnqueued.
         with fire_span(self.tracer, state.schedule_id, to_ms(fire_time), d.task_type) as trace:
-            return job_id, self.publisher.publish(event, job_id, trace=trace)
+            return job_id, self.publisher.publish(event, job_id, causation_id=key,
+                                                  correlation_id=key, trace=trace)
 
     async def _confirm(
         self, enqueued: list[tuple[str, datetime, str, asyncio.Future[Position]]]
@@ -407,7 +410,9 @@ class Scheduler:
             if schedule_id in failed:
                 continue  # a later fire of a schedule whose earlier fire is to be retried
             fired = ScheduleFired(schedule_id=schedule_id, fire_time=fire_time, job_id=job_id)
-            self.publisher.publish(fired, schedule_id).add_done_callback(
+            key = fire_key(schedule_id, to_ms(fire_time))
+            self.publisher.publish(fired, schedule_id, causation_id=key,
+                                   correlation_id=key).add_done_callback(
                 partial(self._retry_if_failed, schedule_id=schedule_id))
         for schedule_id in failed:
             self._retry(schedule_id)
