@@ -31,6 +31,7 @@ from jobledger.services.cli.common import (
 from jobledger.services.cli.env import RULE, EnvParser, leaf_parsers
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.cli.logs import configure as configure_logging
+from jobledger.services.cli.otel import add_otel_arg, telemetry_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 10000)")
     add_auth_args(serve)
     add_log_args(serve)
+    add_otel_arg(serve)
     kafka_cli.add_kafka_args(serve, required=False)
     kafka_cli.views_arg(serve, "with --broker")
     kafka_cli.add_parsers(sub)
@@ -152,6 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = app_of(args, required=False)
     check_data_file(args.db, "--db")
     security = security_settings(args, args.db.parent)
+    telemetry = telemetry_of(args)
     config = NodeConfig(
         db=args.db, partitions=4 if args.partitions is None else args.partitions,
         run_workers=not args.no_workers,
@@ -160,13 +163,17 @@ def _serve(args: argparse.Namespace) -> int:
         max_payload_depth=args.max_payload_depth,
         min_schedule_interval=args.min_schedule_interval,
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
+        telemetry=telemetry,
     )
     sock = listen(args.host, args.port)
-    web = create_app(lambda: EmbeddedNode(config, app), hub_config(args), security=security)
+    web = create_app(lambda: EmbeddedNode(config, app), hub_config(args), security=security,
+                     telemetry=telemetry)
     banner = (f"jobledger: log {args.db}, {len(app.handlers)} task types, "
               f"http://{args.host}:{args.port}, {auth_text(security)}")
     # The warning waits for a successful start, so a failed one stays one line.
     run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
+    if telemetry is not None:
+        telemetry.shutdown()  # exports the spans still buffered
     return 0
 
 

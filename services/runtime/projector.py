@@ -23,6 +23,8 @@ from operator import attrgetter
 from typing import TypeVar
 
 from msgspec.structs import force_setattr
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from jobledger.projections.fold import JobsChange, fold_jobs, fold_workers, log_rows
 from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
@@ -34,6 +36,7 @@ from jobledger.projections.users import UserState, fold_users
 from jobledger.projections.workers import declared_task_types
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, SECURITY, WORKERS, Envelope, topic_of
 from jobledger.schemas.codec import Undecodable, decode_batch
+from jobledger.schemas.common import to_ms
 from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
@@ -42,6 +45,7 @@ from jobledger.services.log.protocol import Log, LogBackend, LogError, Record
 from jobledger.services.runtime.clock import Clock, SystemClock
 from jobledger.services.runtime.faults import Faults, passing_fault
 from jobledger.services.runtime.supervise import crashed, spawn
+from jobledger.services.telemetry.spans import project_span
 
 TYPES_OF_TOPIC = {
     topic: frozenset(cls for cls, t in TOPIC_OF_TYPE.items() if t == topic)
@@ -99,7 +103,9 @@ class Projector:
         self.backend = backend
         self.store = store
         self.retry = retry
-        self.faults = Faults(clock or SystemClock())
+        self.clock = clock or SystemClock()
+        self.faults = Faults(self.clock)
+        self.tracer: Tracer | None = None  # a span per batch, when tracing is on
         self.positions: dict[str, dict[int, int]] = {m: {} for m in TOPIC_OF_MODEL}
         self.listeners: list[Listener] = []
         self.schedule_listeners: list[ScheduleListener] = []
@@ -241,6 +247,15 @@ class Projector:
         """Apply one batch of one model's topic in one transaction. A jobs batch is folded
         now and written in the background, so the next batch folds while this one is
         written; listeners, waiters and positions hear of it once it is committed."""
+        if self.tracer is None or not records:
+            await self._submit(model, records)
+            return
+        lag = to_ms(self.clock.now()) - records[0].timestamp_ms
+        with trace.use_span(project_span(self.tracer, model, len(records), lag),
+                            end_on_exit=True):
+            await self._submit(model, records)
+
+    async def _submit(self, model: str, records: Sequence[Record]) -> None:
         done = self.positions[model]
         if model == "jobs" and self._writing is not None:
             done = self._folded_positions  # the batch in flight is applied as far as we fold
