@@ -49,6 +49,7 @@ from jobledger.services.runtime.server_log import (
     logging_outcomes,
 )
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
+from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.task_types import TaskTypes
 
 log = logging.getLogger("jobledger.node")
@@ -85,6 +86,7 @@ class NodeConfig:
     # appending them to archive_to if given (services/history/retention.py).
     retain_finished: timedelta | None = None
     archive_to: Path | None = None
+    telemetry: Telemetry | None = None  # OpenTelemetry (services/telemetry/); None: off
 
 
 class EmbeddedNode(Node):
@@ -120,6 +122,7 @@ class EmbeddedNode(Node):
         await record_log_source(self.store, self.backend)
         self.queries = await Queries.open(views_path(cfg.db))
         self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
+        self.projector.tracer = self.tracer
         await self.projector.load()
         identity = await self.backend.identity()
         snapshots = Snapshots.open(views_path(cfg.db), identity.log_id if identity else None)
@@ -138,7 +141,8 @@ class EmbeddedNode(Node):
                               TaskTypes(self.app.handlers, None, cfg.allow_unknown_task_types))
         self.dispatcher = None
         if cfg.run_workers:
-            self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)
+            self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher,
+                                         traces=self.job_traces(cfg.dispatcher.worker_id))
             self.dispatcher.known_jobs = self.queries.finished
             # Both fold every jobs record, in the same order: reduce each event once. The
             # owner's fold logs the attempts' ends (server_log.py).
@@ -151,7 +155,8 @@ class EmbeddedNode(Node):
             )
         self.scheduler = None
         if cfg.run_scheduler:
-            self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler)
+            self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler,
+                                       tracer=self.tracer)
             self.scheduler.load((await self.store.load_schedules()).values(),
                                 self.projector.positions["schedules"])
         self.projector.start()
