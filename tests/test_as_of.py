@@ -134,7 +134,7 @@ async def _record(node: EmbeddedNode, client: httpx.AsyncClient,
     """The live answers and the log position they reflect. A handler still running may
     append its outcome while they are read: then they are read again."""
     while True:
-        await node.caught_up(5)
+        assert await node.caught_up(30), "the projections never caught up"
         position = await _position(node)
         moment = await node.history.moment(position)
         live: dict[str, Any] = {path: (await client.get(path)).json() for path in _READS}
@@ -142,7 +142,7 @@ async def _record(node: EmbeddedNode, client: httpx.AsyncClient,
         for task_id in picked:
             answer = await client.get(f"/api/v1/tasks/{task_id}")
             live[task_id] = answer.json() if answer.status_code == 200 else 404
-        await node.caught_up(5)
+        assert await node.caught_up(30), "the projections never caught up"
         if await _position(node) == position:
             return position, moment.time_ms, live, picked
 
