@@ -8,7 +8,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobledger.schemas import JOBS, Envelope, Permission, decode
-from jobledger.schemas.api import ActorView, HistoryEntry, RunDetail, RunListQuery, RunSummary
+from jobledger.schemas.api import (
+    ActorView,
+    HistoryEntry,
+    LogSpan,
+    RunDetail,
+    RunListQuery,
+    RunSummary,
+)
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.log.protocol import Log
 
@@ -81,6 +88,13 @@ async def event_causes(request: Request) -> Response:
     return JSON(chain)
 
 
+async def log_span(request: Request) -> Response:
+    n = node(request)
+    first = await n.history.first_time_ms()
+    return JSON(LogSpan(first_time=None if first is None else iso_ms(first),
+                        now=iso_ms(to_ms(n.clock.now())) or ""))
+
+
 async def task_runs(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     q = queries(request)
@@ -124,6 +138,13 @@ endpoints = [
         "by a handler is caused by its parent's pick) until an event has none, or its cause "
         "is no job event: then the last entry's causation_id names the request (X-Request-ID) "
         "or schedule fire that started it. At most 1000 entries.",
+        access=Permission.READ_TASKS,
+    ),
+    Endpoint(
+        "GET", "/api/v1/history/span", log_span, "The moments an as_of can name", tag="tasks",
+        replies={200: Reply("the oldest record's time and the server's time", LogSpan)},
+        description="From the log's oldest record still kept to the server's time now: the "
+        "span of the dashboard's time slider (docs/dashboard.md).",
         access=Permission.READ_TASKS,
     ),
     Endpoint(

@@ -400,6 +400,14 @@ class HistoryEntry(msgspec.Struct):
     event: JsonValue  # the event as JSON
 
 
+class LogSpan(msgspec.Struct):
+    """The moments an as_of can name: from the log's oldest record kept to the server's
+    time now (the dashboard's time slider spans it)."""
+
+    first_time: str | None  # the oldest record's time; null for an empty log
+    now: str  # the server's time: an as_of after it is AS_OF_IN_FUTURE
+
+
 class TaskView(msgspec.Struct):
     """A task as a WebSocket task_update shows it: a TaskSummary's fields."""
 

@@ -237,3 +237,25 @@ async def test_snapshots_of_another_log_are_removed_at_start(tmp_path: Path) -> 
     async with EmbeddedNode(config, app, clock=ManualClock()) as node:
         assert node.history.snapshots.taken == []  # type: ignore[union-attr]
     assert not list(snapshots.glob("*.db"))
+
+
+async def test_the_log_span_runs_from_the_oldest_record_to_the_servers_time(
+    node: EmbeddedNode,
+) -> None:
+    async with api_client(node) as client:
+        await client.post("/api/v1/tasks", json={"task_type": "echo", "payload": 1})
+        await settle(node)
+        oldest = []
+        for topic in TOPIC_OF_MODEL.values():
+            log = node.backend.topic(topic)
+            for partition in range(log.partitions):
+                oldest += [r.timestamp_ms for r in await log.read(partition, 0, limit=1)]
+        span = (await client.get("/api/v1/history/span")).json()
+        assert span == {"first_time": iso_ms(min(oldest)),
+                        "now": iso_ms(int(node.clock.now().timestamp() * 1000))}
+        # Before it, nothing; at the server's time, the task.
+        before = iso_ms(min(oldest) - 1)
+        assert (await client.get("/api/v1/stats", params={"as_of": before})).headers[
+            "X-As-Of-Position"] == ""
+        now = await client.get("/api/v1/tasks", params={"as_of": span["now"]})
+        assert len(now.json()) == 1

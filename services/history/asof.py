@@ -82,6 +82,17 @@ class History:
                 continue  # a log written before this topic existed
         return logs
 
+    async def first_time_ms(self) -> int | None:
+        """The time of the log's oldest record still kept (None: an empty log): the
+        earliest moment an as_of can show anything at (the dashboard's time slider)."""
+        first: int | None = None
+        for log in self._logs().values():
+            for partition, end in (await log.end_offsets()).items():
+                oldest = await log.read(partition, 0, limit=1) if end else []
+                if oldest and (first is None or oldest[0].timestamp_ms < first):
+                    first = oldest[0].timestamp_ms
+        return first
+
     async def moment(self, as_of: str, only: tuple[str, int] | None = None) -> Moment:
         """The moment an as_of names; AsOfError if it is malformed or in the future.
         only: resolve just this (topic, partition) (one task's as_of)."""
