@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -366,6 +368,119 @@ def test_schedules_are_paused_resumed_triggered_and_deleted(
     dash.confirm()
     page.wait_for_selector(row, state="detached")
     assert server.http.get("/api/v1/schedules/hourly-report").status_code == 404
+    assert dash.errors() == []
+
+
+# -- the time bar: the state at a past moment (issue 22) -------------------------------
+
+def whole_second_after(iso: str) -> datetime:
+    """A moment a second after `iso`, cut to the second (the date-and-time field's
+    precision): at or after it, and less than a second after it."""
+    return (datetime.fromisoformat(iso) + timedelta(seconds=1)).replace(microsecond=0)
+
+
+def test_a_past_moment_shows_the_state_then_with_actions_off_and_live_resumes(
+    browser: Browser, server: ServerProcess, shots: Path
+) -> None:
+    task_id = submit(server, "sleep", {"seconds": 2.5})
+    poll(lambda: server.finished(task_id), timeout=30)
+    history = server.http.get(f"/api/v1/tasks/{task_id}/history").json()
+    picked = next(e["time"] for e in history if e["type"] == "JobPicked")
+    moment = whole_second_after(picked)  # it runs, for 2.5 s, from its pick
+    as_of = moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    dash = Dashboard(browser, server.url, shots, timezone_id="UTC")
+    page = dash.page
+    received: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.append(str(f))))
+    try:
+        dash.open(f"#/tasks/{task_id}")
+        page.wait_for_selector('#task-status [data-status="completed"]')
+        assert page.is_hidden("#as-of-banner")
+        page.fill("#as-of-input", moment.strftime("%Y-%m-%dT%H:%M:%S"))
+        page.click("#as-of-go")
+        page.wait_for_selector('#task-status [data-status="in_progress"]')  # as it was then
+        assert f"as_of={quote(as_of, safe='')}" in page.url  # a link to share
+        banner = page.inner_text("#as-of-banner")
+        assert "not live" in banner and "paused" in banner
+        assert page.is_disabled("text=Cancel task")  # the past cannot be cancelled
+        types = page.eval_on_selector_all("#history > li", "ls => ls.map(l => l.dataset.type)")
+        assert types[:2] == ["JobEnqueued", "JobPicked"] and "JobSucceeded" not in types
+        page.wait_for_selector(f'#runs details[data-run-id="{task_id}.1"] [data-status="RUNNING"]')
+        dash.screenshot("as-of-task")
+
+        page.click('nav a[data-view="overview"]')  # the moment stays on the way
+        page.wait_for_selector("#task-types .card")
+        assert "as_of=" in page.url
+        then = server.http.get("/api/v1/stats", params={"as_of": as_of}).json()
+        for status in ("in_progress", "completed", "pending"):
+            count = f'[data-count="{status}"]'
+            page.wait_for_function("([sel, n]) => document.querySelector(sel)?.textContent === n",
+                                   arg=[count, f"{then[f'{status}_count']:,}"])
+        assert page.is_disabled("#queues .card button") or page.query_selector(
+            "#queues .card button") is None
+        dash.screenshot("as-of-overview")
+
+        page.click('nav a[data-view="tasks"]')
+        page.wait_for_selector(f'{dash.row(task_id)}[data-status="in_progress"]')
+        later = submit(server, "echo", "after the moment")
+        # Told over the WebSocket (Playwright's events arrive while it waits), not shown.
+        poll(lambda: page.wait_for_timeout(50) or any(later in f for f in received), timeout=10)
+        page.wait_for_timeout(300)  # a frame's render, were it applied
+        assert later not in dash.shown_task_ids()
+        assert page.is_disabled("text=Cancel selected")
+
+        page.click("#as-of-live")  # back to live: read again, then follow the WebSocket
+        page.wait_for_selector(f'{dash.row(task_id)}[data-status="completed"]')
+        page.wait_for_selector(dash.row(later))
+        assert "as_of" not in page.url and page.is_hidden("#as-of-banner")
+        latest = submit(server, "sleep", {"seconds": 0.5})
+        page.wait_for_selector(f'{dash.row(latest)}[data-status="completed"]')
+        assert dash.errors() == []
+    finally:
+        dash.close()
+
+
+def test_a_shared_link_to_a_past_moment_opens_at_that_moment(
+    dash: Dashboard, server: ServerProcess
+) -> None:
+    before_any = "2001-01-01T00:00:00.000Z"  # before the log's first record: nothing yet
+    dash.open(f"#/tasks?as_of={quote(before_any, safe='')}")
+    dash.page.wait_for_selector("p.empty >> text=No tasks match")
+    assert dash.shown_task_ids() == []
+    assert "not live" in dash.page.inner_text("#as-of-banner")
+    assert dash.page.get_attribute("#as-of-live", "aria-pressed") == "false"
+    assert dash.errors() == []
+
+
+# -- why?: an event's causes back to its origin (issue 20) ----------------------------------
+
+def test_why_walks_a_retried_tasks_success_back_to_its_enqueue_and_request(
+    dash: Dashboard, server: ServerProcess
+) -> None:
+    created = server.http.post("/api/v1/tasks", headers={"X-Request-ID": "dash-why-1"},
+                               json={"task_type": "flaky", "payload": {"fail_times": 1}})
+    assert created.status_code == 201, created.text
+    task_id = created.json()["task_id"]
+    poll(lambda: server.finished(task_id), timeout=30)
+    dash.open(f"#/tasks/{task_id}")
+    page = dash.page
+    item = '#history > li[data-type="JobSucceeded"]'
+    page.wait_for_selector(item)
+    assert "caused by JobPicked (attempt 2)" in page.inner_text(item)
+    why = f"{item} button.why"
+    assert page.get_attribute(why, "aria-expanded") == "false"
+    page.focus(why)
+    page.keyboard.press("Enter")  # a button: the keyboard opens it as a click does
+    page.wait_for_selector(f"{item} ol.causes li.origin")
+    chain = page.eval_on_selector_all(f"{item} ol.causes li[data-type]",
+                                      "ls => ls.map(l => l.dataset.type)")
+    assert chain == ["JobSucceeded", "JobPicked", "JobDue", "JobFailed", "JobPicked",
+                     "JobEnqueued"]
+    assert "the request dash-why-1" in page.inner_text(f"{item} ol.causes li.origin")
+    assert page.get_attribute(why, "aria-expanded") == "true"
+    dash.screenshot("causes")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"{item} ol.causes", state="hidden")
     assert dash.errors() == []
 
 

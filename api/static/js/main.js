@@ -2,6 +2,8 @@
 // with auth on, the sign-in page first, and back to it whenever the session ends.
 import {onUnauthorized} from './api.js';
 import {Live, liveUrl} from './live.js';
+import {pastMoment, routeAt, setMoment, splitRoute} from './moment.js';
+import * as timebar from './timebar.js';
 import * as session from './session.js';
 import * as overview from './views/overview.js';
 import * as schedules from './views/schedules.js';
@@ -25,12 +27,13 @@ let live = null; // while the dashboard runs (signed in, or auth off)
 let current = null;
 let first = true;
 
-/** #/tasks/ID?x=y -> {view: 'task', arg: 'ID', query: 'x=y'} */
+/** #/tasks/ID?x=y&as_of=T -> {view: 'task', arg: 'ID', query: 'x=y', moment: 'T'} */
 function parse(hash) {
-  const [path, query = ''] = hash.replace(/^#/, '').split('?');
+  const [path, all = ''] = hash.replace(/^#/, '').split('?');
+  const {moment, query} = splitRoute(all);
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
-  if (parts[0] === 'tasks' && parts[1]) return {view: 'task', arg: parts[1], query};
-  return {view: VIEWS[parts[0]] ? parts[0] : 'overview', arg: null, query};
+  if (parts[0] === 'tasks' && parts[1]) return {view: 'task', arg: parts[1], query, moment};
+  return {view: VIEWS[parts[0]] ? parts[0] : 'overview', arg: null, query, moment};
 }
 
 function show() {
@@ -43,7 +46,9 @@ function show() {
     else link.removeAttribute('aria-current');
   }
   main.replaceChildren();
-  document.title = `${TITLES[route.view]} · jobledger`;
+  setMoment(route.moment); // before the view mounts: its reads are as of it
+  timebar.render(route.moment);
+  document.title = `${route.moment ? 'Past · ' : ''}${TITLES[route.view]} · jobledger`;
   current = VIEWS[route.view].mount(main, {live, arg: route.arg, query: route.query});
   if (!first) main.focus({preventScroll: true}); // where a screen reader goes on
   first = false;
@@ -66,6 +71,7 @@ function startDashboard(signedIn) {
     if (live && !(await session.load())) showSignIn(ENDED);
   });
   live.connect();
+  timebar.start();
   first = true;
   show();
 }
@@ -74,6 +80,7 @@ function showSignIn(note) {
   if (current) current();
   if (live) live.stop();
   live = null;
+  timebar.stop();
   nav.hidden = connection.hidden = account.hidden = true;
   main.replaceChildren();
   document.title = 'Sign in · jobledger';
@@ -105,6 +112,14 @@ onUnauthorized(() => {
   if (live) showSignIn(ENDED);
 });
 window.addEventListener('hashchange', show);
+// A link followed while a past moment is shown stays at that moment: the views' links name
+// a route, not a moment, and the moment is added as the link is followed.
+document.addEventListener('click', (event) => {
+  const link = event.target.closest?.('a[href^="#/"]');
+  const moment = pastMoment();
+  if (!link || !moment || link.hash.includes('as_of=')) return;
+  link.href = routeAt(link.getAttribute('href'), moment);
+});
 
 async function start() {
   const signedIn = await session.load();

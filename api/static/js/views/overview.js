@@ -1,7 +1,9 @@
 // Overview: tasks per status now, workers live and lost, the last hour's runs and pending
 // depth minute by minute, a card per task type and per queue. Everything comes from the
-// stats channel (pushed at most once a second while anything changes).
+// stats channel (pushed at most once a second while anything changes); at a past moment,
+// from one read of /api/v1/stats as of then, and nothing live.
 import {post} from '../api.js';
+import {getAt, offInThePast, pastMoment} from '../moment.js';
 import {can} from '../session.js';
 import {timeChart} from '../charts.js';
 import {duration, h, hashWith, num, pct, setText} from '../dom.js';
@@ -34,8 +36,9 @@ export function mount(root, {live}) {
   const typeCards = new Keyed(types, typeCard);
   const queueCards = new Keyed(queues, queueCard);
 
+  let past = null; // the stats as of the moment shown, if it is past
   const render = perFrame(() => {
-    const stats = live.stats;
+    const stats = pastMoment() ? past : live.stats;
     if (!stats) return;
     drawTotals(totals, stats);
     drawWorkers(workers, stats);
@@ -46,7 +49,13 @@ export function mount(root, {live}) {
     typeCards.draw(taskTypes(stats));
     queueCards.draw(Object.entries(stats.by_queue));
   });
-  const off = live.on('stats', render);
+  const off = pastMoment() ? () => {} : live.on('stats', render);
+  if (pastMoment()) {
+    getAt('/api/v1/stats').then((stats) => {
+      past = stats;
+      render();
+    }, (error) => toast(`Could not read the stats then: ${error.message}`, 'error'));
+  }
   render();
   return () => {
     off();
@@ -182,6 +191,7 @@ function queueCard(name) {
       paused = queue.paused;
       state.replaceChildren(badge(paused ? 'paused' : 'active'));
       setText(toggle, paused ? 'Resume' : 'Pause');
+      offInThePast(toggle);
       toggle.setAttribute('aria-label', `${paused ? 'Resume' : 'Pause'} queue ${name}`);
       body.replaceChildren(countsList(queue.counts));
       facts.replaceChildren(...lastHour(queue.last_hour));

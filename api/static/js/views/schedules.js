@@ -1,7 +1,9 @@
 // Schedules: seed 001's table of scheduled jobs with seed 002's fields (trigger, state,
 // next and last run, last result, running or not); pause, resume, trigger now, delete.
-// Kept live by the schedules channel; read over REST whenever it is (re)subscribed.
-import {del, get, post} from '../api.js';
+// Kept live by the schedules channel; read over REST whenever it is (re)subscribed. At a
+// past moment: read once as of then, nothing live, the actions off.
+import {del, post} from '../api.js';
+import {getAt, offInThePast, pastMoment} from '../moment.js';
 import {can} from '../session.js';
 import {agoEl, h, tickAgo, timeEl} from '../dom.js';
 import {FINISHED, badge} from '../status.js';
@@ -47,7 +49,7 @@ export function mount(root, {live}) {
 
   async function load() {
     try {
-      const list = await get('/api/v1/schedules');
+      const list = await getAt('/api/v1/schedules');
       schedules.clear();
       for (const s of list) schedules.set(s.id, s);
       render();
@@ -57,7 +59,7 @@ export function mount(root, {live}) {
     }
   }
 
-  const offs = [
+  const offs = pastMoment() ? [] : [
     live.on('schedules-ready', load),
     // A schedule's last result is its last task's status, which changes on the jobs topic,
     // not the schedules one: follow that task's updates. (Running is taken to be its last
@@ -118,6 +120,7 @@ function row(s) {
     done: () => `Schedule ${s.id} deleted.`,
   }));
   for (const button of [toggle, trigger, remove]) button.hidden = !can('admin');
+  offInThePast(toggle, trigger, remove);
   return h('tr', {dataset: {scheduleId: s.id, state: s.state}},
     h('td', {}, h('strong', {}, s.id), s.name && s.name !== s.id ? h('div', {class: 'muted'}, s.name) : null),
     h('td', {}, s.task_type, s.queue !== 'default' ? h('div', {class: 'muted'}, `queue ${s.queue}`) : null),

@@ -1,8 +1,13 @@
 // Task detail: the task's fields, payload, result, error and stack; every run (attempt)
 // with its levelled log lines; progress; the whole history (every event of the task on the
 // log) as a timeline; cancel and requeue. Kept live by the task channel: the server says
-// when the task, its runs or its log lines change, and the page reads them again.
+// when the task, its runs or its log lines change, and the page reads them again. Each
+// event of the history says its cause, and "why?" shows the chain back to the origin
+// (causes.js). At a past moment: the task as of then (as_of), its runs, log lines and
+// history up to then, nothing live, no actions.
 import {ApiError, get, post} from '../api.js';
+import {Why} from '../causes.js';
+import {getAt, offInThePast, pastMoment} from '../moment.js';
 import {can} from '../session.js';
 import {ago, duration, h, num, pretty, setText, timeEl} from '../dom.js';
 import {FINISHED, badge, levelBadge} from '../status.js';
@@ -40,6 +45,7 @@ export function mount(root, {live, arg: taskId}) {
   );
 
   let data = null;
+  const why = new Why(taskId);
   const open = new Set(); // run ids whose panel the reader opened (the latest is by default)
   const closed = new Set();
   const render = perFrame(() => data && draw(data));
@@ -68,7 +74,8 @@ export function mount(root, {live, arg: taskId}) {
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) {
         root.replaceChildren(h('h1', {}, 'No such task'),
-          h('p', {}, `There is no task ${taskId}. `, h('a', {href: '#/tasks'}, 'Back to the tasks.')));
+          h('p', {}, `There is no task ${taskId}${pastMoment() ? ' at this moment (not enqueued yet)' : ''}. `,
+            h('a', {href: '#/tasks'}, 'Back to the tasks.')));
       }
     }
   });
@@ -79,6 +86,7 @@ export function mount(root, {live, arg: taskId}) {
     cancel.hidden = !mayCancel || FINISHED.has(task.status);
     cancel.disabled = task.cancel_requested && task.status === 'in_progress';
     requeue.hidden = !mayCancel || !FINISHED.has(task.status);
+    offInThePast(cancel, requeue);
     facts.replaceChildren(...fact('task type', task.task_type), ...fact('queue', task.queue),
       ...fact('priority', task.priority), ...fact('attempt', task.attempt),
       ...fact('failed attempts', `${task.retry_count} (retries allowed: ${task.max_retries ?? '–'})`),
@@ -94,7 +102,8 @@ export function mount(root, {live, arg: taskId}) {
     drawError(task, runList, details);
     setText(runsTitle, `Runs (${runList.length})`);
     drawRuns(runList, details);
-    timeline.replaceChildren(...history.map(historyItem));
+    const byId = new Map(history.map((entry) => [entry.event_id, entry]));
+    timeline.replaceChildren(...history.map((entry) => historyItem(entry, byId, why)));
   }
 
   function drawError(task, runList, details) {
@@ -130,6 +139,10 @@ export function mount(root, {live, arg: taskId}) {
     }));
   }
 
+  if (pastMoment()) { // nothing changes at a past moment: one read
+    load();
+    return () => {};
+  }
   const offs = [
     live.on('task-ready', load),
     live.on('task-changed', load),
@@ -143,12 +156,24 @@ export function mount(root, {live, arg: taskId}) {
 }
 
 async function read(path) {
-  const [task, runList, history] = await Promise.all([
-    get(path), get(`${path}/runs`), get(`${path}/history`)]);
+  const [task, allRuns, allHistory] = await Promise.all([
+    getAt(path), get(`${path}/runs`), get(`${path}/history`)]);
+  const then = pastMoment() ? Date.parse(pastMoment()) : Infinity;
+  const by = (iso) => iso !== null && Date.parse(iso) <= then; // happened by the moment
+  const history = allHistory.filter((entry) => by(entry.time));
+  const runList = allRuns.filter((run) => by(run.started_at)).map((run) => asThen(run, by));
   const wanted = runList.slice(-RUNS_WITH_LOGS);
   const details = new Map((await Promise.all(wanted.map(
-    (run) => get(`/api/v1/runs/${encodeURIComponent(run.run_id)}`)))).map((d) => [d.run_id, d]));
+    (run) => get(`/api/v1/runs/${encodeURIComponent(run.run_id)}`)))).map(
+    (d) => [d.run_id, {...d, logs: d.logs.filter((line) => by(line.created_at))}]));
   return {task, runList, details, history};
+}
+
+/** A run as it was at the moment: one that ended after it was still running then. (The runs
+ * and log lines have no as_of; they are read now and cut at the moment's time.) */
+function asThen(run, by) {
+  if (run.ended_at === null || by(run.ended_at)) return run;
+  return {...run, status: 'RUNNING', ended_at: null, duration_ms: null, error: null};
 }
 
 function fact(name, value) {
@@ -189,7 +214,7 @@ function plural(n, word) {
   return `${num(n)} ${word}${n === 1 ? '' : 's'}`;
 }
 
-function historyItem(entry) {
+function historyItem(entry, byId, why) {
   const actor = entry.actor ? `${entry.actor.kind}${entry.actor.id ? `: ${entry.actor.id}` : ''}` : '–';
   return h('li', {class: `t-${entry.type}`, dataset: {type: entry.type}},
     h('span', {class: 'what'}, entry.type), ' ',
@@ -199,7 +224,9 @@ function historyItem(entry) {
       entry.attempt !== null ? h('span', {}, `attempt ${entry.attempt}`) : null,
       entry.worker_id ? h('span', {}, `worker ${entry.worker_id}`) : null,
       h('span', {class: 'mono', title: 'partition and offset of the event in the jobs topic'},
-        `log ${entry.partition}:${entry.offset}`)),
+        `log ${entry.partition}:${entry.offset}`),
+      why.causedBy(entry, byId)),
+    why.button(entry),
     eventDetails(entry.event));
 }
 

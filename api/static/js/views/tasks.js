@@ -1,7 +1,9 @@
 // Tasks: a table of one page of tasks, filtered by status, type, queue and enqueue time, or
 // found by a prefix of the id or idempotency key; kept live by task updates; bulk cancel,
-// and requeue of dead-letter tasks, on a selection.
-import {each, get, post} from '../api.js';
+// and requeue of dead-letter tasks, on a selection. At a past moment: the page as of then,
+// no live updates, no actions.
+import {each, post} from '../api.js';
+import {getAt, offInThePast, pastMoment, routeAt} from '../moment.js';
 import {can} from '../session.js';
 import {h, hashWith, num, queryOf, setText, setTime} from '../dom.js';
 import {FINISHED, TASK_STATUSES, badge, setBadge, statusLabel} from '../status.js';
@@ -121,7 +123,8 @@ export function mount(root, {live, query}) {
   function filters() {
     const f = {status: state.status, task_type: state.task_type, queue: state.queue,
       search: state.search};
-    if (RANGE_MS[state.range]) f.created_after = new Date(Date.now() - RANGE_MS[state.range]).toISOString();
+    const now = pastMoment() ? Date.parse(pastMoment()) : Date.now(); // "last hour" then
+    if (RANGE_MS[state.range]) f.created_after = new Date(now - RANGE_MS[state.range]).toISOString();
     return f;
   }
 
@@ -129,14 +132,14 @@ export function mount(root, {live, query}) {
     const token = ++loadToken;
     const f = filters();
     const offset = (state.page - 1) * PAGE;
-    history.replaceState(null, '', hashWith('/tasks', {status: state.status,
+    history.replaceState(null, '', routeAt(hashWith('/tasks', {status: state.status,
       task_type: state.task_type, queue: state.queue, range: state.range, search: state.search,
-      page: state.page > 1 ? state.page : ''}));
+      page: state.page > 1 ? state.page : ''}), pastMoment()));
     buffer = [];
     const params = new URLSearchParams(Object.entries({...f, limit: PAGE, offset})
       .filter(([, v]) => v !== '' && v !== undefined));
     try {
-      const list = await get(`/api/v1/tasks?${params}`);
+      const list = await getAt(`/api/v1/tasks?${params}`);
       if (token !== loadToken) return;
       win.reset(list, {limit: PAGE, offset, filters: f});
       for (const task of buffer) win.apply(task);
@@ -194,6 +197,7 @@ export function mount(root, {live, query}) {
     setText(chosen, picked.length ? `${picked.length} selected` : 'Select tasks for bulk actions');
     cancel.disabled = !picked.some((t) => !FINISHED.has(t.status));
     requeue.disabled = !picked.some((t) => t.status === 'dead_letter');
+    offInThePast(cancel, requeue);
     all.checked = win.rows.length > 0 && picked.length === win.rows.length;
     all.indeterminate = picked.length > 0 && picked.length < win.rows.length;
     newer.hidden = !win.newer;
@@ -293,14 +297,14 @@ export function mount(root, {live, query}) {
   const offs = [
     () => removeEventListener('scroll', redraw),
     () => removeEventListener('resize', redraw),
-    live.on('task', (task) => {
+  ];
+  if (!pastMoment()) { // at a past moment nothing changes
+    offs.push(live.on('task', (task) => {
       if (buffer) buffer.push(task);
       else if (win.apply(task)) render();
-    }),
-    live.on('tasks-reset', load),
-    live.on('stats', fillLists),
-  ];
-  fillLists(live.stats);
+    }), live.on('tasks-reset', load), live.on('stats', fillLists));
+    fillLists(live.stats);
+  }
   load();
   return () => offs.forEach((off) => off());
 }

@@ -2,7 +2,8 @@
 // the eye; each queue's tasks, pause and last hour, with pause and resume. The queues come
 // with the stats channel; the workers are read again whenever it says something changed
 // (a stats message: at most once a second, and on every worker start, heartbeat and loss).
-import {get} from '../api.js';
+// At a past moment: the workers and the stats as of then, read once, and nothing live.
+import {getAt, offInThePast, pastMoment} from '../moment.js';
 import {agoEl, h, num, pct, tickAgo, timeEl} from '../dom.js';
 import {can} from '../session.js';
 import {TASK_STATUSES, badge} from '../status.js';
@@ -32,14 +33,16 @@ export function mount(root, {live}) {
         queuesBody), queuesNote)));
 
   let workers = [];
+  let past = null; // the stats as of the moment shown, if it is past
   const render = perFrame(() => {
     drawWorkers(workersBody, workersNote, workers);
-    drawQueues(queuesBody, queuesNote, live.stats);
+    drawQueues(queuesBody, queuesNote, pastMoment() ? past : live.stats);
   });
 
   const load = oneAtATime(async () => {
     try {
-      workers = await get('/api/v1/workers');
+      [workers, past] = await Promise.all([getAt('/api/v1/workers'),
+        pastMoment() ? getAt('/api/v1/stats') : null]);
       render();
     } catch (error) {
       workersNote.hidden = false;
@@ -47,7 +50,7 @@ export function mount(root, {live}) {
     }
   });
 
-  const off = live.on('stats', () => {
+  const off = pastMoment() ? () => {} : live.on('stats', () => {
     load();
     render();
   });
@@ -95,6 +98,7 @@ function drawQueues(tbody, note, stats) {
       hidden: !can('admin'),
       'aria-label': `${q.paused ? 'Resume' : 'Pause'} queue ${name}`}, q.paused ? 'Resume' : 'Pause');
     toggle.addEventListener('click', () => setPaused(name, !q.paused));
+    offInThePast(toggle);
     const present = TASK_STATUSES.filter((s) => q.counts[s]);
     const ended = q.last_hour.completed + q.last_hour.failed;
     return h('tr', {dataset: {queue: name}},
