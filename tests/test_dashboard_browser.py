@@ -449,6 +449,12 @@ def test_a_shared_link_to_a_past_moment_opens_at_that_moment(
     assert dash.shown_task_ids() == []
     assert "not live" in dash.page.inner_text("#as-of-banner")
     assert dash.page.get_attribute("#as-of-live", "aria-pressed") == "false"
+    with dash.page.expect_response("**/api/v1/history/span"):  # the slider's span, read again
+        dash.page.focus("#as-of-range")
+    dash.page.keyboard.press("End")  # the slider's right end: now, live
+    dash.page.wait_for_selector("#as-of-banner", state="hidden")
+    assert "as_of" not in dash.page.url
+    assert dash.page.get_attribute("#as-of-live", "aria-pressed") == "true"
     assert dash.errors() == []
 
 
@@ -478,6 +484,7 @@ def test_why_walks_a_retried_tasks_success_back_to_its_enqueue_and_request(
                      "JobEnqueued"]
     assert "the request dash-why-1" in page.inner_text(f"{item} ol.causes li.origin")
     assert page.get_attribute(why, "aria-expanded") == "true"
+    page.locator(f"{item} ol.causes li.origin").scroll_into_view_if_needed()
     dash.screenshot("causes")
     page.keyboard.press("Enter")
     page.wait_for_selector(f"{item} ol.causes", state="hidden")

@@ -19,7 +19,7 @@ export function origin(id) {
   return [`the request ${id} (its X-Request-ID)`, null];
 }
 
-const short = (id) => `${id.slice(0, 8)}…${id.slice(-4)}`;
+const short = (id) => (id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id);
 
 /** The "why?" of one task's timeline: the chains read so far and which are open, kept
  * across the timeline's redraws (a chain of past events never changes). */
@@ -48,7 +48,7 @@ export class Why {
     'caused by ', what);
   }
 
-  /** The "why?" button and the chain under it. */
+  /** The "why?" button and the box the chain shows in, under it: {button, box}. */
   button(entry) {
     const id = `causes-${entry.event_id}`;
     const box = h('div', {id, class: 'causes-box', hidden: !this.open.has(entry.event_id)});
@@ -82,7 +82,7 @@ export class Why {
       button.setAttribute('aria-expanded', 'false');
     });
     if (this.open.has(entry.event_id)) show();
-    return [button, box];
+    return {button, box};
   }
 
   /** The chain: the event, its cause, its cause's cause…, then the origin. */

@@ -9,6 +9,7 @@ import {icon} from './status.js';
 import {toast} from './ui.js';
 
 const STEPS = 600; // the slider's positions across the span (at least a second apart)
+const SETTLE_MS = 350; // arrow keys held on the slider: one moment read, where it stops
 
 const bar = document.getElementById('timebar');
 const range = document.getElementById('as-of-range');
@@ -39,8 +40,9 @@ function choose(ms) {
   go(new Date(ms).toISOString());
 }
 
-/** Stretch the slider over the log's span, now included (read again on each use). */
-async function readSpan() {
+/** Stretch the slider over the log's span, now included (read again on each use); with
+ * `place`, put its thumb at the moment shown (the right end: now). */
+async function readSpan(place = false) {
   try {
     const span = await get('/api/v1/history/span');
     const now = Date.parse(span.now);
@@ -49,7 +51,7 @@ async function readSpan() {
     range.min = String(first);
     range.max = String(now);
     range.step = String(Math.max(1000, Math.round((now - first) / STEPS / 1000) * 1000));
-    range.value = String(shown ? Date.parse(shown) : now);
+    if (place) range.value = String(shown ? Date.parse(shown) : now);
     describe();
   } catch (error) {
     range.disabled = true; // no read_tasks, or the server is away: the field still works
@@ -67,23 +69,28 @@ export function start() {
   bar.hidden = false;
   liveButton.prepend(icon('play'));
   document.getElementById('as-of-go').prepend(icon('clock'));
-  range.addEventListener('pointerdown', readSpan);
-  range.addEventListener('focus', readSpan);
+  range.addEventListener('pointerdown', () => readSpan());
+  range.addEventListener('focus', () => readSpan());
   range.addEventListener('input', () => {
     field.value = localField(Number(range.value));
     describe();
   });
+  let settling = null;
   range.addEventListener('change', () => {
-    const ms = Number(range.value);
-    if (ms >= Number(range.max)) go(null); // the slider's right end is now: live
-    else choose(ms);
+    clearTimeout(settling);
+    settling = setTimeout(() => {
+      const ms = Number(range.value);
+      // The right end is now: live (within a step, as now moves on while it is read).
+      if (ms >= Number(range.max) - Number(range.step)) go(null);
+      else choose(ms);
+    }, SETTLE_MS);
   });
   bar.addEventListener('submit', (event) => {
     event.preventDefault();
     choose(field.value ? new Date(field.value).getTime() : NaN);
   });
   liveButton.addEventListener('click', () => go(null));
-  readSpan();
+  readSpan(true);
 }
 
 export function stop() {
@@ -108,5 +115,5 @@ export function render(moment) {
   } else if (changed) {
     field.value = '';
   }
-  if (changed) readSpan();
+  if (changed) readSpan(true);
 }

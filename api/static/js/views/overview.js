@@ -19,7 +19,7 @@ export function mount(root, {live}) {
   const queues = h('div', {class: 'cards', id: 'queues'});
   root.append(
     h('h1', {}, 'Overview'),
-    h('section', {'aria-labelledby': 'h-now'}, h('h2', {id: 'h-now'}, 'Tasks now'), totals),
+    h('section', {'aria-labelledby': 'h-now'}, h('h2', {id: 'h-now'}, pastMoment() ? 'Tasks then' : 'Tasks now'), totals),
     h('section', {'aria-labelledby': 'h-hour'}, h('h2', {id: 'h-hour'}, 'Workers and the last hour'),
       workers),
     h('section', {class: 'charts', 'aria-label': 'Charts of the last hour'},

@@ -161,7 +161,7 @@ async function read(path) {
   const then = pastMoment() ? Date.parse(pastMoment()) : Infinity;
   const by = (iso) => iso !== null && Date.parse(iso) <= then; // happened by the moment
   const history = allHistory.filter((entry) => by(entry.time));
-  const runList = allRuns.filter((run) => by(run.started_at)).map((run) => asThen(run, by));
+  const runList = allRuns.filter((run) => by(run.started_at)).map((run) => asThen(run, task, by));
   const wanted = runList.slice(-RUNS_WITH_LOGS);
   const details = new Map((await Promise.all(wanted.map(
     (run) => get(`/api/v1/runs/${encodeURIComponent(run.run_id)}`)))).map(
@@ -169,11 +169,13 @@ async function read(path) {
   return {task, runList, details, history};
 }
 
-/** A run as it was at the moment: one that ended after it was still running then. (The runs
- * and log lines have no as_of; they are read now and cut at the moment's time.) */
-function asThen(run, by) {
+/** A run as it was at the moment: one that ended after it was still running then, with the
+ * task's progress then. (Runs and log lines have no as_of: they are read now and cut at the
+ * moment's time.) */
+function asThen(run, task, by) {
   if (run.ended_at === null || by(run.ended_at)) return run;
-  return {...run, status: 'RUNNING', ended_at: null, duration_ms: null, error: null};
+  return {...run, status: 'RUNNING', ended_at: null, duration_ms: null, error: null,
+    progress: run.attempt === task.attempt ? task.progress : run.progress};
 }
 
 function fact(name, value) {
@@ -215,9 +217,10 @@ function plural(n, word) {
 }
 
 function historyItem(entry, byId, why) {
+  const {button, box} = why.button(entry);
   const actor = entry.actor ? `${entry.actor.kind}${entry.actor.id ? `: ${entry.actor.id}` : ''}` : '–';
   return h('li', {class: `t-${entry.type}`, dataset: {type: entry.type}},
-    h('span', {class: 'what'}, entry.type), ' ',
+    h('span', {class: 'what'}, entry.type), ' ', button,
     h('div', {class: 'meta'},
       h('span', {}, timeEl(entry.time)),
       h('span', {}, `by ${actor}`),
@@ -226,7 +229,7 @@ function historyItem(entry, byId, why) {
       h('span', {class: 'mono', title: 'partition and offset of the event in the jobs topic'},
         `log ${entry.partition}:${entry.offset}`),
       why.causedBy(entry, byId)),
-    why.button(entry),
+    box,
     eventDetails(entry.event));
 }
 
