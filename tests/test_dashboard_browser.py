@@ -35,7 +35,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(folder: Path) -> Iterator[ServerProcess]:
-    with demo_server(folder) as process:
+    with demo_server(folder, "--app", "dashboard_app:app") as process:  # and `spawn`
         yield process
 
 
@@ -488,6 +488,26 @@ def test_why_walks_a_retried_tasks_success_back_to_its_enqueue_and_request(
     dash.screenshot("causes")
     page.keyboard.press("Enter")
     page.wait_for_selector(f"{item} ol.causes", state="hidden")
+    assert dash.errors() == []
+
+
+def test_why_of_a_child_job_leads_to_its_parent(dash: Dashboard, server: ServerProcess) -> None:
+    parent = submit(server, "spawn", {"from": "the parent"})
+    finished = poll(lambda: server.finished(parent), timeout=30)
+    child = finished["result"]["child"]
+    poll(lambda: server.finished(child), timeout=30)
+    dash.open(f"#/tasks/{child}")
+    page = dash.page
+    item = '#history > li[data-type="JobEnqueued"]'
+    page.click(f"{item} button.why")
+    page.wait_for_selector(f"{item} ol.causes li.origin")
+    chain = page.eval_on_selector_all(f"{item} ol.causes li[data-type]",
+                                      "ls => ls.map(l => [l.dataset.type, l.dataset.taskId])")
+    # The child's enqueue, caused by its parent's pick, caused by the parent's enqueue.
+    assert chain == [["JobEnqueued", child], ["JobPicked", parent], ["JobEnqueued", parent]]
+    page.click(f'{item} ol.causes li[data-type="JobPicked"] a')  # to the parent's page
+    page.wait_for_selector('#history > li[data-type="JobSucceeded"]')
+    assert page.url.endswith(f"#/tasks/{parent}")
     assert dash.errors() == []
 
 
