@@ -53,6 +53,7 @@ export class Why {
     const id = `causes-${entry.event_id}`;
     const box = h('div', {id, class: 'causes-box', hidden: !this.open.has(entry.event_id)});
     const button = h('button', {type: 'button', class: 'small secondary why',
+      dataset: {eventId: entry.event_id},
       'aria-expanded': String(this.open.has(entry.event_id)), 'aria-controls': id,
       'aria-label': `why? The causes of ${entry.type} (log ${entry.partition}:${entry.offset}) back to its origin`},
     icon('info'), 'why?');

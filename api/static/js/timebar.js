@@ -48,9 +48,11 @@ async function readSpan(place = false) {
     const now = Date.parse(span.now);
     let first = span.first_time ? Date.parse(span.first_time) : now - 3600e3;
     if (shown) first = Math.min(first, Date.parse(shown));
-    range.min = String(first);
+    const step = Math.max(1000, Math.round((now - first) / STEPS / 1000) * 1000);
+    // The steps count back from now, so that the right end (now, live) is one of them.
+    range.min = String(now - Math.ceil((now - first) / step) * step);
     range.max = String(now);
-    range.step = String(Math.max(1000, Math.round((now - first) / STEPS / 1000) * 1000));
+    range.step = String(step);
     if (place) range.value = String(shown ? Date.parse(shown) : now);
     describe();
   } catch (error) {

@@ -102,8 +102,21 @@ export function mount(root, {live, arg: taskId}) {
     drawError(task, runList, details);
     setText(runsTitle, `Runs (${runList.length})`);
     drawRuns(runList, details);
+    drawHistory(history);
+  }
+
+  // The timeline is drawn again only when an event was added (the page reads it on every
+  // change of the task), and a why? button that had the focus keeps it.
+  let drawnEvents = '';
+  function drawHistory(history) {
+    const ids = history.map((entry) => entry.event_id).join(' ');
+    if (ids === drawnEvents) return;
+    drawnEvents = ids;
+    const focused = timeline.contains(document.activeElement)
+      ? document.activeElement.dataset.eventId : null;
     const byId = new Map(history.map((entry) => [entry.event_id, entry]));
     timeline.replaceChildren(...history.map((entry) => historyItem(entry, byId, why)));
+    if (focused) timeline.querySelector(`button.why[data-event-id="${CSS.escape(focused)}"]`)?.focus();
   }
 
   function drawError(task, runList, details) {
