@@ -45,8 +45,21 @@ def authorize(scope: Scope, access: Access) -> None:
     security: Security = scope["app"].state.security
     if access == PUBLIC or not security.enabled:
         return
+    _grant(scope, access, security, _authorization(scope))
+
+
+def authorize_token(scope: Scope, access: Permission, token: str) -> None:
+    """authorize, for a credential that came other than in the Authorization header (a
+    WebSocket's first message): checked exactly as `Authorization: Bearer <token>` is, by
+    the same credential check (Security.authenticate), whatever it accepts."""
+    security: Security = scope["app"].state.security
+    _grant(scope, access, security, f"Bearer {token}")
+
+
+def _grant(scope: Scope, access: Permission, security: Security,
+           authorization: str | None) -> None:
     try:
-        principal = security.authenticate(_authorization(scope))
+        principal = security.authenticate(authorization)
     except Unauthenticated as exc:
         raise ApiError(401, "UNAUTHORIZED", str(exc), headers=CHALLENGE) from None
     decision = security.admit(principal)

@@ -34,8 +34,10 @@ CODES: dict[str, int] = {
     "PAYLOAD_TOO_DEEP": 400,  # a payload nests more arrays and objects than the limit
     "INVALID_ARGUMENT": 400,  # a body field or a parameter is missing, unknown or invalid
     "UNKNOWN_TASK_TYPE": 400,  # no handler is known for the task type (the error lists them)
+    "HOST_NOT_ALLOWED": 400,  # the Host header is not one of --allowed-hosts
     "UNAUTHORIZED": 401,  # no credential, or one that is unknown, revoked or expired
     "FORBIDDEN": 403,  # the credential lacks the permission the route needs (`details`)
+    "CROSS_SITE_REFUSED": 403,  # a state-changing request without JSON from a foreign Origin
     "NOT_FOUND": 404,  # no such task or run, or no such path
     "METHOD_NOT_ALLOWED": 405,  # the path exists, the method does not (see the Allow header)
     "CONFLICT": 409,  # the task's state does not allow it

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,7 @@ BINARY = "binary messages are not accepted: send JSON text"
 # 1009 (a message over max_message_bytes) and 1007 (text that is not UTF-8) are sent by the
 # server's protocol before a message reaches the hub (api/ws_protocol.py).
 MAX_SHARED_BATCHES = 256  # of at most batch_bytes each: a few MB at worst
+AUTHENTICATED = '{"type":"authenticated"}'  # the answer to an auth message (api/ws_auth.py)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class HubConfig:
     # The fan-out's share of each pass of the event loop (api/ws_wire.py:Turns): a REST
     # request waits for at most this at each of its steps.
     fanout_slice_s: float = 0.004
+    # How long a socket without a credential in its upgrade request has to send its first
+    # message, {"type": "auth", "token": ...}, by the node's clock (api/ws_auth.py).
+    auth_timeout_s: float = 5.0
 
 
 class Filters(msgspec.Struct, forbid_unknown_fields=True):
@@ -376,10 +380,14 @@ class Hub:
 
     # -- one connection -----------------------------------------------------------------------
 
-    async def serve(self, websocket: WebSocket, wire: Wire) -> None:
-        """One connection, from its handshake until it leaves. Nothing the client sends is
-        read before _join: a check of who it is belongs between the accept and the join."""
+    async def serve(self, websocket: WebSocket, wire: Wire,
+                    admit: Callable[[WebSocket], Awaitable[bool]] | None = None) -> None:
+        """One connection, from its handshake until it leaves. `admit` (api/ws_auth.py)
+        says who it is between the accept and the join, and closes it if it may not join:
+        nothing is sent to it before."""
         await websocket.accept()
+        if admit is not None and not await admit(websocket):
+            return
         client = self._join(websocket, wire)
         try:
             await self._listen(client)
@@ -419,6 +427,8 @@ class Hub:
         match message.type, message.channel:
             case "ping", _:
                 self._tell(client, "pong", '{"type":"pong"}')
+            case "auth", _:  # auth off, or once more: a browser need not know (ws_auth.py)
+                self._tell(client, "authenticated", AUTHENTICATED)
             case "subscribe", "stats":
                 client.stats = True
                 self._tell(client, "stats", await self._stats_text())

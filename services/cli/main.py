@@ -29,6 +29,7 @@ from jobledger.services.cli.common import (
     ws_max_message_arg,
 )
 from jobledger.services.cli.env import RULE, EnvParser, leaf_parsers
+from jobledger.services.cli.exposure import add_exposure_args, exposure_notes, exposure_settings
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.cli.logs import configure as configure_logging
 
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="/health is degraded (503) when the projections lag more "
                        "(default 10000)")
     add_auth_args(serve)
+    add_exposure_args(serve)
     add_log_args(serve)
     kafka_cli.add_kafka_args(serve, required=False)
     kafka_cli.views_arg(serve, "with --broker")
@@ -159,9 +161,11 @@ def _serve(args: argparse.Namespace) -> int:
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
     )
     sock = listen(args.host, args.port)
-    web = create_app(lambda: EmbeddedNode(config, app), hub_config(args), security=security)
-    banner = (f"jobledger: log {args.db}, {len(app.handlers)} task types, "
-              f"http://{args.host}:{args.port}, {auth_text(security)}")
+    web = create_app(lambda: EmbeddedNode(config, app), hub_config(args), security=security,
+                     exposure=exposure_settings(args))
+    banner = "\n".join([f"jobledger: log {args.db}, {len(app.handlers)} task types, "
+                        f"http://{args.host}:{args.port}, {auth_text(security)}",
+                        *exposure_notes(args)])
     # The warning waits for a successful start, so a failed one stays one line.
     run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
     return 0
