@@ -85,11 +85,12 @@ class Filters(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ClientMessage(msgspec.Struct, forbid_unknown_fields=True):
-    type: str  # subscribe | unsubscribe | ping
+    type: str  # subscribe | unsubscribe | ping | auth
     channel: str = "tasks"  # tasks | stats | schedules | task
     filters: Filters | None = None
     resume_from: str | None = None
     task_id: str | None = None  # channel task: the task whose changes to be told of
+    token: str | None = None  # type auth: a credential (api/ws_auth.py); here, not needed
 
 
 _encoder = msgspec.json.Encoder()
@@ -612,9 +613,11 @@ endpoints = [
             " {\"type\": \"resync_required\"}; a client that cannot keep up is closed with"
             " 1013. Messages are JSON text: a binary one is closed with 1003, one over the"
             " limit (64 KiB by default) with 1009, text that is not UTF-8 with 1007. With"
-            " auth on, the upgrade request needs `Authorization: Bearer <key>` of a key with"
-            " read_tasks: without it the socket is closed at once with 1008 and the reason,"
-            " before any data. See docs/api.md."
+            " auth on, a key with read_tasks is needed: in the upgrade's `Authorization:"
+            " Bearer <key>`, or as the first message {\"type\": \"auth\", \"token\":"
+            " key} within 5 s; without it the socket is closed with 1008 and the reason,"
+            " before any data. With auth off, a browser page of a foreign Origin is closed"
+            " with 1008. See docs/api.md and docs/security.md."
         ),
         access=Permission.READ_TASKS,
     ),
