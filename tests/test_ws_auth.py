@@ -72,7 +72,7 @@ async def _closed_after(url: str, first: str) -> websockets.frames.Close:
         await ws.send(first)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             data = await asyncio.wait_for(ws.recv(), 5)
-            pytest.fail(f"data before authentication: {data!r}")
+            pytest.fail(f"data before authentication: {data!r:.100}")
     assert closed.value.rcvd is not None
     return closed.value.rcvd
 
@@ -101,7 +101,7 @@ async def test_a_silent_socket_is_closed_after_5_s_of_the_nodes_clock(
                     data = await asyncio.wait_for(ws.recv(), 0.05)
                 except TimeoutError:
                     continue
-                pytest.fail(f"data before authentication: {data!r}")
+                pytest.fail(f"data before authentication: {data!r:.100}")
     # The deadline is set at the accept, which the client saw before the first advance.
     assert advanced >= AUTH_TIMEOUT_S
     rcvd = closed.value.rcvd
@@ -131,7 +131,7 @@ async def test_with_auth_off_a_foreign_page_cannot_open_the_websocket(open_ws: s
         async with websockets.connect(open_ws, origin="http://evil.example") as ws:  # type: ignore[arg-type]
             await ws.send('{"type": "subscribe", "channel": "stats"}')
             data = await asyncio.wait_for(ws.recv(), 5)
-            pytest.fail(f"data to a foreign page: {data!r}")
+            pytest.fail(f"data to a foreign page: {data!r:.100}")
     rcvd = closed.value.rcvd
     assert rcvd is not None and rcvd.code == POLICY_VIOLATION and "evil.example" in rcvd.reason
 

@@ -69,6 +69,15 @@ __all__ = ["Client", "ClientError", "ServerUnreachable", "WaitTimeout", "base_ur
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 _JSON = {"content-type": "application/json"}
+
+
+def _headers_of(method: str, body: bytes | None) -> dict[str, str] | None:
+    """JSON's content type for a body, and for every request that changes state: aiohttp
+    sends a body-less POST as application/octet-stream, which the server refuses (415) as
+    it refuses every non-JSON type a cross-site form could send (docs/security.md)."""
+    return _JSON if body is not None or method not in ("GET", "HEAD") else None
+
+
 # Seconds between tries of a 429 that names no Retry-After: doubling, at most the cap.
 _FIRST_PAUSE, _MAX_PAUSE = 0.5, 10.0
 
@@ -134,7 +143,7 @@ class Client:
         params = {k: str(v) for k, v in query.items() if v is not None} if query else None
         try:
             async with self.http().request(method, url, data=body, params=params,
-                                           headers=_JSON if body is not None else None) as answer:
+                                           headers=_headers_of(method, body)) as answer:
                 return answer.status, await answer.read(), answer.headers.get("Retry-After")
         except aiohttp.ClientError as exc:
             # str() of some aiohttp errors is empty: the class name then says what happened.
