@@ -9,6 +9,10 @@
     api/body.py);
   - a state-changing request (POST, PUT, PATCH, DELETE) either sends JSON or sends no body
     type at all from no foreign origin (`cross_site_refusal` says why that is the rule).
+
+Both run on every request, so they read the headers in one pass and build nothing on the
+way through. What they and auth cost the busiest route: docs/performance.md, "Figures
+behind the code".
 """
 
 from __future__ import annotations

@@ -129,10 +129,10 @@ def tcp_socket(family: socket.AddressFamily) -> socket.socket:
     """A listening socket whose connections asyncio sends without delay (TCP_NODELAY).
     asyncio sets TCP_NODELAY only on a socket whose proto is IPPROTO_TCP, and a socket
     accepted from one made with the default proto 0 has 0: uvicorn then sends an answer's
-    headers and its body as two segments, Nagle holds the second until the client's
-    delayed ACK, and each request on a kept-alive connection took ~44 ms instead of ~4
-    (a fresh connection escaped: Linux ACKs at once at a connection's start). uvloop sets
-    it regardless; this holds under either loop."""
+    headers and its body as two segments, and Nagle holds the second until the client's
+    delayed ACK on a kept-alive connection (a fresh one escapes: Linux ACKs at once at a
+    connection's start). uvloop sets it regardless; this holds under either loop. The
+    figure: docs/performance.md, "Figures behind the code"."""
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
     return sock
