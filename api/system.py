@@ -7,7 +7,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobledger.schemas import Permission
-from jobledger.schemas.api import Health, QueueInfo, QueuePath, QueueToggled, Stats, WorkerInfo
+from jobledger.schemas.api import (
+    ClusterInfo,
+    Health,
+    QueueInfo,
+    QueuePath,
+    QueueToggled,
+    Stats,
+    WorkerInfo,
+)
 from jobledger.schemas.common import to_ms
 from jobledger.services.node.base import Node
 
@@ -61,6 +69,10 @@ async def queues(request: Request) -> Response:
     return JSON(await queries(request).queues())
 
 
+async def cluster(request: Request) -> Response:
+    return JSON(await node(request).cluster())
+
+
 async def pause_queue(request: Request) -> Response:
     return await _set_paused(request, True)
 
@@ -96,6 +108,9 @@ endpoints = [
              replies={200: Reply("the stats", Stats)}, access=Permission.READ_TASKS),
     Endpoint("GET", "/api/v1/workers", workers, "Workers and their load", tag="system",
              replies={200: Reply("every worker ever registered", list[WorkerInfo])},
+             access=Permission.READ_TASKS),
+    Endpoint("GET", "/api/v1/cluster", cluster, "Partitions: owner, end and this node's lag",
+             tag="system", replies={200: Reply("every partition of every topic", ClusterInfo)},
              access=Permission.READ_TASKS),
     Endpoint("GET", "/api/v1/queues", queues, "Queues: paused, waiting and running counts",
              tag="queues", replies={200: Reply("the queues", list[QueueInfo])},

@@ -45,6 +45,7 @@ from .stats import HIGH_PRIORITY, MINUTE_MS, NORMAL_PRIORITY
 from .store import IN_CHUNK, Row, fetch_all
 
 _list_of_str = msgspec.json.Decoder(list[str])
+_list_of_int = msgspec.json.Decoder(list[int])
 _AFTER_ALL = "\U0010ffff"  # sorts after any character a prefix can be followed by
 S = JobStatus
 
@@ -306,7 +307,8 @@ class Queries:
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._fetch(
             "SELECT worker_id, registered_at, last_heartbeat, current_jobs, cpu_percent,"
-            " memory_mb, status, hostname, pid, concurrency FROM workers ORDER BY registered_at"
+            " memory_mb, status, hostname, pid, concurrency, partitions FROM workers"
+            " ORDER BY registered_at"
         )
         return [
             WorkerInfo(
@@ -314,6 +316,7 @@ class Queries:
                 last_heartbeat=iso_ms(r[2]) or "", current_tasks=_list_of_str.decode(r[3]),
                 cpu_usage_percent=r[4], memory_usage_mb=r[5], status=_WORKER_STATUS[r[6]],
                 hostname=r[7], pid=r[8], concurrency=r[9],
+                partitions=_list_of_int.decode(r[10]),
             )
             for r in rows
         ]

@@ -159,7 +159,8 @@ CREATE TABLE IF NOT EXISTS workers (
     status TEXT NOT NULL,         -- alive | stopped | lost
     current_jobs BLOB NOT NULL,   -- JSON array of job ids
     cpu_percent REAL NOT NULL,
-    memory_mb REAL NOT NULL
+    memory_mb REAL NOT NULL,
+    partitions BLOB NOT NULL      -- JSON array: the jobs partitions it decides for
 ) WITHOUT ROWID;
 
 -- The task types each worker declared in its latest WorkerStarted. A type is known (the

@@ -39,6 +39,7 @@ def sql_file(name: str) -> str:
 
 
 Row = tuple[Any, ...]
+WORKER_COLUMNS = len(WorkerState.__struct_fields__)  # the table's columns: the state's fields
 
 
 def fetch_all(
@@ -316,7 +317,7 @@ class ReadModelStore:
         """declared: the task types of workers that (re)started, by worker id
         (workers.declared_task_types); they replace what those workers declared before."""
         tx = Transaction()
-        tx.many(f"INSERT OR REPLACE INTO workers VALUES ({','.join('?' * 10)})",
+        tx.many(f"INSERT OR REPLACE INTO workers VALUES ({','.join('?' * WORKER_COLUMNS)})",
                 [worker_row(w) for w in changed.values()])
         if declared:
             tx.many("DELETE FROM worker_task_types WHERE worker_id = ?", [(w,) for w in declared])

@@ -261,6 +261,8 @@ class WorkerInfo(msgspec.Struct):
     hostname: str
     pid: int
     concurrency: int
+    partitions: Annotated[list[int], msgspec.Meta(
+        description="the jobs partitions it decides for, as of its last heartbeat")] = []
 
 
 class QueueInfo(msgspec.Struct):
@@ -296,6 +298,24 @@ class Health(msgspec.Struct, omit_defaults=True):
         description="why it is degraded, one clause per cause joined by '; ' (e.g. "
         "'projection jobs: disk full (SQLITE_FULL) since 2026-01-01T00:00:00Z, retrying'); "
         "absent when healthy")] = None
+
+
+class PartitionInfo(msgspec.Struct):
+    topic: Annotated[str, msgspec.Meta(description="jobs, logs, workers, schedules or security")]
+    partition: int
+    owner: Annotated[str | None, msgspec.Meta(
+        description="who decides for the partition now: a worker id (jobs), a scheduler "
+        "(schedules); null for topics nobody owns, or while the group rebalances")]
+    end_offset: Annotated[int, msgspec.Meta(description="records in the partition")]
+    projected: Annotated[int, msgspec.Meta(
+        description="records of it this node's read models have applied")]
+    lag: Annotated[int, msgspec.Meta(description="end_offset - projected")]
+
+
+class ClusterInfo(msgspec.Struct):
+    mode: Annotated[str, msgspec.Meta(description="embedded or kafka")]
+    node_id: Annotated[str, msgspec.Meta(description="the API node that answered")]
+    partitions: list[PartitionInfo]
 
 
 class ErrorBody(msgspec.Struct):

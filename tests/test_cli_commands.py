@@ -233,17 +233,34 @@ def test_queue_depth_of_every_queue_is_the_stats(cli: Any, server: ServerProcess
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_cluster_status(cli: Any, server: ServerProcess, fmt: str) -> None:
     code, out, _ = cli("cluster-status", "--format", fmt)
-    health = api(server, "/health")
+    health, cluster = api(server, "/health"), api(server, "/api/v1/cluster")
     assert code == Exit.OK
     if fmt != "table":
-        assert parsed(out, fmt).keys() == health.keys()
+        assert parsed(out, fmt).keys() == health.keys() | {"mode", "node_id", "partitions"}
         assert parsed(out, fmt)["status"] == health["status"] == "healthy"
+        assert parsed(out, fmt)["mode"] == "embedded"
         return
-    values = field_values(out)
-    assert rows(out)[0] == ["Property", "Value"]
+    header, *body = rows(out)
+    values = {row[0]: row[1] for row in body if len(row) == 2}
+    assert header == ["Property", "Value"]
+    assert (values["Mode"], values["Node"]) == ("embedded", cluster["node_id"])
     assert (values["Status"], values["Is Leader"], values["Connected Workers"]) == (
         "healthy", "true", "1")
     assert "Pending Tasks" in values
+    partitions = [row for row in body if len(row) == 6]
+    assert partitions[0] == ["Topic", "Partition", "Owner", "End", "Projected", "Lag"]
+    jobs = [row for row in partitions if row[0] == "jobs"]
+    assert jobs and {row[2] for row in jobs} == {cluster["node_id"]}  # it decides for all
+
+
+def test_the_cluster_says_each_partition_end_and_lag(server: ServerProcess, flaky: str) -> None:
+    cluster = api(server, "/api/v1/cluster")
+    topics = {p["topic"] for p in cluster["partitions"]}
+    assert topics == {"jobs", "logs", "workers", "schedules", "security"}
+    for p in cluster["partitions"]:
+        assert p["lag"] == p["end_offset"] - p["projected"] >= 0
+        assert (p["owner"] is not None) == (p["topic"] in ("jobs", "schedules"))
+    assert sum(p["end_offset"] for p in cluster["partitions"] if p["topic"] == "jobs") > 0
 
 
 def test_cancel_and_requeue_say_each_outcome(cli: Any, server: ServerProcess, flaky: str) -> None:

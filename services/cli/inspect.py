@@ -12,7 +12,7 @@ from jobledger.services.cli.output import emit, fields, format_arg, table
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from jobledger.schemas.api import Health, QueueDepth, Stats
+    from jobledger.schemas.api import ClusterInfo, Health, QueueDepth, Stats
     from jobledger.services.client.async_client import Client
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -45,9 +45,12 @@ def add_parsers(sub: Any) -> None:
                     f"Pending tasks per priority band ({BANDS}) as bars: of every queue, or "
                     "of one.")
     depth.add_argument("--queue", help="only this queue's pending tasks")
-    command("cluster-status", "health, leadership, workers and pending tasks", cluster_command,
+    command("cluster-status", "health, partition owners and lag", cluster_command,
             "The server's /health: healthy or degraded (then exit 1), whether it decides for "
-            "jobs (the leader), connected workers, pending tasks, projection lag.")
+            "jobs (the leader), connected workers, pending tasks, projection lag; then every "
+            "partition of every topic (GET /api/v1/cluster): who owns it (a worker for jobs, "
+            "a scheduler for schedules; in Kafka mode by the consumer groups' assignment), "
+            "its end, and how far the answering node's read models have read it.")
 
 
 def stats_command(args: argparse.Namespace) -> int:
@@ -149,11 +152,24 @@ def bars(depth: QueueDepth) -> RenderableType:
 
 def cluster_command(args: argparse.Namespace) -> int:
     async def body(client: Client) -> int:
-        health = await client.health()
-        emit(health, args.format, lambda: fields(health_rows(health), ("Property", "Value")))
+        import msgspec
+
+        health, cluster = await client.health(), await client.cluster()
+        both = msgspec.to_builtins(health) | msgspec.to_builtins(cluster)
+        emit(both, args.format, lambda: cluster_tables(health, cluster))
         return Exit.OK if health.status == "healthy" else Exit.FAILED
 
     return call_server(args, body)
+
+
+def cluster_tables(health: Health, cluster: ClusterInfo) -> RenderableType:
+    from rich.console import Group
+
+    rows = [("Mode", cluster.mode), ("Node", cluster.node_id), *health_rows(health)]
+    partitions = table(("Topic", "Partition", "Owner", "End", "Projected", "Lag"), (
+        (p.topic, p.partition, p.owner, p.end_offset, p.projected, p.lag)
+        for p in cluster.partitions))
+    return Group(fields(rows, ("Property", "Value")), partitions)
 
 
 def health_rows(health: Health) -> list[tuple[str, Any]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ from jobledger.schemas.api import (
     MAX_BATCH,
     BatchCreated,
     BatchRequest,
+    ClusterInfo,
     Health,
     HistoryEntry,
     QueueInfo,
@@ -59,7 +60,7 @@ from jobledger.services.client.errors import (
     WaitTimeout,
     error_of,
 )
-from jobledger.services.client.watch import Watch
+from jobledger.services.client.watch import Watch, task_signals
 from jobledger.services.schedules.commands import definition_of, parse_request
 from jobledger.services.write.commands import CancelOutcome
 from jobledger.services.write.producer import task_request
@@ -265,6 +266,10 @@ class Client:
         _, data = await self._request("GET", "/health", accept=frozenset({503}))
         return _decoder(Health).decode(data)  # type: ignore[no-any-return]
 
+    async def cluster(self) -> ClusterInfo:
+        """Every partition: who owns it, its end, and how far the answering node has read."""
+        return await self._call(ClusterInfo, "GET", "/api/v1/cluster")
+
     # -- API keys (docs/security.md) ---------------------------------------------------------
 
     async def create_key(self, name: str, permissions: Iterable[str],
@@ -353,6 +358,14 @@ class Client:
             raise WaitTimeout(task_id, timeout, task) from None
         assert task is not None  # changes() yields at least the finished task
         return task
+
+    def task_signals(self, task_id: str,
+                     reconnect_for: float = 60.0) -> AsyncGenerator[None, None]:
+        """Yields once subscribed to the task's changes over WS /ws, then each time it may
+        have changed (state, runs, log lines): read it again at each step. A dropped
+        connection is subscribed again (and yields), so no change goes unseen; it raises
+        ServerUnreachable after `reconnect_for` seconds without a connection."""
+        return task_signals(self, task_id, reconnect_for)
 
     def watch(self, *, task_types: Iterable[str] | None = None,
               statuses: Iterable[str] | None = None, queues: Iterable[str] | None = None,

@@ -196,6 +196,7 @@ class SyncClient:
     pause_queue = _blocking(Client.pause_queue)
     resume_queue = _blocking(Client.resume_queue)
     health = _blocking(Client.health)
+    cluster = _blocking(Client.cluster)
     schedules = _blocking(Client.schedules)
     schedule = _blocking(Client.schedule)
     add_schedule = _blocking(Client.add_schedule)

@@ -12,8 +12,10 @@ from typing import Protocol, Self
 
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
-from jobledger.schemas import Actor
+from jobledger.schemas import Actor, WorkerStatus
+from jobledger.schemas.api import ClusterInfo, PartitionInfo
 from jobledger.schemas.common import to_ms
+from jobledger.schemas.envelope import JOBS, SCHEDULES, TOPICS
 from jobledger.services.handlers.app import App
 from jobledger.services.log.protocol import LogBackend
 from jobledger.services.runtime.clock import Clock
@@ -55,6 +57,8 @@ class Node:
     keys: KeyCommands
     dispatcher: Dispatcher | None = None
     scheduler: Scheduler | None = None
+    mode: str  # embedded | kafka
+    node_id: str  # names this node in /api/v1/cluster
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -108,6 +112,37 @@ class Node:
         if oldest is None:
             return 0
         return max(0, to_ms(self.clock.now()) - oldest)
+
+    async def partition_owners(self) -> dict[str, dict[int, str]]:
+        """Who decides for each partition of the jobs and schedules topics (by topic).
+        Jobs: this node's own dispatcher, else the alive worker whose latest heartbeat
+        named it (the newest beat wins while a rebalance is told). Schedules: this node's
+        scheduler only; another node's is not on the log."""
+        jobs: dict[int, str] = {}
+        alive = [w for w in await self.queries.workers() if w.status == WorkerStatus.ALIVE]
+        for worker in sorted(alive, key=lambda w: w.last_heartbeat):
+            jobs.update(dict.fromkeys(worker.partitions, worker.worker_id))
+        if self.dispatcher is not None:
+            jobs.update(dict.fromkeys(self.dispatcher.partitions,
+                                      self.dispatcher.config.worker_id))
+        schedules: dict[int, str] = {}
+        if self.scheduler is not None:
+            schedules = dict.fromkeys(self.scheduler.partitions,
+                                      self.scheduler.config.scheduler_id)
+        return {JOBS: jobs, SCHEDULES: schedules}
+
+    async def cluster(self) -> ClusterInfo:
+        """Every partition: its owner, its end and how far this node's read models are."""
+        owners = await self.partition_owners()
+        partitions = []
+        for topic in TOPICS:
+            models = [m for m, t in TOPIC_OF_MODEL.items() if t == topic]
+            for partition, end in sorted((await self.backend.topic(topic).end_offsets()).items()):
+                projected = min(self.projector.positions[m].get(partition, 0) for m in models)
+                partitions.append(PartitionInfo(
+                    topic=topic, partition=partition, owner=owners.get(topic, {}).get(partition),
+                    end_offset=end, projected=projected, lag=max(0, end - projected)))
+        return ClusterInfo(mode=self.mode, node_id=self.node_id, partitions=partitions)
 
     async def caught_up(self, timeout: float) -> bool:
         """Wait until the projections have applied every topic up to its end as of now;

@@ -77,11 +77,13 @@ class EmbeddedNode(Node):
 
     config: NodeConfig
     backend: SQLiteLogBackend
+    mode = "embedded"
 
     def __init__(self, config: NodeConfig, app: App, clock: Clock | None = None):
         self.config = config
         self.app = app
         self.clock = clock or SystemClock()
+        self.node_id = config.dispatcher.worker_id  # its dispatcher's: one process does all
 
     async def start(self) -> None:
         """Open the log and the read models, start the dispatcher and the scheduler. If any

@@ -105,9 +105,11 @@ class KafkaNode(Node):
 
     config: KafkaNodeConfig
     backend: KafkaLogBackend
+    mode = "kafka"
 
     def __init__(self, config: KafkaNodeConfig, app: App, clock: Clock | None = None):
         self.config = config
+        self.node_id = config.node_id
         self.app = app
         self.clock = clock or SystemClock()
         self.host: LogProjections | FaustProjections | None = None

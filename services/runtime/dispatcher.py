@@ -121,7 +121,8 @@ class Dispatcher(JobsFold):
         self.timers = Timers(clock, self._fire)
         self.retries = RetryPolicy(app.handlers, config.backoff, clock)
         self.heartbeats = Heartbeats(self.executor, self.publisher, clock, self.worker_actor,
-                                     config.lease_seconds, config.heartbeat_every)
+                                     config.lease_seconds, config.heartbeat_every,
+                                     lambda: self.partitions)
         self._in_flight: set[str] = set()  # picks appended, not yet read back
         self._decided: dict[str, int] = {}  # job -> latest attempt whose end is appended
         # Finished jobs are dropped from self.jobs, but a job enqueued with an idempotency
