@@ -25,9 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from jobledger.services.security.exposure import ExposureSettings, host_name
 
 from .body import body_too_large, require_json
+from .openapi import STATE_CHANGING
 from .responses import ApiError, send_refusal
-
-STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class AllowedHosts:

@@ -240,3 +240,17 @@ async def test_the_default_limit_is_1_mib(client: httpx.AsyncClient) -> None:
     assert f"at most {DEFAULT_MAX_BODY_BYTES}" in error["error"]
     assert _serve_args("--max-body-bytes", "4096").max_body_bytes == 4096
     assert _serve_args().max_body_bytes == DEFAULT_MAX_BODY_BYTES
+
+
+def test_openapi_lists_the_guards_answers_on_every_state_changing_operation() -> None:
+    from jobledger.api.app import ENDPOINTS
+    from jobledger.api.openapi import build_spec
+
+    paths = build_spec(ENDPOINTS)["paths"]
+    changing = [(p, m) for p, ops in paths.items() for m in ops
+                if m.upper() in ("POST", "PUT", "PATCH", "DELETE")]
+    assert changing
+    for path, method in changing:
+        answers = paths[path][method]["responses"]
+        assert {"413", "415"} <= set(answers), (method, path)
+        assert "CROSS_SITE_REFUSED" in answers["403"]["description"], (method, path)
