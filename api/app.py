@@ -20,7 +20,19 @@ from jobledger.services.security.bootstrap import SecuritySettings
 from jobledger.services.security.exposure import ExposureSettings
 from jobledger.services.security.setup import Security
 
-from . import dashboard, docs_page, keys, metrics, openapi, runs, schedules, system, tasks, ws
+from . import (
+    dashboard,
+    docs_page,
+    keys,
+    metrics,
+    openapi,
+    runs,
+    schedules,
+    session,
+    system,
+    tasks,
+    ws,
+)
 from .auth import RateLimitHeaders
 from .errors import EXCEPTION_HANDLERS
 from .guard import AllowedHosts, RequestRules
@@ -28,6 +40,7 @@ from .headers import HeaderLimits
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
+from .request_id import RequestIds
 from .ws import Hub, HubConfig
 from .ws_auth import authenticate_socket
 from .ws_wire import Wire
@@ -39,7 +52,7 @@ if TYPE_CHECKING:
 # /openapi.json (api/openapi.py says how to add one).
 ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
              *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints,
-             *keys.endpoints, *dashboard.endpoints]
+             *keys.endpoints, *dashboard.endpoints, *session.endpoints]
 # Endpoints written as plain ASGI handlers on a fixed path are served by HotRoutes, ahead
 # of the rest of the stack (api/hot.py says why), their access check included.
 HOT_ROUTES = {(e.method, e.path): served.app for e in ENDPOINTS
@@ -68,8 +81,9 @@ async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> A
 
 class _WebSocketEndpoint:
     """WS /ws, a plain ASGI app rather than a Starlette endpoint: the hub writes its updates
-    through the raw `send` (api/ws_wire.py). Who may join is api/ws_auth.py's to say,
-    between the handshake and the join."""
+    through the raw `send` (api/ws_wire.py). Who may join is api/ws_auth.py's to say
+    (the Authorization header, the dashboard's session cookie with this server's Origin,
+    or a first auth message), between the handshake and the join."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -101,7 +115,8 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _WebSocketEndpoint())],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(HeaderLimits), *_exposure_middleware(exposed), *limits,
+        middleware=[Middleware(HeaderLimits), Middleware(RequestIds),
+                    *_exposure_middleware(exposed), *limits,
                     Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )

@@ -6,10 +6,11 @@ checked exactly as the others are.
 With auth off nothing is checked, and the actor of a request's events is the label it
 sends in X-API-Key-Name (unverified). With auth on, a route that is not PUBLIC needs
 `Authorization: Bearer <key>` naming a key that holds its permission (admin holds every
-one): 401 UNAUTHORIZED with `WWW-Authenticate: Bearer` when there is no valid credential,
-403 FORBIDDEN naming the permission when the key lacks it, 429 RATE_LIMITED (with
-Retry-After) when the key has spent its rate limit. The request's events then
-carry the key as their actor, and X-API-Key-Name is ignored.
+one), or the dashboard's session cookie standing for one (api/cookies.py): 401
+UNAUTHORIZED with `WWW-Authenticate: Bearer` when there is no valid credential, 403
+FORBIDDEN naming the permission when the key lacks it, 429 RATE_LIMITED (with
+Retry-After) when the key has spent its rate limit. The request's events then carry the
+key as their actor, and X-API-Key-Name is ignored.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from jobledger.services.security.principals import Principal, Unauthenticated
 from jobledger.services.security.ratelimit import Decision
 from jobledger.services.security.setup import Security
 
+from .cookies import session_id_of, session_principal
 from .responses import ApiError
 
 PUBLIC: Final = "public"  # a route anyone may call, auth on or off
@@ -45,7 +47,7 @@ def authorize(scope: Scope, access: Access) -> None:
     security: Security = scope["app"].state.security
     if access == PUBLIC or not security.enabled:
         return
-    _grant(scope, access, security, _authorization(scope))
+    _grant(scope, access, security, lambda: _principal(scope, security))
 
 
 def authorize_token(scope: Scope, access: Permission, token: str) -> None:
@@ -53,13 +55,13 @@ def authorize_token(scope: Scope, access: Permission, token: str) -> None:
     WebSocket's first message): checked exactly as `Authorization: Bearer <token>` is, by
     the same credential check (Security.authenticate), whatever it accepts."""
     security: Security = scope["app"].state.security
-    _grant(scope, access, security, f"Bearer {token}")
+    _grant(scope, access, security, lambda: security.authenticate(f"Bearer {token}"))
 
 
 def _grant(scope: Scope, access: Permission, security: Security,
-           authorization: str | None) -> None:
+           authenticate: Callable[[], Principal]) -> None:
     try:
-        principal = security.authenticate(authorization)
+        principal = authenticate()
     except Unauthenticated as exc:
         raise ApiError(401, "UNAUTHORIZED", str(exc), headers=CHALLENGE) from None
     decision = security.admit(principal)
@@ -72,6 +74,15 @@ def _grant(scope: Scope, access: Permission, security: Security,
         raise ApiError(403, "FORBIDDEN", f"the API key {principal.actor.name!r} lacks the "
                        f"{access} permission this needs", details={"required": str(access)})
     scope[PRINCIPAL] = principal
+
+
+def _principal(scope: Scope, security: Security) -> Principal:
+    """Who the caller is: the credential of its Authorization header, else the dashboard's
+    session cookie (api/cookies.py: with its CSRF or Origin check)."""
+    authorization = _authorization(scope)
+    if authorization is None and (session_id := session_id_of(scope)) is not None:
+        return session_principal(scope, security, session_id)
+    return security.authenticate(authorization)
 
 
 def principal_of(scope: Scope) -> Principal | None:

@@ -38,6 +38,7 @@ CODES: dict[str, int] = {
     "UNAUTHORIZED": 401,  # no credential, or one that is unknown, revoked or expired
     "FORBIDDEN": 403,  # the credential lacks the permission the route needs (`details`)
     "CROSS_SITE_REFUSED": 403,  # a state-changing request without JSON from a foreign Origin
+    "CSRF_FAILED": 403,  # signed in by the session cookie, without its X-CSRF-Token/Origin
     "NOT_FOUND": 404,  # no such task or run, or no such path
     "METHOD_NOT_ALLOWED": 405,  # the path exists, the method does not (see the Allow header)
     "CONFLICT": 409,  # the task's state does not allow it

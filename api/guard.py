@@ -111,8 +111,8 @@ def cross_site_refusal(content_type: str | None, origin: str | None, host: str |
         except ApiError as refused:  # 415 naming what was sent
             return refused
         return None
-    # A cookie-authenticated session (the dashboard's sign-in) is checked here: its CSRF
-    # token, before the Origin rule below lets a body-less request through.
+    # A request signed in by the dashboard's session cookie also needs its CSRF token;
+    # that is checked with its credential (api/auth.py, api/cookies.py:check_csrf).
     if origin is None or is_trusted_origin(origin, host, trusted):
         return None
     return ApiError(403, "CROSS_SITE_REFUSED", f"a request from the page of {origin[:100]!r} "

@@ -22,6 +22,7 @@ from jobledger.services.node.base import Node
 from .auth import PUBLIC
 from .deps import commands, node, queries
 from .openapi import APPEND_ERRORS, Endpoint, Reply, routes_of
+from .request_id import request_id_of
 from .responses import JSON, ApiError
 from .tasks import actor_of
 
@@ -83,7 +84,8 @@ async def resume_queue(request: Request) -> Response:
 
 async def _set_paused(request: Request, paused: bool) -> Response:
     queue = _queue_of(request)
-    await commands(request).set_paused(queue, paused, actor_of(request))
+    await commands(request).set_paused(queue, paused, actor_of(request),
+                                       request_id_of(request.scope))
     return JSON(QueueToggled(queue=queue, paused=paused))
 
 

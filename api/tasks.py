@@ -39,6 +39,7 @@ from .openapi import (
     parse_query,
     routes_of,
 )
+from .request_id import request_id_of
 from .responses import JSON, ApiError, send_json
 
 __all__ = ["actor_of", "endpoints", "routes"]
@@ -71,7 +72,8 @@ async def create_task(scope: Scope, receive: Receive, send: Send) -> None:
     node: Node = scope["app"].state.node
     received = await receive_json(scope, receive, MAX_TASK_BODY_BYTES)
     task = parse_task(received, node.config.max_payload_depth)
-    (outcome,) = await node.commands.enqueue([task], api_actor(scope), wait_visible=True)
+    (outcome,) = await node.commands.enqueue([task], api_actor(scope), wait_visible=True,
+                                             request_id=request_id_of(scope))
     body = TaskCreated(task_id=outcome.task_id, status=outcome.status)
     await send_json(send, body, 201 if outcome.created else 200)
 
@@ -79,7 +81,8 @@ async def create_task(scope: Scope, receive: Receive, send: Send) -> None:
 async def create_batch(request: Request) -> Response:
     body = await read_json(request, MAX_BATCH_BODY_BYTES)
     batch = parse_batch(body, node(request).config.max_payload_depth)
-    outcomes = await commands(request).enqueue(batch.tasks, actor_of(request), batch=True)
+    outcomes = await commands(request).enqueue(batch.tasks, actor_of(request), batch=True,
+                                               request_id=request_id_of(request.scope))
     duplicates = [i for i, o in enumerate(outcomes) if not o.created]
     return JSON(BatchCreated(task_ids=[o.task_id for o in outcomes], duplicates=duplicates), 201)
 
@@ -133,18 +136,21 @@ _Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 
 async def delete_task(request: Request) -> Response:
     task_id = request.path_params["task_id"]
-    await commands(request).cancel(task_id, actor_of(request), running_ok=False)
+    await commands(request).cancel(task_id, actor_of(request), running_ok=False,
+                                   request_id=request_id_of(request.scope))
     return Response(status_code=204)
 
 
 async def cancel_task(request: Request) -> Response:
-    outcome = await commands(request).cancel(request.path_params["task_id"], actor_of(request))
+    outcome = await commands(request).cancel(request.path_params["task_id"], actor_of(request),
+                                             request_id=request_id_of(request.scope))
     return Response(status_code=204 if outcome is CancelOutcome.CANCELLED else 202)
 
 
 async def requeue_task(request: Request) -> Response:
     task_id = request.path_params["task_id"]
-    status = await commands(request).requeue(task_id, actor_of(request))
+    status = await commands(request).requeue(task_id, actor_of(request),
+                                             request_id=request_id_of(request.scope))
     return JSON(TaskCreated(task_id=task_id, status=status))
 
 

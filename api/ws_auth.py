@@ -4,8 +4,7 @@ sent to a socket before it is authenticated.
 
 With auth on, a socket needs read_tasks, presented one of these ways:
 1. the upgrade request's `Authorization: Bearer <credential>` (non-browser clients);
-2. (the dashboard's session cookie, with an Origin check: the sign-in adds it at the
-   marked place below);
+2. the dashboard's session cookie, from a page of this server's Origin (api/cookies.py);
 3. a first message `{"type": "auth", "token": <credential>}` within
    HubConfig.auth_timeout_s (5 s) by the node's clock: a browser cannot set headers on a
    WebSocket. It is answered `{"type": "authenticated"}`.
@@ -26,12 +25,14 @@ from collections.abc import Coroutine
 from typing import Any, Literal
 
 import msgspec
+from starlette.types import Scope
 from starlette.websockets import WebSocket
 
 from jobledger.schemas import Permission
 from jobledger.services.runtime.clock import Clock
 
 from .auth import authorize, authorize_token
+from .cookies import session_id_of
 from .guard import origin_refusal
 from .responses import ApiError
 from .ws import AUTHENTICATED, endpoints
@@ -76,11 +77,9 @@ async def _authenticate(websocket: WebSocket) -> None:
         if refusal is not None:
             raise ApiError(403, "CROSS_SITE_REFUSED", refusal)
         return
-    if any(name == b"authorization" for name, _ in scope["headers"]):
-        authorize(scope, WS_ACCESS)
+    if _has_header(scope, b"authorization") or session_id_of(scope) is not None:
+        authorize(scope, WS_ACCESS)  # the header, else the cookie with its Origin check
         return
-    # The dashboard's session cookie is checked here (with origin_refusal: a cookie is sent
-    # by the browser whichever page opened the socket), before the first-message way.
     token = await _first_message_token(websocket, state.node.clock,
                                        state.hub_config.auth_timeout_s)
     authorize_token(scope, WS_ACCESS, token)
@@ -111,6 +110,10 @@ async def _first_of(receive: Coroutine[Any, Any, Any],
         for task in (received, expired):
             task.cancel()
     return received.result() if received.done() and not received.cancelled() else None
+
+
+def _has_header(scope: Scope, wanted: bytes) -> bool:
+    return any(name == wanted for name, _ in scope["headers"])
 
 
 def _unauthenticated(message: str) -> ApiError:

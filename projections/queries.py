@@ -407,6 +407,12 @@ class Queries:
         )
         return [(p, o) for p, o in rows]
 
+    async def event_position(self, event_id: str) -> tuple[int, int] | None:
+        """Where the job event of this id sits in the jobs topic; None if no job event has it."""
+        rows = await self._fetch(
+            "SELECT partition, offset FROM job_event_ids WHERE event_id = ?", (event_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
     async def quarantined(self) -> int:
         rows = await self._fetch("SELECT COUNT(*) FROM quarantine")
         return int(rows[0][0])

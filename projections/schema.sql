@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     processed INTEGER NOT NULL,
     total INTEGER,
     failed INTEGER NOT NULL,
+    correlation_id TEXT,          -- the chain the job belongs to (docs/events.md)
+    cause_id TEXT,                -- the event that last changed its status or asked to cancel
     last_offset INTEGER NOT NULL  -- offset of the job's latest event in its partition: the
                                   -- WebSocket resume cursor finds what changed after a point
 ) WITHOUT ROWID;
@@ -59,6 +61,15 @@ CREATE TABLE IF NOT EXISTS job_events (
     partition INTEGER NOT NULL,
     offset INTEGER NOT NULL,
     PRIMARY KEY (job_id, offset)
+) WITHOUT ROWID;
+
+-- Where each job event sits in the jobs topic, by its event id: GET
+-- /api/v1/events/{id}/causes follows causation ids through it (a chain may cross jobs).
+-- Queue events are left out: one is written to every partition under one id.
+CREATE TABLE IF NOT EXISTS job_event_ids (
+    event_id TEXT PRIMARY KEY,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS runs (

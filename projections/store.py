@@ -281,6 +281,7 @@ class ReadModelStore:
         tx.rows("INSERT OR REPLACE INTO jobs",
                 (job_row(s, last[job_id][1]) for job_id, s in change.jobs.items()))
         tx.rows("INSERT OR IGNORE INTO job_events", change.events, nulls=False)
+        tx.rows("INSERT OR IGNORE INTO job_event_ids", change.ids, nulls=False)
         tx.rows("INSERT OR REPLACE INTO runs", change.runs.values())
         tx.many("INSERT OR REPLACE INTO queues VALUES (?, ?, ?)",
                 [queue_row(q) for q in change.queues.values()])

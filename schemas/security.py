@@ -107,3 +107,14 @@ class NewKey(msgspec.Struct):
     created_at: str
     expires_at: str | None
     key: str
+
+
+class SessionView(msgspec.Struct):
+    """Who the dashboard is signed in as (GET and POST /auth/session). With auth off: auth
+    false, every permission, no actor and no session."""
+
+    auth: bool  # is auth on?
+    actor: ActorView | None  # the principal, with auth on
+    permissions: list[Permission]  # what it may do (admin: everything)
+    csrf_token: str | None  # with a session cookie: send it as X-CSRF-Token on every change
+    expires_at: str | None  # when the session ends (sign in again then)

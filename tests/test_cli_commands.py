@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -130,7 +131,7 @@ def test_history(cli: Any, server: ServerProcess, flaky: str, fmt: str) -> None:
         assert parsed(out, fmt) == events
         return
     header, *body = rows(out)
-    assert header == ["Time", "Event", "Attempt", "Actor", "Worker", "Position"]
+    assert header[:6] == ["Time", "Event", "Attempt", "Actor", "Worker", "Position"]
     assert [r[1] for r in body] == [e["type"] for e in events]
     assert body[0][3] == "api:anonymous" and body[1][2] == "1"
     assert body[0][5] == f"{events[0]['partition']}:{events[0]['offset']}"
@@ -351,3 +352,27 @@ def test_watch_prints_updates_then_the_cursor_on_ctrl_c(server: ServerProcess) -
     assert {u["type"] for u in seen} == {"task_update"}
     assert seen[-1]["task"]["task_id"] == task_id and proc.returncode == 130
     assert f"cursor: {seen[-1]['cursor']} (resume with: jobledger watch --resume-from " in err
+
+
+def test_causes_walk_a_retried_task_back_to_its_request(cli: Any, server: ServerProcess) -> None:
+    """Every event of a task carries the id of the request that enqueued it, and `causes`
+    walks from its JobSucceeded back through the retry to the JobEnqueued and the request."""
+    request_id = f"req-{uuid.uuid4()}"
+    reply = server.http.post("/api/v1/tasks", headers={"X-Request-ID": request_id}, json={
+        "task_type": "flaky", "payload": {"fail_times": 1}})
+    assert reply.headers["x-request-id"] == request_id
+    task_id = reply.json()["task_id"]
+    poll(lambda: server.finished(task_id), timeout=30)
+    events = api(server, f"/api/v1/tasks/{task_id}/history")
+    assert {e["correlation_id"] for e in events} == {request_id}
+    code, out, _ = cli("causes", events[-1]["event_id"], "--format", "json")
+    chain = json.loads(out)
+    assert code == Exit.OK
+    assert [e["type"] for e in chain] == [
+        "JobSucceeded", "JobPicked", "JobDue", "JobFailed", "JobPicked", "JobEnqueued"]
+    causes = [e["causation_id"] for e in chain]
+    assert causes == [e["event_id"] for e in chain[1:]] + [request_id]
+    assert [e["attempt"] for e in chain] == [2, 2, None, 1, 1, None]
+    code, out, _ = cli("causes", events[-1]["event_id"])
+    assert code == Exit.OK and "JobEnqueued" in out and "JobSucceeded" in out
+    assert cli("causes", "no-such-event")[0] != Exit.OK

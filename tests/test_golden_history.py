@@ -9,6 +9,14 @@ The jobs, runs and job_counts rows are the point; run_logs, workers (the upcast 
 worker_task_types (added later: a new table, the older rows unchanged), runs_ended and
 processing come along because a change there is just as much a change.
 
+tests/golden/history_v2.jsonl (added with causal ids, docs/events.md) holds a job enqueued
+by a request, failed once and retried to success, every event citing its cause; a child
+job its first attempt enqueued; a job from another producer with no ids (its own id
+becomes its correlation id); and a queue pause (not indexed by id). Its jobs rows'
+correlation_id and cause_id, and job_event_ids, are the point. When it was added,
+history_v1's jobs rows gained those two columns (and nothing else changed): its jobs get
+their JobEnqueued's id as correlation id, as any job enqueued without one.
+
 tests/golden/security_v1.jsonl (added with the security topic) holds API keys: a key made
 at first start, one made by it with permissions listed twice and an expiry, a second
 KeyCreated under that id trying to rewrite its digest and permissions (ignored), its
@@ -58,13 +66,16 @@ TABLES: dict[str, str] = {
     "job_events": "job_id, offset",
 }
 SECURITY_TABLES = {"api_keys": "key_id"}
+CAUSAL_TABLES = {"jobs": "job_id", "job_events": "job_id, offset",
+                 "job_event_ids": "event_id"}
 # Columns added after a history was recorded, with the value every old row projects to.
 # An old expectation does not list them; a column added without a line here fails.
 ADDED_COLUMNS: dict[str, dict[str, Any]] = {
     "workers": {"partitions": "[]"},  # WorkerHeartbeat.partitions: none before it existed
 }
 # Each history and the tables its expectation holds.
-HISTORIES = {"history_v1": TABLES, "security_v1": SECURITY_TABLES}
+HISTORIES = {"history_v1": TABLES, "history_v2": CAUSAL_TABLES,
+             "security_v1": SECURITY_TABLES}
 
 
 def _plain(value: Any) -> Any:

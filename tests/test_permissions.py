@@ -17,8 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-import websockets
-from websockets.frames import Close
 
 from jobledger.api.app import ENDPOINTS
 from jobledger.api.auth import PUBLIC
@@ -26,7 +24,7 @@ from jobledger.api.openapi import Endpoint, Reply
 from jobledger.schemas import Permission
 from jobledger.services.node.embedded import EmbeddedNode
 from tests.support.api_harness import handlers
-from tests.support.auth import ADMIN_KEY, auth_on, bearer, make_key
+from tests.support.auth import ADMIN_KEY, auth_on, bearer, make_key, ws_ping
 from tests.support.harness import NodeFactory
 from tests.support.live_server import live_server
 
@@ -63,8 +61,10 @@ def test_docs_security_md_lists_every_route_with_what_it_needs() -> None:
 def test_the_public_routes_are_the_docs_health_and_dashboard_page_only() -> None:
     # The dashboard's page and files hold no data: it reads everything through the API.
     public = sorted(_id(e) for e in ENDPOINTS if e.access == PUBLIC)
-    assert public == ["GET /", "GET /dashboard", "GET /dashboard/assets/{name:path}",
-                      "GET /docs", "GET /health", "GET /openapi.json"]
+    # DELETE /auth/session signs out: it only ever ends the caller's own session.
+    assert public == ["DELETE /auth/session", "GET /", "GET /dashboard",
+                      "GET /dashboard/assets/{name:path}", "GET /docs", "GET /health",
+                      "GET /openapi.json"]
 
 
 # One server for the module: the routes are called many times, and nothing they do to its
@@ -136,16 +136,6 @@ async def test_each_route_lets_through_exactly_the_keys_that_hold_its_permission
                 assert response.json()["details"] == {"required": endpoint.access}, where
 
 
-async def _ping(url: str, headers: dict[str, str]) -> tuple[str | None, Close | None]:
-    """Connect and ping: the answer, or the close frame the server sent instead."""
-    try:
-        async with websockets.connect(url, additional_headers=headers, open_timeout=5) as ws:
-            await ws.send('{"type": "ping"}')
-            return str(await ws.recv(decode=True)), None
-    except websockets.ConnectionClosed as exc:
-        return None, exc.rcvd
-
-
 @SHARED
 @pytest.mark.parametrize("endpoint", [e for e in ROUTES if e.handler is None], ids=_id)
 async def test_the_websocket_lets_through_exactly_the_keys_that_hold_its_permission(
@@ -154,7 +144,7 @@ async def test_the_websocket_lets_through_exactly_the_keys_that_hold_its_permiss
     base, credentials = server
     url = base.replace("http://", "ws://") + endpoint.path
     for name, key in credentials.items():
-        answer, closed = await _ping(url, bearer(key) if key else {})
+        answer, closed = await ws_ping(url, bearer(key) if key else {})
         where = f"/ws with {name}"
         if _allowed(endpoint.access, name):
             assert closed is None and answer is not None, where

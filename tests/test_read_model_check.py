@@ -248,6 +248,25 @@ def test_serve_over_a_deleted_log_is_one_line_and_exit_5(tmp_path: Path) -> None
     assert not (tmp_path / "j.db").exists()
 
 
+async def test_read_models_with_older_columns_are_rebuilt_with_a_warning(
+    make_node: NodeFactory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Read models written before causal ids (jobs without their columns) are rebuilt from
+    the log, which fills the new columns."""
+    await fill(make_node, 3)
+    views = views_path(make_node.db)
+    conn = sqlite3.connect(views, isolation_level=None)
+    for column in ("correlation_id", "cause_id"):
+        conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+    conn.close()
+    with caplog.at_level(logging.WARNING, "jobledger.node"):
+        node = await make_node(demo)
+    assert await job_count(node) == 3
+    assert "another jobledger version wrote them (its tables jobs differ" in caplog.text
+    rows = await node.queries.db.execute_fetchall("SELECT correlation_id FROM jobs")
+    assert all(row[0] for row in rows)
+
+
 async def test_read_models_another_version_wrote_are_rebuilt(
     make_node: NodeFactory, caplog: pytest.LogCaptureFixture,
 ) -> None:

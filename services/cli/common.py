@@ -30,7 +30,8 @@ ClientCall = Callable[[], Coroutine[Any, Any, int | None]]
 
 class Exit(enum.IntEnum):
     """The exit codes of every command. The client commands (submit, status, list,
-    schedules, ...) use 0-4; the server commands (serve, api, worker, replay) 0, 1, 2 and 5."""
+    schedules, ...) use 0-4; the server commands (serve, api, worker, replay) 0, 1, 2 and 5;
+    the audit commands (verify, anchor, export, import, migrate) 0, 1, 2, 5 and 6."""
 
     OK = 0  # done; with --wait: the task completed
     FAILED = 1  # the task failed, dead-lettered or was cancelled; or the server said no
@@ -38,6 +39,7 @@ class Exit(enum.IntEnum):
     UNREACHABLE = 3  # no answer from the server
     TIMEOUT = 4  # --wait-timeout passed before the task finished
     DATA = 5  # a data file is damaged, or does not match the others (DataFileError)
+    TAMPERED = 6  # verify, anchor: the log does not match its hash chain (or the anchor)
 
 
 SERVER_EXIT_CODES = f"""exit codes:

@@ -58,6 +58,10 @@ def add_kafka_args(parser: argparse.ArgumentParser, required: bool) -> None:
     group.add_argument("--idempotence", action=argparse.BooleanOptionalAction, default=True,
                        help="the idempotent producer (default on; turn off only for brokers "
                        "that cannot do it)")
+    group.add_argument("--partitioner", choices=("murmur2", "crc32"), default="murmur2",
+                       help="how a key picks its partition: murmur2, Kafka's default; crc32 "
+                       "for topics `jobledger migrate` filled from an embedded log (default "
+                       "murmur2)")
     group.add_argument("--session-timeout-ms", type=int, default=10_000,
                        help="consumer-group session timeout: a dead process's partitions move "
                        "after about this long (default 10000)")
@@ -170,7 +174,7 @@ def kafka_config(args: argparse.Namespace, partitions: int | None = None) -> Kaf
         servers, topic_prefix=args.topic_prefix,
         partitions=DEFAULT_PARTITIONS if partitions is None else partitions,
         replication_factor=args.replication_factor, min_insync_replicas=args.min_insync_replicas,
-        idempotent=args.idempotence,
+        idempotent=args.idempotence, partitioner=getattr(args, "partitioner", "murmur2"),
     )
 
 

@@ -10,7 +10,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobledger.services.cli import completion, inspect, runs, tasks, watch
+from jobledger.services.cli import audit, completion, inspect, runs, tasks, watch
 from jobledger.services.cli import kafka as kafka_cli
 from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
 from jobledger.services.cli.common import (
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     kafka_cli.add_parsers(sub)
 
     # The client commands, a module per group (each sets its handler as `run`).
-    for group in (tasks, runs, watch, inspect):
+    for group in (tasks, runs, watch, inspect, audit):
         group.add_parsers(sub)
 
     replay = sub.add_parser(

@@ -1,4 +1,4 @@
-"""`jobledger submit|status|list|cancel|requeue|history`: tasks, through the REST API."""
+"""`jobledger submit|status|list|cancel|requeue|history|causes`: tasks, through the REST API."""
 
 from __future__ import annotations
 
@@ -49,11 +49,19 @@ def add_parsers(sub: Any) -> None:
         one.set_defaults(run=cancel_command if name == "cancel" else requeue_command)
     history = sub.add_parser("history", help="a task's events: its audit trail",
                              description="Every event of a task in log order: time, event, "
-                             "attempt, actor, worker and position in the log.",
+                             "attempt, actor, worker, position in the log and event id (for "
+                             "`jobledger causes`).",
                              epilog=EXIT_CODES, formatter_class=RAW)
     history.add_argument("task_id")
     _client_args(history, listing=True)
     history.set_defaults(run=history_command)
+    causes = sub.add_parser("causes", help="an event's chain of causes, back to its origin",
+                            description="A job event (its id from `history`), then the event "
+                            "that caused it, and so on back to the request or schedule fire "
+                            "that started the chain.", epilog=EXIT_CODES, formatter_class=RAW)
+    causes.add_argument("event_id")
+    _client_args(causes, listing=True)
+    causes.set_defaults(run=causes_command)
 
 
 def _client_args(parser: argparse.ArgumentParser, listing: bool = False) -> None:
@@ -212,16 +220,32 @@ def history_command(args: argparse.Namespace) -> int:
     async def body(client: Client) -> None:
         events = await client.history(args.task_id)
         emit(events, args.format, lambda: table(
-            ("Time", "Event", "Attempt", "Actor", "Worker", "Position"),
+            ("Time", "Event", "Attempt", "Actor", "Worker", "Position", "Event id"),
             map(_history_row, events)))
 
     return call_server(args, body)
 
 
+def causes_command(args: argparse.Namespace) -> int:
+    async def body(client: Client) -> None:
+        events = await client.causes(args.event_id)
+        emit(events, args.format, lambda: table(
+            ("Time", "Event", "Task", "Attempt", "Event id", "Caused by"),
+            ((e.time, e.type, _task_of(e), e.attempt, e.event_id, e.causation_id)
+             for e in events)))
+
+    return call_server(args, body)
+
+
+def _task_of(entry: HistoryEntry) -> Any:
+    event = entry.event
+    return event.get("job_id") if isinstance(event, dict) else None
+
+
 def _history_row(entry: HistoryEntry) -> tuple[Any, ...]:
     actor = ":".join(filter(None, (entry.actor.kind, entry.actor.name or entry.actor.id)))
     return (entry.time, entry.type, entry.attempt, actor, entry.worker_id,
-            f"{entry.partition}:{entry.offset}")
+            f"{entry.partition}:{entry.offset}", entry.event_id)
 
 
 # -- list ------------------------------------------------------------------------------------

@@ -221,6 +221,11 @@ class Client:
         return await self._call(builtins.list[HistoryEntry], "GET",
                                 f"/api/v1/tasks/{task_id}/history")
 
+    async def causes(self, event_id: str) -> builtins.list[HistoryEntry]:
+        """The job event, then its cause, its cause's cause... back to its origin."""
+        return await self._call(builtins.list[HistoryEntry], "GET",
+                                f"/api/v1/events/{event_id}/causes")
+
     async def runs(self, task_id: str) -> builtins.list[RunSummary]:
         """The task's runs, one per attempt, in attempt order."""
         return await self._call(builtins.list[RunSummary], "GET", f"/api/v1/tasks/{task_id}/runs")

@@ -186,6 +186,7 @@ class SyncClient:
     cancel = _blocking(Client.cancel)
     requeue = _blocking(Client.requeue)
     history = _blocking(Client.history)
+    causes = _blocking(Client.causes)
     runs = _blocking(Client.runs)
     list_runs = _blocking(Client.list_runs)
     run = _blocking(Client.run)

@@ -18,7 +18,9 @@ How each requirement of services/log/protocol.py is met:
    (`KafkaLogBackend.tail` follows several topics with one consumer).
 6. offset_for_time: binary search over record timestamps (see `KafkaLog.offset_for_time`).
 7. partition_for: Kafka's default partitioner (murmur2 of the key bytes), so a job enqueued
-   by kcat or a Java producer lands on the partition jobledger expects.
+   by kcat or a Java producer lands on the partition jobledger expects; or, for topics
+   migrated from an embedded log (`partitioner="crc32"`), the embedded log's CRC-32 (which
+   is librdkafka's `consistent` partitioner), so every key keeps its partition.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import re
 import struct
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -71,6 +74,7 @@ SINGLE_PARTITION = (SECURITY, DEAD_LETTER)
 KEEP_FOREVER = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+PARTITIONERS = ("murmur2", "crc32")
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]*")  # Kafka's legal topic-name characters
 MAX_TOPIC_NAME = 249
 READERS_PER_TOPIC = 4  # concurrent read/end_offsets calls per topic before they queue
@@ -100,6 +104,9 @@ class KafkaConfig:
     fetch_max_wait_ms: how long a tail's fetch waits at the end of a partition. Apache
         Kafka answers a waiting fetch as soon as a record arrives, but some brokers (the
         test broker) only at the end of the wait, so this is the latency floor there.
+    partitioner: how a key picks its partition. murmur2: Kafka's default. crc32: the
+        embedded log's, for topics `jobledger migrate` filled; existing topics are then
+        used with the partitions they have (the embedded log's counts).
     """
 
     bootstrap_servers: str
@@ -113,6 +120,7 @@ class KafkaConfig:
     max_message_bytes: int = 2 * 1024 * 1024
     request_timeout_ms: int = 30_000
     fetch_max_wait_ms: int = 10
+    partitioner: str = "murmur2"
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers.strip():
@@ -136,6 +144,9 @@ class KafkaConfig:
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression: one of {', '.join(COMPRESSIONS)}, "
                              f"got {self.compression!r}")  # fmt: skip
+        if self.partitioner not in PARTITIONERS:
+            raise ValueError(f"partitioner: one of {', '.join(PARTITIONERS)}, "
+                             f"got {self.partitioner!r}")
         if not self.client_id:
             raise ValueError("client_id: must not be empty")
 
@@ -363,6 +374,8 @@ class KafkaLog:
         return self._partitions
 
     def partition_for(self, key: str) -> int:
+        if self._backend.config.partitioner == "crc32":
+            return zlib.crc32(key.encode()) % self._partitions
         return murmur2_partition(key, self._partitions)
 
     # -- append ---------------------------------------------------------------------------
@@ -694,7 +707,7 @@ class KafkaLogBackend:
         counts = await self._partition_counts(list(names.values()))
         for role, want in topics.items():
             have = counts[names[role]]
-            if have < want:
+            if have < want and self.config.partitioner != "crc32":
                 raise LogError(
                     f"topic {names[role]!r} has {have} partitions; jobledger needs at least "
                     f"{want} (add partitions with kafka-topics --alter, or lower `partitions`)"

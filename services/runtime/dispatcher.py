@@ -48,6 +48,7 @@ from jobledger.schemas import (
 from jobledger.schemas.common import to_ms, uuid7
 from jobledger.schemas.lifecycle import TERMINAL, WAITING
 from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
 from jobledger.services.log.protocol import LogBackend, Position
 from jobledger.services.runtime.backoff import Backoff
 from jobledger.services.runtime.clock import Clock
@@ -65,9 +66,11 @@ from jobledger.services.runtime.partition_owner import PartitionOwner
 from jobledger.services.runtime.partition_state import JobsFold, JobsSnapshot, merge_queues
 from jobledger.services.runtime.ready_set import ReadySet
 from jobledger.services.runtime.retry_policy import RetryPolicy
+from jobledger.services.runtime.server_log import log_handler_line
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.runtime.timers import Timer, TimerKind, Timers
-from jobledger.services.write.publisher import Done, Publisher, unchecked
+from jobledger.services.write.producer import Producer, task_request
+from jobledger.services.write.publisher import NO_CAUSE, Cause, Done, Publisher, unchecked
 
 S = JobStatus
 FINISHED_KEYED_MEMORY = 100_000  # finished keyed jobs kept in memory; older: known_jobs
@@ -95,6 +98,18 @@ class DispatcherConfig:
         return self.heartbeat_seconds or self.lease_seconds / 3
 
 
+def cause_of(job: JobState) -> Cause:
+    """A decision of the owner about a job: caused by the event that last changed its
+    status or asked to cancel it (JobState.cause_id), in the job's chain."""
+    return Cause(causation_id=job.cause_id, correlation_id=job.correlation_id)
+
+
+def attempt_cause(ctx: JobContext) -> Cause:
+    """What a running attempt reports (its log lines, heartbeats, end, the jobs it
+    enqueues): caused by the pick that started it."""
+    return Cause(causation_id=ctx.pick_id, correlation_id=ctx.correlation_id)
+
+
 class Dispatcher(JobsFold):
     def __init__(
         self, backend: LogBackend, app: App, clock: Clock, config: DispatcherConfig,
@@ -117,7 +132,8 @@ class Dispatcher(JobsFold):
         self.publisher = Publisher(backend, clock, Actor(ActorKind.DISPATCHER, config.worker_id),
                                    sync=False)
         self.executor = Executor(app, config.concurrency, self._reported, self._emit_log,
-                                 freed=self._schedule_fill)
+                                 freed=self._schedule_fill, enqueue=self._enqueue_child)
+        self.producer = Producer(self.publisher, clock)
         self.timers = Timers(clock, self._fire)
         self.retries = RetryPolicy(app.handlers, config.backoff, clock)
         self.heartbeats = Heartbeats(self.executor, self.publisher, clock, self.worker_actor,
@@ -305,9 +321,11 @@ class Dispatcher(JobsFold):
         elif job.status in WAITING:
             job_id = job.job_id
             self.publisher.publish_then(JobCancelled(job_id=job_id), job_id,
-                                        self._again_if_refused(lambda: self._cancel_again(job_id)))
+                                        self._again_if_refused(lambda: self._cancel_again(job_id)),
+                                        **cause_of(job))
         elif self._claim(job.job_id, job.attempt):
-            self._end_attempt(JobCancelled(job_id=job.job_id, attempt=job.attempt), job.attempt)
+            self._end_attempt(JobCancelled(job_id=job.job_id, attempt=job.attempt), job.attempt,
+                              cause=cause_of(job))
 
     def _cancel_again(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
@@ -348,16 +366,16 @@ class Dispatcher(JobsFold):
             picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
                                lease_expires_at=lease)
             # The ignore: mypy cannot type a lambda whose defaults bind the loop's variables.
-            self.publisher.publish_then(
+            pick_id = self.publisher.publish_then(
                 picked, job_id,
                 lambda _, error, job=job, attempt=attempt:  # type: ignore[misc]
-                self._picked(error, job, attempt))
+                self._picked(error, job, attempt), **cause_of(job))
             # Run it now, not once the pick is durable: that saves a commit (an fsync) from
             # every job's enqueue->start. Whatever the handler appends queues behind the pick
             # on the same log, so no outcome is recorded before its pick. Should the process
             # die before the pick is durable, the job is still pending on restart and runs
             # again: at-least-once, as after a crash mid-handler.
-            self.executor.start(job, attempt)
+            self.executor.start(job, attempt, pick_id)
 
     def _picked(self, error: BaseException | None, job: JobState, attempt: int) -> None:
         """The pick's append ended. Had it failed, the attempt does not exist: its handler is
@@ -412,27 +430,28 @@ class Dispatcher(JobsFold):
         self._decided[job_id] = attempt
         return True
 
-    def _end_attempt(self, event: Any, attempt: int, actor: Actor | None = None) -> None:
+    def _end_attempt(self, event: Any, attempt: int, actor: Actor | None = None,
+                     cause: Cause = NO_CAUSE) -> None:
         """Append the end of a claimed attempt. Should the append fail, the claim is undone
         and the end appended again after a backoff, so the attempt is decided instead of
         hanging (unless its lease timer decides it first)."""
         job_id = event.job_id
-        again = self._again_if_refused(lambda: self._end_again(event, attempt, actor))
+        again = self._again_if_refused(lambda: self._end_again(event, attempt, actor, cause))
 
         def check(position: Position | None, error: BaseException | None) -> None:
             if error is not None and self._decided.get(job_id) == attempt:
                 del self._decided[job_id]
             again(position, error)
 
-        self.publisher.publish_then(event, job_id, check, actor=actor)
+        self.publisher.publish_then(event, job_id, check, actor=actor, **cause)
 
-    def _end_again(self, event: Any, attempt: int, actor: Actor | None) -> None:
+    def _end_again(self, event: Any, attempt: int, actor: Actor | None, cause: Cause) -> None:
         """The end of an attempt whose append failed, unless the attempt is over or another
         end of it was decided meanwhile."""
         job = self.jobs.get(event.job_id)
         if job is not None and job.status == S.IN_PROGRESS and job.attempt == attempt \
                 and self._claim(event.job_id, attempt):
-            self._end_attempt(event, attempt, actor)
+            self._end_attempt(event, attempt, actor, cause)
 
     def _reported(self, run: Running, outcome: Outcome) -> None:
         """A worker slot finished an attempt."""
@@ -442,24 +461,43 @@ class Dispatcher(JobsFold):
             return
         actor = self.worker_actor
         progress = run.ctx.progress_now
+        # What the attempt reports cites its pick; a stop it was asked for, the request.
+        job = self.jobs.get(job_id, run.job)
+        cause = attempt_cause(run.ctx)
         match outcome:
             case Succeeded(result=result):
                 event: Any = JobSucceeded(job_id=job_id, attempt=attempt, result=result,
                                           progress=progress)
             case Failed(error=error, stack=stack, permanent=permanent):
-                job = self.jobs.get(job_id, run.job)
                 retry_at = None if permanent else self.retries.retry_at(job)
                 event = JobFailed(job_id=job_id, attempt=attempt, error=error, stack=stack,
                                   retry_at=retry_at, permanent=permanent, progress=progress)
             case Cancelled():
                 event = JobCancelled(job_id=job_id, attempt=attempt)
-        self._end_attempt(event, attempt, actor)
+                if job.cancel_requested:
+                    cause = cause_of(job)
+        self._end_attempt(event, attempt, actor, cause)
 
-    def _emit_log(self, job_id: str, attempt: int, level: LogLevel, message: str,
+    def _emit_log(self, ctx: JobContext, level: LogLevel, message: str,
                   details: dict[str, Any]) -> None:
-        event = JobLogged(job_id=job_id, attempt=attempt, level=level, message=message,
+        job_id = ctx.job_id
+        event = JobLogged(job_id=job_id, attempt=ctx.attempt, level=level, message=message,
                           details=details)
-        self.publisher.publish_then(event, job_id, unchecked, actor=self.worker_actor)
+        self.publisher.publish_then(event, job_id, unchecked, actor=self.worker_actor,
+                                    **attempt_cause(ctx))
+        log_handler_line(job_id, ctx.task_type, ctx.attempt, self.config.worker_id, level,
+                         message, details)
+
+    async def _enqueue_child(self, ctx: JobContext, task_type: str, payload: Any,
+                             options: dict[str, Any]) -> str:
+        """A job a handler enqueues (JobContext.enqueue): in its parent's chain, caused by
+        the parent's pick. Appended with the dispatcher's other decisions, so it is in the
+        log no later than the parent's outcome."""
+        request = task_request(task_type, payload, **options)
+        env = self.producer.envelope(request, self.clock.now(), uuid7(), uuid7(),
+                                     self.worker_actor, **attempt_cause(ctx))
+        await self.publisher.publish_envelope(env, JOBS)
+        return env.key
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -472,7 +510,8 @@ class Dispatcher(JobsFold):
                 # A second JobDue (from a timer added twice) is harmless: the reducer ignores it.
                 if job.status == S.SCHEDULED and job.run_at is not None and job.run_at <= now_ms:
                     self.publisher.publish_then(JobDue(job_id=job_id), job_id,
-                                                self._due_again_if_refused(job_id, attempt))
+                                                self._due_again_if_refused(job_id, attempt),
+                                                **cause_of(job))
             elif job.status != S.IN_PROGRESS or job.attempt != attempt:
                 continue
             elif kind is TimerKind.LEASE:
@@ -482,7 +521,7 @@ class Dispatcher(JobsFold):
                     self._end_attempt(
                         JobLeaseExpired(job_id=job_id, attempt=attempt,
                                         retry_at=self.retries.retry_at(job)),
-                        attempt,
+                        attempt, cause=cause_of(job),
                     )
             elif self._claim(job_id, attempt):  # TIMEOUT
                 self.executor.cancel(job_id, report=False)
@@ -491,7 +530,7 @@ class Dispatcher(JobsFold):
                     JobFailed(job_id=job_id, attempt=attempt,
                               error=f"TimeoutError: ran past timeout_seconds={seconds:g}",
                               retry_at=self.retries.retry_at(job)),
-                    attempt,
+                    attempt, cause=cause_of(job),
                 )
 
     def _due_again_if_refused(self, job_id: str, attempt: int) -> Done:

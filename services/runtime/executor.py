@@ -18,7 +18,7 @@ import msgspec
 from jobledger.projections.jobs import JobState
 from jobledger.schemas import LogLevel
 from jobledger.services.handlers.app import App, Handler, PermanentError
-from jobledger.services.handlers.context import JobCancelledError, JobContext
+from jobledger.services.handlers.context import EnqueueChild, JobCancelledError, JobContext
 
 _decode_payload = msgspec.json.Decoder()
 _encode_result = msgspec.json.Encoder()
@@ -54,14 +54,15 @@ class Running:
 
 
 Report = Callable[[Running, Outcome], None]
-EmitLog = Callable[[str, int, LogLevel, str, dict[str, Any]], None]
+EmitLog = Callable[[JobContext, LogLevel, str, dict[str, Any]], None]
 
 
 class Executor:
     def __init__(
         self, app: App, concurrency: int, report: Report, emit_log: EmitLog,
-        freed: Callable[[], None] = lambda: None,
+        freed: Callable[[], None] = lambda: None, enqueue: EnqueueChild | None = None,
     ):
+        self._enqueue = enqueue
         self.app = app
         self.concurrency = concurrency
         self.running: dict[str, Running] = {}
@@ -81,14 +82,15 @@ class Executor:
         run = self.running.get(job_id)
         return run is not None and run.attempt == attempt
 
-    def start(self, job: JobState, attempt: int) -> None:
+    def start(self, job: JobState, attempt: int, pick_id: str | None = None) -> None:
+        """Run the attempt that the JobPicked of id pick_id started."""
         loop = asyncio.get_running_loop()
         ctx = JobContext(
             job_id=job.job_id, task_type=job.task_type, queue=job.queue, attempt=attempt,
-            priority=job.priority, loop=loop,
-            emit_log=lambda level, msg, details: self._emit_log(
-                job.job_id, attempt, level, msg, details
-            ),
+            priority=job.priority, loop=loop, pick_id=pick_id,
+            correlation_id=job.correlation_id,
+            emit_log=lambda level, msg, details: self._emit_log(ctx, level, msg, details),
+            enqueue=self._enqueue,
         )
         handler = self.app.handlers.get(job.task_type)
         task = loop.create_task(self._run(job, handler, ctx), name=f"job-{job.job_id}")

@@ -47,7 +47,8 @@ class Heartbeats:
             self.publisher.publish_then(
                 JobHeartbeat(job_id=job_id, attempt=run.attempt, lease_expires_at=lease,
                              progress=run.ctx.progress_now),
-                job_id, unchecked, actor=self.actor,
+                job_id, unchecked, actor=self.actor, causation_id=run.ctx.pick_id,
+                correlation_id=run.ctx.correlation_id,
             )
         worker_id = self.actor.id
         self.publisher.publish_then(

@@ -380,7 +380,9 @@ class Scheduler:
             timeout_seconds=d.timeout_seconds, max_retries=d.max_retries, idempotency_key=key,
         )
         self._unprojected[job_id] = (state.schedule_id, None)
-        return job_id, self.publisher.publish(event, job_id)
+        # The fire's key names the fire: the origin of the job's chain (docs/events.md).
+        return job_id, self.publisher.publish(event, job_id, causation_id=key,
+                                              correlation_id=key)
 
     async def _confirm(
         self, enqueued: list[tuple[str, datetime, str, asyncio.Future[Position]]]
@@ -398,7 +400,9 @@ class Scheduler:
             if schedule_id in failed:
                 continue  # a later fire of a schedule whose earlier fire is to be retried
             fired = ScheduleFired(schedule_id=schedule_id, fire_time=fire_time, job_id=job_id)
-            self.publisher.publish(fired, schedule_id).add_done_callback(
+            key = fire_key(schedule_id, to_ms(fire_time))
+            self.publisher.publish(fired, schedule_id, causation_id=key,
+                                   correlation_id=key).add_done_callback(
                 partial(self._retry_if_failed, schedule_id=schedule_id))
         for schedule_id in failed:
             self._retry(schedule_id)

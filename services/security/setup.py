@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from jobledger.schemas import SECURITY
+import jwt
+
+from jobledger.schemas import SECURITY, ActorKind
 from jobledger.schemas.common import to_ms
 from jobledger.services.log.protocol import LogError
 from jobledger.services.node.base import Node
@@ -13,8 +15,10 @@ from jobledger.services.runtime.clock import Clock, SystemClock
 
 from .bootstrap import SecuritySettings, bootstrap_admin
 from .commands import KEYS
+from .keys import digest_of
 from .principals import KeyIndex, Principal, Unauthenticated
 from .ratelimit import Decision, RateLimiter
+from .sessions import Session, Sessions
 
 CATCH_UP_SECONDS = 60.0  # at start, how long the keys model may take to reach the log's end
 _BEARER = "bearer"
@@ -28,6 +32,7 @@ class Security:
         self.index = KeyIndex()
         self.notes: list[str] = []  # lines for the start-up output (api/server.py)
         self.clock: Clock = SystemClock()
+        self.sessions = Sessions(self._now_ms)
         self.limiter: RateLimiter | None = None
         if settings.enabled and settings.rate_limit > 0:
             self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst, self._now_s)
@@ -46,6 +51,26 @@ class Security:
         if scheme.lower() != _BEARER or not credential.strip():
             raise Unauthenticated("the Authorization header is not `Bearer <API key>`")
         return self.index.authenticate(credential.strip(), self._now_ms)
+
+    def open_session(self, authorization: str | None) -> tuple[str, Session, Principal]:
+        """A dashboard session for the credential of an Authorization header (sessions.py):
+        its id (the cookie), the session and its principal; Unauthenticated as
+        authenticate."""
+        principal = self.authenticate(authorization)
+        credential = (authorization or "").strip().partition(" ")[2].strip()
+        if principal.actor.kind == ActorKind.KEY:
+            session_id, session = self.sessions.open(key_digest=digest_of(credential))
+        else:
+            session_id, session = self.sessions.open(token=credential,
+                                                     ends_at_ms=_token_expiry_ms(credential))
+        return session_id, session, principal
+
+    def resolve(self, session: Session) -> Principal:
+        """The principal of a session as of now: its credential authenticated again, so a
+        revoked key or a removed user ends it; Unauthenticated saying why."""
+        if session.key_digest is not None:
+            return self.index.authenticate_digest(session.key_digest, self._now_ms)
+        return self.authenticate(f"Bearer {session.token}")
 
     def admit(self, principal: Principal) -> Decision | None:
         """Spend one request of the principal's rate limit; None when there is no limit."""
@@ -73,6 +98,16 @@ class Security:
 
     def stop(self, node: Node) -> None:
         node.projector.key_listeners.remove(self.index.put)
+
+
+def _token_expiry_ms(token: str) -> int | None:
+    """When an authenticated sign-in token expires (its exp claim, already checked by
+    authenticate, read here without checking again); None when it says nothing."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return int(exp * 1000) if isinstance(exp, int | float) else None
 
 
 async def _caught_up(node: Node) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import TypedDict
 
 from jobledger.schemas import Actor, Envelope, Event, encode, topic_of, uuid7
 from jobledger.services.log.protocol import Entry, LogBackend, Position
@@ -12,6 +13,18 @@ from jobledger.services.runtime.clock import Clock
 
 # Told (position, None) once an event is durable, or (None, error) if its append failed.
 Done = Callable[[Position | None, BaseException | None], None]
+
+
+class Cause(TypedDict, total=False):
+    """The causal ids of an event to publish (docs/events.md, "Causal ids"), as keyword
+    arguments of publish and publish_then."""
+
+    causation_id: str | None
+    correlation_id: str | None
+
+
+NO_CAUSE = Cause()
+
 # What waits for one event's append: a future, or a Done called at once.
 _Waiter = asyncio.Future[Position] | Done
 
@@ -38,19 +51,24 @@ class Publisher:
     def publish(
         self, event: Event, key: str, *, partition: int | None = None,
         actor: Actor | None = None, causation_id: str | None = None,
+        correlation_id: str | None = None,
     ) -> asyncio.Future[Position]:
         """Queue one event; the future resolves to its position once it is durable."""
-        env = self.envelope(event, key, actor=actor, causation_id=causation_id)
+        env = self.envelope(event, key, actor=actor, causation_id=causation_id,
+                            correlation_id=correlation_id)
         return self.publish_envelope(env, topic_of(event), partition)
 
     def publish_then(
-        self, event: Event, key: str, done: Done, *, actor: Actor | None = None
-    ) -> None:
+        self, event: Event, key: str, done: Done, *, actor: Actor | None = None,
+        causation_id: str | None = None, correlation_id: str | None = None,
+    ) -> str:
         """As publish, but `done` is called as soon as the append ends, from the task that
         appended: no future and no turn of the loop per event (the dispatcher's picks and
-        outcomes, a few per job)."""
-        env = self.envelope(event, key, actor=actor)
+        outcomes, a few per job). Returns the event's id (what its effects cite)."""
+        env = self.envelope(event, key, actor=actor, causation_id=causation_id,
+                            correlation_id=correlation_id)
         self._queue(topic_of(event), Entry(env.key, encode(env)), done)
+        return env.id
 
     def publish_envelope(
         self, env: Envelope, topic: str, partition: int | None = None
