@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from jobledger.services.runtime.gc_tuning import tune_gc
 from jobledger.services.security.bootstrap import SecuritySettings
 from jobledger.services.security.exposure import ExposureSettings
 from jobledger.services.security.setup import Security
+from jobledger.services.telemetry.setup import Telemetry
 
 from . import (
     dashboard,
@@ -31,6 +33,7 @@ from . import (
     session,
     system,
     tasks,
+    users,
     ws,
 )
 from .auth import RateLimitHeaders
@@ -40,7 +43,9 @@ from .headers import HeaderLimits
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
+from .otel_metrics import OtelMetrics, export_interval, refreshing
 from .request_id import RequestIds
+from .tracing import TracingMiddleware
 from .ws import Hub, HubConfig
 from .ws_auth import authenticate_socket
 from .ws_wire import Wire
@@ -52,7 +57,7 @@ if TYPE_CHECKING:
 # /openapi.json (api/openapi.py says how to add one).
 ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
              *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints,
-             *keys.endpoints, *dashboard.endpoints, *session.endpoints]
+             *keys.endpoints, *users.endpoints, *dashboard.endpoints, *session.endpoints]
 # Endpoints written as plain ASGI handlers on a fixed path are served by HotRoutes, ahead
 # of the rest of the stack (api/hot.py says why), their access check included.
 HOT_ROUTES = {(e.method, e.path): served.app for e in ENDPOINTS
@@ -70,11 +75,17 @@ async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> A
     await security.start(node)
     app.state.hub = Hub(node, hub)
     app.state.hub.start()
-    node.projector.listeners.append(app.state.metrics.on_projected)
+    metrics: Metrics = app.state.metrics
+    node.projector.listeners.append(metrics.on_projected)
+    node.time_appends(metrics.on_appended)
+    gauges = _export_metrics(metrics, node, app.state.telemetry)
     try:
         yield
     finally:
-        node.projector.listeners.remove(app.state.metrics.on_projected)
+        if gauges is not None:
+            gauges.cancel()
+        node.time_appends(None)
+        node.projector.listeners.remove(metrics.on_projected)
         await app.state.hub.stop()
         security.stop(node)
 
@@ -92,10 +103,12 @@ class _WebSocketEndpoint:
 
 def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
                security: SecuritySettings | None = None,
-               exposure: ExposureSettings | None = None) -> Starlette:
+               exposure: ExposureSettings | None = None,
+               telemetry: Telemetry | None = None) -> Starlette:
     """The API over a node that the app starts on startup and stops on shutdown. Auth is
     off unless `security` turns it on; `exposure` says which Host names, browser origins
-    and body sizes it accepts (by default: any Host, no CORS, bodies up to 1 MiB)."""
+    and body sizes it accepts (by default: any Host, no CORS, bodies up to 1 MiB); server
+    spans only with `telemetry`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -115,12 +128,13 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _WebSocketEndpoint())],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(HeaderLimits), Middleware(RequestIds),
+        middleware=[*_tracing(telemetry), Middleware(HeaderLimits), Middleware(RequestIds),
                     *_exposure_middleware(exposed), *limits,
                     Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )
     app.state.metrics = measured
+    app.state.telemetry = telemetry
     app.state.hub_config = hub or HubConfig()
     app.state.security = Security(settings)
     app.state.exposure = exposed
@@ -147,6 +161,24 @@ def _exposure_middleware(exposure: ExposureSettings) -> list[Middleware]:
 _CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _CORS_HEADERS = ["Authorization", "Content-Type", "X-API-Key-Name"]  # what the API reads
 _CORS_EXPOSED = ["Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]
+
+
+def _export_metrics(metrics: Metrics, node: Node,
+                    telemetry: Telemetry | None) -> asyncio.Task[None] | None:
+    """With telemetry's meter: the instruments of /metrics through OpenTelemetry too, and
+    the task that reads their gauges every export interval."""
+    meter = telemetry.meter if telemetry is not None else None
+    if meter is None:
+        return None
+    metrics.otel = OtelMetrics(meter)
+    return refreshing(lambda: metrics.refresh(node), export_interval())
+
+
+def _tracing(telemetry: Telemetry | None) -> list[Middleware]:
+    if telemetry is None:
+        return []
+    hot = [path for _, path in HOT_ROUTES]
+    return [Middleware(TracingMiddleware, tracer=telemetry.tracer, fixed_routes=hot)]
 
 
 def run_server(web: Starlette, sock: socket.socket, banner: str) -> None:

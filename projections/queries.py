@@ -43,6 +43,7 @@ from .rows import job_from_row
 from .schedules import ScheduleState, schedule_from_row, schedule_of_key, schedule_view
 from .stats import HIGH_PRIORITY, MINUTE_MS, NORMAL_PRIORITY
 from .store import IN_CHUNK, Row, fetch_all
+from .users import UserState, user_from_row
 
 _list_of_str = msgspec.json.Decoder(list[str])
 _list_of_int = msgspec.json.Decoder(list[int])
@@ -446,6 +447,17 @@ class Queries:
     async def key(self, key_id: str) -> KeyState | None:
         rows = await self._fetch("SELECT * FROM api_keys WHERE key_id = ?", (key_id,))
         return key_from_row(rows[0]) if rows else None
+
+    # -- users ------------------------------------------------------------------------------
+
+    async def users(self) -> list[UserState]:
+        """Every username's current or last registration, removed ones too, oldest first."""
+        rows = await self._fetch("SELECT * FROM users ORDER BY created_at, username")
+        return [user_from_row(r) for r in rows]
+
+    async def user(self, username: str) -> UserState | None:
+        rows = await self._fetch("SELECT * FROM users WHERE username = ?", (username,))
+        return user_from_row(rows[0]) if rows else None
 
     async def checkpoints(self, model: str) -> dict[int, int]:
         """The model's next offset per partition: every record before it is applied."""

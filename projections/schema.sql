@@ -226,3 +226,20 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at INTEGER,
     revoked_by BLOB               -- JSON actor
 ) WITHOUT ROWID;
+
+-- Users (projections/users.py), by username: the current or last registration of each.
+-- The password's argon2id hash, never the password (docs/security.md says why the hash
+-- is here at all).
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,        -- this registration's id: what tokens name (sub)
+    password_hash TEXT NOT NULL,  -- argon2id PHC string
+    permissions BLOB NOT NULL,    -- JSON array, sorted
+    created_at INTEGER NOT NULL,
+    created_by BLOB NOT NULL,     -- JSON actor
+    changed_at INTEGER,           -- the last change of permissions
+    changed_by BLOB,
+    removed_at INTEGER,
+    removed_by BLOB,
+    revision INTEGER NOT NULL     -- events of the username applied: a newer state is higher
+) WITHOUT ROWID;

@@ -30,6 +30,7 @@ from .queues import QueueState
 from .rows import job_from_row, job_row, queue_row, worker_from_row, worker_row
 from .schedules import ScheduleState, schedule_from_row, schedule_row
 from .store_file import CLOSED, boot_mark, discard_if_crashed, fsync_files
+from .users import UserState, user_from_row, user_row
 from .workers import WorkerState
 
 
@@ -263,6 +264,15 @@ class ReadModelStore:
                                          list(key_ids))
         return {row[0]: key_from_row(row) for row in rows}
 
+    async def load_users(self, usernames: Iterable[str] | None = None) -> dict[str, UserState]:
+        """Users by username, removed ones included; every user when usernames is None."""
+        if usernames is None:
+            rows = await fetch_all(self.db, "SELECT * FROM users")
+        else:
+            rows = await self._select_in("SELECT * FROM users WHERE username IN ({})",
+                                         list(usernames))
+        return {row[0]: user_from_row(row) for row in rows}
+
     async def _select_in(self, sql: str, keys: Sequence[str]) -> list[Any]:
         out: list[Any] = []
         for i in range(0, len(keys), IN_CHUNK):
@@ -337,11 +347,15 @@ class ReadModelStore:
 
     async def write_keys(
         self, changed: Mapping[str, KeyState], positions: Mapping[int, int],
-        bad: Sequence[Undecodable],
+        bad: Sequence[Undecodable], users: Mapping[str, UserState] | None = None,
     ) -> None:
+        """The security topic's model: keys and users (by username) in one transaction."""
         tx = Transaction()
         tx.many(f"INSERT OR REPLACE INTO api_keys VALUES ({','.join('?' * 10)})",
                 [key_row(k) for k in changed.values()])
+        if users:
+            tx.many(f"INSERT OR REPLACE INTO users VALUES ({','.join('?' * 11)})",
+                    [user_row(u) for u in users.values()])
         await self._commit(tx, "keys", SECURITY, positions, bad)
 
     async def _commit(

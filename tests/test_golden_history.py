@@ -23,6 +23,13 @@ KeyCreated under that id trying to rewrite its digest and permissions (ignored),
 revocation (and a second one, ignored), the revocation of a key that never existed, and a
 JOBLEDGER_ADMIN_KEY registered with its derived id. Its api_keys rows are the point.
 
+tests/golden/users_v1.jsonl (added with users) holds users: one registered with
+permissions listed twice, a second registration of the active name (ignored), a change of
+its permissions, a change naming another registration (ignored), its removal by itself,
+a change after it (ignored), the name registered again as another user, a user
+registered anonymously (open registration), and the removal of a name never registered.
+Its users rows are the point.
+
 The records are appended byte for byte as recorded, so old versions reach the decoder as
 they would from a real log. The rows that come out are compared with
 history_v1.expected.json, whose values were checked by hand.
@@ -66,6 +73,7 @@ TABLES: dict[str, str] = {
     "job_events": "job_id, offset",
 }
 SECURITY_TABLES = {"api_keys": "key_id"}
+USERS_TABLES = {"users": "username"}
 CAUSAL_TABLES = {"jobs": "job_id", "job_events": "job_id, offset",
                  "job_event_ids": "event_id"}
 # Columns added after a history was recorded, with the value every old row projects to.
@@ -75,7 +83,7 @@ ADDED_COLUMNS: dict[str, dict[str, Any]] = {
 }
 # Each history and the tables its expectation holds.
 HISTORIES = {"history_v1": TABLES, "history_v2": CAUSAL_TABLES,
-             "security_v1": SECURITY_TABLES}
+             "security_v1": SECURITY_TABLES, "users_v1": USERS_TABLES}
 
 
 def _plain(value: Any) -> Any:

@@ -346,8 +346,8 @@ def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
     except ClientError as exc:
         bad = exc.status in _BAD_REQUEST
         line = refusal_line(exc, flags or {})
-        if exc.status == 401:  # auth on (docs/security.md)
-            line += "; give an API key with --api-key or JOBLEDGER_API_KEY"
+        if exc.status == 401 and not _SIGN_IN.search(line):
+            line += "; give an API key with --api-key or JOBLEDGER_API_KEY"  # docs/security.md
         return _fail(line, Exit.USAGE if bad else Exit.FAILED)
     except WaitTimeout as exc:
         return _fail(f"timed out: {exc} (it goes on running; see `jobledger status "
@@ -368,6 +368,10 @@ def run_action(actions: Mapping[str, Callable[[argparse.Namespace], ClientCall]]
     except ValueError as exc:
         return _fail(str(exc), Exit.USAGE)
     return run_client(call, flags)
+
+
+# A refused sign-in (`users login`): no key would help.
+_SIGN_IN = re.compile(r"wrong username or password")
 
 
 def _fail(line: str, code: Exit) -> Exit:

@@ -13,7 +13,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
+from jobledger.services.cli.auth import (
+    add_auth_args,
+    auth_text,
+    security_settings,
+    warn_without_shared_secret,
+)
 from jobledger.services.cli.common import (
     UsageError,
     allow_unknown_task_types_arg,
@@ -28,6 +33,7 @@ from jobledger.services.cli.common import (
 from jobledger.services.cli.env import EnvParser
 from jobledger.services.cli.exposure import add_exposure_args, exposure_notes, exposure_settings
 from jobledger.services.cli.logs import add_log_args
+from jobledger.services.cli.otel import add_otel_arg, telemetry_of
 from jobledger.services.handlers.app import App
 from jobledger.services.runtime.gc_tuning import tune_gc
 
@@ -141,6 +147,7 @@ def add_parsers(sub: argparse._SubParsersAction[EnvParser]) -> None:
     views_arg(worker, "used with --schedules")
     _projection_host_arg(worker)
     add_log_args(worker)
+    add_otel_arg(worker)
 
     api = sub.add_parser(
         "api", help="Kafka mode: projections, REST API and WebSocket (run any number)",
@@ -161,6 +168,7 @@ def add_parsers(sub: argparse._SubParsersAction[EnvParser]) -> None:
     input_limit_args(api)
     ws_max_message_arg(api)
     add_log_args(api)
+    add_otel_arg(api)
 
 
 def kafka_config(args: argparse.Namespace, partitions: int | None = None) -> KafkaConfig:
@@ -224,7 +232,10 @@ def worker(args: argparse.Namespace) -> int:
         check_data_file(args.views, "--views")
     banner = (f"jobledger worker: {args.broker} ({args.topic_prefix}*), {len(app.handlers)} "
               f"task types, {args.concurrency} slots" + (", schedules" if args.schedules else ""))
+    config.telemetry = telemetry_of(args)
     _run(_run_until_signalled(KafkaNode(config, app), banner))
+    if config.telemetry is not None:
+        config.telemetry.shutdown()  # exports the spans still buffered
     return 0
 
 
@@ -269,10 +280,14 @@ def _serve_http(args: argparse.Namespace, app: App) -> int:
     config = node_config_for(args)
     check_data_file(args.views, "--views")
     security = security_settings(args, args.views.parent)
+    warn_without_shared_secret(security)
+    config.telemetry = telemetry_of(args)
     sock = listen(args.host, args.port)
     web = create_app(lambda: KafkaNode(config, app), hub_config(args), security=security,
-                     exposure=exposure_settings(args))
+                     exposure=exposure_settings(args), telemetry=config.telemetry)
     banner = (f"jobledger: {args.broker} ({args.topic_prefix}*), read models {args.views}, "
               f"http://{args.host}:{args.port}, {auth_text(security)}")
     run_server(web, sock, "\n".join([banner, *exposure_notes(args)]))
+    if config.telemetry is not None:
+        config.telemetry.shutdown()  # exports the spans still buffered
     return 0

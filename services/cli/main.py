@@ -32,6 +32,7 @@ from jobledger.services.cli.env import RULE, EnvParser, leaf_parsers
 from jobledger.services.cli.exposure import add_exposure_args, exposure_notes, exposure_settings
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.cli.logs import configure as configure_logging
+from jobledger.services.cli.otel import add_otel_arg, telemetry_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_auth_args(serve)
     add_exposure_args(serve)
     add_log_args(serve)
+    add_otel_arg(serve)
     kafka_cli.add_kafka_args(serve, required=False)
     kafka_cli.views_arg(serve, "with --broker")
     kafka_cli.add_parsers(sub)
@@ -102,9 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from jobledger.services.cli.keys import add_parser as add_keys_parser
     from jobledger.services.cli.schedules import add_parser as add_schedules_parser
+    from jobledger.services.cli.users import add_parser as add_users_parser
 
     add_schedules_parser(sub, server_arg)
     add_keys_parser(sub, server_arg)
+    add_users_parser(sub, server_arg)
 
     sub.add_parser("schema", help="print the JSON Schema of every event",
                    description="Print the JSON Schema of the event envelope and every event.")
@@ -123,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, args.log_format)
     handler = getattr(args, "run", None) or {
         "serve": _serve, "replay": _replay, "schema": _schema, "schedules": _schedules,
-        "keys": _keys, "worker": kafka_cli.worker, "api": kafka_cli.api}[args.command]
+        "keys": _keys, "users": _users, "worker": kafka_cli.worker,
+        "api": kafka_cli.api}[args.command]
     if args.command not in _STARTS_A_NODE:
         return run_command(handler, args)
     try:
@@ -151,6 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = app_of(args, required=False)
     check_data_file(args.db, "--db")
     security = security_settings(args, args.db.parent)
+    telemetry = telemetry_of(args)
     config = NodeConfig(
         db=args.db, partitions=4 if args.partitions is None else args.partitions,
         run_workers=not args.no_workers,
@@ -159,15 +165,18 @@ def _serve(args: argparse.Namespace) -> int:
         max_payload_depth=args.max_payload_depth,
         min_schedule_interval=args.min_schedule_interval,
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
+        telemetry=telemetry,
     )
     sock = listen(args.host, args.port)
     web = create_app(lambda: EmbeddedNode(config, app), hub_config(args), security=security,
-                     exposure=exposure_settings(args))
+                     exposure=exposure_settings(args), telemetry=telemetry)
     banner = "\n".join([f"jobledger: log {args.db}, {len(app.handlers)} task types, "
                         f"http://{args.host}:{args.port}, {auth_text(security)}",
                         *exposure_notes(args)])
     # The warning waits for a successful start, so a failed one stays one line.
     run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
+    if telemetry is not None:
+        telemetry.shutdown()  # exports the spans still buffered
     return 0
 
 
@@ -222,6 +231,12 @@ def _schedules(args: argparse.Namespace) -> int:
 
 def _keys(args: argparse.Namespace) -> int:
     from jobledger.services.cli.keys import run
+
+    return run(args)
+
+
+def _users(args: argparse.Namespace) -> int:
+    from jobledger.services.cli.users import run
 
     return run(args)
 

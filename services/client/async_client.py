@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
+from opentelemetry.trace import Tracer
 
 from jobledger.schemas.api import (
     HIGHEST_MAX_PAYLOAD_DEPTH,
@@ -52,7 +53,7 @@ from jobledger.schemas.api import (
 )
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.schemas.schedules import ScheduleView, Triggered
-from jobledger.schemas.security import KeyView, NewKey
+from jobledger.schemas.security import KeyView, NewKey, Token, UserView
 from jobledger.services.client.errors import (
     ClientError,
     RateLimited,
@@ -62,6 +63,7 @@ from jobledger.services.client.errors import (
 )
 from jobledger.services.client.watch import Watch, task_signals
 from jobledger.services.schedules.commands import definition_of, parse_request
+from jobledger.services.telemetry.spans import answered, client_span, global_tracer
 from jobledger.services.write.commands import CancelOutcome
 from jobledger.services.write.producer import task_request
 
@@ -109,8 +111,13 @@ class Client:
     it raises RateLimited; 0 raises at the first."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0,
-                 api_key: str | None = None, *, rate_limit_wait: float = 30.0):
+                 api_key: str | None = None, *, rate_limit_wait: float = 30.0,
+                 tracer: Tracer | None = None):
+        """`tracer`: makes a CLIENT span of each request, its context sent as `traceparent`
+        (a task's trace then starts here: docs/observability.md); by default the global
+        provider's, when an OpenTelemetry SDK is installed, else none."""
         self.base_url = base_url_of(base_url)
+        self.tracer = tracer or global_tracer("jobledger.client")
         self.timeout = timeout
         self.rate_limit_wait = rate_limit_wait
         self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
@@ -140,11 +147,22 @@ class Client:
     async def _send(self, method: str, path: str, body: bytes | None,
                     query: Mapping[str, Any] | None) -> tuple[int, bytes, str | None]:
         """One request: (status, body, Retry-After); ServerUnreachable when no answer."""
+        if self.tracer is None:
+            return await self._send_once(method, path, body, query, _headers_of(method, body))
+        with client_span(self.tracer, method, self.base_url + path) as (span, traced):
+            answer = await self._send_once(method, path, body, query,
+                                           {**(_headers_of(method, body) or {}), **traced})
+            answered(span, answer[0])
+            return answer
+
+    async def _send_once(self, method: str, path: str, body: bytes | None,
+                         query: Mapping[str, Any] | None,
+                         headers: Mapping[str, str] | None) -> tuple[int, bytes, str | None]:
         url = self.base_url + path
         params = {k: str(v) for k, v in query.items() if v is not None} if query else None
         try:
             async with self.http().request(method, url, data=body, params=params,
-                                           headers=_headers_of(method, body)) as answer:
+                                           headers=headers) as answer:
                 return answer.status, await answer.read(), answer.headers.get("Retry-After")
         except aiohttp.ClientError as exc:
             # str() of some aiohttp errors is empty: the class name then says what happened.
@@ -289,6 +307,32 @@ class Client:
 
     async def revoke_key(self, key_id: str) -> KeyView:
         return await self._call(KeyView, "DELETE", f"/api/v1/keys/{key_id}")
+
+    # -- users (docs/security.md) ------------------------------------------------------------
+
+    async def register_user(self, username: str, password: str,
+                            permissions: Iterable[str] | None = None) -> UserView:
+        """A new user (admin only, unless the server has --open-registration)."""
+        body: dict[str, Any] = {"username": username, "password": password}
+        if permissions is not None:
+            body["permissions"] = builtins.list(permissions)
+        return await self._call(UserView, "POST", "/auth/register", _encoder.encode(body))
+
+    async def login(self, username: str, password: str) -> Token:
+        """A token to send as the api_key of another Client, until it expires."""
+        body = {"username": username, "password": password}
+        return await self._call(Token, "POST", "/auth/login", _encoder.encode(body))
+
+    async def users(self) -> builtins.list[UserView]:
+        return await self._call(builtins.list[UserView], "GET", "/api/v1/users")
+
+    async def set_user_permissions(self, username: str, permissions: Iterable[str]) -> UserView:
+        body = {"permissions": builtins.list(permissions)}
+        return await self._call(UserView, "PUT", f"/api/v1/users/{username}/permissions",
+                                _encoder.encode(body))
+
+    async def remove_user(self, username: str) -> UserView:
+        return await self._call(UserView, "DELETE", f"/api/v1/users/{username}")
 
     # -- schedules (docs/schedules.md) -------------------------------------------------------
 

@@ -46,7 +46,11 @@ from aiokafka.errors import (
     RequestTimedOutError,
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from msgspec.structs import force_setattr
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
+from jobledger.schemas.codec import UndecodableRecord, decode
 from jobledger.schemas.envelope import JOBS, LOGS, SCHEDULES, SECURITY, WORKERS
 from jobledger.services.log.protocol import (
     AppendOutcomeUnknown,
@@ -56,6 +60,8 @@ from jobledger.services.log.protocol import (
     Position,
     Record,
 )
+from jobledger.services.telemetry.context import trace_of_headers
+from jobledger.services.telemetry.spans import KAFKA_OFFSET, PARTITION_ID, kafka_span
 
 log = logging.getLogger("jobledger.kafka")
 
@@ -216,7 +222,26 @@ def _to_record(message: ConsumerRecord[bytes, bytes]) -> Record:
     # tail; a null key (or a tombstone's null value) reads as empty.
     key = message.key.decode("utf-8", "replace") if message.key is not None else ""
     value = message.value if message.value is not None else b""
-    return Record(message.partition, message.offset, message.timestamp, key, value)
+    record = Record(message.partition, message.offset, message.timestamp, key, value)
+    if message.headers:
+        _take_trace(record, message.headers)
+    return record
+
+
+def _take_trace(record: Record, headers: Sequence[tuple[str, bytes]]) -> None:
+    """A producer outside jobledger (kcat, a Java client) may carry its trace in the
+    record's W3C headers (traceparent, tracestate) rather than in the envelope: the
+    envelope, decoded now (once: it is kept on the record), takes it unless it has its own."""
+    carried = trace_of_headers(headers)
+    if not carried:
+        return
+    try:
+        env = decode(record.value, record.partition, record.offset)
+    except UndecodableRecord:
+        return  # quarantined where it is decoded again, as any undecodable record
+    if not env.trace:
+        force_setattr(env, "trace", carried)
+    record.decoded = env
 
 
 class Gaps:
@@ -384,6 +409,18 @@ class KafkaLog:
         # sync is not used: every produce waits for acks=all.
         if not entries:
             return []
+        tracer = self._backend.tracer
+        if tracer is None:
+            return await self._append(entries)
+        span = kafka_span(tracer, "send", self.kafka_topic, None, None, len(entries))
+        with trace.use_span(span, end_on_exit=True):
+            positions = await self._append(entries)
+            if len({p for p, _ in positions}) == 1:  # one partition: say where they went
+                span.set_attribute(PARTITION_ID, str(positions[0][0]))
+                span.set_attribute(KAFKA_OFFSET, positions[0][1])
+            return positions
+
+    async def _append(self, entries: Sequence[Entry]) -> list[Position]:
         parts = [self.partition_for(e.key) if e.partition is None else e.partition
                  for e in entries]  # fmt: skip
         self._check_appendable(entries, parts)
@@ -650,6 +687,7 @@ class KafkaLogBackend:
         self._topics: dict[str, KafkaLog] = {}
         self._consumers: set[AIOKafkaConsumer] = set()
         self.closed = False
+        self.tracer: Tracer | None = None  # Kafka send and receive spans; None: off
 
     @classmethod
     async def open(cls, config: KafkaConfig, topics: Mapping[str, int]) -> KafkaLogBackend:
@@ -831,6 +869,10 @@ class KafkaLogBackend:
                     if fetched[tp]:
                         batch = batches.setdefault(kafka_topics[tp.topic], [])
                         batch += await gaps[tp.topic].fill(list(map(_to_record, fetched[tp])))
+                        if self.tracer is not None:
+                            first = fetched[tp][0]
+                            kafka_span(self.tracer, "receive", tp.topic, tp.partition,
+                                       first.offset, len(fetched[tp])).end()
                 if batches:
                     yield batches
         finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol, Self
 
+from opentelemetry.trace import Tracer
+
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import Actor, WorkerStatus
@@ -24,9 +26,12 @@ from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.schedules.commands import ScheduleCommands
 from jobledger.services.schedules.scheduler import Scheduler
 from jobledger.services.security.commands import KeyCommands
+from jobledger.services.security.users import UserCommands
+from jobledger.services.telemetry.jobs import JobTraces
+from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.commands import Commands
 from jobledger.services.write.producer import Producer
-from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.publisher import AppendTimer, Publisher
 from jobledger.services.write.task_types import TaskTypes
 
 SETTLE_SECONDS = 10.0  # at stop, how long the projections may take to apply our appends
@@ -37,6 +42,7 @@ class NodeSettings(Protocol):
     allow_unknown_task_types: bool  # enqueue tasks of types no handler is known for
     max_payload_depth: int  # arrays and objects a payload may nest (PAYLOAD_TOO_DEEP beyond)
     min_schedule_interval: float  # seconds: a shorter interval trigger is INVALID_TRIGGER
+    telemetry: Telemetry | None  # OpenTelemetry traces and metrics; None: off
 
 
 class Node:
@@ -55,6 +61,7 @@ class Node:
     commands: Commands
     schedules: ScheduleCommands
     keys: KeyCommands
+    users: UserCommands
     dispatcher: Dispatcher | None = None
     scheduler: Scheduler | None = None
     mode: str  # embedded | kafka
@@ -68,14 +75,33 @@ class Node:
 
     def _open_write_side(self, actor: Actor, task_types: TaskTypes) -> None:
         """What REST commands append through: publisher, producer, commands, schedules,
-        keys; task_types says which types they accept."""
+        keys, users; task_types says which types they accept."""
         self.publisher = Publisher(self.backend, self.clock, actor)
         self.producer = Producer(self.publisher, self.clock)
         self.commands = Commands(self.publisher, self.producer, self.projector, self.queries,
-                                 task_types)
+                                 task_types, tracer=self.tracer)
         self.schedules = ScheduleCommands(self.publisher, self.projector, self.queries, self.clock,
                                           task_types, self.config.min_schedule_interval)
         self.keys = KeyCommands(self.publisher, self.projector, self.queries, self.clock)
+        self.users = UserCommands(self.publisher, self.projector, self.queries)
+
+    @property
+    def tracer(self) -> Tracer | None:
+        telemetry = self.config.telemetry
+        return telemetry.tracer if telemetry is not None else None
+
+    def job_traces(self, worker_id: str) -> JobTraces | None:
+        """What the dispatcher tells its jobs' spans, None when tracing is off."""
+        telemetry = self.config.telemetry
+        if telemetry is None:
+            return None
+        return JobTraces(telemetry.tracer, worker_id, telemetry.parent_based)
+
+    def time_appends(self, timer: AppendTimer | None) -> None:
+        """Tell `timer` how long each append of this node's publishers took."""
+        parts = (self, self.dispatcher, self.scheduler)
+        for publisher in [part.publisher for part in parts if part is not None]:
+            publisher.timer = timer
 
     def log_writable(self) -> bool:
         """Can this node append to its log? /health is degraded when it cannot."""

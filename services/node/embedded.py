@@ -45,6 +45,7 @@ from jobledger.services.runtime.server_log import (
     logging_outcomes,
 )
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
+from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.task_types import TaskTypes
 
 log = logging.getLogger("jobledger.node")
@@ -70,6 +71,7 @@ class NodeConfig:
     allow_unknown_task_types: bool = False
     max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH  # deeper payloads: PAYLOAD_TOO_DEEP
     min_schedule_interval: float = DEFAULT_MIN_INTERVAL_SECONDS  # shorter: INVALID_TRIGGER
+    telemetry: Telemetry | None = None  # OpenTelemetry (services/telemetry/); None: off
 
 
 class EmbeddedNode(Node):
@@ -105,6 +107,7 @@ class EmbeddedNode(Node):
         await record_log_source(self.store, self.backend)
         self.queries = await Queries.open(views_path(cfg.db))
         self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
+        self.projector.tracer = self.tracer
         await self.projector.load()
         # The known task types are the app's handlers, with or without run_workers: the
         # workers of this file are this process's own.
@@ -112,7 +115,8 @@ class EmbeddedNode(Node):
                               TaskTypes(self.app.handlers, None, cfg.allow_unknown_task_types))
         self.dispatcher = None
         if cfg.run_workers:
-            self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)
+            self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher,
+                                         traces=self.job_traces(cfg.dispatcher.worker_id))
             self.dispatcher.known_jobs = self.queries.finished
             # Both fold every jobs record, in the same order: reduce each event once. The
             # owner's fold logs the attempts' ends (server_log.py).
@@ -125,7 +129,8 @@ class EmbeddedNode(Node):
             )
         self.scheduler = None
         if cfg.run_scheduler:
-            self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler)
+            self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler,
+                                       tracer=self.tracer)
             self.scheduler.load((await self.store.load_schedules()).values(),
                                 self.projector.positions["schedules"])
         self.projector.start()

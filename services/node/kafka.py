@@ -49,6 +49,7 @@ from jobledger.services.runtime.server_log import (
 )
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
+from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.task_types import TaskTypes
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class KafkaNodeConfig:
     allow_unknown_task_types: bool = False
     max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH  # deeper payloads: PAYLOAD_TOO_DEEP
     min_schedule_interval: float = DEFAULT_MIN_INTERVAL_SECONDS  # shorter: INVALID_TRIGGER
+    telemetry: Telemetry | None = None  # OpenTelemetry (services/telemetry/); None: off
 
     def __post_init__(self) -> None:
         if self.projection_host not in PROJECTION_HOSTS:
@@ -120,6 +122,7 @@ class KafkaNode(Node):
     async def start(self) -> None:
         cfg = self.config
         self.backend = await KafkaLogBackend.open(cfg.kafka, jobledger_topics(cfg.kafka))
+        self.backend.tracer = self.tracer  # produce and consume spans, when tracing is on
         try:
             if cfg.run_projections:
                 await self._open_read_models()
@@ -158,6 +161,7 @@ class KafkaNode(Node):
         self.queries = await Queries.open(cfg.views)
         self._read_models.append(self.queries)
         self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
+        self.projector.tracer = self.tracer
         await self.projector.load()
         # Known: this process's handlers, and every type a worker declared (read models).
         task_types = TaskTypes(self.app.handlers, self.queries.declared_task_types,
@@ -192,7 +196,8 @@ class KafkaNode(Node):
     async def _start_workers(self) -> None:
         cfg = self.config
         self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher,
-                                     partitions=())  # fmt: skip
+                                     partitions=(),
+                                     traces=self.job_traces(cfg.dispatcher.worker_id))
         self.dispatcher.reduce = logging_outcomes(self.dispatcher.reduce)  # server_log.py
         if cfg.run_projections:
             self.dispatcher.known_jobs = self.queries.finished
@@ -206,7 +211,7 @@ class KafkaNode(Node):
         if settings.scheduler_id == SchedulerConfig().scheduler_id:  # say which node fired
             settings = replace(settings, scheduler_id=cfg.node_id)
         self.scheduler = Scheduler(self.backend, self.clock, self.queries, settings,
-                                   partitions=())  # fmt: skip
+                                   partitions=(), tracer=self.tracer)
         await self.scheduler.start(follow=False)
         await self._join(SCHEDULES, "schedulers", self.scheduler, self._declare)
 

@@ -69,6 +69,8 @@ from jobledger.services.runtime.retry_policy import RetryPolicy
 from jobledger.services.runtime.server_log import log_handler_line
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.runtime.timers import Timer, TimerKind, Timers
+from jobledger.services.telemetry.context import current_carrier
+from jobledger.services.telemetry.jobs import JobTraces
 from jobledger.services.write.producer import Producer, task_request
 from jobledger.services.write.publisher import NO_CAUSE, Cause, Done, Publisher, unchecked
 
@@ -113,9 +115,10 @@ def attempt_cause(ctx: JobContext) -> Cause:
 class Dispatcher(JobsFold):
     def __init__(
         self, backend: LogBackend, app: App, clock: Clock, config: DispatcherConfig,
-        partitions: Collection[int] | None = None,
+        partitions: Collection[int] | None = None, traces: JobTraces | None = None,
     ):
         self.backend = backend
+        self.traces = traces  # None: tracing is off (services/telemetry/jobs.py)
         self.app = app
         self.clock = clock
         self.config = config
@@ -132,7 +135,8 @@ class Dispatcher(JobsFold):
         self.publisher = Publisher(backend, clock, Actor(ActorKind.DISPATCHER, config.worker_id),
                                    sync=False)
         self.executor = Executor(app, config.concurrency, self._reported, self._emit_log,
-                                 freed=self._schedule_fill, enqueue=self._enqueue_child)
+                                 freed=self._schedule_fill, enqueue=self._enqueue_child,
+                                 traces=traces)
         self.producer = Producer(self.publisher, clock)
         self.timers = Timers(clock, self._fire)
         self.retries = RetryPolicy(app.handlers, config.backoff, clock)
@@ -211,6 +215,8 @@ class Dispatcher(JobsFold):
         An attempt whose lease the log does not see renewed expires by this owner's clock,
         as after a restart."""
         self._learn_queues(snapshot.queues.values())
+        if self.traces is not None:
+            self.traces.took(snapshot.traces)
         for job_id in snapshot.finished_keyed:
             self._remember_finished(job_id)
         for job in snapshot.jobs.values():
@@ -229,6 +235,8 @@ class Dispatcher(JobsFold):
         for job_id, job in list(self.jobs.items()):
             if job.partition in kept:
                 kept[job.partition].jobs[job_id] = self.jobs.pop(job_id)
+                if self.traces is not None:  # kept with the job, for when it comes back
+                    self.traces.hand_over(job_id, kept[job.partition].traces)
         await self.publisher.drain()
         for snapshot in kept.values():
             for job_id in snapshot.jobs:
@@ -258,6 +266,8 @@ class Dispatcher(JobsFold):
 
     def apply(self, envs: list[Envelope]) -> None:
         fold, finished_keyed, reduce = self._fold, self._finished_keyed, self.reduce
+        if self.traces is not None:
+            self.traces.saw(envs)
         for env in envs:
             fold(env, finished_keyed, reduce)
         self._schedule_fill()
@@ -284,6 +294,8 @@ class Dispatcher(JobsFold):
                 self._remember_finished(job_id)
             self.executor.cancel(job_id, report=False)  # e.g. it timed out: stop the handler
             self._decided.pop(job_id, None)
+            if self.traces is not None:
+                self.traces.forget(job_id)
             return
         new = self.jobs[job_id] = detached(new)
         moved = old is None or old.status != new.status or old.attempt != new.attempt
@@ -365,6 +377,8 @@ class Dispatcher(JobsFold):
             attempt = job.attempt + 1
             picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
                                lease_expires_at=lease)
+            if self.traces is not None:
+                self.traces.pick(job_id, job.task_type, job.queue, attempt)
             # The ignore: mypy cannot type a lambda whose defaults bind the loop's variables.
             pick_id = self.publisher.publish_then(
                 picked, job_id,
@@ -381,6 +395,8 @@ class Dispatcher(JobsFold):
         """The pick's append ended. Had it failed, the attempt does not exist: its handler is
         stopped, any end it reported is forgotten (a stale event, should it be recorded),
         and the job is pending again."""
+        if self.traces is not None:
+            self.traces.picked(job.job_id, error)
         if error is None:
             self.faults.resumed(APPENDS)
             return
@@ -438,7 +454,11 @@ class Dispatcher(JobsFold):
         job_id = event.job_id
         again = self._again_if_refused(lambda: self._end_again(event, attempt, actor, cause))
 
+        span = self.traces.finish(event, attempt) if self.traces is not None else None
+
         def check(position: Position | None, error: BaseException | None) -> None:
+            if span is not None:
+                JobTraces.finished(span, error)
             if error is not None and self._decided.get(job_id) == attempt:
                 del self._decided[job_id]
             again(position, error)
@@ -481,6 +501,8 @@ class Dispatcher(JobsFold):
     def _emit_log(self, ctx: JobContext, level: LogLevel, message: str,
                   details: dict[str, Any]) -> None:
         job_id = ctx.job_id
+        if self.traces is not None:
+            self.traces.logged(job_id, ctx.attempt, level, message)
         event = JobLogged(job_id=job_id, attempt=ctx.attempt, level=level, message=message,
                           details=details)
         self.publisher.publish_then(event, job_id, unchecked, actor=self.worker_actor,
@@ -494,8 +516,10 @@ class Dispatcher(JobsFold):
         the parent's pick. Appended with the dispatcher's other decisions, so it is in the
         log no later than the parent's outcome."""
         request = task_request(task_type, payload, **options)
+        # Traced: in the trace of the attempt whose handler enqueues it (its span is current).
+        trace = current_carrier() if self.traces is not None else None
         env = self.producer.envelope(request, self.clock.now(), uuid7(), uuid7(),
-                                     self.worker_actor, **attempt_cause(ctx))
+                                     self.worker_actor, **attempt_cause(ctx), trace=trace)
         await self.publisher.publish_envelope(env, JOBS)
         return env.key
 

@@ -8,6 +8,8 @@ import enum
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from opentelemetry.trace import Tracer
+
 from jobledger.projections.jobs import JobState, initial_status
 from jobledger.projections.queries import Queries
 from jobledger.schemas import (
@@ -26,6 +28,7 @@ from jobledger.schemas.api import TaskRequest
 from jobledger.schemas.lifecycle import TERMINAL, WAITING
 from jobledger.services.log.protocol import Entry
 from jobledger.services.runtime.projector import Projector
+from jobledger.services.telemetry.spans import enqueue_span
 from jobledger.services.write.producer import Producer
 from jobledger.services.write.publisher import Cause, Publisher
 from jobledger.services.write.task_types import TaskTypes
@@ -69,8 +72,9 @@ class CancelOutcome(enum.Enum):
 
 class Commands:
     def __init__(self, publisher: Publisher, producer: Producer, projector: Projector,
-                 queries: Queries, task_types: TaskTypes):
+                 queries: Queries, task_types: TaskTypes, tracer: Tracer | None = None):
         self.publisher = publisher
+        self.tracer = tracer  # None: tracing off
         self.producer = producer
         self.projector = projector
         self.queries = queries
@@ -87,7 +91,16 @@ class Commands:
         type refuses them all (UnknownTaskType; with batch, its field is tasks[i].task_type).
         request_id: the request that asked (the jobs' cause and correlation id)."""
         await self.task_types.check(requests, batch)
-        envs = self.producer.envelopes(requests, actor, request_id)
+        if self.tracer is None:
+            return await self._enqueue(requests, actor, wait_visible, request_id)
+        with enqueue_span(self.tracer, requests) as trace:
+            return await self._enqueue(requests, actor, wait_visible, request_id, trace)
+
+    async def _enqueue(
+        self, requests: Sequence[TaskRequest], actor: Actor | None, wait_visible: bool,
+        request_id: str | None, trace: dict[str, str] | None = None,
+    ) -> list[Enqueued]:
+        envs = self.producer.envelopes(requests, actor, request_id, trace)
         # Fresh ids: the projector neither decodes their records nor looks them up.
         fresh = [env for env in envs
                  if env.event.idempotency_key is None]  # type: ignore[union-attr]  # enqueues

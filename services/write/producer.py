@@ -191,6 +191,7 @@ class Producer:
     def envelope(
         self, request: TaskRequest, now: datetime, job_id: str, event_id: str, actor: Actor,
         causation_id: str | None = None, correlation_id: str | None = None,
+        trace: dict[str, str] | None = None,
     ) -> Envelope:
         """The JobEnqueued envelope of a request, with a fresh job id (not used when the
         request has an idempotency key) and event id, and the causal ids given (none: the
@@ -208,19 +209,21 @@ class Producer:
             idempotency_key=key,
         )
         return Envelope(id=event_id, key=job_id, time=now, actor=actor, event=event,
-                        causation_id=causation_id, correlation_id=correlation_id)
+                        causation_id=causation_id, correlation_id=correlation_id,
+                        trace=trace or {})
 
     def envelopes(
         self, requests: Sequence[TaskRequest], actor: Actor | None = None,
-        request_id: str | None = None,
+        request_id: str | None = None, trace: dict[str, str] | None = None,
     ) -> list[Envelope]:
         """One JobEnqueued envelope per request; they share one enqueue time and actor, and
-        the request that enqueued them (request_id) is their cause and their chain."""
+        the request that enqueued them (request_id) is their cause and their chain; and its
+        trace context (W3C: traceparent, tracestate)."""
         now = self.clock.now()
         actor = actor or self.publisher.actor
         ids = uuid7s(2 * len(requests))
         envelope = self.envelope
-        return [envelope(request, now, job_id, event_id, actor, request_id, request_id)
+        return [envelope(request, now, job_id, event_id, actor, request_id, request_id, trace)
                 for request, job_id, event_id in zip(requests, ids[::2], ids[1::2], strict=True)]
 
     async def append(self, envs: list[Envelope]) -> list[tuple[int, int]]:

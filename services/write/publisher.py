@@ -4,6 +4,7 @@ into one append per topic (the log then group-commits those batches)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import TypedDict
 
@@ -27,6 +28,7 @@ NO_CAUSE = Cause()
 
 # What waits for one event's append: a future, or a Done called at once.
 _Waiter = asyncio.Future[Position] | Done
+AppendTimer = Callable[[str, float], None]  # told (topic, seconds) of each append that landed
 
 
 class Publisher:
@@ -38,24 +40,26 @@ class Publisher:
         self._pending: dict[str, list[tuple[Entry, _Waiter]]] = {}
         self._flush_scheduled = False
         self._appending: set[asyncio.Task[None]] = set()
+        self.timer: AppendTimer | None = None  # the append latency metrics (api/metrics.py)
 
     def envelope(
         self, event: Event, key: str, *, actor: Actor | None = None,
         causation_id: str | None = None, correlation_id: str | None = None,
+        trace: dict[str, str] | None = None,
     ) -> Envelope:
         return Envelope(
             id=uuid7(), key=key, time=self.clock.now(), actor=actor or self.actor, event=event,
-            causation_id=causation_id, correlation_id=correlation_id,
+            causation_id=causation_id, correlation_id=correlation_id, trace=trace or {},
         )
 
     def publish(
         self, event: Event, key: str, *, partition: int | None = None,
         actor: Actor | None = None, causation_id: str | None = None,
-        correlation_id: str | None = None,
+        correlation_id: str | None = None, trace: dict[str, str] | None = None,
     ) -> asyncio.Future[Position]:
         """Queue one event; the future resolves to its position once it is durable."""
         env = self.envelope(event, key, actor=actor, causation_id=causation_id,
-                            correlation_id=correlation_id)
+                            correlation_id=correlation_id, trace=trace)
         return self.publish_envelope(env, topic_of(event), partition)
 
     def publish_then(
@@ -85,8 +89,14 @@ class Publisher:
 
     async def append_now(self, topic: str, envs: Sequence[Envelope]) -> list[Position]:
         """Append a batch at once, as one unit (a REST batch enqueue)."""
-        return await self.backend.topic(topic).append(
-            [Entry(e.key, encode(e)) for e in envs], sync=self.sync)
+        return await self._timed(topic, [Entry(e.key, encode(e)) for e in envs])
+
+    async def _timed(self, topic: str, entries: list[Entry]) -> list[Position]:
+        start = time.perf_counter()
+        positions = await self.backend.topic(topic).append(entries, sync=self.sync)
+        if self.timer is not None:
+            self.timer(topic, time.perf_counter() - start)
+        return positions
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -105,8 +115,7 @@ class Publisher:
 
     async def _append(self, topic: str, items: list[tuple[Entry, _Waiter]]) -> None:
         try:
-            positions = await self.backend.topic(topic).append(
-                [entry for entry, _ in items], sync=self.sync)
+            positions = await self._timed(topic, [entry for entry, _ in items])
         except Exception as exc:  # every waiter learns the append failed
             for _, waiter in items:
                 _tell(waiter, None, exc)

@@ -50,7 +50,8 @@ async def api_client(node: EmbeddedNode, security: SecuritySettings | None = Non
     default; Host, origins and body sizes as `exposure` says). httpx's ASGITransport runs
     no lifespan, so the node the test started (and will stop) is served as the lifespan
     would serve it."""
-    api = create_app(lambda: node, security=security, exposure=exposure)
+    api = create_app(lambda: node, security=security, exposure=exposure,
+                     telemetry=node.config.telemetry)
     asgi = httpx.ASGITransport(app=api, **transport)
     async with serving(api, node):
         async with httpx.AsyncClient(transport=asgi, base_url="http://test") as client:

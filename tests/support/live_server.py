@@ -26,7 +26,7 @@ async def live_server(node: EmbeddedNode, hub: HubConfig | None = None,
                       exposure: ExposureSettings | None = None) -> AsyncIterator[str]:
     """Serve the node's API (auth as `security` says, off by default); yields the base URL
     (http://127.0.0.1:PORT)."""
-    app = create_app(lambda: node, hub, security, exposure)
+    app = create_app(lambda: node, hub, security, exposure, telemetry=node.config.telemetry)
     sock = tcp_socket(socket.AF_INET)  # TCP_NODELAY on its connections (it says why)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
