@@ -11,6 +11,7 @@ from typing import Any
 from .env import Sizes
 from .kafka_mode import LEASE_SECONDS
 from .workloads import (
+    asof,
     dashboard,
     failover,
     http_load,
@@ -124,6 +125,13 @@ WORKLOADS = (
                   "{ws_http_subscribers:,} subscribers", Target("< 50 ms", below=50), key="health"),
         *_latency("GET /api/v1/tasks/{{id}} during that fan-out", Target("< 50 ms", below=50),
                   key="get"),
+    ), peers=False),
+    Workload("asof", asof.asof, (
+        *_latency("GET /api/v1/stats?as_of=<random time>, {replay_events:,} events",
+                  Target("< 250 ms", below=250), key="stats"),
+        *_latency("GET /api/v1/tasks?as_of&status=pending&limit=100", Target("< 250 ms",
+                  below=250), key="pending"),
+        *_latency("GET /api/v1/tasks/{{id}}?as_of", Target("< 20 ms", below=20), key="task"),
     ), peers=False),
     Workload("dashboard", dashboard.dashboard_burst, (
         Metric("burst_longest_ms", "dashboard: longest main-thread task during a burst of "

@@ -39,7 +39,7 @@ from jobledger.schemas.schedules import ScheduleView
 
 from .jobs import JobState
 from .keys import KeyState, key_from_row
-from .rows import job_from_row
+from .rows import job_from_row, job_row
 from .schedules import ScheduleState, schedule_from_row, schedule_of_key, schedule_view
 from .stats import HIGH_PRIORITY, MINUTE_MS, NORMAL_PRIORITY
 from .store import IN_CHUNK, Row, fetch_all
@@ -99,6 +99,15 @@ def _task_detail(row: Any) -> TaskDetail:
         cancel_requested=bool(cancel_requested),
         progress=Progress(processed=processed, total=total, failed=failed),
     )
+
+
+_TASK_FIELDS = [JobState.__struct_fields__.index(c.strip()) for c in _TASK_COLUMNS.split(",")]
+
+
+def task_of_state(state: JobState) -> TaskDetail:
+    """The TaskDetail of a job state folded outside the read models (a point in time)."""
+    row = job_row(state, 0)
+    return _task_detail([row[i] for i in _TASK_FIELDS])
 
 
 _RUN_COLUMNS = (

@@ -146,6 +146,9 @@ class Transaction:
 
     def run(self, db: aiosqlite.Connection) -> None:
         conn = db._conn  # on aiosqlite's own thread: the sqlite3 connection is ours here
+        if conn.in_transaction:  # inside an as_of fold, which rolls everything back
+            self._run_nested(conn)
+            return
         conn.execute("BEGIN")
         try:
             for sql, params, many in self.statements:
@@ -157,6 +160,19 @@ class Transaction:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _run_nested(self, conn: Any) -> None:
+        """The statements inside a transaction someone else holds open (a point-in-time
+        fold, services/history/): a savepoint keeps the batch all or nothing."""
+        conn.execute("SAVEPOINT batch")
+        try:
+            for sql, params, many in self.statements:
+                (conn.executemany if many else conn.execute)(sql, params)
+        except BaseException:
+            conn.execute("ROLLBACK TO batch")
+            raise
+        finally:
+            conn.execute("RELEASE batch")
 
 
 class ReadModelStore:

@@ -302,6 +302,30 @@ class _Stdin:
         return self.text
 
 
+def test_as_of_on_status_list_stats_and_queues(cli: Any, server: ServerProcess,
+                                               flaky: str) -> None:
+    """--as-of a position before the task was enqueued, and the one the API names now."""
+    now = server.http.get("/api/v1/stats", params={"as_of": "2001-01-01T00:00:00Z"})
+    assert now.status_code == 200 and now.json()["completed_count"] == 0
+    latest = server.http.get("/api/v1/queues", params={"as_of": "2001-01-01T00:00:00Z"})
+    assert latest.json() == []
+    for args in (("stats",), ("queues",), ("list",)):
+        code, out, _ = cli(*args, "--as-of", "2001-01-01T00:00:00Z", "--format", "json")
+        assert code == 0
+        assert parsed(out, "json") == server.http.get(
+            f"/api/v1/{'tasks' if args[0] == 'list' else args[0]}",
+            params={"as_of": "2001-01-01T00:00:00Z"}).json()
+    code, _, err = cli("status", flaky, "--as-of", "2001-01-01T00:00:00Z")
+    assert code == Exit.FAILED and "as of 2001-01-01T00:00:00Z" in err
+    then = server.http.get(f"/api/v1/tasks/{flaky}")
+    task_position = server.http.get(f"/api/v1/tasks/{flaky}", params={
+        "as_of": then.json()["updated_at"]}).headers["X-As-Of-Position"]
+    code, out, _ = cli("status", flaky, "--as-of", task_position, "--format", "json")
+    assert code == 0 and parsed(out, "json")["task_id"] == flaky
+    code, _, err = cli("stats", "--as-of", "yesterday")
+    assert code != 0 and "as_of" in err
+
+
 @pytest.mark.parametrize(("args", "line"), [
     (("submit",), "error: give the task type (jobledger submit TYPE, or --type TYPE)"),
     (("submit", "echo", "--type", "fail"), "error: task type 'echo' and --type 'fail' differ"),

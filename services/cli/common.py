@@ -202,6 +202,13 @@ def app_of(args: argparse.Namespace, required: bool) -> App:
     return app
 
 
+def as_of_arg(parser: argparse.ArgumentParser) -> None:
+    """--as-of: answer as the server's state was at a past moment (docs/audit.md)."""
+    parser.add_argument("--as-of", metavar="WHEN", help="as it was at WHEN: an RFC 3339 time "
+                        "(2026-03-10T02:13:00Z) or a log position (jobs/0:120,...), as the "
+                        "server's X-As-Of-Position header gives it")
+
+
 def server_arg(parser: argparse.ArgumentParser) -> None:
     """The flags of a command that calls the server: --server and --api-key."""
     from jobledger.services.cli.auth import api_key_arg

@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from jobledger.services.cli.common import EXIT_CODES, Exit, UsageError, call_server, server_arg
+from jobledger.services.cli.common import (
+    EXIT_CODES,
+    Exit,
+    UsageError,
+    as_of_arg,
+    call_server,
+    server_arg,
+)
 from jobledger.services.cli.output import emit, fields, format_arg, table
 
 if TYPE_CHECKING:
@@ -29,9 +36,9 @@ def add_parsers(sub: Any) -> None:
         parser.set_defaults(run=run)
         return parser
 
-    command("stats", "counts, queue depth and last-hour runs", stats_command,
-            "Tasks per status, pending tasks per priority band, runs of the last hour and the "
-            "mean processing time.")
+    as_of_arg(command("stats", "counts, queue depth and last-hour runs", stats_command,
+                      "Tasks per status, pending tasks per priority band, runs of the last hour "
+                      "and the mean processing time."))
     command("workers", "workers and their load", workers_command,
             "Every worker ever registered: its running tasks, CPU and memory (as of its last "
             "heartbeat) and whether it is alive, stopped or lost.")
@@ -41,6 +48,7 @@ def add_parsers(sub: Any) -> None:
                      "`queues pause Q` stops picking from Q; `queues resume Q` starts again.")
     queues.add_argument("action", nargs="?", choices=("list", "pause", "resume"), default="list")
     queues.add_argument("queue", nargs="?", help="the queue to pause or resume")
+    as_of_arg(queues)
     depth = command("queue-depth", "pending tasks per priority band, as bars", depth_command,
                     f"Pending tasks per priority band ({BANDS}) as bars: of every queue, or "
                     "of one.")
@@ -55,7 +63,7 @@ def add_parsers(sub: Any) -> None:
 
 def stats_command(args: argparse.Namespace) -> int:
     async def body(client: Client) -> None:
-        stats = await client.stats()
+        stats = await client.stats(as_of=args.as_of)
         emit(stats, args.format, lambda: fields(stats_rows(stats), ("Metric", "Value")))
 
     return call_server(args, body)
@@ -95,6 +103,8 @@ def queues_command(args: argparse.Namespace) -> int:
         return _list_queues(args)
     if not args.queue:
         raise UsageError(f"queues {args.action}: give the queue's name")
+    if args.as_of is not None:
+        raise UsageError(f"queues {args.action}: --as-of reads the past; it cannot change it")
 
     async def body(client: Client) -> None:
         toggle = client.pause_queue if args.action == "pause" else client.resume_queue
@@ -107,7 +117,7 @@ def queues_command(args: argparse.Namespace) -> int:
 
 def _list_queues(args: argparse.Namespace) -> int:
     async def body(client: Client) -> None:
-        queues = await client.queues()
+        queues = await client.queues(as_of=args.as_of)
         emit(queues, args.format, lambda: table(
             ("Queue", "Paused", "Pending", "Scheduled", "In Progress", "High", "Normal", "Low"),
             ((q.queue, q.paused, q.pending, q.scheduled, q.in_progress,

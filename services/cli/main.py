@@ -8,6 +8,7 @@ import json
 import sys
 import textwrap
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from jobledger.services.cli import audit, completion, inspect, runs, tasks, watch
@@ -17,6 +18,7 @@ from jobledger.services.cli.common import (
     NO_TASK_TYPES,
     SERVER_EXIT_CODES,
     Exit,
+    UsageError,
     allow_unknown_task_types_arg,
     app_of,
     check_data_file,
@@ -75,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-projection-lag-ms", type=int, default=10_000,
                        help="/health is degraded (503) when the projections lag more "
                        "(default 10000)")
+    serve.add_argument("--snapshot-every-events", type=int, default=20_000, metavar="N",
+                       help="snapshot the read models for as_of every N records applied "
+                       "(0: never by count; default 20000; docs/audit.md)")
+    serve.add_argument("--snapshot-every-minutes", type=float, default=0.0, metavar="M",
+                       help="and/or every M minutes with records applied (default 0: never)")
+    serve.add_argument("--retain-finished", metavar="AGE", type=_age,
+                       help="delete finished tasks' rows from the read models AGE after they "
+                       "finished (30d, 12h; default: keep them); the log keeps every event "
+                       "(docs/audit.md)")
+    serve.add_argument("--archive-to", type=Path, metavar="FILE",
+                       help="with --retain-finished: append each task to FILE as a JSON line "
+                       "first")
     add_auth_args(serve)
     add_exposure_args(serve)
     add_log_args(serve)
@@ -164,7 +178,12 @@ def _serve(args: argparse.Namespace) -> int:
         allow_unknown_task_types=args.allow_unknown_task_types,
         max_payload_depth=args.max_payload_depth,
         min_schedule_interval=args.min_schedule_interval,
+        snapshot_every_events=int(_at_least_0(args.snapshot_every_events,
+                                              "--snapshot-every-events")),
+        snapshot_every_seconds=60 * _at_least_0(args.snapshot_every_minutes,
+                                                "--snapshot-every-minutes"),
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
+        retain_finished=args.retain_finished, archive_to=_archive(args),
         telemetry=telemetry,
     )
     sock = listen(args.host, args.port)
@@ -178,6 +197,29 @@ def _serve(args: argparse.Namespace) -> int:
     if telemetry is not None:
         telemetry.shutdown()  # exports the spans still buffered
     return 0
+
+
+def _age(text: str) -> timedelta:
+    """--retain-finished: a duration (30d, 12h)."""
+    from jobledger.services.cli.schedules import parse_duration
+
+    try:
+        return timedelta(**parse_duration(text.strip(), "--retain-finished"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _archive(args: argparse.Namespace) -> Path | None:
+    if args.archive_to is not None and args.retain_finished is None:
+        raise UsageError("--archive-to: give --retain-finished too (nothing is archived "
+                         "while finished tasks are kept)")
+    return args.archive_to  # type: ignore[no-any-return]  # argparse: untyped
+
+
+def _at_least_0(value: float, flag: str) -> float:
+    if value < 0:
+        raise UsageError(f"{flag} {value}: give 0 or more")
+    return value
 
 
 def _replay(args: argparse.Namespace) -> int:

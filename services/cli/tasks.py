@@ -13,6 +13,7 @@ from jobledger.services.cli.common import (
     EXIT_CODES,
     Exit,
     UsageError,
+    as_of_arg,
     call_server,
     flag_names,
     server_arg,
@@ -36,6 +37,7 @@ def add_parsers(sub: Any) -> None:
     status = sub.add_parser("status", help="show a task", epilog=EXIT_CODES, formatter_class=RAW,
                             description="Show a task: a table of its fields, or the API's JSON.")
     status.add_argument("task_id")
+    as_of_arg(status)
     _client_args(status, listing=True)
     status.set_defaults(run=status_command)
     _list_parser(sub)
@@ -188,7 +190,7 @@ def enqueue_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def status_command(args: argparse.Namespace) -> int:
     async def body(client: Client) -> None:
-        task = await client.get(args.task_id)
+        task = await client.get(args.task_id, as_of=args.as_of)
         emit(task, args.format, lambda: fields(task_rows(task)))
 
     return call_server(args, body)
@@ -271,6 +273,7 @@ def _list_parser(sub: Any) -> None:
     page.add_argument("--offset", type=int, default=0, help="skip this many first")
     page.add_argument("--starting-after", metavar="TASK_ID",
                       help="only tasks listed after this one (the last id of a page)")
+    as_of_arg(listing)
     _client_args(listing, listing=True)
     listing.set_defaults(run=list_command)
 
@@ -304,7 +307,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 async def listed(client: Client, args: argparse.Namespace) -> list[TaskSummary]:
     """Up to --limit tasks: one page at --offset, or pages from --starting-after."""
-    query = {"status": args.status, "task_type": args.task_type, "queue": args.queue}
+    query = {"status": args.status, "task_type": args.task_type, "queue": args.queue,
+             "as_of": args.as_of}
     if args.offset:
         page = await client.list_page(**query, limit=args.limit, offset=args.offset)
         return [t for t in page if args.since is None

@@ -222,8 +222,11 @@ class Client:
             ids.extend((await self.submit_batch(tasks[i : i + MAX_BATCH])).task_ids)
         return ids
 
-    async def get(self, task_id: str) -> TaskDetail:
-        return await self._call(TaskDetail, "GET", f"/api/v1/tasks/{task_id}")
+    async def get(self, task_id: str, *, as_of: AsOf = None) -> TaskDetail:
+        """The task; with as_of (a time, or a log position as the X-As-Of-Position header
+        gives it), as it was then (docs/api.md, "Point in time")."""
+        return await self._call(TaskDetail, "GET", f"/api/v1/tasks/{task_id}",
+                                query=_as_of(as_of))
 
     async def cancel(self, task_id: str) -> CancelOutcome:
         """CANCELLED (it was waiting), or REQUESTED (it runs; its handler is asked to stop)."""
@@ -269,14 +272,17 @@ class Client:
 
     # -- the system ---------------------------------------------------------------------------
 
-    async def stats(self) -> Stats:
-        return await self._call(Stats, "GET", "/api/v1/stats")
+    async def stats(self, *, as_of: AsOf = None) -> Stats:
+        """The stats; with as_of, as they were then."""
+        return await self._call(Stats, "GET", "/api/v1/stats", query=_as_of(as_of))
 
     async def workers(self) -> builtins.list[WorkerInfo]:
         return await self._call(builtins.list[WorkerInfo], "GET", "/api/v1/workers")
 
-    async def queues(self) -> builtins.list[QueueInfo]:
-        return await self._call(builtins.list[QueueInfo], "GET", "/api/v1/queues")
+    async def queues(self, *, as_of: AsOf = None) -> builtins.list[QueueInfo]:
+        """The queues; with as_of, as they were then."""
+        return await self._call(builtins.list[QueueInfo], "GET", "/api/v1/queues",
+                                query=_as_of(as_of))
 
     async def pause_queue(self, queue: str) -> QueueToggled:
         return await self._call(QueueToggled, "POST", f"/api/v1/queues/{queue}/pause")
@@ -431,16 +437,19 @@ class Client:
 
     async def list_page(self, *, status: str | None = None, task_type: str | None = None,
                         queue: str | None = None, limit: int = 100, offset: int = 0,
-                        starting_after: str | None = None) -> builtins.list[TaskSummary]:
-        """One page of task summaries, newest first (GET /api/v1/tasks)."""
+                        starting_after: str | None = None, as_of: AsOf = None,
+                        ) -> builtins.list[TaskSummary]:
+        """One page of task summaries, newest first (GET /api/v1/tasks); with as_of, of
+        the tasks as they were then."""
         query = {"status": status, "task_type": task_type, "queue": queue, "limit": limit,
-                 "offset": offset or None, "starting_after": starting_after}
+                 "offset": offset or None, "starting_after": starting_after,
+                 **_as_of(as_of)}
         return await self._call(builtins.list[TaskSummary], "GET", "/api/v1/tasks", query=query)
 
     async def pages(self, *, status: str | None = None, task_type: str | None = None,
                     queue: str | None = None, since: datetime | None = None,
                     page_size: int = 100, starting_after: str | None = None,
-                    ) -> AsyncIterator[builtins.list[TaskSummary]]:
+                    as_of: AsOf = None) -> AsyncIterator[builtins.list[TaskSummary]]:
         """The matching tasks page by page, newest first (after the task `starting_after`,
         if given), down to those created at `since` (none older; a naive time is UTC).
         Each page asks for the tasks after the last one seen (starting_after), so every
@@ -451,7 +460,7 @@ class Client:
         after = starting_after
         while True:
             page = await self.list_page(status=status, task_type=task_type, queue=queue,
-                                        limit=page_size, starting_after=after)
+                                        limit=page_size, starting_after=after, as_of=as_of)
             newer = page if since is None else [t for t in page if _created(t) >= since]
             if newer:
                 yield newer
@@ -462,13 +471,26 @@ class Client:
     async def list(self, *, status: str | None = None, task_type: str | None = None,
                    queue: str | None = None, since: datetime | None = None,
                    page_size: int = 100, starting_after: str | None = None,
-                   ) -> AsyncIterator[TaskSummary]:
-        """Every matching task, newest first, fetched a page at a time (see `pages`)."""
+                   as_of: AsOf = None) -> AsyncIterator[TaskSummary]:
+        """Every matching task, newest first, fetched a page at a time (see `pages`);
+        with as_of, as they were then."""
         async for page in self.pages(status=status, task_type=task_type, queue=queue,
                                      since=since, page_size=page_size,
-                                     starting_after=starting_after):
+                                     starting_after=starting_after, as_of=as_of):
             for task in page:
                 yield task
+
+
+AsOf = str | datetime | None  # a time (naive: UTC), or a log position's text
+
+
+def _as_of(as_of: AsOf) -> dict[str, str]:
+    """The as_of query parameter, if any."""
+    if as_of is None:
+        return {}
+    if isinstance(as_of, datetime):
+        as_of = (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)).isoformat()
+    return {"as_of": as_of}
 
 
 def _created(task: TaskSummary) -> datetime:

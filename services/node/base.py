@@ -19,6 +19,7 @@ from jobledger.schemas.api import ClusterInfo, PartitionInfo
 from jobledger.schemas.common import to_ms
 from jobledger.schemas.envelope import JOBS, SCHEDULES, TOPICS
 from jobledger.services.handlers.app import App
+from jobledger.services.history.asof import History
 from jobledger.services.log.protocol import LogBackend
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.dispatcher import Dispatcher
@@ -55,6 +56,7 @@ class Node:
     backend: LogBackend
     store: ReadModelStore
     queries: Queries
+    history: History  # the read models at a past moment (as_of)
     projector: Projector
     publisher: Publisher
     producer: Producer

@@ -28,6 +28,7 @@ from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH
 from jobledger.schemas.common import uuid7
 from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
+from jobledger.services.history.asof import History
 from jobledger.services.kafka.liveness import GroupLiveness, member_client_id
 from jobledger.services.kafka.ownership import AfterAssign, GroupOwnership, GroupSettings
 from jobledger.services.kafka.projections import LogProjections
@@ -167,6 +168,8 @@ class KafkaNode(Node):
         task_types = TaskTypes(self.app.handlers, self.queries.declared_task_types,
                                cfg.allow_unknown_task_types)
         self._open_write_side(Actor(ActorKind.CLIENT, cfg.node_id), task_types)
+        # No snapshots in the Kafka mode (yet): an as_of folds the topics from offset 0.
+        self.history = History(self.backend, self.queries, self.clock)
 
     async def _start_projections(self) -> None:
         """The projection host, until the read models reach the log's end (bounded), then

@@ -429,6 +429,15 @@ class Projector:
                 if not future.done() and predicate(state):
                     future.set_result(state)
 
+    def applied(self) -> int:
+        """How many records of every topic are applied (the sum of the checkpoints)."""
+        return sum(sum(parts.values()) for parts in self.positions.values())
+
+    async def wait_applied(self, records: int) -> None:
+        """Return once at least this many records are applied (applied())."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.applied() >= records)
+
     async def wait_for(self, model: str, partition: int, offset: int) -> None:
         """Return once the record at (partition, offset) of model's topic is applied."""
         async with self._progress:
