@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -17,6 +18,7 @@ from starlette.websockets import WebSocket
 from jobledger.services.node.base import Node
 from jobledger.services.runtime.gc_tuning import tune_gc
 from jobledger.services.security.bootstrap import SecuritySettings
+from jobledger.services.security.exposure import ExposureSettings
 from jobledger.services.security.setup import Security
 from jobledger.services.telemetry.setup import Telemetry
 
@@ -34,17 +36,18 @@ from . import (
     users,
     ws,
 )
-from .auth import RateLimitHeaders, authorize
+from .auth import RateLimitHeaders
 from .errors import EXCEPTION_HANDLERS
+from .guard import AllowedHosts, RequestRules
 from .headers import HeaderLimits
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
 from .otel_metrics import OtelMetrics, export_interval, refreshing
 from .request_id import RequestIds
-from .responses import ApiError
 from .tracing import TracingMiddleware
 from .ws import Hub, HubConfig
+from .ws_auth import authenticate_socket
 from .ws_wire import Wire
 
 if TYPE_CHECKING:
@@ -60,8 +63,6 @@ ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endp
 HOT_ROUTES = {(e.method, e.path): served.app for e in ENDPOINTS
               if isinstance(e.handler, Asgi) and "{" not in e.path
               and isinstance(served := e.served(), Asgi)}
-(WS_ACCESS,) = [e.access for e in ws.endpoints if e.path == "/ws" and e.access is not None]
-POLICY_VIOLATION = 1008  # the close code of a WebSocket without a valid credential
 
 
 @contextlib.asynccontextmanager
@@ -91,30 +92,23 @@ async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> A
 
 class _WebSocketEndpoint:
     """WS /ws, a plain ASGI app rather than a Starlette endpoint: the hub writes its updates
-    through the raw `send` (api/ws_wire.py). With auth on, a socket needs read_tasks, as
-    the Authorization header of its upgrade request (non-browser clients) or the
-    dashboard's session cookie with this server's Origin (api/cookies.py); without it, the
-    socket is accepted and closed at once with 1008 and the reason, before any data."""
+    through the raw `send` (api/ws_wire.py). Who may join is api/ws_auth.py's to say
+    (the Authorization header, the dashboard's session cookie with this server's Origin,
+    or a first auth message), between the handshake and the join."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
-        try:
-            authorize(scope, WS_ACCESS)
-        except ApiError as refused:
-            await websocket.accept()
-            await websocket.close(POLICY_VIOLATION, str(refused)[:_MAX_CLOSE_REASON])
-            return
-        await scope["app"].state.hub.serve(websocket, Wire(scope, send))
-
-
-_MAX_CLOSE_REASON = 120  # a close frame's reason is at most 123 bytes
+        await scope["app"].state.hub.serve(websocket, Wire(scope, send), authenticate_socket)
 
 
 def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
                security: SecuritySettings | None = None,
+               exposure: ExposureSettings | None = None,
                telemetry: Telemetry | None = None) -> Starlette:
     """The API over a node that the app starts on startup and stops on shutdown. Auth is
-    off unless `security` turns it on; server spans only with `telemetry`."""
+    off unless `security` turns it on; `exposure` says which Host names, browser origins
+    and body sizes it accepts (by default: any Host, no CORS, bodies up to 1 MiB); server
+    spans only with `telemetry`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -128,13 +122,14 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
 
     measured = Metrics()
     settings = security or SecuritySettings()
+    exposed = exposure or ExposureSettings()
     limits = [Middleware(RateLimitHeaders)] if settings.enabled and settings.rate_limit else []
     app = Starlette(
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _WebSocketEndpoint())],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[*_tracing(telemetry), Middleware(HeaderLimits), Middleware(RequestIds),
-                    *limits,
+                    *_exposure_middleware(exposed), *limits,
                     Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )
@@ -142,9 +137,30 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
     app.state.telemetry = telemetry
     app.state.hub_config = hub or HubConfig()
     app.state.security = Security(settings)
+    app.state.exposure = exposed
+    app.state.max_body_bytes = exposed.max_body_bytes  # read by api/body.py on each body
     app.router.redirect_slashes = False  # /api/v1/tasks/ is no endpoint: 404, not a 307
     app.state.openapi = openapi.build_spec(ENDPOINTS)
     return app
+
+
+def _exposure_middleware(exposure: ExposureSettings) -> list[Middleware]:
+    """The Host check first (a rebinding name gets nothing, not even a CORS answer), then
+    CORS when origins are allowed (it answers their preflights), then the body limit and
+    the cross-site rule (api/guard.py)."""
+    stack = []
+    if exposure.allowed_hosts is not None:
+        stack.append(Middleware(AllowedHosts, hosts=exposure.allowed_hosts))
+    if exposure.cors_origins:
+        stack.append(Middleware(CORSMiddleware, allow_origins=list(exposure.cors_origins),
+                                allow_methods=list(_CORS_METHODS), allow_headers=_CORS_HEADERS,
+                                expose_headers=_CORS_EXPOSED, max_age=600))
+    return [*stack, Middleware(RequestRules, settings=exposure)]
+
+
+_CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_CORS_HEADERS = ["Authorization", "Content-Type", "X-API-Key-Name"]  # what the API reads
+_CORS_EXPOSED = ["Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]
 
 
 def _export_metrics(metrics: Metrics, node: Node,

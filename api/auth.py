@@ -55,8 +55,22 @@ def authorize(scope: Scope, access: Access) -> None:
     open_to_all = access == REGISTRATION and security.settings.open_registration
     if open_to_all and authorization is None and session_id_of(scope) is None:
         return  # anyone may register (with read_tasks only)
+    _grant(scope, access, security, lambda: _principal(scope, security, authorization),
+           open_to_all)
+
+
+def authorize_token(scope: Scope, access: Permission, token: str) -> None:
+    """authorize, for a credential that came other than in the Authorization header (a
+    WebSocket's first message): checked exactly as `Authorization: Bearer <token>` is, by
+    the same credential check (Security.authenticate), whatever it accepts."""
+    security: Security = scope["app"].state.security
+    _grant(scope, access, security, lambda: security.authenticate(f"Bearer {token}"))
+
+
+def _grant(scope: Scope, access: Permission | Literal["registration"], security: Security,
+           authenticate: Callable[[], Principal], open_to_all: bool = False) -> None:
     try:
-        principal = _principal(scope, security, authorization)
+        principal = authenticate()
     except Unauthenticated as exc:
         raise ApiError(401, "UNAUTHORIZED", str(exc), headers=CHALLENGE) from None
     decision = security.admit(principal)

@@ -1,8 +1,10 @@
 """Reading a JSON request body: the content type first, then at most `limit` bytes.
 
-A body over its limit is refused on its Content-Length before any of it is read, and a
-body without one (chunked) is read only until it passes the limit, so an oversized upload
-never sits in memory whole.
+A body's limit is the smaller of its route's own and the server's --max-body-bytes
+(`app.state.max_body_bytes`). A body over it is refused on its Content-Length before any
+of it is read (a Content-Length over --max-body-bytes already by api/guard.py, on every
+route), and a body without one (chunked) is read only until it passes the limit, so an
+oversized upload never sits in memory whole.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ async def receive_json(scope: Scope, receive: Receive, limit: int) -> bytes:
     read straight from the ASGI channel: the busiest endpoints build no Request."""
     sent, declared = body_headers(scope)
     require_json(sent)
+    limit = min(limit, scope["app"].state.max_body_bytes)
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(f"the body is {declared} bytes; at most {limit} are accepted here")
+        raise body_too_large(f"the body is {declared} bytes; at most {limit} are accepted here")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -54,7 +57,7 @@ async def receive_json(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _too_large(f"the body is over {limit} bytes, the most accepted here")
+            raise body_too_large(f"the body is over {limit} bytes, the most accepted here")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -65,5 +68,5 @@ async def read_json(request: Request, limit: int) -> bytes:
     return await receive_json(request.scope, request.receive, limit)
 
 
-def _too_large(message: str) -> ApiError:
+def body_too_large(message: str) -> ApiError:
     return ApiError(413, "PAYLOAD_TOO_LARGE", message, "body")

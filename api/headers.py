@@ -13,9 +13,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jobledger.schemas.api import ErrorBody
-
-from .responses import send_json
+from .responses import ApiError, send_refusal
 
 # Names and values of all of a request's headers together, in bytes: what Node.js and
 # h11 allow (16 KiB); browsers, proxies and clients send well under 8.
@@ -34,12 +32,12 @@ class HeaderLimits:
         if scope["type"] in ("http", "websocket"):
             refusal = headers_refusal(scope["headers"])
             if refusal is not None:
-                await _refuse(scope, send, refusal)
+                await send_refusal(scope, send, refusal)
                 return
         await self.app(scope, receive, send)
 
 
-def headers_refusal(headers: Iterable[tuple[bytes, bytes]]) -> ErrorBody | None:
+def headers_refusal(headers: Iterable[tuple[bytes, bytes]]) -> ApiError | None:
     """The 431 answer to headers over a limit, naming the header (or "headers" for their
     total); None when they are within every limit."""
     total = 0
@@ -55,14 +53,5 @@ def headers_refusal(headers: Iterable[tuple[bytes, bytes]]) -> ErrorBody | None:
     return None
 
 
-def _too_large(message: str, field: str) -> ErrorBody:
-    return ErrorBody(error=message, code="HEADERS_TOO_LARGE", field=field)
-
-
-async def _refuse(scope: Scope, send: Send, body: ErrorBody) -> None:
-    if scope["type"] == "http":
-        await send_json(send, body, 431)
-    elif "websocket.http.response" in scope.get("extensions", {}):
-        await send_json(send, body, 431, prefix="websocket.")
-    else:
-        await send({"type": "websocket.close", "code": 1008})  # a 403 before the handshake
+def _too_large(message: str, field: str) -> ApiError:
+    return ApiError(431, "HEADERS_TOO_LARGE", message, field)

@@ -64,6 +64,13 @@ AUTH_ERRORS: Mapping[int, str] = {
     429: "the API key or user has spent its rate limit; Retry-After says when to retry "
          "(RATE_LIMITED)",
 }
+# Answered by every POST, PUT, PATCH and DELETE, auth on or off (api/guard.py).
+GUARD_ERRORS: Mapping[int, str] = {
+    403: "no Content-Type, from the page of a foreign Origin (CROSS_SITE_REFUSED)",
+    413: "the body is over --max-body-bytes",
+    415: "a Content-Type other than application/json (send JSON, or no body)",
+}
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BEARER = "apiKey"
 SECURITY_SCHEMES = {BEARER: {
     "type": "http", "scheme": "bearer",
@@ -265,6 +272,10 @@ def _operation(
         op["security"] = [{BEARER: []}]
         needs = "admin" if e.access == REGISTRATION else e.access  # without open registration
         errors |= {**AUTH_ERRORS, 403: AUTH_ERRORS[403].format(needs)}
+    if e.method in STATE_CHANGING:  # api/guard.py answers these on every such route
+        errors = {**errors, 413: errors.get(413, GUARD_ERRORS[413]),
+                  415: errors.get(415, GUARD_ERRORS[415]),
+                  403: "; or ".join(filter(None, [errors.get(403), GUARD_ERRORS[403]]))}
     for status, when in sorted(errors.items()):
         responses[str(status)] = {"description": when, "content": {"application/json": error}}
     op["responses"] = responses

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 from starlette.responses import Response
-from starlette.types import Send
+from starlette.types import Scope, Send
 
 from jobledger.schemas.api import ErrorBody
 
@@ -60,6 +60,20 @@ class ApiError(Exception):
         self.headers = headers
         self.details = details
 
+    def body(self) -> ErrorBody:
+        return ErrorBody(error=str(self), code=self.code, field=self.field, details=self.details)
+
     def response(self) -> JSON:
-        body = ErrorBody(error=str(self), code=self.code, field=self.field, details=self.details)
-        return JSON(body, self.status, headers=self.headers)
+        return JSON(self.body(), self.status, headers=self.headers)
+
+
+async def send_refusal(scope: Scope, send: Send, error: ApiError) -> None:
+    """Answer a request that a middleware refuses before the app sees it: the error as
+    JSON, or for a WebSocket the same as the answer to its handshake (ASGI's
+    websocket.http.response), else a close before the handshake (a 403)."""
+    if scope["type"] == "http":
+        await send_json(send, error.body(), error.status)
+    elif "websocket.http.response" in scope.get("extensions", {}):
+        await send_json(send, error.body(), error.status, prefix="websocket.")
+    else:
+        await send({"type": "websocket.close", "code": 1008})

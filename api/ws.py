@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,7 @@ BINARY = "binary messages are not accepted: send JSON text"
 # 1009 (a message over max_message_bytes) and 1007 (text that is not UTF-8) are sent by the
 # server's protocol before a message reaches the hub (api/ws_protocol.py).
 MAX_SHARED_BATCHES = 256  # of at most batch_bytes each: a few MB at worst
+AUTHENTICATED = '{"type":"authenticated"}'  # the answer to an auth message (api/ws_auth.py)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class HubConfig:
     # The fan-out's share of each pass of the event loop (api/ws_wire.py:Turns): a REST
     # request waits for at most this at each of its steps.
     fanout_slice_s: float = 0.004
+    # How long a socket without a credential in its upgrade request has to send its first
+    # message, {"type": "auth", "token": ...}, by the node's clock (api/ws_auth.py).
+    auth_timeout_s: float = 5.0
 
 
 class Filters(msgspec.Struct, forbid_unknown_fields=True):
@@ -81,11 +85,12 @@ class Filters(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ClientMessage(msgspec.Struct, forbid_unknown_fields=True):
-    type: str  # subscribe | unsubscribe | ping
+    type: str  # subscribe | unsubscribe | ping | auth
     channel: str = "tasks"  # tasks | stats | schedules | task
     filters: Filters | None = None
     resume_from: str | None = None
     task_id: str | None = None  # channel task: the task whose changes to be told of
+    token: str | None = None  # type auth: a credential (api/ws_auth.py); here, not needed
 
 
 _encoder = msgspec.json.Encoder()
@@ -376,10 +381,14 @@ class Hub:
 
     # -- one connection -----------------------------------------------------------------------
 
-    async def serve(self, websocket: WebSocket, wire: Wire) -> None:
-        """One connection, from its handshake until it leaves. Nothing the client sends is
-        read before _join: a check of who it is belongs between the accept and the join."""
+    async def serve(self, websocket: WebSocket, wire: Wire,
+                    admit: Callable[[WebSocket], Awaitable[bool]] | None = None) -> None:
+        """One connection, from its handshake until it leaves. `admit` (api/ws_auth.py)
+        says who it is between the accept and the join, and closes it if it may not join:
+        nothing is sent to it before."""
         await websocket.accept()
+        if admit is not None and not await admit(websocket):
+            return
         client = self._join(websocket, wire)
         try:
             await self._listen(client)
@@ -419,6 +428,8 @@ class Hub:
         match message.type, message.channel:
             case "ping", _:
                 self._tell(client, "pong", '{"type":"pong"}')
+            case "auth", _:  # auth off, or once more: a browser need not know (ws_auth.py)
+                self._tell(client, "authenticated", AUTHENTICATED)
             case "subscribe", "stats":
                 client.stats = True
                 self._tell(client, "stats", await self._stats_text())
@@ -602,9 +613,11 @@ endpoints = [
             " {\"type\": \"resync_required\"}; a client that cannot keep up is closed with"
             " 1013. Messages are JSON text: a binary one is closed with 1003, one over the"
             " limit (64 KiB by default) with 1009, text that is not UTF-8 with 1007. With"
-            " auth on, the upgrade request needs `Authorization: Bearer <key>` of a key with"
-            " read_tasks: without it the socket is closed at once with 1008 and the reason,"
-            " before any data. See docs/api.md."
+            " auth on, a key with read_tasks is needed: in the upgrade's `Authorization:"
+            " Bearer <key>`, or as the first message {\"type\": \"auth\", \"token\":"
+            " key} within 5 s; without it the socket is closed with 1008 and the reason,"
+            " before any data. With auth off, a browser page of a foreign Origin is closed"
+            " with 1008. See docs/api.md and docs/security.md."
         ),
         access=Permission.READ_TASKS,
     ),

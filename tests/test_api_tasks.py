@@ -23,6 +23,7 @@ from jobledger.schemas.lifecycle import JobStatus
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.node.embedded import EmbeddedNode
+from jobledger.services.security.exposure import ExposureSettings
 from tests.support.api_harness import api_client, assert_error, handlers, submit
 from tests.support.harness import NodeFactory, advance, clock_of, settle, wait_until
 
@@ -30,6 +31,15 @@ from tests.support.harness import NodeFactory, advance, clock_of, settle, wait_u
 @pytest.fixture
 async def node(make_node: NodeFactory) -> EmbeddedNode:
     return await make_node(handlers, concurrency=4)
+
+
+@pytest.fixture
+async def roomy(node: EmbeddedNode) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a server whose --max-body-bytes (1 MiB by default) is over the routes'
+    own limits, which are then the ones in force."""
+    async with api_client(node, exposure=ExposureSettings(max_body_bytes=2 * MAX_BATCH_BODY_BYTES)
+                          ) as client:
+        yield client
 
 
 
@@ -164,8 +174,9 @@ async def test_json_with_a_charset_is_json(client: httpx.AsyncClient) -> None:
 
 
 async def test_a_payload_over_1_mib_answers_413_naming_the_payload(
-    client: httpx.AsyncClient,
+    roomy: httpx.AsyncClient,
 ) -> None:
+    client = roomy
     payload = "x" * MAX_PAYLOAD_BYTES  # its JSON adds two quotes: 2 bytes over
     response = await client.post("/api/v1/tasks", json={"task_type": "echo", "payload": payload})
     error = assert_error(response, 413, "PAYLOAD_TOO_LARGE", "payload")
@@ -259,7 +270,8 @@ async def test_a_batch_task_that_cannot_be_applied_answers_422_naming_its_index(
     assert_error(response, 422, "UNPROCESSABLE", "tasks[1].schedule_at")
 
 
-async def test_a_batch_over_its_limits_answers_413(client: httpx.AsyncClient) -> None:
+async def test_a_batch_over_its_limits_answers_413(roomy: httpx.AsyncClient) -> None:
+    client = roomy
     big = {"task_type": "echo", "payload": "x" * MAX_PAYLOAD_BYTES}
     body = {"tasks": [{"task_type": "echo"}, big]}
     response = await client.post("/api/v1/tasks/batch", json=body)

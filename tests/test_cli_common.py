@@ -3,6 +3,8 @@ refused field named by its flag."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from jobledger.services.cli.common import (
     EXIT_CODES,
     SERVER_EXIT_CODES,
     Exit,
+    listen,
     refusal_line,
     run_client,
 )
@@ -74,3 +77,22 @@ def test_the_exit_codes_are_in_the_help_and_the_docs(capsys: pytest.CaptureFixtu
     for line in AUDIT_EXIT_CODES.splitlines():
         assert line in help_text and line in docs
     assert [int(code) for code in Exit] == [0, 1, 2, 3, 4, 5, 6]
+
+
+async def test_the_servers_connections_send_without_delay() -> None:
+    """TCP_NODELAY on every accepted connection, under the plain asyncio loop too (the
+    tests' own): without it a request on a kept-alive connection waited ~40 ms for the
+    client's delayed ACK (services/cli/common.py:tcp_socket)."""
+    sock = listen("127.0.0.1", 0)
+    accepted: asyncio.Queue[int] = asyncio.Queue()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raw = writer.get_extra_info("socket")
+        await accepted.put(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, sock=sock)
+    async with server:
+        _, writer = await asyncio.open_connection(*sock.getsockname())
+        assert await asyncio.wait_for(accepted.get(), 5) == 1
+        writer.close()

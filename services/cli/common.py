@@ -127,13 +127,25 @@ def _lingering() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t is not current and not t.daemon and t.is_alive()]
 
 
+def tcp_socket(family: socket.AddressFamily) -> socket.socket:
+    """A listening socket whose connections asyncio sends without delay (TCP_NODELAY).
+    asyncio sets TCP_NODELAY only on a socket whose proto is IPPROTO_TCP, and a socket
+    accepted from one made with the default proto 0 has 0: uvicorn then sends an answer's
+    headers and its body as two segments, and Nagle holds the second until the client's
+    delayed ACK on a kept-alive connection (a fresh one escapes: Linux ACKs at once at a
+    connection's start). uvloop sets it regardless; this holds under either loop. The
+    figure: docs/performance.md, "Figures behind the code"."""
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    return sock
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to host:port, before anything else starts: a port in use is one line
     naming --port, and the banner waits for the port (api/app.py:run_server)."""
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: give a port from 0 to 65535")
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    sock = tcp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
         sock.bind((host, port))
     except OSError as error:

@@ -31,6 +31,7 @@ from jobledger.services.cli.common import (
     ws_max_message_arg,
 )
 from jobledger.services.cli.env import EnvParser
+from jobledger.services.cli.exposure import add_exposure_args, exposure_notes, exposure_settings
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.cli.otel import add_otel_arg, telemetry_of
 from jobledger.services.handlers.app import App
@@ -162,6 +163,7 @@ def add_parsers(sub: argparse._SubParsersAction[EnvParser]) -> None:
     _projection_host_arg(api)
     _http_args(api)
     add_auth_args(api)
+    add_exposure_args(api)
     allow_unknown_task_types_arg(api)
     input_limit_args(api)
     ws_max_message_arg(api)
@@ -282,9 +284,10 @@ def _serve_http(args: argparse.Namespace, app: App) -> int:
     config.telemetry = telemetry_of(args)
     sock = listen(args.host, args.port)
     web = create_app(lambda: KafkaNode(config, app), hub_config(args), security=security,
-                     telemetry=config.telemetry)
-    run_server(web, sock, f"jobledger: {args.broker} ({args.topic_prefix}*), read models "
-               f"{args.views}, http://{args.host}:{args.port}, {auth_text(security)}")
+                     exposure=exposure_settings(args), telemetry=config.telemetry)
+    banner = (f"jobledger: {args.broker} ({args.topic_prefix}*), read models {args.views}, "
+              f"http://{args.host}:{args.port}, {auth_text(security)}")
+    run_server(web, sock, "\n".join([banner, *exposure_notes(args)]))
     if config.telemetry is not None:
         config.telemetry.shutdown()  # exports the spans still buffered
     return 0

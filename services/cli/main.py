@@ -31,6 +31,7 @@ from jobledger.services.cli.common import (
     ws_max_message_arg,
 )
 from jobledger.services.cli.env import RULE, EnvParser, leaf_parsers
+from jobledger.services.cli.exposure import add_exposure_args, exposure_notes, exposure_settings
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.cli.logs import configure as configure_logging
 from jobledger.services.cli.otel import add_otel_arg, telemetry_of
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --retain-finished: append each task to FILE as a JSON line "
                        "first")
     add_auth_args(serve)
+    add_exposure_args(serve)
     add_log_args(serve)
     add_otel_arg(serve)
     kafka_cli.add_kafka_args(serve, required=False)
@@ -186,9 +188,10 @@ def _serve(args: argparse.Namespace) -> int:
     )
     sock = listen(args.host, args.port)
     web = create_app(lambda: EmbeddedNode(config, app), hub_config(args), security=security,
-                     telemetry=telemetry)
-    banner = (f"jobledger: log {args.db}, {len(app.handlers)} task types, "
-              f"http://{args.host}:{args.port}, {auth_text(security)}")
+                     exposure=exposure_settings(args), telemetry=telemetry)
+    banner = "\n".join([f"jobledger: log {args.db}, {len(app.handlers)} task types, "
+                        f"http://{args.host}:{args.port}, {auth_text(security)}",
+                        *exposure_notes(args)])
     # The warning waits for a successful start, so a failed one stays one line.
     run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
     if telemetry is not None:

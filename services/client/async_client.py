@@ -72,6 +72,15 @@ __all__ = ["Client", "ClientError", "ServerUnreachable", "WaitTimeout", "base_ur
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 _JSON = {"content-type": "application/json"}
+
+
+def _headers_of(method: str, body: bytes | None) -> dict[str, str] | None:
+    """JSON's content type for a body, and for every request that changes state: aiohttp
+    sends a body-less POST as application/octet-stream, which the server refuses (415) as
+    it refuses every non-JSON type a cross-site form could send (docs/security.md)."""
+    return _JSON if body is not None or method not in ("GET", "HEAD") else None
+
+
 # Seconds between tries of a 429 that names no Retry-After: doubling, at most the cap.
 _FIRST_PAUSE, _MAX_PAUSE = 0.5, 10.0
 
@@ -139,10 +148,10 @@ class Client:
                     query: Mapping[str, Any] | None) -> tuple[int, bytes, str | None]:
         """One request: (status, body, Retry-After); ServerUnreachable when no answer."""
         if self.tracer is None:
-            return await self._send_once(method, path, body, query, _JSON if body else None)
+            return await self._send_once(method, path, body, query, _headers_of(method, body))
         with client_span(self.tracer, method, self.base_url + path) as (span, traced):
             answer = await self._send_once(method, path, body, query,
-                                           {**_JSON, **traced} if body else traced)
+                                           {**(_headers_of(method, body) or {}), **traced})
             answered(span, answer[0])
             return answer
 

@@ -18,6 +18,7 @@ from jobledger.services.handlers.app import App, PermanentError
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.node.embedded import EmbeddedNode
 from jobledger.services.security.bootstrap import SecuritySettings
+from jobledger.services.security.exposure import ExposureSettings
 
 from .procs import ServerProcess
 
@@ -43,11 +44,14 @@ async def broken(ctx: JobContext, payload: Any) -> None:
 
 @asynccontextmanager
 async def api_client(node: EmbeddedNode, security: SecuritySettings | None = None,
+                     exposure: ExposureSettings | None = None,
                      **transport: Any) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client of the app over this started node (auth as `security` says, off by
-    default). httpx's ASGITransport runs no lifespan, so the node the test started (and
-    will stop) is served as the lifespan would serve it."""
-    api = create_app(lambda: node, security=security, telemetry=node.config.telemetry)
+    default; Host, origins and body sizes as `exposure` says). httpx's ASGITransport runs
+    no lifespan, so the node the test started (and will stop) is served as the lifespan
+    would serve it."""
+    api = create_app(lambda: node, security=security, exposure=exposure,
+                     telemetry=node.config.telemetry)
     asgi = httpx.ASGITransport(app=api, **transport)
     async with serving(api, node):
         async with httpx.AsyncClient(transport=asgi, base_url="http://test") as client:

@@ -12,20 +12,22 @@ import uvicorn
 
 from jobledger.api.app import create_app, serving, uvicorn_config
 from jobledger.api.ws import HubConfig
+from jobledger.services.cli.common import tcp_socket
 from jobledger.services.node.embedded import EmbeddedNode
 from jobledger.services.security.bootstrap import SecuritySettings
+from jobledger.services.security.exposure import ExposureSettings
 
 STARTUP_SECONDS = 5.0
 
 
 @asynccontextmanager
 async def live_server(node: EmbeddedNode, hub: HubConfig | None = None,
-                      security: SecuritySettings | None = None) -> AsyncIterator[str]:
+                      security: SecuritySettings | None = None,
+                      exposure: ExposureSettings | None = None) -> AsyncIterator[str]:
     """Serve the node's API (auth as `security` says, off by default); yields the base URL
     (http://127.0.0.1:PORT)."""
-    app = create_app(lambda: node, hub, security, telemetry=node.config.telemetry)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    app = create_app(lambda: node, hub, security, exposure, telemetry=node.config.telemetry)
+    sock = tcp_socket(socket.AF_INET)  # TCP_NODELAY on its connections (it says why)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn_config(app, ws_ping_interval=None))
