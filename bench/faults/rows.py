@@ -1,0 +1,18 @@
+"""The rows, by their number in issue 18's table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from . import workers
+from .common import Result
+
+Row = Callable[[Path, bool], Result]
+
+ROWS: dict[str, Row] = {
+    "R1": workers.r1_kill_workers,
+    "R3": workers.r3_stop_past_lease,
+    "R5": workers.r5_sigterm_long_jobs,
+    "R9": workers.r9_churn,
+}
