@@ -72,6 +72,7 @@ from jobledger.services.write.publisher import Done, Publisher, unchecked
 S = JobStatus
 FINISHED_KEYED_MEMORY = 100_000  # finished keyed jobs kept in memory; older: known_jobs
 APPENDS = "dispatcher appends"  # the part its failed appends are reported as (Faults)
+WORKER_STOPPED = "WorkerStopped"  # the error of an attempt handed back at a stop (_hand_back)
 KnownJobs = Callable[[Collection[str]], Awaitable[Collection[str]]]
 
 
@@ -182,10 +183,27 @@ class Dispatcher(JobsFold):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._later.stop()
-        await self.executor.stop(self.config.shutdown_grace_seconds)
+        for run in await self.executor.stop(self.config.shutdown_grace_seconds):
+            self._hand_back(run)
         worker_id = self.config.worker_id
         self.publisher.publish_then(WorkerStopped(worker_id=worker_id), worker_id, unchecked)
         await self.publisher.drain()
+
+    def _hand_back(self, run: Running) -> None:
+        """An attempt still running when the shutdown grace ran out ends now, retried at
+        once: its lease, which nobody renews any more, would keep it from every other
+        worker until it expired (fault-injection row R5). Counts as a failed attempt, as
+        that expiry would."""
+        job_id, attempt = run.job.job_id, run.attempt
+        if not self._claim(job_id, attempt):
+            return
+        job = self.jobs.get(job_id, run.job)
+        retry_at = self.clock.now() if self.retries.retry_at(job) is not None else None
+        grace = self.config.shutdown_grace_seconds
+        self._end_attempt(JobFailed(
+            job_id=job_id, attempt=attempt, retry_at=retry_at,
+            error=f"{WORKER_STOPPED}: the worker stopped before the attempt ended "
+                  f"(shutdown grace {grace:g} s)"), attempt, self.worker_actor)
 
     # -- gaining and losing partitions (the ownership's Decider) --------------------------
 
