@@ -36,11 +36,14 @@ from jobledger.services.runtime.supervise import crashed, spawn
 log = logging.getLogger("jobledger.projections")
 SOURCE_HEADER = "jobledger-source"  # where a dead letter came from: <topic>/<partition>/<offset>
 ERROR_HEADER = "jobledger-error"  # why it could not be decoded
+TRUNCATED_HEADER = "jobledger-truncated"  # a value cut to fit: its whole length in bytes
+HEADROOM = 4096  # bytes of a dead letter left for its key, headers and record overhead
 
 
 class DeadLetters:
     """Produces undecodable records to the dead-letter topic: the record's key and value
-    as they were, with headers naming its source and the decoding error. Each projection
+    as they were (cut to what our producer may send, _fitting), with headers naming its
+    source and the decoding error. Each projection
     host that meets a record produces it (at least once per read model): copies have the
     same source header."""
 
@@ -48,18 +51,29 @@ class DeadLetters:
         self.backend = backend
         self.topic = backend.config.topic_name(DEAD_LETTER)
         self.sent = 0
+        # Another producer may have written a record larger than our producer may send
+        # (its max request size): before, the send raised and ended the projections for
+        # good (fault-injection row R14, a 10 MB record).
+        self.max_value = backend.config.max_message_bytes - HEADROOM
+
+    def _fitting(self, value: bytes, headers: list[tuple[str, bytes]]) -> bytes:
+        """value, or its first max_value bytes with a header giving its whole length (the
+        whole record stays on its topic, at the place the source header names)."""
+        if len(value) <= self.max_value:
+            return value
+        headers.append((TRUNCATED_HEADER, str(len(value)).encode()))
+        return value[:self.max_value]
 
     async def send(self, role: str, records: Sequence[Undecodable]) -> None:
         producer = self.backend.producer()
         source = self.backend.config.topic_name(role)
-        deliveries = [
-            await producer.send(
-                self.topic, value=bad.value, key=bad.key.encode(),
-                headers=[(SOURCE_HEADER, f"{source}/{bad.partition}/{bad.offset}".encode()),
-                         (ERROR_HEADER, bad.error.encode())],
-            )
-            for bad in records
-        ]  # fmt: skip
+        deliveries = []
+        for bad in records:
+            headers = [(SOURCE_HEADER, f"{source}/{bad.partition}/{bad.offset}".encode()),
+                       (ERROR_HEADER, bad.error[:1000].encode())]
+            value = self._fitting(bad.value, headers)
+            deliveries.append(await producer.send(
+                self.topic, value=value, key=bad.key.encode()[:1000], headers=headers))
         await asyncio.gather(*deliveries)
         self.sent += len(records)
         for bad in records:
