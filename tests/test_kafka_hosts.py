@@ -10,10 +10,13 @@ topic, and the records after it are still applied; a node started late catches u
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, decode, topic_of
@@ -33,7 +36,7 @@ from jobledger.services.log.kafka import (
     jobledger_topics,
     murmur2_partition,
 )
-from jobledger.services.log.protocol import Entry, LogBackend
+from jobledger.services.log.protocol import Entry, LogBackend, LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.node.kafka import PROJECTION_HOSTS
 from jobledger.services.runtime.projector import Projector
@@ -228,6 +231,44 @@ async def test_a_record_too_large_to_dead_letter_whole_is_cut_and_the_rest_appli
     [letter] = letters
     assert dict(letter.headers)[TRUNCATED_HEADER] == b"3000000"
     assert letter.value == b" " * (config.max_message_bytes - HEADROOM)
+
+
+async def test_a_tail_that_fails_is_started_again_from_the_checkpoints(
+    tmp_path: Path, kafka_broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault-injection row R14: the first tail's read fails with an error of Kafka's. It is
+    a fault /health reports, and a fresh tail from the checkpoints follows after a backoff
+    (before: the projections ended for good)."""
+    config = kafka_config(kafka_broker)
+    entries = [(topic, entry) for topic, entry in _golden_entries() if topic == JOBS]
+    await _filled_topics(config, entries[:2])
+    tail, tails = KafkaLogBackend.tail, []
+
+    def failing_once(self: KafkaLogBackend, positions: Any, limit: int = 5000) -> Any:
+        tails.append(positions)
+        if len(tails) == 1:
+            return _refused()
+        return tail(self, positions, limit)
+
+    monkeypatch.setattr(KafkaLogBackend, "tail", failing_once)
+    node = await started(node_config(config, tmp_path / "node.views.db"))
+    try:
+        assert await node.caught_up(WAIT_S)
+        await _filled_topics(config, entries[2:4])
+        assert await node.caught_up(WAIT_S)
+        assert not node.crashed() and node.faults() == []
+        assert await node.queries.job(decode(entries[3][1].value).key) is not None
+    finally:
+        await node.stop()
+    assert len(tails) == 2
+
+
+async def _refused() -> AsyncIterator[Any]:
+    try:
+        raise KafkaConnectionError("the broker went away")
+    except KafkaConnectionError as error:
+        raise LogError("cannot reach Kafka") from error
+    yield
 
 
 async def _dead_letters(config: KafkaConfig) -> list:  # type: ignore[type-arg]

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from jobledger.schemas import topic_of
 from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.services.log.kafka import DEAD_LETTER, KafkaLogBackend
 from jobledger.services.log.protocol import Record
+from jobledger.services.runtime.faults import retried_reads
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.runtime.supervise import crashed, spawn
 
@@ -96,6 +99,20 @@ def undecodable(role: str, records: Sequence[Record]) -> list[Undecodable]:
     return bad
 
 
+def kafka_fault(error: BaseException) -> str | None:
+    """An error of Kafka's (or of the network) that trying again may mend, for people; None
+    for any other, offsets out of range included (the records are gone: trying again would
+    not bring them back)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OffsetOutOfRangeError):
+            return None
+        if isinstance(cause, KafkaError | OSError):
+            return f"{type(cause).__name__}: {cause}"[:300]
+        cause = cause.__cause__
+    return None
+
+
 class LogProjections:
     """Follows every model's topic from its checkpoint. start() returns at once; the
     caller waits for the read models to catch up (Node.caught_up)."""
@@ -122,21 +139,37 @@ class LogProjections:
 
     async def _follow(self) -> None:
         """One tail of every model's topic (one consumer: KafkaLogBackend.tail), from the
-        checkpoints; each batch is applied model by model."""
-        starts = {}
-        for model, role in TOPIC_OF_MODEL.items():
-            done = self.projector.positions[model]
-            # Name every partition: the checkpoint holds only partitions already applied.
-            starts[role] = {p: done.get(p, 0) for p in range(self.backend.topic(role).partitions)}
-        async for batches in self.backend.tail(starts):
+        checkpoints; each batch is applied model by model. A tail that fails with an error
+        of Kafka's starts again from the checkpoints after a backoff (retried_reads)."""
+        async def tail() -> AsyncIterator[dict[str, list[Record]]]:
+            starts = {}
+            for model, role in TOPIC_OF_MODEL.items():
+                done = self.projector.positions[model]
+                # Name every partition: the checkpoint holds only partitions already applied.
+                partitions = self.backend.topic(role).partitions
+                starts[role] = {p: done.get(p, 0) for p in range(partitions)}
+            return self.backend.tail(starts)
+
+        reads = retried_reads(self.projector.faults, "projection reads", tail, kafka_fault)
+        async for batches in reads:
             for model, role in TOPIC_OF_MODEL.items():
                 if role in batches:
                     await self._apply(model, role, batches[role])
 
     async def _apply(self, model: str, role: str, records: list[Record]) -> None:
         bad = undecodable(role, records)
-        if bad:
-            await self.dead_letters.send(role, bad)  # before the checkpoint moves past them
+        while bad:  # before the checkpoint moves past them
+            try:
+                await self.dead_letters.send(role, bad)
+            except Exception as error:
+                what = kafka_fault(error)
+                if what is None:
+                    raise
+                faults = self.projector.faults
+                await faults.clock.sleep(faults.failing("dead letters", what))
+            else:
+                self.projector.faults.resumed("dead letters")
+                break
         # Written before the next batch is taken: what arrives meanwhile is fetched in the
         # background and makes the next batch, and its transaction, bigger.
         await self.projector.apply(model, records)

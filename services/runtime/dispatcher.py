@@ -170,7 +170,8 @@ class Dispatcher(JobsFold):
             spawn(self.heartbeats.run(), "dispatcher-heartbeats"),
         ]
         if follow:
-            self._tasks.append(spawn(self.ownership.follow(), "dispatcher-follow"))
+            self._tasks.append(spawn(self.ownership.follow(self.faults, "dispatcher reads"),
+                                     "dispatcher-follow"))
         self._deciding = True
         self._schedule_fill()
 
