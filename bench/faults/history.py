@@ -131,7 +131,7 @@ def history_of(values: Iterable[bytes]) -> History:
 def embedded_history(db: Path) -> History:
     """The jobs topic of an embedded log file, read-only, partition by partition in order."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
-        rows = conn.execute("SELECT value FROM records WHERE topic = ? "
+        rows = conn.execute("SELECT CAST(value AS BLOB) FROM records WHERE topic = ? "
                             "ORDER BY partition, offset", (JOBS,))  # fmt: skip
         return history_of(bytes(v) for (v,) in rows)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from . import workers
+from . import garbage, workers
 from .common import Result
 
 Row = Callable[[Path, bool], Result]
@@ -15,4 +15,5 @@ ROWS: dict[str, Row] = {
     "R3": workers.r3_stop_past_lease,
     "R5": workers.r5_sigterm_long_jobs,
     "R9": workers.r9_churn,
+    "R14": garbage.r14_garbage,
 }
