@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from . import garbage, workers
+from . import embedded, garbage, workers
 from .common import Result
 
 Row = Callable[[Path, bool], Result]
@@ -16,4 +16,7 @@ ROWS: dict[str, Row] = {
     "R5": workers.r5_sigterm_long_jobs,
     "R9": workers.r9_churn,
     "R14": garbage.r14_garbage,
+    "R17": embedded.r17_cancel_races_completion,
+    "R19": embedded.r19_kill_server,
+    "R23": embedded.r23_rebuild_killed,
 }
