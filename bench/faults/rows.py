@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from . import embedded, garbage, workers
+from . import disk, embedded, garbage, workers
 from .common import Result
 
 Row = Callable[[Path, bool], Result]
@@ -18,5 +18,6 @@ ROWS: dict[str, Row] = {
     "R14": garbage.r14_garbage,
     "R17": embedded.r17_cancel_races_completion,
     "R19": embedded.r19_kill_server,
+    "R20": disk.r20_disk_full,
     "R23": embedded.r23_rebuild_killed,
 }
