@@ -27,6 +27,7 @@ from jobledger.schemas import (
     decode,
 )
 from jobledger.schemas.codec import decode_batch
+from jobledger.schemas.common import to_ms
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.handlers.demo import demo
@@ -38,6 +39,7 @@ from jobledger.services.runtime.faults import FIRST_RETRY_S
 from tests.support.harness import (
     NodeFactory,
     advance,
+    attempt_is,
     dispatcher_of,
     enqueue,
     history,
@@ -255,3 +257,47 @@ async def test_a_dispatcher_folds_the_log_past_a_stale_snapshot_before_it_picks(
     finally:
         await dispatcher.stop()
         await backend.close()
+
+
+async def test_a_later_attempt_runs_only_once_its_pick_is_durable(
+    make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault-injection row R13: a job that kills its process at once (os.abort()) killed
+    worker after worker, because its attempt 2 started before its pick reached the log, so
+    no attempt after the first was ever recorded and its retries never ran out. A first
+    attempt still runs ahead of its pick; a later one waits for it."""
+    app = App()
+    started: list[int] = []
+
+    @app.job("fails_once")
+    async def fails_once(ctx: JobContext, payload: Any) -> int:
+        started.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        return ctx.attempt
+
+    clock = ManualClock()
+    node = await make_node(app, clock=clock)
+    log = node.backend.topic(JOBS)
+    append, reached, gate = log.append, asyncio.Event(), asyncio.Event()
+
+    async def held(entries: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(b'"JobPicked"' in e.value and b'"attempt":2' in e.value for e in entries):
+            reached.set()
+            await gate.wait()  # the pick of attempt 2 is not durable until the gate opens
+        return await append(entries, *args, **kwargs)
+
+    monkeypatch.setattr(log, "append", held)
+    job_id = await enqueue(node, "fails_once", max_retries=1)
+    failed = await wait_until(node, job_id, attempt_is(1, S.SCHEDULED))
+    assert failed.run_at is not None
+    clock.advance((failed.run_at - to_ms(clock.now())) / 1000 + 0.01)  # due: picked again
+    await asyncio.wait_for(reached.wait(), 5)
+    try:
+        for _ in range(100):  # turns of the loop: a handler started ahead would have run
+            await asyncio.sleep(0)
+        assert started == [1]  # before: [1, 2], attempt 2 running on a pick not in the log
+    finally:
+        gate.set()
+    done = await wait_until(node, job_id, S.COMPLETED)
+    assert done.attempt == 2 and started == [1, 2]

@@ -136,6 +136,7 @@ class Dispatcher(JobsFold):
         self._tasks: list[asyncio.Task[Any]] = []
         self._fill_scheduled = False
         self._stopping = False  # no new picks once stop() has begun
+        self._starting: set[str] = set()  # picked, to run once the pick is durable (_fill)
         self._deciding = False  # no picks before start() has folded the log to its end
         self.faults = Faults(clock)  # its appends failing, for /health
         self._later = Later(clock)  # decisions to take again once their append failed
@@ -348,7 +349,8 @@ class Dispatcher(JobsFold):
             return
         # A slot is held by a running attempt, not by a pick not yet read back: its handler
         # may be long done (in Kafka mode the read-back comes a fetch later).
-        free = min(self.executor.free, self.config.max_unread_picks - len(self._in_flight))
+        free = min(self.executor.free - len(self._starting),
+                   self.config.max_unread_picks - len(self._in_flight))
         now = self.clock.now()
         lease = now + timedelta(seconds=self.config.lease_seconds)
         while free > 0:
@@ -365,26 +367,39 @@ class Dispatcher(JobsFold):
             attempt = job.attempt + 1
             picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
                                lease_expires_at=lease)
+            # A first attempt runs now, not once the pick is durable: that saves a commit (an
+            # fsync) from every job's enqueue->start. Whatever the handler appends queues
+            # behind the pick on the same log, so no outcome is recorded before its pick.
+            # Should the process die before the pick is durable, the job is still pending on
+            # restart and runs again: at-least-once, as after a crash mid-handler.
+            # A later attempt (rare) waits for its pick to be durable: a job that kills its
+            # process at once (os.abort()) would otherwise kill worker after worker without
+            # one more attempt ever reaching the log, never reaching its dead letter
+            # (fault-injection row R13).
+            durable_first = attempt > 1
+            if durable_first:
+                self._starting.add(job_id)
             # The ignore: mypy cannot type a lambda whose defaults bind the loop's variables.
             self.publisher.publish_then(
                 picked, job_id,
-                lambda _, error, job=job, attempt=attempt:  # type: ignore[misc]
-                self._picked(error, job, attempt))
-            # Run it now, not once the pick is durable: that saves a commit (an fsync) from
-            # every job's enqueue->start. Whatever the handler appends queues behind the pick
-            # on the same log, so no outcome is recorded before its pick. Should the process
-            # die before the pick is durable, the job is still pending on restart and runs
-            # again: at-least-once, as after a crash mid-handler.
-            self.executor.start(job, attempt)
+                lambda _, error, job=job, attempt=attempt, start=durable_first:  # type: ignore[misc]
+                self._picked(error, job, attempt, start))
+            if not durable_first:
+                self.executor.start(job, attempt)
 
-    def _picked(self, error: BaseException | None, job: JobState, attempt: int) -> None:
-        """The pick's append ended. Had it failed, the attempt does not exist: its handler is
-        stopped, any end it reported is forgotten (a stale event, should it be recorded),
-        and the job is pending again."""
+    def _picked(self, error: BaseException | None, job: JobState, attempt: int,
+                start: bool = False) -> None:  # fmt: skip
+        """The pick's append ended; start: run the attempt now that it is durable. Had it
+        failed, the attempt does not exist: its handler is stopped (or never started), any
+        end it reported is forgotten (a stale event, should it be recorded), and the job is
+        pending again."""
+        job_id = job.job_id
+        self._starting.discard(job_id)
         if error is None:
             self.faults.resumed(APPENDS)
+            if start and not self._stopping and self._decided.get(job_id, 0) < attempt:
+                self.executor.start(job, attempt)
             return
-        job_id = job.job_id
         if self.executor.is_running(job_id, attempt):
             self.executor.cancel(job_id, report=False)
         if self._decided.get(job_id) == attempt:
