@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from . import disk, embedded, garbage, workers
+from . import disk, embedded, garbage, poison, soak, workers
 from .common import Result
 
 Row = Callable[[Path, bool], Result]
@@ -15,9 +15,11 @@ ROWS: dict[str, Row] = {
     "R3": workers.r3_stop_past_lease,
     "R5": workers.r5_sigterm_long_jobs,
     "R9": workers.r9_churn,
+    "R13": poison.r13_poison,
     "R14": garbage.r14_garbage,
     "R17": embedded.r17_cancel_races_completion,
     "R19": embedded.r19_kill_server,
     "R20": disk.r20_disk_full,
     "R23": embedded.r23_rebuild_killed,
+    "R26": soak.r26_soak,
 }
