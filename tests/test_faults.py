@@ -13,7 +13,7 @@ from bench.faults.rows import ROWS
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
-QUICK_ROWS = ["R3", "R5", "R17", "R19", "R23"]  # the few whose quick size takes seconds
+QUICK_ROWS = ["R3", "R5", "R17", "R19", "R23", "R25"]  # the few whose quick size takes seconds
 
 
 @pytest.mark.parametrize("row", QUICK_ROWS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from . import disk, embedded, garbage, poison, soak, workers
+from . import disk, embedded, garbage, poison, soak, workers, ws
 from .common import Result
 
 Row = Callable[[Path, bool], Result]
@@ -21,5 +21,6 @@ ROWS: dict[str, Row] = {
     "R19": embedded.r19_kill_server,
     "R20": disk.r20_disk_full,
     "R23": embedded.r23_rebuild_killed,
+    "R25": ws.r25_ws_resume,
     "R26": soak.r26_soak,
 }
