@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -17,15 +18,32 @@ from jobledger.services.node.base import Node
 from jobledger.services.runtime.gc_tuning import tune_gc
 from jobledger.services.security.bootstrap import SecuritySettings
 from jobledger.services.security.setup import Security
+from jobledger.services.telemetry.setup import Telemetry
 
-from . import dashboard, docs_page, keys, metrics, openapi, runs, schedules, system, tasks, ws
+from . import (
+    dashboard,
+    docs_page,
+    keys,
+    metrics,
+    openapi,
+    runs,
+    schedules,
+    session,
+    system,
+    tasks,
+    users,
+    ws,
+)
 from .auth import RateLimitHeaders, authorize
 from .errors import EXCEPTION_HANDLERS
 from .headers import HeaderLimits
 from .hot import HotRoutes
 from .metrics import Metrics, TimingMiddleware
 from .openapi import Asgi
+from .otel_metrics import OtelMetrics, export_interval, refreshing
+from .request_id import RequestIds
 from .responses import ApiError
+from .tracing import TracingMiddleware
 from .ws import Hub, HubConfig
 from .ws_wire import Wire
 
@@ -36,7 +54,7 @@ if TYPE_CHECKING:
 # /openapi.json (api/openapi.py says how to add one).
 ENDPOINTS = [*tasks.endpoints, *runs.endpoints, *system.endpoints, *openapi.endpoints,
              *docs_page.endpoints, *schedules.endpoints, *ws.endpoints, *metrics.endpoints,
-             *keys.endpoints, *dashboard.endpoints]
+             *keys.endpoints, *users.endpoints, *dashboard.endpoints, *session.endpoints]
 # Endpoints written as plain ASGI handlers on a fixed path are served by HotRoutes, ahead
 # of the rest of the stack (api/hot.py says why), their access check included.
 HOT_ROUTES = {(e.method, e.path): served.app for e in ENDPOINTS
@@ -56,11 +74,17 @@ async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> A
     await security.start(node)
     app.state.hub = Hub(node, hub)
     app.state.hub.start()
-    node.projector.listeners.append(app.state.metrics.on_projected)
+    metrics: Metrics = app.state.metrics
+    node.projector.listeners.append(metrics.on_projected)
+    node.time_appends(metrics.on_appended)
+    gauges = _export_metrics(metrics, node, app.state.telemetry)
     try:
         yield
     finally:
-        node.projector.listeners.remove(app.state.metrics.on_projected)
+        if gauges is not None:
+            gauges.cancel()
+        node.time_appends(None)
+        node.projector.listeners.remove(metrics.on_projected)
         await app.state.hub.stop()
         security.stop(node)
 
@@ -68,7 +92,8 @@ async def serving(app: Starlette, node: Node, hub: HubConfig | None = None) -> A
 class _WebSocketEndpoint:
     """WS /ws, a plain ASGI app rather than a Starlette endpoint: the hub writes its updates
     through the raw `send` (api/ws_wire.py). With auth on, a socket needs read_tasks, as
-    the Authorization header of its upgrade request (non-browser clients); without it, the
+    the Authorization header of its upgrade request (non-browser clients) or the
+    dashboard's session cookie with this server's Origin (api/cookies.py); without it, the
     socket is accepted and closed at once with 1008 and the reason, before any data."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,9 +111,10 @@ _MAX_CLOSE_REASON = 120  # a close frame's reason is at most 123 bytes
 
 
 def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
-               security: SecuritySettings | None = None) -> Starlette:
+               security: SecuritySettings | None = None,
+               telemetry: Telemetry | None = None) -> Starlette:
     """The API over a node that the app starts on startup and stops on shutdown. Auth is
-    off unless `security` turns it on."""
+    off unless `security` turns it on; server spans only with `telemetry`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -107,16 +133,36 @@ def create_app(make_node: Callable[[], Node], hub: HubConfig | None = None,
         routes=[*openapi.routes_of(ENDPOINTS), WebSocketRoute("/ws", _WebSocketEndpoint())],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(HeaderLimits), *limits,
+        middleware=[*_tracing(telemetry), Middleware(HeaderLimits), Middleware(RequestIds),
+                    *limits,
                     Middleware(HotRoutes, routes=HOT_ROUTES, metrics=measured),
                     Middleware(TimingMiddleware, metrics=measured)],
     )
     app.state.metrics = measured
+    app.state.telemetry = telemetry
     app.state.hub_config = hub or HubConfig()
     app.state.security = Security(settings)
     app.router.redirect_slashes = False  # /api/v1/tasks/ is no endpoint: 404, not a 307
     app.state.openapi = openapi.build_spec(ENDPOINTS)
     return app
+
+
+def _export_metrics(metrics: Metrics, node: Node,
+                    telemetry: Telemetry | None) -> asyncio.Task[None] | None:
+    """With telemetry's meter: the instruments of /metrics through OpenTelemetry too, and
+    the task that reads their gauges every export interval."""
+    meter = telemetry.meter if telemetry is not None else None
+    if meter is None:
+        return None
+    metrics.otel = OtelMetrics(meter)
+    return refreshing(lambda: metrics.refresh(node), export_interval())
+
+
+def _tracing(telemetry: Telemetry | None) -> list[Middleware]:
+    if telemetry is None:
+        return []
+    hot = [path for _, path in HOT_ROUTES]
+    return [Middleware(TracingMiddleware, tracer=telemetry.tracer, fixed_routes=hot)]
 
 
 def run_server(web: Starlette, sock: socket.socket, banner: str) -> None:

@@ -5,11 +5,13 @@ checked exactly as the others are.
 
 With auth off nothing is checked, and the actor of a request's events is the label it
 sends in X-API-Key-Name (unverified). With auth on, a route that is not PUBLIC needs
-`Authorization: Bearer <key>` naming a key that holds its permission (admin holds every
-one): 401 UNAUTHORIZED with `WWW-Authenticate: Bearer` when there is no valid credential,
-403 FORBIDDEN naming the permission when the key lacks it, 429 RATE_LIMITED (with
-Retry-After) when the key has spent its rate limit. The request's events then
-carry the key as their actor, and X-API-Key-Name is ignored.
+`Authorization: Bearer <key or token>` naming a key, or a user signed in with a token
+(api/users.py), that holds its permission (admin holds every one), or the dashboard's
+session cookie standing for one (api/cookies.py): 401 UNAUTHORIZED with
+`WWW-Authenticate: Bearer` when there is no valid credential, 403 FORBIDDEN naming the
+permission when the key or user lacks it, 429 RATE_LIMITED (with Retry-After) when the
+key or user has spent its rate limit. The request's events then carry the key or user as
+their actor, and X-API-Key-Name is ignored.
 """
 
 from __future__ import annotations
@@ -22,15 +24,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobledger.schemas import Permission
+from jobledger.schemas import ActorKind, Permission
 from jobledger.services.security.principals import Principal, Unauthenticated
 from jobledger.services.security.ratelimit import Decision
 from jobledger.services.security.setup import Security
 
+from .cookies import session_id_of, session_principal
 from .responses import ApiError
 
 PUBLIC: Final = "public"  # a route anyone may call, auth on or off
-Access: TypeAlias = Permission | Literal["public"]
+# POST /auth/register: admin, or with --open-registration anyone (the handler then grants
+# read_tasks only to a caller without admin).
+REGISTRATION: Final = "registration"
+Access: TypeAlias = Permission | Literal["public", "registration"]
 PRINCIPAL = "jobledger.principal"  # the scope key of the authenticated caller
 RATE = "jobledger.rate"  # the scope key of its rate limit's verdict (ratelimit.Decision)
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="jobledger"'}
@@ -45,8 +51,12 @@ def authorize(scope: Scope, access: Access) -> None:
     security: Security = scope["app"].state.security
     if access == PUBLIC or not security.enabled:
         return
+    authorization = _authorization(scope)
+    open_to_all = access == REGISTRATION and security.settings.open_registration
+    if open_to_all and authorization is None and session_id_of(scope) is None:
+        return  # anyone may register (with read_tasks only)
     try:
-        principal = security.authenticate(_authorization(scope))
+        principal = _principal(scope, security, authorization)
     except Unauthenticated as exc:
         raise ApiError(401, "UNAUTHORIZED", str(exc), headers=CHALLENGE) from None
     decision = security.admit(principal)
@@ -55,10 +65,24 @@ def authorize(scope: Scope, access: Access) -> None:
         if not decision.allowed:
             raise ApiError(429, "RATE_LIMITED", "Rate limit exceeded",
                            headers={"Retry-After": str(decision.retry_after_s)})
-    if not principal.allows(access):
-        raise ApiError(403, "FORBIDDEN", f"the API key {principal.actor.name!r} lacks the "
-                       f"{access} permission this needs", details={"required": str(access)})
+    if access == REGISTRATION and not open_to_all:
+        access = Permission.ADMIN
+    if access != REGISTRATION and not principal.allows(access):
+        raise ApiError(403, "FORBIDDEN", f"the {_WHO[principal.actor.kind]} "
+                       f"{principal.actor.name!r} lacks the {access} permission this needs",
+                       details={"required": str(access)})
     scope[PRINCIPAL] = principal
+
+
+_WHO = {ActorKind.KEY: "API key", ActorKind.USER: "user"}
+
+
+def _principal(scope: Scope, security: Security, authorization: str | None) -> Principal:
+    """Who the caller is: the credential of its Authorization header, else the dashboard's
+    session cookie (api/cookies.py: with its CSRF or Origin check)."""
+    if authorization is None and (session_id := session_id_of(scope)) is not None:
+        return session_principal(scope, security, session_id)
+    return security.authenticate(authorization)
 
 
 def principal_of(scope: Scope) -> Principal | None:

@@ -34,8 +34,10 @@ CODES: dict[str, int] = {
     "PAYLOAD_TOO_DEEP": 400,  # a payload nests more arrays and objects than the limit
     "INVALID_ARGUMENT": 400,  # a body field or a parameter is missing, unknown or invalid
     "UNKNOWN_TASK_TYPE": 400,  # no handler is known for the task type (the error lists them)
+    "AS_OF_IN_FUTURE": 400,  # an as_of after the server's time, or past the log's end
     "UNAUTHORIZED": 401,  # no credential, or one that is unknown, revoked or expired
     "FORBIDDEN": 403,  # the credential lacks the permission the route needs (`details`)
+    "CSRF_FAILED": 403,  # signed in by the session cookie, without its X-CSRF-Token/Origin
     "NOT_FOUND": 404,  # no such task or run, or no such path
     "METHOD_NOT_ALLOWED": 405,  # the path exists, the method does not (see the Allow header)
     "CONFLICT": 409,  # the task's state does not allow it

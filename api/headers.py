@@ -21,8 +21,9 @@ from .responses import send_json
 # h11 allow (16 KiB); browsers, proxies and clients send well under 8.
 MAX_HEADER_BYTES = 16 * 1024
 # Headers whose value the API keeps, and the most bytes each may have. X-API-Key-Name is
-# the actor of the events a request causes (docs/api.md), as long as a task type may be.
-MAX_VALUE_BYTES = {b"x-api-key-name": 200}
+# the actor of the events a request causes (docs/api.md), as long as a task type may be;
+# X-Request-ID their cause (api/request_id.py).
+MAX_VALUE_BYTES = {b"x-api-key-name": 200, b"x-request-id": 128}
 
 
 class HeaderLimits:

@@ -24,16 +24,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jobledger.projections.rows import RUN_ENDED_AT, RUN_STARTED_AT, RUN_STATUS, RUN_TASK_TYPE
 from jobledger.schemas import JOBS, LOGS, WORKERS, Permission, RunStatus
 from jobledger.schemas.common import to_ms
+from jobledger.services.node.base import Node
 from jobledger.services.runtime.projector import Projected
 
-from .deps import node, queries
+from .deps import node
 from .openapi import Endpoint, Reply
+from .otel_metrics import JOB_BUCKETS, Gauges, OtelMetrics
 
 _TOPICS = (JOBS, LOGS, WORKERS)
 # The outcome label of the runs that ended in these statuses (cancelled runs are not timed).
 _ENDED = {s: s.value.lower() for s in (RunStatus.COMPLETED, RunStatus.FAILED)}
 # Job durations span milliseconds (no-op jobs) to hours (ETL).
-_JOB_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
+_JOB_BUCKETS = JOB_BUCKETS
+# A log append: a group commit's fsync (milliseconds) to a Kafka acks=all round trip.
+_APPEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 
 
 class Metrics:
@@ -55,6 +59,15 @@ class Metrics:
         self.http_timer = KeptChildren(Histogram(
             "jobledger_http_request_duration_seconds", "HTTP requests by route and status",
             ["method", "route", "status"], registry=r))
+        self.append_timer = KeptChildren(Histogram(
+            "jobledger_log_append_seconds", "Appends to the log by this node, until durable",
+            ["topic"], buckets=_APPEND_BUCKETS, registry=r))
+        self.otel: OtelMetrics | None = None  # the same, through OpenTelemetry, when on
+
+    def on_appended(self, topic: str, seconds: float) -> None:
+        self.append_timer.observe((topic,), seconds)
+        if self.otel is not None:
+            self.otel.append_duration.record(seconds, {"topic": topic})
 
     def on_projected(self, projected: Projected) -> None:
         """Observe the runs a committed batch ended."""
@@ -62,18 +75,24 @@ class Metrics:
             outcome = _ENDED.get(row[RUN_STATUS])
             started, ended = row[RUN_STARTED_AT], row[RUN_ENDED_AT]
             if outcome is not None and started is not None and ended is not None:
-                self.job_durations.observe((row[RUN_TASK_TYPE], outcome), (ended - started) / 1000)
+                seconds = (ended - started) / 1000
+                self.job_durations.observe((row[RUN_TASK_TYPE], outcome), seconds)
+                if self.otel is not None:
+                    self.otel.ended(row[RUN_TASK_TYPE], outcome, seconds)
 
-    async def refresh(self, request: Request) -> None:
-        n = node(request)
-        stats = await queries(request).stats(to_ms(n.clock.now()))
+    async def refresh(self, n: Node) -> None:
+        """Read the gauges' figures from the node (when scraped, and when exported)."""
+        stats = await n.queries.stats(to_ms(n.clock.now()))
         self.tasks.clear()
         for task_type, counts in stats.by_task_type.items():
             for status, count in counts.items():
                 self.tasks.labels(status, task_type).set(count)
         self.pending.set(stats.pending_count)
         self.workers.set(stats.worker_count)
-        self.lag.set(await n.projection_lag_ms() / 1000)
+        lag = await n.projection_lag_ms() / 1000
+        self.lag.set(lag)
+        if self.otel is not None:
+            self.otel.gauges = Gauges(stats.pending_count, stats.worker_count, lag)
         for topic in _TOPICS:
             ends = await n.backend.topic(topic).end_offsets()
             self.appended.per_topic[topic] = sum(ends.values())
@@ -96,7 +115,7 @@ class _AppendedEvents(Collector):
 
 async def metrics(request: Request) -> Response:
     m: Metrics = request.app.state.metrics
-    await m.refresh(request)
+    await m.refresh(node(request))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 

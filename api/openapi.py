@@ -43,7 +43,7 @@ from starlette.types import Receive, Scope, Send
 
 from jobledger.schemas.api import BODY_RULES, ErrorBody
 
-from .auth import PUBLIC, Access, AsgiFunction, Handler, guard, guard_asgi
+from .auth import PUBLIC, REGISTRATION, Access, AsgiFunction, Handler, guard, guard_asgi
 from .responses import JSON, ApiError
 
 Q = TypeVar("Q", bound=msgspec.Struct)
@@ -60,13 +60,15 @@ JSON_BODY_ERRORS: Mapping[int, str] = {
 # Answered with auth on by every route that is not PUBLIC (api/auth.py).
 AUTH_ERRORS: Mapping[int, str] = {
     401: "no credential, or one that is unknown, revoked or expired (UNAUTHORIZED)",
-    403: "the API key lacks the {} permission (FORBIDDEN)",
-    429: "the API key has spent its rate limit; Retry-After says when to retry (RATE_LIMITED)",
+    403: "the API key or user lacks the {} permission (FORBIDDEN)",
+    429: "the API key or user has spent its rate limit; Retry-After says when to retry "
+         "(RATE_LIMITED)",
 }
 BEARER = "apiKey"
 SECURITY_SCHEMES = {BEARER: {
     "type": "http", "scheme": "bearer",
-    "description": "an API key (jl_...), needed when the server runs with auth on"}}
+    "description": "an API key (jl_...) or a sign-in token (POST /auth/login), needed when "
+    "the server runs with auth on"}}
 APPEND_ERRORS: Mapping[int, str] = {
     503: "the log refused the append; nothing was written",
     504: "the append's outcome is unknown; retry with the same idempotency_key",
@@ -261,7 +263,8 @@ def _operation(
     # description says how, and a plain HTTP request to it answers as without auth.
     if e.access not in (None, PUBLIC) and e.handler is not None:
         op["security"] = [{BEARER: []}]
-        errors |= {**AUTH_ERRORS, 403: AUTH_ERRORS[403].format(e.access)}
+        needs = "admin" if e.access == REGISTRATION else e.access  # without open registration
+        errors |= {**AUTH_ERRORS, 403: AUTH_ERRORS[403].format(needs)}
     for status, when in sorted(errors.items()):
         responses[str(status)] = {"description": when, "content": {"application/json": error}}
     op["responses"] = responses

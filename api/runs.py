@@ -59,6 +59,28 @@ def _history_entry(env: Envelope) -> HistoryEntry:
     )
 
 
+MAX_CAUSES = 1_000  # events a causes walk returns at most: a chain a producer made loop ends
+
+
+async def event_causes(request: Request) -> Response:
+    event_id = request.path_params["event_id"]
+    q, log = queries(request), node(request).backend.topic(JOBS)
+    position = await q.event_position(event_id)
+    if position is None:
+        raise ApiError(404, "NOT_FOUND", f"no job event {event_id}")
+    chain: list[HistoryEntry] = []
+    seen = {event_id}
+    while position is not None and len(chain) < MAX_CAUSES:
+        (env,) = await _read_events(log, [position])
+        chain.append(_history_entry(env))
+        cause = env.causation_id
+        if cause is None or cause in seen:
+            break
+        seen.add(cause)
+        position = await q.event_position(cause)
+    return JSON(chain)
+
+
 async def task_runs(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     q = queries(request)
@@ -90,6 +112,18 @@ endpoints = [
         errors=_TASK_ID_404,
         description="Every event of the task on the jobs topic, read back from the log: the "
         "ones that changed nothing (a superseded attempt's late heartbeat) too.",
+        access=Permission.READ_TASKS,
+    ),
+    Endpoint(
+        "GET", "/api/v1/events/{event_id}/causes", event_causes,
+        "The chain of causes of a job event, back to its origin", tag="tasks",
+        replies={200: Reply("the event, then its cause, its cause's cause and so on",
+                            list[HistoryEntry])},
+        errors={404: "no job event with that id"},
+        description="Follows causation_id from event to event (across jobs: a job enqueued "
+        "by a handler is caused by its parent's pick) until an event has none, or its cause "
+        "is no job event: then the last entry's causation_id names the request (X-Request-ID) "
+        "or schedule fire that started it. At most 1000 entries.",
         access=Permission.READ_TASKS,
     ),
     Endpoint(

@@ -21,8 +21,10 @@ from jobledger.projections.schedules import ScheduleState
 from jobledger.schemas import Permission, ScheduleStatus
 from jobledger.schemas.api import MAX_TASK_BODY_BYTES
 from jobledger.schemas.schedules import Removed, ScheduleRequest, ScheduleView, Triggered
+from jobledger.services.history.asof import Moment
 from jobledger.services.schedules.commands import ScheduleCommands, ScheduleError, parse_request
 
+from .asof import AS_OF_ERRORS, AsOfQuery, answer_as_of, as_of_param
 from .body import read_json
 from .deps import node
 from .openapi import APPEND_ERRORS, JSON_BODY_ERRORS, Endpoint, Reply, routes_of
@@ -62,7 +64,7 @@ async def _body(request: Request) -> ScheduleRequest:
 
 @_answers_schedule_errors
 async def list_schedules(request: Request) -> Response:
-    return JSON(await node(request).queries.schedules())
+    return await answer_as_of(request, lambda q, m: q.schedules(), lambda q: q.schedules())
 
 
 @_answers_schedule_errors
@@ -73,7 +75,17 @@ async def create_schedule(request: Request) -> Response:
 
 @_answers_schedule_errors
 async def get_schedule(request: Request) -> Response:
-    return JSON(await _commands(request).view(request.path_params["schedule_id"]))
+    schedule_id = request.path_params["schedule_id"]
+    if as_of_param(request) is None:
+        return JSON(await _commands(request).view(schedule_id))
+
+    async def then(queries: Queries, _moment: Moment | None = None) -> ScheduleView:
+        found = await queries.schedules(schedule_id)
+        if not found:
+            raise ApiError(404, "JOB_NOT_FOUND", f"no schedule {schedule_id!r} as of then")
+        return found[0]
+
+    return await answer_as_of(request, then, then)  # (the live one is answered above)
 
 
 @_answers_schedule_errors
@@ -143,16 +155,18 @@ _ID = "/api/v1/schedules/{schedule_id}"
 
 endpoints = [
     Endpoint("GET", "/api/v1/schedules", list_schedules, "List schedules", tag="schedules",
+             query=AsOfQuery,
              replies={200: Reply("every schedule that is not removed, by id", list[ScheduleView])},
-             access=Permission.READ_TASKS),
+             errors=AS_OF_ERRORS, access=Permission.READ_TASKS),
     Endpoint("POST", "/api/v1/schedules", create_schedule, "Define a schedule", tag="schedules",
              body=NewSchedule, replies={201: Reply("defined", ScheduleView)},
              errors={**_INVALID, 409: "a schedule with that id exists (JOB_EXISTS)",
                      **APPEND_ERRORS},
              description="The flat APScheduler body: id, task_type, trigger and the "
              "trigger's own fields at the top level (docs/schedules.md).", access=Permission.ADMIN),
-    Endpoint("GET", _ID, get_schedule, "One schedule", tag="schedules",
-             replies={200: Reply("the schedule", ScheduleView)}, errors=_NOT_FOUND,
+    Endpoint("GET", _ID, get_schedule, "One schedule", tag="schedules", query=AsOfQuery,
+             replies={200: Reply("the schedule", ScheduleView)},
+             errors={**_NOT_FOUND, **AS_OF_ERRORS},
              access=Permission.READ_TASKS),
     Endpoint("PUT", _ID, update_schedule, "Change some fields of a schedule", tag="schedules",
              body=ScheduleChange, replies={200: Reply("the changed schedule", ScheduleView)},

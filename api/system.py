@@ -7,13 +7,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobledger.schemas import Permission
-from jobledger.schemas.api import Health, QueueInfo, QueuePath, QueueToggled, Stats, WorkerInfo
+from jobledger.schemas.api import (
+    ClusterInfo,
+    Health,
+    QueueInfo,
+    QueuePath,
+    QueueToggled,
+    Stats,
+    WorkerInfo,
+)
 from jobledger.schemas.common import to_ms
 from jobledger.services.node.base import Node
 
+from .asof import AS_OF_ERRORS, AsOfQuery, answer_as_of
 from .auth import PUBLIC
 from .deps import commands, node, queries
 from .openapi import APPEND_ERRORS, Endpoint, Reply, routes_of
+from .request_id import request_id_of
 from .responses import JSON, ApiError
 from .tasks import actor_of
 
@@ -50,15 +60,21 @@ def degraded_because(n: Node, lag_ms: int, crashed: list[str]) -> list[str]:
 
 
 async def stats(request: Request) -> Response:
-    return JSON(await queries(request).stats(to_ms(node(request).clock.now())))
+    now = to_ms(node(request).clock.now())
+    return await answer_as_of(request, lambda q, m: q.stats(m.time_ms),
+                              lambda q: q.stats(now))
 
 
 async def workers(request: Request) -> Response:
-    return JSON(await queries(request).workers())
+    return await answer_as_of(request, lambda q, m: q.workers(), lambda q: q.workers())
 
 
 async def queues(request: Request) -> Response:
-    return JSON(await queries(request).queues())
+    return await answer_as_of(request, lambda q, m: q.queues(), lambda q: q.queues())
+
+
+async def cluster(request: Request) -> Response:
+    return JSON(await node(request).cluster())
 
 
 async def pause_queue(request: Request) -> Response:
@@ -71,7 +87,8 @@ async def resume_queue(request: Request) -> Response:
 
 async def _set_paused(request: Request, paused: bool) -> Response:
     queue = _queue_of(request)
-    await commands(request).set_paused(queue, paused, actor_of(request))
+    await commands(request).set_paused(queue, paused, actor_of(request),
+                                       request_id_of(request.scope))
     return JSON(QueueToggled(queue=queue, paused=paused))
 
 
@@ -93,13 +110,18 @@ endpoints = [
         access=PUBLIC,
     ),
     Endpoint("GET", "/api/v1/stats", stats, "Counts, queue depth, last-hour runs", tag="system",
-             replies={200: Reply("the stats", Stats)}, access=Permission.READ_TASKS),
+             query=AsOfQuery, replies={200: Reply("the stats", Stats)}, errors=AS_OF_ERRORS,
+             access=Permission.READ_TASKS),
     Endpoint("GET", "/api/v1/workers", workers, "Workers and their load", tag="system",
+             query=AsOfQuery,
              replies={200: Reply("every worker ever registered", list[WorkerInfo])},
+             errors=AS_OF_ERRORS, access=Permission.READ_TASKS),
+    Endpoint("GET", "/api/v1/cluster", cluster, "Partitions: owner, end and this node's lag",
+             tag="system", replies={200: Reply("every partition of every topic", ClusterInfo)},
              access=Permission.READ_TASKS),
     Endpoint("GET", "/api/v1/queues", queues, "Queues: paused, waiting and running counts",
-             tag="queues", replies={200: Reply("the queues", list[QueueInfo])},
-             access=Permission.READ_TASKS),
+             tag="queues", query=AsOfQuery, replies={200: Reply("the queues", list[QueueInfo])},
+             errors=AS_OF_ERRORS, access=Permission.READ_TASKS),
     Endpoint("POST", "/api/v1/queues/{queue}/pause", pause_queue, "Stop picking from a queue",
              tag="queues", path_params=QueuePath,
              replies={200: Reply("paused", QueueToggled)}, errors=_QUEUE_ERRORS,

@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from jobledger.schemas import Actor, ActorKind, Permission
+from jobledger.projections.queries import Queries
+from jobledger.schemas import JOBS, Actor, ActorKind, Permission
 from jobledger.schemas.api import (
     MAX_BATCH_BODY_BYTES,
     MAX_TASK_BODY_BYTES,
@@ -23,10 +24,12 @@ from jobledger.schemas.api import (
     TaskSummary,
 )
 from jobledger.services.handlers.app import App
+from jobledger.services.history.asof import Moment
 from jobledger.services.node.base import Node
 from jobledger.services.write.commands import CancelOutcome
 from jobledger.services.write.producer import parse_batch, parse_task
 
+from .asof import AS_OF_ERRORS, AsOfQuery, answer_as_of, as_of_param, moment_of, stamped
 from .auth import principal_of
 from .body import read_json, receive_json
 from .deps import commands, node, queries
@@ -39,6 +42,7 @@ from .openapi import (
     parse_query,
     routes_of,
 )
+from .request_id import request_id_of
 from .responses import JSON, ApiError, send_json
 
 __all__ = ["actor_of", "endpoints", "routes"]
@@ -71,7 +75,8 @@ async def create_task(scope: Scope, receive: Receive, send: Send) -> None:
     node: Node = scope["app"].state.node
     received = await receive_json(scope, receive, MAX_TASK_BODY_BYTES)
     task = parse_task(received, node.config.max_payload_depth)
-    (outcome,) = await node.commands.enqueue([task], api_actor(scope), wait_visible=True)
+    (outcome,) = await node.commands.enqueue([task], api_actor(scope), wait_visible=True,
+                                             request_id=request_id_of(scope))
     body = TaskCreated(task_id=outcome.task_id, status=outcome.status)
     await send_json(send, body, 201 if outcome.created else 200)
 
@@ -79,16 +84,33 @@ async def create_task(scope: Scope, receive: Receive, send: Send) -> None:
 async def create_batch(request: Request) -> Response:
     body = await read_json(request, MAX_BATCH_BODY_BYTES)
     batch = parse_batch(body, node(request).config.max_payload_depth)
-    outcomes = await commands(request).enqueue(batch.tasks, actor_of(request), batch=True)
+    outcomes = await commands(request).enqueue(batch.tasks, actor_of(request), batch=True,
+                                               request_id=request_id_of(request.scope))
     duplicates = [i for i, o in enumerate(outcomes) if not o.created]
     return JSON(BatchCreated(task_ids=[o.task_id for o in outcomes], duplicates=duplicates), 201)
 
 
 async def get_task(request: Request) -> Response:
-    task = await queries(request).task(request.path_params["task_id"])
+    task_id = request.path_params["task_id"]
+    as_of = as_of_param(request)
+    if as_of is not None:
+        return await _task_as_of(request, task_id, as_of)
+    task = await queries(request).task(task_id)
     if task is None:
-        raise ApiError(404, "NOT_FOUND", f"no task {request.path_params['task_id']}")
+        raise ApiError(404, "NOT_FOUND", f"no task {task_id}")
     return JSON(in_effect(task, node(request).app))
+
+
+async def _task_as_of(request: Request, task_id: str, as_of: str) -> Response:
+    """The task as it was then, folded from its own events; the position is its
+    partition's alone."""
+    history = node(request).history
+    partition = history.backend.topic(JOBS).partition_for(task_id)
+    moment = await moment_of(request, as_of, (JOBS, partition))
+    task = await history.task(task_id, moment)
+    if task is None:
+        raise ApiError(404, "NOT_FOUND", f"no task {task_id} as of {as_of}")
+    return stamped(JSON(in_effect(task, node(request).app)), moment)
 
 
 def in_effect(task: TaskDetail, app: App) -> TaskDetail:
@@ -106,11 +128,16 @@ def in_effect(task: TaskDetail, app: App) -> TaskDetail:
 async def list_tasks(request: Request) -> Response:
     query = parse_query(request, _strict_times(request))
     given = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not msgspec.UNSET}
-    after = given.get("starting_after")
-    if after is not None and await queries(request).job(after) is None:
-        raise ApiError(400, "INVALID_ARGUMENT", f"starting_after: no task {after}",
-                       "starting_after")
-    return JSON(await queries(request).jobs(**given))
+    given.pop("as_of", None)
+
+    async def listed(tasks: Queries, _moment: Moment | None = None) -> list[TaskSummary]:
+        after = given.get("starting_after")
+        if after is not None and await tasks.job(after) is None:
+            raise ApiError(400, "INVALID_ARGUMENT", f"starting_after: no task {after}",
+                           "starting_after")
+        return await tasks.jobs(**given)
+
+    return await answer_as_of(request, listed, listed)
 
 
 def _strict_times(request: Request) -> type[TaskListQuery]:
@@ -133,18 +160,21 @@ _Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 
 async def delete_task(request: Request) -> Response:
     task_id = request.path_params["task_id"]
-    await commands(request).cancel(task_id, actor_of(request), running_ok=False)
+    await commands(request).cancel(task_id, actor_of(request), running_ok=False,
+                                   request_id=request_id_of(request.scope))
     return Response(status_code=204)
 
 
 async def cancel_task(request: Request) -> Response:
-    outcome = await commands(request).cancel(request.path_params["task_id"], actor_of(request))
+    outcome = await commands(request).cancel(request.path_params["task_id"], actor_of(request),
+                                             request_id=request_id_of(request.scope))
     return Response(status_code=204 if outcome is CancelOutcome.CANCELLED else 202)
 
 
 async def requeue_task(request: Request) -> Response:
     task_id = request.path_params["task_id"]
-    status = await commands(request).requeue(task_id, actor_of(request))
+    status = await commands(request).requeue(task_id, actor_of(request),
+                                             request_id=request_id_of(request.scope))
     return JSON(TaskCreated(task_id=task_id, status=status))
 
 
@@ -168,7 +198,8 @@ endpoints = [
     Endpoint(
         "GET", "/api/v1/tasks", list_tasks, "List tasks, newest first", tag="tasks",
         query=TaskListQuery, replies={200: Reply("task summaries", list[TaskSummary])},
-        errors={400: "a bad query parameter (`field` names it)"},
+        errors={400: "a bad query parameter (`field` names it); AS_OF_IN_FUTURE: as_of is "
+                "after the server's time or past the log's end"},
         access=Permission.READ_TASKS,
     ),
     Endpoint(
@@ -182,8 +213,8 @@ endpoints = [
         access=Permission.SUBMIT_TASKS,
     ),
     Endpoint(
-        "GET", "/api/v1/tasks/{task_id}", get_task, "One task", tag="tasks",
-        replies={200: Reply("the task", TaskDetail)}, errors=_TASK_ID_404,
+        "GET", "/api/v1/tasks/{task_id}", get_task, "One task", tag="tasks", query=AsOfQuery,
+        replies={200: Reply("the task", TaskDetail)}, errors={**_TASK_ID_404, **AS_OF_ERRORS},
         access=Permission.READ_TASKS,
     ),
     Endpoint(

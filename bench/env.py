@@ -33,6 +33,7 @@ class Sizes:
     ws_subscribers: int = 1_000
     ws_http_subscribers: int = 500  # the HTTP API beside a fan-out (issue 18's probe)
     ws_http_jobs: int = 4_000  # x 500 subscribers: 2 M messages
+    dashboard_jobs: int = 10_000  # the dashboard's burst: 1,000 a second
     slots: int | None = None  # worker concurrency of every system; None: each its own
 
     def quick(self) -> Sizes:
@@ -40,7 +41,7 @@ class Sizes:
             self, drain_jobs=2_000, enqueue_one_by_one=300, enqueue_batched=4_000,
             latency_seconds=1.5, http_seconds=3.0, lag_seconds=1.5, replay_events=100_000,
             query_tasks=100_000, query_seconds=2, pending_jobs=10_000, ws_subscribers=250,
-            ws_http_subscribers=100, ws_http_jobs=1_000,
+            ws_http_subscribers=100, ws_http_jobs=1_000, dashboard_jobs=3_000,
         )
 
 

@@ -74,8 +74,10 @@ class Mode:
         """A server with the API (and, with workers, the worker slots running noop jobs)."""
         raise NotImplementedError
 
-    def node(self, env: Env, where: Path) -> AbstractAsyncContextManager[Any]:
-        """A node in this process (with `.commands` and `.projector`), running noop jobs."""
+    def node(self, env: Env, where: Path,
+             telemetry: Any = None) -> AbstractAsyncContextManager[Any]:
+        """A node in this process (with `.commands` and `.projector`), running noop jobs
+        (traced with `telemetry`, a jobledger Telemetry, if given)."""
         raise NotImplementedError
 
     async def write_log(self, where: Path, batches: AsyncIterator[list[Any]]) -> Path:
@@ -141,14 +143,15 @@ class EmbeddedMode(Mode):
         return self._server(env, log, "--no-workers")
 
     @asynccontextmanager
-    async def node(self, env: Env, where: Path) -> AsyncIterator[Any]:
+    async def node(self, env: Env, where: Path, telemetry: Any = None) -> AsyncIterator[Any]:
         from jobledger.services.node.embedded import EmbeddedNode, NodeConfig
         from jobledger.services.runtime.dispatcher import DispatcherConfig
         from jobledger.services.runtime.gc_tuning import tune_gc
 
         from .noop_app import app
 
-        config = NodeConfig(db=where / "j.db", dispatcher=DispatcherConfig(concurrency=self.slots))
+        config = NodeConfig(db=where / "j.db", dispatcher=DispatcherConfig(concurrency=self.slots),
+                            telemetry=telemetry)
         threshold = gc.get_threshold()
         tune_gc()  # as in `jobledger serve`'s process, for as long as the node runs here
         try:

@@ -13,6 +13,7 @@ every job completed. It runs twice, once per profiler, so they do not slow each 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -32,12 +33,14 @@ TOP = 25  # functions listed
 Around = Callable[[], AbstractAsyncContextManager[Any]]
 
 
-async def _drain(mode: EmbeddedMode, env: Env, around: Around) -> float:
-    """Seconds from the resume to all completed, with `around()` entered for that time."""
+async def drain(mode: EmbeddedMode, env: Env, around: Around = contextlib.nullcontext,
+                telemetry: Any = None) -> float:
+    """Seconds from the resume to all completed, with `around()` entered for that time
+    (the node traced with `telemetry` if given: bench/tracing_overhead.py)."""
     from jobledger.services.write.producer import task_request
 
     jobs = env.sizes.drain_jobs
-    async with mode.node(env, env.scratch("profile")) as node:
+    async with mode.node(env, env.scratch("profile"), telemetry) as node:
         await node.commands.set_paused("default", True)
         seen = Counter[str]()
         loop = asyncio.get_running_loop()
@@ -76,7 +79,7 @@ async def _with_pyinstrument(mode: EmbeddedMode, env: Env) -> tuple[float, str]:
         finally:
             profiler.stop()
 
-    seconds = await _drain(mode, env, around)
+    seconds = await drain(mode, env, around)
     return seconds, profiler.output_text(unicode=True)
 
 
@@ -99,7 +102,7 @@ async def _with_py_spy(mode: EmbeddedMode, env: Env) -> tuple[float, str] | None
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             await asyncio.to_thread(spy.wait, 30)
 
-    seconds = await _drain(mode, env, around)
+    seconds = await drain(mode, env, around)
     return (seconds, summarise_raw(raw.read_text())) if raw.exists() else None
 
 

@@ -10,7 +10,19 @@ from typing import Any
 
 from .env import Sizes
 from .kafka_mode import LEASE_SECONDS
-from .workloads import failover, http_load, lag, memory, query, replay, shared, ws, ws_http
+from .workloads import (
+    asof,
+    dashboard,
+    failover,
+    http_load,
+    lag,
+    memory,
+    query,
+    replay,
+    shared,
+    ws,
+    ws_http,
+)
 
 Run = Callable[[Any, Any], Awaitable[dict[str, Any]]]
 
@@ -113,6 +125,24 @@ WORKLOADS = (
                   "{ws_http_subscribers:,} subscribers", Target("< 50 ms", below=50), key="health"),
         *_latency("GET /api/v1/tasks/{{id}} during that fan-out", Target("< 50 ms", below=50),
                   key="get"),
+    ), peers=False),
+    Workload("asof", asof.asof, (
+        *_latency("GET /api/v1/stats?as_of=<random time>, {replay_events:,} events",
+                  Target("< 250 ms", below=250), key="stats"),
+        *_latency("GET /api/v1/tasks?as_of&status=pending&limit=100", Target("< 250 ms",
+                  below=250), key="pending"),
+        *_latency("GET /api/v1/tasks/{{id}}?as_of", Target("< 20 ms", below=20), key="task"),
+    ), peers=False),
+    Workload("dashboard", dashboard.dashboard_burst, (
+        Metric("burst_longest_ms", "dashboard: longest main-thread task during a burst of "
+               "{dashboard_jobs:,} jobs (1,000/s)", "ms", "lower", Target("< 50 ms", below=50),
+               missing="n/a: no /usr/bin/chromium"),
+        Metric("burst_long_tasks", "dashboard: tasks of 50 ms or more during that burst",
+               "tasks", "lower", missing="n/a: no /usr/bin/chromium"),
+        Metric("idle_longest_ms", "dashboard: longest main-thread task, idle page", "ms",
+               "lower", missing="n/a: no /usr/bin/chromium"),
+        Metric("calibration_ms", "dashboard yardstick: a fixed script on that page (20,000 "
+               "rows built, encoded, sorted)", "ms", "lower", missing="n/a: no /usr/bin/chromium"),
     ), peers=False),
     Workload("failover", failover.failover, (
         Metric("p50_s", "failover: SIGKILLed worker's running jobs started elsewhere, p50", "s",

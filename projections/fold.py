@@ -34,6 +34,7 @@ class JobsChange:
     jobs: dict[str, JobState] = field(default_factory=dict)  # final state per changed job
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # job -> last change
     events: list[tuple[str, int, int]] = field(default_factory=list)  # every job event's place
+    ids: list[tuple[str, int, int]] = field(default_factory=list)  # (event id, its place)
     runs: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # run_id -> row
     stats: StatsDelta = field(default_factory=StatsDelta)
     queues: dict[str, QueueState] = field(default_factory=dict)
@@ -49,6 +50,7 @@ def fold_jobs(
     reduce_job or one that gives the same results (jobs.SharedReductions)."""
     change = JobsChange()
     events, changed, positions, stats = change.events, change.jobs, change.positions, change.stats
+    ids = change.ids
     before: dict[str, JobState | None] = {}  # each changed job's state before this batch
     runs: dict[tuple[str, int], JobState] = {}  # (job, attempt) -> its run's latest state
     get = jobs.get
@@ -60,6 +62,7 @@ def fold_jobs(
         job_id = event.job_id  # type: ignore[union-attr]  # so has every other job event
         # Every event belongs in the job's audit trail, the ones that change nothing too.
         events.append((job_id, env.partition, env.offset))
+        ids.append((env.id, env.partition, env.offset))
         old = get(job_id)
         new = reduce(old, env)
         if new is old or new is None:

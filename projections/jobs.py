@@ -71,6 +71,11 @@ class JobState(msgspec.Struct, frozen=True, gc=False):
     processed: int = 0
     total: int | None = None
     failed: int = 0
+    # Causal ids (docs/events.md, "Causal ids"): the chain the job belongs to, and the
+    # event that last changed its status or asked to cancel it, which the owner's next
+    # decision cites as its cause.
+    correlation_id: str | None = None
+    cause_id: str | None = None
 
 
 def reduce_job(state: JobState | None, env: Envelope) -> JobState | None:
@@ -83,9 +88,9 @@ def reduce_job(state: JobState | None, env: Envelope) -> JobState | None:
     now = to_ms(env.time)
     match event:
         case JobDue() if state.status == S.SCHEDULED:
-            return replace(state, status=S.PENDING, updated_at=now)
+            return replace(state, status=S.PENDING, updated_at=now, cause_id=env.id)
         case JobPicked() if state.status == S.PENDING and event.attempt == state.attempt + 1:
-            return _picked(state, event, now)
+            return _picked(state, event, now, env.id)
         case JobHeartbeat() if _current(state, event.attempt):
             return _heartbeat(state, event)
         case JobSucceeded() if _current(state, event.attempt):
@@ -94,22 +99,24 @@ def reduce_job(state: JobState | None, env: Envelope) -> JobState | None:
                 finished_at=now, result=event.result, error=None, stack=None,
                 run_status=RunStatus.COMPLETED, run_ended_at=now,
                 lease_expires_at=None,  # as on failure and cancel: no lease outlives its run
+                cause_id=env.id,
             )
         case JobFailed() if _current(state, event.attempt):
             final = S.FAILED if event.permanent else S.DEAD_LETTER
-            return _attempt_failed(_with_progress(state, event.progress), now, event.error,
+            return _attempt_failed(_with_progress(state, event.progress), env, event.error,
                                    event.stack, event.retry_at, final)
         case JobLeaseExpired() if _current(state, event.attempt):
-            return _attempt_failed(state, now, LEASE_EXPIRED_ERROR, None, event.retry_at,
+            return _attempt_failed(state, env, LEASE_EXPIRED_ERROR, None, event.retry_at,
                                    S.DEAD_LETTER)
         case JobCancelRequested() if state.status not in TERMINAL and not state.cancel_requested:
-            return replace(state, cancel_requested=True, updated_at=now)
+            return replace(state, cancel_requested=True, updated_at=now, cause_id=env.id)
         case JobCancelled():
-            return _cancelled(state, event, now)
+            return _cancelled(state, event, now, env.id)
         case JobRequeued() if state.status in TERMINAL:
             return replace(
                 state, status=S.PENDING, updated_at=now, run_at=None, retry_count=0,
                 finished_at=None, result=None, error=None, stack=None, cancel_requested=False,
+                cause_id=env.id,
             )
     return state
 
@@ -124,6 +131,7 @@ def revive(event: JobRequeued, env: Envelope) -> JobState:
         updated_at=now, run_at=None, timeout_seconds=event.timeout_seconds,
         max_retries=event.max_retries, idempotency_key=None, partition=env.partition,
         created_offset=env.offset, attempt=event.attempt,
+        correlation_id=env.correlation_id or env.id, cause_id=env.id,
     )
 
 
@@ -157,12 +165,15 @@ def _enqueued(event: JobEnqueued, env: Envelope) -> JobState:
         idempotency_key=event.idempotency_key,
         partition=env.partition,
         created_offset=env.offset,
+        # An enqueue that names no chain (a plain producer, in-process code) starts its own.
+        correlation_id=env.correlation_id or env.id,
+        cause_id=env.id,
     )
 
 
-def _picked(state: JobState, event: JobPicked, now: int) -> JobState:
+def _picked(state: JobState, event: JobPicked, now: int, event_id: str) -> JobState:
     return replace(
-        state, status=S.IN_PROGRESS, updated_at=now, attempt=event.attempt,
+        state, status=S.IN_PROGRESS, updated_at=now, attempt=event.attempt, cause_id=event_id,
         worker_id=event.worker_id, lease_expires_at=to_ms(event.lease_expires_at),
         started_at=state.started_at if state.started_at is not None else now,
         run_status=RunStatus.RUNNING, run_started_at=now, run_ended_at=None,
@@ -185,25 +196,28 @@ def _with_progress(state: JobState, progress: Progress | None) -> JobState:
 
 
 def _attempt_failed(
-    state: JobState, now: int, error: str, stack: str | None, retry_at: datetime | None,
+    state: JobState, env: Envelope, error: str, stack: str | None, retry_at: datetime | None,
     final: JobStatus,
 ) -> JobState:
+    now = to_ms(env.time)
     common = dict(
         updated_at=now, error=error, stack=stack, retry_count=state.retry_count + 1,
-        run_status=RunStatus.FAILED, run_ended_at=now, lease_expires_at=None,
+        run_status=RunStatus.FAILED, run_ended_at=now, lease_expires_at=None, cause_id=env.id,
     )
     if retry_at is not None:
         return replace(state, status=S.SCHEDULED, run_at=to_ms(retry_at), **common)
     return replace(state, status=final, finished_at=now, **common)
 
 
-def _cancelled(state: JobState, event: JobCancelled, now: int) -> JobState:
+def _cancelled(state: JobState, event: JobCancelled, now: int, event_id: str) -> JobState:
     if state.status in WAITING and event.attempt is None:
-        return replace(state, status=S.CANCELLED, updated_at=now, finished_at=now)
+        return replace(state, status=S.CANCELLED, updated_at=now, finished_at=now,
+                       cause_id=event_id)
     if event.attempt is not None and _current(state, event.attempt):
         return replace(
             state, status=S.CANCELLED, updated_at=now, finished_at=now,
             run_status=RunStatus.CANCELLED, run_ended_at=now, lease_expires_at=None,
+            cause_id=event_id,
         )
     return state
 

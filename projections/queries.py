@@ -39,12 +39,14 @@ from jobledger.schemas.schedules import ScheduleView
 
 from .jobs import JobState
 from .keys import KeyState, key_from_row
-from .rows import job_from_row
+from .rows import job_from_row, job_row
 from .schedules import ScheduleState, schedule_from_row, schedule_of_key, schedule_view
 from .stats import HIGH_PRIORITY, MINUTE_MS, NORMAL_PRIORITY
 from .store import IN_CHUNK, Row, fetch_all
+from .users import UserState, user_from_row
 
 _list_of_str = msgspec.json.Decoder(list[str])
+_list_of_int = msgspec.json.Decoder(list[int])
 _AFTER_ALL = "\U0010ffff"  # sorts after any character a prefix can be followed by
 S = JobStatus
 
@@ -97,6 +99,15 @@ def _task_detail(row: Any) -> TaskDetail:
         cancel_requested=bool(cancel_requested),
         progress=Progress(processed=processed, total=total, failed=failed),
     )
+
+
+_TASK_FIELDS = [JobState.__struct_fields__.index(c.strip()) for c in _TASK_COLUMNS.split(",")]
+
+
+def task_of_state(state: JobState) -> TaskDetail:
+    """The TaskDetail of a job state folded outside the read models (a point in time)."""
+    row = job_row(state, 0)
+    return _task_detail([row[i] for i in _TASK_FIELDS])
 
 
 _RUN_COLUMNS = (
@@ -306,7 +317,8 @@ class Queries:
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._fetch(
             "SELECT worker_id, registered_at, last_heartbeat, current_jobs, cpu_percent,"
-            " memory_mb, status, hostname, pid, concurrency FROM workers ORDER BY registered_at"
+            " memory_mb, status, hostname, pid, concurrency, partitions FROM workers"
+            " ORDER BY registered_at"
         )
         return [
             WorkerInfo(
@@ -314,6 +326,7 @@ class Queries:
                 last_heartbeat=iso_ms(r[2]) or "", current_tasks=_list_of_str.decode(r[3]),
                 cpu_usage_percent=r[4], memory_usage_mb=r[5], status=_WORKER_STATUS[r[6]],
                 hostname=r[7], pid=r[8], concurrency=r[9],
+                partitions=_list_of_int.decode(r[10]),
             )
             for r in rows
         ]
@@ -404,6 +417,12 @@ class Queries:
         )
         return [(p, o) for p, o in rows]
 
+    async def event_position(self, event_id: str) -> tuple[int, int] | None:
+        """Where the job event of this id sits in the jobs topic; None if no job event has it."""
+        rows = await self._fetch(
+            "SELECT partition, offset FROM job_event_ids WHERE event_id = ?", (event_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
     async def quarantined(self) -> int:
         rows = await self._fetch("SELECT COUNT(*) FROM quarantine")
         return int(rows[0][0])
@@ -437,6 +456,17 @@ class Queries:
     async def key(self, key_id: str) -> KeyState | None:
         rows = await self._fetch("SELECT * FROM api_keys WHERE key_id = ?", (key_id,))
         return key_from_row(rows[0]) if rows else None
+
+    # -- users ------------------------------------------------------------------------------
+
+    async def users(self) -> list[UserState]:
+        """Every username's current or last registration, removed ones too, oldest first."""
+        rows = await self._fetch("SELECT * FROM users ORDER BY created_at, username")
+        return [user_from_row(r) for r in rows]
+
+    async def user(self, username: str) -> UserState | None:
+        rows = await self._fetch("SELECT * FROM users WHERE username = ?", (username,))
+        return user_from_row(rows[0]) if rows else None
 
     async def checkpoints(self, model: str) -> dict[int, int]:
         """The model's next offset per partition: every record before it is applied."""

@@ -14,6 +14,7 @@ from .workers import WorkerState
 
 _json = msgspec.json.Encoder()
 _list_of_str = msgspec.json.Decoder(list[str])
+_list_of_int = msgspec.json.Decoder(list[int])
 
 
 def _indexes(struct: type[msgspec.Struct], *names: str) -> tuple[int, ...]:
@@ -25,7 +26,8 @@ def _indexes(struct: type[msgspec.Struct], *names: str) -> tuple[int, ...]:
 # Indexes of the fields whose column type differs from the field's.
 _PAYLOAD, _STATUS, _RESULT, _CANCEL, _RUN_STATUS = _indexes(
     JobState, "payload", "status", "result", "cancel_requested", "run_status")
-_WORKER_STATUS, _CURRENT_JOBS = _indexes(WorkerState, "status", "current_jobs")
+_WORKER_STATUS, _CURRENT_JOBS, _PARTITIONS = _indexes(
+    WorkerState, "status", "current_jobs", "partitions")
 
 
 JOB_COLUMNS = len(JobState.__struct_fields__) + 1  # the state, then last_offset
@@ -85,6 +87,7 @@ def run_row(s: JobState) -> tuple[Any, ...]:
 def worker_row(s: WorkerState) -> tuple[Any, ...]:
     row = list(msgspec.structs.astuple(s))
     row[_CURRENT_JOBS] = _json.encode(s.current_jobs)
+    row[_PARTITIONS] = _json.encode(s.partitions)
     return tuple(row)
 
 
@@ -92,6 +95,7 @@ def worker_from_row(row: tuple[Any, ...]) -> WorkerState:
     values = list(row)
     values[_WORKER_STATUS] = WorkerStatus(row[_WORKER_STATUS])
     values[_CURRENT_JOBS] = _list_of_str.decode(row[_CURRENT_JOBS])
+    values[_PARTITIONS] = _list_of_int.decode(row[_PARTITIONS])
     return WorkerState(*values)
 
 

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     processed INTEGER NOT NULL,
     total INTEGER,
     failed INTEGER NOT NULL,
+    correlation_id TEXT,          -- the chain the job belongs to (docs/events.md)
+    cause_id TEXT,                -- the event that last changed its status or asked to cancel
     last_offset INTEGER NOT NULL  -- offset of the job's latest event in its partition: the
                                   -- WebSocket resume cursor finds what changed after a point
 ) WITHOUT ROWID;
@@ -59,6 +61,15 @@ CREATE TABLE IF NOT EXISTS job_events (
     partition INTEGER NOT NULL,
     offset INTEGER NOT NULL,
     PRIMARY KEY (job_id, offset)
+) WITHOUT ROWID;
+
+-- Where each job event sits in the jobs topic, by its event id: GET
+-- /api/v1/events/{id}/causes follows causation ids through it (a chain may cross jobs).
+-- Queue events are left out: one is written to every partition under one id.
+CREATE TABLE IF NOT EXISTS job_event_ids (
+    event_id TEXT PRIMARY KEY,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS runs (
@@ -159,7 +170,8 @@ CREATE TABLE IF NOT EXISTS workers (
     status TEXT NOT NULL,         -- alive | stopped | lost
     current_jobs BLOB NOT NULL,   -- JSON array of job ids
     cpu_percent REAL NOT NULL,
-    memory_mb REAL NOT NULL
+    memory_mb REAL NOT NULL,
+    partitions BLOB NOT NULL      -- JSON array: the jobs partitions it decides for
 ) WITHOUT ROWID;
 
 -- The task types each worker declared in its latest WorkerStarted. A type is known (the
@@ -213,4 +225,21 @@ CREATE TABLE IF NOT EXISTS api_keys (
     expires_at INTEGER,
     revoked_at INTEGER,
     revoked_by BLOB               -- JSON actor
+) WITHOUT ROWID;
+
+-- Users (projections/users.py), by username: the current or last registration of each.
+-- The password's argon2id hash, never the password (docs/security.md says why the hash
+-- is here at all).
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,        -- this registration's id: what tokens name (sub)
+    password_hash TEXT NOT NULL,  -- argon2id PHC string
+    permissions BLOB NOT NULL,    -- JSON array, sorted
+    created_at INTEGER NOT NULL,
+    created_by BLOB NOT NULL,     -- JSON actor
+    changed_at INTEGER,           -- the last change of permissions
+    changed_by BLOB,
+    removed_at INTEGER,
+    removed_by BLOB,
+    revision INTEGER NOT NULL     -- events of the username applied: a newer state is higher
 ) WITHOUT ROWID;

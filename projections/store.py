@@ -30,6 +30,7 @@ from .queues import QueueState
 from .rows import job_from_row, job_row, queue_row, worker_from_row, worker_row
 from .schedules import ScheduleState, schedule_from_row, schedule_row
 from .store_file import CLOSED, boot_mark, discard_if_crashed, fsync_files
+from .users import UserState, user_from_row, user_row
 from .workers import WorkerState
 
 
@@ -39,6 +40,7 @@ def sql_file(name: str) -> str:
 
 
 Row = tuple[Any, ...]
+WORKER_COLUMNS = len(WorkerState.__struct_fields__)  # the table's columns: the state's fields
 
 
 def fetch_all(
@@ -144,6 +146,9 @@ class Transaction:
 
     def run(self, db: aiosqlite.Connection) -> None:
         conn = db._conn  # on aiosqlite's own thread: the sqlite3 connection is ours here
+        if conn.in_transaction:  # inside an as_of fold, which rolls everything back
+            self._run_nested(conn)
+            return
         conn.execute("BEGIN")
         try:
             for sql, params, many in self.statements:
@@ -155,6 +160,19 @@ class Transaction:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _run_nested(self, conn: Any) -> None:
+        """The statements inside a transaction someone else holds open (a point-in-time
+        fold, services/history/): a savepoint keeps the batch all or nothing."""
+        conn.execute("SAVEPOINT batch")
+        try:
+            for sql, params, many in self.statements:
+                (conn.executemany if many else conn.execute)(sql, params)
+        except BaseException:
+            conn.execute("ROLLBACK TO batch")
+            raise
+        finally:
+            conn.execute("RELEASE batch")
 
 
 class ReadModelStore:
@@ -262,6 +280,15 @@ class ReadModelStore:
                                          list(key_ids))
         return {row[0]: key_from_row(row) for row in rows}
 
+    async def load_users(self, usernames: Iterable[str] | None = None) -> dict[str, UserState]:
+        """Users by username, removed ones included; every user when usernames is None."""
+        if usernames is None:
+            rows = await fetch_all(self.db, "SELECT * FROM users")
+        else:
+            rows = await self._select_in("SELECT * FROM users WHERE username IN ({})",
+                                         list(usernames))
+        return {row[0]: user_from_row(row) for row in rows}
+
     async def _select_in(self, sql: str, keys: Sequence[str]) -> list[Any]:
         out: list[Any] = []
         for i in range(0, len(keys), IN_CHUNK):
@@ -280,6 +307,7 @@ class ReadModelStore:
         tx.rows("INSERT OR REPLACE INTO jobs",
                 (job_row(s, last[job_id][1]) for job_id, s in change.jobs.items()))
         tx.rows("INSERT OR IGNORE INTO job_events", change.events, nulls=False)
+        tx.rows("INSERT OR IGNORE INTO job_event_ids", change.ids, nulls=False)
         tx.rows("INSERT OR REPLACE INTO runs", change.runs.values())
         tx.many("INSERT OR REPLACE INTO queues VALUES (?, ?, ?)",
                 [queue_row(q) for q in change.queues.values()])
@@ -316,7 +344,7 @@ class ReadModelStore:
         """declared: the task types of workers that (re)started, by worker id
         (workers.declared_task_types); they replace what those workers declared before."""
         tx = Transaction()
-        tx.many(f"INSERT OR REPLACE INTO workers VALUES ({','.join('?' * 10)})",
+        tx.many(f"INSERT OR REPLACE INTO workers VALUES ({','.join('?' * WORKER_COLUMNS)})",
                 [worker_row(w) for w in changed.values()])
         if declared:
             tx.many("DELETE FROM worker_task_types WHERE worker_id = ?", [(w,) for w in declared])
@@ -335,11 +363,15 @@ class ReadModelStore:
 
     async def write_keys(
         self, changed: Mapping[str, KeyState], positions: Mapping[int, int],
-        bad: Sequence[Undecodable],
+        bad: Sequence[Undecodable], users: Mapping[str, UserState] | None = None,
     ) -> None:
+        """The security topic's model: keys and users (by username) in one transaction."""
         tx = Transaction()
         tx.many(f"INSERT OR REPLACE INTO api_keys VALUES ({','.join('?' * 10)})",
                 [key_row(k) for k in changed.values()])
+        if users:
+            tx.many(f"INSERT OR REPLACE INTO users VALUES ({','.join('?' * 11)})",
+                    [user_row(u) for u in users.values()])
         await self._commit(tx, "keys", SECURITY, positions, bad)
 
     async def _commit(

@@ -21,12 +21,15 @@ import sqlite3
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import psutil
 
 log = logging.getLogger(__name__)
 CLOSED = 0  # user_version of a file no store has open
+# Tables that are not read models: one missing is made empty (files from before log_source)
+METADATA = frozenset({"log_source"})
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -66,6 +69,8 @@ class OnDisk:
 
     source: tuple[str, int] | None  # the log's (log_id, epoch); None: not recorded
     checkpoints: dict[str, dict[int, int]]  # model -> partition -> next offset
+    # Read-model tables of schema.sql the file lacks or defines otherwise: another version
+    stale_tables: tuple[str, ...] = ()
 
     @property
     def applied(self) -> int:
@@ -88,7 +93,27 @@ def read_on_disk(path: Path) -> OnDisk | None:
         row = None
         if "log_source" in tables:
             row = conn.execute("SELECT log_id, epoch FROM log_source").fetchone()
-        return OnDisk(None if row is None else (row[0], row[1]), checkpoints)
+        shapes = table_shapes(conn)
+        stale = tuple(sorted(name for name, sql in schema_shapes().items()
+                             if shapes.get(name, sql if name in METADATA else None) != sql))
+        return OnDisk(None if row is None else (row[0], row[1]), checkpoints, stale)
+    finally:
+        conn.close()
+
+
+def table_shapes(conn: sqlite3.Connection) -> dict[str, str]:
+    """Each table's CREATE statement, as SQLite keeps it."""
+    return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+
+
+@lru_cache(maxsize=1)
+def schema_shapes() -> dict[str, str]:
+    """The tables this version's schema.sql creates, as SQLite keeps them."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(
+            resources.files("jobledger.projections").joinpath("schema.sql").read_text())
+        return table_shapes(conn)
     finally:
         conn.close()
 

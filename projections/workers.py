@@ -23,6 +23,7 @@ class WorkerState(msgspec.Struct, frozen=True, gc=False):
     current_jobs: list[str] = []
     cpu_percent: float = 0.0
     memory_mb: float = 0.0
+    partitions: list[int] = []  # the jobs partitions it decided for at its last heartbeat
 
 
 def reduce_worker(state: WorkerState | None, env: Envelope) -> WorkerState | None:
@@ -41,11 +42,12 @@ def reduce_worker(state: WorkerState | None, env: Envelope) -> WorkerState | Non
             return replace(
                 state, last_heartbeat=now, cpu_percent=event.cpu_percent,
                 memory_mb=event.memory_mb, current_jobs=event.current_jobs,
+                partitions=event.partitions,
             )
         case WorkerStopped():
-            return replace(state, status=WorkerStatus.STOPPED, current_jobs=[])
+            return replace(state, status=WorkerStatus.STOPPED, current_jobs=[], partitions=[])
         case WorkerLost() if state.status == WorkerStatus.ALIVE:
-            return replace(state, status=WorkerStatus.LOST, current_jobs=[])
+            return replace(state, status=WorkerStatus.LOST, current_jobs=[], partitions=[])
     return state
 
 

@@ -38,12 +38,20 @@ from .schedules import (
     ScheduleSkipped,
     ScheduleUpdated,
 )
-from .security import KeyCreated, KeyRevoked, Permission
+from .security import (
+    KeyCreated,
+    KeyRevoked,
+    Permission,
+    UserPermissionsChanged,
+    UserRegistered,
+    UserRemoved,
+)
 from .workers import WorkerHeartbeat, WorkerLost, WorkerStarted, WorkerStopped
 
 __all__ = [
     "JOBS", "LOGS", "SCHEDULES", "SECURITY", "TOPICS", "WORKERS",
-    "KeyCreated", "KeyRevoked", "Permission",
+    "KeyCreated", "KeyRevoked", "Permission", "UserPermissionsChanged", "UserRegistered",
+    "UserRemoved",
     "ScheduleDefined", "ScheduleFired", "SchedulePaused", "ScheduleRemoved", "ScheduleResumed",
     "ScheduleSkipped", "ScheduleUpdated",
     "Actor", "ActorKind", "Envelope", "Event", "JobCancelRequested", "JobCancelled",

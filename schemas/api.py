@@ -155,6 +155,13 @@ class TaskSummary(msgspec.Struct):
     progress: Progress
 
 
+_TIME = (r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]"
+         r":[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])")
+_PART = r"[a-z_]+/[0-9]{1,6}:[0-9]{1,18}"
+# What an as_of may be (docs/audit.md): an RFC 3339 time, or a log position.
+AS_OF_PATTERN = f"^({_TIME}|{_PART}(,{_PART})*)$"
+
+
 class TaskListQuery(msgspec.Struct, frozen=True):
     """The query parameters of GET /api/v1/tasks (unknown ones are ignored). An absent
     filter is UNSET, not None: `?status=null` is a bad status, not "no filter"."""
@@ -179,6 +186,10 @@ class TaskListQuery(msgspec.Struct, frozen=True):
     starting_after: Annotated[str, msgspec.Meta(description=(
         "a task id: only the tasks listed after it (older, or as old with a smaller id). "
         "Paging by the last id seen sees each task once, whatever is enqueued meanwhile"
+    ))] | UnsetType = UNSET
+    as_of: Annotated[str, msgspec.Meta(pattern=AS_OF_PATTERN, description=(
+        "list the tasks as they were at this moment: an RFC 3339 time, or a log position "
+        "(topic/partition:offset,..., as the X-As-Of-Position header gives it)"
     ))] | UnsetType = UNSET
 
 
@@ -261,6 +272,8 @@ class WorkerInfo(msgspec.Struct):
     hostname: str
     pid: int
     concurrency: int
+    partitions: Annotated[list[int], msgspec.Meta(
+        description="the jobs partitions it decides for, as of its last heartbeat")] = []
 
 
 class QueueInfo(msgspec.Struct):
@@ -296,6 +309,24 @@ class Health(msgspec.Struct, omit_defaults=True):
         description="why it is degraded, one clause per cause joined by '; ' (e.g. "
         "'projection jobs: disk full (SQLITE_FULL) since 2026-01-01T00:00:00Z, retrying'); "
         "absent when healthy")] = None
+
+
+class PartitionInfo(msgspec.Struct):
+    topic: Annotated[str, msgspec.Meta(description="jobs, logs, workers, schedules or security")]
+    partition: int
+    owner: Annotated[str | None, msgspec.Meta(
+        description="who decides for the partition now: a worker id (jobs), a scheduler "
+        "(schedules); null for topics nobody owns, or while the group rebalances")]
+    end_offset: Annotated[int, msgspec.Meta(description="records in the partition")]
+    projected: Annotated[int, msgspec.Meta(
+        description="records of it this node's read models have applied")]
+    lag: Annotated[int, msgspec.Meta(description="end_offset - projected")]
+
+
+class ClusterInfo(msgspec.Struct):
+    mode: Annotated[str, msgspec.Meta(description="embedded or kafka")]
+    node_id: Annotated[str, msgspec.Meta(description="the API node that answered")]
+    partitions: list[PartitionInfo]
 
 
 class ErrorBody(msgspec.Struct):

@@ -3,6 +3,10 @@
 The log is never rewritten. Each entry maps (tag, version) to a function that takes the
 event's JSON object at that version and returns it at version + 1; decoding applies them
 in a chain until the current version is reached.
+
+Envelope fields added since (causation_id, correlation_id, trace) need no upcaster: they
+have defaults, so a record written without them decodes with them null (docs/events.md,
+"Causal ids"); tests/golden/history_v1.jsonl holds such records.
 """
 
 from __future__ import annotations

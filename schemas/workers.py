@@ -26,6 +26,9 @@ class WorkerHeartbeat(msgspec.Struct, frozen=True, gc=False, tag="WorkerHeartbea
     cpu_percent: float = 0.0
     memory_mb: float = 0.0
     current_jobs: list[str] = []
+    # The jobs partitions it decides for (its group assignment in Kafka mode): who owns
+    # what, for GET /api/v1/cluster. Absent before this field existed: none known.
+    partitions: list[int] = []
     v: int = 2
 
 

@@ -78,9 +78,9 @@ async def test_no_wrong_or_unknown_credential_is_401_with_a_bearer_challenge(
 ) -> None:
     assert_unauthorized(await client.get("/api/v1/stats"), "no credential")
     assert_unauthorized(await client.get("/api/v1/stats", headers={"Authorization": "Basic eDp5"}),
-                        "not `Bearer <API key>`")
+                        "not `Bearer <API key or token>`")
     assert_unauthorized(await client.get("/api/v1/stats", headers={"Authorization": "Bearer"}),
-                        "not `Bearer <API key>`")
+                        "not `Bearer <API key or token>`")
     assert_unauthorized(await client.get("/api/v1/stats", headers=bearer("jl_" + "x" * 43)),
                         "not one this server issued")
     assert_unauthorized(await client.get("/api/v1/stats", headers=bearer("x" * 10_000)),

@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -130,7 +131,7 @@ def test_history(cli: Any, server: ServerProcess, flaky: str, fmt: str) -> None:
         assert parsed(out, fmt) == events
         return
     header, *body = rows(out)
-    assert header == ["Time", "Event", "Attempt", "Actor", "Worker", "Position"]
+    assert header[:6] == ["Time", "Event", "Attempt", "Actor", "Worker", "Position"]
     assert [r[1] for r in body] == [e["type"] for e in events]
     assert body[0][3] == "api:anonymous" and body[1][2] == "1"
     assert body[0][5] == f"{events[0]['partition']}:{events[0]['offset']}"
@@ -233,17 +234,34 @@ def test_queue_depth_of_every_queue_is_the_stats(cli: Any, server: ServerProcess
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_cluster_status(cli: Any, server: ServerProcess, fmt: str) -> None:
     code, out, _ = cli("cluster-status", "--format", fmt)
-    health = api(server, "/health")
+    health, cluster = api(server, "/health"), api(server, "/api/v1/cluster")
     assert code == Exit.OK
     if fmt != "table":
-        assert parsed(out, fmt).keys() == health.keys()
+        assert parsed(out, fmt).keys() == health.keys() | {"mode", "node_id", "partitions"}
         assert parsed(out, fmt)["status"] == health["status"] == "healthy"
+        assert parsed(out, fmt)["mode"] == "embedded"
         return
-    values = field_values(out)
-    assert rows(out)[0] == ["Property", "Value"]
+    header, *body = rows(out)
+    values = {row[0]: row[1] for row in body if len(row) == 2}
+    assert header == ["Property", "Value"]
+    assert (values["Mode"], values["Node"]) == ("embedded", cluster["node_id"])
     assert (values["Status"], values["Is Leader"], values["Connected Workers"]) == (
         "healthy", "true", "1")
     assert "Pending Tasks" in values
+    partitions = [row for row in body if len(row) == 6]
+    assert partitions[0] == ["Topic", "Partition", "Owner", "End", "Projected", "Lag"]
+    jobs = [row for row in partitions if row[0] == "jobs"]
+    assert jobs and {row[2] for row in jobs} == {cluster["node_id"]}  # it decides for all
+
+
+def test_the_cluster_says_each_partition_end_and_lag(server: ServerProcess, flaky: str) -> None:
+    cluster = api(server, "/api/v1/cluster")
+    topics = {p["topic"] for p in cluster["partitions"]}
+    assert topics == {"jobs", "logs", "workers", "schedules", "security"}
+    for p in cluster["partitions"]:
+        assert p["lag"] == p["end_offset"] - p["projected"] >= 0
+        assert (p["owner"] is not None) == (p["topic"] in ("jobs", "schedules"))
+    assert sum(p["end_offset"] for p in cluster["partitions"] if p["topic"] == "jobs") > 0
 
 
 def test_cancel_and_requeue_say_each_outcome(cli: Any, server: ServerProcess, flaky: str) -> None:
@@ -282,6 +300,30 @@ class _Stdin:
 
     def read(self) -> str:
         return self.text
+
+
+def test_as_of_on_status_list_stats_and_queues(cli: Any, server: ServerProcess,
+                                               flaky: str) -> None:
+    """--as-of a position before the task was enqueued, and the one the API names now."""
+    now = server.http.get("/api/v1/stats", params={"as_of": "2001-01-01T00:00:00Z"})
+    assert now.status_code == 200 and now.json()["completed_count"] == 0
+    latest = server.http.get("/api/v1/queues", params={"as_of": "2001-01-01T00:00:00Z"})
+    assert latest.json() == []
+    for args in (("stats",), ("queues",), ("list",)):
+        code, out, _ = cli(*args, "--as-of", "2001-01-01T00:00:00Z", "--format", "json")
+        assert code == 0
+        assert parsed(out, "json") == server.http.get(
+            f"/api/v1/{'tasks' if args[0] == 'list' else args[0]}",
+            params={"as_of": "2001-01-01T00:00:00Z"}).json()
+    code, _, err = cli("status", flaky, "--as-of", "2001-01-01T00:00:00Z")
+    assert code == Exit.FAILED and "as of 2001-01-01T00:00:00Z" in err
+    then = server.http.get(f"/api/v1/tasks/{flaky}")
+    task_position = server.http.get(f"/api/v1/tasks/{flaky}", params={
+        "as_of": then.json()["updated_at"]}).headers["X-As-Of-Position"]
+    code, out, _ = cli("status", flaky, "--as-of", task_position, "--format", "json")
+    assert code == 0 and parsed(out, "json")["task_id"] == flaky
+    code, _, err = cli("stats", "--as-of", "yesterday")
+    assert code != 0 and "as_of" in err
 
 
 @pytest.mark.parametrize(("args", "line"), [
@@ -334,3 +376,27 @@ def test_watch_prints_updates_then_the_cursor_on_ctrl_c(server: ServerProcess) -
     assert {u["type"] for u in seen} == {"task_update"}
     assert seen[-1]["task"]["task_id"] == task_id and proc.returncode == 130
     assert f"cursor: {seen[-1]['cursor']} (resume with: jobledger watch --resume-from " in err
+
+
+def test_causes_walk_a_retried_task_back_to_its_request(cli: Any, server: ServerProcess) -> None:
+    """Every event of a task carries the id of the request that enqueued it, and `causes`
+    walks from its JobSucceeded back through the retry to the JobEnqueued and the request."""
+    request_id = f"req-{uuid.uuid4()}"
+    reply = server.http.post("/api/v1/tasks", headers={"X-Request-ID": request_id}, json={
+        "task_type": "flaky", "payload": {"fail_times": 1}})
+    assert reply.headers["x-request-id"] == request_id
+    task_id = reply.json()["task_id"]
+    poll(lambda: server.finished(task_id), timeout=30)
+    events = api(server, f"/api/v1/tasks/{task_id}/history")
+    assert {e["correlation_id"] for e in events} == {request_id}
+    code, out, _ = cli("causes", events[-1]["event_id"], "--format", "json")
+    chain = json.loads(out)
+    assert code == Exit.OK
+    assert [e["type"] for e in chain] == [
+        "JobSucceeded", "JobPicked", "JobDue", "JobFailed", "JobPicked", "JobEnqueued"]
+    causes = [e["causation_id"] for e in chain]
+    assert causes == [e["event_id"] for e in chain[1:]] + [request_id]
+    assert [e["attempt"] for e in chain] == [2, 2, None, 1, 1, None]
+    code, out, _ = cli("causes", events[-1]["event_id"])
+    assert code == Exit.OK and "JobEnqueued" in out and "JobSucceeded" in out
+    assert cli("causes", "no-such-event")[0] != Exit.OK

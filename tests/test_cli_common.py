@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from jobledger.services.cli.audit import AUDIT_EXIT_CODES
 from jobledger.services.cli.common import (
     EXIT_CODES,
     SERVER_EXIT_CODES,
@@ -67,4 +68,9 @@ def test_the_exit_codes_are_in_the_help_and_the_docs(capsys: pytest.CaptureFixtu
     help_text = capsys.readouterr().out
     for line in SERVER_EXIT_CODES.splitlines():
         assert line in help_text and line in docs
-    assert [int(code) for code in Exit] == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    help_text = capsys.readouterr().out
+    for line in AUDIT_EXIT_CODES.splitlines():
+        assert line in help_text and line in docs
+    assert [int(code) for code in Exit] == [0, 1, 2, 3, 4, 5, 6]

@@ -17,7 +17,8 @@ from jobledger.services.cli.main import build_parser, main
 SAMPLES = {"--broker": "kafka://k1:9092", "--projection-host": "faust", "--wait-timeout": "2.5",
            "--schedule-at": "2026-12-24T18:00:00+00:00", "--since": "2026-12-24T18:00:00+00:00",
            "--max-payload-depth": "7", "--min-schedule-interval": "2.5",
-           "--ws-max-message-bytes": "4096"}
+           "--ws-max-message-bytes": "4096", "--from": "2026-12-24T18:00:00+00:00",
+           "--to": "2026-12-24T19:00:00+00:00", "--retain-finished": "30d"}
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from jobledger.services.cli.logs import JsonFormatter, TextFormatter, configure
 from jobledger.services.cli.main import build_parser, main
@@ -37,7 +38,21 @@ def test_json_lines_carry_the_event_and_its_fields() -> None:
     assert "\n" not in line
     assert json.loads(line) == {
         "time": "2024-06-01T12:03:07.123Z", "level": "info", "logger": "jobledger.jobs",
-        "event": "job.retried", **TASK, "message": "task t-1 failed"}
+        "event": "job.retried", **TASK, "trace_id": None, "span_id": None,
+        "message": "task t-1 failed"}
+
+
+def test_every_json_line_has_the_job_and_trace_keys_and_a_spans_ids_inside_one() -> None:
+    """A line about no job has them null; one logged inside a span carries its ids."""
+    plain = json.loads(JsonFormatter().format(_record("started", fields={"event": "x"})))
+    assert [plain[k] for k in ("task_id", "task_type", "attempt", "worker", "trace_id",
+                               "span_id")] == [None] * 6
+    tracer = TracerProvider().get_tracer("tests")
+    with tracer.start_as_current_span("attempt") as span:
+        inside = json.loads(JsonFormatter().format(_record("step", fields=TASK)))
+    context = span.get_span_context()
+    assert inside["trace_id"] == f"{context.trace_id:032x}" and len(inside["trace_id"]) == 32
+    assert inside["span_id"] == f"{context.span_id:016x}" and inside["task_id"] == "t-1"
 
 
 def test_a_json_line_of_another_library_is_event_log_with_its_traceback() -> None:
@@ -153,10 +168,20 @@ def test_serve_logs_json_lines_of_failures_retries_and_dead_letters(tmp_path: Pa
     events = [(line["event"], line.get("task_id")) for line in lines]
     assert events[0] == ("node.started", None)
     assert events[-2:] == [("node.stopping", None), ("node.stopped", None)]
-    jobs = [line for line in lines if line["event"].startswith("job.")]
+    jobs = [line for line in lines if line["event"].startswith("job.") and
+            line["event"] != "job.log"]
     assert sorted((j["event"], j["task_type"], j["attempt"]) for j in jobs) == [
         ("job.dead_letter", "fail", 2), ("job.retried", "fail", 1), ("job.retried", "flaky", 1)]
     worker = lines[0]["worker"]
+    # The handlers' ctx.log lines (info and up) go through the same log, about their job.
+    handler_lines = [line for line in lines if line["event"] == "job.log"]
+    assert sorted((h["task_type"], h["attempt"], h["level"]) for h in handler_lines) == [
+        ("fail", 1, "error"), ("fail", 2, "error"), ("flaky", 1, "warning")]
+    for line in handler_lines:
+        assert line["logger"] == "jobledger.handlers" and line["worker"] == worker
+        assert line["task_id"] in (failing, flaky) and "span_id" in line
+    assert next(h for h in handler_lines if h["task_type"] == "fail")["details"] == {
+        "attempt": 1}
     for job in jobs:
         assert job["task_id"] in (failing, flaky) and job["worker"] == worker
         assert job["level"] == "info" and job["time"].endswith("Z")
@@ -171,7 +196,8 @@ def test_serve_logs_one_text_line_each_and_completed_jobs_at_debug(tmp_path: Pat
         tmp_path, ["--log-format", "text", "--log-level", "debug"],
         {"task_type": "fail", "max_retries": 0},
         {"task_type": "echo", "payload": {"password": "hunter2"}})
-    [dead] = [line for line in output if failing in line]
+    logged, dead = [line for line in output if failing in line]
+    assert " ERROR   task " in logged and logged.endswith(": failing on purpose")  # ctx.log
     assert " INFO    task " in dead and "(fail) attempt 1 on " in dead
     assert dead.endswith("failed: RuntimeError: the fail job always fails; "
                          "dead letter after 1 failed attempt")

@@ -33,6 +33,9 @@ from jobledger.schemas import (
     QueuePaused,
     QueueResumed,
     UndecodableRecord,
+    UserPermissionsChanged,
+    UserRegistered,
+    UserRemoved,
     WorkerHeartbeat,
     WorkerLost,
     WorkerStarted,
@@ -103,6 +106,11 @@ EXAMPLES: list[Event] = [
     KeyCreated(key_id="k1", name="ci", prefix="jl_AbCd1234", digest="0f" * 32,
                permissions=[Permission.SUBMIT_TASKS, Permission.READ_TASKS], expires_at=at(60)),
     KeyRevoked(key_id="k1"),
+    UserRegistered(user_id="u1", username="ana",
+                   password_hash="$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+                   permissions=[Permission.READ_TASKS]),
+    UserPermissionsChanged(user_id="u1", username="ana", permissions=[Permission.ADMIN]),
+    UserRemoved(user_id="u1", username="ana"),
 ]
 
 

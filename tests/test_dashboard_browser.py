@@ -16,9 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, WebSocket
+from playwright.sync_api import Browser, WebSocket, WebSocketRoute
 
+from jobledger.services.security.bootstrap import ADMIN_KEY_VARIABLE
 from tests.support.api_harness import demo_server
+from tests.support.auth import ADMIN_KEY, bearer
 from tests.support.browser import Dashboard, chromium, screenshots_folder
 from tests.support.procs import ServerProcess, poll
 
@@ -183,10 +185,20 @@ def test_a_server_restart_loses_and_repeats_no_task(
         dash.open("#/tasks")
         poll(lambda: set(dash.shown_task_ids()) == set(before), timeout=10)
 
+        # The page's next sockets are refused until the tasks below are enqueued, however
+        # long the restart takes on a loaded machine; then they go through to the server.
+        away = [True]
+
+        def route(ws: WebSocketRoute) -> None:
+            if away[0]:
+                ws.close()
+                return
+            to_server = ws.connect_to_server()
+            ws.on_message(lambda message: (sent.append(str(message)), to_server.send(message)))
+
+        dash.page.route_web_socket("**/ws", route)
         server.stop()
         dash.page.wait_for_selector('#connection[data-state="reconnecting"]')
-        # Four failed attempts (about 0.25, 0.5, 1 and 2 s apart): the next one waits about
-        # 4 s, so the tasks below are enqueued while the page is still away.
         dash.page.wait_for_selector('#connection[data-attempts="4"]', timeout=15_000)
         sent_before = len(sent)
         lists_before = len(lists)
@@ -194,6 +206,7 @@ def test_a_server_restart_loses_and_repeats_no_task(
         restarted.wait_healthy()
         during = [submit(restarted, "echo", i) for i in range(5)]
         assert dash.page.get_attribute("#connection", "data-state") == "reconnecting"
+        away[0] = False
         dash.wait_live()
         after = [submit(restarted, "echo", i) for i in range(3)]
         every = [*before, *during, *after]
@@ -206,6 +219,118 @@ def test_a_server_restart_loses_and_repeats_no_task(
     finally:
         dash.close()
         restarted.stop()
+
+
+# -- 6 ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def auth_server(folder: Path) -> Iterator[ServerProcess]:
+    """`jobledger serve --demo --auth on`, the tests' admin key its first admin; its `http`
+    client sends that key."""
+    (folder / "auth").mkdir()
+    with demo_server(folder / "auth", "--auth", "on",
+                     env={ADMIN_KEY_VARIABLE: ADMIN_KEY}) as process:
+        process.http.headers.update(bearer(ADMIN_KEY))
+        yield process
+
+
+def new_key(server: ServerProcess, name: str, *permissions: str) -> tuple[str, str]:
+    made = server.http.post("/api/v1/keys", json={"name": name, "permissions": permissions})
+    assert made.status_code == 201, made.text
+    return made.json()["id"], made.json()["key"]
+
+
+def sign_in(dash: Dashboard, key: str) -> None:
+    dash.page.fill("#api-key", key)
+    dash.page.click("#key-form button[type=submit]")
+    dash.wait_live()
+
+
+def forged_cancel(dash: Dashboard, task_id: str, csrf: bool) -> dict[str, object]:
+    """A cancel the page's own script did not send: fetch() from the page, with or without
+    the session's CSRF token; the answer's status and code."""
+    answer: dict[str, object] = dash.page.evaluate("""async ([taskId, csrf]) => {
+        const token = (await (await fetch('/auth/session')).json()).csrf_token;
+        const headers = {'content-type': 'application/json'};
+        if (csrf) headers['x-csrf-token'] = token;
+        const r = await fetch(`/api/v1/tasks/${taskId}/cancel`, {method: 'POST', headers});
+        return {status: r.status, code: (await r.json()).code};
+    }""", [task_id, csrf])
+    return answer
+
+
+def cross_site_cancel(dash: Dashboard, server: ServerProcess, task_id: str) -> str:
+    """Another site's page, in the browser that is signed in, posts a form to cancel the
+    task (the attack of issue 17's probe); what the server answered it."""
+    evil = dash.context.new_page()
+    target = f"{server.url}/api/v1/tasks/{task_id}/cancel"
+    evil.route("http://evil.example/", lambda route: route.fulfill(content_type="text/html", body=(
+        f'<form method="post" action="{target}"></form>'
+        "<script>document.forms[0].submit()</script>")))
+    evil.goto("http://evil.example/")
+    evil.wait_for_url(target)
+    answer = evil.inner_text("body")
+    evil.close()
+    return answer
+
+
+def test_with_auth_on_sign_in_works_a_reader_sees_no_cancel_and_forgeries_are_refused(
+    browser: Browser, auth_server: ServerProcess, shots: Path
+) -> None:
+    server = auth_server
+    reader_id, reader = new_key(server, "on-call reader", "read_tasks")
+    running = submit(server, "sleep", {"seconds": 120})
+    dash = Dashboard(browser, server.url, shots)
+    page = dash.page
+    try:
+        page.goto(f"{server.url}/dashboard#/tasks/{running}")
+        page.wait_for_selector("#key-form")
+        assert page.is_hidden("header nav") and page.is_hidden("#connection")
+        dash.screenshot("signin")
+        page.fill("#api-key", "jl_" + "0" * 43)
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("#signin-status.error >> text=not one this server issued")
+        # Without users (/auth/login: 404) the form says to use a key; with them, that
+        # this user is unknown. Either way, no sign-in.
+        page.fill("#username", "nobody")
+        page.fill("#password", "not-a-password")
+        page.click("#password-form button[type=submit]")
+        page.wait_for_selector("#signin-status.error:not(:has-text('not one this server'))")
+        assert page.is_visible("#key-form")
+
+        sign_in(dash, ADMIN_KEY)  # and on to the page asked for
+        page.wait_for_selector('#task-status [data-status="in_progress"]')
+        assert page.inner_text("#who") == f"admin ({ADMIN_KEY_VARIABLE})"
+        assert page.is_visible("text=Cancel task")
+        assert "cancelled" not in cross_site_cancel(dash, server, running)  # no cookie went
+        assert "UNAUTHORIZED" in cross_site_cancel(dash, server, running)
+        assert forged_cancel(dash, running, csrf=False) == {"status": 403, "code": "CSRF_FAILED"}
+        assert server.task(running)["status"] == "in_progress"  # type: ignore[index]
+
+        page.click("#sign-out")
+        page.wait_for_selector("#signin-status >> text=Signed out")
+        sign_in(dash, reader)
+        page.wait_for_selector('#task-status [data-status="in_progress"]')
+        assert page.inner_text("#who") == "on-call reader"
+        assert page.query_selector("text=Cancel task") is None or page.is_hidden(
+            "text=Cancel task")
+        dash.go("#/tasks")
+        page.wait_for_selector(dash.row(running))  # it sees the data
+        assert page.is_hidden("text=Cancel selected")
+        # The server refuses it anyway, CSRF token or not.
+        assert forged_cancel(dash, running, csrf=True) == {"status": 403, "code": "FORBIDDEN"}
+
+        # The reader's key is revoked: its next call sends the page back to the sign-in.
+        assert server.http.delete(f"/api/v1/keys/{reader_id}").status_code == 200
+        dash.go(f"#/tasks/{running}")
+        page.wait_for_selector("#signin-status.error >> text=session has ended")
+        assert page.is_hidden("header nav")
+        assert server.task(running)["status"] == "in_progress"  # type: ignore[index]
+        # The only console errors are the refusals' own (401, 403 answers).
+        assert [text for _, text in dash.errors() if "status of 40" not in text] == []
+    finally:
+        dash.close()
+        server.http.post(f"/api/v1/tasks/{running}/cancel")
 
 
 # -- 7 ---------------------------------------------------------------------------------------

@@ -306,3 +306,28 @@ async def test_log_details_that_are_not_json_fail_in_the_handler_thread(
 
     assert failed.error is not None
     assert failed.error.startswith("TypeError: log details of 'connected' are not JSON")
+
+
+async def test_a_sync_handlers_log_line_is_emitted_in_its_threads_context() -> None:
+    """ctx.log from a worker thread reaches the loop with the thread's contextvars, so the
+    server's log line of it carries the span the handler runs in."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    seen: list[trace.Span] = []
+    ctx = JobContext(job_id="j", task_type="t", queue="q", attempt=1, priority=1,
+                     loop=asyncio.get_running_loop(),
+                     emit_log=lambda *_: seen.append(trace.get_current_span()))
+    tracer = TracerProvider().get_tracer("tests")
+
+    def handler() -> trace.Span:
+        with tracer.start_as_current_span("attempt") as span:
+            ctx.log.info("from a thread")
+            return span
+
+    span = await asyncio.to_thread(handler)
+    for _ in range(100):  # the loop runs the emit a turn or two later
+        if seen:
+            break
+        await asyncio.sleep(0)
+    assert seen == [span]

@@ -12,6 +12,9 @@ from tests.support.harness import NodeFactory, enqueue, recording_app, wait_unti
 
 GARBAGE = [12345, 1.5, "text, not a blob", b"\xff\xfe not JSON"]
 
+INSERT_ROW = ("INSERT INTO records (topic, partition, offset, timestamp_ms, key, value) "
+              "VALUES (?, ?, ?, ?, ?, ?)")  # no chain link: not written by a jobledger
+
 
 def _append_rows(db: object, topic: str, partition: int) -> int:
     with sqlite3.connect(str(db)) as conn:
@@ -20,7 +23,7 @@ def _append_rows(db: object, topic: str, partition: int) -> int:
         offset = -1 if last is None else last
         for n, value in enumerate(GARBAGE, start=1):
             key = 7 if n % 2 else "garbage"  # a key of the wrong type too
-            conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)",
+            conn.execute(INSERT_ROW,
                          (topic, partition, offset + n, 1_767_225_600_000, key, value))
     return len(GARBAGE)
 

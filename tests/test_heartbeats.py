@@ -61,7 +61,8 @@ async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
     executor = Executor(app, 4, report=lambda run, outcome: None,
                         emit_log=lambda *args: None)  # fmt: skip
     publisher = Publisher(backend, clock, WORKER)
-    heartbeats = Heartbeats(executor, publisher, clock, WORKER, LEASE_SECONDS, EVERY)
+    heartbeats = Heartbeats(executor, publisher, clock, WORKER, LEASE_SECONDS, EVERY,
+                            partitions=lambda: {3, 1})
     executor.start(job_state("b", task_type="wait"), attempt=2)
     executor.start(job_state("a", task_type="wait"), attempt=1)
     await asyncio.sleep(0)  # the handlers start
@@ -100,6 +101,7 @@ async def test_a_beat_renews_every_running_lease_and_reports_the_workers_load(
     ]
     [load] = [e.event for e in envs if isinstance(e.event, WorkerHeartbeat)]
     assert (load.worker_id, load.current_jobs) == ("worker-1", ["a", "b"])
+    assert load.partitions == [1, 3]  # the jobs partitions it decides for: who owns what
     assert load.memory_mb > 0
     assert {e.actor for e in envs} == {WORKER}
 

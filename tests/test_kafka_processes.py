@@ -47,6 +47,8 @@ class Run:
     enqueued: list[str]
     twice: list[str]  # hung in the killed worker: they must have run again elsewhere
     killed_worker: str  # the worker id of the killed process
+    survivor: str  # the worker id of the other
+    cluster: dict[str, Any]  # GET /api/v1/cluster once the survivor owned every jobs partition
 
 
 def _keys_on_every_partition() -> list[str]:
@@ -90,6 +92,8 @@ def run(kafka_broker: TansuBroker, tmp_path_factory: pytest.TempPathFactory) -> 
         doomed.kill()  # mid-run, holding the leases of its hung attempts
         poll(lambda: _finished(first, len(enqueued)), 90, interval=0.2)
         poll(lambda: _status(first, killed_worker) == "lost", 30, interval=0.2)
+        survivor_id = _worker_id(first, survivor.pid)
+        cluster = _cluster_once_settled(first, survivor_id)
 
         late = ApiProcess("api-late", workdir, env)
         procs.append(late)
@@ -97,7 +101,7 @@ def run(kafka_broker: TansuBroker, tmp_path_factory: pytest.TempPathFactory) -> 
         survivor.stop()  # nothing appends any more: both API nodes can reach the same end
         poll(lambda: first.health()["projection_lag_ms"] == 0
              and late.health()["projection_lag_ms"] == 0, 30)  # fmt: skip
-        yield Run(workdir, env, first, late, enqueued, twice, killed_worker)
+        yield Run(workdir, env, first, late, enqueued, twice, killed_worker, survivor_id, cluster)
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -114,6 +118,20 @@ def _worker_id(api: ApiProcess, pid: int) -> str:
     return str(worker_id)
 
 
+def _cluster_once_settled(api: ApiProcess, owner: str) -> dict[str, Any]:
+    """/api/v1/cluster once every jobs partition shows `owner`, else as it is after 30 s
+    (the test then says what it shows)."""
+    def settled() -> dict[str, Any] | None:
+        cluster: dict[str, Any] = api.get("/api/v1/cluster")
+        owners = {p["owner"] for p in cluster["partitions"] if p["topic"] == "jobs"}
+        return cluster if owners == {owner} else None
+
+    try:
+        return poll(settled, 30, interval=0.2)  # type: ignore[no-any-return]
+    except TimeoutError:
+        return api.get("/api/v1/cluster")  # type: ignore[no-any-return]
+
+
 def _status(api: ApiProcess, worker_id: str) -> str:
     return str(api.rows("SELECT status FROM workers WHERE worker_id = ?", worker_id)[0][0])
 
@@ -125,6 +143,18 @@ def _count(api: ApiProcess, status: str) -> int:
 def _finished(api: ApiProcess, total: int) -> bool:
     rows = api.rows(f"SELECT ({UNFINISHED}), (SELECT count(*) FROM jobs)")
     return rows[0] == (0, total)
+
+
+def test_the_cluster_names_the_owner_of_each_partition_from_the_group(run: Run) -> None:
+    """The workers' heartbeats name the jobs partitions each decides for: the surviving
+    worker owns every one once the killed one left. The schedules partitions' owners are
+    known only to a node that fires them, and this API node fires none."""
+    partitions = run.cluster["partitions"]
+    assert run.cluster["mode"] == "kafka"
+    jobs = [p for p in partitions if p["topic"] == "jobs"]
+    assert len(jobs) == PARTITIONS and {p["owner"] for p in jobs} == {run.survivor}
+    assert {p["owner"] for p in partitions if p["topic"] != "jobs"} == {None}
+    assert all(p["lag"] == p["end_offset"] - p["projected"] >= 0 for p in partitions)
 
 
 def test_every_job_reaches_a_terminal_state_and_none_is_lost(run: Run) -> None:

@@ -1,6 +1,7 @@
 """The permission matrix, generated from the route table (api/app.py:ENDPOINTS): every route
 declares what it needs, and every route is called, through a real server with auth on,
-with no credential, a wrong one, a key of each permission, and a revoked key.
+with no credential, a wrong one, a key of each permission, a revoked key, the token of a
+user of each permission, and the token of a removed user.
 
 A route that needs a permission answers 401 without a valid credential, 403 naming the
 permission to a key without it, and anything but 401/403 to a key with it (or with admin);
@@ -17,16 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-import websockets
-from websockets.frames import Close
 
 from jobledger.api.app import ENDPOINTS
-from jobledger.api.auth import PUBLIC
+from jobledger.api.auth import PUBLIC, REGISTRATION
 from jobledger.api.openapi import Endpoint, Reply
 from jobledger.schemas import Permission
 from jobledger.services.node.embedded import EmbeddedNode
 from tests.support.api_harness import handlers
-from tests.support.auth import ADMIN_KEY, auth_on, bearer, make_key
+from tests.support.auth import ADMIN_KEY, auth_on, bearer, make_key, make_user, ws_ping
 from tests.support.harness import NodeFactory
 from tests.support.live_server import live_server
 
@@ -66,8 +65,10 @@ def test_docs_security_md_lists_every_route_with_what_it_needs() -> None:
 def test_the_public_routes_are_the_docs_health_and_dashboard_page_only() -> None:
     # The dashboard's page and files hold no data: it reads everything through the API.
     public = sorted(_id(e) for e in ENDPOINTS if e.access == PUBLIC)
-    assert public == ["GET /", "GET /dashboard", "GET /dashboard/assets/{name:path}",
-                      "GET /docs", "GET /health", "GET /openapi.json"]
+    # DELETE /auth/session signs out: it only ever ends the caller's own session.
+    assert public == ["DELETE /auth/session", "GET /", "GET /dashboard",
+                      "GET /dashboard/assets/{name:path}", "GET /docs", "GET /health",
+                      "GET /openapi.json", "POST /auth/login"]
 
 
 # One server for the module: the routes are called many times, and nothing they do to its
@@ -98,16 +99,27 @@ async def _serving(node: EmbeddedNode, folder: Path) -> AsyncIterator[tuple[str,
             (revoked_id,) = [k["id"] for k in listed if k["name"] == "revoked"]
             gone = await http.delete(f"/api/v1/keys/{revoked_id}", headers=bearer(ADMIN_KEY))
             assert gone.status_code == 200
-        yield base, {"none": "", "wrong": WRONG, "revoked": revoked_key, **keys}
+            users = {f"user {p.value}": await make_user(http, f"u-{p.value}", p.value)
+                     for p in Permission}
+            removed_user = await make_user(http, "removed", "admin")
+            gone = await http.delete("/api/v1/users/removed", headers=bearer(ADMIN_KEY))
+            assert gone.status_code == 200
+        yield base, {"none": "", "wrong": WRONG, "revoked": revoked_key, **keys, **users,
+                     "removed user": removed_user}
+
+
+def _needs(access: object) -> object:
+    """What a route needs of a caller here (the server has no --open-registration)."""
+    return Permission.ADMIN if access == REGISTRATION else access
 
 
 def _allowed(access: object, credential: str) -> bool | None:
     """True: must be let through; False: 403; None: 401."""
     if access == PUBLIC:
         return True
-    if credential in ("none", "wrong", "revoked"):
+    if credential in ("none", "wrong", "revoked", "removed user"):
         return None
-    return credential in (access, Permission.ADMIN)
+    return credential.removeprefix("user ") in (_needs(access), Permission.ADMIN)
 
 
 async def _call(http: httpx.AsyncClient, e: Endpoint, key: str) -> httpx.Response:
@@ -136,17 +148,7 @@ async def test_each_route_lets_through_exactly_the_keys_that_hold_its_permission
                 assert response.headers["www-authenticate"].startswith("Bearer"), where
             else:
                 assert response.status_code == 403, where
-                assert response.json()["details"] == {"required": endpoint.access}, where
-
-
-async def _ping(url: str, headers: dict[str, str]) -> tuple[str | None, Close | None]:
-    """Connect and ping: the answer, or the close frame the server sent instead."""
-    try:
-        async with websockets.connect(url, additional_headers=headers, open_timeout=5) as ws:
-            await ws.send('{"type": "ping"}')
-            return str(await ws.recv(decode=True)), None
-    except websockets.ConnectionClosed as exc:
-        return None, exc.rcvd
+                assert response.json()["details"] == {"required": _needs(endpoint.access)}, where
 
 
 @SHARED
@@ -157,7 +159,7 @@ async def test_the_websocket_lets_through_exactly_the_keys_that_hold_its_permiss
     base, credentials = server
     url = base.replace("http://", "ws://") + endpoint.path
     for name, key in credentials.items():
-        answer, closed = await _ping(url, bearer(key) if key else {})
+        answer, closed = await ws_ping(url, bearer(key) if key else {})
         where = f"/ws with {name}"
         if _allowed(endpoint.access, name):
             assert closed is None and answer is not None, where

@@ -42,6 +42,24 @@ def test_a_bucket_lets_the_burst_through_then_one_request_per_interval() -> None
     assert limiter.take("k") == Decision(True, 3, 2, 2, 0)  # never more than the burst
 
 
+def test_whole_seconds_ignore_float_noise() -> None:
+    clock = Seconds()
+    limiter = RateLimiter(rate=1 / 60, burst=1, now=clock)  # one request a minute
+    limiter.take("k")
+    clock.now += 59  # 59/60 of a token: (1 - 59/60) * 60 is 1.0000000000000009 in floats
+    assert limiter.take("k").retry_after_s == 1
+
+
+def test_full_buckets_are_forgotten_and_others_kept() -> None:
+    clock = Seconds()
+    limiter = RateLimiter(rate=1.0, burst=2, now=clock)
+    limiter.take("a")
+    clock.now += 1  # a's bucket is full again
+    limiter.take("b")
+    limiter.forget_full()
+    assert len(limiter) == 1 and limiter.peek("b").remaining == 1
+
+
 def test_retry_after_is_at_least_one_second() -> None:
     limiter = RateLimiter(rate=1000.0, burst=1, now=Seconds())
     limiter.take("k")

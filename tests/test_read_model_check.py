@@ -246,3 +246,38 @@ def test_serve_over_a_deleted_log_is_one_line_and_exit_5(tmp_path: Path) -> None
     assert len(lines) == 1 and lines[0].startswith(
         "error: the log j.db is missing, but the read models j.views.db have applied "), lines
     assert not (tmp_path / "j.db").exists()
+
+
+async def test_read_models_with_older_columns_are_rebuilt_with_a_warning(
+    make_node: NodeFactory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Read models written before causal ids (jobs without their columns) are rebuilt from
+    the log, which fills the new columns."""
+    await fill(make_node, 3)
+    views = views_path(make_node.db)
+    conn = sqlite3.connect(views, isolation_level=None)
+    for column in ("correlation_id", "cause_id"):
+        conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+    conn.close()
+    with caplog.at_level(logging.WARNING, "jobledger.node"):
+        node = await make_node(demo)
+    assert await job_count(node) == 3
+    assert "another jobledger version wrote them (its tables jobs differ" in caplog.text
+    rows = await node.queries.db.execute_fetchall("SELECT correlation_id FROM jobs")
+    assert all(row[0] for row in rows)
+
+
+async def test_read_models_another_version_wrote_are_rebuilt(
+    make_node: NodeFactory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A table defined otherwise (here workers before its partitions column, as an older
+    jobledger wrote it) would fail every write of that model: rebuilt, with a warning."""
+    await fill(make_node, 3)
+    with sqlite3.connect(views_path(make_node.db)) as conn:
+        conn.execute("ALTER TABLE workers DROP COLUMN partitions")
+    assert read_on_disk(views_path(make_node.db)).stale_tables == ("workers",)  # type: ignore[union-attr]
+    with caplog.at_level(logging.WARNING, "jobledger.node"):
+        node = await make_node(demo)
+    assert await job_count(node) == 3
+    assert "another jobledger version wrote them (its tables workers differ" in caplog.text
+    assert len(await node.queries.workers()) == 2  # the first node's, stopped, and this one's

@@ -194,7 +194,7 @@ def test_a_server_with_auth_on_says_so_and_local_clients_use_its_key_file(
 ) -> None:
     data = tmp_path
     banner = poll(lambda: "admin.key" in auth_server.output() and auth_server.output(), 10)
-    assert f"http://127.0.0.1:{auth_server.port}, auth on (API keys)" in banner
+    assert f"http://127.0.0.1:{auth_server.port}, auth on (API keys, users)" in banner
     assert f"created the first admin key, in {data / ADMIN_KEY_FILE}" in banner
     admin_key = read_key_file(data / ADMIN_KEY_FILE)
     assert admin_key is not None and admin_key not in banner

@@ -27,6 +27,9 @@ from .history import embedded_history
 TOPICS = (JOBS, LOGS, WORKERS, SCHEDULES, SECURITY)
 JOBS_AFTER = 100  # enqueued after the garbage: they must finish as fast as those before
 
+INSERT_ROW = ("INSERT INTO records (topic, partition, offset, timestamp_ms, key, value) "
+              "VALUES (?, ?, ?, ?, ?, ?)")  # no chain link: not written by a jobledger
+
 
 def _envelope(event: dict[str, Any], **fields: Any) -> bytes:
     return json.dumps({"id": str(uuid.uuid4()), "key": "garbage",
@@ -142,7 +145,7 @@ def _write_garbage(db: Path) -> int:
             for partition in range(partitions):
                 offset = known.get((topic, partition), -1) + 1
                 for kind, value in _table_garbage():
-                    conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)",
+                    conn.execute(INSERT_ROW,
                                  (topic, partition, offset, int(time.time() * 1000),
                                   kind, value))
                     offset += 1

@@ -28,14 +28,22 @@ def add_auth_args(parser: argparse.ArgumentParser) -> None:
                        "this node (default 100; 0: no limit)")
     group.add_argument("--rate-burst", type=int, default=200, metavar="REQUESTS",
                        help="with auth on: requests a key may make at once (default 200)")
+    group.add_argument("--open-registration", action="store_true",
+                       help="let anyone register a user (POST /auth/register), with "
+                       "read_tasks only; else only an admin registers users")
+    group.add_argument("--token-lifetime", type=int, default=900, metavar="SECONDS",
+                       help="how long a sign-in token (POST /auth/login) is good for "
+                       "(default 900); docs/security.md says where its signing secret "
+                       "comes from")
 
 
 def security_settings(args: argparse.Namespace, data_dir: Path) -> SecuritySettings:
     """The mode --auth and --host give (a refused combination is a ValueError naming the
-    flags), JOBLEDGER_ADMIN_KEY, and where a first admin key's file goes. The admin key
-    has no flag: a flag's value shows in the process list."""
+    flags), JOBLEDGER_ADMIN_KEY, JOBLEDGER_JWT_SECRET, and where a first admin key's file
+    goes. The two secrets have no flag: a flag's value shows in the process list."""
     from jobledger.services.security.bootstrap import (
         ADMIN_KEY_VARIABLE,
+        SECRET_VARIABLE,
         SecuritySettings,
         auth_enabled,
     )
@@ -43,12 +51,28 @@ def security_settings(args: argparse.Namespace, data_dir: Path) -> SecuritySetti
     enabled = auth_enabled(args.auth, args.host, args.insecure_no_auth)
     return SecuritySettings(enabled=enabled, admin_key=os.environ.get(ADMIN_KEY_VARIABLE) or None,
                             data_dir=data_dir, rate_limit=args.rate_limit,
-                            rate_burst=args.rate_burst)
+                            rate_burst=args.rate_burst, open_registration=args.open_registration,
+                            token_lifetime_s=args.token_lifetime,
+                            jwt_secret=os.environ.get(SECRET_VARIABLE) or None)
 
 
 def auth_text(settings: SecuritySettings) -> str:
     """The start-up line's word on auth."""
-    return "auth on (API keys)" if settings.enabled else "auth off"
+    if not settings.enabled:
+        return "auth off"
+    return "auth on (API keys, users)" + (", open registration" if settings.open_registration
+                                          else "")
+
+
+def warn_without_shared_secret(settings: SecuritySettings) -> None:
+    """An API node of a Kafka cluster with auth on and no JOBLEDGER_JWT_SECRET signs tokens
+    with a secret of its own (jwt.secret), which no other node accepts: say so."""
+    import sys
+
+    if settings.enabled and settings.jwt_secret is None:
+        print("jobledger: warning: JOBLEDGER_JWT_SECRET is not set: sign-in tokens made here "
+              "work on this API node only (its jwt.secret); give every API node the same "
+              "value (docs/kafka.md)", file=sys.stderr)
 
 
 def api_key_arg(parser: argparse.ArgumentParser) -> None:

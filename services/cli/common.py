@@ -30,7 +30,8 @@ ClientCall = Callable[[], Coroutine[Any, Any, int | None]]
 
 class Exit(enum.IntEnum):
     """The exit codes of every command. The client commands (submit, status, list,
-    schedules, ...) use 0-4; the server commands (serve, api, worker, replay) 0, 1, 2 and 5."""
+    schedules, ...) use 0-4; the server commands (serve, api, worker, replay) 0, 1, 2 and 5;
+    the audit commands (verify, anchor, export, import, migrate) 0, 1, 2, 5 and 6."""
 
     OK = 0  # done; with --wait: the task completed
     FAILED = 1  # the task failed, dead-lettered or was cancelled; or the server said no
@@ -38,6 +39,7 @@ class Exit(enum.IntEnum):
     UNREACHABLE = 3  # no answer from the server
     TIMEOUT = 4  # --wait-timeout passed before the task finished
     DATA = 5  # a data file is damaged, or does not match the others (DataFileError)
+    TAMPERED = 6  # verify, anchor: the log does not match its hash chain (or the anchor)
 
 
 SERVER_EXIT_CODES = f"""exit codes:
@@ -188,6 +190,13 @@ def app_of(args: argparse.Namespace, required: bool) -> App:
     return app
 
 
+def as_of_arg(parser: argparse.ArgumentParser) -> None:
+    """--as-of: answer as the server's state was at a past moment (docs/audit.md)."""
+    parser.add_argument("--as-of", metavar="WHEN", help="as it was at WHEN: an RFC 3339 time "
+                        "(2026-03-10T02:13:00Z) or a log position (jobs/0:120,...), as the "
+                        "server's X-As-Of-Position header gives it")
+
+
 def server_arg(parser: argparse.ArgumentParser) -> None:
     """The flags of a command that calls the server: --server and --api-key."""
     from jobledger.services.cli.auth import api_key_arg
@@ -332,8 +341,8 @@ def run_client(coro_fn: Callable[[], Coroutine[Any, Any, int | None]],
     except ClientError as exc:
         bad = exc.status in _BAD_REQUEST
         line = refusal_line(exc, flags or {})
-        if exc.status == 401:  # auth on (docs/security.md)
-            line += "; give an API key with --api-key or JOBLEDGER_API_KEY"
+        if exc.status == 401 and not _SIGN_IN.search(line):
+            line += "; give an API key with --api-key or JOBLEDGER_API_KEY"  # docs/security.md
         return _fail(line, Exit.USAGE if bad else Exit.FAILED)
     except WaitTimeout as exc:
         return _fail(f"timed out: {exc} (it goes on running; see `jobledger status "
@@ -354,6 +363,10 @@ def run_action(actions: Mapping[str, Callable[[argparse.Namespace], ClientCall]]
     except ValueError as exc:
         return _fail(str(exc), Exit.USAGE)
     return run_client(call, flags)
+
+
+# A refused sign-in (`users login`): no key would help.
+_SIGN_IN = re.compile(r"wrong username or password")
 
 
 def _fail(line: str, code: Exit) -> Exit:

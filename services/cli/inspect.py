@@ -6,13 +6,20 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from jobledger.services.cli.common import EXIT_CODES, Exit, UsageError, call_server, server_arg
+from jobledger.services.cli.common import (
+    EXIT_CODES,
+    Exit,
+    UsageError,
+    as_of_arg,
+    call_server,
+    server_arg,
+)
 from jobledger.services.cli.output import emit, fields, format_arg, table
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from jobledger.schemas.api import Health, QueueDepth, Stats
+    from jobledger.schemas.api import ClusterInfo, Health, QueueDepth, Stats
     from jobledger.services.client.async_client import Client
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -29,9 +36,9 @@ def add_parsers(sub: Any) -> None:
         parser.set_defaults(run=run)
         return parser
 
-    command("stats", "counts, queue depth and last-hour runs", stats_command,
-            "Tasks per status, pending tasks per priority band, runs of the last hour and the "
-            "mean processing time.")
+    as_of_arg(command("stats", "counts, queue depth and last-hour runs", stats_command,
+                      "Tasks per status, pending tasks per priority band, runs of the last hour "
+                      "and the mean processing time."))
     command("workers", "workers and their load", workers_command,
             "Every worker ever registered: its running tasks, CPU and memory (as of its last "
             "heartbeat) and whether it is alive, stopped or lost.")
@@ -41,18 +48,22 @@ def add_parsers(sub: Any) -> None:
                      "`queues pause Q` stops picking from Q; `queues resume Q` starts again.")
     queues.add_argument("action", nargs="?", choices=("list", "pause", "resume"), default="list")
     queues.add_argument("queue", nargs="?", help="the queue to pause or resume")
+    as_of_arg(queues)
     depth = command("queue-depth", "pending tasks per priority band, as bars", depth_command,
                     f"Pending tasks per priority band ({BANDS}) as bars: of every queue, or "
                     "of one.")
     depth.add_argument("--queue", help="only this queue's pending tasks")
-    command("cluster-status", "health, leadership, workers and pending tasks", cluster_command,
+    command("cluster-status", "health, partition owners and lag", cluster_command,
             "The server's /health: healthy or degraded (then exit 1), whether it decides for "
-            "jobs (the leader), connected workers, pending tasks, projection lag.")
+            "jobs (the leader), connected workers, pending tasks, projection lag; then every "
+            "partition of every topic (GET /api/v1/cluster): who owns it (a worker for jobs, "
+            "a scheduler for schedules; in Kafka mode by the consumer groups' assignment), "
+            "its end, and how far the answering node's read models have read it.")
 
 
 def stats_command(args: argparse.Namespace) -> int:
     async def body(client: Client) -> None:
-        stats = await client.stats()
+        stats = await client.stats(as_of=args.as_of)
         emit(stats, args.format, lambda: fields(stats_rows(stats), ("Metric", "Value")))
 
     return call_server(args, body)
@@ -92,6 +103,8 @@ def queues_command(args: argparse.Namespace) -> int:
         return _list_queues(args)
     if not args.queue:
         raise UsageError(f"queues {args.action}: give the queue's name")
+    if args.as_of is not None:
+        raise UsageError(f"queues {args.action}: --as-of reads the past; it cannot change it")
 
     async def body(client: Client) -> None:
         toggle = client.pause_queue if args.action == "pause" else client.resume_queue
@@ -104,7 +117,7 @@ def queues_command(args: argparse.Namespace) -> int:
 
 def _list_queues(args: argparse.Namespace) -> int:
     async def body(client: Client) -> None:
-        queues = await client.queues()
+        queues = await client.queues(as_of=args.as_of)
         emit(queues, args.format, lambda: table(
             ("Queue", "Paused", "Pending", "Scheduled", "In Progress", "High", "Normal", "Low"),
             ((q.queue, q.paused, q.pending, q.scheduled, q.in_progress,
@@ -149,11 +162,24 @@ def bars(depth: QueueDepth) -> RenderableType:
 
 def cluster_command(args: argparse.Namespace) -> int:
     async def body(client: Client) -> int:
-        health = await client.health()
-        emit(health, args.format, lambda: fields(health_rows(health), ("Property", "Value")))
+        import msgspec
+
+        health, cluster = await client.health(), await client.cluster()
+        both = msgspec.to_builtins(health) | msgspec.to_builtins(cluster)
+        emit(both, args.format, lambda: cluster_tables(health, cluster))
         return Exit.OK if health.status == "healthy" else Exit.FAILED
 
     return call_server(args, body)
+
+
+def cluster_tables(health: Health, cluster: ClusterInfo) -> RenderableType:
+    from rich.console import Group
+
+    rows = [("Mode", cluster.mode), ("Node", cluster.node_id), *health_rows(health)]
+    partitions = table(("Topic", "Partition", "Owner", "End", "Projected", "Lag"), (
+        (p.topic, p.partition, p.owner, p.end_offset, p.projected, p.lag)
+        for p in cluster.partitions))
+    return Group(fields(rows, ("Property", "Value")), partitions)
 
 
 def health_rows(health: Health) -> list[tuple[str, Any]]:

@@ -13,7 +13,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
+from jobledger.services.cli.auth import (
+    add_auth_args,
+    auth_text,
+    security_settings,
+    warn_without_shared_secret,
+)
 from jobledger.services.cli.common import (
     UsageError,
     allow_unknown_task_types_arg,
@@ -27,6 +32,7 @@ from jobledger.services.cli.common import (
 )
 from jobledger.services.cli.env import EnvParser
 from jobledger.services.cli.logs import add_log_args
+from jobledger.services.cli.otel import add_otel_arg, telemetry_of
 from jobledger.services.handlers.app import App
 from jobledger.services.runtime.gc_tuning import tune_gc
 
@@ -57,6 +63,10 @@ def add_kafka_args(parser: argparse.ArgumentParser, required: bool) -> None:
     group.add_argument("--idempotence", action=argparse.BooleanOptionalAction, default=True,
                        help="the idempotent producer (default on; turn off only for brokers "
                        "that cannot do it)")
+    group.add_argument("--partitioner", choices=("murmur2", "crc32"), default="murmur2",
+                       help="how a key picks its partition: murmur2, Kafka's default; crc32 "
+                       "for topics `jobledger migrate` filled from an embedded log (default "
+                       "murmur2)")
     group.add_argument("--session-timeout-ms", type=int, default=10_000,
                        help="consumer-group session timeout: a dead process's partitions move "
                        "after about this long (default 10000)")
@@ -136,6 +146,7 @@ def add_parsers(sub: argparse._SubParsersAction[EnvParser]) -> None:
     views_arg(worker, "used with --schedules")
     _projection_host_arg(worker)
     add_log_args(worker)
+    add_otel_arg(worker)
 
     api = sub.add_parser(
         "api", help="Kafka mode: projections, REST API and WebSocket (run any number)",
@@ -155,6 +166,7 @@ def add_parsers(sub: argparse._SubParsersAction[EnvParser]) -> None:
     input_limit_args(api)
     ws_max_message_arg(api)
     add_log_args(api)
+    add_otel_arg(api)
 
 
 def kafka_config(args: argparse.Namespace, partitions: int | None = None) -> KafkaConfig:
@@ -168,7 +180,7 @@ def kafka_config(args: argparse.Namespace, partitions: int | None = None) -> Kaf
         servers, topic_prefix=args.topic_prefix,
         partitions=DEFAULT_PARTITIONS if partitions is None else partitions,
         replication_factor=args.replication_factor, min_insync_replicas=args.min_insync_replicas,
-        idempotent=args.idempotence,
+        idempotent=args.idempotence, partitioner=getattr(args, "partitioner", "murmur2"),
     )
 
 
@@ -218,7 +230,10 @@ def worker(args: argparse.Namespace) -> int:
         check_data_file(args.views, "--views")
     banner = (f"jobledger worker: {args.broker} ({args.topic_prefix}*), {len(app.handlers)} "
               f"task types, {args.concurrency} slots" + (", schedules" if args.schedules else ""))
+    config.telemetry = telemetry_of(args)
     _run(_run_until_signalled(KafkaNode(config, app), banner))
+    if config.telemetry is not None:
+        config.telemetry.shutdown()  # exports the spans still buffered
     return 0
 
 
@@ -263,8 +278,13 @@ def _serve_http(args: argparse.Namespace, app: App) -> int:
     config = node_config_for(args)
     check_data_file(args.views, "--views")
     security = security_settings(args, args.views.parent)
+    warn_without_shared_secret(security)
+    config.telemetry = telemetry_of(args)
     sock = listen(args.host, args.port)
-    web = create_app(lambda: KafkaNode(config, app), hub_config(args), security=security)
+    web = create_app(lambda: KafkaNode(config, app), hub_config(args), security=security,
+                     telemetry=config.telemetry)
     run_server(web, sock, f"jobledger: {args.broker} ({args.topic_prefix}*), read models "
                f"{args.views}, http://{args.host}:{args.port}, {auth_text(security)}")
+    if config.telemetry is not None:
+        config.telemetry.shutdown()  # exports the spans still buffered
     return 0

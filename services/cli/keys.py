@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,10 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> ClientCall:
-    permissions = [p.strip() for p in args.permissions.split(",") if p.strip()]
-    if not permissions:
-        raise UsageError("--permissions: give one or more of submit_tasks, read_tasks, "
-                         "cancel_tasks, admin, separated by commas")
+    permissions = permissions_of(args.permissions)
     expires_at = expiry(args.expires, datetime.now(UTC)) if args.expires else None
 
     async def go() -> None:
@@ -69,22 +66,29 @@ def _create(args: argparse.Namespace) -> ClientCall:
 
 def _list(args: argparse.Namespace) -> ClientCall:
     async def go() -> None:
-        from rich.console import Console
-        from rich.table import Table
-
         async with client_of(args) as client:
             keys = await client.keys()
-        table = Table(title=f"API keys on {args.server}")
-        for column in ("id", "name", "prefix", "permissions", "status", "created", "by",
-                       "expires"):
-            table.add_column(column)
-        for k in keys:
-            table.add_row(k.id, k.name, k.prefix + "…", ",".join(k.permissions), k.status,
-                          k.created_at, k.created_by.name or k.created_by.id,
-                          k.expires_at or "never")
-        Console(width=200).print(table)
+        print_table(f"API keys on {args.server}",
+                    ("id", "name", "prefix", "permissions", "status", "created", "by",
+                     "expires"),
+                    [(k.id, k.name, k.prefix + "…", ",".join(k.permissions), k.status,
+                      k.created_at, k.created_by.name or k.created_by.id,
+                      k.expires_at or "never") for k in keys])
 
     return go
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A table on stdout, as `keys list` and `users list` print theirs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=200).print(table)
 
 
 def _revoke(args: argparse.Namespace) -> ClientCall:
@@ -94,6 +98,15 @@ def _revoke(args: argparse.Namespace) -> ClientCall:
         print(f"revoked {revoked.id} ({revoked.name}) at {revoked.revoked_at}")
 
     return go
+
+
+def permissions_of(text: str) -> list[str]:
+    """--permissions a,b: the list (the server checks each name); UsageError if empty."""
+    permissions = [p.strip() for p in text.split(",") if p.strip()]
+    if not permissions:
+        raise UsageError("--permissions: give one or more of submit_tasks, read_tasks, "
+                         "cancel_tasks, admin, separated by commas")
+    return permissions
 
 
 def expiry(text: str, now: datetime) -> datetime:

@@ -5,9 +5,10 @@ things happen (services/runtime/server_log.py); docs/operations.md lists them.
 
 Lines go to stderr. `text` is one line per event for people: the time, the level and a
 sentence. `json` is one JSON object per line for log shippers: time, level, logger,
-event, message, and the event's fields (task_id, task_type, attempt, worker, ...).
-`auto`, the default, is text when stderr is a terminal, json otherwise (a service
-manager, a container, a pipe).
+event, message, task_id, task_type, attempt, worker, trace_id and span_id (each of the
+last six null when the line is about no job, or no span is current), and the event's
+other fields. `auto`, the default, is text when stderr is a terminal, json otherwise (a
+service manager, a container, a pipe).
 """
 
 from __future__ import annotations
@@ -95,8 +96,18 @@ class TextFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC, ISO 8601), level, logger, event ("log" for a
-    line that is not one of jobledger's events), the event's fields, message, and exc
-    (the traceback) when there is one."""
+    line that is not one of jobledger's events), task_id, task_type, attempt, worker (null
+    when the line is about no job), trace_id and span_id (of the OpenTelemetry span
+    current where the line was logged, null if none is), the event's other fields,
+    message, and exc (the traceback) when there is one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Imported here, not at the top: only a JSON log needs it, and every CLI command
+        # imports this module (opentelemetry.trace takes some 40 ms to import).
+        from opentelemetry.trace import get_current_span
+
+        self._current_span = get_current_span
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -104,9 +115,23 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": "log",
+            **_NO_JOB,
+            **self._trace_ids(),
             **fields_of(record),
             "message": record.getMessage(),
         }
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return _encode(line).decode()
+
+    def _trace_ids(self) -> dict[str, str | None]:
+        """The current span's ids as W3C trace context writes them (32 and 16 lowercase
+        hex digits). A handler formats in the thread that logged, so this is its span."""
+        context = self._current_span().get_span_context()
+        if not context.is_valid:
+            return _NO_SPAN
+        return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+
+
+_NO_JOB = {"task_id": None, "task_type": None, "attempt": None, "worker": None}
+_NO_SPAN: dict[str, str | None] = {"trace_id": None, "span_id": None}

@@ -8,15 +8,17 @@ import json
 import sys
 import textwrap
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
-from jobledger.services.cli import completion, inspect, runs, tasks, watch
+from jobledger.services.cli import audit, completion, inspect, runs, tasks, watch
 from jobledger.services.cli import kafka as kafka_cli
 from jobledger.services.cli.auth import add_auth_args, auth_text, security_settings
 from jobledger.services.cli.common import (
     NO_TASK_TYPES,
     SERVER_EXIT_CODES,
     Exit,
+    UsageError,
     allow_unknown_task_types_arg,
     app_of,
     check_data_file,
@@ -31,6 +33,7 @@ from jobledger.services.cli.common import (
 from jobledger.services.cli.env import RULE, EnvParser, leaf_parsers
 from jobledger.services.cli.logs import add_log_args
 from jobledger.services.cli.logs import configure as configure_logging
+from jobledger.services.cli.otel import add_otel_arg, telemetry_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,14 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-projection-lag-ms", type=int, default=10_000,
                        help="/health is degraded (503) when the projections lag more "
                        "(default 10000)")
+    serve.add_argument("--snapshot-every-events", type=int, default=20_000, metavar="N",
+                       help="snapshot the read models for as_of every N records applied "
+                       "(0: never by count; default 20000; docs/audit.md)")
+    serve.add_argument("--snapshot-every-minutes", type=float, default=0.0, metavar="M",
+                       help="and/or every M minutes with records applied (default 0: never)")
+    serve.add_argument("--retain-finished", metavar="AGE", type=_age,
+                       help="delete finished tasks' rows from the read models AGE after they "
+                       "finished (30d, 12h; default: keep them); the log keeps every event "
+                       "(docs/audit.md)")
+    serve.add_argument("--archive-to", type=Path, metavar="FILE",
+                       help="with --retain-finished: append each task to FILE as a JSON line "
+                       "first")
     add_auth_args(serve)
     add_log_args(serve)
+    add_otel_arg(serve)
     kafka_cli.add_kafka_args(serve, required=False)
     kafka_cli.views_arg(serve, "with --broker")
     kafka_cli.add_parsers(sub)
 
     # The client commands, a module per group (each sets its handler as `run`).
-    for group in (tasks, runs, watch, inspect):
+    for group in (tasks, runs, watch, inspect, audit):
         group.add_parsers(sub)
 
     replay = sub.add_parser(
@@ -100,9 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from jobledger.services.cli.keys import add_parser as add_keys_parser
     from jobledger.services.cli.schedules import add_parser as add_schedules_parser
+    from jobledger.services.cli.users import add_parser as add_users_parser
 
     add_schedules_parser(sub, server_arg)
     add_keys_parser(sub, server_arg)
+    add_users_parser(sub, server_arg)
 
     sub.add_parser("schema", help="print the JSON Schema of every event",
                    description="Print the JSON Schema of the event envelope and every event.")
@@ -121,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, args.log_format)
     handler = getattr(args, "run", None) or {
         "serve": _serve, "replay": _replay, "schema": _schema, "schedules": _schedules,
-        "keys": _keys, "worker": kafka_cli.worker, "api": kafka_cli.api}[args.command]
+        "keys": _keys, "users": _users, "worker": kafka_cli.worker,
+        "api": kafka_cli.api}[args.command]
     if args.command not in _STARTS_A_NODE:
         return run_command(handler, args)
     try:
@@ -149,6 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = app_of(args, required=False)
     check_data_file(args.db, "--db")
     security = security_settings(args, args.db.parent)
+    telemetry = telemetry_of(args)
     config = NodeConfig(
         db=args.db, partitions=4 if args.partitions is None else args.partitions,
         run_workers=not args.no_workers,
@@ -156,15 +176,47 @@ def _serve(args: argparse.Namespace) -> int:
         allow_unknown_task_types=args.allow_unknown_task_types,
         max_payload_depth=args.max_payload_depth,
         min_schedule_interval=args.min_schedule_interval,
+        snapshot_every_events=int(_at_least_0(args.snapshot_every_events,
+                                              "--snapshot-every-events")),
+        snapshot_every_seconds=60 * _at_least_0(args.snapshot_every_minutes,
+                                                "--snapshot-every-minutes"),
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
+        retain_finished=args.retain_finished, archive_to=_archive(args),
+        telemetry=telemetry,
     )
     sock = listen(args.host, args.port)
-    web = create_app(lambda: EmbeddedNode(config, app), hub_config(args), security=security)
+    web = create_app(lambda: EmbeddedNode(config, app), hub_config(args), security=security,
+                     telemetry=telemetry)
     banner = (f"jobledger: log {args.db}, {len(app.handlers)} task types, "
               f"http://{args.host}:{args.port}, {auth_text(security)}")
     # The warning waits for a successful start, so a failed one stays one line.
     run_server(web, sock, banner if app.handlers else f"{banner}\n{NO_TASK_TYPES}")
+    if telemetry is not None:
+        telemetry.shutdown()  # exports the spans still buffered
     return 0
+
+
+def _age(text: str) -> timedelta:
+    """--retain-finished: a duration (30d, 12h)."""
+    from jobledger.services.cli.schedules import parse_duration
+
+    try:
+        return timedelta(**parse_duration(text.strip(), "--retain-finished"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _archive(args: argparse.Namespace) -> Path | None:
+    if args.archive_to is not None and args.retain_finished is None:
+        raise UsageError("--archive-to: give --retain-finished too (nothing is archived "
+                         "while finished tasks are kept)")
+    return args.archive_to  # type: ignore[no-any-return]  # argparse: untyped
+
+
+def _at_least_0(value: float, flag: str) -> float:
+    if value < 0:
+        raise UsageError(f"{flag} {value}: give 0 or more")
+    return value
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -218,6 +270,12 @@ def _schedules(args: argparse.Namespace) -> int:
 
 def _keys(args: argparse.Namespace) -> int:
     from jobledger.services.cli.keys import run
+
+    return run(args)
+
+
+def _users(args: argparse.Namespace) -> int:
+    from jobledger.services.cli.users import run
 
     return run(args)
 

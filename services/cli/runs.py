@@ -1,15 +1,14 @@
 """`jobledger logs ID [--attempt N] [--follow]`: the log lines a task's handler wrote, one
 run (attempt) at a time, levelled and coloured on a terminal.
 
---follow prints the lines as they arrive until the run ends. It asks for the run twice a
-second (GET /api/v1/runs/{id}): the WebSocket carries task updates, stats and schedules,
-but no log lines yet.
+--follow prints the lines as they arrive until the run ends. It subscribes to the task's
+changes over WS /ws (channel `task`, told of every new log line and state change) and reads
+the run (GET /api/v1/runs/{id}) at each one, so it makes no request while nothing happens.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     from jobledger.schemas.api import RunDetail, RunLog
     from jobledger.services.client.async_client import Client
 
-FOLLOW_INTERVAL = 0.5  # seconds between two looks at a followed run
 LEVEL_STYLES = {"TRACE": "dim", "INFO": "green", "WARN": "yellow", "ERROR": "red",
                 "FATAL": "bold red"}
 
@@ -62,14 +60,16 @@ async def follow(client: Client, task_id: str, attempt: int | None, given: str |
     from jobledger.schemas.lifecycle import RunStatus
 
     shown: set[str] = set()
-    while True:
+    signals = client.task_signals(task_id)
+    async for _ in signals:
         run = await _run(client, task_id, attempt)
         new = [line for line in (run.logs if run else []) if line.id not in shown]
         shown.update(line.id for line in new)
         _print_lines(new, given)
         if run is not None and run.status != RunStatus.RUNNING:
+            await signals.aclose()
             return Exit.OK if run.status == RunStatus.COMPLETED else Exit.FAILED
-        await asyncio.sleep(FOLLOW_INTERVAL)
+    raise AssertionError("task_signals never ends")
 
 
 async def _run(client: Client, task_id: str, attempt: int | None) -> RunDetail | None:

@@ -1,4 +1,4 @@
-"""`jobledger submit|status|list|cancel|requeue|history`: tasks, through the REST API."""
+"""`jobledger submit|status|list|cancel|requeue|history|causes`: tasks, through the REST API."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from jobledger.services.cli.common import (
     EXIT_CODES,
     Exit,
     UsageError,
+    as_of_arg,
     call_server,
     flag_names,
     server_arg,
@@ -36,6 +37,7 @@ def add_parsers(sub: Any) -> None:
     status = sub.add_parser("status", help="show a task", epilog=EXIT_CODES, formatter_class=RAW,
                             description="Show a task: a table of its fields, or the API's JSON.")
     status.add_argument("task_id")
+    as_of_arg(status)
     _client_args(status, listing=True)
     status.set_defaults(run=status_command)
     _list_parser(sub)
@@ -49,11 +51,19 @@ def add_parsers(sub: Any) -> None:
         one.set_defaults(run=cancel_command if name == "cancel" else requeue_command)
     history = sub.add_parser("history", help="a task's events: its audit trail",
                              description="Every event of a task in log order: time, event, "
-                             "attempt, actor, worker and position in the log.",
+                             "attempt, actor, worker, position in the log and event id (for "
+                             "`jobledger causes`).",
                              epilog=EXIT_CODES, formatter_class=RAW)
     history.add_argument("task_id")
     _client_args(history, listing=True)
     history.set_defaults(run=history_command)
+    causes = sub.add_parser("causes", help="an event's chain of causes, back to its origin",
+                            description="A job event (its id from `history`), then the event "
+                            "that caused it, and so on back to the request or schedule fire "
+                            "that started the chain.", epilog=EXIT_CODES, formatter_class=RAW)
+    causes.add_argument("event_id")
+    _client_args(causes, listing=True)
+    causes.set_defaults(run=causes_command)
 
 
 def _client_args(parser: argparse.ArgumentParser, listing: bool = False) -> None:
@@ -180,7 +190,7 @@ def enqueue_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def status_command(args: argparse.Namespace) -> int:
     async def body(client: Client) -> None:
-        task = await client.get(args.task_id)
+        task = await client.get(args.task_id, as_of=args.as_of)
         emit(task, args.format, lambda: fields(task_rows(task)))
 
     return call_server(args, body)
@@ -212,16 +222,32 @@ def history_command(args: argparse.Namespace) -> int:
     async def body(client: Client) -> None:
         events = await client.history(args.task_id)
         emit(events, args.format, lambda: table(
-            ("Time", "Event", "Attempt", "Actor", "Worker", "Position"),
+            ("Time", "Event", "Attempt", "Actor", "Worker", "Position", "Event id"),
             map(_history_row, events)))
 
     return call_server(args, body)
 
 
+def causes_command(args: argparse.Namespace) -> int:
+    async def body(client: Client) -> None:
+        events = await client.causes(args.event_id)
+        emit(events, args.format, lambda: table(
+            ("Time", "Event", "Task", "Attempt", "Event id", "Caused by"),
+            ((e.time, e.type, _task_of(e), e.attempt, e.event_id, e.causation_id)
+             for e in events)))
+
+    return call_server(args, body)
+
+
+def _task_of(entry: HistoryEntry) -> Any:
+    event = entry.event
+    return event.get("job_id") if isinstance(event, dict) else None
+
+
 def _history_row(entry: HistoryEntry) -> tuple[Any, ...]:
     actor = ":".join(filter(None, (entry.actor.kind, entry.actor.name or entry.actor.id)))
     return (entry.time, entry.type, entry.attempt, actor, entry.worker_id,
-            f"{entry.partition}:{entry.offset}")
+            f"{entry.partition}:{entry.offset}", entry.event_id)
 
 
 # -- list ------------------------------------------------------------------------------------
@@ -247,6 +273,7 @@ def _list_parser(sub: Any) -> None:
     page.add_argument("--offset", type=int, default=0, help="skip this many first")
     page.add_argument("--starting-after", metavar="TASK_ID",
                       help="only tasks listed after this one (the last id of a page)")
+    as_of_arg(listing)
     _client_args(listing, listing=True)
     listing.set_defaults(run=list_command)
 
@@ -280,7 +307,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 async def listed(client: Client, args: argparse.Namespace) -> list[TaskSummary]:
     """Up to --limit tasks: one page at --offset, or pages from --starting-after."""
-    query = {"status": args.status, "task_type": args.task_type, "queue": args.queue}
+    query = {"status": args.status, "task_type": args.task_type, "queue": args.queue,
+             "as_of": args.as_of}
     if args.offset:
         page = await client.list_page(**query, limit=args.limit, offset=args.offset)
         return [t for t in page if args.since is None

@@ -23,18 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
+from opentelemetry.trace import Tracer
 
 from jobledger.schemas.api import (
     HIGHEST_MAX_PAYLOAD_DEPTH,
     MAX_BATCH,
     BatchCreated,
     BatchRequest,
+    ClusterInfo,
     Health,
     HistoryEntry,
     QueueInfo,
@@ -51,7 +53,7 @@ from jobledger.schemas.api import (
 )
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.schemas.schedules import ScheduleView, Triggered
-from jobledger.schemas.security import KeyView, NewKey
+from jobledger.schemas.security import KeyView, NewKey, Token, UserView
 from jobledger.services.client.errors import (
     ClientError,
     RateLimited,
@@ -59,8 +61,9 @@ from jobledger.services.client.errors import (
     WaitTimeout,
     error_of,
 )
-from jobledger.services.client.watch import Watch
+from jobledger.services.client.watch import Watch, task_signals
 from jobledger.services.schedules.commands import definition_of, parse_request
+from jobledger.services.telemetry.spans import answered, client_span, global_tracer
 from jobledger.services.write.commands import CancelOutcome
 from jobledger.services.write.producer import task_request
 
@@ -99,8 +102,13 @@ class Client:
     it raises RateLimited; 0 raises at the first."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 30.0,
-                 api_key: str | None = None, *, rate_limit_wait: float = 30.0):
+                 api_key: str | None = None, *, rate_limit_wait: float = 30.0,
+                 tracer: Tracer | None = None):
+        """`tracer`: makes a CLIENT span of each request, its context sent as `traceparent`
+        (a task's trace then starts here: docs/observability.md); by default the global
+        provider's, when an OpenTelemetry SDK is installed, else none."""
         self.base_url = base_url_of(base_url)
+        self.tracer = tracer or global_tracer("jobledger.client")
         self.timeout = timeout
         self.rate_limit_wait = rate_limit_wait
         self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
@@ -130,11 +138,22 @@ class Client:
     async def _send(self, method: str, path: str, body: bytes | None,
                     query: Mapping[str, Any] | None) -> tuple[int, bytes, str | None]:
         """One request: (status, body, Retry-After); ServerUnreachable when no answer."""
+        if self.tracer is None:
+            return await self._send_once(method, path, body, query, _JSON if body else None)
+        with client_span(self.tracer, method, self.base_url + path) as (span, traced):
+            answer = await self._send_once(method, path, body, query,
+                                           {**_JSON, **traced} if body else traced)
+            answered(span, answer[0])
+            return answer
+
+    async def _send_once(self, method: str, path: str, body: bytes | None,
+                         query: Mapping[str, Any] | None,
+                         headers: Mapping[str, str] | None) -> tuple[int, bytes, str | None]:
         url = self.base_url + path
         params = {k: str(v) for k, v in query.items() if v is not None} if query else None
         try:
             async with self.http().request(method, url, data=body, params=params,
-                                           headers=_JSON if body is not None else None) as answer:
+                                           headers=headers) as answer:
                 return answer.status, await answer.read(), answer.headers.get("Retry-After")
         except aiohttp.ClientError as exc:
             # str() of some aiohttp errors is empty: the class name then says what happened.
@@ -194,8 +213,11 @@ class Client:
             ids.extend((await self.submit_batch(tasks[i : i + MAX_BATCH])).task_ids)
         return ids
 
-    async def get(self, task_id: str) -> TaskDetail:
-        return await self._call(TaskDetail, "GET", f"/api/v1/tasks/{task_id}")
+    async def get(self, task_id: str, *, as_of: AsOf = None) -> TaskDetail:
+        """The task; with as_of (a time, or a log position as the X-As-Of-Position header
+        gives it), as it was then (docs/api.md, "Point in time")."""
+        return await self._call(TaskDetail, "GET", f"/api/v1/tasks/{task_id}",
+                                query=_as_of(as_of))
 
     async def cancel(self, task_id: str) -> CancelOutcome:
         """CANCELLED (it was waiting), or REQUESTED (it runs; its handler is asked to stop)."""
@@ -210,6 +232,11 @@ class Client:
         """The task's events in log order: its audit trail."""
         return await self._call(builtins.list[HistoryEntry], "GET",
                                 f"/api/v1/tasks/{task_id}/history")
+
+    async def causes(self, event_id: str) -> builtins.list[HistoryEntry]:
+        """The job event, then its cause, its cause's cause... back to its origin."""
+        return await self._call(builtins.list[HistoryEntry], "GET",
+                                f"/api/v1/events/{event_id}/causes")
 
     async def runs(self, task_id: str) -> builtins.list[RunSummary]:
         """The task's runs, one per attempt, in attempt order."""
@@ -236,14 +263,17 @@ class Client:
 
     # -- the system ---------------------------------------------------------------------------
 
-    async def stats(self) -> Stats:
-        return await self._call(Stats, "GET", "/api/v1/stats")
+    async def stats(self, *, as_of: AsOf = None) -> Stats:
+        """The stats; with as_of, as they were then."""
+        return await self._call(Stats, "GET", "/api/v1/stats", query=_as_of(as_of))
 
     async def workers(self) -> builtins.list[WorkerInfo]:
         return await self._call(builtins.list[WorkerInfo], "GET", "/api/v1/workers")
 
-    async def queues(self) -> builtins.list[QueueInfo]:
-        return await self._call(builtins.list[QueueInfo], "GET", "/api/v1/queues")
+    async def queues(self, *, as_of: AsOf = None) -> builtins.list[QueueInfo]:
+        """The queues; with as_of, as they were then."""
+        return await self._call(builtins.list[QueueInfo], "GET", "/api/v1/queues",
+                                query=_as_of(as_of))
 
     async def pause_queue(self, queue: str) -> QueueToggled:
         return await self._call(QueueToggled, "POST", f"/api/v1/queues/{queue}/pause")
@@ -255,6 +285,10 @@ class Client:
         """/health, degraded (503) or not: `status` says which."""
         _, data = await self._request("GET", "/health", accept=frozenset({503}))
         return _decoder(Health).decode(data)  # type: ignore[no-any-return]
+
+    async def cluster(self) -> ClusterInfo:
+        """Every partition: who owns it, its end, and how far the answering node has read."""
+        return await self._call(ClusterInfo, "GET", "/api/v1/cluster")
 
     # -- API keys (docs/security.md) ---------------------------------------------------------
 
@@ -270,6 +304,32 @@ class Client:
 
     async def revoke_key(self, key_id: str) -> KeyView:
         return await self._call(KeyView, "DELETE", f"/api/v1/keys/{key_id}")
+
+    # -- users (docs/security.md) ------------------------------------------------------------
+
+    async def register_user(self, username: str, password: str,
+                            permissions: Iterable[str] | None = None) -> UserView:
+        """A new user (admin only, unless the server has --open-registration)."""
+        body: dict[str, Any] = {"username": username, "password": password}
+        if permissions is not None:
+            body["permissions"] = builtins.list(permissions)
+        return await self._call(UserView, "POST", "/auth/register", _encoder.encode(body))
+
+    async def login(self, username: str, password: str) -> Token:
+        """A token to send as the api_key of another Client, until it expires."""
+        body = {"username": username, "password": password}
+        return await self._call(Token, "POST", "/auth/login", _encoder.encode(body))
+
+    async def users(self) -> builtins.list[UserView]:
+        return await self._call(builtins.list[UserView], "GET", "/api/v1/users")
+
+    async def set_user_permissions(self, username: str, permissions: Iterable[str]) -> UserView:
+        body = {"permissions": builtins.list(permissions)}
+        return await self._call(UserView, "PUT", f"/api/v1/users/{username}/permissions",
+                                _encoder.encode(body))
+
+    async def remove_user(self, username: str) -> UserView:
+        return await self._call(UserView, "DELETE", f"/api/v1/users/{username}")
 
     # -- schedules (docs/schedules.md) -------------------------------------------------------
 
@@ -345,6 +405,14 @@ class Client:
         assert task is not None  # changes() yields at least the finished task
         return task
 
+    def task_signals(self, task_id: str,
+                     reconnect_for: float = 60.0) -> AsyncGenerator[None, None]:
+        """Yields once subscribed to the task's changes over WS /ws, then each time it may
+        have changed (state, runs, log lines): read it again at each step. A dropped
+        connection is subscribed again (and yields), so no change goes unseen; it raises
+        ServerUnreachable after `reconnect_for` seconds without a connection."""
+        return task_signals(self, task_id, reconnect_for)
+
     def watch(self, *, task_types: Iterable[str] | None = None,
               statuses: Iterable[str] | None = None, queues: Iterable[str] | None = None,
               resume_from: str | None = None, reconnect_for: float = 60.0) -> Watch:
@@ -360,16 +428,19 @@ class Client:
 
     async def list_page(self, *, status: str | None = None, task_type: str | None = None,
                         queue: str | None = None, limit: int = 100, offset: int = 0,
-                        starting_after: str | None = None) -> builtins.list[TaskSummary]:
-        """One page of task summaries, newest first (GET /api/v1/tasks)."""
+                        starting_after: str | None = None, as_of: AsOf = None,
+                        ) -> builtins.list[TaskSummary]:
+        """One page of task summaries, newest first (GET /api/v1/tasks); with as_of, of
+        the tasks as they were then."""
         query = {"status": status, "task_type": task_type, "queue": queue, "limit": limit,
-                 "offset": offset or None, "starting_after": starting_after}
+                 "offset": offset or None, "starting_after": starting_after,
+                 **_as_of(as_of)}
         return await self._call(builtins.list[TaskSummary], "GET", "/api/v1/tasks", query=query)
 
     async def pages(self, *, status: str | None = None, task_type: str | None = None,
                     queue: str | None = None, since: datetime | None = None,
                     page_size: int = 100, starting_after: str | None = None,
-                    ) -> AsyncIterator[builtins.list[TaskSummary]]:
+                    as_of: AsOf = None) -> AsyncIterator[builtins.list[TaskSummary]]:
         """The matching tasks page by page, newest first (after the task `starting_after`,
         if given), down to those created at `since` (none older; a naive time is UTC).
         Each page asks for the tasks after the last one seen (starting_after), so every
@@ -380,7 +451,7 @@ class Client:
         after = starting_after
         while True:
             page = await self.list_page(status=status, task_type=task_type, queue=queue,
-                                        limit=page_size, starting_after=after)
+                                        limit=page_size, starting_after=after, as_of=as_of)
             newer = page if since is None else [t for t in page if _created(t) >= since]
             if newer:
                 yield newer
@@ -391,13 +462,26 @@ class Client:
     async def list(self, *, status: str | None = None, task_type: str | None = None,
                    queue: str | None = None, since: datetime | None = None,
                    page_size: int = 100, starting_after: str | None = None,
-                   ) -> AsyncIterator[TaskSummary]:
-        """Every matching task, newest first, fetched a page at a time (see `pages`)."""
+                   as_of: AsOf = None) -> AsyncIterator[TaskSummary]:
+        """Every matching task, newest first, fetched a page at a time (see `pages`);
+        with as_of, as they were then."""
         async for page in self.pages(status=status, task_type=task_type, queue=queue,
                                      since=since, page_size=page_size,
-                                     starting_after=starting_after):
+                                     starting_after=starting_after, as_of=as_of):
             for task in page:
                 yield task
+
+
+AsOf = str | datetime | None  # a time (naive: UTC), or a log position's text
+
+
+def _as_of(as_of: AsOf) -> dict[str, str]:
+    """The as_of query parameter, if any."""
+    if as_of is None:
+        return {}
+    if isinstance(as_of, datetime):
+        as_of = (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)).isoformat()
+    return {"as_of": as_of}
 
 
 def _created(task: TaskSummary) -> datetime:

@@ -31,6 +31,8 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from opentelemetry import context as otel_context
+
 from jobledger.schemas.api import TaskUpdate
 from jobledger.services.client.async_client import Client
 from jobledger.services.client.watch import Watch
@@ -52,7 +54,10 @@ class _Loop:
     def run(self, coro: Coroutine[Any, Any, R]) -> R:
         """The coroutine's result, run on this loop; the caller blocks meanwhile. An
         interrupt of the caller (Ctrl-C) cancels the coroutine."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        # The caller's OpenTelemetry context goes along: a span current in the caller's
+        # thread is the parent of the request's client span on the loop's thread.
+        future = asyncio.run_coroutine_threadsafe(_in_context(coro, otel_context.get_current()),
+                                                  self.loop)
         try:
             return future.result()
         except BaseException:
@@ -81,6 +86,14 @@ class _Loop:
 
 async def _next(items: AsyncIterator[T]) -> T:
     return await anext(items)
+
+
+async def _in_context(coro: Coroutine[Any, Any, R], context: otel_context.Context) -> R:
+    token = otel_context.attach(context)
+    try:
+        return await coro
+    finally:
+        otel_context.detach(token)
 
 
 def _blocking(method: Callable[Concatenate[Client, P], Coroutine[Any, Any, R]],
@@ -186,6 +199,7 @@ class SyncClient:
     cancel = _blocking(Client.cancel)
     requeue = _blocking(Client.requeue)
     history = _blocking(Client.history)
+    causes = _blocking(Client.causes)
     runs = _blocking(Client.runs)
     list_runs = _blocking(Client.list_runs)
     run = _blocking(Client.run)
@@ -196,6 +210,7 @@ class SyncClient:
     pause_queue = _blocking(Client.pause_queue)
     resume_queue = _blocking(Client.resume_queue)
     health = _blocking(Client.health)
+    cluster = _blocking(Client.cluster)
     schedules = _blocking(Client.schedules)
     schedule = _blocking(Client.schedule)
     add_schedule = _blocking(Client.add_schedule)

@@ -14,20 +14,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
 
 from jobledger.schemas.api import TaskUpdate
-from jobledger.services.client.errors import InvalidArgument, ResyncRequired, ServerUnreachable
+from jobledger.services.client.errors import (
+    InvalidArgument,
+    ResyncRequired,
+    ServerUnreachable,
+    Unauthorized,
+)
 
 if TYPE_CHECKING:
     from jobledger.services.client.async_client import Client
 
 # Seconds between connection attempts: doubling from the first to the cap.
 FIRST_PAUSE, MAX_PAUSE = 0.1, 2.0
+POLICY_VIOLATION = 1008  # the server's close code for a socket without a valid credential
 
 
 class Subscribed(msgspec.Struct, tag="subscribed", tag_field="type"):
@@ -63,7 +69,6 @@ class Watch:
         self.filters = {name: list(values) for name, values in (
             ("task_types", task_types), ("statuses", statuses), ("queues", queues))
             if values is not None}
-        self.url = client.base_url.replace("http", "ws", 1) + "/ws"
         self._socket: aiohttp.ClientWebSocketResponse | None = None
         self._early: deque[TaskUpdate] = deque()  # came before the subscription's answer
 
@@ -128,28 +133,76 @@ class Watch:
                 return message
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
-        """A subscribed socket, trying again (a pause doubling up to MAX_PAUSE) until
-        reconnect_for seconds have passed without one; ServerUnreachable then."""
-        give_up, pause = time.monotonic() + self.reconnect_for, FIRST_PAUSE
-        while True:
-            try:
-                self._socket = await self._open()
-                return self._socket
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                if time.monotonic() + pause > give_up:
-                    reason = str(exc) or type(exc).__name__
-                    raise ServerUnreachable(f"WS {self.url}: {reason} (for "
-                                            f"{self.reconnect_for:g} s)") from exc
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE)
+        self._socket = await connect(self.client, self.reconnect_for, self._open)
+        return self._socket
 
     async def _open(self) -> aiohttp.ClientWebSocketResponse:
-        socket = await self.client.http().ws_connect(self.url, autoping=True)
+        socket = await self.client.http().ws_connect(ws_url(self.client), autoping=True)
         subscribe: dict[str, Any] = {"type": "subscribe", "filters": self.filters}
         if self.cursor is not None:
             subscribe["resume_from"] = self.cursor
         await socket.send_str(_encoder.encode(subscribe).decode())
         return socket
+
+
+def ws_url(client: Client) -> str:
+    return client.base_url.replace("http", "ws", 1) + "/ws"
+
+
+async def connect(client: Client, reconnect_for: float,
+                  open_socket: Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]],
+                  ) -> aiohttp.ClientWebSocketResponse:
+    """A socket from open_socket, trying again (a pause doubling up to MAX_PAUSE) until
+    reconnect_for seconds have passed without one; ServerUnreachable then."""
+    give_up, pause = time.monotonic() + reconnect_for, FIRST_PAUSE
+    while True:
+        try:
+            return await open_socket()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if time.monotonic() + pause > give_up:
+                reason = str(exc) or type(exc).__name__
+                raise ServerUnreachable(f"WS {ws_url(client)}: {reason} (for "
+                                        f"{reconnect_for:g} s)") from exc
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, MAX_PAUSE)
+
+
+async def task_signals(client: Client, task_id: str,
+                       reconnect_for: float = 60.0) -> AsyncGenerator[None, None]:
+    """Yields each time the task may have changed (its state, a run, a log line): once
+    subscribed to WS /ws's channel `task`, then at each `task_changed`. The messages carry
+    no state, so the caller reads the task again at each step; after a dropped connection
+    it subscribes again and yields once more, which covers any change meanwhile."""
+
+    async def open_socket() -> aiohttp.ClientWebSocketResponse:
+        socket = await client.http().ws_connect(ws_url(client), autoping=True)
+        await socket.send_str(_encoder.encode(
+            {"type": "subscribe", "channel": "task", "task_id": task_id}).decode())
+        return socket
+
+    while True:
+        socket = await connect(client, reconnect_for, open_socket)
+        subscribed = False
+        try:
+            async for frame in socket:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    break
+                kind = msgspec.json.decode(frame.data).get("type")
+                subscribed = subscribed or kind == "subscribed"
+                if kind in ("subscribed", "task_changed"):
+                    yield None
+        finally:
+            await socket.close()
+        if not subscribed:  # refused before it subscribed: not a drop to resume from
+            _refused(socket)
+            await asyncio.sleep(FIRST_PAUSE)
+
+
+def _refused(socket: aiohttp.ClientWebSocketResponse) -> None:
+    """Raise Unauthorized for a socket the server closed with 1008 (no or a wrong key)."""
+    if socket.close_code == POLICY_VIOLATION:
+        raise Unauthorized(401, {"error": "WS /ws closed with 1008: the API key is missing, "
+                                 "wrong, or lacks read_tasks", "code": "UNAUTHORIZED"})
 
 
 def _read(text: str, cursor: str | None) -> TaskUpdate | Subscribed | None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextvars
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -39,19 +40,31 @@ class JobLogger:
         self._emit(LogLevel.FATAL, message, details)
 
 
+# Appends a job enqueued by a handler: (context, task type, payload, options) -> its id.
+EnqueueChild = Callable[["JobContext", str, Any, dict[str, Any]], Awaitable[str]]
+
+
 class JobContext:
-    """What a handler knows about the run it is in. Safe to use from a worker thread."""
+    """What a handler knows about the run it is in. Safe to use from a worker thread.
+
+    pick_id is the id of the JobPicked event that started this attempt, correlation_id the
+    chain the job belongs to (docs/events.md, "Causal ids"): the events of this attempt,
+    and the jobs it enqueues, cite them."""
 
     def __init__(
         self, *, job_id: str, task_type: str, queue: str, attempt: int, priority: int,
         emit_log: Callable[[LogLevel, str, dict[str, Any]], None],
-        loop: asyncio.AbstractEventLoop,
+        loop: asyncio.AbstractEventLoop, pick_id: str | None = None,
+        correlation_id: str | None = None, enqueue: EnqueueChild | None = None,
     ):
         self.job_id = job_id
         self.task_type = task_type
         self.queue = queue
         self.attempt = attempt
         self.priority = priority
+        self.pick_id = pick_id
+        self.correlation_id = correlation_id
+        self._enqueue = enqueue
         self.progress_now: Progress | None = None
         self._cancelled = False
         self._emit_log = emit_log
@@ -82,10 +95,25 @@ class JobContext:
                 running = None
             if running is loop:
                 emit(level, message, details)
-            else:
-                loop.call_soon_threadsafe(emit, level, message, details)
+            else:  # in the handler's context, so the line is logged with its span
+                loop.call_soon_threadsafe(emit, level, message, details,
+                                          context=contextvars.copy_context())
 
         return call
+
+    async def enqueue(self, task_type: str, payload: Any = None, **options: Any) -> str:
+        """Enqueue a job from this attempt (options as Client.submit's); its id once the
+        log has it. The job carries this job's correlation id, and this attempt's pick as
+        its cause. Raises InvalidJob naming a bad argument."""
+        if self._enqueue is None:
+            raise RuntimeError("this context cannot enqueue jobs: it was made outside a worker")
+        return await self._enqueue(self, task_type, payload, options)
+
+    def enqueue_sync(self, task_type: str, payload: Any = None, **options: Any) -> str:
+        """enqueue, for a sync handler (on a worker thread): blocks until it is appended."""
+        future = asyncio.run_coroutine_threadsafe(
+            self.enqueue(task_type, payload, **options), self._loop)
+        return future.result()
 
     def progress(self, processed: int, total: int | None = None, failed: int = 0) -> None:
         """Report items done so far; sent with the next heartbeat. Raises ValueError

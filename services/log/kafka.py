@@ -18,7 +18,9 @@ How each requirement of services/log/protocol.py is met:
    (`KafkaLogBackend.tail` follows several topics with one consumer).
 6. offset_for_time: binary search over record timestamps (see `KafkaLog.offset_for_time`).
 7. partition_for: Kafka's default partitioner (murmur2 of the key bytes), so a job enqueued
-   by kcat or a Java producer lands on the partition jobledger expects.
+   by kcat or a Java producer lands on the partition jobledger expects; or, for topics
+   migrated from an embedded log (`partitioner="crc32"`), the embedded log's CRC-32 (which
+   is librdkafka's `consistent` partitioner), so every key keeps its partition.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import re
 import struct
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,7 +46,11 @@ from aiokafka.errors import (
     RequestTimedOutError,
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from msgspec.structs import force_setattr
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
+from jobledger.schemas.codec import UndecodableRecord, decode
 from jobledger.schemas.envelope import JOBS, LOGS, SCHEDULES, SECURITY, WORKERS
 from jobledger.services.log.protocol import (
     AppendOutcomeUnknown,
@@ -53,6 +60,8 @@ from jobledger.services.log.protocol import (
     Position,
     Record,
 )
+from jobledger.services.telemetry.context import trace_of_headers
+from jobledger.services.telemetry.spans import KAFKA_OFFSET, PARTITION_ID, kafka_span
 
 log = logging.getLogger("jobledger.kafka")
 
@@ -71,6 +80,7 @@ SINGLE_PARTITION = (SECURITY, DEAD_LETTER)
 KEEP_FOREVER = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+PARTITIONERS = ("murmur2", "crc32")
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]*")  # Kafka's legal topic-name characters
 MAX_TOPIC_NAME = 249
 READERS_PER_TOPIC = 4  # concurrent read/end_offsets calls per topic before they queue
@@ -100,6 +110,9 @@ class KafkaConfig:
     fetch_max_wait_ms: how long a tail's fetch waits at the end of a partition. Apache
         Kafka answers a waiting fetch as soon as a record arrives, but some brokers (the
         test broker) only at the end of the wait, so this is the latency floor there.
+    partitioner: how a key picks its partition. murmur2: Kafka's default. crc32: the
+        embedded log's, for topics `jobledger migrate` filled; existing topics are then
+        used with the partitions they have (the embedded log's counts).
     """
 
     bootstrap_servers: str
@@ -113,6 +126,7 @@ class KafkaConfig:
     max_message_bytes: int = 2 * 1024 * 1024
     request_timeout_ms: int = 30_000
     fetch_max_wait_ms: int = 10
+    partitioner: str = "murmur2"
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers.strip():
@@ -136,6 +150,9 @@ class KafkaConfig:
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression: one of {', '.join(COMPRESSIONS)}, "
                              f"got {self.compression!r}")  # fmt: skip
+        if self.partitioner not in PARTITIONERS:
+            raise ValueError(f"partitioner: one of {', '.join(PARTITIONERS)}, "
+                             f"got {self.partitioner!r}")
         if not self.client_id:
             raise ValueError("client_id: must not be empty")
 
@@ -205,7 +222,26 @@ def _to_record(message: ConsumerRecord[bytes, bytes]) -> Record:
     # tail; a null key (or a tombstone's null value) reads as empty.
     key = message.key.decode("utf-8", "replace") if message.key is not None else ""
     value = message.value if message.value is not None else b""
-    return Record(message.partition, message.offset, message.timestamp, key, value)
+    record = Record(message.partition, message.offset, message.timestamp, key, value)
+    if message.headers:
+        _take_trace(record, message.headers)
+    return record
+
+
+def _take_trace(record: Record, headers: Sequence[tuple[str, bytes]]) -> None:
+    """A producer outside jobledger (kcat, a Java client) may carry its trace in the
+    record's W3C headers (traceparent, tracestate) rather than in the envelope: the
+    envelope, decoded now (once: it is kept on the record), takes it unless it has its own."""
+    carried = trace_of_headers(headers)
+    if not carried:
+        return
+    try:
+        env = decode(record.value, record.partition, record.offset)
+    except UndecodableRecord:
+        return  # quarantined where it is decoded again, as any undecodable record
+    if not env.trace:
+        force_setattr(env, "trace", carried)
+    record.decoded = env
 
 
 class Gaps:
@@ -363,6 +399,8 @@ class KafkaLog:
         return self._partitions
 
     def partition_for(self, key: str) -> int:
+        if self._backend.config.partitioner == "crc32":
+            return zlib.crc32(key.encode()) % self._partitions
         return murmur2_partition(key, self._partitions)
 
     # -- append ---------------------------------------------------------------------------
@@ -371,6 +409,18 @@ class KafkaLog:
         # sync is not used: every produce waits for acks=all.
         if not entries:
             return []
+        tracer = self._backend.tracer
+        if tracer is None:
+            return await self._append(entries)
+        span = kafka_span(tracer, "send", self.kafka_topic, None, None, len(entries))
+        with trace.use_span(span, end_on_exit=True):
+            positions = await self._append(entries)
+            if len({p for p, _ in positions}) == 1:  # one partition: say where they went
+                span.set_attribute(PARTITION_ID, str(positions[0][0]))
+                span.set_attribute(KAFKA_OFFSET, positions[0][1])
+            return positions
+
+    async def _append(self, entries: Sequence[Entry]) -> list[Position]:
         parts = [self.partition_for(e.key) if e.partition is None else e.partition
                  for e in entries]  # fmt: skip
         self._check_appendable(entries, parts)
@@ -637,6 +687,7 @@ class KafkaLogBackend:
         self._topics: dict[str, KafkaLog] = {}
         self._consumers: set[AIOKafkaConsumer] = set()
         self.closed = False
+        self.tracer: Tracer | None = None  # Kafka send and receive spans; None: off
 
     @classmethod
     async def open(cls, config: KafkaConfig, topics: Mapping[str, int]) -> KafkaLogBackend:
@@ -694,7 +745,7 @@ class KafkaLogBackend:
         counts = await self._partition_counts(list(names.values()))
         for role, want in topics.items():
             have = counts[names[role]]
-            if have < want:
+            if have < want and self.config.partitioner != "crc32":
                 raise LogError(
                     f"topic {names[role]!r} has {have} partitions; jobledger needs at least "
                     f"{want} (add partitions with kafka-topics --alter, or lower `partitions`)"
@@ -818,6 +869,10 @@ class KafkaLogBackend:
                     if fetched[tp]:
                         batch = batches.setdefault(kafka_topics[tp.topic], [])
                         batch += await gaps[tp.topic].fill(list(map(_to_record, fetched[tp])))
+                        if self.tracer is not None:
+                            first = fetched[tp][0]
+                            kafka_span(self.tracer, "receive", tp.topic, tp.partition,
+                                       first.offset, len(fetched[tp])).end()
                 if batches:
                     yield batches
         finally:

@@ -40,6 +40,8 @@ from functools import cache
 from pathlib import Path
 from typing import IO, TypeVar, TypeVarTuple
 
+from jobledger.services.log.chain import Chainer
+from jobledger.services.log.chain_upgrade import chain_heads, upgrade_chain
 from jobledger.services.log.protocol import (
     Entry,
     LogCorrupt,
@@ -61,12 +63,19 @@ CREATE TABLE IF NOT EXISTS records (
     timestamp_ms INTEGER NOT NULL,
     key TEXT NOT NULL,
     value BLOB NOT NULL,
+    chain BLOB,  -- the record's link of the hash chain (services/log/chain.py)
     PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+-- Where each partition's chain ends, written in the commit of its records: a log cut short
+-- (its last records deleted) no longer reaches its recorded head (docs/audit.md).
+CREATE TABLE IF NOT EXISTS chain_heads (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    link BLOB NOT NULL, PRIMARY KEY (topic, partition)
 ) WITHOUT ROWID;
 -- The log's identity (log_id, epoch), written once: see LogIdentity.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
-# Rows in one INSERT statement at most: 768 variables, under the 999 of SQLite builds older
+# Rows in one INSERT statement at most: 896 variables, under the 999 of SQLite builds older
 # than 3.32. See _insert.
 ROWS_PER_INSERT = 128
 # Records per partition kept in memory for tails at the head (up to 2x). Each holds its
@@ -77,7 +86,7 @@ RECENT = 2_000
 # projector runs thousands of records behind the dispatcher, and read back from the disk
 # they would be decoded a second time.
 UNREAD = 12_000
-Row = tuple[str, int, int, int, str, bytes]
+Row = tuple[str, int, int, int, str, bytes, bytes]  # ..., key, value, chain link
 # Keys and values are read as the types a Record has, whatever a row holds: SQLite's type
 # affinity lets an integer, a real or text into either column, and a row that another
 # program (or a bug) wrote so made every reader fail, the start included (fault-injection
@@ -152,6 +161,7 @@ class _LogWriter(threading.Thread):
         self._synced = True  # the connection's synchronous is FULL (_connect), else NORMAL
         self.next_offset: dict[tuple[str, int], int] = {}
         self.last_ts: dict[tuple[str, int], int] = {}
+        self.chainer = Chainer(chain_heads(conn))
         for topic, part, offset, ts in conn.execute(
             "SELECT topic, partition, MAX(offset), MAX(timestamp_ms) FROM records"
             " GROUP BY topic, partition"
@@ -186,6 +196,7 @@ class _LogWriter(threading.Thread):
         rows: list[Row] = []
         results: list[tuple[_Append, list[Position] | LogError]] = []
         now = int(time.time() * 1000)
+        heads = dict(self.chainer.heads)  # to give back with the offsets if the commit fails
         for item in batch:
             try:
                 results.append((item, self._assign(item, now, rows)))
@@ -196,15 +207,25 @@ class _LogWriter(threading.Thread):
             self._sync(any(item.sync for item in batch))
             self._conn.execute("BEGIN IMMEDIATE")
             _insert(self._conn, rows)
+            self._seal(rows)
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             self._forget(rows)
+            self.chainer.heads = heads
             error = LogError(f"append to {self._backend.path} failed: {exc}")
             error.__cause__ = failure = exc  # what it was (faults.py: a full disk passes)
             results, rows = [(item, error) for item, _ in results], []
         self._backend.loop.call_soon_threadsafe(self._backend.delivered, results, rows, failure)
+
+    def _seal(self, rows: list[Row]) -> None:
+        """Record where each partition written to now ends, and its head link (one row a
+        partition a commit: a few rows, beside the batch's)."""
+        heads = {(row[0], row[1]): (row[2] + 1, row[6]) for row in rows}
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO chain_heads VALUES (?, ?, ?, ?)",
+            [(topic, part, end, head) for (topic, part), (end, head) in heads.items()])
 
     def _sync(self, sync: bool) -> None:
         """fsync the next commit or not (outside a transaction: SQLite's rule)."""
@@ -225,6 +246,7 @@ class _LogWriter(threading.Thread):
                     f"({log.partitions} partitions)"
                 )
         topic, next_offset, last_ts = item.topic, self.next_offset, self.last_ts
+        chain = self.chainer.next
         positions: list[Position] = []
         for entry, part in zip(item.entries, parts, strict=True):
             slot = (topic, part)
@@ -235,20 +257,21 @@ class _LogWriter(threading.Thread):
             ts = max(ts, last_ts.get(slot, 0))
             next_offset[slot] = offset + 1
             last_ts[slot] = ts
-            rows.append((topic, part, offset, ts, entry.key, entry.value))
+            link = chain(topic, part, offset, entry.key, entry.value)
+            rows.append((topic, part, offset, ts, entry.key, entry.value, link))
             positions.append((part, offset))
         return positions
 
     def _forget(self, rows: list[Row]) -> None:
         """Undo the offsets given to rows whose commit failed."""
-        for topic, part, offset, _ts, _key, _value in rows:
+        for topic, part, offset, *_ in rows:
             slot = (topic, part)
             self.next_offset[slot] = min(self.next_offset[slot], offset)
 
 
 @cache  # one per power of two up to ROWS_PER_INSERT
 def _insert_sql(rows: int) -> str:
-    return "INSERT INTO records VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+    return "INSERT INTO records VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
 
 
 def _insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
@@ -260,7 +283,7 @@ def _insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
     such a thread, appending 1,000 entries took 3.5–4.4 s with executemany and
     0.13–0.14 s this way (bench/append_beside_busy_handler.py)."""
     flat = [value for row in rows for value in row]
-    width = 6  # Row's
+    width = 7  # Row's
     done, size = 0, ROWS_PER_INSERT
     while done < len(rows):
         while size > len(rows) - done:
@@ -322,7 +345,7 @@ def _identity_of(conn: sqlite3.Connection) -> LogIdentity | None:
     return LogIdentity(meta["log_id"], int(meta.get("epoch", 0)))
 
 
-def _partition_end(conn: sqlite3.Connection, topic: str, partition: int) -> int:
+def partition_end(conn: sqlite3.Connection, topic: str, partition: int) -> int:
     """The next offset of a partition: one look-up in the primary key (a MAX over a GROUP
     BY reads every record: about a second for a million)."""
     (last,) = conn.execute("SELECT MAX(offset) FROM records WHERE topic = ? AND partition = ?",
@@ -467,7 +490,7 @@ class SQLiteLog:
 
     def _end_offsets(self) -> dict[int, int]:
         reader = self._backend.reader
-        return {p: _partition_end(reader, self._topic, p) for p in range(self._partitions)}
+        return {p: partition_end(reader, self._topic, p) for p in range(self._partitions)}
 
     async def offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
         return await self._backend.run(self._offset_for_time, partition, timestamp_ms)
@@ -535,13 +558,14 @@ class SQLiteLogBackend:
                 conn.execute("INSERT OR IGNORE INTO topics VALUES (?, ?)", (name, count))
             conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
                 ("log_id", str(uuid.uuid4())), ("epoch", str(int(time.time() * 1000)))])
+            upgrade_chain(conn)
             self.writer = _LogWriter(conn, self)
         elif not self.path.exists():
             raise LogError(f"no log at {self.path}")
         self.reader = _connect(self.path, read_only=True)
         self._identity = _identity_of(self.reader)
         for name, count in self.reader.execute("SELECT name, partitions FROM topics").fetchall():
-            ends = {p: _partition_end(self.reader, name, p) for p in range(count)}
+            ends = {p: partition_end(self.reader, name, p) for p in range(count)}
             self._topics[name] = SQLiteLog(self, name, count, ends)
         if self.writer is not None:
             self.writer.start()
@@ -593,7 +617,7 @@ class SQLiteLogBackend:
         elif self.failing is None:
             self.failing = (failure, datetime.now(UTC))
         by_topic: dict[str, list[Record]] = {}
-        for topic, part, offset, ts, key, value in rows:
+        for topic, part, offset, ts, key, value, _link in rows:
             by_topic.setdefault(topic, []).append(Record(part, offset, ts, key, value))
         for topic, records in by_topic.items():
             self._topics[topic].committed(records)

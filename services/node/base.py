@@ -10,11 +10,16 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol, Self
 
+from opentelemetry.trace import Tracer
+
 from jobledger.projections.queries import Queries
 from jobledger.projections.store import ReadModelStore
-from jobledger.schemas import Actor
+from jobledger.schemas import Actor, WorkerStatus
+from jobledger.schemas.api import ClusterInfo, PartitionInfo
 from jobledger.schemas.common import to_ms
+from jobledger.schemas.envelope import JOBS, SCHEDULES, TOPICS
 from jobledger.services.handlers.app import App
+from jobledger.services.history.asof import History
 from jobledger.services.log.protocol import LogBackend
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.dispatcher import Dispatcher
@@ -22,9 +27,12 @@ from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.schedules.commands import ScheduleCommands
 from jobledger.services.schedules.scheduler import Scheduler
 from jobledger.services.security.commands import KeyCommands
+from jobledger.services.security.users import UserCommands
+from jobledger.services.telemetry.jobs import JobTraces
+from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.commands import Commands
 from jobledger.services.write.producer import Producer
-from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.publisher import AppendTimer, Publisher
 from jobledger.services.write.task_types import TaskTypes
 
 SETTLE_SECONDS = 10.0  # at stop, how long the projections may take to apply our appends
@@ -35,6 +43,7 @@ class NodeSettings(Protocol):
     allow_unknown_task_types: bool  # enqueue tasks of types no handler is known for
     max_payload_depth: int  # arrays and objects a payload may nest (PAYLOAD_TOO_DEEP beyond)
     min_schedule_interval: float  # seconds: a shorter interval trigger is INVALID_TRIGGER
+    telemetry: Telemetry | None  # OpenTelemetry traces and metrics; None: off
 
 
 class Node:
@@ -47,14 +56,18 @@ class Node:
     backend: LogBackend
     store: ReadModelStore
     queries: Queries
+    history: History  # the read models at a past moment (as_of)
     projector: Projector
     publisher: Publisher
     producer: Producer
     commands: Commands
     schedules: ScheduleCommands
     keys: KeyCommands
+    users: UserCommands
     dispatcher: Dispatcher | None = None
     scheduler: Scheduler | None = None
+    mode: str  # embedded | kafka
+    node_id: str  # names this node in /api/v1/cluster
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -64,14 +77,33 @@ class Node:
 
     def _open_write_side(self, actor: Actor, task_types: TaskTypes) -> None:
         """What REST commands append through: publisher, producer, commands, schedules,
-        keys; task_types says which types they accept."""
+        keys, users; task_types says which types they accept."""
         self.publisher = Publisher(self.backend, self.clock, actor)
         self.producer = Producer(self.publisher, self.clock)
         self.commands = Commands(self.publisher, self.producer, self.projector, self.queries,
-                                 task_types)
+                                 task_types, tracer=self.tracer)
         self.schedules = ScheduleCommands(self.publisher, self.projector, self.queries, self.clock,
                                           task_types, self.config.min_schedule_interval)
         self.keys = KeyCommands(self.publisher, self.projector, self.queries, self.clock)
+        self.users = UserCommands(self.publisher, self.projector, self.queries)
+
+    @property
+    def tracer(self) -> Tracer | None:
+        telemetry = self.config.telemetry
+        return telemetry.tracer if telemetry is not None else None
+
+    def job_traces(self, worker_id: str) -> JobTraces | None:
+        """What the dispatcher tells its jobs' spans, None when tracing is off."""
+        telemetry = self.config.telemetry
+        if telemetry is None:
+            return None
+        return JobTraces(telemetry.tracer, worker_id, telemetry.parent_based)
+
+    def time_appends(self, timer: AppendTimer | None) -> None:
+        """Tell `timer` how long each append of this node's publishers took."""
+        parts = (self, self.dispatcher, self.scheduler)
+        for publisher in [part.publisher for part in parts if part is not None]:
+            publisher.timer = timer
 
     def log_writable(self) -> bool:
         """Can this node append to its log? /health is degraded when it cannot."""
@@ -110,6 +142,37 @@ class Node:
         if oldest is None:
             return 0
         return max(0, to_ms(self.clock.now()) - oldest)
+
+    async def partition_owners(self) -> dict[str, dict[int, str]]:
+        """Who decides for each partition of the jobs and schedules topics (by topic).
+        Jobs: this node's own dispatcher, else the alive worker whose latest heartbeat
+        named it (the newest beat wins while a rebalance is told). Schedules: this node's
+        scheduler only; another node's is not on the log."""
+        jobs: dict[int, str] = {}
+        alive = [w for w in await self.queries.workers() if w.status == WorkerStatus.ALIVE]
+        for worker in sorted(alive, key=lambda w: w.last_heartbeat):
+            jobs.update(dict.fromkeys(worker.partitions, worker.worker_id))
+        if self.dispatcher is not None:
+            jobs.update(dict.fromkeys(self.dispatcher.partitions,
+                                      self.dispatcher.config.worker_id))
+        schedules: dict[int, str] = {}
+        if self.scheduler is not None:
+            schedules = dict.fromkeys(self.scheduler.partitions,
+                                      self.scheduler.config.scheduler_id)
+        return {JOBS: jobs, SCHEDULES: schedules}
+
+    async def cluster(self) -> ClusterInfo:
+        """Every partition: its owner, its end and how far this node's read models are."""
+        owners = await self.partition_owners()
+        partitions = []
+        for topic in TOPICS:
+            models = [m for m, t in TOPIC_OF_MODEL.items() if t == topic]
+            for partition, end in sorted((await self.backend.topic(topic).end_offsets()).items()):
+                projected = min(self.projector.positions[m].get(partition, 0) for m in models)
+                partitions.append(PartitionInfo(
+                    topic=topic, partition=partition, owner=owners.get(topic, {}).get(partition),
+                    end_offset=end, projected=projected, lag=max(0, end - projected)))
+        return ClusterInfo(mode=self.mode, node_id=self.node_id, partitions=partitions)
 
     async def caught_up(self, timeout: float) -> bool:
         """Wait until the projections have applied every topic up to its end as of now;

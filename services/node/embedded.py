@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from jobledger.projections.jobs import SharedReductions
@@ -25,6 +26,9 @@ from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH
 from jobledger.schemas.lifecycle import WorkerStatus
 from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
+from jobledger.services.history.asof import History
+from jobledger.services.history.retention import Retention
+from jobledger.services.history.snapshots import Snapshots, Snapshotter
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.node.base import SETTLE_SECONDS, Node
 from jobledger.services.node.read_model_check import (
@@ -45,6 +49,7 @@ from jobledger.services.runtime.server_log import (
     logging_outcomes,
 )
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
+from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.task_types import TaskTypes
 
 log = logging.getLogger("jobledger.node")
@@ -53,6 +58,9 @@ log = logging.getLogger("jobledger.node")
 def views_path(db: Path) -> Path:
     """Where the read models of a log file live: jobledger.db -> jobledger.views.db."""
     return db.with_name(db.stem + ".views" + (db.suffix or ".db"))
+
+
+DEFAULT_SNAPSHOT_EVERY_EVENTS = 20_000  # docs/architecture.md, "Point in time"
 
 
 @dataclass
@@ -70,6 +78,15 @@ class NodeConfig:
     allow_unknown_task_types: bool = False
     max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH  # deeper payloads: PAYLOAD_TOO_DEEP
     min_schedule_interval: float = DEFAULT_MIN_INTERVAL_SECONDS  # shorter: INVALID_TRIGGER
+    # A snapshot of the read models for as_of every so many records applied, or seconds
+    # (0: not by that measure; docs/audit.md).
+    snapshot_every_events: int = DEFAULT_SNAPSHOT_EVERY_EVENTS
+    snapshot_every_seconds: float = 0.0
+    # Delete finished tasks' rows this long after they finished (None: keep them), first
+    # appending them to archive_to if given (services/history/retention.py).
+    retain_finished: timedelta | None = None
+    archive_to: Path | None = None
+    telemetry: Telemetry | None = None  # OpenTelemetry (services/telemetry/); None: off
 
 
 class EmbeddedNode(Node):
@@ -77,11 +94,13 @@ class EmbeddedNode(Node):
 
     config: NodeConfig
     backend: SQLiteLogBackend
+    mode = "embedded"
 
     def __init__(self, config: NodeConfig, app: App, clock: Clock | None = None):
         self.config = config
         self.app = app
         self.clock = clock or SystemClock()
+        self.node_id = config.dispatcher.worker_id  # its dispatcher's: one process does all
 
     async def start(self) -> None:
         """Open the log and the read models, start the dispatcher and the scheduler. If any
@@ -103,14 +122,27 @@ class EmbeddedNode(Node):
         await record_log_source(self.store, self.backend)
         self.queries = await Queries.open(views_path(cfg.db))
         self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
+        self.projector.tracer = self.tracer
         await self.projector.load()
+        identity = await self.backend.identity()
+        snapshots = Snapshots.open(views_path(cfg.db), identity.log_id if identity else None)
+        self.history = History(self.backend, self.queries, self.clock, snapshots,
+                               cfg.retain_finished)
+        self.retention: Retention | None = None
+        if cfg.retain_finished is not None:
+            self.retention = Retention(self.store, self.queries, self.clock,
+                                       cfg.retain_finished, cfg.archive_to)
+        self.snapshotter = Snapshotter(snapshots, views_path(cfg.db), self.projector,
+                                       self.clock, cfg.snapshot_every_events,
+                                       cfg.snapshot_every_seconds)
         # The known task types are the app's handlers, with or without run_workers: the
         # workers of this file are this process's own.
         self._open_write_side(Actor(ActorKind.CLIENT, "embedded"),
                               TaskTypes(self.app.handlers, None, cfg.allow_unknown_task_types))
         self.dispatcher = None
         if cfg.run_workers:
-            self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher)
+            self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher,
+                                         traces=self.job_traces(cfg.dispatcher.worker_id))
             self.dispatcher.known_jobs = self.queries.finished
             # Both fold every jobs record, in the same order: reduce each event once. The
             # owner's fold logs the attempts' ends (server_log.py).
@@ -123,10 +155,14 @@ class EmbeddedNode(Node):
             )
         self.scheduler = None
         if cfg.run_scheduler:
-            self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler)
+            self.scheduler = Scheduler(self.backend, self.clock, self.queries, cfg.scheduler,
+                                       tracer=self.tracer)
             self.scheduler.load((await self.store.load_schedules()).values(),
                                 self.projector.positions["schedules"])
         self.projector.start()
+        self.snapshotter.start()
+        if self.retention is not None:
+            self.retention.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
             self._running.append(self.dispatcher)
@@ -164,6 +200,9 @@ class EmbeddedNode(Node):
             await self.scheduler.stop()
         await self.publisher.drain()
         await self.caught_up(SETTLE_SECONDS)  # the read model shows what this node appended
+        await self.snapshotter.stop()
+        if self.retention is not None:
+            await self.retention.stop()
         await self.projector.stop()
         await self.queries.close()
         await self.store.close()
@@ -174,6 +213,11 @@ class EmbeddedNode(Node):
         """Stop and close what a failed start() got to, last first. A failure here is only
         logged (at debug): the start's own error is the one raised."""
         steps = [part.stop for part in reversed(self._running)]
+        if hasattr(self, "snapshotter"):
+            steps.append(self.snapshotter.stop)
+        retention = getattr(self, "retention", None)
+        if retention is not None:
+            steps.append(retention.stop)
         if hasattr(self, "projector"):
             steps.append(self.projector.stop)
         steps += [getattr(self, name).close for name in ("queries", "store", "backend")
@@ -198,6 +242,10 @@ class EmbeddedNode(Node):
 
     def log_writable(self) -> bool:
         return self.backend.writer is not None
+
+    def crashed(self) -> list[str]:
+        return (super().crashed() + self.snapshotter.crashed()
+                + (self.retention.crashed() if self.retention is not None else []))
 
     def faults(self) -> list[str]:
         failing = self.backend.failing

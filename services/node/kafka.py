@@ -28,6 +28,7 @@ from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH
 from jobledger.schemas.common import uuid7
 from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
+from jobledger.services.history.asof import History
 from jobledger.services.kafka.liveness import GroupLiveness, member_client_id
 from jobledger.services.kafka.ownership import AfterAssign, GroupOwnership, GroupSettings
 from jobledger.services.kafka.projections import LogProjections
@@ -49,6 +50,7 @@ from jobledger.services.runtime.server_log import (
 )
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
+from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.task_types import TaskTypes
 
 if TYPE_CHECKING:
@@ -83,6 +85,7 @@ class KafkaNodeConfig:
     allow_unknown_task_types: bool = False
     max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH  # deeper payloads: PAYLOAD_TOO_DEEP
     min_schedule_interval: float = DEFAULT_MIN_INTERVAL_SECONDS  # shorter: INVALID_TRIGGER
+    telemetry: Telemetry | None = None  # OpenTelemetry (services/telemetry/); None: off
 
     def __post_init__(self) -> None:
         if self.projection_host not in PROJECTION_HOSTS:
@@ -105,9 +108,11 @@ class KafkaNode(Node):
 
     config: KafkaNodeConfig
     backend: KafkaLogBackend
+    mode = "kafka"
 
     def __init__(self, config: KafkaNodeConfig, app: App, clock: Clock | None = None):
         self.config = config
+        self.node_id = config.node_id
         self.app = app
         self.clock = clock or SystemClock()
         self.host: LogProjections | FaustProjections | None = None
@@ -118,6 +123,7 @@ class KafkaNode(Node):
     async def start(self) -> None:
         cfg = self.config
         self.backend = await KafkaLogBackend.open(cfg.kafka, jobledger_topics(cfg.kafka))
+        self.backend.tracer = self.tracer  # produce and consume spans, when tracing is on
         try:
             if cfg.run_projections:
                 await self._open_read_models()
@@ -156,11 +162,14 @@ class KafkaNode(Node):
         self.queries = await Queries.open(cfg.views)
         self._read_models.append(self.queries)
         self.projector = Projector(self.backend, self.store, clock=self.clock, retry=True)
+        self.projector.tracer = self.tracer
         await self.projector.load()
         # Known: this process's handlers, and every type a worker declared (read models).
         task_types = TaskTypes(self.app.handlers, self.queries.declared_task_types,
                                cfg.allow_unknown_task_types)
         self._open_write_side(Actor(ActorKind.CLIENT, cfg.node_id), task_types)
+        # No snapshots in the Kafka mode (yet): an as_of folds the topics from offset 0.
+        self.history = History(self.backend, self.queries, self.clock)
 
     async def _start_projections(self) -> None:
         """The projection host, until the read models reach the log's end (bounded), then
@@ -190,7 +199,8 @@ class KafkaNode(Node):
     async def _start_workers(self) -> None:
         cfg = self.config
         self.dispatcher = Dispatcher(self.backend, self.app, self.clock, cfg.dispatcher,
-                                     partitions=())  # fmt: skip
+                                     partitions=(),
+                                     traces=self.job_traces(cfg.dispatcher.worker_id))
         self.dispatcher.reduce = logging_outcomes(self.dispatcher.reduce)  # server_log.py
         if cfg.run_projections:
             self.dispatcher.known_jobs = self.queries.finished
@@ -204,7 +214,7 @@ class KafkaNode(Node):
         if settings.scheduler_id == SchedulerConfig().scheduler_id:  # say which node fired
             settings = replace(settings, scheduler_id=cfg.node_id)
         self.scheduler = Scheduler(self.backend, self.clock, self.queries, settings,
-                                   partitions=())  # fmt: skip
+                                   partitions=(), tracer=self.tracer)
         await self.scheduler.start(follow=False)
         await self._join(SCHEDULES, "schedulers", self.scheduler, self._declare)
 

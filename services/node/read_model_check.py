@@ -10,7 +10,9 @@ never become visible. So at start:
    0 bytes: refused (DataFileError) before the log is opened, since opening would make
    a new log in its place;
 2. read models with nothing applied fit any log;
-3. read models of another log (another id): removed, with a warning, and rebuilt;
+3. read models of another log (another id), or whose tables another jobledger version
+   wrote (a table of schema.sql missing or defined otherwise): removed, with a warning,
+   and rebuilt;
 4. a log that holds no events while the read models applied some: refused, since the
    log looks lost;
 5. read models that applied more of a partition than this log holds: refused if they
@@ -73,6 +75,9 @@ def judge(views: Path, on_disk: OnDisk | None, identity: LogIdentity | None,
     2-6 above. The refusal's message goes on from the log's name (fit_read_models)."""
     if on_disk is None or not on_disk.applied:
         return Verdict.KEEP, "nothing applied yet"
+    if on_disk.stale_tables:
+        return Verdict.REBUILD, ("another jobledger version wrote them (its tables "
+                                 f"{', '.join(on_disk.stale_tables)} differ from this one's)")
     source = None if on_disk.source is None else LogIdentity(*on_disk.source)
     if source is not None and identity is not None and source.log_id != identity.log_id:
         return Verdict.REBUILD, (f"they were folded from another log (log id {source.log_id}, "

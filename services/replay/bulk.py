@@ -156,7 +156,7 @@ class _PartitionFold:
     def chunk(self, rows: list[tuple[int, bytes]]) -> None:
         envs, bad = self._decode(rows)
         changed, runs, events = self._fold(envs)
-        self._write(changed, runs, events, bad)
+        self._write(changed, runs, events, bad, _ids(envs))
         if self.keys != ("", None):
             self.folded.strays += _outside(events, *self.keys)
 
@@ -238,7 +238,8 @@ class _PartitionFold:
         return state
 
     def _write(self, changed: dict[str, int], runs: dict[tuple[str, int], JobState],
-               events: list[tuple[str, int, int]], bad: list[Undecodable]) -> None:
+               events: list[tuple[str, int, int]], bad: list[Undecodable],
+               ids: list[tuple[str, int, int]]) -> None:
         """Write the jobs that finished in this chunk (and drop them from memory), the
         chunk's runs, audit trail and quarantined records."""
         jobs, before, unwritten = self.jobs, self.before, self.unwritten
@@ -262,6 +263,7 @@ class _PartitionFold:
         # OR IGNORE: one job's events in two partitions may share an offset; the first
         # partition's stay, as with the projector.
         tx.rows("INSERT OR IGNORE INTO job_events", events, nulls=False)
+        tx.rows("INSERT OR IGNORE INTO job_event_ids", ids, nulls=False)
         tx.rows("INSERT OR REPLACE INTO runs", [run_row(s) for s in runs.values()])
         tx.many("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
                 [(JOBS, b.partition, b.offset, b.key, b.error, b.value) for b in bad])
@@ -306,3 +308,9 @@ if __name__ == "__main__":
     from jobledger.services.replay.bulk import main as package_main
 
     package_main(*sys.argv[1:])
+
+
+def _ids(envs: Iterable[Envelope]) -> list[tuple[str, int, int]]:
+    """job_event_ids rows of a chunk's job events (queue events are not indexed)."""
+    return [(env.id, env.partition, env.offset) for env in envs
+            if not isinstance(env.event, QUEUE_EVENTS)]

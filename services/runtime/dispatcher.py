@@ -48,6 +48,7 @@ from jobledger.schemas import (
 from jobledger.schemas.common import to_ms, uuid7
 from jobledger.schemas.lifecycle import TERMINAL, WAITING
 from jobledger.services.handlers.app import App
+from jobledger.services.handlers.context import JobContext
 from jobledger.services.log.protocol import LogBackend, Position
 from jobledger.services.runtime.backoff import Backoff
 from jobledger.services.runtime.clock import Clock
@@ -65,9 +66,13 @@ from jobledger.services.runtime.partition_owner import PartitionOwner
 from jobledger.services.runtime.partition_state import JobsFold, JobsSnapshot, merge_queues
 from jobledger.services.runtime.ready_set import ReadySet
 from jobledger.services.runtime.retry_policy import RetryPolicy
+from jobledger.services.runtime.server_log import log_handler_line
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.runtime.timers import Timer, TimerKind, Timers
-from jobledger.services.write.publisher import Done, Publisher, unchecked
+from jobledger.services.telemetry.context import current_carrier
+from jobledger.services.telemetry.jobs import JobTraces
+from jobledger.services.write.producer import Producer, task_request
+from jobledger.services.write.publisher import NO_CAUSE, Cause, Done, Publisher, unchecked
 
 S = JobStatus
 FINISHED_KEYED_MEMORY = 100_000  # finished keyed jobs kept in memory; older: known_jobs
@@ -96,12 +101,25 @@ class DispatcherConfig:
         return self.heartbeat_seconds or self.lease_seconds / 3
 
 
+def cause_of(job: JobState) -> Cause:
+    """A decision of the owner about a job: caused by the event that last changed its
+    status or asked to cancel it (JobState.cause_id), in the job's chain."""
+    return Cause(causation_id=job.cause_id, correlation_id=job.correlation_id)
+
+
+def attempt_cause(ctx: JobContext) -> Cause:
+    """What a running attempt reports (its log lines, heartbeats, end, the jobs it
+    enqueues): caused by the pick that started it."""
+    return Cause(causation_id=ctx.pick_id, correlation_id=ctx.correlation_id)
+
+
 class Dispatcher(JobsFold):
     def __init__(
         self, backend: LogBackend, app: App, clock: Clock, config: DispatcherConfig,
-        partitions: Collection[int] | None = None,
+        partitions: Collection[int] | None = None, traces: JobTraces | None = None,
     ):
         self.backend = backend
+        self.traces = traces  # None: tracing is off (services/telemetry/jobs.py)
         self.app = app
         self.clock = clock
         self.config = config
@@ -118,11 +136,14 @@ class Dispatcher(JobsFold):
         self.publisher = Publisher(backend, clock, Actor(ActorKind.DISPATCHER, config.worker_id),
                                    sync=False)
         self.executor = Executor(app, config.concurrency, self._reported, self._emit_log,
-                                 freed=self._schedule_fill)
+                                 freed=self._schedule_fill, enqueue=self._enqueue_child,
+                                 traces=traces)
+        self.producer = Producer(self.publisher, clock)
         self.timers = Timers(clock, self._fire)
         self.retries = RetryPolicy(app.handlers, config.backoff, clock)
         self.heartbeats = Heartbeats(self.executor, self.publisher, clock, self.worker_actor,
-                                     config.lease_seconds, config.heartbeat_every)
+                                     config.lease_seconds, config.heartbeat_every,
+                                     lambda: self.partitions)
         self._in_flight: set[str] = set()  # picks appended, not yet read back
         self._decided: dict[str, int] = {}  # job -> latest attempt whose end is appended
         # Finished jobs are dropped from self.jobs, but a job enqueued with an idempotency
@@ -205,7 +226,8 @@ class Dispatcher(JobsFold):
         self._end_attempt(JobFailed(
             job_id=job_id, attempt=attempt, retry_at=retry_at,
             error=f"{WORKER_STOPPED}: the worker stopped before the attempt ended "
-                  f"(shutdown grace {grace:g} s)"), attempt, self.worker_actor)
+                  f"(shutdown grace {grace:g} s)"),
+            attempt, self.worker_actor, attempt_cause(run.ctx))  # it cites its pick
 
     # -- gaining and losing partitions (the ownership's Decider) --------------------------
 
@@ -214,6 +236,8 @@ class Dispatcher(JobsFold):
         An attempt whose lease the log does not see renewed expires by this owner's clock,
         as after a restart."""
         self._learn_queues(snapshot.queues.values())
+        if self.traces is not None:
+            self.traces.took(snapshot.traces)
         for job_id in snapshot.finished_keyed:
             self._remember_finished(job_id)
         for job in snapshot.jobs.values():
@@ -232,6 +256,8 @@ class Dispatcher(JobsFold):
         for job_id, job in list(self.jobs.items()):
             if job.partition in kept:
                 kept[job.partition].jobs[job_id] = self.jobs.pop(job_id)
+                if self.traces is not None:  # kept with the job, for when it comes back
+                    self.traces.hand_over(job_id, kept[job.partition].traces)
         await self.publisher.drain()
         for snapshot in kept.values():
             for job_id in snapshot.jobs:
@@ -261,6 +287,8 @@ class Dispatcher(JobsFold):
 
     def apply(self, envs: list[Envelope]) -> None:
         fold, finished_keyed, reduce = self._fold, self._finished_keyed, self.reduce
+        if self.traces is not None:
+            self.traces.saw(envs)
         for env in envs:
             fold(env, finished_keyed, reduce)
         self._schedule_fill()
@@ -287,6 +315,8 @@ class Dispatcher(JobsFold):
                 self._remember_finished(job_id)
             self.executor.cancel(job_id, report=False)  # e.g. it timed out: stop the handler
             self._decided.pop(job_id, None)
+            if self.traces is not None:
+                self.traces.forget(job_id)
             return
         new = self.jobs[job_id] = detached(new)
         moved = old is None or old.status != new.status or old.attempt != new.attempt
@@ -324,9 +354,11 @@ class Dispatcher(JobsFold):
         elif job.status in WAITING:
             job_id = job.job_id
             self.publisher.publish_then(JobCancelled(job_id=job_id), job_id,
-                                        self._again_if_refused(lambda: self._cancel_again(job_id)))
+                                        self._again_if_refused(lambda: self._cancel_again(job_id)),
+                                        **cause_of(job))
         elif self._claim(job.job_id, job.attempt):
-            self._end_attempt(JobCancelled(job_id=job.job_id, attempt=job.attempt), job.attempt)
+            self._end_attempt(JobCancelled(job_id=job.job_id, attempt=job.attempt), job.attempt,
+                              cause=cause_of(job))
 
     def _cancel_again(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
@@ -367,6 +399,8 @@ class Dispatcher(JobsFold):
             attempt = job.attempt + 1
             picked = JobPicked(job_id=job_id, attempt=attempt, worker_id=self.config.worker_id,
                                lease_expires_at=lease)
+            if self.traces is not None:
+                self.traces.pick(job_id, job.task_type, job.queue, attempt)
             # A first attempt runs now, not once the pick is durable: that saves a commit (an
             # fsync) from every job's enqueue->start. Whatever the handler appends queues
             # behind the pick on the same log, so no outcome is recorded before its pick.
@@ -379,26 +413,32 @@ class Dispatcher(JobsFold):
             durable_first = attempt > 1
             if durable_first:
                 self._starting.add(job_id)
+            started_later: list[str] = []  # the pick's id, for a start once it is durable
             # The ignore: mypy cannot type a lambda whose defaults bind the loop's variables.
-            self.publisher.publish_then(
+            pick_id = self.publisher.publish_then(
                 picked, job_id,
-                lambda _, error, job=job, attempt=attempt, start=durable_first:  # type: ignore[misc]
-                self._picked(error, job, attempt, start))
-            if not durable_first:
-                self.executor.start(job, attempt)
+                lambda _, error, job=job, attempt=attempt,  # type: ignore[misc]
+                later=started_later if durable_first else None:
+                self._picked(error, job, attempt, later), **cause_of(job))
+            if durable_first:
+                started_later.append(pick_id)
+            else:
+                self.executor.start(job, attempt, pick_id)
 
     def _picked(self, error: BaseException | None, job: JobState, attempt: int,
-                start: bool = False) -> None:  # fmt: skip
-        """The pick's append ended; start: run the attempt now that it is durable. Had it
-        failed, the attempt does not exist: its handler is stopped (or never started), any
-        end it reported is forgotten (a stale event, should it be recorded), and the job is
-        pending again."""
+                later: list[str] | None = None) -> None:  # fmt: skip
+        """The pick's append ended; later: the pick's id, to run the attempt now that it is
+        durable. Had it failed, the attempt does not exist: its handler is stopped (or never
+        started), any end it reported is forgotten (a stale event, should it be recorded),
+        and the job is pending again."""
+        if self.traces is not None:
+            self.traces.picked(job.job_id, error)
         job_id = job.job_id
         self._starting.discard(job_id)
         if error is None:
             self.faults.resumed(APPENDS)
-            if start and not self._stopping and self._decided.get(job_id, 0) < attempt:
-                self.executor.start(job, attempt)
+            if later and not self._stopping and self._decided.get(job_id, 0) < attempt:
+                self.executor.start(job, attempt, later[0])
             return
         if self.executor.is_running(job_id, attempt):
             self.executor.cancel(job_id, report=False)
@@ -445,27 +485,32 @@ class Dispatcher(JobsFold):
         self._decided[job_id] = attempt
         return True
 
-    def _end_attempt(self, event: Any, attempt: int, actor: Actor | None = None) -> None:
+    def _end_attempt(self, event: Any, attempt: int, actor: Actor | None = None,
+                     cause: Cause = NO_CAUSE) -> None:
         """Append the end of a claimed attempt. Should the append fail, the claim is undone
         and the end appended again after a backoff, so the attempt is decided instead of
         hanging (unless its lease timer decides it first)."""
         job_id = event.job_id
-        again = self._again_if_refused(lambda: self._end_again(event, attempt, actor))
+        again = self._again_if_refused(lambda: self._end_again(event, attempt, actor, cause))
+
+        span = self.traces.finish(event, attempt) if self.traces is not None else None
 
         def check(position: Position | None, error: BaseException | None) -> None:
+            if span is not None:
+                JobTraces.finished(span, error)
             if error is not None and self._decided.get(job_id) == attempt:
                 del self._decided[job_id]
             again(position, error)
 
-        self.publisher.publish_then(event, job_id, check, actor=actor)
+        self.publisher.publish_then(event, job_id, check, actor=actor, **cause)
 
-    def _end_again(self, event: Any, attempt: int, actor: Actor | None) -> None:
+    def _end_again(self, event: Any, attempt: int, actor: Actor | None, cause: Cause) -> None:
         """The end of an attempt whose append failed, unless the attempt is over or another
         end of it was decided meanwhile."""
         job = self.jobs.get(event.job_id)
         if job is not None and job.status == S.IN_PROGRESS and job.attempt == attempt \
                 and self._claim(event.job_id, attempt):
-            self._end_attempt(event, attempt, actor)
+            self._end_attempt(event, attempt, actor, cause)
 
     def _reported(self, run: Running, outcome: Outcome) -> None:
         """A worker slot finished an attempt."""
@@ -475,24 +520,47 @@ class Dispatcher(JobsFold):
             return
         actor = self.worker_actor
         progress = run.ctx.progress_now
+        # What the attempt reports cites its pick; a stop it was asked for, the request.
+        job = self.jobs.get(job_id, run.job)
+        cause = attempt_cause(run.ctx)
         match outcome:
             case Succeeded(result=result):
                 event: Any = JobSucceeded(job_id=job_id, attempt=attempt, result=result,
                                           progress=progress)
             case Failed(error=error, stack=stack, permanent=permanent):
-                job = self.jobs.get(job_id, run.job)
                 retry_at = None if permanent else self.retries.retry_at(job)
                 event = JobFailed(job_id=job_id, attempt=attempt, error=error, stack=stack,
                                   retry_at=retry_at, permanent=permanent, progress=progress)
             case Cancelled():
                 event = JobCancelled(job_id=job_id, attempt=attempt)
-        self._end_attempt(event, attempt, actor)
+                if job.cancel_requested:
+                    cause = cause_of(job)
+        self._end_attempt(event, attempt, actor, cause)
 
-    def _emit_log(self, job_id: str, attempt: int, level: LogLevel, message: str,
+    def _emit_log(self, ctx: JobContext, level: LogLevel, message: str,
                   details: dict[str, Any]) -> None:
-        event = JobLogged(job_id=job_id, attempt=attempt, level=level, message=message,
+        job_id = ctx.job_id
+        if self.traces is not None:
+            self.traces.logged(job_id, ctx.attempt, level, message)
+        event = JobLogged(job_id=job_id, attempt=ctx.attempt, level=level, message=message,
                           details=details)
-        self.publisher.publish_then(event, job_id, unchecked, actor=self.worker_actor)
+        self.publisher.publish_then(event, job_id, unchecked, actor=self.worker_actor,
+                                    **attempt_cause(ctx))
+        log_handler_line(job_id, ctx.task_type, ctx.attempt, self.config.worker_id, level,
+                         message, details)
+
+    async def _enqueue_child(self, ctx: JobContext, task_type: str, payload: Any,
+                             options: dict[str, Any]) -> str:
+        """A job a handler enqueues (JobContext.enqueue): in its parent's chain, caused by
+        the parent's pick. Appended with the dispatcher's other decisions, so it is in the
+        log no later than the parent's outcome."""
+        request = task_request(task_type, payload, **options)
+        # Traced: in the trace of the attempt whose handler enqueues it (its span is current).
+        trace = current_carrier() if self.traces is not None else None
+        env = self.producer.envelope(request, self.clock.now(), uuid7(), uuid7(),
+                                     self.worker_actor, **attempt_cause(ctx), trace=trace)
+        await self.publisher.publish_envelope(env, JOBS)
+        return env.key
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -505,7 +573,8 @@ class Dispatcher(JobsFold):
                 # A second JobDue (from a timer added twice) is harmless: the reducer ignores it.
                 if job.status == S.SCHEDULED and job.run_at is not None and job.run_at <= now_ms:
                     self.publisher.publish_then(JobDue(job_id=job_id), job_id,
-                                                self._due_again_if_refused(job_id, attempt))
+                                                self._due_again_if_refused(job_id, attempt),
+                                                **cause_of(job))
             elif job.status != S.IN_PROGRESS or job.attempt != attempt:
                 continue
             elif kind is TimerKind.LEASE:
@@ -515,7 +584,7 @@ class Dispatcher(JobsFold):
                     self._end_attempt(
                         JobLeaseExpired(job_id=job_id, attempt=attempt,
                                         retry_at=self.retries.retry_at(job)),
-                        attempt,
+                        attempt, cause=cause_of(job),
                     )
             elif self._claim(job_id, attempt):  # TIMEOUT
                 self.executor.cancel(job_id, report=False)
@@ -524,7 +593,7 @@ class Dispatcher(JobsFold):
                     JobFailed(job_id=job_id, attempt=attempt,
                               error=f"TimeoutError: ran past timeout_seconds={seconds:g}",
                               retry_at=self.retries.retry_at(job)),
-                    attempt,
+                    attempt, cause=cause_of(job),
                 )
 
     def _due_again_if_refused(self, job_id: str, attempt: int) -> Done:

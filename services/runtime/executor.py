@@ -7,6 +7,7 @@ Outcome to the dispatcher, which owns those decisions.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from opentelemetry import context as otel_context
 
 from jobledger.projections.jobs import JobState
 from jobledger.schemas import LogLevel
 from jobledger.services.handlers.app import App, Handler, PermanentError
-from jobledger.services.handlers.context import JobCancelledError, JobContext
+from jobledger.services.handlers.context import EnqueueChild, JobCancelledError, JobContext
+from jobledger.services.telemetry.jobs import JobTraces
 
 _decode_payload = msgspec.json.Decoder()
 _encode_result = msgspec.json.Encoder()
@@ -54,15 +57,18 @@ class Running:
 
 
 Report = Callable[[Running, Outcome], None]
-EmitLog = Callable[[str, int, LogLevel, str, dict[str, Any]], None]
+EmitLog = Callable[[JobContext, LogLevel, str, dict[str, Any]], None]
 
 
 class Executor:
     def __init__(
         self, app: App, concurrency: int, report: Report, emit_log: EmitLog,
-        freed: Callable[[], None] = lambda: None,
+        freed: Callable[[], None] = lambda: None, enqueue: EnqueueChild | None = None,
+        traces: JobTraces | None = None,
     ):
+        self._enqueue = enqueue
         self.app = app
+        self.traces = traces  # None: tracing off, and no context is copied per attempt
         self.concurrency = concurrency
         self.running: dict[str, Running] = {}
         self._report = report
@@ -81,18 +87,31 @@ class Executor:
         run = self.running.get(job_id)
         return run is not None and run.attempt == attempt
 
-    def start(self, job: JobState, attempt: int) -> None:
+    def start(self, job: JobState, attempt: int, pick_id: str | None = None) -> None:
+        """Run the attempt that the JobPicked of id pick_id started."""
         loop = asyncio.get_running_loop()
         ctx = JobContext(
             job_id=job.job_id, task_type=job.task_type, queue=job.queue, attempt=attempt,
-            priority=job.priority, loop=loop,
-            emit_log=lambda level, msg, details: self._emit_log(
-                job.job_id, attempt, level, msg, details
-            ),
+            priority=job.priority, loop=loop, pick_id=pick_id,
+            correlation_id=job.correlation_id,
+            emit_log=lambda level, msg, details: self._emit_log(ctx, level, msg, details),
+            enqueue=self._enqueue,
         )
         handler = self.app.handlers.get(job.task_type)
-        task = loop.create_task(self._run(job, handler, ctx), name=f"job-{job.job_id}")
+        # The handler runs inside its attempt's span: a span it opens nests under it.
+        context = None if self.traces is None else self._traced(job, attempt)
+        task = loop.create_task(self._run(job, handler, ctx), name=f"job-{job.job_id}",
+                                context=context)
         self.running[job.job_id] = Running(job, attempt, ctx, task)
+
+    def _traced(self, job: JobState, attempt: int) -> contextvars.Context | None:
+        assert self.traces is not None
+        span = self.traces.attempt_started(job.job_id, attempt)
+        if span is None:
+            return None  # its trace is not sampled
+        context = contextvars.copy_context()
+        context.run(otel_context.attach, span)
+        return context
 
     def cancel(self, job_id: str, report: bool) -> None:
         """Stop a running attempt. report=False: the dispatcher already recorded its end."""
@@ -108,6 +127,8 @@ class Executor:
             outcome = await self._call(job, handler, ctx)
         except asyncio.CancelledError:
             outcome = Cancelled()
+        if self.traces is not None:
+            self.traces.attempt_ended(job.job_id, ctx.attempt, *_traced_outcome(outcome))
         run = self.running.get(job.job_id)
         if run is None or run.ctx is not ctx:
             # A superseded attempt that ran on after it was cancelled: its end was decided
@@ -146,7 +167,11 @@ class Executor:
 
     async def _in_thread(self, handler: Handler, ctx: JobContext, payload: Any) -> Any:
         loop = asyncio.get_running_loop()
-        thread = self._threads.submit(handler.fn, ctx, payload)
+        if self.traces is None:
+            thread = self._threads.submit(handler.fn, ctx, payload)
+        else:  # the thread runs in the attempt's context, its span current
+            thread = self._threads.submit(contextvars.copy_context().run, handler.fn, ctx,
+                                          payload)
         try:
             return await asyncio.wrap_future(thread, loop=loop)
         except asyncio.CancelledError:
@@ -180,6 +205,16 @@ class Executor:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._threads.shutdown(wait=False, cancel_futures=True)
         return unfinished
+
+
+def _traced_outcome(outcome: Outcome) -> tuple[str | None, str]:
+    """(the attempt span's error status, its outcome attribute)."""
+    match outcome:
+        case Succeeded():
+            return None, "succeeded"
+        case Failed(error=error):
+            return error, "failed"
+    return None, "cancelled"
 
 
 def _describe(exc: BaseException) -> str:

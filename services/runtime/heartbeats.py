@@ -9,6 +9,7 @@ out: the partition owner appends JobLeaseExpired (docs/architecture.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from datetime import timedelta
 
 import psutil
@@ -22,7 +23,7 @@ from jobledger.services.write.publisher import Publisher, unchecked
 class Heartbeats:
     def __init__(
         self, executor: Executor, publisher: Publisher, clock: Clock, actor: Actor,
-        lease_seconds: float, every: float,
+        lease_seconds: float, every: float, partitions: Callable[[], Collection[int]] = set,
     ):
         self.executor = executor
         self.publisher = publisher
@@ -30,6 +31,7 @@ class Heartbeats:
         self.actor = actor  # the worker: its id keys the WorkerHeartbeat
         self.lease_seconds = lease_seconds
         self.every = every
+        self.partitions = partitions  # the jobs partitions the worker decides for now
         self._process = psutil.Process()
 
     async def run(self) -> None:
@@ -45,7 +47,8 @@ class Heartbeats:
             self.publisher.publish_then(
                 JobHeartbeat(job_id=job_id, attempt=run.attempt, lease_expires_at=lease,
                              progress=run.ctx.progress_now),
-                job_id, unchecked, actor=self.actor,
+                job_id, unchecked, actor=self.actor, causation_id=run.ctx.pick_id,
+                correlation_id=run.ctx.correlation_id,
             )
         worker_id = self.actor.id
         self.publisher.publish_then(
@@ -53,6 +56,7 @@ class Heartbeats:
                 worker_id=worker_id, cpu_percent=self._process.cpu_percent(),
                 memory_mb=round(self._process.memory_info().rss / 2**20, 1),
                 current_jobs=sorted(self.executor.running),
+                partitions=sorted(self.partitions()),
             ),
             worker_id, unchecked, actor=self.actor,
         )

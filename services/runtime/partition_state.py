@@ -113,6 +113,9 @@ class JobsSnapshot(JobsFold):
     finished_keyed: set[str] = field(default_factory=set)
     # What the owner already knew finished before `position` (when it kept the snapshot).
     known_finished: Container[str] = frozenset()
+    # The W3C trace context of unfinished jobs whose enqueue carried one (envelope `trace`):
+    # the owner's spans of them join that trace (services/telemetry/jobs.py).
+    traces: dict[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __contains__(self, job_id: object) -> bool:
         """Is job_id a finished keyed job?"""
@@ -125,6 +128,8 @@ class JobsSnapshot(JobsFold):
         self.position = mine[-1].offset + 1
         envs, _undecodable = decode_batch(mine)  # the projections quarantine them
         for env in envs:
+            if env.trace and isinstance(env.event, JobEnqueued | JobRequeued):
+                self.traces[env.event.job_id] = env.trace
             self._fold(env, self, reduce_job)
 
     def hold(self, state: JobState) -> None:
@@ -133,6 +138,7 @@ class JobsSnapshot(JobsFold):
     def _job_changed(self, old: JobState | None, new: JobState) -> None:
         if new.status in TERMINAL:
             self.jobs.pop(new.job_id, None)
+            self.traces.pop(new.job_id, None)
             if new.idempotency_key is not None:
                 self.finished_keyed.add(new.job_id)
         else:

@@ -2,7 +2,7 @@
 
 One model per topic, each with its own checkpoint: jobs (jobs, runs, stats, queues tables)
 from the jobs topic, run_logs from the logs topic, workers from the workers topic,
-schedules from the schedules topic, keys (api_keys) from the security topic. Records
+schedules from the schedules topic, keys (api_keys and users) from the security topic. Records
 below a model's checkpoint are skipped, so redelivery applies nothing twice.
 
 A live projector (retry=True, as nodes make it) outlasts a write that fails with a fault
@@ -23,6 +23,8 @@ from operator import attrgetter
 from typing import TypeVar
 
 from msgspec.structs import force_setattr
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from jobledger.projections.fold import JobsChange, fold_jobs, fold_workers, log_rows
 from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
@@ -30,16 +32,20 @@ from jobledger.projections.keys import KeyState, fold_keys
 from jobledger.projections.queues import QueueState
 from jobledger.projections.schedules import ScheduleState, fold_schedules
 from jobledger.projections.store import ReadModelStore
+from jobledger.projections.users import UserState, fold_users
 from jobledger.projections.workers import declared_task_types
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, SECURITY, WORKERS, Envelope, topic_of
 from jobledger.schemas.codec import Undecodable, decode_batch
+from jobledger.schemas.common import to_ms
 from jobledger.schemas.envelope import TOPIC_OF_TYPE
 from jobledger.schemas.jobs import QUEUE_EVENTS
 from jobledger.schemas.lifecycle import TERMINAL
+from jobledger.schemas.security import KEY_EVENTS, USER_EVENTS
 from jobledger.services.log.protocol import Log, LogBackend, LogError, Record
 from jobledger.services.runtime.clock import Clock, SystemClock
 from jobledger.services.runtime.faults import Faults, passing_fault, retried_reads
 from jobledger.services.runtime.supervise import crashed, spawn
+from jobledger.services.telemetry.spans import project_span
 
 TYPES_OF_TOPIC = {
     topic: frozenset(cls for cls, t in TOPIC_OF_TYPE.items() if t == topic)
@@ -68,6 +74,8 @@ Listener = Callable[[Projected], None]
 ScheduleListener = Callable[[list[ScheduleState]], None]
 # Told the final state of every API key a committed batch changed (revoked ones too).
 KeyListener = Callable[[list[KeyState]], None]
+# Told the final state of every username a committed batch changed (removed ones too).
+UserListener = Callable[[list[UserState]], None]
 # Told the model and the envelopes of each committed batch of the other models (run_logs,
 # workers, schedules, keys): the WebSocket hub follows a task's log lines and workers so.
 ModelListener = Callable[[str, list[Envelope]], None]
@@ -95,11 +103,14 @@ class Projector:
         self.backend = backend
         self.store = store
         self.retry = retry
-        self.faults = Faults(clock or SystemClock())
+        self.clock = clock or SystemClock()
+        self.faults = Faults(self.clock)
+        self.tracer: Tracer | None = None  # a span per batch, when tracing is on
         self.positions: dict[str, dict[int, int]] = {m: {} for m in TOPIC_OF_MODEL}
         self.listeners: list[Listener] = []
         self.schedule_listeners: list[ScheduleListener] = []
         self.key_listeners: list[KeyListener] = []
+        self.user_listeners: list[UserListener] = []
         self.model_listeners: list[ModelListener] = []
         self.quarantined = 0
         self._cache = _StateCache(cache_size)
@@ -240,6 +251,15 @@ class Projector:
         """Apply one batch of one model's topic in one transaction. A jobs batch is folded
         now and written in the background, so the next batch folds while this one is
         written; listeners, waiters and positions hear of it once it is committed."""
+        if self.tracer is None or not records:
+            await self._submit(model, records)
+            return
+        lag = to_ms(self.clock.now()) - records[0].timestamp_ms
+        with trace.use_span(project_span(self.tracer, model, len(records), lag),
+                            end_on_exit=True):
+            await self._submit(model, records)
+
+    async def _submit(self, model: str, records: Sequence[Record]) -> None:
         done = self.positions[model]
         if model == "jobs" and self._writing is not None:
             done = self._folded_positions  # the batch in flight is applied as far as we fold
@@ -282,14 +302,33 @@ class Projector:
                                            declared_task_types(envs))
             return None
         if model == "keys":
-            ids = {e.event.key_id for e in envs}  # type: ignore[union-attr]  # all have one
-            changed_keys = fold_keys(envs, await self.store.load_keys(ids))
-            await self.store.write_keys(changed_keys, positions, bad)
-            return _telling(self.key_listeners, list(changed_keys.values()))
+            return await self._write_security(envs, positions, bad)
         ids = {e.event.schedule_id for e in envs}  # type: ignore[union-attr]  # all have one
         changed = fold_schedules(envs, await self.store.load_schedules(ids))
         await self.store.write_schedules(changed, positions, bad)
         return _telling(self.schedule_listeners, list(changed.values()))
+
+    async def _write_security(
+        self, envs: list[Envelope], positions: dict[int, int], bad: list[Undecodable],
+    ) -> Callable[[], None] | None:
+        """The security topic's batch: its key events and its user events, written in one
+        transaction under the one checkpoint of the topic."""
+        key_envs = [e for e in envs if type(e.event) in KEY_EVENTS]
+        user_envs = [e for e in envs if type(e.event) in USER_EVENTS]
+        ids = {e.event.key_id for e in key_envs}  # type: ignore[union-attr]  # all have one
+        names = {e.event.username for e in user_envs}  # type: ignore[union-attr]  # all have one
+        keys = fold_keys(key_envs, await self.store.load_keys(ids)) if ids else {}
+        users = fold_users(user_envs, await self.store.load_users(names)) if names else {}
+        await self.store.write_keys(keys, positions, bad, users)
+        tells = [t for t in (_telling(self.key_listeners, list(keys.values())),
+                             _telling(self.user_listeners, list(users.values())))
+                 if t is not None]
+
+        def tell() -> None:
+            for each in tells:
+                each()
+
+        return tell if tells else None
 
     async def _fold_and_write_jobs(
         self, envs: list[Envelope], positions: dict[int, int], bad: list[Undecodable],
@@ -393,6 +432,15 @@ class Projector:
             for predicate, future in list(self._job_waiters.get(job_id, [])):
                 if not future.done() and predicate(state):
                     future.set_result(state)
+
+    def applied(self) -> int:
+        """How many records of every topic are applied (the sum of the checkpoints)."""
+        return sum(sum(parts.values()) for parts in self.positions.values())
+
+    async def wait_applied(self, records: int) -> None:
+        """Return once at least this many records are applied (applied())."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.applied() >= records)
 
     async def wait_for(self, model: str, partition: int, offset: int) -> None:
         """Return once the record at (partition, offset) of model's topic is applied."""

@@ -29,6 +29,7 @@ from jobledger.schemas import (
     JobLeaseExpired,
     JobStatus,
     JobSucceeded,
+    LogLevel,
 )
 
 if TYPE_CHECKING:
@@ -120,6 +121,23 @@ def iso_utc(seconds: float) -> str:
     """A Unix time as log lines write it: 2025-06-01T12:00:00.123Z."""
     stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
+
+
+handlers_log = logging.getLogger("jobledger.handlers")
+_HANDLER_LEVELS = {LogLevel.TRACE: logging.DEBUG, LogLevel.INFO: logging.INFO,
+                   LogLevel.WARN: logging.WARNING, LogLevel.ERROR: logging.ERROR,
+                   LogLevel.FATAL: logging.CRITICAL}
+
+
+def log_handler_line(task_id: str, task_type: str, attempt: int, worker: str,
+                     level: LogLevel, message: str, details: dict[str, Any]) -> None:
+    """A handler's ctx.log line, in the server's log as well as in its run's (JobLogged):
+    `trace` is debug, `warn` warning, `fatal` critical. Logged where the handler's context
+    is current (its task, or its thread's context carried to the loop), so a JSON line
+    gets the span of its attempt."""
+    note(handlers_log, _HANDLER_LEVELS[level], "job.log", "task %s (%s) attempt %d on %s: %s",
+         task_id, task_type, attempt, worker, message, task_id=task_id, task_type=task_type,
+         attempt=attempt, worker=worker, details=details)
 
 
 node_log = logging.getLogger("jobledger.node")

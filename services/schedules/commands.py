@@ -255,16 +255,20 @@ class ScheduleCommands:
             priority=d.priority, timeout_seconds=d.timeout_seconds, max_retries=d.max_retries,
             idempotency_key=key,
         )
-        partition, offset = await self.publisher.publish(job, job_id, actor=actor)
+        partition, offset = await self.publisher.publish(job, job_id, actor=actor,
+                                                         causation_id=key, correlation_id=key)
         fired = ScheduleFired(schedule_id=schedule_id, fire_time=self.clock.now(), job_id=job_id,
                               manual=True)
-        await self._append(fired, schedule_id, actor)
+        await self._append(fired, schedule_id, actor, key)
         await self._visible("jobs", partition, offset)
         return job_id
 
-    async def _append(self, event: Event, schedule_id: str, actor: Actor | None) -> tuple[int, int]:
-        """Append once durable, then wait (bounded) until the read model shows it."""
-        partition, offset = await self.publisher.publish(event, schedule_id, actor=actor)
+    async def _append(self, event: Event, schedule_id: str, actor: Actor | None,
+                      fire: str | None = None) -> tuple[int, int]:
+        """Append once durable, then wait (bounded) until the read model shows it. fire:
+        the key of the fire it records (its cause and chain)."""
+        partition, offset = await self.publisher.publish(event, schedule_id, actor=actor,
+                                                         causation_id=fire, correlation_id=fire)
         await self._visible("schedules", partition, offset)
         return partition, offset
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
+from opentelemetry.trace import Tracer
+
 from jobledger.projections.queries import Queries
 from jobledger.projections.schedules import ScheduleState, fire_key, reduce_schedule
 from jobledger.projections.triggers import fire_times, jitter_delay, next_fire, zone
@@ -50,6 +52,7 @@ from jobledger.services.runtime.partition_owner import PartitionOwner
 from jobledger.services.runtime.partition_state import SchedulesSnapshot
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.runtime.timers import Timer, TimerKind, Timers
+from jobledger.services.telemetry.spans import fire_span
 from jobledger.services.write.producer import job_id_for_key
 from jobledger.services.write.publisher import Publisher
 
@@ -140,8 +143,10 @@ class Scheduler:
     def __init__(
         self, backend: LogBackend, clock: Clock, queries: Queries,
         config: SchedulerConfig | None = None, partitions: Collection[int] | None = None,
+        tracer: Tracer | None = None,
     ):
         self.backend = backend
+        self.tracer = tracer  # a span per fire, when tracing is on
         self.clock = clock
         self.queries = queries
         self.config = config or SchedulerConfig()
@@ -383,7 +388,14 @@ class Scheduler:
             timeout_seconds=d.timeout_seconds, max_retries=d.max_retries, idempotency_key=key,
         )
         self._unprojected[job_id] = (state.schedule_id, None)
-        return job_id, self.publisher.publish(event, job_id)
+        # The fire's key names the fire: the origin of the job's chain (docs/events.md).
+        if self.tracer is None:
+            return job_id, self.publisher.publish(event, job_id, causation_id=key,
+                                                  correlation_id=key)
+        # The fire starts the job's trace: its span's context goes in the JobEnqueued.
+        with fire_span(self.tracer, state.schedule_id, to_ms(fire_time), d.task_type) as trace:
+            return job_id, self.publisher.publish(event, job_id, causation_id=key,
+                                                  correlation_id=key, trace=trace)
 
     async def _confirm(
         self, enqueued: list[tuple[str, datetime, str, asyncio.Future[Position]]]
@@ -401,7 +413,9 @@ class Scheduler:
             if schedule_id in failed:
                 continue  # a later fire of a schedule whose earlier fire is to be retried
             fired = ScheduleFired(schedule_id=schedule_id, fire_time=fire_time, job_id=job_id)
-            self.publisher.publish(fired, schedule_id).add_done_callback(
+            key = fire_key(schedule_id, to_ms(fire_time))
+            self.publisher.publish(fired, schedule_id, causation_id=key,
+                                   correlation_id=key).add_done_callback(
                 partial(self._retry_if_failed, schedule_id=schedule_id))
         for schedule_id in failed:
             self._retry(schedule_id)

@@ -29,6 +29,8 @@ from .keys import MIN_CHOSEN_KEY, digest_of
 from .principals import KeyIndex
 
 ADMIN_KEY_VARIABLE = "JOBLEDGER_ADMIN_KEY"
+SECRET_VARIABLE = "JOBLEDGER_JWT_SECRET"  # the token signing secret (tokens.py)
+MIN_SECRET_CHARS = 32  # HS256 wants a key of at least 256 bits (RFC 7518, 3.2)
 ADMIN_KEY_FILE = "admin.key"
 BOOTSTRAP_ACTOR = Actor(ActorKind.CLIENT, "bootstrap", "server start-up")
 _LOCALHOST = "localhost"
@@ -66,13 +68,18 @@ class SecuritySettings:
     it). data_dir: where admin.key is written (the folder of the log or read models).
     rate_limit, rate_burst: each key's token bucket, with auth on (ratelimit.py); a
     rate_limit of 0 is no limit. The CLI's defaults are 100 a second with a burst of 200;
-    here, none."""
+    here, none. open_registration: anyone may register, with read_tasks only.
+    token_lifetime_s: how long a sign-in token is good for. jwt_secret:
+    JOBLEDGER_JWT_SECRET's value (repr hides it); None: `<data_dir>/jwt.secret`."""
 
     enabled: bool = False
     admin_key: str | None = field(default=None, repr=False)
     data_dir: Path = Path(".")
     rate_limit: float = 0.0
     rate_burst: int = 200
+    open_registration: bool = False
+    token_lifetime_s: int = 900
+    jwt_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.rate_limit >= 0 or self.rate_limit == math.inf:
@@ -85,6 +92,13 @@ class SecuritySettings:
             raise ValueError(f"{ADMIN_KEY_VARIABLE}: give at least {MIN_CHOSEN_KEY} "
                              f"characters (it is a password to everything), got "
                              f"{len(self.admin_key)}")
+
+        if self.token_lifetime_s < 1:
+            raise ValueError(f"--token-lifetime: give seconds >= 1, got "
+                             f"{self.token_lifetime_s!r}")
+        if self.jwt_secret is not None and len(self.jwt_secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"{SECRET_VARIABLE}: give at least {MIN_SECRET_CHARS} characters "
+                             f"(HS256 needs 256 bits), got {len(self.jwt_secret)}")
 
     @property
     def key_file(self) -> Path:

@@ -1,5 +1,6 @@
-"""The write side of API keys, shared by the REST API and the start-up bootstrap: append the
-event, wait until the read model (and so this node's key index) shows it."""
+"""The write side of API keys and users, shared by the REST API and the start-up bootstrap:
+append the event, wait until the read model (and so this node's key and user indexes)
+shows it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ from datetime import datetime
 
 from jobledger.projections.keys import KeyState, reduce_key
 from jobledger.projections.queries import Queries
-from jobledger.schemas import SECURITY, Actor, Event, KeyCreated, KeyRevoked, Permission, uuid7
+from jobledger.schemas import (
+    SECURITY,
+    Actor,
+    Envelope,
+    Event,
+    KeyCreated,
+    KeyRevoked,
+    Permission,
+    uuid7,
+)
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.projector import Projector
 from jobledger.services.write.publisher import Publisher
@@ -20,7 +30,8 @@ KEYS = "keys"  # the read model
 
 
 class KeyCommandError(Exception):
-    """A key command that cannot be carried out; status, code and field are the API's."""
+    """A key or user command that cannot be carried out; status, code and field are the
+    API's."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None):
         super().__init__(message)
@@ -66,15 +77,23 @@ class KeyCommands:
         return await self.queries.key(key_id)
 
     async def _append(self, state: KeyState | None, event: Event, actor: Actor) -> KeyState | None:
-        """Append once durable, then wait (bounded) until the keys model shows it: the key
-        works, or no longer works, on this node when the request answers; other nodes
-        follow as they project the security topic. The state after the event is the
-        reducer's, so a slow projection only delays its being seen."""
-        env = self.publisher.envelope(event, event.key_id, actor=actor)  # type: ignore[union-attr]
-        partition, offset = await self.publisher.publish_envelope(env, SECURITY)
-        try:
-            await asyncio.wait_for(self.projector.wait_for(KEYS, partition, offset),
-                                   VISIBLE_WAIT_SECONDS)
-        except TimeoutError:
-            pass
+        """Append, wait until visible (append_visible); the state after the event, by the
+        reducer, so a slow projection only delays its being seen."""
+        env = await append_visible(self.publisher, self.projector, event,
+                                   event.key_id, actor)  # type: ignore[union-attr]
         return reduce_key(state, env)
+
+
+async def append_visible(publisher: Publisher, projector: Projector, event: Event, key: str,
+                         actor: Actor) -> Envelope:
+    """Append once durable to the security topic, then wait (bounded) until its model shows
+    it: the key or user works, or no longer works, on this node when the request answers;
+    other nodes follow as they project the security topic."""
+    env = publisher.envelope(event, key, actor=actor)
+    partition, offset = await publisher.publish_envelope(env, SECURITY)
+    try:
+        await asyncio.wait_for(projector.wait_for(KEYS, partition, offset),
+                               VISIBLE_WAIT_SECONDS)
+    except TimeoutError:
+        pass
+    return env

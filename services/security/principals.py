@@ -1,9 +1,13 @@
-"""Who a request is: the principal a presented key names, looked up in memory.
+"""Who a request is: the principal a presented key or token names, looked up in memory.
 
 `KeyIndex` holds every key the keys read model has, by digest, fed by the projector's key
 listeners (the same events on every node, so a key created or revoked on one API node is
 known to all of them once each has projected it). Authenticating a request costs one
 SHA-256 of the presented key and one dict lookup: no I/O, no comparison of secrets.
+
+`UserIndex` is the same for users (fed by the user listeners): a token's signature and
+claims are checked by services/security/tokens.py, then its user is looked up here, so
+the permissions of a request are the user's as of now, not as of the token's issue.
 
 Why no constant-time comparison: the secret is never compared. The lookup is by the
 digest of what was presented, and an attacker who measures how long a dict lookup takes
@@ -18,6 +22,7 @@ from collections.abc import Callable, Iterable
 import msgspec
 
 from jobledger.projections.keys import KeyState
+from jobledger.projections.users import UserState
 from jobledger.schemas import Actor, ActorKind, Permission
 from jobledger.schemas.common import iso_ms
 
@@ -73,7 +78,11 @@ class KeyIndex:
         rest of the lookup)."""
         if len(presented) > MAX_KEY_CHARS:
             raise Unauthenticated("the API key is not one this server issued")
-        entry = self._by_digest.get(digest_of(presented))
+        return self.authenticate_digest(digest_of(presented), now_ms)
+
+    def authenticate_digest(self, digest: str, now_ms: Callable[[], int]) -> Principal:
+        """authenticate, for a key known by its digest (a dashboard session's key)."""
+        entry = self._by_digest.get(digest)
         if entry is None:
             raise Unauthenticated("the API key is not one this server issued")
         state = entry.state
@@ -90,3 +99,39 @@ class KeyIndex:
         return any(Permission.ADMIN in e.state.permissions and e.state.revoked_at is None
                    and (e.state.expires_at is None or now_ms < e.state.expires_at)
                    for e in self._by_digest.values())
+
+
+class UserIndex:
+    """Every user the users read model has, by user_id (what a token names) and by
+    username (what a login gives). `put` is the projector's user listener."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, UserState] = {}
+        self._by_id: dict[str, Principal] = {}  # active users only
+
+    def put(self, states: Iterable[UserState]) -> None:
+        """Learn these states of usernames; an older one than known is ignored (the
+        initial load and the listener may deliver a username in either order)."""
+        for state in states:
+            known = self._by_name.get(state.username)
+            if known is not None and known.revision >= state.revision:
+                continue
+            if known is not None:
+                self._by_id.pop(known.user_id, None)
+            self._by_name[state.username] = state
+            if state.active:
+                actor = Actor(ActorKind.USER, state.user_id, state.username)
+                self._by_id[state.user_id] = Principal(actor, frozenset(state.permissions))
+
+    def named(self, username: str) -> UserState | None:
+        """The active user of that name, if any."""
+        state = self._by_name.get(username)
+        return state if state is not None and state.active else None
+
+    def principal(self, user_id: str) -> Principal:
+        """The principal of the user a valid token names, with the permissions the user
+        holds now; Unauthenticated once the user is removed."""
+        principal = self._by_id.get(user_id)
+        if principal is None:
+            raise Unauthenticated("the token's user was removed")
+        return principal

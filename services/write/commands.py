@@ -8,6 +8,8 @@ import enum
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from opentelemetry.trace import Tracer
+
 from jobledger.projections.jobs import JobState, initial_status
 from jobledger.projections.queries import Queries
 from jobledger.schemas import (
@@ -26,8 +28,9 @@ from jobledger.schemas.api import TaskRequest
 from jobledger.schemas.lifecycle import TERMINAL, WAITING
 from jobledger.services.log.protocol import Entry
 from jobledger.services.runtime.projector import Projector
+from jobledger.services.telemetry.spans import enqueue_span
 from jobledger.services.write.producer import Producer
-from jobledger.services.write.publisher import Publisher
+from jobledger.services.write.publisher import Cause, Publisher
 from jobledger.services.write.task_types import TaskTypes
 from jobledger.services.write.visibility import VisibilityWaiters
 
@@ -57,6 +60,11 @@ def _initial_status(env: Envelope) -> JobStatus:
     return S.PENDING if event.run_at is None else initial_status(event, env)
 
 
+def _asked(job: JobState, request_id: str | None) -> Cause:
+    """The causal ids of a request about a job: caused by the request, in the job's chain."""
+    return Cause(causation_id=request_id, correlation_id=job.correlation_id)
+
+
 class CancelOutcome(enum.Enum):
     CANCELLED = "cancelled"  # it was waiting and is now cancelled
     REQUESTED = "requested"  # it is running: the handler has been asked to stop
@@ -64,8 +72,9 @@ class CancelOutcome(enum.Enum):
 
 class Commands:
     def __init__(self, publisher: Publisher, producer: Producer, projector: Projector,
-                 queries: Queries, task_types: TaskTypes):
+                 queries: Queries, task_types: TaskTypes, tracer: Tracer | None = None):
         self.publisher = publisher
+        self.tracer = tracer  # None: tracing off
         self.producer = producer
         self.projector = projector
         self.queries = queries
@@ -74,14 +83,24 @@ class Commands:
 
     async def enqueue(
         self, requests: Sequence[TaskRequest], actor: Actor | None = None,
-        wait_visible: bool = False, batch: bool = False,
+        wait_visible: bool = False, batch: bool = False, request_id: str | None = None,
     ) -> list[Enqueued]:
         """Append the jobs once durable. With wait_visible (and always for jobs with an
         idempotency key) also wait until the read model shows them, so that a read right
         after sees them and a known key is told apart from a new one. A task of an unknown
-        type refuses them all (UnknownTaskType; with batch, its field is tasks[i].task_type)."""
+        type refuses them all (UnknownTaskType; with batch, its field is tasks[i].task_type).
+        request_id: the request that asked (the jobs' cause and correlation id)."""
         await self.task_types.check(requests, batch)
-        envs = self.producer.envelopes(requests, actor)
+        if self.tracer is None:
+            return await self._enqueue(requests, actor, wait_visible, request_id)
+        with enqueue_span(self.tracer, requests) as trace:
+            return await self._enqueue(requests, actor, wait_visible, request_id, trace)
+
+    async def _enqueue(
+        self, requests: Sequence[TaskRequest], actor: Actor | None, wait_visible: bool,
+        request_id: str | None, trace: dict[str, str] | None = None,
+    ) -> list[Enqueued]:
+        envs = self.producer.envelopes(requests, actor, request_id, trace)
         # Fresh ids: the projector neither decodes their records nor looks them up.
         fresh = [env for env in envs
                  if env.event.idempotency_key is None]  # type: ignore[union-attr]  # enqueues
@@ -123,8 +142,9 @@ class Commands:
         return job
 
     async def cancel(self, job_id: str, actor: Actor | None = None,
-                     running_ok: bool = True) -> CancelOutcome:
-        """Cancel a waiting job (at once) or, if running_ok, ask a running one to stop."""
+                     running_ok: bool = True, request_id: str | None = None) -> CancelOutcome:
+        """Cancel a waiting job (at once) or, if running_ok, ask a running one to stop.
+        request_id: the request that asked (the cause of the JobCancelRequested)."""
         job = await self._job(job_id)
         if job.status in TERMINAL:
             raise Conflict(f"task {job_id} is already {job.status}")
@@ -132,7 +152,8 @@ class Commands:
             raise Conflict(f"task {job_id} is in progress; use POST .../cancel to stop it")
         settled = self.projector.watch_job(job_id, lambda s: s.status not in WAITING)
         try:
-            await self.publisher.publish(JobCancelRequested(job_id=job_id), job_id, actor=actor)
+            await self.publisher.publish(JobCancelRequested(job_id=job_id), job_id, actor=actor,
+                                         **_asked(job, request_id))
             if job.status == S.IN_PROGRESS:
                 return CancelOutcome.REQUESTED
             state = await asyncio.wait_for(asyncio.shield(settled), OUTCOME_WAIT_SECONDS)
@@ -146,7 +167,8 @@ class Commands:
             return CancelOutcome.REQUESTED
         raise Conflict(f"task {job_id} started before the cancel landed; it is {state.status}")
 
-    async def requeue(self, job_id: str, actor: Actor | None = None) -> JobStatus:
+    async def requeue(self, job_id: str, actor: Actor | None = None,
+                      request_id: str | None = None) -> JobStatus:
         job = await self._job(job_id)
         if job.status not in TERMINAL:
             raise Conflict(f"task {job_id} is {job.status}; only finished tasks can be requeued")
@@ -155,15 +177,18 @@ class Commands:
             payload=job.payload, priority=job.priority, timeout_seconds=job.timeout_seconds,
             max_retries=job.max_retries,
         )
-        partition, offset = await self.publisher.publish(event, job_id, actor=actor)
+        partition, offset = await self.publisher.publish(event, job_id, actor=actor,
+                                                         **_asked(job, request_id))
         # Read-your-writes: answer once the read model shows the requeue, as enqueue does.
         await self.visibility.wait(partition, offset, job_id, OUTCOME_WAIT_SECONDS)
         return S.PENDING
 
-    async def set_paused(self, queue: str, paused: bool, actor: Actor | None = None) -> None:
+    async def set_paused(self, queue: str, paused: bool, actor: Actor | None = None,
+                         request_id: str | None = None) -> None:
         """Pause or resume a queue: the event goes to every partition, so every owner sees it."""
         event = QueuePaused(queue=queue) if paused else QueueResumed(queue=queue)
-        env = self.publisher.envelope(event, queue, actor=actor)
+        env = self.publisher.envelope(event, queue, actor=actor, causation_id=request_id,
+                                      correlation_id=request_id)
         log = self.publisher.backend.topic(JOBS)
         value = encode(env)
         positions = await log.append([Entry(queue, value, p) for p in range(log.partitions)])

@@ -190,9 +190,12 @@ class Producer:
 
     def envelope(
         self, request: TaskRequest, now: datetime, job_id: str, event_id: str, actor: Actor,
+        causation_id: str | None = None, correlation_id: str | None = None,
+        trace: dict[str, str] | None = None,
     ) -> Envelope:
         """The JobEnqueued envelope of a request, with a fresh job id (not used when the
-        request has an idempotency key) and event id."""
+        request has an idempotency key) and event id, and the causal ids given (none: the
+        job starts a chain of its own, named by this event's id)."""
         run_at = request.schedule_at
         if request.delay_seconds:
             run_at = now + timedelta(seconds=request.delay_seconds)
@@ -205,17 +208,22 @@ class Producer:
             timeout_seconds=request.timeout_seconds, max_retries=request.max_retries,
             idempotency_key=key,
         )
-        return Envelope(id=event_id, key=job_id, time=now, actor=actor, event=event)
+        return Envelope(id=event_id, key=job_id, time=now, actor=actor, event=event,
+                        causation_id=causation_id, correlation_id=correlation_id,
+                        trace=trace or {})
 
     def envelopes(
-        self, requests: Sequence[TaskRequest], actor: Actor | None = None
+        self, requests: Sequence[TaskRequest], actor: Actor | None = None,
+        request_id: str | None = None, trace: dict[str, str] | None = None,
     ) -> list[Envelope]:
-        """One JobEnqueued envelope per request; they share one enqueue time and actor."""
+        """One JobEnqueued envelope per request; they share one enqueue time and actor, and
+        the request that enqueued them (request_id) is their cause and their chain; and its
+        trace context (W3C: traceparent, tracestate)."""
         now = self.clock.now()
         actor = actor or self.publisher.actor
         ids = uuid7s(2 * len(requests))
         envelope = self.envelope
-        return [envelope(request, now, job_id, event_id, actor)
+        return [envelope(request, now, job_id, event_id, actor, request_id, request_id, trace)
                 for request, job_id, event_id in zip(requests, ids[::2], ids[1::2], strict=True)]
 
     async def append(self, envs: list[Envelope]) -> list[tuple[int, int]]:

@@ -4,7 +4,9 @@ into one append per topic (the log then group-commits those batches)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
+from typing import TypedDict
 
 from jobledger.schemas import Actor, Envelope, Event, encode, topic_of, uuid7
 from jobledger.services.log.protocol import Entry, LogBackend, Position
@@ -12,8 +14,21 @@ from jobledger.services.runtime.clock import Clock
 
 # Told (position, None) once an event is durable, or (None, error) if its append failed.
 Done = Callable[[Position | None, BaseException | None], None]
+
+
+class Cause(TypedDict, total=False):
+    """The causal ids of an event to publish (docs/events.md, "Causal ids"), as keyword
+    arguments of publish and publish_then."""
+
+    causation_id: str | None
+    correlation_id: str | None
+
+
+NO_CAUSE = Cause()
+
 # What waits for one event's append: a future, or a Done called at once.
 _Waiter = asyncio.Future[Position] | Done
+AppendTimer = Callable[[str, float], None]  # told (topic, seconds) of each append that landed
 
 
 class Publisher:
@@ -25,32 +40,39 @@ class Publisher:
         self._pending: dict[str, list[tuple[Entry, _Waiter]]] = {}
         self._flush_scheduled = False
         self._appending: set[asyncio.Task[None]] = set()
+        self.timer: AppendTimer | None = None  # the append latency metrics (api/metrics.py)
 
     def envelope(
         self, event: Event, key: str, *, actor: Actor | None = None,
         causation_id: str | None = None, correlation_id: str | None = None,
+        trace: dict[str, str] | None = None,
     ) -> Envelope:
         return Envelope(
             id=uuid7(), key=key, time=self.clock.now(), actor=actor or self.actor, event=event,
-            causation_id=causation_id, correlation_id=correlation_id,
+            causation_id=causation_id, correlation_id=correlation_id, trace=trace or {},
         )
 
     def publish(
         self, event: Event, key: str, *, partition: int | None = None,
         actor: Actor | None = None, causation_id: str | None = None,
+        correlation_id: str | None = None, trace: dict[str, str] | None = None,
     ) -> asyncio.Future[Position]:
         """Queue one event; the future resolves to its position once it is durable."""
-        env = self.envelope(event, key, actor=actor, causation_id=causation_id)
+        env = self.envelope(event, key, actor=actor, causation_id=causation_id,
+                            correlation_id=correlation_id, trace=trace)
         return self.publish_envelope(env, topic_of(event), partition)
 
     def publish_then(
-        self, event: Event, key: str, done: Done, *, actor: Actor | None = None
-    ) -> None:
+        self, event: Event, key: str, done: Done, *, actor: Actor | None = None,
+        causation_id: str | None = None, correlation_id: str | None = None,
+    ) -> str:
         """As publish, but `done` is called as soon as the append ends, from the task that
         appended: no future and no turn of the loop per event (the dispatcher's picks and
-        outcomes, a few per job)."""
-        env = self.envelope(event, key, actor=actor)
+        outcomes, a few per job). Returns the event's id (what its effects cite)."""
+        env = self.envelope(event, key, actor=actor, causation_id=causation_id,
+                            correlation_id=correlation_id)
         self._queue(topic_of(event), Entry(env.key, encode(env)), done)
+        return env.id
 
     def publish_envelope(
         self, env: Envelope, topic: str, partition: int | None = None
@@ -67,8 +89,14 @@ class Publisher:
 
     async def append_now(self, topic: str, envs: Sequence[Envelope]) -> list[Position]:
         """Append a batch at once, as one unit (a REST batch enqueue)."""
-        return await self.backend.topic(topic).append(
-            [Entry(e.key, encode(e)) for e in envs], sync=self.sync)
+        return await self._timed(topic, [Entry(e.key, encode(e)) for e in envs])
+
+    async def _timed(self, topic: str, entries: list[Entry]) -> list[Position]:
+        start = time.perf_counter()
+        positions = await self.backend.topic(topic).append(entries, sync=self.sync)
+        if self.timer is not None:
+            self.timer(topic, time.perf_counter() - start)
+        return positions
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -87,8 +115,7 @@ class Publisher:
 
     async def _append(self, topic: str, items: list[tuple[Entry, _Waiter]]) -> None:
         try:
-            positions = await self.backend.topic(topic).append(
-                [entry for entry, _ in items], sync=self.sync)
+            positions = await self._timed(topic, [entry for entry, _ in items])
         except Exception as exc:  # every waiter learns the append failed
             for _, waiter in items:
                 _tell(waiter, None, exc)

@@ -47,7 +47,7 @@ async def api_client(node: EmbeddedNode, security: SecuritySettings | None = Non
     """An httpx client of the app over this started node (auth as `security` says, off by
     default). httpx's ASGITransport runs no lifespan, so the node the test started (and
     will stop) is served as the lifespan would serve it."""
-    api = create_app(lambda: node, security=security)
+    api = create_app(lambda: node, security=security, telemetry=node.config.telemetry)
     asgi = httpx.ASGITransport(app=api, **transport)
     async with serving(api, node):
         async with httpx.AsyncClient(transport=asgi, base_url="http://test") as client:

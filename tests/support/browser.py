@@ -106,7 +106,13 @@ class Dashboard:
         return color
 
     def color_of(self, selector: str) -> str:
-        color: str = self.page.eval_on_selector(selector, "el => getComputedStyle(el).color")
+        """The element's computed colour. Waited for: a live view may replace the element
+        between two frames, and a detached element has no computed style ('')."""
+        color: str = self.page.wait_for_function(
+            """selector => {
+                const el = document.querySelector(selector);
+                return (el && el.isConnected && getComputedStyle(el).color) || null;
+            }""", arg=selector).json_value()
         return color
 
     def screenshot(self, name: str) -> None:

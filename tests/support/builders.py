@@ -29,7 +29,7 @@ def at(seconds: float) -> datetime:
 
 
 def key_of(event: Event) -> str:
-    for name in ("job_id", "worker_id", "queue", "key_id"):
+    for name in ("job_id", "worker_id", "queue", "key_id", "username"):
         value = getattr(event, name, None)
         if isinstance(value, str):
             return value

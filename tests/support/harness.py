@@ -27,6 +27,7 @@ from jobledger.services.runtime.backoff import Backoff
 from jobledger.services.runtime.clock import ManualClock
 from jobledger.services.runtime.dispatcher import Dispatcher, DispatcherConfig
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL
+from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.producer import task_request
 
 SAFETY_SECONDS = 5.0  # real time; only ever reached when something is broken
@@ -44,7 +45,8 @@ class NodeFactory:
 
     async def __call__(
         self, app: App, *, clock: ManualClock | None = None, partitions: int = 4,
-        allow_unknown_task_types: bool = False, **dispatcher_config: Any,
+        allow_unknown_task_types: bool = False, telemetry: Telemetry | None = None,
+        **dispatcher_config: Any,
     ) -> EmbeddedNode:
         """A started node. Dispatcher options as keywords (concurrency=1, lease_seconds=...);
         the backoff is seeded and the shutdown grace is 0 unless given."""
@@ -53,7 +55,7 @@ class NodeFactory:
         dispatcher_config.setdefault("shutdown_grace_seconds", 0.0)
         config = NodeConfig(
             db=self.db, partitions=partitions, dispatcher=DispatcherConfig(**dispatcher_config),
-            allow_unknown_task_types=allow_unknown_task_types,
+            allow_unknown_task_types=allow_unknown_task_types, telemetry=telemetry,
         )
         node = EmbeddedNode(config, app, clock=clock or ManualClock())
         await node.start()

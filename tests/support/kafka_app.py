@@ -40,3 +40,11 @@ async def tick(ctx: JobContext, payload: Any) -> None:
 for _n in range(TICKS):
     scheduled.job(f"tick_{_n}", schedule=interval(seconds=1, id=f"every_second_{_n}",
                                                   max_instances=1000))(tick)
+
+
+@app.job("fails_once")
+async def fails_once(ctx: JobContext, payload: Any) -> dict[str, int]:
+    """Fails its first attempt and completes its second (the trace tests)."""
+    if ctx.attempt == 1:
+        raise RuntimeError("the first attempt fails")
+    return {"attempt": ctx.attempt}

@@ -23,7 +23,7 @@ async def live_server(node: EmbeddedNode, hub: HubConfig | None = None,
                       security: SecuritySettings | None = None) -> AsyncIterator[str]:
     """Serve the node's API (auth as `security` says, off by default); yields the base URL
     (http://127.0.0.1:PORT)."""
-    app = create_app(lambda: node, hub, security)
+    app = create_app(lambda: node, hub, security, telemetry=node.config.telemetry)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -1,4 +1,7 @@
 // The REST API: JSON in and out, and its one error shape ({error, code, field}) as an Error.
+// Signed in by the session cookie, every change carries the session's CSRF token; a 401
+// (the session ended: signed out, expired, its key revoked) is told to whoever listens
+// (main.js: back to the sign-in page).
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -9,17 +12,37 @@ export class ApiError extends Error {
   }
 }
 
-/** {status, data}: data is the answer's JSON, or null for an answer without a body. */
-export async function request(method, path, body) {
-  const init = {method, headers: {accept: 'application/json'}};
+const SAFE = new Set(['GET', 'HEAD']);
+let csrfToken = null;
+let unauthorized = () => {};
+
+/** The session's CSRF token (null: none, auth off or signed out). */
+export function setCsrfToken(token) {
+  csrfToken = token;
+}
+
+/** fn() on every 401 from the API (not from the sign-in's own requests). */
+export function onUnauthorized(fn) {
+  unauthorized = fn;
+}
+
+/** {status, data}: data is the answer's JSON, or null for an answer without a body.
+ * headers: more request headers; quiet: a 401 is only thrown (the sign-in's requests). */
+export async function request(method, path, body, {headers = {}, quiet = false} = {}) {
+  const init = {method, headers: {accept: 'application/json', ...headers},
+    credentials: 'same-origin'};
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers['content-type'] = 'application/json';
   }
+  if (csrfToken && !SAFE.has(method)) init.headers['x-csrf-token'] = csrfToken;
   const response = await fetch(path, init);
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
-  if (!response.ok) throw new ApiError(response.status, data);
+  if (!response.ok) {
+    if (response.status === 401 && !quiet) unauthorized();
+    throw new ApiError(response.status, data);
+  }
   return {status: response.status, data};
 }
 

@@ -11,6 +11,8 @@
 //   schedule        a schedule_update's schedule
 //   task-ready      the task channel is watching task id (detail): read the task
 //   task-changed    the watched task changed: read it again
+//   refused         the server closed the socket with 1008 (not signed in, or no longer):
+//                   main.js asks who is signed in; reconnecting goes on meanwhile
 //
 // No update lost or repeated across a dropped connection: every task_update carries a
 // cursor, the last one seen is kept, and a reconnect subscribes with resume_from it, so
@@ -22,6 +24,7 @@ const BACKOFF_MS = [250, 500, 1000, 2000, 4000];
 const BACKOFF_CAP_MS = 5000;
 const PING_EVERY_MS = 20000; // a connection silent for 2.5 pings is taken for dead
 const SILENT_MS = 50000;
+const POLICY_VIOLATION = 1008; // the server's close of a socket it does not let in
 
 export class Live {
   constructor(url) {
@@ -37,7 +40,17 @@ export class Live {
     this.ws = null;
     this.stats = null;
     this.lastHeard = Date.now();
-    setInterval(() => this.keepAlive(), PING_EVERY_MS);
+    this.stopped = false;
+    this.timer = setInterval(() => this.keepAlive(), PING_EVERY_MS);
+  }
+
+  /** Close for good (signed out): no reconnect, no more events. */
+  stop() {
+    this.stopped = true;
+    clearInterval(this.timer);
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close();
   }
 
   on(name, fn) {
@@ -61,7 +74,7 @@ export class Live {
     this.ws = ws;
     ws.onopen = () => this.opened();
     ws.onmessage = (event) => this.received(JSON.parse(event.data));
-    ws.onclose = () => this.closed(ws);
+    ws.onclose = (event) => this.closed(ws, event);
   }
 
   opened() {
@@ -75,8 +88,9 @@ export class Live {
     if (this.watching) this.send({type: 'subscribe', channel: 'task', task_id: this.watching});
   }
 
-  closed(ws) {
-    if (ws !== this.ws) return;
+  closed(ws, event) {
+    if (ws !== this.ws || this.stopped) return;
+    if (event.code === POLICY_VIOLATION) this.emit('refused', event.reason);
     this.ws = null;
     this.tasksLive = this.schedulesLive = this.watchingLive = false;
     this.setState('reconnecting');
@@ -84,7 +98,7 @@ export class Live {
     const delay = Math.min(BACKOFF_CAP_MS, base) * (0.75 + Math.random() / 2);
     this.failures += 1;
     this.emit('retry', {attempt: this.failures, delayMs: delay});
-    setTimeout(() => this.connect(), delay);
+    setTimeout(() => this.stopped || this.connect(), delay);
   }
 
   received(message) {

@@ -2,6 +2,7 @@
 // depth minute by minute, a card per task type and per queue. Everything comes from the
 // stats channel (pushed at most once a second while anything changes).
 import {post} from '../api.js';
+import {can} from '../session.js';
 import {timeChart} from '../charts.js';
 import {duration, h, hashWith, num, pct, setText} from '../dom.js';
 import {TASK_STATUSES, badge} from '../status.js';
@@ -168,7 +169,8 @@ function queueCard(name) {
   const state = h('span');
   const body = h('div');
   const facts = h('dl');
-  const toggle = h('button', {class: 'small secondary', type: 'button'});
+  // Pausing a queue needs admin (docs/security.md): hidden without it.
+  const toggle = h('button', {class: 'small secondary', type: 'button', hidden: !can('admin')});
   const el = h('article', {class: 'card', dataset: {queue: name}},
     h('header', {}, h('h3', {}, h('a', {href: hashWith('/tasks', {queue: name})}, name)), state),
     body, facts, h('div', {class: 'toolbar'}, toggle));

@@ -2,6 +2,7 @@
 // next and last run, last result, running or not); pause, resume, trigger now, delete.
 // Kept live by the schedules channel; read over REST whenever it is (re)subscribed.
 import {del, get, post} from '../api.js';
+import {can} from '../session.js';
 import {agoEl, h, tickAgo, timeEl} from '../dom.js';
 import {FINISHED, badge} from '../status.js';
 import {confirmThen, perFrame, toast} from '../ui.js';
@@ -116,6 +117,7 @@ function row(s) {
     action: () => del(base),
     done: () => `Schedule ${s.id} deleted.`,
   }));
+  for (const button of [toggle, trigger, remove]) button.hidden = !can('admin');
   return h('tr', {dataset: {scheduleId: s.id, state: s.state}},
     h('td', {}, h('strong', {}, s.id), s.name && s.name !== s.id ? h('div', {class: 'muted'}, s.name) : null),
     h('td', {}, s.task_type, s.queue !== 'default' ? h('div', {class: 'muted'}, `queue ${s.queue}`) : null),

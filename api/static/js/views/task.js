@@ -3,6 +3,7 @@
 // log) as a timeline; cancel and requeue. Kept live by the task channel: the server says
 // when the task, its runs or its log lines change, and the page reads them again.
 import {ApiError, get, post} from '../api.js';
+import {can} from '../session.js';
 import {ago, duration, h, num, pretty, setText, timeEl} from '../dom.js';
 import {FINISHED, badge, levelBadge} from '../status.js';
 import {progressCell} from './tasks.js';
@@ -74,9 +75,10 @@ export function mount(root, {live, arg: taskId}) {
 
   function draw({task, runList, details, history}) {
     status.replaceChildren(badge(task.status));
-    cancel.hidden = FINISHED.has(task.status);
+    const mayCancel = can('cancel_tasks'); // else hidden: the server would refuse (403)
+    cancel.hidden = !mayCancel || FINISHED.has(task.status);
     cancel.disabled = task.cancel_requested && task.status === 'in_progress';
-    requeue.hidden = !FINISHED.has(task.status);
+    requeue.hidden = !mayCancel || !FINISHED.has(task.status);
     facts.replaceChildren(...fact('task type', task.task_type), ...fact('queue', task.queue),
       ...fact('priority', task.priority), ...fact('attempt', task.attempt),
       ...fact('failed attempts', `${task.retry_count} (retries allowed: ${task.max_retries ?? '–'})`),

@@ -2,6 +2,7 @@
 // found by a prefix of the id or idempotency key; kept live by task updates; bulk cancel,
 // and requeue of dead-letter tasks, on a selection.
 import {each, get, post} from '../api.js';
+import {can} from '../session.js';
 import {h, hashWith, num, queryOf, setText, setTime} from '../dom.js';
 import {FINISHED, TASK_STATUSES, badge, setBadge, statusLabel} from '../status.js';
 import {TaskWindow} from '../taskwindow.js';
@@ -83,8 +84,11 @@ export function mount(root, {live, query}) {
     header('Progress'), header('Enqueued'), header('Updated'))),
   tbody), note);
   const chosen = h('span', {class: 'muted', 'aria-live': 'polite'});
-  const cancel = h('button', {type: 'button', class: 'danger'}, 'Cancel selected');
-  const requeue = h('button', {type: 'button'}, 'Requeue selected dead letters');
+  const mayCancel = can('cancel_tasks'); // cancel and requeue: hidden without it
+  const cancel = h('button', {type: 'button', class: 'danger', hidden: !mayCancel},
+    'Cancel selected');
+  const requeue = h('button', {type: 'button', hidden: !mayCancel},
+    'Requeue selected dead letters');
   const newer = h('button', {type: 'button', class: 'secondary', hidden: true});
   const older = h('button', {type: 'button', class: 'secondary'}, 'Older');
   const newerPage = h('button', {type: 'button', class: 'secondary'}, 'Newer');

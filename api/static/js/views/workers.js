@@ -4,6 +4,7 @@
 // (a stats message: at most once a second, and on every worker start, heartbeat and loss).
 import {get} from '../api.js';
 import {agoEl, h, num, pct, tickAgo, timeEl} from '../dom.js';
+import {can} from '../session.js';
 import {TASK_STATUSES, badge} from '../status.js';
 import {oneAtATime, perFrame} from '../ui.js';
 import {setPaused} from './overview.js';
@@ -91,6 +92,7 @@ function drawQueues(tbody, note, stats) {
   const entries = Object.entries(stats.by_queue);
   tbody.replaceChildren(...entries.map(([name, q]) => {
     const toggle = h('button', {type: 'button', class: 'small secondary', dataset: {queue: name},
+      hidden: !can('admin'),
       'aria-label': `${q.paused ? 'Resume' : 'Pause'} queue ${name}`}, q.paused ? 'Resume' : 'Pause');
     toggle.addEventListener('click', () => setPaused(name, !q.paused));
     const present = TASK_STATUSES.filter((s) => q.counts[s]);
