@@ -37,15 +37,15 @@ class Subscriber:
         if self.cursor is not None:
             message["resume_from"] = self.cursor
             self.resumes += 1
-        ws = connect(self.url, open_timeout=10, max_size=None)
-        try:
-            ws.send(json.dumps(message))
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                self._read(ws, deadline)
-        finally:
-            ws.socket.shutdown(socket.SHUT_RDWR)  # dropped: no close handshake
-            ws.socket.close()
+        with connect(self.url, open_timeout=10, max_size=None) as ws:
+            try:
+                ws.send(json.dumps(message))
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    self._read(ws, deadline)
+            finally:
+                ws.socket.shutdown(socket.SHUT_RDWR)  # dropped: no close handshake
+                ws.socket.close()
 
     def _read(self, ws: ClientConnection, deadline: float) -> None:
         try:
@@ -80,17 +80,22 @@ def r25_ws_resume(workdir: Path, quick: bool) -> Result:
         stop = threading.Event()
 
         def load() -> None:
-            while not stop.is_set():
-                acked.extend(submit(proc, sleep_tasks(50, 0.01)))
-                time.sleep(0.05)
+            try:
+                while not stop.is_set():
+                    acked.extend(submit(proc, sleep_tasks(50, 0.01)))
+                    time.sleep(0.05)
+            finally:
+                stop.set()  # the row ends (an error of the server's, or of the row's)
 
         loader = threading.Thread(target=load, daemon=True)
         loader.start()
         started = time.monotonic()
-        while time.monotonic() - started < seconds:
-            client.session(rng.uniform(0.5, 2.0))
-        stop.set()
-        loader.join(30)
+        try:
+            while time.monotonic() - started < seconds and not stop.is_set():
+                client.session(rng.uniform(0.5, 2.0))
+        finally:
+            stop.set()
+            loader.join(30)
         drained(proc, 120)
         client.session(2.0)  # a last resume: what changed since the last drop
     history = embedded_history(db)
