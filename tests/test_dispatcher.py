@@ -22,6 +22,8 @@ from jobledger.schemas import (
     SCHEDULES,
     SECURITY,
     WORKERS,
+    JobFailed,
+    JobLeaseExpired,
     JobPicked,
     JobStatus,
     decode,
@@ -76,10 +78,11 @@ async def test_a_restarted_node_retries_the_job_that_was_running(make_node: Node
     # The stop handed the unfinished attempt back (fault-injection row R5): retried at
     # once, not after the lease nobody renews any more (before: 30 s of lease).
     second = await make_node(app, clock=clock)
-    handed_back = await job(second, running)
-    assert handed_back.status in (S.SCHEDULED, S.PENDING) and handed_back.attempt == 1
-    assert handed_back.error is not None and handed_back.error.startswith(WORKER_STOPPED)
-    done = await wait_until(second, running, S.COMPLETED)
+    done = await wait_until(second, running, S.COMPLETED)  # the clock never moved
+    ends = [e.event for e in await history(second, running)
+            if isinstance(e.event, JobFailed | JobLeaseExpired)]
+    assert len(ends) == 1 and isinstance(ends[0], JobFailed) and ends[0].attempt == 1
+    assert ends[0].error.startswith(WORKER_STOPPED) and ends[0].retry_at is not None
     assert done.attempt == 2 and attempts == [1, 2]
     await advance(second, 5)
     assert (await wait_until(second, delayed, S.COMPLETED)).attempt == 1

@@ -431,14 +431,15 @@ class Dispatcher(JobsFold):
         durable. Had it failed, the attempt does not exist: its handler is stopped (or never
         started), any end it reported is forgotten (a stale event, should it be recorded),
         and the job is pending again."""
-        if self.traces is not None:
-            self.traces.picked(job.job_id, error)
         job_id = job.job_id
         self._starting.discard(job_id)
+        if error is None and later and not self._stopping \
+                and self._decided.get(job_id, 0) < attempt:
+            self.executor.start(job, attempt, later[0])  # before its pick's span ends
+        if self.traces is not None:
+            self.traces.picked(job_id, error)
         if error is None:
             self.faults.resumed(APPENDS)
-            if later and not self._stopping and self._decided.get(job_id, 0) < attempt:
-                self.executor.start(job, attempt, later[0])
             return
         if self.executor.is_running(job_id, attempt):
             self.executor.cancel(job_id, report=False)
