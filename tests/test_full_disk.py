@@ -251,3 +251,38 @@ def test_a_server_on_full_disks_resumes_by_itself_once_space_is_freed(tmp_path: 
                 assert done["status"] == "completed"
         finally:
             server.stop()
+
+
+async def test_the_projections_outlast_a_failing_read_of_the_log(
+    make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of the log that fails with a fault that can pass (an I/O error) is retried
+    after a backoff, from the checkpoint (fault-injection row R14; before, the read's error
+    ended the projection task for good)."""
+    app, ran, _ = recording_app()
+    node = await make_node(app)
+    await wait_until(node, await enqueue(node, "record", 1), JobStatus.COMPLETED)
+    await settle(node)
+    log = node.backend.topic(JOBS)
+    reads = log.read
+    failing = True
+
+    async def read(partition: int, offset: int, limit: int = 1000) -> Any:
+        if failing:
+            error = sqlite3.OperationalError("disk I/O error")
+            error.sqlite_errorcode = sqlite3.SQLITE_IOERR  # type: ignore[attr-defined]
+            error.sqlite_errorname = "SQLITE_IOERR"  # type: ignore[attr-defined]
+            raise error
+        return await reads(partition, offset, limit)
+
+    monkeypatch.setattr(log, "read", read)
+    second = asyncio.create_task(enqueue(node, "record", 2))
+    await eventually(lambda: "projection jobs reads" in node.projector.faults.open)
+    assert node.crashed() == []  # before: project-jobs had died
+    assert "projection jobs reads: disk I/O error (SQLITE_IOERR)" in " ".join(node.faults())
+    failing = False
+    clock_of(node).advance(FIRST_RETRY_S)
+    done = await wait_until(node, await second, JobStatus.COMPLETED)
+    assert done.attempt == 1 and ran == [1, 2]
+    await settle(node)
+    assert node.faults() == [] and node.crashed() == []

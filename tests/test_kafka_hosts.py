@@ -10,17 +10,25 @@ topic, and the records after it are still applied; a node started late catches u
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from jobledger.projections.store import ReadModelStore
 from jobledger.schemas import JOBS, LOGS, SCHEDULES, WORKERS, decode, topic_of
 from jobledger.schemas.codec import MAX_RECORD_DEPTH
 from jobledger.services.kafka.faust_host import FaustProjections
 from jobledger.services.kafka.ownership import GroupSettings
-from jobledger.services.kafka.projections import ERROR_HEADER, SOURCE_HEADER
+from jobledger.services.kafka.projections import (
+    ERROR_HEADER,
+    HEADROOM,
+    SOURCE_HEADER,
+    TRUNCATED_HEADER,
+)
 from jobledger.services.log.kafka import (
     DEAD_LETTER,
     KafkaConfig,
@@ -28,7 +36,7 @@ from jobledger.services.log.kafka import (
     jobledger_topics,
     murmur2_partition,
 )
-from jobledger.services.log.protocol import Entry, LogBackend
+from jobledger.services.log.protocol import Entry, LogBackend, LogError
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.node.kafka import PROJECTION_HOSTS
 from jobledger.services.runtime.projector import Projector
@@ -197,6 +205,70 @@ async def test_a_record_nested_too_deep_is_quarantined_and_a_deep_payload_is_rea
         await node.stop()
     [letter] = letters
     assert b"levels deep" in dict(letter.headers)[ERROR_HEADER]
+
+
+@pytest.mark.parametrize("host", PROJECTION_HOSTS)
+async def test_a_record_too_large_to_dead_letter_whole_is_cut_and_the_rest_applied(
+    tmp_path: Path, kafka_broker: TansuBroker, host: str
+) -> None:
+    """Fault-injection row R14: another producer's 3 MB record, larger than our producer
+    may send. Its dead letter is its first bytes, with a header giving its length, and the
+    projections go on (before: the send raised and the projections ended for good)."""
+    config = kafka_config(kafka_broker)
+    jobs = [entry for topic, entry in _golden_entries() if topic == JOBS]
+    huge = Entry("job-x", b" " * 3_000_000, jobs[0].partition)
+    node = await started(node_config(config, tmp_path / "node.views.db", projection_host=host))
+    try:
+        roomy = kafka_config(kafka_broker, config.topic_prefix, max_message_bytes=4 * 2**20)
+        await _filled_topics(roomy, [(JOBS, jobs[0]), (JOBS, huge), (JOBS, jobs[1])])
+        assert await node.caught_up(WAIT_S)
+        assert not node.crashed()
+        assert await node.queries.quarantined() == 1
+        assert await node.queries.job(decode(jobs[1].value).key) is not None  # went on
+        letters = await _dead_letters(config)
+    finally:
+        await node.stop()
+    [letter] = letters
+    assert dict(letter.headers)[TRUNCATED_HEADER] == b"3000000"
+    assert letter.value == b" " * (config.max_message_bytes - HEADROOM)
+
+
+async def test_a_tail_that_fails_is_started_again_from_the_checkpoints(
+    tmp_path: Path, kafka_broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault-injection row R14: the first tail's read fails with an error of Kafka's. It is
+    a fault /health reports, and a fresh tail from the checkpoints follows after a backoff
+    (before: the projections ended for good)."""
+    config = kafka_config(kafka_broker)
+    entries = [(topic, entry) for topic, entry in _golden_entries() if topic == JOBS]
+    await _filled_topics(config, entries[:2])
+    tail, tails = KafkaLogBackend.tail, []
+
+    def failing_once(self: KafkaLogBackend, positions: Any, limit: int = 5000) -> Any:
+        tails.append(positions)
+        if len(tails) == 1:
+            return _refused()
+        return tail(self, positions, limit)
+
+    monkeypatch.setattr(KafkaLogBackend, "tail", failing_once)
+    node = await started(node_config(config, tmp_path / "node.views.db"))
+    try:
+        assert await node.caught_up(WAIT_S)
+        await _filled_topics(config, entries[2:4])
+        assert await node.caught_up(WAIT_S)
+        assert not node.crashed() and node.faults() == []
+        assert await node.queries.job(decode(entries[3][1].value).key) is not None
+    finally:
+        await node.stop()
+    assert len(tails) == 2
+
+
+async def _refused() -> AsyncIterator[Any]:
+    try:
+        raise KafkaConnectionError("the broker went away")
+    except KafkaConnectionError as error:
+        raise LogError("cannot reach Kafka") from error
+    yield
 
 
 async def _dead_letters(config: KafkaConfig) -> list:  # type: ignore[type-arg]

@@ -24,23 +24,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from jobledger.schemas import topic_of
 from jobledger.schemas.codec import Undecodable, decode_batch
 from jobledger.services.log.kafka import DEAD_LETTER, KafkaLogBackend
 from jobledger.services.log.protocol import Record
+from jobledger.services.runtime.faults import retried_reads
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.runtime.supervise import crashed, spawn
 
 log = logging.getLogger("jobledger.projections")
 SOURCE_HEADER = "jobledger-source"  # where a dead letter came from: <topic>/<partition>/<offset>
 ERROR_HEADER = "jobledger-error"  # why it could not be decoded
+TRUNCATED_HEADER = "jobledger-truncated"  # a value cut to fit: its whole length in bytes
+HEADROOM = 4096  # bytes of a dead letter left for its key, headers and record overhead
 
 
 class DeadLetters:
     """Produces undecodable records to the dead-letter topic: the record's key and value
-    as they were, with headers naming its source and the decoding error. Each projection
+    as they were (cut to what our producer may send, _fitting), with headers naming its
+    source and the decoding error. Each projection
     host that meets a record produces it (at least once per read model): copies have the
     same source header."""
 
@@ -48,18 +54,29 @@ class DeadLetters:
         self.backend = backend
         self.topic = backend.config.topic_name(DEAD_LETTER)
         self.sent = 0
+        # Another producer may have written a record larger than our producer may send
+        # (its max request size): before, the send raised and ended the projections for
+        # good (fault-injection row R14, a 10 MB record).
+        self.max_value = backend.config.max_message_bytes - HEADROOM
+
+    def _fitting(self, value: bytes, headers: list[tuple[str, bytes]]) -> bytes:
+        """value, or its first max_value bytes with a header giving its whole length (the
+        whole record stays on its topic, at the place the source header names)."""
+        if len(value) <= self.max_value:
+            return value
+        headers.append((TRUNCATED_HEADER, str(len(value)).encode()))
+        return value[:self.max_value]
 
     async def send(self, role: str, records: Sequence[Undecodable]) -> None:
         producer = self.backend.producer()
         source = self.backend.config.topic_name(role)
-        deliveries = [
-            await producer.send(
-                self.topic, value=bad.value, key=bad.key.encode(),
-                headers=[(SOURCE_HEADER, f"{source}/{bad.partition}/{bad.offset}".encode()),
-                         (ERROR_HEADER, bad.error.encode())],
-            )
-            for bad in records
-        ]  # fmt: skip
+        deliveries = []
+        for bad in records:
+            headers = [(SOURCE_HEADER, f"{source}/{bad.partition}/{bad.offset}".encode()),
+                       (ERROR_HEADER, bad.error[:1000].encode())]
+            value = self._fitting(bad.value, headers)
+            deliveries.append(await producer.send(
+                self.topic, value=value, key=bad.key.encode()[:1000], headers=headers))
         await asyncio.gather(*deliveries)
         self.sent += len(records)
         for bad in records:
@@ -80,6 +97,20 @@ def undecodable(role: str, records: Sequence[Record]) -> list[Undecodable]:
                                    f"{env.type} belongs on the {topic_of(env.event)} topic, "
                                    f"not {role}"))  # fmt: skip
     return bad
+
+
+def kafka_fault(error: BaseException) -> str | None:
+    """An error of Kafka's (or of the network) that trying again may mend, for people; None
+    for any other, offsets out of range included (the records are gone: trying again would
+    not bring them back)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OffsetOutOfRangeError):
+            return None
+        if isinstance(cause, KafkaError | OSError):
+            return f"{type(cause).__name__}: {cause}"[:300]
+        cause = cause.__cause__
+    return None
 
 
 class LogProjections:
@@ -108,21 +139,37 @@ class LogProjections:
 
     async def _follow(self) -> None:
         """One tail of every model's topic (one consumer: KafkaLogBackend.tail), from the
-        checkpoints; each batch is applied model by model."""
-        starts = {}
-        for model, role in TOPIC_OF_MODEL.items():
-            done = self.projector.positions[model]
-            # Name every partition: the checkpoint holds only partitions already applied.
-            starts[role] = {p: done.get(p, 0) for p in range(self.backend.topic(role).partitions)}
-        async for batches in self.backend.tail(starts):
+        checkpoints; each batch is applied model by model. A tail that fails with an error
+        of Kafka's starts again from the checkpoints after a backoff (retried_reads)."""
+        async def tail() -> AsyncIterator[dict[str, list[Record]]]:
+            starts = {}
+            for model, role in TOPIC_OF_MODEL.items():
+                done = self.projector.positions[model]
+                # Name every partition: the checkpoint holds only partitions already applied.
+                partitions = self.backend.topic(role).partitions
+                starts[role] = {p: done.get(p, 0) for p in range(partitions)}
+            return self.backend.tail(starts)
+
+        reads = retried_reads(self.projector.faults, "projection reads", tail, kafka_fault)
+        async for batches in reads:
             for model, role in TOPIC_OF_MODEL.items():
                 if role in batches:
                     await self._apply(model, role, batches[role])
 
     async def _apply(self, model: str, role: str, records: list[Record]) -> None:
         bad = undecodable(role, records)
-        if bad:
-            await self.dead_letters.send(role, bad)  # before the checkpoint moves past them
+        while bad:  # before the checkpoint moves past them
+            try:
+                await self.dead_letters.send(role, bad)
+            except Exception as error:
+                what = kafka_fault(error)
+                if what is None:
+                    raise
+                faults = self.projector.faults
+                await faults.clock.sleep(faults.failing("dead letters", what))
+            else:
+                self.projector.faults.resumed("dead letters")
+                break
         # Written before the next batch is taken: what arrives meanwhile is fetched in the
         # background and makes the next batch, and its transaction, bigger.
         await self.projector.apply(model, records)

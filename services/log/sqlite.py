@@ -87,8 +87,13 @@ RECENT = 2_000
 # they would be decoded a second time.
 UNREAD = 12_000
 Row = tuple[str, int, int, int, str, bytes, bytes]  # ..., key, value, chain link
+# Keys and values are read as the types a Record has, whatever a row holds: SQLite's type
+# affinity lets an integer, a real or text into either column, and a row that another
+# program (or a bug) wrote so made every reader fail, the start included (fault-injection
+# row R14). Read so, it is quarantined like any undecodable record. CAST of a value that
+# is already a blob (every row jobledger writes) costs nothing.
 SELECT_FROM = (
-    "SELECT offset, timestamp_ms, key, value FROM records"
+    "SELECT offset, timestamp_ms, CAST(key AS TEXT), CAST(value AS BLOB) FROM records"
     " WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?"
 )
 
@@ -295,9 +300,11 @@ class BulkReader:
     code"). key() looks the key up for the rare record that needs it (one that cannot be
     decoded)."""
 
-    _ROWS = ("SELECT offset, value FROM records WHERE topic = ? AND partition = ? AND offset >= ?"
-             " AND offset < ? AND key >= ? AND (? IS NULL OR key < ?) ORDER BY offset LIMIT ?")
-    _KEY = "SELECT key FROM records WHERE topic = ? AND partition = ? AND offset = ?"
+    _ROWS = ("SELECT offset, CAST(value AS BLOB) FROM records"
+             " WHERE topic = ? AND partition = ? AND offset >= ? AND offset < ?"
+             " AND key >= ? AND (? IS NULL OR key < ?) ORDER BY offset LIMIT ?")
+    _KEY = ("SELECT CAST(key AS TEXT) FROM records"
+            " WHERE topic = ? AND partition = ? AND offset = ?")
 
     def __init__(self, path: Path, topic: str):
         self.path = path

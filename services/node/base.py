@@ -119,6 +119,8 @@ class Node:
         reasons = self.projector.faults.reasons()
         if self.dispatcher is not None:
             reasons += self.dispatcher.faults.reasons()
+        if self.scheduler is not None:
+            reasons += self.scheduler.faults.reasons()
         return reasons
 
     def crashed(self) -> list[str]:

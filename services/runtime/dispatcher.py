@@ -77,6 +77,7 @@ from jobledger.services.write.publisher import NO_CAUSE, Cause, Done, Publisher,
 S = JobStatus
 FINISHED_KEYED_MEMORY = 100_000  # finished keyed jobs kept in memory; older: known_jobs
 APPENDS = "dispatcher appends"  # the part its failed appends are reported as (Faults)
+WORKER_STOPPED = "WorkerStopped"  # the error of an attempt handed back at a stop (_hand_back)
 KnownJobs = Callable[[Collection[str]], Awaitable[Collection[str]]]
 
 
@@ -156,6 +157,7 @@ class Dispatcher(JobsFold):
         self._tasks: list[asyncio.Task[Any]] = []
         self._fill_scheduled = False
         self._stopping = False  # no new picks once stop() has begun
+        self._starting: set[str] = set()  # picked, to run once the pick is durable (_fill)
         self._deciding = False  # no picks before start() has folded the log to its end
         self.faults = Faults(clock)  # its appends failing, for /health
         self._later = Later(clock)  # decisions to take again once their append failed
@@ -190,7 +192,8 @@ class Dispatcher(JobsFold):
             spawn(self.heartbeats.run(), "dispatcher-heartbeats"),
         ]
         if follow:
-            self._tasks.append(spawn(self.ownership.follow(), "dispatcher-follow"))
+            self._tasks.append(spawn(self.ownership.follow(self.faults, "dispatcher reads"),
+                                     "dispatcher-follow"))
         self._deciding = True
         self._schedule_fill()
 
@@ -203,10 +206,28 @@ class Dispatcher(JobsFold):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._later.stop()
-        await self.executor.stop(self.config.shutdown_grace_seconds)
+        for run in await self.executor.stop(self.config.shutdown_grace_seconds):
+            self._hand_back(run)
         worker_id = self.config.worker_id
         self.publisher.publish_then(WorkerStopped(worker_id=worker_id), worker_id, unchecked)
         await self.publisher.drain()
+
+    def _hand_back(self, run: Running) -> None:
+        """An attempt still running when the shutdown grace ran out ends now, retried at
+        once: its lease, which nobody renews any more, would keep it from every other
+        worker until it expired (fault-injection row R5). Counts as a failed attempt, as
+        that expiry would."""
+        job_id, attempt = run.job.job_id, run.attempt
+        if not self._claim(job_id, attempt):
+            return
+        job = self.jobs.get(job_id, run.job)
+        retry_at = self.clock.now() if self.retries.retry_at(job) is not None else None
+        grace = self.config.shutdown_grace_seconds
+        self._end_attempt(JobFailed(
+            job_id=job_id, attempt=attempt, retry_at=retry_at,
+            error=f"{WORKER_STOPPED}: the worker stopped before the attempt ended "
+                  f"(shutdown grace {grace:g} s)"),
+            attempt, self.worker_actor, attempt_cause(run.ctx))  # it cites its pick
 
     # -- gaining and losing partitions (the ownership's Decider) --------------------------
 
@@ -360,7 +381,8 @@ class Dispatcher(JobsFold):
             return
         # A slot is held by a running attempt, not by a pick not yet read back: its handler
         # may be long done (in Kafka mode the read-back comes a fetch later).
-        free = min(self.executor.free, self.config.max_unread_picks - len(self._in_flight))
+        free = min(self.executor.free - len(self._starting),
+                   self.config.max_unread_picks - len(self._in_flight))
         now = self.clock.now()
         lease = now + timedelta(seconds=self.config.lease_seconds)
         while free > 0:
@@ -379,28 +401,46 @@ class Dispatcher(JobsFold):
                                lease_expires_at=lease)
             if self.traces is not None:
                 self.traces.pick(job_id, job.task_type, job.queue, attempt)
+            # A first attempt runs now, not once the pick is durable: that saves a commit (an
+            # fsync) from every job's enqueue->start. Whatever the handler appends queues
+            # behind the pick on the same log, so no outcome is recorded before its pick.
+            # Should the process die before the pick is durable, the job is still pending on
+            # restart and runs again: at-least-once, as after a crash mid-handler.
+            # A later attempt (rare) waits for its pick to be durable: a job that kills its
+            # process at once (os.abort()) would otherwise kill worker after worker without
+            # one more attempt ever reaching the log, never reaching its dead letter
+            # (fault-injection row R13).
+            durable_first = attempt > 1
+            if durable_first:
+                self._starting.add(job_id)
+            started_later: list[str] = []  # the pick's id, for a start once it is durable
             # The ignore: mypy cannot type a lambda whose defaults bind the loop's variables.
             pick_id = self.publisher.publish_then(
                 picked, job_id,
-                lambda _, error, job=job, attempt=attempt:  # type: ignore[misc]
-                self._picked(error, job, attempt), **cause_of(job))
-            # Run it now, not once the pick is durable: that saves a commit (an fsync) from
-            # every job's enqueue->start. Whatever the handler appends queues behind the pick
-            # on the same log, so no outcome is recorded before its pick. Should the process
-            # die before the pick is durable, the job is still pending on restart and runs
-            # again: at-least-once, as after a crash mid-handler.
-            self.executor.start(job, attempt, pick_id)
+                lambda _, error, job=job, attempt=attempt,  # type: ignore[misc]
+                later=started_later if durable_first else None:
+                self._picked(error, job, attempt, later), **cause_of(job))
+            if durable_first:
+                started_later.append(pick_id)
+            else:
+                self.executor.start(job, attempt, pick_id)
 
-    def _picked(self, error: BaseException | None, job: JobState, attempt: int) -> None:
-        """The pick's append ended. Had it failed, the attempt does not exist: its handler is
-        stopped, any end it reported is forgotten (a stale event, should it be recorded),
+    def _picked(self, error: BaseException | None, job: JobState, attempt: int,
+                later: list[str] | None = None) -> None:  # fmt: skip
+        """The pick's append ended; later: the pick's id, to run the attempt now that it is
+        durable. Had it failed, the attempt does not exist: its handler is stopped (or never
+        started), any end it reported is forgotten (a stale event, should it be recorded),
         and the job is pending again."""
+        job_id = job.job_id
+        self._starting.discard(job_id)
+        if error is None and later and not self._stopping \
+                and self._decided.get(job_id, 0) < attempt:
+            self.executor.start(job, attempt, later[0])  # before its pick's span ends
         if self.traces is not None:
-            self.traces.picked(job.job_id, error)
+            self.traces.picked(job_id, error)
         if error is None:
             self.faults.resumed(APPENDS)
             return
-        job_id = job.job_id
         if self.executor.is_running(job_id, attempt):
             self.executor.cancel(job_id, report=False)
         if self._decided.get(job_id) == attempt:

@@ -193,16 +193,18 @@ class Executor:
         self._orphans -= 1
         self._freed()
 
-    async def stop(self, grace_seconds: float) -> None:
-        """Let running attempts finish for grace_seconds, then cancel the rest silently:
-        their leases expire and the owner retries them."""
+    async def stop(self, grace_seconds: float) -> list[Running]:
+        """Let running attempts finish for grace_seconds, then cancel the rest silently;
+        those are returned, for the dispatcher to hand back (Dispatcher.stop)."""
         tasks = [r.task for r in self.running.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=grace_seconds)
+        unfinished = [run for run in self.running.values() if run.report]
         for job_id in list(self.running):
             self.cancel(job_id, report=False)
         await asyncio.gather(*tasks, return_exceptions=True)
         self._threads.shutdown(wait=False, cancel_futures=True)
+        return unfinished
 
 
 def _traced_outcome(outcome: Outcome) -> tuple[str | None, str]:

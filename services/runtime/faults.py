@@ -15,14 +15,16 @@ import errno
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.server_log import note
 
 log = logging.getLogger("jobledger.node")
+T = TypeVar("T")
 FIRST_RETRY_S = 0.5  # the first wait before trying again
 MAX_RETRY_S = 10.0  # the longest: a freed disk is used again within this long
 # SQLite's primary result codes of faults that can pass, and what they mean for people.
@@ -115,3 +117,31 @@ class Later:
         for task in self._waiting:
             task.cancel()
         await asyncio.gather(*self._waiting, return_exceptions=True)
+
+
+async def retried_reads(
+    faults: Faults, part: str, open_tail: Callable[[], Awaitable[AsyncIterator[T]]],
+    passing: Callable[[BaseException], str | None] = passing_fault,
+) -> AsyncIterator[T]:
+    """The batches of a tail, which open_tail starts from where its reader has got to. A
+    read that fails with a fault that can pass (passing) is a fault of part: after its
+    backoff a fresh tail starts (before, the read's error ended the projections for good:
+    fault-injection row R14). Any other error, and the reader's own, still end it."""
+    while True:
+        tail = await open_tail()
+        try:
+            while True:
+                try:
+                    batch = await anext(tail)
+                except StopAsyncIteration:
+                    return
+                except Exception as error:
+                    what = passing(error)
+                    if what is None:
+                        raise
+                    break
+                faults.resumed(part)
+                yield batch
+        finally:
+            await tail.aclose()  # type: ignore[attr-defined]
+        await faults.clock.sleep(faults.failing(part, what))

@@ -16,12 +16,13 @@ consumer group (services/kafka/ownership.py) drive the PartitionOwner itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 from jobledger.schemas import Envelope
 from jobledger.schemas.codec import decode_batch
 from jobledger.services.log.protocol import Log, Record
+from jobledger.services.runtime.faults import Faults, retried_reads
 from jobledger.services.runtime.partition_state import Snapshot
 
 SnapshotT = TypeVar("SnapshotT", bound=Snapshot)
@@ -92,10 +93,14 @@ class PartitionOwner(Generic[SnapshotT]):
 
     # -- following the log ----------------------------------------------------------------
 
-    async def follow(self) -> None:
+    async def follow(self, faults: Faults, part: str) -> None:
         """Apply the records of the partitions held as the log gets them (the embedded
-        mode; in Kafka mode a consumer group calls consume())."""
-        async for records in self.log.tail(self.positions):
+        mode; in Kafka mode a consumer group calls consume()). A read that fails with a
+        fault that can pass is part's fault in faults, and retried from what is applied."""
+        async def tail() -> AsyncIterator[list[Record]]:
+            return self.log.tail(self.positions)
+
+        async for records in retried_reads(faults, part, tail):
             await self.consume(records)
 
     async def consume(self, records: list[Record]) -> None:

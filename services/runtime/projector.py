@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from operator import attrgetter
@@ -43,7 +43,7 @@ from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.schemas.security import KEY_EVENTS, USER_EVENTS
 from jobledger.services.log.protocol import Log, LogBackend, LogError, Record
 from jobledger.services.runtime.clock import Clock, SystemClock
-from jobledger.services.runtime.faults import Faults, passing_fault
+from jobledger.services.runtime.faults import Faults, passing_fault, retried_reads
 from jobledger.services.runtime.supervise import crashed, spawn
 from jobledger.services.telemetry.spans import project_span
 
@@ -185,11 +185,15 @@ class Projector:
 
     async def _follow(self, model: str) -> None:
         log = self.backend.topic(TOPIC_OF_MODEL[model])
-        # Name every partition: a checkpoint holds only partitions already applied, and a
-        # tail follows only the partitions it is given (log.py, requirement 4).
-        done = self.positions[model]
-        start = {p: done.get(p, 0) for p in range(log.partitions)}
-        async for records in log.tail(start):
+
+        async def tail() -> AsyncIterator[list[Record]]:
+            await self.settled()  # after a failed read: from what is written
+            # Name every partition: a checkpoint holds only partitions already applied, and
+            # a tail follows only the partitions it is given (log.py, requirement 4).
+            done = self.positions[model]
+            return log.tail({p: done.get(p, 0) for p in range(log.partitions)})
+
+        async for records in retried_reads(self.faults, f"projection {model} reads", tail):
             if model != "jobs":
                 await self.apply(model, records)
                 continue

@@ -47,6 +47,7 @@ from jobledger.schemas.common import from_ms, to_ms
 from jobledger.schemas.schedules import MisfirePolicy, ScheduleDefinition, SkipReason
 from jobledger.services.log.protocol import LogBackend, Position
 from jobledger.services.runtime.clock import Clock
+from jobledger.services.runtime.faults import Faults
 from jobledger.services.runtime.partition_owner import PartitionOwner
 from jobledger.services.runtime.partition_state import SchedulesSnapshot
 from jobledger.services.runtime.supervise import crashed, spawn
@@ -151,6 +152,7 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self.ownership = PartitionOwner(backend.topic(SCHEDULES), self, SchedulesSnapshot,
                                         partitions)
+        self.faults = Faults(clock)  # its reads of the log failing, for /health
         # The ownership's own set and dict (never rebound), as the Dispatcher has them.
         self.partitions, self.positions = self.ownership.partitions, self.ownership.positions
         self.schedules: dict[str, ScheduleState] = {}  # every schedule of my partitions
@@ -205,7 +207,8 @@ class Scheduler:
             self._arm(schedule_id)
         self._tasks = [spawn(self.timers.run(), "scheduler-timers")]
         if follow:
-            self._tasks.append(spawn(self.ownership.follow(), "scheduler-follow"))
+            self._tasks.append(spawn(self.ownership.follow(self.faults, "scheduler reads"),
+                                          "scheduler-follow"))
 
     def crashed(self) -> list[str]:
         return crashed([*self._tasks, *([self._deciding] if self._deciding else [])])
