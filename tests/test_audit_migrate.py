@@ -20,12 +20,11 @@ import msgspec
 import pytest
 
 from jobledger.schemas import ActorKind, JobDue, JobEnqueued, JobStatus, encode
-from jobledger.services.audit.kafka_topics import existing_topics
 from jobledger.services.cli.common import Exit
 from jobledger.services.cli.main import main
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
-from jobledger.services.log.kafka import KafkaConfig, KafkaLogBackend
+from jobledger.services.log.kafka import KafkaConfig, KafkaLogBackend, existing_topics
 from jobledger.services.log.protocol import Entry
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.replay.rebuild import replay, replay_topics

@@ -9,26 +9,9 @@ from typing import Any
 from jobledger.services.log.protocol import LogError
 
 
-async def existing_topics(config: Any) -> set[str]:
-    """The roles (jobs, logs, ...) that have a topic under config's prefix."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from jobledger.services.log.kafka import ROLES
-
-    admin = AIOKafkaAdminClient(**config.client_settings())
-    try:
-        await admin.start()
-        found = set(await admin.list_topics())
-    except Exception as error:
-        raise LogError(f"cannot reach Kafka at {config.bootstrap_servers}: {error!r}") from error
-    finally:
-        await admin.close()
-    return {role for role in ROLES if config.topic_name(role) in found}
-
-
 async def open_existing(config: Any) -> tuple[Any, dict[str, int]]:
     """The backend over the existing topics, and each one's partition count."""
-    from jobledger.services.log.kafka import DEAD_LETTER, KafkaLogBackend
+    from jobledger.services.log.kafka import DEAD_LETTER, KafkaLogBackend, existing_topics
 
     roles = await existing_topics(config) - {DEAD_LETTER}
     if not roles:

@@ -179,6 +179,20 @@ class KafkaConfig:
         }
 
 
+async def existing_topics(config: KafkaConfig) -> set[str]:
+    """The roles (jobs, logs, ...) that have a topic under config's prefix (LogError when
+    the cluster cannot be reached)."""
+    admin = AIOKafkaAdminClient(**config.client_settings())
+    try:
+        await admin.start()
+        found = set(await admin.list_topics())
+    except Exception as error:
+        raise LogError(f"cannot reach Kafka at {config.bootstrap_servers}: {error!r}") from error
+    finally:
+        await admin.close()
+    return {role for role in ROLES if config.topic_name(role) in found}
+
+
 def jobledger_topics(config: KafkaConfig) -> dict[str, int]:
     """Partition counts of jobledger's topics: one for SINGLE_PARTITION's; the others spread
     by key over `config.partitions`."""

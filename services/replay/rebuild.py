@@ -50,19 +50,9 @@ async def replay_topics(
 ) -> dict[str, str]:
     """Rebuild the read models of the Kafka topics `config` names into out (replaced);
     their checksums. The topics are read with the partitions they have."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    from jobledger.services.log.kafka import KafkaLogBackend, existing_topics, jobledger_topics
 
-    from jobledger.services.log.kafka import KafkaLogBackend, jobledger_topics
-
-    admin = AIOKafkaAdminClient(**config.client_settings())
-    try:
-        await admin.start()
-        found = set(await admin.list_topics())
-    except Exception as error:
-        raise LogError(f"cannot reach Kafka at {config.bootstrap_servers}: {error!r}") from error
-    finally:
-        await admin.close()
-    if config.topic_name(JOBS) not in found:
+    if JOBS not in await existing_topics(config):
         raise LogError(f"no topic {config.topic_name(JOBS)!r} at {config.bootstrap_servers}: "
                        "nothing to replay (is --topic-prefix right?)")  # fmt: skip
     existing = replace(config, partitions=1)  # at least one: topics keep the count they have
