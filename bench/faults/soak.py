@@ -81,7 +81,11 @@ def r26_soak(workdir: Path, quick: bool) -> Result:
                 next_fault = time.monotonic() + rng.uniform(*gap)
             time.sleep(0.5)
         c.api = next(a for a in apis if a.proc.poll() is None)
-        wait_for(lambda: c.unfinished() == 0, 300, "every job finished", interval=1)
+        try:
+            wait_for(lambda: c.unfinished() == 0, 300, "every job finished", interval=1)
+            shown_unfinished, health = 0, None
+        except TimeoutError:  # the log says whether the jobs or this node's read model stuck
+            shown_unfinished, health = c.unfinished(), c.api.health()
         history = c.history()
     completed_twice = sum(
         1 for j in ids
@@ -90,11 +94,14 @@ def r26_soak(workdir: Path, quick: bool) -> Result:
     _, stale_applied = history.stale_outcomes()
     growth = _rss_growth(rss)
     anomalies = {"lost": len(history.lost(ids)), "final pending": len(history.unfinished(ids)),
-                 "completed twice": completed_twice, "stale outcomes applied": stale_applied}
+                 "completed twice": completed_twice, "stale outcomes applied": stale_applied,
+                 "unfinished in an API node's read model 300 s after": shown_unfinished}
     figures = {"seconds": seconds, "jobs": len(ids), "faults": faults, "anomalies": anomalies,
                "final pending": anomalies["final pending"],
                "redundant runs": history.redundant_runs(ids),
                "API RSS MB first third -> last third": growth}
+    if health is not None:
+        figures["that API node's /health"] = health
     return Result("R26", "nemesis soak in Kafka mode (kill, stop/continue, restart)", figures,
                   ok=not any(anomalies.values()))
 
