@@ -40,7 +40,7 @@ from jobledger.schemas.api import WS_MAX_MESSAGE_BYTES, Progress, TaskUpdate, Ta
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.node.base import Node
 from jobledger.services.runtime.projector import Projected
-from jobledger.services.runtime.supervise import spawn
+from jobledger.services.runtime.supervise import cancel_and_wait, spawn
 
 from .openapi import Endpoint, Reply
 from .schedules import schedule_updates
@@ -283,9 +283,7 @@ class Hub:
             self.node.projector.listeners.remove(self.on_projected)
             self.node.projector.schedule_listeners.remove(self.on_schedules)
             self.node.projector.model_listeners.remove(self.on_model)
-        if self._stats_task is not None:
-            self._stats_task.cancel()
-            await asyncio.gather(self._stats_task, return_exceptions=True)
+        await cancel_and_wait(self._stats_task)
         for client in list(self.clients):
             await _close(client.websocket, GOING_AWAY)
 

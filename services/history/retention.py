@@ -24,7 +24,7 @@ from jobledger.projections.store import ReadModelStore, Transaction, fetch_all
 from jobledger.schemas.common import to_ms
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.services.runtime.clock import Clock
-from jobledger.services.runtime.supervise import crashed, spawn
+from jobledger.services.runtime.supervise import cancel_and_wait, crashed, spawn
 
 log = logging.getLogger("jobledger.retention")
 RETENTION_EVERY_S = 3600.0
@@ -59,9 +59,7 @@ class Retention:
         return crashed([self._task] if self._task else [])
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
-from jobledger.services.runtime.supervise import crashed, spawn
+from jobledger.services.runtime.supervise import cancel_and_wait, crashed, spawn
 
 from .position import Positions
 
@@ -185,9 +185,7 @@ class Snapshotter:
         return crashed([self._task] if self._task else [])
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         last = self.snapshots.taken[-1].events if self.snapshots.taken else 0

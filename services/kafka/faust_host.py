@@ -47,6 +47,7 @@ from jobledger.services.kafka.projections import DeadLetters, undecodable
 from jobledger.services.log.kafka import KafkaLogBackend
 from jobledger.services.log.protocol import LogError, Record
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
+from jobledger.services.runtime.supervise import cancel_and_wait
 
 log = logging.getLogger("jobledger.faust")
 BATCH = 5000  # records per faust batch at most
@@ -282,5 +283,4 @@ class _ModelWriter:
                     break
 
     async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)

@@ -48,7 +48,7 @@ from jobledger.services.runtime.server_log import (
     log_stopping,
     logging_outcomes,
 )
-from jobledger.services.runtime.supervise import crashed, spawn
+from jobledger.services.runtime.supervise import cancel_and_wait, crashed, spawn
 from jobledger.services.schedules.scheduler import Scheduler, SchedulerConfig
 from jobledger.services.telemetry.setup import Telemetry
 from jobledger.services.write.task_types import TaskTypes
@@ -243,9 +243,7 @@ class KafkaNode(Node):
         for ownership in self.groups:
             await ownership.stop()
         self.groups = []
-        if self._liveness is not None:
-            self._liveness.cancel()
-            await asyncio.gather(self._liveness, return_exceptions=True)
+        await cancel_and_wait(self._liveness)
         if self.host is not None:
             await self.publisher.drain()  # commands this node appended
             await self.caught_up(SETTLE_SECONDS)

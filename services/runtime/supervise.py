@@ -29,6 +29,13 @@ def _report(task: asyncio.Task[Any]) -> None:
         log.error("background task %s crashed", task.get_name(), exc_info=error)
 
 
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel the task (if any) and wait until it has ended, whatever it ended with."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def crashed(tasks: list[asyncio.Task[Any]]) -> list[str]:
     """Names of the tasks that ended with an exception."""
     return [t.get_name() for t in tasks if t.done() and not t.cancelled() and t.exception()]
