@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from jobledger.schemas import JOBS, JobStatus
 from jobledger.services.log.protocol import Entry, LogError
 from jobledger.services.node.embedded import EmbeddedNode
 from jobledger.services.runtime.faults import FIRST_RETRY_S
+from tests.support import disk
 from tests.support.api_harness import api_client
 from tests.support.harness import (
     NodeFactory,
@@ -176,26 +176,11 @@ async def test_a_due_time_whose_append_fails_is_decided_again(make_node: NodeFac
 @contextmanager
 def small_disk(folder: Path, size: str = "6m") -> Iterator[Path]:
     """A tmpfs of `size` mounted at folder (root only; the test is skipped otherwise)."""
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
-                              str(folder)], capture_output=True)  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Take every free byte of the disk with a file; the file."""
-    filler = disk / "filler"
-    # Unbuffered, and the close inside suppress too: a buffered file's close flushes what
-    # the failed write left, and raised ENOSPC past the suppress (CI, a fresh clone).
-    with suppress(OSError), filler.open("wb", buffering=0) as f:
-        while True:
-            f.write(b"\0" * 65536)
-    return filler
+        with disk.small_disk(folder, size) as mounted:
+            yield mounted
+    except disk.CannotMount as refused:
+        pytest.skip(str(refused))
 
 
 def post(server: ServerProcess, payload: Any) -> httpx.Response:
@@ -217,7 +202,7 @@ def test_a_server_on_full_disks_resumes_by_itself_once_space_is_freed(tmp_path: 
             server.wait_healthy()
             acked = [post(server, n).json()["task_id"] for n in range(10)]
 
-            fillers = [fill(views_disk)]  # the read models' disk: the log still writes
+            fillers = [disk.fill(views_disk)]  # the read models' disk: the log still writes
             answer = post(server, BIG)
             assert answer.status_code == 201, answer.text
             acked.append(answer.json()["task_id"])
@@ -226,7 +211,7 @@ def test_a_server_on_full_disks_resumes_by_itself_once_space_is_freed(tmp_path: 
             assert health.status_code == 503
             assert "projection jobs: disk full (SQLITE_FULL) since " in health.json()["reason"]
 
-            fillers.append(fill(log_disk))  # the log's disk too: writes are refused
+            fillers.append(disk.fill(log_disk))  # the log's disk too: writes are refused
             refused = 0
             for n in range(20):
                 answer = post(server, [n, BIG])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from tests.support.kafka_procs import (  # noqa: E402
     WorkerProcess,
     kafka_env,
 )
-from tests.support.procs import TESTS, ServerProcess  # noqa: E402
+from tests.support.procs import TESTS, ServerProcess, poll  # noqa: E402
 
 from .history import History, kafka_history  # noqa: E402
 
@@ -55,16 +54,9 @@ class Result:
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str,
              interval: float = 0.1) -> T:  # fmt: skip
-    """Poll another process's state (nothing to await across processes) until predicate
-    gives something truthy; raise TimeoutError naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not after {timeout:g} s")
-        time.sleep(interval)
+    """Poll another process's state until predicate gives something truthy (tests' poll);
+    TimeoutError naming what was awaited."""
+    return poll(predicate, timeout, interval, what)  # type: ignore[no-any-return]
 
 
 def send(proc: JobledgerProcess | ServerProcess, sig: signal.Signals) -> None:

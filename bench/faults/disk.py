@@ -7,41 +7,21 @@ the row says so and does not run)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import httpx
 
+from tests.support.disk import fill, small_disk
 from tests.support.procs import ServerProcess
 
 from .common import Result, sleep_tasks, wait_for
 from .embedded import ARGS, ENV, Sender, drained
 from .history import embedded_history
 
-
-@contextmanager
-def small_disk(folder: Path, size: str = "64m") -> Iterator[Path]:
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
-                              str(folder)], capture_output=True)  # fmt: skip
-    if mounted.returncode != 0:
-        raise RuntimeError(f"cannot mount a tmpfs (root only): {mounted.stderr.decode().strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with suppress(OSError), filler.open("wb", buffering=0) as f:
-        while True:
-            f.write(b"\0" * 65536)
-    return filler
+DISK_SIZE = "64m"  # at 8 MB SQLite's two WAL files fill it by themselves
 
 
 # Tasks with a 20 kB field: the log's WAL, reused after each checkpoint, must run out of
@@ -75,7 +55,7 @@ def r20_disk_full(workdir: Path, quick: bool) -> Result:
     """The disk is 64 MB: SQLite's WAL files alone take up to ~4 MB each between
     checkpoints, and on a disk they fill by themselves (8 MB) nothing can be freed."""
     full_s = 3.0 if quick else 15.0
-    with small_disk(workdir / "disk") as disk:
+    with small_disk(workdir / "disk", DISK_SIZE) as disk:
         db = workdir / "jl.db"  # the files on the small disk, the server's output not
         for name in ("jl.db", "jl.views.db"):  # SQLite puts a WAL beside its target
             (workdir / name).symlink_to(disk / name)

@@ -84,14 +84,16 @@ class ServerProcess:
         return Path(self.log.name).read_text(errors="replace")[-3000:]
 
 
-def poll(predicate, timeout: float, interval: float = 0.1):  # type: ignore[no-untyped-def]
+def poll(predicate, timeout: float, interval: float = 0.1,  # type: ignore[no-untyped-def]
+         what: str = "condition"):
     """Call predicate until it returns something truthy (across processes nothing can be
-    awaited, so this is bounded polling); return that value or raise TimeoutError."""
+    awaited, so this is bounded polling); return that value or raise TimeoutError naming
+    what was awaited."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met in {timeout}s")
+            raise TimeoutError(f"{what}: not after {timeout:g} s")
         time.sleep(interval)
