@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 
 from jobledger.schemas import JOBS, WORKERS, JobStatus
-from tests.support.harness import NodeFactory, enqueue, recording_app, wait_until
+from tests.support.harness import NodeFactory, enqueue, recording_app, settle, wait_until
 
 GARBAGE = [12345, 1.5, "text, not a blob", b"\xff\xfe not JSON"]
 
@@ -39,6 +39,7 @@ async def test_rows_of_any_type_are_quarantined_and_the_node_goes_on(
     written = sum(_append_rows(make_node.db, topic, 0) for topic in (JOBS, WORKERS))
 
     node = await make_node(app)  # before: the start failed (TypeError: int has no len())
+    await settle(node)  # the projections catch up in the background once the start returned
     assert await node.queries.quarantined() == written
     after = await enqueue(node, "record", "after")
     await wait_until(node, after, JobStatus.COMPLETED)
