@@ -180,6 +180,9 @@ class ReadModelStore:
         self.db = db
         self.path = path
         self.writer = writer  # the one that marks the file open and durable on close
+        # job_events, job_event_ids and runs written with each jobs batch. Off in an as_of
+        # fold (services/history/asof.py): no point-in-time query reads them.
+        self.audit_rows = True
 
     @classmethod
     async def open(cls, path: str | Path, bulk: bool = False) -> ReadModelStore:
@@ -306,9 +309,10 @@ class ReadModelStore:
         last = change.positions
         tx.rows("INSERT OR REPLACE INTO jobs",
                 (job_row(s, last[job_id][1]) for job_id, s in change.jobs.items()))
-        tx.rows("INSERT OR IGNORE INTO job_events", change.events, nulls=False)
-        tx.rows("INSERT OR IGNORE INTO job_event_ids", change.ids, nulls=False)
-        tx.rows("INSERT OR REPLACE INTO runs", change.runs.values())
+        if self.audit_rows:
+            tx.rows("INSERT OR IGNORE INTO job_events", change.events, nulls=False)
+            tx.rows("INSERT OR IGNORE INTO job_event_ids", change.ids, nulls=False)
+            tx.rows("INSERT OR REPLACE INTO runs", change.runs.values())
         tx.many("INSERT OR REPLACE INTO queues VALUES (?, ?, ?)",
                 [queue_row(q) for q in change.queues.values()])
         stats = change.stats

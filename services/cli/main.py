@@ -77,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-projection-lag-ms", type=int, default=10_000,
                        help="/health is degraded (503) when the projections lag more "
                        "(default 10000)")
-    serve.add_argument("--snapshot-every-events", type=int, default=20_000, metavar="N",
+    serve.add_argument("--snapshot-every-events", type=int, default=2_000, metavar="N",
                        help="snapshot the read models for as_of every N records applied "
-                       "(0: never by count; default 20000; docs/audit.md)")
+                       "(0: never by count; default 2000; docs/audit.md)")
     serve.add_argument("--snapshot-every-minutes", type=float, default=0.0, metavar="M",
                        help="and/or every M minutes with records applied (default 0: never)")
     serve.add_argument("--retain-finished", metavar="AGE", type=_age,

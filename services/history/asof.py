@@ -2,11 +2,13 @@
 same reducers and queried by the same queries as the live ones.
 
 A moment is a log position (position.py): a time becomes, in each partition, the first
-offset whose record time is after it. The state at a position is the newest snapshot at
-or before it (snapshots.py; none: an empty store) with the records between folded in by
-the projector, inside a transaction that is rolled back once the query is answered: the
-snapshot file is never changed, and a fold costs what the records after the snapshot
-cost. One task's state needs only that task's events, found through job_events.
+offset whose record time is after it. The state at a position starts from the newest
+snapshot at or before it (starting_point; snapshots.py; none: an empty store): its base,
+its deltas applied in SQL, and the records after it folded in by the projector, all inside
+a transaction that is rolled back once the query is answered, so the snapshot files are
+never changed. Only the models an as_of query reads are folded, and only the tables they
+read written (FOLDED_MODELS, ReadModelStore.audit_rows). One task's state needs only that
+task's events, found through job_events.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ from jobledger.services.log.protocol import Log, LogBackend, LogError, Record
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 
+from .copies import apply_deltas, deltas_path
 from .position import AsOfError, Positions, format_position, parse_position, parse_time
 from .snapshots import Snapshot, Snapshots
 
 READ_BATCH = 20_000  # records read at a time while folding
+# The models whose tables the as_of queries read (stats, tasks, queues, workers, schedules):
+# not run_logs nor keys, whose topics an as_of need not fold at all.
+FOLDED_MODELS = ("jobs", "workers", "schedules")
 
 
 @dataclass(frozen=True)
@@ -135,15 +141,21 @@ class History:
                     newest = max(newest, last.timestamp_ms)
         return newest
 
+    def starting_point(self, target: Positions) -> Snapshot | None:
+        """Where an as_of at the target position starts its fold: the newest snapshot at or
+        before it, or None: an empty store, folding the log from offset 0."""
+        return self.snapshots.latest_within(target) if self.snapshots else None
+
     @asynccontextmanager
     async def at(self, moment: Moment) -> AsyncIterator[Queries]:
         """Queries over the read models as they were at the moment."""
-        snapshot = self.snapshots.latest_within(moment.positions) if self.snapshots else None
+        snapshot = self.starting_point(moment.positions)
         if snapshot is None:
             async with _folded(None, self.backend, moment.positions) as queries:
                 yield queries
             return
-        async with snapshot.lock, _folded(snapshot, self.backend, moment.positions) as queries:
+        async with snapshot.base.lock, _folded(snapshot, self.backend,
+                                               moment.positions) as queries:
             yield queries
 
     async def task(self, task_id: str, moment: Moment) -> TaskDetail | None:
@@ -180,8 +192,9 @@ async def _read_all(log: Log, partition: int, start: int, end: int) -> list[Reco
 @asynccontextmanager
 async def _folded(snapshot: Snapshot | None, backend: LogBackend,
                   target: Positions) -> AsyncIterator[Queries]:
-    """Open the snapshot (or an empty store in memory), fold the log up to target inside
-    one transaction, yield Queries over it, roll the transaction back."""
+    """Open the snapshot's base (or an empty store in memory), apply its deltas and fold
+    the log up to target inside one transaction, yield Queries over it, roll the
+    transaction back."""
     path = str(snapshot.path) if snapshot is not None else ":memory:"
     db = await aiosqlite.connect(path, isolation_level=None)
     try:
@@ -189,11 +202,18 @@ async def _folded(snapshot: Snapshot | None, backend: LogBackend,
             await db.executescript(sql_file("schema.sql"))
             await db.executescript(sql_file("indexes.sql"))
         # The fold's changes stay in memory and never reach the file (rolled back).
-        for pragma in ("PRAGMA journal_mode=MEMORY", "PRAGMA cache_spill=OFF",
+        for pragma in ("PRAGMA main.journal_mode=MEMORY", "PRAGMA cache_spill=OFF",
                        "PRAGMA temp_store=MEMORY", "PRAGMA cache_size=-65536"):
             await db.execute(pragma)
+        if snapshot is not None and snapshot.seq:  # (attached before the transaction)
+            await db.execute("ATTACH ? AS deltas", (str(deltas_path(snapshot.path)),))
         await db.execute("BEGIN")
-        projector = Projector(backend, ReadModelStore(db, Path(path), writer=False))
+        if snapshot is not None and snapshot.seq:
+            seq = snapshot.seq
+            await db._execute(lambda: apply_deltas(db._conn, seq))  # type: ignore[no-untyped-call]  # aiosqlite: untyped
+        store = ReadModelStore(db, Path(path), writer=False)
+        store.audit_rows = False
+        projector = Projector(backend, store)
         await projector.load()
         await _fold(projector, backend, target)
         yield Queries(db)
@@ -204,7 +224,8 @@ async def _folded(snapshot: Snapshot | None, backend: LogBackend,
 
 
 async def _fold(projector: Projector, backend: LogBackend, target: Positions) -> None:
-    for model, topic in TOPIC_OF_MODEL.items():
+    for model in FOLDED_MODELS:
+        topic = TOPIC_OF_MODEL[model]
         try:
             log = backend.topic(topic)
         except LogError:

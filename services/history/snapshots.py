@@ -1,28 +1,48 @@
-"""Snapshots of the read models, so an as_of folds at most one snapshot interval of the log.
+"""Snapshots of the read models, so an as_of applies a few changes and folds a short stretch
+of the log rather than everything since offset 0.
 
-A snapshot is a copy of the read-model tables an as_of reads (copy_read_models), made from
-a connection of its own in one read transaction (every model's rows and checkpoints as of
-one commit), written as `<n>.db.tmp` and renamed to `<n>.db` once complete, in the
-directory `<stem>.snapshots/` beside the read models. Its checkpoints say which log position it
-reflects. docs/architecture.md ("Point in time") gives the measurements behind the choice.
+A snapshot is a base, or a base with its first `seq` deltas (copies.py): a base is a full
+copy of the tables an as_of reads, `NNNNNN.db` in the directory `<stem>.snapshots/` beside
+the read models, written as `NNNNNN.db.tmp` and renamed once complete; its deltas are
+appended to `NNNNNN.deltas.db`, each in one transaction (a crash mid-delta leaves it
+rolled back). A delta costs what changed since the snapshot before it, so they can be
+frequent; a base costs the size of the state, so one is taken, in the background, once
+the deltas of the newest base hold BASE_AFTER_ROWS jobs rows (an as_of applies up to that
+many). Each snapshot's checkpoints say which log position it reflects. A directory of the
+previous format (bases only) is read as bases without deltas. docs/architecture.md
+("Point in time") gives the measurements behind the choices.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
+from jobledger.projections.stats import MINUTE_MS
+from jobledger.schemas import JOBS
+from jobledger.schemas.codec import decode_batch
+from jobledger.schemas.common import to_ms
+from jobledger.services.log.protocol import Log
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.runtime.supervise import cancel_and_wait, crashed, spawn
 
+from .copies import DeltaCopy, copy_read_models, delta_checkpoints, delta_rows, deltas_path
 from .position import Positions
 
 log = logging.getLogger("jobledger.history")
+# A new base once the newest one's deltas hold this many jobs rows: an as_of applies at most
+# about this many (some 5-10 µs each) besides its fold (docs/architecture.md).
+BASE_AFTER_ROWS = 10_000
+READ_BATCH = 5_000  # records read at a time for a delta's minute floor
+_BASE = re.compile(r"\d{6}\.db")
+T = TypeVar("T")
 
 
 def snapshots_dir(views: Path) -> Path:
@@ -32,11 +52,26 @@ def snapshots_dir(views: Path) -> Path:
 
 
 @dataclass
-class Snapshot:
+class Base:
     path: Path
-    applied: Positions  # topic -> partition -> next offset: what the snapshot reflects
-    # One as_of at a time folds inside a snapshot (in a transaction it rolls back).
+    rows: int = 0  # jobs rows in its deltas so far
+    # One as_of at a time folds inside a base (in a transaction it rolls back).
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
+
+    @property
+    def number(self) -> int:
+        return int(self.path.stem)
+
+
+@dataclass
+class Snapshot:
+    base: Base
+    seq: int  # deltas of the base applied (0: the base alone)
+    applied: Positions  # topic -> partition -> next offset: what the snapshot reflects
+
+    @property
+    def path(self) -> Path:
+        return self.base.path
 
     @property
     def events(self) -> int:
@@ -58,20 +93,32 @@ class Snapshots:
     @classmethod
     def open(cls, views: Path, log_id: str | None) -> Snapshots:
         """The snapshots on disk beside `views` of the log `log_id` (None: a log that cannot
-        tell). A half-written one is removed, and so are those of another log: read models
-        rebuilt over another log (services/node/read_model_check.py) leave them behind."""
+        tell). A half-written base is removed, and so are those of another log (read models
+        rebuilt over another log, services/node/read_model_check.py, leave them behind) and
+        deltas whose base is gone."""
         snapshots = cls(snapshots_dir(views))
         snapshots.directory.mkdir(exist_ok=True)
         for stale in snapshots.directory.glob("*.tmp"):
             stale.unlink()
-        found = []
-        for path in snapshots.directory.glob("*.db"):
+        bases = []
+        for path in sorted(snapshots.directory.glob("*.db")):
+            if not _BASE.fullmatch(path.name):
+                continue
             if _log_of(path) != log_id:
                 log.warning("removing %s: a snapshot of another log", path)
                 path.unlink()
                 continue
-            found.append(Snapshot(path, _applied(path)))
-        snapshots.taken = sorted(found, key=lambda s: s.events)
+            bases.append(path)
+        for path in snapshots.directory.glob("*.deltas.db"):
+            if path.with_name(path.name.replace(".deltas", "")) not in bases:
+                _remove_deltas(path)
+        found = []
+        for path in bases:
+            base = Base(path, delta_rows(path))
+            found.append(Snapshot(base, 0, _applied(path)))
+            found += [Snapshot(base, seq, _positions(checkpoints))
+                      for seq, checkpoints in delta_checkpoints(path).items()]
+        snapshots.taken = sorted(found, key=lambda s: (s.events, s.base.number, s.seq))
         return snapshots
 
     def latest_within(self, target: Mapping[str, Mapping[int, int]]) -> Snapshot | None:
@@ -81,64 +128,89 @@ class Snapshots:
                 return snapshot
         return None
 
-    async def take(self, views: Path) -> Snapshot:
-        """Copy the read models as they are now into a new snapshot."""
-        snapshot = await asyncio.to_thread(self._take, views)
+    def newest_chain(self) -> Snapshot | None:
+        """The last snapshot of the newest base's chain: what the next delta follows."""
+        if not self.taken:
+            return None
+        newest = max(s.base.number for s in self.taken)
+        return max((s for s in self.taken if s.base.number == newest), key=lambda s: s.seq)
+
+    def _add(self, snapshot: Snapshot) -> Snapshot:
         self.taken.append(snapshot)
-        self.taken.sort(key=lambda s: s.events)
-        log.info("snapshot of the read models at %d events: %s", snapshot.events, snapshot.path)
+        self.taken.sort(key=lambda s: (s.events, s.base.number, s.seq))
+        log.info("snapshot of the read models at %d events: %s (delta %d)", snapshot.events,
+                 snapshot.path, snapshot.seq)
         return snapshot
 
-    def _take(self, views: Path) -> Snapshot:
-        number = max((int(s.path.stem) for s in self.taken), default=0) + 1
+    async def take_base(self, views: Path) -> Snapshot:
+        """Copy the read models as they are now into a new base."""
+        number = max((s.base.number for s in self.taken), default=0) + 1
         path = self.directory / f"{number:06d}.db"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        copy_read_models(views, tmp)
-        tmp.replace(path)
-        return Snapshot(path, _applied(path))
+        await asyncio.to_thread(_copy_base, views, path)
+        return self._add(Snapshot(Base(path), 0, _applied(path)))
 
+    async def take_delta(self, views: Path, jobs: Log) -> Snapshot:
+        """Append to the newest base's deltas what changed since its chain's last snapshot
+        (there must be one: take_base first). Once begun, it runs to its end (a cancel
+        waits for it): it holds a read transaction on the views and a write on the deltas."""
+        after = self.newest_chain()
+        assert after is not None, "a delta follows a base"
+        return self._add(await _to_the_end(self._take_delta(views, jobs, after)))
 
-# Tables an as_of never reads: the job_events index (one row per event, as big as the jobs
-# table), runs and run logs (GET /runs has no as_of). A fold writes into them all the same,
-# so they are made, empty.
-NOT_IN_SNAPSHOTS = frozenset({"job_events", "runs", "run_logs", "quarantine"})
-
-
-def copy_read_models(views: Path, out: Path) -> None:
-    """Copy the read models' tables but NOT_IN_SNAPSHOTS into a new file, in one read
-    transaction (every model's rows and checkpoints as of one commit), the indexes built
-    after the rows. (VACUUM INTO copies every table: 2.4 times the size; docs/audit.md.)"""
-    live = sqlite3.connect(views, isolation_level=None)
-    try:
-        schema = live.execute("SELECT type, name, sql FROM sqlite_master"
-                              " WHERE sql IS NOT NULL AND type IN ('table', 'index')").fetchall()
-        copy = sqlite3.connect(out, isolation_level=None)
+    async def _take_delta(self, views: Path, jobs: Log, after: Snapshot) -> Snapshot:
+        copy = await asyncio.to_thread(DeltaCopy, views, after.path)
         try:
-            copy.execute("PRAGMA journal_mode=OFF")  # a .tmp file: a crash only removes it
-            for kind, _name, sql in schema:
-                if kind == "table":
-                    copy.execute(sql)
+            applied = _positions(await asyncio.to_thread(copy.checkpoints))
+            since = after.applied.get(JOBS, {})
+            floor = await minute_floor(jobs, since, applied.get(JOBS, {}))
+            rows = await asyncio.to_thread(copy.write, after.seq + 1, since, floor)
         finally:
-            copy.close()
-        live.execute("ATTACH ? AS snapshot", (str(out),))
-        live.execute("PRAGMA snapshot.synchronous=OFF")
-        live.execute("BEGIN")
-        for kind, name, _sql in schema:
-            if kind == "table" and name not in NOT_IN_SNAPSHOTS:
-                live.execute(f"INSERT INTO snapshot.{name} SELECT * FROM main.{name}")
-        live.execute("COMMIT")
-    finally:
-        live.close()
-    copy = sqlite3.connect(out, isolation_level=None)
+            await asyncio.to_thread(copy.close)
+        after.base.rows += rows
+        return Snapshot(after.base, after.seq + 1, applied)
+
+
+async def _to_the_end(coro: Coroutine[Any, Any, T]) -> T:
+    """Await coro; if the caller is cancelled meanwhile, let it finish first, then raise."""
+    task = asyncio.ensure_future(coro)
     try:
-        for kind, _name, sql in schema:
-            if kind == "index":
-                copy.execute(sql)
-        # A rollback journal: an as_of keeps its fold's changes in memory (asof.py).
-        copy.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        copy.close()
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+
+
+async def minute_floor(jobs: Log, since: Mapping[int, int], until: Mapping[int, int]
+                       ) -> int | None:
+    """The minute of the oldest event time among the jobs records from `since` to `until`
+    (None: none): the stats rows by minute that those records can have changed start there
+    (a jobs event only counts in the minute of its own time, projections/stats.py)."""
+    oldest: int | None = None
+    for partition, end in until.items():
+        start = since.get(partition, 0)
+        while start < end:
+            records = await jobs.read(partition, start, limit=min(READ_BATCH, end - start))
+            if not records:
+                break
+            envs, _undecodable = await asyncio.to_thread(decode_batch, records)
+            times = [to_ms(env.time) for env in envs]
+            if times:
+                oldest = min(times) if oldest is None else min(oldest, *times)
+            start = records[-1].offset + 1
+    return None if oldest is None else oldest // MINUTE_MS * MINUTE_MS
+
+
+def _copy_base(views: Path, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    _remove_deltas(deltas_path(path))  # of an earlier base of this number, removed
+    copy_read_models(views, tmp)
+    tmp.replace(path)
+
+
+def _remove_deltas(path: Path) -> None:
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        each.unlink(missing_ok=True)
 
 
 def _log_of(path: Path) -> str | None:
@@ -156,8 +228,12 @@ def _applied(path: Path) -> Positions:
         rows = conn.execute("SELECT model, partition, next_offset FROM checkpoints").fetchall()
     finally:
         conn.close()
+    return _positions(rows)
+
+
+def _positions(checkpoints: list[tuple[str, int, int]]) -> Positions:
     applied: Positions = {}
-    for model, partition, offset in rows:
+    for model, partition, offset in checkpoints:
         applied.setdefault(TOPIC_OF_MODEL[model], {})[partition] = offset
     return applied
 
@@ -165,33 +241,49 @@ def _applied(path: Path) -> Positions:
 class Snapshotter:
     """Takes a snapshot of a node's read models every `every_events` records applied, or
     every `every_seconds` by the node's clock when any record was applied since the last
-    (0: not by that measure)."""
+    (0: not by that measure): a delta, or the first base; a new base is copied in the
+    background once the newest one's deltas hold base_after_rows jobs rows, deltas going on
+    meanwhile."""
 
     def __init__(self, snapshots: Snapshots, views: Path, projector: Projector, clock: Clock,
-                 every_events: int, every_seconds: float):
+                 every_events: int, every_seconds: float, base_after_rows: int = BASE_AFTER_ROWS):
         self.snapshots = snapshots
         self.views = views
         self.projector = projector
         self.clock = clock
         self.every_events = every_events
         self.every_seconds = every_seconds
+        self.base_after_rows = base_after_rows
         self._task: asyncio.Task[None] | None = None
+        self._base: asyncio.Task[Snapshot] | None = None  # a base being copied
 
     def start(self) -> None:
         if self.every_events or self.every_seconds:
             self._task = spawn(self._run(), "snapshots")
 
     def crashed(self) -> list[str]:
-        return crashed([self._task] if self._task else [])
+        return crashed([t for t in (self._task, self._base) if t is not None])
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
+        await cancel_and_wait(self._base)
 
     async def _run(self) -> None:
-        last = self.snapshots.taken[-1].events if self.snapshots.taken else 0
+        newest = self.snapshots.newest_chain()
+        last = max((s.events for s in self.snapshots.taken), default=0)
         while True:
             await self._due(last)
-            last = (await self.snapshots.take(self.views)).events
+            last = (await self._take(newest)).events
+            newest = self.snapshots.newest_chain()
+
+    async def _take(self, newest: Snapshot | None) -> Snapshot:
+        if newest is None:
+            return await self.snapshots.take_base(self.views)
+        if newest.base.rows >= self.base_after_rows and (self._base is None or self._base.done()):
+            if self._base is not None:
+                self._base.result()  # a failed copy fails the snapshotter
+            self._base = spawn(self.snapshots.take_base(self.views), "snapshot-base")
+        return await self.snapshots.take_delta(self.views, self.projector.backend.topic(JOBS))
 
     async def _due(self, last: int) -> None:
         """Return once a snapshot is due after one that reflected `last` records."""

@@ -28,7 +28,7 @@ from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
 from jobledger.services.history.asof import History
 from jobledger.services.history.retention import Retention
-from jobledger.services.history.snapshots import Snapshots, Snapshotter
+from jobledger.services.history.snapshots import BASE_AFTER_ROWS, Snapshots, Snapshotter
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.node.base import SETTLE_SECONDS, Node
 from jobledger.services.node.read_model_check import (
@@ -60,7 +60,7 @@ def views_path(db: Path) -> Path:
     return db.with_name(db.stem + ".views" + (db.suffix or ".db"))
 
 
-DEFAULT_SNAPSHOT_EVERY_EVENTS = 20_000  # docs/architecture.md, "Point in time"
+DEFAULT_SNAPSHOT_EVERY_EVENTS = 2_000  # docs/architecture.md, "Point in time"
 
 
 @dataclass
@@ -82,6 +82,7 @@ class NodeConfig:
     # (0: not by that measure; docs/audit.md).
     snapshot_every_events: int = DEFAULT_SNAPSHOT_EVERY_EVENTS
     snapshot_every_seconds: float = 0.0
+    snapshot_base_after_rows: int = BASE_AFTER_ROWS  # a new full copy after so many changes
     # Delete finished tasks' rows this long after they finished (None: keep them), first
     # appending them to archive_to if given (services/history/retention.py).
     retain_finished: timedelta | None = None
@@ -134,7 +135,7 @@ class EmbeddedNode(Node):
                                        cfg.retain_finished, cfg.archive_to)
         self.snapshotter = Snapshotter(snapshots, views_path(cfg.db), self.projector,
                                        self.clock, cfg.snapshot_every_events,
-                                       cfg.snapshot_every_seconds)
+                                       cfg.snapshot_every_seconds, cfg.snapshot_base_after_rows)
         # The known task types are the app's handlers, with or without run_workers: the
         # workers of this file are this process's own.
         self._open_write_side(Actor(ActorKind.CLIENT, "embedded"),
