@@ -6,11 +6,12 @@ copy of the tables an as_of reads, `NNNNNN.db` in the directory `<stem>.snapshot
 the read models, written as `NNNNNN.db.tmp` and renamed once complete; its deltas are
 appended to `NNNNNN.deltas.db`, each in one transaction (a crash mid-delta leaves it
 rolled back). A delta costs what changed since the snapshot before it, so they can be
-frequent; a base costs the size of the state, so one is taken, in the background, once
-the deltas of the newest base hold BASE_AFTER_ROWS jobs rows (an as_of applies up to that
-many). Each snapshot's checkpoints say which log position it reflects. A directory of the
-previous format (bases only) is read as bases without deltas. docs/architecture.md
-("Point in time") gives the measurements behind the choices.
+frequent. Once the deltas of the newest base hold BASE_AFTER_ROWS jobs rows (an as_of
+applies up to that many), a new base is written in the background, deltas going on
+meanwhile: the newest base's file copied with its deltas applied (the first base: a copy
+of the read models' tables). Each snapshot's checkpoints say which log position it
+reflects. A directory of the previous format (bases only) is read as bases without
+deltas. docs/architecture.md ("Point in time") gives the measurements behind the choices.
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.runtime.supervise import cancel_and_wait, crashed, spawn
 
-from .copies import DeltaCopy, copy_read_models, delta_checkpoints, delta_rows, deltas_path
+from .copies import (
+    DeltaCopy,
+    compact,
+    copy_read_models,
+    delta_checkpoints,
+    delta_rows,
+    deltas_path,
+)
 from .position import Positions
 
 log = logging.getLogger("jobledger.history")
@@ -143,10 +151,11 @@ class Snapshots:
         return snapshot
 
     async def take_base(self, views: Path) -> Snapshot:
-        """Copy the read models as they are now into a new base."""
+        """A new base: the newest base's chain compacted into one file (copies.compact),
+        or, with none, a copy of the read models as they are now."""
         number = max((s.base.number for s in self.taken), default=0) + 1
         path = self.directory / f"{number:06d}.db"
-        await asyncio.to_thread(_copy_base, views, path)
+        await asyncio.to_thread(_write_base, views, self.newest_chain(), path)
         return self._add(Snapshot(Base(path), 0, _applied(path)))
 
     async def take_delta(self, views: Path, jobs: Log) -> Snapshot:
@@ -200,11 +209,14 @@ async def minute_floor(jobs: Log, since: Mapping[int, int], until: Mapping[int, 
     return None if oldest is None else oldest // MINUTE_MS * MINUTE_MS
 
 
-def _copy_base(views: Path, path: Path) -> None:
+def _write_base(views: Path, newest: Snapshot | None, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     _remove_deltas(deltas_path(path))  # of an earlier base of this number, removed
-    copy_read_models(views, tmp)
+    if newest is not None and newest.seq:
+        compact(newest.path, newest.seq, tmp)
+    else:
+        copy_read_models(views, tmp)
     tmp.replace(path)
 
 

@@ -1,0 +1,152 @@
+"""Snapshots for as_of (services/history/snapshots.py): bases and their deltas, what a crash
+in the middle of one leaves, and directories written by the previous format (bases only)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from jobledger.projections.queries import Queries
+from jobledger.services.handlers.app import App
+from jobledger.services.history.copies import deltas_path
+from jobledger.services.history.position import format_position
+from jobledger.services.history.snapshots import Snapshot, snapshots_dir
+from jobledger.services.node.embedded import EmbeddedNode, NodeConfig, views_path
+from jobledger.services.runtime.clock import ManualClock
+from jobledger.services.runtime.projector import TOPIC_OF_MODEL
+from jobledger.services.write.producer import task_request
+
+app = App()
+
+
+@app.job("echo")
+async def echo(payload: Any) -> Any:
+    return payload
+
+
+def _config(tmp_path: Path) -> NodeConfig:
+    # A delta every 3 records, a new base once a base's deltas hold 4 jobs rows.
+    return NodeConfig(db=tmp_path / "j.db", snapshot_every_events=3, snapshot_base_after_rows=4,
+                      run_workers=False, run_scheduler=False)
+
+
+def _taken(node: EmbeddedNode) -> list[Snapshot]:
+    assert node.history.snapshots is not None
+    return node.history.snapshots.taken
+
+
+async def _grow(node: EmbeddedNode, steps: int) -> list[tuple[str, Any]]:
+    """Enqueue tasks and cancel some, a few records a step; the answers (stats, every task)
+    the live read models gave after each step, with the position they reflect."""
+    recorded = []
+    for step in range(steps):
+        ids = await node.commands.enqueue(
+            [task_request("echo", step, queue=f"q{step % 2}") for _ in range(2)],
+            wait_visible=True)
+        if step % 3 == 0:
+            await node.commands.cancel(ids[0].task_id)
+        assert await node.caught_up(10)
+        recorded.append(await _answers(node, node.queries, await _position(node)))
+    return recorded
+
+
+async def _position(node: EmbeddedNode) -> str:
+    return format_position({topic: await node.backend.topic(topic).end_offsets()
+                            for topic in TOPIC_OF_MODEL.values()})
+
+
+async def _answers(node: EmbeddedNode, queries: Queries, position: str) -> tuple[str, Any]:
+    moment = await node.history.moment(position)
+    return position, (await queries.stats(moment.time_ms), await queries.jobs(limit=500),
+                      await queries.queues())
+
+
+async def _as_of(node: EmbeddedNode, position: str) -> tuple[str, Any]:
+    async with node.history.at(await node.history.moment(position)) as then:
+        return await _answers(node, then, position)
+
+
+async def _until(check: Any) -> None:
+    async with asyncio.timeout(10):  # snapshots are taken in threads
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+async def test_as_of_from_each_base_and_delta_equals_the_live_state(tmp_path: Path) -> None:
+    async with EmbeddedNode(_config(tmp_path), app, clock=ManualClock()) as node:
+        recorded = await _grow(node, 12)
+        await _until(lambda: len({s.base.number for s in _taken(node)}) >= 2)
+        assert any(s.seq for s in _taken(node))
+        for position, live in recorded:
+            assert await _as_of(node, position) == (position, live)
+
+
+async def test_a_delta_or_base_half_written_at_a_crash_is_ignored_then_removed(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    async with EmbeddedNode(config, app, clock=ManualClock()) as node:
+        recorded = await _grow(node, 6)
+        await _until(lambda: any(s.seq for s in _taken(node)))
+    newest = max((s for s in _taken(node) if s.seq), key=lambda s: (s.base.number, s.seq))
+    directory = snapshots_dir(views_path(config.db))
+    (directory / "000099.db.tmp").write_bytes(b"half a base")
+    _crash_in_the_middle_of_a_delta(deltas_path(newest.path), seq=newest.seq + 1)
+    async with EmbeddedNode(config, app, clock=ManualClock()) as node:
+        assert not list(directory.glob("*.tmp"))
+        assert max(s.seq for s in _taken(node) if s.base == newest.base) == newest.seq
+        for position, live in recorded:
+            assert await _as_of(node, position) == (position, live)
+        recorded = await _grow(node, 3)  # the next delta follows the last committed one
+        await _until(lambda: max(s.events for s in _taken(node)) >= max(
+            sum(int(p.split(":")[1]) for p in position.split(",")) for position, _ in recorded))
+        for position, live in recorded:
+            assert await _as_of(node, position) == (position, live)
+
+
+def _crash_in_the_middle_of_a_delta(deltas: Path, seq: int) -> None:
+    """A process killed while writing delta `seq`: its rows are in the deltas file's WAL
+    (the page cache spilled) but never committed."""
+    script = f"""
+import os, sqlite3
+conn = sqlite3.connect({str(deltas)!r}, isolation_level=None)
+conn.execute("PRAGMA cache_size=2")
+conn.execute("BEGIN")
+conn.execute("INSERT INTO deltas VALUES ({seq}, NULL, 5000)")
+conn.execute("INSERT INTO checkpoints VALUES ({seq}, 'jobs', 0, 1000000)")
+conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)"
+             " INSERT INTO jobs (seq, job_id, payload) SELECT {seq}, 'x' || i, randomblob(2000)"
+             " FROM n")
+os._exit(9)
+"""
+    subprocess.run([sys.executable, "-c", script], check=False, timeout=60)
+    assert Path(f"{deltas}-wal").stat().st_size > 5000 * 1000  # the rows reached the disk
+
+
+async def test_a_directory_of_the_previous_format_is_read_as_bases(tmp_path: Path) -> None:
+    """The previous code's snapshots were bases alone, job_event_ids copied too."""
+    config = _config(tmp_path)
+    async with EmbeddedNode(config, app, clock=ManualClock()) as node:
+        recorded = await _grow(node, 8)
+        await _until(lambda: len({s.base.number for s in _taken(node)}) >= 2)
+    directory = snapshots_dir(views_path(config.db))
+    for path in directory.glob("*.deltas.db*"):
+        path.unlink()
+    for base in directory.glob("??????.db"):
+        conn = sqlite3.connect(base)
+        conn.execute("ATTACH ? AS live", (str(views_path(config.db)),))
+        conn.execute("INSERT INTO job_event_ids SELECT * FROM live.job_event_ids")
+        conn.commit()
+        conn.close()
+    async with EmbeddedNode(config, app, clock=ManualClock()) as node:
+        assert _taken(node) and not any(s.seq for s in _taken(node))
+        for position, live in recorded:
+            assert await _as_of(node, position) == (position, live)
+        recorded = await _grow(node, 3)
+        await _until(lambda: any(s.seq for s in _taken(node)))
+        for position, live in recorded:
+            assert await _as_of(node, position) == (position, live)
