@@ -92,13 +92,13 @@ async def test_a_delta_or_base_half_written_at_a_crash_is_ignored_then_removed(
     async with EmbeddedNode(config, app, clock=ManualClock()) as node:
         recorded = await _grow(node, 6)
         await _until(lambda: any(s.seq for s in _taken(node)))
-    newest = max((s for s in _taken(node) if s.seq), key=lambda s: (s.base.number, s.seq))
+    base = max((s for s in _taken(node) if s.seq), key=lambda s: s.base.number).path
     directory = snapshots_dir(views_path(config.db))
     (directory / "000099.db.tmp").write_bytes(b"half a base")
-    _crash_in_the_middle_of_a_delta(deltas_path(newest.path), seq=newest.seq + 1)
+    committed = _crash_in_the_middle_of_a_delta(deltas_path(base))
     async with EmbeddedNode(config, app, clock=ManualClock()) as node:
         assert not list(directory.glob("*.tmp"))
-        assert max(s.seq for s in _taken(node) if s.base == newest.base) == newest.seq
+        assert max(s.seq for s in _taken(node) if s.path == base) == committed
         for position, live in recorded:
             assert await _as_of(node, position) == (position, live)
         recorded = await _grow(node, 3)  # the next delta follows the last committed one
@@ -108,9 +108,14 @@ async def test_a_delta_or_base_half_written_at_a_crash_is_ignored_then_removed(
             assert await _as_of(node, position) == (position, live)
 
 
-def _crash_in_the_middle_of_a_delta(deltas: Path, seq: int) -> None:
-    """A process killed while writing delta `seq`: its rows are in the deltas file's WAL
-    (the page cache spilled) but never committed."""
+def _crash_in_the_middle_of_a_delta(deltas: Path) -> int:
+    """A process killed while writing the delta after the last committed one: its rows are
+    in the deltas file's WAL (the page cache spilled) but never committed. The last
+    committed delta's seq."""
+    conn = sqlite3.connect(deltas)
+    (committed,) = conn.execute("SELECT MAX(seq) FROM deltas").fetchone()
+    conn.close()
+    seq = committed + 1
     script = f"""
 import os, sqlite3
 conn = sqlite3.connect({str(deltas)!r}, isolation_level=None)
@@ -125,6 +130,7 @@ os._exit(9)
 """
     subprocess.run([sys.executable, "-c", script], check=False, timeout=60)
     assert Path(f"{deltas}-wal").stat().st_size > 5000 * 1000  # the rows reached the disk
+    return int(committed)
 
 
 async def test_a_directory_of_the_previous_format_is_read_as_bases(tmp_path: Path) -> None:

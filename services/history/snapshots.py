@@ -152,10 +152,11 @@ class Snapshots:
 
     async def take_base(self, views: Path) -> Snapshot:
         """A new base: the newest base's chain compacted into one file (copies.compact),
-        or, with none, a copy of the read models as they are now."""
+        or, with none, a copy of the read models as they are now. A cancel waits for the
+        copy's end (a thread cannot be stopped, and must not write on after a stop)."""
         number = max((s.base.number for s in self.taken), default=0) + 1
         path = self.directory / f"{number:06d}.db"
-        await asyncio.to_thread(_write_base, views, self.newest_chain(), path)
+        await _to_the_end(asyncio.to_thread(_write_base, views, self.newest_chain(), path))
         return self._add(Snapshot(Base(path), 0, _applied(path)))
 
     async def take_delta(self, views: Path, jobs: Log) -> Snapshot:
