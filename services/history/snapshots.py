@@ -73,13 +73,14 @@ class Base:
 
 @dataclass
 class Snapshot:
-    base: Base
-    seq: int  # deltas of the base applied (0: the base alone)
+    path: Path  # the base's file
     applied: Positions  # topic -> partition -> next offset: what the snapshot reflects
+    seq: int = 0  # deltas of the base applied (0: the base alone)
+    base: Base = field(default=None, compare=False)  # type: ignore[assignment]  # set below
 
-    @property
-    def path(self) -> Path:
-        return self.base.path
+    def __post_init__(self) -> None:
+        if self.base is None:
+            self.base = Base(self.path)
 
     @property
     def events(self) -> int:
@@ -123,8 +124,8 @@ class Snapshots:
         found = []
         for path in bases:
             base = Base(path, delta_rows(path))
-            found.append(Snapshot(base, 0, _applied(path)))
-            found += [Snapshot(base, seq, _positions(checkpoints))
+            found.append(Snapshot(path, _applied(path), 0, base))
+            found += [Snapshot(path, _positions(checkpoints), seq, base)
                       for seq, checkpoints in delta_checkpoints(path).items()]
         snapshots.taken = sorted(found, key=lambda s: (s.events, s.base.number, s.seq))
         return snapshots
@@ -157,7 +158,7 @@ class Snapshots:
         number = max((s.base.number for s in self.taken), default=0) + 1
         path = self.directory / f"{number:06d}.db"
         await _to_the_end(asyncio.to_thread(_write_base, views, self.newest_chain(), path))
-        return self._add(Snapshot(Base(path), 0, _applied(path)))
+        return self._add(Snapshot(path, _applied(path)))
 
     async def take_delta(self, views: Path, jobs: Log) -> Snapshot:
         """Append to the newest base's deltas what changed since its chain's last snapshot
@@ -177,7 +178,7 @@ class Snapshots:
         finally:
             await asyncio.to_thread(copy.close)
         after.base.rows += rows
-        return Snapshot(after.base, after.seq + 1, applied)
+        return Snapshot(after.path, applied, after.seq + 1, after.base)
 
 
 async def _to_the_end(coro: Coroutine[Any, Any, T]) -> T:
