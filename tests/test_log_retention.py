@@ -19,7 +19,7 @@ from jobledger.schemas import JOBS, SECURITY
 from jobledger.schemas.common import iso_ms, to_ms
 from jobledger.services.cli.common import Exit
 from jobledger.services.cli.main import main
-from jobledger.services.history.log_retention import Retained, base_path
+from jobledger.services.history.log_retention import Retained, base_path, build_base
 from jobledger.services.node.embedded import EmbeddedNode, NodeConfig, views_path
 from jobledger.services.replay.rebuild import checksums, replay
 from jobledger.services.runtime.clock import ManualClock
@@ -33,8 +33,9 @@ Rows = dict[tuple[str, int], list[tuple[int, int, str]]]  # slot -> (offset, tim
 
 
 def config(db: Path, **more: object) -> NodeConfig:
-    return NodeConfig(db=db, log_retention=AGE, snapshot_every_events=0,
-                      dispatcher=DispatcherConfig(shutdown_grace_seconds=0.0), **more)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"log_retention": AGE, "snapshot_every_events": 0, **more}
+    return NodeConfig(db=db, dispatcher=DispatcherConfig(shutdown_grace_seconds=0.0),
+                      **settings)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -67,11 +68,19 @@ class Cut:
     before: Rows  # the log before the cut
 
 
-async def cut_log(node: EmbeddedNode, client: httpx.AsyncClient) -> Cut:
-    """Old finished tasks and a waiting one, a moment, a new task; then a cut at the moment."""
-    old = [await submit(client, task_type="echo", payload=i) for i in range(6)]
-    for task in old:
-        await wait_until(node, task, "completed")
+async def cut_log(node: EmbeddedNode, client: httpx.AsyncClient, cut: bool = True,
+                  snapshot: bool = False) -> Cut:
+    """Old finished tasks and a waiting one, a moment, a new task; then a cut at the moment.
+    snapshot: take an as_of snapshot half-way through the old tasks."""
+    old = []
+    for half in range(2):
+        old += [await submit(client, task_type="echo", payload=len(old) + i) for i in range(3)]
+        for task in old:
+            await wait_until(node, task, "completed")
+        if snapshot and not half:
+            await settle(node)
+            assert node.history.snapshots is not None
+            await node.history.snapshots.take(views_path(node.config.db))
     waiting = await submit(client, task_type="echo", delay_seconds=86_400)
     await settle(node)
     recorded = int(time.time() * 1000)
@@ -86,7 +95,8 @@ async def cut_log(node: EmbeddedNode, client: httpx.AsyncClient) -> Cut:
     # now - AGE == recorded: the records at or before the moment are older than AGE.
     clock.advance((recorded - to_ms(clock.now())) / 1000 + AGE.total_seconds())
     await settle(node)
-    await node.log_retention.cut()  # (or the hourly pass the clock just woke did it)
+    if cut:
+        await node.log_retention.cut()  # (or the hourly pass the clock just woke did it)
     return Cut(old, waiting, new, recorded, before)
 
 
@@ -142,6 +152,44 @@ async def test_answers_before_the_cut_are_refused_and_after_it_start_from_the_ba
         whole = await client.get(f"/api/v1/tasks/{cut.waiting}/history")
         assert "X-History-Events-Cut" not in whole.headers
         assert [e["type"] for e in whole.json()][0] == "JobEnqueued"
+
+
+async def test_an_as_of_after_the_cut_never_folds_from_a_snapshot_before_it(
+        node: EmbeddedNode) -> None:
+    async with api_client(node) as client:
+        cut = await cut_log(node, client, snapshot=True)
+        then = await client.get("/api/v1/tasks", params={"as_of": iso_ms(cut.recorded)})
+        assert {t["task_id"]: t["status"] for t in then.json()} == {
+            **dict.fromkeys(cut.old, "completed"), cut.waiting: "scheduled"}
+        stats = (await client.get("/api/v1/stats", params={"as_of": iso_ms(cut.recorded)}))
+        assert stats.json()["completed_count"] == len(cut.old)
+
+
+async def test_a_start_finishes_a_cut_a_crash_interrupted(tmp_path: Path) -> None:
+    db = tmp_path / "j.db"
+    node = EmbeddedNode(config(db), handlers, clock=ManualClock(datetime.now(UTC)))
+    await node.start()
+    try:
+        assert node.log_retention is not None
+        await node.log_retention.stop()  # no hourly pass: this test cuts by hand
+        async with api_client(node) as client:
+            await cut_log(node, client, cut=False)
+            starts = await node.log_retention.plan()
+            # The base is written, and the process dies before the log records the cut.
+            await build_base(node.backend, base_path(views_path(db)), starts)
+            assert not node.retained.cut
+    finally:
+        await node.stop()
+    kept = EmbeddedNode(config(db, log_retention=None), handlers)  # the flag is not needed
+    await kept.start()
+    try:
+        assert kept.retained.starts == starts
+        rows = log_rows(db)
+        for topic, parts in starts.items():
+            for partition, start in parts.items():
+                assert rows[(topic, partition)][0][0] == start
+    finally:
+        await kept.stop()
 
 
 async def test_read_models_rebuilt_after_a_cut_equal_the_live_ones(tmp_path: Path) -> None:
@@ -230,6 +278,16 @@ def test_a_bad_log_retention_is_one_line_naming_the_flag(
     assert code == Exit.USAGE
     (line,) = [x for x in err.strip().splitlines() if "--log-retention" in x and "error" in x]
     assert "Traceback" not in err
+
+
+def test_a_cut_log_is_not_migrated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "j.db"
+    asyncio.run(cut_and_stop(db))
+    capsys.readouterr()
+    code, out, err = run(capsys, "migrate", "--db", str(db), "--to", "kafka://127.0.0.1:1")
+    assert code == Exit.USAGE and out == ""
+    (line,) = err.strip().splitlines()
+    assert "--db" in line and "cut by --log-retention" in line
 
 
 def test_unfinished_jobs_run_after_a_cut_a_sigkill_and_a_restart(tmp_path: Path) -> None:

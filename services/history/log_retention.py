@@ -140,8 +140,13 @@ async def open_retained(backend: SQLiteLogBackend, views: Path) -> Retained:
         # (b)), or records before the cut may be left (a crash in (c)).
         await asyncio.to_thread(cut_log, backend.path, _slots(applied))
     starts = await _read_starts(backend)
-    time_ms = await backend.run(read_cut_time, backend.reader) or 0
-    return Retained(starts, time_ms, Snapshot(base, applied) if applied is not None else None)
+    return Retained(starts, await _cut_time(backend),
+                    Snapshot(base, applied) if applied is not None else None)
+
+
+async def _cut_time(backend: SQLiteLogBackend) -> int:
+    time_ms: int | None = await backend.run(read_cut_time, backend.reader)
+    return time_ms or 0
 
 
 async def _base_of(backend: SQLiteLogBackend, base: Path) -> Positions | None:
@@ -285,9 +290,10 @@ class LogRetention(Periodic):
             base = base_path(self.views)
             await build_base(self.backend, base, starts)
             deleted = await asyncio.to_thread(cut_log, self.backend.path, _slots(starts))
+            for (topic, partition), start in _slots(starts).items():
+                self.backend.topic(topic).forget_before(partition, start)
             self.retained.starts = starts
-            self.retained.time_ms = await self.backend.run(read_cut_time,
-                                                           self.backend.reader) or 0
+            self.retained.time_ms = await _cut_time(self.backend)
             self.retained.base = Snapshot(base, await asyncio.to_thread(_applied, base))
             self.deleted += deleted
             log.info("log retention: deleted %d records; %s", deleted, self.retained.earliest())

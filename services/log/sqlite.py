@@ -483,6 +483,13 @@ class SQLiteLog:
         if drop >= RECENT // 2:  # amortised: a trim moves the list
             del recent[:drop]
 
+    def forget_before(self, partition: int, start: int) -> None:
+        """Drop the records kept in memory before start, cut from the file (cut_log): a
+        read before it then finds what a process opening the file finds."""
+        recent = self._recent[partition]
+        if recent and recent[0].offset < start:
+            del recent[: start - recent[0].offset]
+
     async def end_offsets(self) -> dict[int, int]:
         if self._backend.writer is not None:
             return dict(self._ends)
