@@ -17,9 +17,11 @@ import pytest
 
 from jobledger.schemas import JOBS, SECURITY
 from jobledger.schemas.common import iso_ms, to_ms
+from jobledger.services.audit.verify import parse_anchor
 from jobledger.services.cli.common import Exit
 from jobledger.services.cli.main import main
 from jobledger.services.history.log_retention import Retained, base_path, build_base
+from jobledger.services.log.protocol import DataFileError
 from jobledger.services.node.embedded import EmbeddedNode, NodeConfig, views_path
 from jobledger.services.replay.rebuild import checksums, replay
 from jobledger.services.runtime.clock import ManualClock
@@ -278,6 +280,46 @@ def test_a_bad_log_retention_is_one_line_naming_the_flag(
     assert code == Exit.USAGE
     (line,) = [x for x in err.strip().splitlines() if "--log-retention" in x and "error" in x]
     assert "Traceback" not in err
+
+
+async def test_an_anchor_from_before_the_cut_is_checked_from_the_cut_where_it_reaches(
+        node: EmbeddedNode, capsys: pytest.CaptureFixture[str]) -> None:
+    """A partition whose anchored records were all cut is ANCHOR (the log cannot show them
+    any more); one whose anchored records reach the cut is checked from the link there."""
+    db = node.config.db
+    async with api_client(node) as client:
+        await submit(client, task_type="echo", payload="first")
+        await settle(node)
+        assert await asyncio.to_thread(main, ["anchor", "--db", str(db)]) == Exit.OK
+        anchor = capsys.readouterr().out.strip()
+        await cut_log(node, client)
+    code = await asyncio.to_thread(main, ["verify", "--db", str(db), "--anchor", anchor])
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if "/" in line.split()[0]}
+    gone = reached = 0
+    for (topic, partition), head in parse_anchor(anchor).items():
+        start = node.retained.starts.get(topic, {}).get(partition, 0)
+        line = lines[f"{topic}/{partition}"]
+        if 0 < head.end < start:
+            gone += 1
+            assert f"offset {start}  ANCHOR: the anchor holds {head.end} records, all before" \
+                in line
+        else:
+            reached += head.end == start > 0
+            assert "  OK  " in line or line.endswith("no records  OK"), line
+    assert gone and reached  # the first task's partition; workers/0 (its first heartbeat)
+    assert code == Exit.TAMPERED
+
+
+async def test_a_start_without_the_base_its_read_models_need_is_refused(
+        tmp_path: Path) -> None:
+    db = tmp_path / "j.db"
+    await cut_and_stop(db)
+    for path in (base_path(views_path(db)), views_path(db)):
+        path.unlink()
+    node = EmbeddedNode(config(db), handlers)
+    with pytest.raises(DataFileError, match="base .* is missing: restore it"):
+        await node.start()
 
 
 def test_a_cut_log_is_not_migrated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -94,7 +94,7 @@ async def _partition(source: Source, slot: Slot, starts: tuple[int, int], stop: 
                      advance: Advance, recorded: Head | None, anchor: Head | None) -> Checked:
     """starts: (the partition's first record kept, where to check from)."""
     first, start = starts
-    if anchor is not None and anchor.end < first:
+    if anchor is not None and 0 < anchor.end < first:
         return Checked(slot, first, finding=Finding(first, "anchor", f"the anchor holds "
                        f"{anchor.end} records, all before the log's retention cut at {first}: "
                        "the log no longer has them"))
@@ -103,6 +103,10 @@ async def _partition(source: Source, slot: Slot, starts: tuple[int, int], stop: 
     prev = await source.link_before(slot, start)
     if prev is None:  # the log stores no link before start (Kafka): chain from offset 0
         start, prev = 0, genesis(*slot)
+    if anchor is not None and 0 < anchor.end == start and anchor.link != prev:
+        return Checked(slot, start, finding=Finding(start - 1, "anchor", "the link recorded "
+                       f"at the retention cut is {prev.hex()}, the anchor's "
+                       f"{anchor.link.hex()}: the log does not extend the anchor"))
     result = Checked(slot, start, start, prev)
     async for batch in source.rows(slot, start, stop):
         for row in batch:
