@@ -133,7 +133,7 @@ def _job_row(base: Path, task_id: str) -> list[tuple[object, ...]]:
 async def open_retained(backend: SQLiteLogBackend, views: Path) -> Retained:
     """What the log keeps, once a cut a crash interrupted is finished (see the module)."""
     base = base_path(views)
-    base.with_name(base.name + ".tmp").unlink(missing_ok=True)
+    remove_db(base.with_name(base.name + ".tmp"))  # a base half-built when the process died
     applied = await _base_of(backend, base)
     if applied is not None:
         # Finish a cut: the base may be ahead of the recorded cut (a crash between (a) and
@@ -245,7 +245,19 @@ async def build_base(backend: SQLiteLogBackend, base: Path, target: Positions) -
         await store.finish_bulk()
     finally:
         await store.close()
+    await asyncio.to_thread(_rollback_journal, tmp)
     await asyncio.to_thread(_publish, tmp, base)
+
+
+def _rollback_journal(path: Path) -> None:
+    """Leave the file in rollback-journal mode, as snapshots are: an as_of folds inside it
+    in a transaction kept in memory and rolled back (asof.py), and a WAL file would need
+    its -wal and -shm beside it."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
 
 
 async def _fold(projector: Projector, backend: SQLiteLogBackend, target: Positions) -> None:
