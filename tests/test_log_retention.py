@@ -339,6 +339,22 @@ async def test_a_start_without_the_base_its_read_models_need_is_refused(
         await node.start()
 
 
+async def test_without_the_base_an_as_of_on_a_cut_log_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "j.db"
+    cut, _ = await cut_and_stop(db)
+    base_path(views_path(db)).unlink()  # the read models are whole: the start goes on
+    node = EmbeddedNode(config(db, log_retention=None), handlers)
+    await node.start()
+    try:
+        async with api_client(node) as client:
+            refused = await client.get("/api/v1/stats", params={"as_of": iso_ms(cut.recorded)})
+            assert_error(refused, 400, "AS_OF_BEFORE_RETAINED", "as_of")
+            assert "base" in refused.json()["error"]
+            assert (await client.get("/api/v1/stats")).status_code == 200
+    finally:
+        await node.stop()
+
+
 def test_a_cut_log_is_not_migrated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "j.db"
     asyncio.run(cut_and_stop(db))

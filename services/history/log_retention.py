@@ -80,12 +80,14 @@ class Retained:
 
     def refuse_time(self, asked: str, when_ms: int) -> None:
         """AsOfError AS_OF_BEFORE_RETAINED for a time before the earliest moment kept."""
+        self._refuse_without_base()
         if self.cut and when_ms < self.time_ms:
             raise AsOfError("AS_OF_BEFORE_RETAINED", f"as_of: {asked} is before what the log "
                             f"keeps: {self.earliest()}")
 
     def refuse_position(self, positions: Positions, only: tuple[str, int] | None = None) -> None:
         """AsOfError AS_OF_BEFORE_RETAINED for a position before a partition's start."""
+        self._refuse_without_base()
         for topic, parts in self.starts.items():
             for partition, start in parts.items():
                 if only is not None and only != (topic, partition):
@@ -94,6 +96,15 @@ class Retained:
                     raise AsOfError("AS_OF_BEFORE_RETAINED", f"as_of: {topic}/{partition} is "
                                     f"before its first record kept ({start}): "
                                     f"{self.earliest()}")
+
+    def _refuse_without_base(self) -> None:
+        """A cut log whose base is gone cannot say what was at the cut: no as_of at all
+        (folding the tail onto nothing would answer wrongly)."""
+        if self.cut and self.base is None:
+            raise AsOfError("AS_OF_BEFORE_RETAINED", "as_of: the log was cut by "
+                            "--log-retention and the read models at the cut (the base, "
+                            "<read models>.base.db) are missing: restore the base beside the "
+                            "read models")
 
     def start_for(self, snapshot: Snapshot | None) -> Snapshot | None:
         """Where an as_of folds from: the snapshot chosen, unless the log was cut after it
@@ -189,12 +200,19 @@ def install_base(views: Path, retained: Retained, log_name: str) -> None:
     """Before the read models open: if they are behind the cut (deleted, never built, or
     an older copy), replace them with the base, from which the projector folds the rest.
     DataFileError if the base they need is missing."""
-    if not retained.cut or (views.exists() and _at_or_after(_applied(views), retained.starts)):
+    if not retained.cut:
         return
-    if retained.base is None:
+    behind = not (views.exists() and _at_or_after(_applied(views), retained.starts))
+    if retained.base is None and behind:
         raise DataFileError(f"{log_name} was cut by --log-retention and the read models "
                             f"{views} are behind the cut, but the base {base_path(views)} "
                             "they start from is missing: restore it from a backup")
+    if retained.base is None:
+        log.warning("%s was cut by --log-retention and its base %s is missing: no as_of is "
+                    "answered, and the read models cannot be rebuilt, until it is restored",
+                    log_name, base_path(views))
+    if retained.base is None or not behind:
+        return
     log.warning("the read models %s start from the base %s: %s", views, retained.base.path,
                 retained.earliest())
     copy_db(retained.base.path, views)
