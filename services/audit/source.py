@@ -249,13 +249,30 @@ class SQLiteSource(Source):
                 "SELECT offset, timestamp_ms, key, value, chain FROM records WHERE topic = ?"
                 " AND partition = ? AND offset >= ? AND offset < ? ORDER BY offset LIMIT ?",
                 (*slot, start, end, BATCH)).fetchall()
-        return [Row(o, ts, k, bytes(v), None if c is None else bytes(c))
+        return [Row(o, ts, _text(k), _bytes(v), None if c is None else _bytes(c))
                 for o, ts, k, v, c in rows]
 
     async def ends(self) -> dict[Slot, int]:
         """Each partition's end: past its last record, or its recorded head if further (a
         log cut short still shows the records it lost as missing)."""
         return dict((await self.snapshot())[0])
+
+
+def _bytes(stored: object) -> bytes:
+    """A BLOB column as bytes, whatever type a hand edit left in it (SQLite keeps TEXT,
+    INTEGER or REAL as written): such a record then fails its link as CHANGED."""
+    if isinstance(stored, bytes):
+        return stored
+    return str(stored).encode("utf-8", "surrogatepass")
+
+
+def _text(stored: object) -> str:
+    """A TEXT column as str, likewise."""
+    if isinstance(stored, str):
+        return stored
+    if isinstance(stored, bytes):
+        return "\0blob:" + stored.hex()  # never equal to a key the writer stored
+    return str(stored)
 
 
 def _topic_counts(conn: sqlite3.Connection) -> dict[str, int]:
