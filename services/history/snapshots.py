@@ -195,14 +195,16 @@ async def minute_floor(jobs: Log, since: Mapping[int, int], until: Mapping[int, 
                        ) -> int | None:
     """The minute of the oldest event time among the jobs records from `since` to `until`
     (None: none): the stats rows by minute that those records can have changed start there
-    (a jobs event only counts in the minute of its own time, projections/stats.py)."""
+    (a jobs event only counts in the minute of its own time, projections/stats.py). If some
+    of those records are no longer in the log (cut by --log-retention), minute 0: every
+    row, since their times cannot be read."""
     oldest: int | None = None
     for partition, end in until.items():
         start = since.get(partition, 0)
         while start < end:
             records = await jobs.read(partition, start, limit=min(READ_BATCH, end - start))
-            if not records:
-                break
+            if not records or records[0].offset != start:
+                return 0
             envs, _undecodable = await asyncio.to_thread(decode_batch, records)
             times = [to_ms(env.time) for env in envs]
             if times:
