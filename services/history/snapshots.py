@@ -153,11 +153,19 @@ class Snapshots:
 
     async def take_base(self, views: Path) -> Snapshot:
         """A new base: the newest base's chain compacted into one file (copies.compact),
-        or, with none, a copy of the read models as they are now. A cancel waits for the
-        copy's end (a thread cannot be stopped, and must not write on after a stop)."""
+        or, with none, a copy of the read models as they are now."""
+        return await self._base(views, self.newest_chain())
+
+    async def take(self, views: Path) -> Snapshot:
+        """A new base, a copy of the read models as they are now."""
+        return await self._base(views, None)
+
+    async def _base(self, views: Path, compacted: Snapshot | None) -> Snapshot:
+        """A cancel waits for the copy's end (a thread cannot be stopped, and must not write
+        on after a stop)."""
         number = max((s.base.number for s in self.taken), default=0) + 1
         path = self.directory / f"{number:06d}.db"
-        await _to_the_end(asyncio.to_thread(_write_base, views, self.newest_chain(), path))
+        await _to_the_end(asyncio.to_thread(_write_base, views, compacted, path))
         return self._add(Snapshot(path, _applied(path)))
 
     async def take_delta(self, views: Path, jobs: Log) -> Snapshot:
@@ -213,12 +221,14 @@ async def minute_floor(jobs: Log, since: Mapping[int, int], until: Mapping[int, 
     return None if oldest is None else oldest // MINUTE_MS * MINUTE_MS
 
 
-def _write_base(views: Path, newest: Snapshot | None, path: Path) -> None:
+def _write_base(views: Path, compacted: Snapshot | None, path: Path) -> None:
+    """The base at path: `compacted` (a base and deltas) in one file, or (None, or a base
+    alone) a copy of the live read models."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     _remove_deltas(deltas_path(path))  # of an earlier base of this number, removed
-    if newest is not None and newest.seq:
-        compact(newest.path, newest.seq, tmp)
+    if compacted is not None and compacted.seq:
+        compact(compacted.path, compacted.seq, tmp)
     else:
         copy_read_models(views, tmp)
     tmp.replace(path)
