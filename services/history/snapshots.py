@@ -45,6 +45,7 @@ from .copies import (
 from .position import Positions
 
 log = logging.getLogger("jobledger.history")
+EVERY_EVENTS = 2_000  # records applied between snapshots, by default (architecture.md)
 # A new base once the newest one's deltas hold this many jobs rows: an as_of applies at most
 # about this many (some 5-10 µs each) besides its fold (docs/architecture.md).
 BASE_AFTER_ROWS = 10_000

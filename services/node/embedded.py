@@ -34,7 +34,12 @@ from jobledger.services.history.log_retention import (
     open_retained,
 )
 from jobledger.services.history.retention import Retention
-from jobledger.services.history.snapshots import BASE_AFTER_ROWS, Snapshots, Snapshotter
+from jobledger.services.history.snapshots import (
+    BASE_AFTER_ROWS,
+    EVERY_EVENTS,
+    Snapshots,
+    Snapshotter,
+)
 from jobledger.services.log.sqlite import SQLiteLogBackend
 from jobledger.services.node.base import SETTLE_SECONDS, Node
 from jobledger.services.node.read_model_check import (
@@ -66,9 +71,6 @@ def views_path(db: Path) -> Path:
     return db.with_name(db.stem + ".views" + (db.suffix or ".db"))
 
 
-DEFAULT_SNAPSHOT_EVERY_EVENTS = 2_000  # docs/architecture.md, "Point in time"
-
-
 @dataclass
 class NodeConfig:
     db: Path = Path("jobledger.db")
@@ -86,7 +88,7 @@ class NodeConfig:
     min_schedule_interval: float = DEFAULT_MIN_INTERVAL_SECONDS  # shorter: INVALID_TRIGGER
     # A snapshot of the read models for as_of every so many records applied, or seconds
     # (0: not by that measure; docs/audit.md).
-    snapshot_every_events: int = DEFAULT_SNAPSHOT_EVERY_EVENTS
+    snapshot_every_events: int = EVERY_EVENTS
     snapshot_every_seconds: float = 0.0
     snapshot_base_after_rows: int = BASE_AFTER_ROWS  # a new base after so many jobs rows
     # Delete finished tasks' rows this long after they finished (None: keep them), first

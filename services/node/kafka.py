@@ -29,6 +29,12 @@ from jobledger.schemas.common import uuid7
 from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
 from jobledger.services.history.asof import History
+from jobledger.services.history.snapshots import (
+    BASE_AFTER_ROWS,
+    EVERY_EVENTS,
+    Snapshots,
+    Snapshotter,
+)
 from jobledger.services.kafka.liveness import GroupLiveness, member_client_id
 from jobledger.services.kafka.ownership import AfterAssign, GroupOwnership, GroupSettings
 from jobledger.services.kafka.projections import LogProjections
@@ -86,6 +92,10 @@ class KafkaNodeConfig:
     max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH  # deeper payloads: PAYLOAD_TOO_DEEP
     min_schedule_interval: float = DEFAULT_MIN_INTERVAL_SECONDS  # shorter: INVALID_TRIGGER
     telemetry: Telemetry | None = None  # OpenTelemetry (services/telemetry/); None: off
+    # With projections: snapshots of the read models for as_of, as the embedded node takes
+    # them (docs/audit.md, "Point in time"; 0: none, every as_of folds from offset 0).
+    snapshot_every_events: int = EVERY_EVENTS
+    snapshot_base_after_rows: int = BASE_AFTER_ROWS
 
     def __post_init__(self) -> None:
         if self.projection_host not in PROJECTION_HOSTS:
@@ -168,8 +178,12 @@ class KafkaNode(Node):
         task_types = TaskTypes(self.app.handlers, self.queries.declared_task_types,
                                cfg.allow_unknown_task_types)
         self._open_write_side(Actor(ActorKind.CLIENT, cfg.node_id), task_types)
-        # No snapshots in the Kafka mode (yet): an as_of folds the topics from offset 0.
-        self.history = History(self.backend, self.queries, self.clock)
+        identity = await self.backend.identity()
+        snapshots = Snapshots.open(cfg.views, identity.log_id if identity else None)
+        self.history = History(self.backend, self.queries, self.clock, snapshots)
+        self.snapshotter = Snapshotter(snapshots, cfg.views, self.projector, self.clock,
+                                       cfg.snapshot_every_events, 0.0,
+                                       cfg.snapshot_base_after_rows)
 
     async def _start_projections(self) -> None:
         """The projection host, until the read models reach the log's end (bounded), then
@@ -187,6 +201,7 @@ class KafkaNode(Node):
         else:
             self.host = LogProjections(self.backend, self.projector)
         await self.host.start()
+        self.snapshotter.start()
         await self.caught_up(cfg.catch_up_seconds)
         if cfg.mark_lost_workers:
             liveness = GroupLiveness(cfg.kafka, cfg.group_id("dispatchers"), self.queries,
@@ -247,6 +262,7 @@ class KafkaNode(Node):
         if self.host is not None:
             await self.publisher.drain()  # commands this node appended
             await self.caught_up(SETTLE_SECONDS)
+            await self.snapshotter.stop()
             await self.host.stop()
             self.host = None
         # Also after a start that failed before the host started: an open connection keeps
@@ -266,4 +282,4 @@ class KafkaNode(Node):
             mine += ownership.crashed()
         if not self.config.run_projections:
             return mine + (self.dispatcher.crashed() if self.dispatcher else [])
-        return super().crashed() + mine
+        return super().crashed() + mine + self.snapshotter.crashed()
