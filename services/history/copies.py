@@ -213,7 +213,11 @@ def apply_deltas(conn: sqlite3.Connection, seq: int) -> None:
     caller's transaction: the state of the base's chain at delta seq."""
     floors = conn.execute("SELECT seq, minute_floor FROM deltas.deltas WHERE seq <= ?"
                           " ORDER BY seq", (seq,)).fetchall()
+    in_deltas = {name for (name,) in conn.execute(
+        "SELECT name FROM deltas.sqlite_master WHERE type = 'table'")}
     for name, _sql in copied_tables(conn):
+        if name not in in_deltas:  # a table newer than the deltas file: as the base has it
+            continue
         columns = ", ".join(c[1] for c in conn.execute(f"PRAGMA main.table_info({name})"))
         if name == CHANGED_ROWS:
             conn.execute(f"INSERT OR REPLACE INTO main.{name} SELECT {columns}"
