@@ -33,8 +33,8 @@ class JobsChange:
 
     jobs: dict[str, JobState] = field(default_factory=dict)  # final state per changed job
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # job -> last change
-    # Flat, three values an event, no tuple each: a drain folds ~60,000 events, and tuples
-    # (GC-tracked while they wait for the write) brought young collections of the GC.
+    # Flat, three values an event, no tuple each: tuples are GC-tracked while they wait for
+    # the write (docs/performance.md, "Figures behind the code").
     events: list[str | int] = field(default_factory=list)  # job id, partition, offset, ...
     ids: list[str | int] = field(default_factory=list)  # event id, partition, offset, ...
     runs: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # run_id -> row

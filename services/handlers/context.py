@@ -57,8 +57,8 @@ class JobContext:
 
     Log lines go to emit_log, or to emit_log_of with this context: the executor's emitter
     needs the context, and a closure over it held here would make every attempt a
-    reference cycle, freed only by the cyclic GC (in a drain: more collections, each
-    freeing thousands of contexts; docs/performance.md)."""
+    reference cycle, freed only by the cyclic GC (docs/performance.md, "Figures behind the
+    code")."""
 
     def __init__(
         self, *, job_id: str, task_type: str, queue: str, attempt: int, priority: int,
