@@ -407,7 +407,7 @@ def test_on_with_the_flag_or_an_endpoint_and_off_when_the_sdk_is_disabled() -> N
 
 def test_a_given_up_partitions_traces_are_kept_with_its_snapshot() -> None:
     telemetry, exporter, _ = in_memory()
-    traces = JobTraces(telemetry.tracer, "w1")
+    traces = JobTraces(telemetry, "w1")
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     env = Envelope(id="e1", key="j1", time=datetime.now(UTC), actor=Actor(ActorKind.CLIENT, "t"),
                    event=JobEnqueued(job_id="j1", task_type="noop"),
