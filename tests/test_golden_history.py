@@ -80,6 +80,7 @@ CAUSAL_TABLES = {"jobs": "job_id", "job_events": "job_id, offset",
 # An old expectation does not list them; a column added without a line here fails.
 ADDED_COLUMNS: dict[str, dict[str, Any]] = {
     "workers": {"partitions": "[]"},  # WorkerHeartbeat.partitions: none before it existed
+    "jobs": {"trace": None},  # the enqueue's trace context: these histories carry none
 }
 # Each history and the tables its expectation holds.
 HISTORIES = {"history_v1": TABLES, "history_v2": CAUSAL_TABLES,

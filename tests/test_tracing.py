@@ -451,3 +451,25 @@ async def test_a_job_a_handler_enqueues_joins_its_parents_trace(make_node: NodeF
     child_pick = one(spans, "jobledger.pick", id=children[0])
     assert parent_id(child_pick) == span_id(parent_attempt)
     assert trace_id(child_pick) == trace_id(parent_pick)
+
+
+async def test_a_job_restored_from_the_read_model_keeps_its_trace(
+    make_node: NodeFactory,
+) -> None:
+    """A restart loads unfinished jobs from the read model, past their JobEnqueued: the
+    trace context kept there puts the job's spans in its enqueue's trace."""
+    telemetry, exporter, _ = in_memory()
+    node = await make_node(demo, telemetry=telemetry)
+    await node.commands.set_paused("default", True)
+    job_id = await enqueue(node, "echo")
+    await settle(node)
+    await make_node.stop(node)
+    node = await make_node(demo, telemetry=telemetry)
+    assert node.dispatcher is not None and job_id in node.dispatcher.jobs  # loaded, pending
+    await node.commands.set_paused("default", False)
+    await wait_until(node, job_id, S.COMPLETED)
+    await settle(node)
+    spans = exporter.get_finished_spans()
+    enqueued = one(spans, "jobledger.enqueue")
+    pick = one(spans, "jobledger.pick", id=job_id)
+    assert parent_id(pick) == span_id(enqueued) and trace_id(pick) == trace_id(enqueued)

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import StatusCode
 
+from jobledger.projections.jobs import packed_trace, unpacked_trace
 from jobledger.schemas import Actor, ActorKind, Envelope, JobEnqueued, JobStatus, JobSucceeded
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
@@ -121,3 +122,10 @@ def test_a_traceparent_is_read_as_the_sdks_propagator_reads_it() -> None:
     assert remote_parent({"traceparent": "garbage"}) is None
     future = remote_parent({"traceparent": "01-" + PARENT[3:] + "-extra"})  # a later version
     assert future is not None and f"{future.span_id:016x}" == PARENT[36:52]
+
+
+def test_a_trace_field_packs_into_one_column_and_back() -> None:
+    both = {"traceparent": PARENT, "tracestate": "a=1,b=2"}
+    assert unpacked_trace(packed_trace(both) or "") == both
+    assert unpacked_trace(packed_trace({"traceparent": PARENT}) or "") == {"traceparent": PARENT}
+    assert packed_trace({"tracestate": "a=1"}) is None and packed_trace(None) is None

@@ -9,9 +9,9 @@ builds them as plain records and hands each, once ended, to the provider's span 
 SDK's own (tests/test_tracing.py sends them to a real OTLP receiver).
 
 What differs from an SDK span: the processors get no `on_start` and no `_on_ending` (the
-batch and simple processors do nothing there), and a sampler is asked for its decision only when it is not
-parent-based (a parent-based one keeps a child exactly when its parent was kept: the
-parent's flag decides, as `ParentBased` with its default delegates does).
+batch and simple processors do nothing there), and a sampler is asked for its decision
+only when it is not parent-based (a parent-based one keeps a child exactly when its parent
+was kept: the parent's flag decides, as `ParentBased` with its default delegates does).
 """
 
 from __future__ import annotations

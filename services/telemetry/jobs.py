@@ -1,9 +1,9 @@
 """The spans of one job's life on its partition owner: pick, each attempt, each finish.
 
 The owner learns a job's trace from the `trace` field of its JobEnqueued (or JobRequeued)
-envelope, so the spans join the enqueuer's trace whichever process enqueued it. A job
-whose enqueue carried no trace context (or that the owner took from a snapshot of the read
-model, which does not keep it) starts a trace of its own at its pick.
+envelope, so the spans join the enqueuer's trace whichever process enqueued it; a job
+loaded from the read model after a restart brings it from there (JobState.trace). A job
+whose enqueue carried no trace context starts a trace of its own at its pick.
 
     enqueue (the POST server span, a client or producer span, a schedule fire)
     └── jobledger.pick            attempt n: the pick decided, until its append ended
