@@ -6,9 +6,10 @@ alternated A B C A B C so that a machine's drift falls on every arm alike.
 
     python -m bench.tracing_overhead [--jobs 20000] [--rounds 3]
 
-Prints each run and the ratios of the medians (jobs/s on / off), by the wall clock and by
-the process's CPU time over the drain (all its threads): on a machine shared with other
-work the wall clock mostly measures the neighbours, the CPU time what tracing adds.
+Prints each run, the ratios of the medians (jobs/s on / off) and the median of each
+round's own ratio, by the wall clock and by the process's CPU time over the drain (all its
+threads): on a machine shared with other work the wall clock mostly measures the
+neighbours, the CPU time what tracing adds.
 Recorded in docs/performance.md ("Tracing").
 """
 
@@ -81,8 +82,13 @@ async def main(jobs: int, rounds: int) -> None:
     off = [statistics.median(r[i] for r in rates["off"]) for i in (0, 1)]
     for arm, values in rates.items():
         wall, cpu_rate = (statistics.median(r[i] for r in values) for i in (0, 1))
+        # Each round's own ratio (against the off run just before it) drifts less with
+        # the machine's load than the ratio of the medians.
+        paired = [statistics.median(v[i] / o[i] for v, o in zip(values, rates["off"],
+                                                                strict=True)) for i in (0, 1)]
         print(f"{arm:>22}: median {wall:8,.0f} jobs/s ({wall / off[0]:.3f} of off), "
-              f"{cpu_rate:8,.0f} jobs per CPU-second ({cpu_rate / off[1]:.3f} of off)")
+              f"{cpu_rate:8,.0f} jobs per CPU-second ({cpu_rate / off[1]:.3f} of off); "
+              f"median of the rounds' ratios {paired[0]:.3f} by jobs/s, {paired[1]:.3f} by CPU")
 
 
 if __name__ == "__main__":

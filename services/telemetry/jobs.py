@@ -124,9 +124,9 @@ class JobTraces:
     def attempt_started(self, job_id: str, attempt: int) -> Context | None:
         """Start the attempt's span; the context to run its handler in (None: no span,
         the job's trace is not sampled)."""
-        if self._dropped(job_id):
+        pick = self._picks.get(job_id)  # made: the trace is kept (no second look at it)
+        if pick is None and self._dropped(job_id):
             return None
-        pick = self._picks.get(job_id)
         parent = pick.get_span_context() if pick else self._origin(job_id)
         previous = self._previous.get(job_id)
         links = (Link(previous[1], {ATTEMPT_NO: previous[0]}),) if previous else ()
@@ -161,12 +161,12 @@ class JobTraces:
         """The span of an attempt's end being appended, None if its trace is dropped; end
         it with `finished`."""
         job_id = event.job_id
-        if self._dropped(job_id):
+        previous = self._previous.get(job_id)  # an attempt's span made: the trace is kept
+        if previous is None and self._dropped(job_id):
             return None
         running = self._attempts.get(job_id)
         if running is not None and running[0] != attempt:
             running = None
-        previous = self._previous.get(job_id)
         # Its attempt's span when the attempt ran here (usually ended by now: the handler
         # returned); else, as when another owner's attempt lost its lease, the job's trace.
         under_attempt = previous is not None and previous[0] == attempt
