@@ -57,6 +57,7 @@ class JobTraces:
         self.parent_based = telemetry.parent_based  # a child is kept iff its parent is
         self._sink = Sink(telemetry.tracer_provider, SCOPE)
         self._origins: dict[str, Mapping[str, str]] = {}  # job -> its enqueue's trace field
+        self._unsampled: set[str] = set()  # jobs whose trace the sampler drops (_dropped)
         self._picks: dict[str, JobSpan] = {}  # job -> its pick, until the append ended
         self._attempts: dict[str, tuple[int, JobSpan]] = {}  # job -> the attempt running here
         # job -> its latest attempt here and that attempt's span
@@ -70,12 +71,21 @@ class JobTraces:
             if env.trace and isinstance(env.event, JobEnqueued | JobRequeued):
                 job_id = env.event.job_id
                 if isinstance(env.event, JobRequeued) or job_id not in self._origins:
-                    self._origins[job_id] = env.trace
+                    self._learn(job_id, env.trace)
 
     def took(self, traces: Mapping[str, Mapping[str, str]]) -> None:
         """The traces of the unfinished jobs of a partition this owner gained."""
         for job_id, carrier in traces.items():
-            self._origins.setdefault(job_id, carrier)
+            if job_id not in self._origins:
+                self._learn(job_id, carrier)
+
+    def _learn(self, job_id: str, carrier: Mapping[str, str]) -> None:
+        """The job's trace; its sampled flag is read once, here (not at each span)."""
+        self._origins[job_id] = carrier
+        if self.parent_based and not _sampled(carrier):
+            self._unsampled.add(job_id)
+        else:
+            self._unsampled.discard(job_id)
 
     def _origin(self, job_id: str) -> SpanContext | None:
         carrier = self._origins.get(job_id)
@@ -83,8 +93,7 @@ class JobTraces:
 
     def _dropped(self, job_id: str) -> bool:
         """Is the job's trace one the sampler drops (its enqueue was not sampled)?"""
-        carrier = self._origins.get(job_id)
-        return carrier is not None and self.parent_based and not _sampled(carrier)
+        return job_id in self._unsampled
 
     def hand_over(self, job_id: str, traces: dict[str, Mapping[str, str]]) -> None:
         """The job's partition is given up: its trace goes into `traces` (the partition's
@@ -97,6 +106,7 @@ class JobTraces:
     def forget(self, job_id: str) -> None:
         """The job finished: nothing of it is needed any more."""
         self._origins.pop(job_id, None)
+        self._unsampled.discard(job_id)
         self._previous.pop(job_id, None)
 
     def _span(self, name: str, parent: SpanContext | None, kind: SpanKind,
@@ -124,9 +134,9 @@ class JobTraces:
     def attempt_started(self, job_id: str, attempt: int) -> Context | None:
         """Start the attempt's span; the context to run its handler in (None: no span,
         the job's trace is not sampled)."""
-        pick = self._picks.get(job_id)  # made: the trace is kept (no second look at it)
-        if pick is None and self._dropped(job_id):
+        if self._dropped(job_id):
             return None
+        pick = self._picks.get(job_id)
         parent = pick.get_span_context() if pick else self._origin(job_id)
         previous = self._previous.get(job_id)
         links = (Link(previous[1], {ATTEMPT_NO: previous[0]}),) if previous else ()
@@ -161,9 +171,9 @@ class JobTraces:
         """The span of an attempt's end being appended, None if its trace is dropped; end
         it with `finished`."""
         job_id = event.job_id
-        previous = self._previous.get(job_id)  # an attempt's span made: the trace is kept
-        if previous is None and self._dropped(job_id):
+        if self._dropped(job_id):
             return None
+        previous = self._previous.get(job_id)
         running = self._attempts.get(job_id)
         if running is not None and running[0] != attempt:
             running = None
