@@ -1,12 +1,12 @@
 """Spans built without the SDK's `Span` machinery: the owner's pick, attempt and finish.
 
-The SDK's spans cost 35–90 µs each on a loaded machine (locks, BoundedAttributes validating
-every attribute, the sampler, the processor chain's on_start, context lookups), as much as
-the rest of a no-op job's path; three a job halved the traced drain (docs/performance.md,
-"Tracing"). The owner knows each of these spans' parent, attributes and times itself, so it
-builds them as plain records and hands each, once ended, to the provider's span processors'
-`on_end`: a `JobSpan` is an SDK `ReadableSpan`, so exporters (OTLP) take it as they take the
-SDK's own (tests/test_tracing.py sends them to a real OTLP receiver).
+An SDK span (locks, BoundedAttributes validating every attribute, the sampler, the
+processor chain's on_start, context lookups) cost about as much as the rest of a no-op
+job's path, and a job has three (docs/performance.md, "Figures behind the code"). The
+owner knows each of these spans' parent, attributes and times itself, so it records them
+in plain fields and hands each, once ended, to the provider's span processors' `on_end`:
+a `JobSpan` is an SDK `ReadableSpan`, so exporters (OTLP) take it as they take the SDK's
+own (tests/test_tracing.py sends them to a real OTLP receiver).
 
 What differs from an SDK span: the processors get no `on_start` and no `_on_ending` (the
 batch and simple processors do nothing there), and a sampler is asked for its decision
