@@ -1,12 +1,14 @@
 """The owner's own spans (services/telemetry/direct.py): built without the SDK's Span, they
 still take what a handler does with its current span, nest the handler's own spans, keep
-the SDK's event limit, and follow a sampler that is not parent-based."""
+the SDK's event limit, and follow a sampler that is not parent-based. And the trace a job
+keeps in the read model (JobState.trace), for an owner that loads it after a restart."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+from msgspec.structs import replace
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -14,13 +16,22 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import StatusCode
 
-from jobledger.projections.jobs import packed_trace, unpacked_trace
-from jobledger.schemas import Actor, ActorKind, Envelope, JobEnqueued, JobStatus, JobSucceeded
+from jobledger.projections.jobs import packed_trace, reduce_job, unpacked_trace
+from jobledger.schemas import (
+    Actor,
+    ActorKind,
+    Envelope,
+    JobEnqueued,
+    JobRequeued,
+    JobStatus,
+    JobSucceeded,
+)
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.telemetry.direct import remote_parent
 from jobledger.services.telemetry.jobs import JobTraces
 from jobledger.services.telemetry.setup import Telemetry
+from tests.support.builders import envelope
 from tests.support.harness import NodeFactory, enqueue, settle, wait_until
 from tests.support.tracing import in_memory, one, parent_id, span_id, trace_id
 
@@ -129,3 +140,18 @@ def test_a_trace_field_packs_into_one_column_and_back() -> None:
     assert unpacked_trace(packed_trace(both) or "") == both
     assert unpacked_trace(packed_trace({"traceparent": PARENT}) or "") == {"traceparent": PARENT}
     assert packed_trace({"tracestate": "a=1"}) is None and packed_trace(None) is None
+
+
+def test_the_jobs_reducer_keeps_the_enqueues_trace_and_a_requeues_newer_one() -> None:
+    other = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+
+    def traced(event: Any, parent: str | None) -> Envelope:
+        return replace(envelope(event), trace={"traceparent": parent} if parent else {})
+
+    state = reduce_job(None, traced(JobEnqueued(job_id="j1", task_type="t"), PARENT))
+    assert state is not None and state.trace == PARENT
+    done = replace(state, status=JobStatus.FAILED)
+    again = reduce_job(done, traced(JobRequeued(job_id="j1", task_type="t", attempt=1), other))
+    assert again is not None and again.trace == other
+    kept = reduce_job(done, traced(JobRequeued(job_id="j1", task_type="t", attempt=1), None))
+    assert kept is not None and kept.trace == PARENT
