@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from msgspec.structs import replace
+
 from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
 from jobledger.projections.queues import QueueState
 from jobledger.schemas import (
     JOBS,
+    WORKERS,
     Actor,
     ActorKind,
     Envelope,
@@ -180,13 +183,18 @@ class Dispatcher(JobsFold):
             # Before deciding anything: the snapshot (load) may be behind the log, and
             # picking from it would run jobs the log already shows picked or finished.
             await self.ownership.catch_up()
-        await self.publisher.publish(
+        started = self.publisher.envelope(
             WorkerStarted(
                 worker_id=self.config.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
                 concurrency=self.config.concurrency, task_types=sorted(self.app.handlers),
             ),
             self.config.worker_id,
         )
+        # This run of the worker is a chain of its own: its start names it (correlation id:
+        # its own id), and its heartbeats and its stop cite the start.
+        started = replace(started, correlation_id=started.id)
+        self.heartbeats.cause = Cause(causation_id=started.id, correlation_id=started.id)
+        await self.publisher.publish_envelope(started, WORKERS)
         self._tasks = [
             spawn(self.timers.run(), "dispatcher-timers"),
             spawn(self.heartbeats.run(), "dispatcher-heartbeats"),
@@ -209,7 +217,8 @@ class Dispatcher(JobsFold):
         for run in await self.executor.stop(self.config.shutdown_grace_seconds):
             self._hand_back(run)
         worker_id = self.config.worker_id
-        self.publisher.publish_then(WorkerStopped(worker_id=worker_id), worker_id, unchecked)
+        self.publisher.publish_then(WorkerStopped(worker_id=worker_id), worker_id, unchecked,
+                                    **self.heartbeats.cause)
         await self.publisher.drain()
 
     def _hand_back(self, run: Running) -> None:
