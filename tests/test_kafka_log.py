@@ -387,3 +387,32 @@ def test_durable_defaults() -> None:
     assert config.idempotent is True
     assert config.topic_prefix == "jobledger."
     assert config.compression == "none"
+
+
+async def test_a_long_read_of_many_small_batches_takes_few_fetches(
+    kafka_broker: TansuBroker,
+) -> None:
+    """The test broker answers a fetch with what it gathered within fetch_max_wait_ms and
+    lists every batch of the partition for each fetch. Reads used 1 ms: with a few thousand
+    batches a fetch brought one record, and a fold of 5,000 records in R26's 10-minute soak
+    did not end within the request timeout. A bulk read waits longer (_new_reader)."""
+    config = _config(kafka_broker, request_timeout_ms=3_000)
+    backend = await KafkaLogBackend.open(config, {"b": 1})
+    topic = config.topic_name("b")
+    producers = [AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap) for _ in range(8)]
+    try:
+        await asyncio.gather(*(p.start() for p in producers))
+
+        async def one_batch_a_send(producer: AIOKafkaProducer) -> None:
+            for _ in range(250):
+                await producer.send_and_wait(topic, b"v" * 200, partition=0)
+
+        await asyncio.gather(*(one_batch_a_send(p) for p in producers))
+        log = backend.topic("b")
+        assert await log.end_offsets() == {0: 2000}
+        started = time.monotonic()
+        records = await log.read(0, 0, limit=2000)  # before: LogError, no answer within 3 s
+        assert len(records) == 2000, f"{len(records)} in {time.monotonic() - started:.1f} s"
+    finally:
+        await asyncio.gather(*(p.stop() for p in producers))
+        await backend.close()

@@ -85,6 +85,9 @@ TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]*")  # Kafka's legal topic-name characte
 MAX_TOPIC_NAME = 249
 READERS_PER_TOPIC = 4  # concurrent read/end_offsets calls per topic before they queue
 READER_POLL_MS = 2  # how often a read checks for a fetch that brought only a highwater
+READER_WAIT_MS = 1  # fetch_max_wait_ms of the readers of a few records (see _new_reader)
+BULK_READER_WAIT_MS = 250  # and of those reading many records far behind the end
+BULK_READ = 1000  # a read of at least this many records that are there is a bulk read
 TAIL_POLL_MS = 1000  # a tail's getmany returns on records; this only bounds each wait
 FETCH_OVERHEAD = 64 * 1024  # batch and record headers above max_message_bytes
 
@@ -401,7 +404,7 @@ class KafkaLog:
         self._send_lock = asyncio.Lock()
         self._last_ts = dict.fromkeys(range(partitions), 0)  # by this process, per partition
         self._known_ends = dict.fromkeys(range(partitions), 0)  # highest end seen
-        self._idle_readers: list[_Reader] = []
+        self._idle_readers: dict[bool, list[_Reader]] = {False: [], True: []}  # by bulk
         self._reader_slots = asyncio.Semaphore(READERS_PER_TOPIC)
 
     @property
@@ -524,7 +527,8 @@ class KafkaLog:
             raise LogError(f"offset must be >= 0, got {offset}")
         if limit < 1:
             return []
-        async with self._reader() as reader:
+        bulk = min(limit, self._known_ends[partition] - offset) >= BULK_READ
+        async with self._reader(bulk) as reader:
             records = await reader.read(partition, offset, limit)
         if records:
             end = records[-1].offset + 1
@@ -562,20 +566,29 @@ class KafkaLog:
         return found
 
     @asynccontextmanager
-    async def _reader(self) -> AsyncIterator[_Reader]:
+    async def _reader(self, bulk: bool = False) -> AsyncIterator[_Reader]:
         async with self._reader_slots:
             self._backend.check_open()
-            reader = self._idle_readers.pop() if self._idle_readers else await self._new_reader()
+            idle = self._idle_readers[bulk]
+            reader = idle.pop() if idle else await self._new_reader(bulk)
             try:
                 yield reader
             finally:
                 reader.release()
-                self._idle_readers.append(reader)
+                idle.append(reader)
 
-    async def _new_reader(self) -> _Reader:
-        # A read that reaches the end waits one fetch_max_wait_ms for records that will not
-        # come; 1 ms keeps that short. Only reads use these consumers, and only briefly.
-        consumer = await self._backend.consumer(fetch_max_wait_ms=1)
+    async def _new_reader(self, bulk: bool) -> _Reader:
+        """A consumer for reads only. The fetch that follows a read which reached the end
+        waits fetch_max_wait_ms for records that will not come, and delays the reader's
+        next use: 1 ms keeps that short. But the test broker (Tansu, in memory) answers a
+        fetch with what it gathered within fetch_max_wait_ms, and it lists every batch of
+        the partition for each fetch: once a partition holds a few thousand batches, a 1 ms
+        fetch brings 1-5 records, and a read of thousands takes thousands of fetches
+        (R26's 10-minute soak: a fold of 5,000 records did not end in 30 s, so a worker
+        never took its partitions over). Bulk reads (folds, catch-ups) wait longer: on
+        Apache Kafka a fetch with records at hand answers at once whatever the wait."""
+        wait = BULK_READER_WAIT_MS if bulk else READER_WAIT_MS
+        consumer = await self._backend.consumer(fetch_max_wait_ms=wait)
         return _Reader(consumer, self)
 
     # -- tail -----------------------------------------------------------------------------
@@ -610,7 +623,8 @@ class KafkaLog:
 
     def closed(self) -> None:
         """The backend stopped every consumer, the readers' too."""
-        self._idle_readers.clear()
+        for idle in self._idle_readers.values():
+            idle.clear()
 
 
 class _DeliveryCancelled(KafkaError):  # type: ignore[misc]  # aiokafka has no types: Any
