@@ -88,6 +88,7 @@ READER_POLL_MS = 2  # how often a read checks for a fetch that brought only a hi
 READER_WAIT_MS = 1  # fetch_max_wait_ms of the readers of a few records (see _new_reader)
 BULK_READER_WAIT_MS = 250  # and of those reading many records far behind the end
 BULK_READ = 1000  # a read of at least this many records that are there is a bulk read
+STARVED_READ_S = 0.1  # a short read whose fetches bring nothing this long goes on as bulk
 TAIL_POLL_MS = 1000  # a tail's getmany returns on records; this only bounds each wait
 FETCH_OVERHEAD = 64 * 1024  # batch and record headers above max_message_bytes
 
@@ -317,23 +318,32 @@ class _Reader:
         self._consumer = consumer
         self._log = log
 
-    async def read(self, partition: int, offset: int, limit: int) -> list[Record]:
+    async def read(self, partition: int, offset: int, limit: int,
+                   starved_after: float | None = None) -> tuple[list[Record], bool]:  # fmt: skip
+        """Up to limit records from offset, and whether the read stopped starved: for
+        starved_after seconds the fetches brought nothing although the partition's highwater
+        lies beyond the position (KafkaLog._new_reader says why a broker does that)."""
         tp = TopicPartition(self._log.kafka_topic, partition)
         self._assign({tp: offset})
         got: list[Record] = []
         deadline = self._log.deadline()
+        progress = time.monotonic()
         while len(got) < limit:
             try:
                 fetched = await self._consumer.getmany(
                     tp, timeout_ms=READER_POLL_MS, max_records=limit - len(got)
                 )
             except OffsetOutOfRangeError:
-                return await self._out_of_range(tp, offset, got)
-            got.extend(_to_record(m) for m in fetched.get(tp, ()))
+                return await self._out_of_range(tp, offset, got), False
+            if records := fetched.get(tp):
+                got.extend(_to_record(m) for m in records)
+                progress = time.monotonic()
             if await self._at_end(tp):
                 break
+            if starved_after is not None and time.monotonic() - progress > starved_after:
+                return got, True
             self._log.check_deadline(deadline, f"read of partition {partition} from {offset}")
-        return got
+        return got, False
 
     async def end_offsets(self, known: Mapping[int, int], retry: bool = True) -> dict[int, int]:
         """The highwater of each partition, from fetch responses to requests sent now.
@@ -529,7 +539,13 @@ class KafkaLog:
             return []
         bulk = min(limit, self._known_ends[partition] - offset) >= BULK_READ
         async with self._reader(bulk) as reader:
-            records = await reader.read(partition, offset, limit)
+            records, starved = await reader.read(partition, offset, limit,
+                                                 None if bulk else STARVED_READ_S)
+        if starved:  # the rest with a reader whose fetches wait long enough to bring it
+            start = records[-1].offset + 1 if records else offset
+            async with self._reader(bulk=True) as reader:
+                rest, _ = await reader.read(partition, start, limit - len(records))
+            records += rest
         if records:
             end = records[-1].offset + 1
             self._known_ends[partition] = max(self._known_ends[partition], end)
@@ -582,11 +598,12 @@ class KafkaLog:
         waits fetch_max_wait_ms for records that will not come, and delays the reader's
         next use: 1 ms keeps that short. But the test broker (Tansu, in memory) answers a
         fetch with what it gathered within fetch_max_wait_ms, and it lists every batch of
-        the partition for each fetch: once a partition holds a few thousand batches, a 1 ms
-        fetch brings 1-5 records, and a read of thousands takes thousands of fetches
-        (R26's 10-minute soak: a fold of 5,000 records did not end in 30 s, so a worker
-        never took its partitions over). Bulk reads (folds, catch-ups) wait longer: on
-        Apache Kafka a fetch with records at hand answers at once whatever the wait."""
+        the partition for each fetch: with 2,000 batches a 1 ms fetch brought one record,
+        with 16,000 none at all (10 ms: all 40 asked for). R26's 10-minute soak: a worker's
+        fold of 5,000 records, then of 40, did not end within 30 s, so it never took its
+        partitions over. Bulk reads (folds, catch-ups), and short reads whose fetches
+        starve (STARVED_READ_S), use readers that wait longer: on Apache Kafka a fetch with
+        records at hand answers at once whatever the wait."""
         wait = BULK_READER_WAIT_MS if bulk else READER_WAIT_MS
         consumer = await self._backend.consumer(fetch_max_wait_ms=wait)
         return _Reader(consumer, self)
