@@ -32,7 +32,8 @@ class AsOfQuery(msgspec.Struct, frozen=True):
 
 
 AS_OF_ERRORS = {400: "as_of is malformed (INVALID_ARGUMENT) or in the future, or past the "
-                "end of the log (AS_OF_IN_FUTURE)"}
+                "end of the log (AS_OF_IN_FUTURE), or before what the log keeps after a cut "
+                "by --log-retention (AS_OF_BEFORE_RETAINED)"}
 
 
 def as_of_param(request: Request) -> str | None:

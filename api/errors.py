@@ -36,6 +36,7 @@ CODES: dict[str, int] = {
     "UNKNOWN_TASK_TYPE": 400,  # no handler is known for the task type (the error lists them)
     "HOST_NOT_ALLOWED": 400,  # the Host header is not one of --allowed-hosts
     "AS_OF_IN_FUTURE": 400,  # an as_of after the server's time, or past the log's end
+    "AS_OF_BEFORE_RETAINED": 400,  # an as_of before what --log-retention kept of the log
     "UNAUTHORIZED": 401,  # no credential, or one that is unknown, revoked or expired
     "FORBIDDEN": 403,  # the credential lacks the permission the route needs (`details`)
     "CROSS_SITE_REFUSED": 403,  # a state-changing request without JSON from a foreign Origin

@@ -31,8 +31,20 @@ async def task_history(request: Request) -> Response:
     positions = await queries(request).event_positions(task_id)
     if not positions:
         raise ApiError(404, "NOT_FOUND", f"no task {task_id}")
-    envs = await _read_events(node(request).backend.topic(JOBS), positions)
-    return JSON([_history_entry(env) for env in envs])
+    kept = [p for p in positions if _kept(request, p)]
+    envs = await _read_events(node(request).backend.topic(JOBS), kept)
+    response = JSON([_history_entry(env) for env in envs])
+    if len(kept) < len(positions):  # its first events went with a cut of the log
+        retained = node(request).history.retained
+        response.headers["X-History-Events-Cut"] = str(len(positions) - len(kept))
+        response.headers["X-History-Retained-From"] = iso_ms(retained.time_ms) or ""
+    return response
+
+
+def _kept(request: Request, position: tuple[int, int]) -> bool:
+    """Is the jobs record at position still in the log (not cut by --log-retention)?"""
+    partition, offset = position
+    return offset >= node(request).history.retained.starts.get(JOBS, {}).get(partition, 0)
 
 
 async def _read_events(log: Log, positions: list[tuple[int, int]]) -> list[Envelope]:
@@ -77,7 +89,7 @@ async def event_causes(request: Request) -> Response:
         raise ApiError(404, "NOT_FOUND", f"no job event {event_id}")
     chain: list[HistoryEntry] = []
     seen = {event_id}
-    while position is not None and len(chain) < MAX_CAUSES:
+    while position is not None and _kept(request, position) and len(chain) < MAX_CAUSES:
         (env,) = await _read_events(log, [position])
         chain.append(_history_entry(env))
         cause = env.causation_id

@@ -79,6 +79,23 @@ def test_a_flipped_byte_is_a_changed_record(db: Path,
     assert f"{topic}/{part}  offset 3  CHANGED" in out
 
 
+@pytest.mark.parametrize("column, new_value", [
+    ("value", "replace(CAST(value AS TEXT), 'gold', 'golD')"),  # a value edited as text
+    ("value", "42"),
+    ("key", "CAST(key AS BLOB)"),
+    ("chain", "hex(chain)"),
+], ids=["value-text", "value-int", "key-blob", "link-text"])
+def test_a_field_retyped_by_an_edit_is_a_changed_record(
+        db: Path, capsys: pytest.CaptureFixture[str], column: str, new_value: str) -> None:
+    """SQLite keeps whatever type a hand edit writes: verify names the record, no traceback."""
+    topic, part, _ = busiest(db)
+    edit(db, (f"UPDATE records SET {column} = {new_value} WHERE topic = ? AND partition = ?"
+              " AND offset = 3", (topic, part)))
+    code, out, _ = run(capsys, "verify", "--db", str(db))
+    assert code == Exit.TAMPERED
+    assert f"{topic}/{part}  offset 3  CHANGED" in out
+
+
 def test_a_deleted_record_is_missing(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     topic, part, _ = busiest(db)
     edit(db, ("DELETE FROM records WHERE topic = ? AND partition = ? AND offset = 4",

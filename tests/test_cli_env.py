@@ -21,7 +21,7 @@ SAMPLES = {"--broker": "kafka://k1:9092", "--projection-host": "faust", "--wait-
            "--allowed-hosts": "jobs.example.com,10.0.0.5",
            "--cors-origin": "https://app.example.com,http://localhost:3000",
            "--from": "2026-12-24T18:00:00+00:00", "--to": "2026-12-24T19:00:00+00:00",
-           "--retain-finished": "30d"}
+           "--retain-finished": "30d", "--log-retention": "90d"}
 
 
 @pytest.fixture(autouse=True)

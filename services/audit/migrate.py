@@ -37,6 +37,9 @@ async def migrate(db: Path, config: KafkaConfig, advance: Callable[[int], None],
     try:
         source = await Source.sqlite(db)
         try:
+            if (await source.retained()).starts:  # Kafka offsets start at 0: none to put it
+                raise ValueError(f"--db: {db} was cut by --log-retention (its partitions no "
+                                 "longer start at offset 0): only a whole log can be migrated")
             config = replace(config, partitioner="crc32")
             kafka = await KafkaLogBackend.open(config, source.partitions)
             try:

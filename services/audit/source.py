@@ -16,10 +16,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
+from jobledger.schemas.common import iso_ms
 from jobledger.services.log.chain import genesis
 from jobledger.services.log.chain_upgrade import UPGRADED
 from jobledger.services.log.protocol import Log, LogBackend, LogError
-from jobledger.services.log.sqlite import SQLiteLogBackend, damage_named, partition_end
+from jobledger.services.log.sqlite import (
+    SQLiteLogBackend,
+    damage_named,
+    partition_end,
+    read_cut_time,
+    read_cuts,
+)
 
 BATCH = 5_000
 Slot = tuple[str, int]  # (topic, partition)
@@ -100,6 +107,10 @@ class Source:
         """What of the log was chained by an upgrade rather than as it was written."""
         return None
 
+    async def retained(self) -> Retained:
+        """Where --log-retention cut the log (Kafka: nothing recorded, see verify's gaps)."""
+        return Retained({}, None)
+
     async def link_before(self, slot: Slot, offset: int) -> bytes | None:
         """The link of the record before offset, if the log stores it (None: compute the
         chain from offset 0)."""
@@ -120,6 +131,26 @@ class Source:
 
     async def close(self) -> None:
         await self.backend.close()
+
+
+@dataclass(frozen=True)
+class Retained:
+    """What a cut log still holds: each cut partition's first offset with the chain's link
+    before it, and the earliest moment kept (None: never cut)."""
+
+    starts: dict[Slot, tuple[int, bytes]]
+    time_ms: int | None
+
+    def start(self, slot: Slot) -> int:
+        return self.starts.get(slot, (0, b""))[0]
+
+    def note(self) -> str | None:
+        if self.time_ms is None or not self.starts:
+            return None
+        starts = ", ".join(f"{t}/{p} from {o}" for (t, p), (o, _) in sorted(self.starts.items()))
+        return (f"note: the log was cut by --log-retention: it keeps the records after "
+                f"{iso_ms(self.time_ms)} ({starts}); older ones are gone, and the chain is "
+                "checked from the link recorded at the cut")
 
 
 class SQLiteSource(Source):
@@ -177,9 +208,23 @@ class SQLiteSource(Source):
             ends[slot] = max(ends.get(slot, 0), head.end)
         return ends, heads
 
+    async def retained(self) -> Retained:
+        def read() -> Retained:
+            reader = self.backend.reader
+            return Retained(read_cuts(reader), read_cut_time(reader))
+
+        if self._retained is None:
+            self._retained = await self.backend.run(read)
+        return self._retained
+
+    _retained: Retained | None = None
+
     async def link_before(self, slot: Slot, offset: int) -> bytes | None:
         if offset == 0:
             return genesis(*slot)
+        start, link = (await self.retained()).starts.get(slot, (0, b""))
+        if offset == start:
+            return link
 
         def read() -> bytes | None:
             row = self.backend.reader.execute(
@@ -204,13 +249,30 @@ class SQLiteSource(Source):
                 "SELECT offset, timestamp_ms, key, value, chain FROM records WHERE topic = ?"
                 " AND partition = ? AND offset >= ? AND offset < ? ORDER BY offset LIMIT ?",
                 (*slot, start, end, BATCH)).fetchall()
-        return [Row(o, ts, k, bytes(v), None if c is None else bytes(c))
+        return [Row(o, ts, _text(k), _bytes(v), None if c is None else _bytes(c))
                 for o, ts, k, v, c in rows]
 
     async def ends(self) -> dict[Slot, int]:
         """Each partition's end: past its last record, or its recorded head if further (a
         log cut short still shows the records it lost as missing)."""
         return dict((await self.snapshot())[0])
+
+
+def _bytes(stored: object) -> bytes:
+    """A BLOB column as bytes, whatever type a hand edit left in it (SQLite keeps TEXT,
+    INTEGER or REAL as written): such a record then fails its link as CHANGED."""
+    if isinstance(stored, bytes):
+        return stored
+    return str(stored).encode("utf-8", "surrogatepass")
+
+
+def _text(stored: object) -> str:
+    """A TEXT column as str, likewise."""
+    if isinstance(stored, str):
+        return stored
+    if isinstance(stored, bytes):
+        return "\0blob:" + stored.hex()  # never equal to a key the writer stored
+    return str(stored)
 
 
 def _topic_counts(conn: sqlite3.Connection) -> dict[str, int]:

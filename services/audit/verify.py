@@ -73,13 +73,15 @@ async def verify(source: Source, want: Range, advance: Advance) -> list[Checked]
     """Every partition checked, in topic then partition order."""
     ends = await source.ends()
     heads = await source.recorded_heads()
+    retained = await source.retained()
     results = []
     for slot in sorted(ends):
-        start = await source.offset_at(slot, want.start, 0)
+        first = retained.start(slot)  # a log cut by --log-retention: checked from the cut
+        start = max(await source.offset_at(slot, want.start, 0), first)
         stop = await source.offset_at(slot, want.stop, ends[slot])
         whole = want.stop is None
-        results.append(await _partition(source, slot, start, min(stop, ends[slot]), advance,
-                                        heads.get(slot) if heads and whole else None,
+        results.append(await _partition(source, slot, (first, start), min(stop, ends[slot]),
+                                        advance, heads.get(slot) if heads and whole else None,
                                         want.anchor.get(slot)))
     for slot in sorted(set(want.anchor) - set(ends)):
         results.append(Checked(slot, 0, finding=Finding(
@@ -88,13 +90,23 @@ async def verify(source: Source, want: Range, advance: Advance) -> list[Checked]
     return results
 
 
-async def _partition(source: Source, slot: Slot, start: int, stop: int, advance: Advance,
-                     recorded: Head | None, anchor: Head | None) -> Checked:
+async def _partition(source: Source, slot: Slot, starts: tuple[int, int], stop: int,
+                     advance: Advance, recorded: Head | None, anchor: Head | None) -> Checked:
+    """starts: (the partition's first record kept, where to check from)."""
+    first, start = starts
+    if anchor is not None and 0 < anchor.end < first:
+        return Checked(slot, first, finding=Finding(first, "anchor", f"the anchor holds "
+                       f"{anchor.end} records, all before the log's retention cut at {first}: "
+                       "the log no longer has them"))
+    if anchor is not None:
+        start = first
     prev = await source.link_before(slot, start)
     if prev is None:  # the log stores no link before start (Kafka): chain from offset 0
         start, prev = 0, genesis(*slot)
-    if anchor is not None and start > 0:
-        start, prev = 0, genesis(*slot)
+    if anchor is not None and 0 < anchor.end == start and anchor.link != prev:
+        return Checked(slot, start, finding=Finding(start - 1, "anchor", "the link recorded "
+                       f"at the retention cut is {prev.hex()}, the anchor's "
+                       f"{anchor.link.hex()}: the log does not extend the anchor"))
     result = Checked(slot, start, start, prev)
     async for batch in source.rows(slot, start, stop):
         for row in batch:

@@ -154,10 +154,11 @@ async def _verified(args: argparse.Namespace,
         with progress("verifying") as (advance, total):
             total(sum((await source.ends()).values()))
             results = await verify(source, want, advance)
-        note = await source.upgrade_note()
+        notes = [await source.upgrade_note(), (await source.retained()).note()]
     finally:
         await source.close()
-    return results, all(r.finding is None for r in results), note
+    return results, all(r.finding is None for r in results), \
+        "\n".join(n for n in notes if n) or None
 
 
 def verify_command(args: argparse.Namespace) -> int:
@@ -198,6 +199,7 @@ def export_command(args: argparse.Namespace) -> int:
     async def body() -> int:
         source = await _source(args)
         try:
+            await _refuse_before_the_cut(source, args.start)
             with progress("exporting") as (advance, total):
                 total(sum((await source.ends()).values()))
                 written = await export(source, Range(args.start, args.stop),
@@ -208,6 +210,24 @@ def export_command(args: argparse.Namespace) -> int:
         return Exit.OK
 
     return asyncio.run(body())
+
+
+async def _refuse_before_the_cut(source: Any, start: datetime | int | None) -> None:
+    """export --from before what a cut log keeps: UsageError naming the earliest kept.
+    Without --from, the export starts at the cut (said on stderr)."""
+    retained = await source.retained()
+    note = retained.note()
+    if note is None:
+        return
+    if start is None:
+        print(note, file=sys.stderr)
+        return
+    if isinstance(start, datetime):
+        before = int(start.timestamp() * 1000) < retained.time_ms
+    else:
+        before = any(start < first for first, _link in retained.starts.values())
+    if before:
+        raise UsageError("--from: before what the log keeps: " + note.removeprefix("note: "))
 
 
 def import_command(args: argparse.Namespace) -> int:

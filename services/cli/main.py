@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -82,13 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "(0: never by count; default 20000; docs/audit.md)")
     serve.add_argument("--snapshot-every-minutes", type=float, default=0.0, metavar="M",
                        help="and/or every M minutes with records applied (default 0: never)")
-    serve.add_argument("--retain-finished", metavar="AGE", type=_age,
+    serve.add_argument("--retain-finished", metavar="AGE", type=_age_of("--retain-finished"),
                        help="delete finished tasks' rows from the read models AGE after they "
                        "finished (30d, 12h; default: keep them); the log keeps every event "
                        "(docs/audit.md)")
     serve.add_argument("--archive-to", type=Path, metavar="FILE",
                        help="with --retain-finished: append each task to FILE as a JSON line "
                        "first")
+    serve.add_argument("--log-retention", metavar="AGE", type=_age_of("--log-retention"),
+                       help="delete the log's records older than AGE (90d), keeping the read "
+                       "models at the cut instead; as_of, verify, export and replay then "
+                       "start at the cut (default: keep every record; embedded log only; "
+                       "docs/audit.md)")
     add_auth_args(serve)
     add_exposure_args(serve)
     add_log_args(serve)
@@ -162,6 +167,9 @@ _STARTS_A_NODE = frozenset({"serve", "api", "worker"})
 
 def _serve(args: argparse.Namespace) -> int:
     if args.broker:
+        if args.log_retention is not None:
+            raise UsageError("--log-retention: the embedded log only; Kafka topics keep what "
+                             "their retention.ms says (docs/audit.md, \"Retention\")")
         return kafka_cli.serve(args)
     from jobledger.api.app import create_app, run_server
     from jobledger.services.node.embedded import EmbeddedNode, NodeConfig
@@ -184,6 +192,7 @@ def _serve(args: argparse.Namespace) -> int:
                                                 "--snapshot-every-minutes"),
         dispatcher=DispatcherConfig(concurrency=args.concurrency, lease_seconds=args.lease_seconds),
         retain_finished=args.retain_finished, archive_to=_archive(args),
+        log_retention=args.log_retention,
         telemetry=telemetry,
     )
     sock = listen(args.host, args.port)
@@ -199,14 +208,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _age(text: str) -> timedelta:
-    """--retain-finished: a duration (30d, 12h)."""
+def _age_of(flag: str) -> Callable[[str], timedelta]:
+    """A flag's parser of a duration (30d, 12h) that names the flag when it is not one."""
     from jobledger.services.cli.schedules import parse_duration
 
-    try:
-        return timedelta(**parse_duration(text.strip(), "--retain-finished"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def age(text: str) -> timedelta:
+        try:
+            return timedelta(**parse_duration(text.strip(), flag))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return age
 
 
 def _archive(args: argparse.Namespace) -> Path | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from jobledger.projections.jobs import JobState, reduce_job
+from jobledger.projections.jobs import reduce_job
 from jobledger.projections.queries import Queries, task_of_state
 from jobledger.projections.store import ReadModelStore, sql_file
 from jobledger.schemas import JOBS
@@ -30,6 +30,7 @@ from jobledger.services.log.protocol import Log, LogBackend, LogError, Record
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 
+from .log_retention import Retained
 from .position import AsOfError, Positions, format_position, parse_position, parse_time
 from .snapshots import Snapshot, Snapshots
 
@@ -64,6 +65,7 @@ class History:
         self.clock = clock
         self.snapshots = snapshots
         self.retain_finished = retain_finished  # --retain-finished (retention.py)
+        self.retained = Retained()  # what --log-retention left of the log (log_retention.py)
 
     def lists_finished_since(self, moment: Moment) -> str | None:
         """With --retain-finished: from when an answer at the moment lists finished tasks
@@ -85,6 +87,8 @@ class History:
     async def first_time_ms(self) -> int | None:
         """The time of the log's oldest record still kept (None: an empty log): the
         earliest moment an as_of can show anything at (the dashboard's time slider)."""
+        if self.retained.cut:
+            return self.retained.time_ms
         first: int | None = None
         for log in self._logs().values():
             for partition, end in (await log.end_offsets()).items():
@@ -100,7 +104,9 @@ class History:
         when = parse_time(as_of)
         if when is None:
             positions = parse_position(as_of, {t: log.partitions for t, log in logs.items()})
+            self.retained.refuse_position(positions, only)
             return Moment(positions, await self._checked(positions, logs))
+        self.retained.refuse_time(as_of, to_ms(when))
         return Moment(await self._at_time(when, logs, only), to_ms(when))
 
     async def _at_time(self, when: datetime, logs: Mapping[str, Log],
@@ -139,6 +145,7 @@ class History:
     async def at(self, moment: Moment) -> AsyncIterator[Queries]:
         """Queries over the read models as they were at the moment."""
         snapshot = self.snapshots.latest_within(moment.positions) if self.snapshots else None
+        snapshot = self.retained.start_for(snapshot)  # not from before a cut of the log
         if snapshot is None:
             async with _folded(None, self.backend, moment.positions) as queries:
                 yield queries
@@ -154,12 +161,12 @@ class History:
         end = moment.positions.get(JOBS, {}).get(partition, 0)
         offsets = [o for p, o in await self.live.event_positions(task_id)
                    if p == partition and o < end]
+        state, offsets = await self.retained.task_start(task_id, partition, offsets)
         records = [r for o in offsets for r in await log.read(partition, o, limit=1)]
         applied = (await self.live.checkpoints("jobs")).get(partition, 0)
         if applied < end:  # the live read models lag: the rest of its events are not indexed
             records += [r for r in await _read_all(log, partition, applied, end)
                         if r.key == task_id]
-        state: JobState | None = None
         envs, _undecodable = decode_batch(records)
         for env in envs:
             state = reduce_job(state, env) or state

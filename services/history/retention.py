@@ -24,7 +24,7 @@ from jobledger.projections.store import ReadModelStore, Transaction, fetch_all
 from jobledger.schemas.common import to_ms
 from jobledger.schemas.lifecycle import TERMINAL
 from jobledger.services.runtime.clock import Clock
-from jobledger.services.runtime.supervise import cancel_and_wait, crashed, spawn
+from jobledger.services.runtime.supervise import Periodic
 
 log = logging.getLogger("jobledger.retention")
 RETENTION_EVERY_S = 3600.0
@@ -40,31 +40,19 @@ class Archived(msgspec.Struct):
     runs: msgspec.Raw
 
 
-class Retention:
+class Retention(Periodic):
     def __init__(self, store: ReadModelStore, queries: Queries, clock: Clock, age: timedelta,
                  archive: Path | None = None):
+        super().__init__(clock, RETENTION_EVERY_S, "retention")
         self.store = store
         self.queries = queries
-        self.clock = clock
         self.age = age
         self.archive = archive
         self.pruned = 0
         self._pruning = asyncio.Lock()  # the hourly pass and a caller's, one at a time
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = spawn(self._run(), "retention")
-
-    def crashed(self) -> list[str]:
-        return crashed([self._task] if self._task else [])
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-
-    async def _run(self) -> None:
-        while True:
-            await self.prune()
-            await self.clock.sleep(RETENTION_EVERY_S)
+    async def run_once(self) -> int:
+        return await self.prune()
 
     async def prune(self) -> int:
         """Archive (if asked) and delete the rows of every task finished before now - age;

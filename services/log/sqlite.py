@@ -483,6 +483,13 @@ class SQLiteLog:
         if drop >= RECENT // 2:  # amortised: a trim moves the list
             del recent[:drop]
 
+    def forget_before(self, partition: int, start: int) -> None:
+        """Drop the records kept in memory before start, cut from the file (cut_log): a
+        read before it then finds what a process opening the file finds."""
+        recent = self._recent[partition]
+        if recent and recent[0].offset < start:
+            del recent[: start - recent[0].offset]
+
     async def end_offsets(self) -> dict[int, int]:
         if self._backend.writer is not None:
             return dict(self._ends)
@@ -497,7 +504,7 @@ class SQLiteLog:
 
     def _offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
         reader = self._backend.reader
-        lo, hi = 0, self._end_offsets()[partition] - 1
+        lo, hi = first_offset(reader, self._topic, partition), self._end_offsets()[partition] - 1
         found = None
         while lo <= hi:  # timestamps are monotonic within a partition
             mid = (lo + hi) // 2
@@ -510,6 +517,101 @@ class SQLiteLog:
             else:
                 lo = mid + 1
         return found
+
+
+# The cuts of --log-retention (services/history/log_retention.py): records of a partition
+# before next_offset were deleted; link is the chain's link before next_offset (of the
+# last record deleted), where verify starts from. Created by the first cut.
+CUTS_SCHEMA = """CREATE TABLE IF NOT EXISTS chain_cuts (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    link BLOB NOT NULL, PRIMARY KEY (topic, partition)
+) WITHOUT ROWID"""
+CUT_TIME = "cut_time_ms"  # meta: the moment of the latest cut (Unix ms)
+DELETE_BATCH = 5_000  # records deleted per transaction: appends wait for one batch at most
+Slot = tuple[str, int]  # (topic, partition)
+
+
+def first_offset(conn: sqlite3.Connection, topic: str, partition: int) -> int:
+    """The oldest offset a partition still holds (0 if it never was cut, or is empty)."""
+    (first,) = conn.execute("SELECT MIN(offset) FROM records WHERE topic = ? AND partition = ?",
+                            (topic, partition)).fetchone()
+    return 0 if first is None else int(first)
+
+
+def read_cuts(conn: sqlite3.Connection) -> dict[Slot, tuple[int, bytes]]:
+    """Where each cut partition now starts, and the chain's link before it ({}: never cut)."""
+    try:
+        rows = conn.execute("SELECT topic, partition, next_offset, link FROM chain_cuts")
+        return {(t, p): (o, bytes(link)) for t, p, o, link in rows.fetchall()}
+    except sqlite3.OperationalError:  # no such table: a log never cut
+        return {}
+
+
+def read_cut_time(conn: sqlite3.Connection) -> int | None:
+    """The moment of the latest cut (Unix ms; None: never cut)."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (CUT_TIME,)).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else int(row[0])
+
+
+def cut_log(path: Path, starts: Mapping[Slot, int]) -> int:
+    """Cut the log file: record that each partition now starts at starts[slot] (with the
+    link before it) and the cut's moment (the newest time of a record cut: an as_of at
+    or after it resolves at or after every start), in one transaction, then delete the records
+    before every recorded start, DELETE_BATCH per transaction (a crash part-way leaves
+    records that the next cut deletes; readers go by the recorded starts). Runs on a
+    connection of its own, beside the writer thread. How many records were deleted."""
+    conn = _connect(path, read_only=False)
+    try:
+        with damage_named(path):
+            _record_cut(conn, starts)
+            return _delete_cut(conn)
+    finally:
+        conn.close()
+
+
+def _record_cut(conn: sqlite3.Connection, starts: Mapping[Slot, int]) -> None:
+    conn.execute(CUTS_SCHEMA)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        recorded = read_cuts(conn)
+        time_ms = read_cut_time(conn) or 0
+        rows = []
+        for (topic, part), start in starts.items():
+            if start <= recorded.get((topic, part), (0, b""))[0]:
+                continue
+            row = conn.execute("SELECT chain, timestamp_ms FROM records WHERE topic = ?"
+                               " AND partition = ? AND offset = ?",
+                               (topic, part, start - 1)).fetchone()
+            if row is None or row[0] is None:
+                raise LogError(f"cannot cut {topic}/{part} at {start}: the log has no chained "
+                               f"record at {start - 1}")
+            rows.append((topic, part, start, row[0]))
+            time_ms = max(time_ms, row[1])
+        conn.executemany("INSERT OR REPLACE INTO chain_cuts VALUES (?, ?, ?, ?)", rows)
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (CUT_TIME, str(time_ms)))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _delete_cut(conn: sqlite3.Connection) -> int:
+    deleted = 0
+    for (topic, part), (start, _link) in read_cuts(conn).items():
+        while True:
+            (first,) = conn.execute("SELECT MIN(offset) FROM records WHERE topic = ?"
+                                    " AND partition = ?", (topic, part)).fetchone()
+            if first is None or first >= start:
+                break
+            conn.execute("BEGIN IMMEDIATE")
+            done = conn.execute("DELETE FROM records WHERE topic = ? AND partition = ?"
+                                " AND offset < ?", (topic, part, min(start, first + DELETE_BATCH)))
+            conn.execute("COMMIT")
+            deleted += done.rowcount
+    return deleted
 
 
 class SQLiteLogBackend:

@@ -27,6 +27,12 @@ from jobledger.schemas.lifecycle import WorkerStatus
 from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
 from jobledger.services.history.asof import History
+from jobledger.services.history.log_retention import (
+    LogRetention,
+    Retained,
+    install_base,
+    open_retained,
+)
 from jobledger.services.history.retention import Retention
 from jobledger.services.history.snapshots import Snapshots, Snapshotter
 from jobledger.services.log.sqlite import SQLiteLogBackend
@@ -86,6 +92,9 @@ class NodeConfig:
     # appending them to archive_to if given (services/history/retention.py).
     retain_finished: timedelta | None = None
     archive_to: Path | None = None
+    # Delete the log's records older than this, keeping the read models at the cut instead
+    # (None: keep every record; services/history/log_retention.py).
+    log_retention: timedelta | None = None
     telemetry: Telemetry | None = None  # OpenTelemetry (services/telemetry/); None: off
 
 
@@ -128,6 +137,7 @@ class EmbeddedNode(Node):
         snapshots = Snapshots.open(views_path(cfg.db), identity.log_id if identity else None)
         self.history = History(self.backend, self.queries, self.clock, snapshots,
                                cfg.retain_finished)
+        self.history.retained = self.retained
         self.retention: Retention | None = None
         if cfg.retain_finished is not None:
             self.retention = Retention(self.store, self.queries, self.clock,
@@ -163,6 +173,12 @@ class EmbeddedNode(Node):
         self.snapshotter.start()
         if self.retention is not None:
             self.retention.start()
+        self.log_retention: LogRetention | None = None
+        if cfg.log_retention is not None:
+            self.log_retention = LogRetention(
+                self.backend, views_path(cfg.db), self.retained, self.store, self.projector,
+                self.clock, cfg.log_retention, self._owner_positions)
+            self.log_retention.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
             self._running.append(self.dispatcher)
@@ -188,9 +204,20 @@ class EmbeddedNode(Node):
         self.backend = await SQLiteLogBackend.open(db, partitions)
         try:
             await fit_read_models(views, on_disk, f"the log {db}", self.backend)
+            self.retained: Retained = await open_retained(self.backend, views)
+            install_base(views, self.retained, f"the log {db}")
         except BaseException:
             await self.backend.close()
             raise
+
+    def _owner_positions(self) -> dict[str, dict[int, int]]:
+        """How far the partitions' owners have folded (a log cut stops short of it)."""
+        owners = {}
+        if self.dispatcher is not None:
+            owners[JOBS] = self.dispatcher.positions
+        if self.scheduler is not None:
+            owners[SCHEDULES] = self.scheduler.positions
+        return owners
 
     async def stop(self) -> None:
         log_stopping(self.dispatcher)
@@ -203,6 +230,8 @@ class EmbeddedNode(Node):
         await self.snapshotter.stop()
         if self.retention is not None:
             await self.retention.stop()
+        if self.log_retention is not None:
+            await self.log_retention.stop()
         await self.projector.stop()
         await self.queries.close()
         await self.store.close()
@@ -215,9 +244,10 @@ class EmbeddedNode(Node):
         steps = [part.stop for part in reversed(self._running)]
         if hasattr(self, "snapshotter"):
             steps.append(self.snapshotter.stop)
-        retention = getattr(self, "retention", None)
-        if retention is not None:
-            steps.append(retention.stop)
+        for name in ("retention", "log_retention"):
+            part = getattr(self, name, None)
+            if part is not None:
+                steps.append(part.stop)
         if hasattr(self, "projector"):
             steps.append(self.projector.stop)
         steps += [getattr(self, name).close for name in ("queries", "store", "backend")
@@ -245,7 +275,8 @@ class EmbeddedNode(Node):
 
     def crashed(self) -> list[str]:
         return (super().crashed() + self.snapshotter.crashed()
-                + (self.retention.crashed() if self.retention is not None else []))
+                + (self.retention.crashed() if self.retention is not None else [])
+                + (self.log_retention.crashed() if self.log_retention is not None else []))
 
     def faults(self) -> list[str]:
         failing = self.backend.failing

@@ -24,8 +24,9 @@ from jobledger.projections.stats import StatsDelta
 from jobledger.projections.store import ReadModelStore, sql_file
 from jobledger.projections.store_file import remove_db, remove_sidecars
 from jobledger.schemas import JOBS, LOGS, WORKERS, Envelope
+from jobledger.services.history.log_retention import base_path, copy_db
 from jobledger.services.log.protocol import LogBackend, LogCorrupt, LogError
-from jobledger.services.log.sqlite import SQLiteLogBackend, sample_keys
+from jobledger.services.log.sqlite import SQLiteLogBackend, read_cuts, sample_keys
 from jobledger.services.node.read_model_check import record_log_source
 from jobledger.services.replay.bulk import DAMAGED_LOG, Folded, fold_partitions
 from jobledger.services.replay.guard import refuse_an_open_file
@@ -68,6 +69,10 @@ async def rebuild(
     folded in bulk (services/replay/bulk.py), in `processes` worker processes (None: one
     per core for a large log, none for a small one)."""
     backend = await SQLiteLogBackend.open(db, {JOBS: 0, LOGS: 0, WORKERS: 0}, read_only=True)
+    base = await _base_of_a_cut_log(backend, db)
+    if base is not None:  # the log starts at a cut: from the read models there, no bulk
+        await rebuild_from(backend, out, show_progress, start=base)
+        return
     try:
         await rebuild_from(backend, out, show_progress, _BulkJobs(db, processes))
     except _KeysAreNotJobIds:
@@ -76,11 +81,29 @@ async def rebuild(
         await rebuild_from(backend, out, show_progress)
 
 
+async def _base_of_a_cut_log(backend: SQLiteLogBackend, db: Path) -> Path | None:
+    """The base a log cut by --log-retention starts from (None: never cut); LogError if it
+    is missing (services/history/log_retention.py)."""
+    from jobledger.services.node.embedded import views_path
+
+    if not await backend.run(read_cuts, backend.reader):
+        return None
+    base = base_path(views_path(db))
+    if not base.exists():
+        await backend.close()
+        raise LogError(f"the log {db} was cut by --log-retention and starts from the read "
+                       f"models at the cut, {base}, which is missing: restore it beside "
+                       "the log")
+    return base
+
+
 async def rebuild_from(
-    backend: LogBackend, out: Path, show_progress: bool = True, bulk: _BulkJobs | None = None
+    backend: LogBackend, out: Path, show_progress: bool = True, bulk: _BulkJobs | None = None,
+    start: Path | None = None,
 ) -> None:
     """Rebuild the read models of an open log into out, replacing it; closes the log.
-    Without bulk (a Kafka log), every model goes through the live Projector.
+    Without bulk (a Kafka log), every model goes through the live Projector. start: read
+    models to start from (a cut log's base), copied; else from offset 0.
 
     The models are built in a fresh file next to out, with durability off (store.py,
     bulk), and renamed over out only once complete: a crash or an error leaves out as it
@@ -91,10 +114,14 @@ async def rebuild_from(
         refuse_an_open_file(out)
         remove_db(building)
         try:
+            if start is not None:
+                await asyncio.to_thread(copy_db, start, building)
             store = await ReadModelStore.open(building, bulk=True)
             try:
                 await record_log_source(store, backend)  # a server may adopt the file
-                await _catch_up(Projector(backend, store), backend, show_progress, bulk)
+                projector = Projector(backend, store)
+                await projector.load()  # the checkpoints of start, if any
+                await _catch_up(projector, backend, show_progress, bulk)
                 await store.finish_bulk()
             finally:
                 await store.close()
