@@ -17,6 +17,7 @@ from jobledger.services.write.producer import invalid_body
 from .body import read_json
 from .deps import node
 from .openapi import APPEND_ERRORS, JSON_BODY_ERRORS, Endpoint, Reply, routes_of
+from .request_id import request_id_of
 from .responses import JSON
 from .tasks import actor_of
 
@@ -49,7 +50,8 @@ def key_view(state: KeyState, now_ms: int) -> KeyView:
 async def create_key(request: Request) -> Response:
     asked = _parse(await read_json(request, MAX_KEY_BODY_BYTES))
     state, key = await node(request).keys.create(asked.name, asked.permissions, actor_of(request),
-                                                 asked.expires_at)
+                                                 asked.expires_at,
+                                                 request_id=request_id_of(request.scope))
     return JSON(NewKey(id=state.key_id, name=state.name, prefix=state.prefix,
                        permissions=list(state.permissions),
                        created_at=iso_ms(state.created_at) or "",
@@ -64,7 +66,8 @@ async def list_keys(request: Request) -> Response:
 
 async def revoke_key(request: Request) -> Response:
     n = node(request)
-    state = await n.keys.revoke(request.path_params["key_id"], actor_of(request))
+    state = await n.keys.revoke(request.path_params["key_id"], actor_of(request),
+                                request_id_of(request.scope))
     return JSON(key_view(state, to_ms(n.clock.now())))
 
 

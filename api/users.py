@@ -32,6 +32,7 @@ from .auth import CHALLENGE, PUBLIC, REGISTRATION, principal_of
 from .body import read_json
 from .deps import node
 from .openapi import APPEND_ERRORS, JSON_BODY_ERRORS, Endpoint, Reply, routes_of
+from .request_id import request_id_of
 from .responses import JSON, ApiError
 from .tasks import actor_of
 
@@ -84,7 +85,7 @@ async def register(request: Request) -> Response:
     asked = _parse(await read_json(request, MAX_USER_BODY_BYTES), _register)
     permissions = _granted(request, asked.permissions)
     state = await node(request).users.register(asked.username, asked.password, permissions,
-                                               actor_of(request))
+                                               actor_of(request), request_id_of(request.scope))
     return JSON(user_view(state), 201)
 
 
@@ -113,13 +114,14 @@ async def list_users(request: Request) -> Response:
 async def change_permissions(request: Request) -> Response:
     asked = _parse(await read_json(request, MAX_USER_BODY_BYTES), _permissions)
     state = await node(request).users.change_permissions(
-        request.path_params["username"], asked.permissions, actor_of(request))
+        request.path_params["username"], asked.permissions, actor_of(request),
+        request_id_of(request.scope))
     return JSON(user_view(state))
 
 
 async def remove_user(request: Request) -> Response:
     state = await node(request).users.remove(request.path_params["username"],
-                                             actor_of(request))
+                                             actor_of(request), request_id_of(request.scope))
     return JSON(user_view(state))
 
 

@@ -2,13 +2,15 @@
 jobs enqueued, the queue resumed, timed until the read model shows all completed), with
 tracing off, on with a sampler at 0, and on with the sampler at 1.0 and an exporter that
 drops every span (behind the SDK's BatchSpanProcessor, as an OTLP exporter would be),
-alternated A B C A B C so that a machine's drift falls on every arm alike.
+alternated with the order rotated each round (A B C, B C A, C A B, ...) so that a machine's
+drift, and what one run leaves the next, fall on every arm alike.
 
-    python -m bench.tracing_overhead [--jobs 20000] [--rounds 3]
+    python -m bench.tracing_overhead [--jobs 20000] [--rounds 6]
 
-Prints each run and the ratios of the medians (jobs/s on / off), by the wall clock and by
-the process's CPU time over the drain (all its threads): on a machine shared with other
-work the wall clock mostly measures the neighbours, the CPU time what tracing adds.
+Prints each run, the ratios of the medians (jobs/s on / off) and the median of each
+round's own ratio, by the wall clock and by the process's CPU time over the drain (all its
+threads): on a machine shared with other work the wall clock mostly measures the
+neighbours, the CPU time what tracing adds.
 Recorded in docs/performance.md ("Tracing").
 """
 
@@ -61,8 +63,13 @@ async def main(jobs: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="tracing-overhead-") as tmp:
         env = Env(Sizes(drain_jobs=jobs), Path(tmp))
         rates: dict[str, list[tuple[float, float]]] = {}
+        arms = list(_arms().items())
         for round_no in range(rounds):
-            for arm, make in _arms().items():
+            # Each round starts one arm later (A B C, B C A, C A B, ...): a run pays for what
+            # the run before it left behind (its garbage, a cold cache), and the sampler-1.0
+            # run leaves the most, so a fixed order would always charge it to `off`.
+            turn = round_no % len(arms)
+            for arm, make in arms[turn:] + arms[:turn]:
                 telemetry, cpu = make(), [0.0]
 
                 @asynccontextmanager
@@ -81,13 +88,18 @@ async def main(jobs: int, rounds: int) -> None:
     off = [statistics.median(r[i] for r in rates["off"]) for i in (0, 1)]
     for arm, values in rates.items():
         wall, cpu_rate = (statistics.median(r[i] for r in values) for i in (0, 1))
+        # Each round's own ratio (against the off run just before it) drifts less with
+        # the machine's load than the ratio of the medians.
+        paired = [statistics.median(v[i] / o[i] for v, o in zip(values, rates["off"],
+                                                                strict=True)) for i in (0, 1)]
         print(f"{arm:>22}: median {wall:8,.0f} jobs/s ({wall / off[0]:.3f} of off), "
-              f"{cpu_rate:8,.0f} jobs per CPU-second ({cpu_rate / off[1]:.3f} of off)")
+              f"{cpu_rate:8,.0f} jobs per CPU-second ({cpu_rate / off[1]:.3f} of off); "
+              f"median of the rounds' ratios {paired[0]:.3f} by jobs/s, {paired[1]:.3f} by CPU")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)  # a multiple of 3: every order
     args = parser.parse_args()
     asyncio.run(main(args.jobs, args.rounds))

@@ -33,8 +33,10 @@ class JobsChange:
 
     jobs: dict[str, JobState] = field(default_factory=dict)  # final state per changed job
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # job -> last change
-    events: list[tuple[str, int, int]] = field(default_factory=list)  # every job event's place
-    ids: list[tuple[str, int, int]] = field(default_factory=list)  # (event id, its place)
+    # Flat, three values an event, no tuple each: tuples are GC-tracked while they wait for
+    # the write (docs/performance.md, "Figures behind the code").
+    events: list[str | int] = field(default_factory=list)  # job id, partition, offset, ...
+    ids: list[str | int] = field(default_factory=list)  # event id, partition, offset, ...
     runs: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # run_id -> row
     stats: StatsDelta = field(default_factory=StatsDelta)
     queues: dict[str, QueueState] = field(default_factory=dict)
@@ -61,8 +63,8 @@ def fold_jobs(
             continue
         job_id = event.job_id  # type: ignore[union-attr]  # so has every other job event
         # Every event belongs in the job's audit trail, the ones that change nothing too.
-        events.append((job_id, env.partition, env.offset))
-        ids.append((env.id, env.partition, env.offset))
+        events += (job_id, env.partition, env.offset)
+        ids += (env.id, env.partition, env.offset)
         old = get(job_id)
         new = reduce(old, env)
         if new is old or new is None:

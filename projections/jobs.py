@@ -9,7 +9,7 @@ stays in the history and returns the state unchanged.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import msgspec
@@ -76,6 +76,9 @@ class JobState(msgspec.Struct, frozen=True, gc=False):
     # decision cites as its cause.
     correlation_id: str | None = None
     cause_id: str | None = None
+    # The W3C trace context its enqueue (or latest requeue) carried (packed_trace), so an
+    # owner that loads the job from here after a restart puts its spans in that trace.
+    trace: str | None = None
 
 
 def reduce_job(state: JobState | None, env: Envelope) -> JobState | None:
@@ -116,7 +119,7 @@ def reduce_job(state: JobState | None, env: Envelope) -> JobState | None:
             return replace(
                 state, status=S.PENDING, updated_at=now, run_at=None, retry_count=0,
                 finished_at=None, result=None, error=None, stack=None, cancel_requested=False,
-                cause_id=env.id,
+                cause_id=env.id, trace=packed_trace(env.trace) or state.trace,
             )
     return state
 
@@ -132,6 +135,7 @@ def revive(event: JobRequeued, env: Envelope) -> JobState:
         max_retries=event.max_retries, idempotency_key=None, partition=env.partition,
         created_offset=env.offset, attempt=event.attempt,
         correlation_id=env.correlation_id or env.id, cause_id=env.id,
+        trace=packed_trace(env.trace),
     )
 
 
@@ -168,7 +172,23 @@ def _enqueued(event: JobEnqueued, env: Envelope) -> JobState:
         # An enqueue that names no chain (a plain producer, in-process code) starts its own.
         correlation_id=env.correlation_id or env.id,
         cause_id=env.id,
+        trace=packed_trace(env.trace),
     )
+
+
+def packed_trace(trace: Mapping[str, str] | None) -> str | None:
+    """An envelope's `trace` field as one column: the traceparent, then a newline and the
+    tracestate if it has one (neither may hold a newline); None without a traceparent."""
+    if not trace or "traceparent" not in trace:
+        return None
+    state = trace.get("tracestate")
+    return f"{trace['traceparent']}\n{state}" if state else trace["traceparent"]
+
+
+def unpacked_trace(packed: str) -> dict[str, str]:
+    """The `trace` field packed_trace packed."""
+    parent, _, state = packed.partition("\n")
+    return {"traceparent": parent, "tracestate": state} if state else {"traceparent": parent}
 
 
 def _picked(state: JobState, event: JobPicked, now: int, event_id: str) -> JobState:

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     failed INTEGER NOT NULL,
     correlation_id TEXT,          -- the chain the job belongs to (docs/events.md)
     cause_id TEXT,                -- the event that last changed its status or asked to cancel
+    trace TEXT,                   -- its enqueue's W3C trace context (jobs.packed_trace)
     last_offset INTEGER NOT NULL  -- offset of the job's latest event in its partition: the
                                   -- WebSocket resume cursor finds what changed after a point
 ) WITHOUT ROWID;

@@ -115,8 +115,7 @@ class Transaction:
         if not nulls:
             rows = list(rows)
             if rows:
-                present = (True,) * len(rows[0])
-                self._insert_values(insert, present, list(chain.from_iterable(rows)))
+                self.flat(insert, len(rows[0]), list(chain.from_iterable(rows)))
             return
         groups: dict[tuple[bool, ...], list[Any]] = {}
         for row in rows:
@@ -127,6 +126,11 @@ class Transaction:
             values.extend(compress(row, present))
         for present, values in groups.items():
             self._insert_values(insert, present, values)
+
+    def flat(self, insert: str, width: int, values: list[Any]) -> None:
+        """As rows(nulls=False), of rows given flat: width values a row, one after another."""
+        if values:
+            self._insert_values(insert, (True,) * width, values)
 
     def _insert_values(self, insert: str, present: tuple[bool, ...], values: list[Any]) -> None:
         """Multi-row INSERTs of the flat values of rows with one pattern of NULLs (never
@@ -310,8 +314,8 @@ class ReadModelStore:
         tx.rows("INSERT OR REPLACE INTO jobs",
                 (job_row(s, last[job_id][1]) for job_id, s in change.jobs.items()))
         if self.audit_rows:
-            tx.rows("INSERT OR IGNORE INTO job_events", change.events, nulls=False)
-            tx.rows("INSERT OR IGNORE INTO job_event_ids", change.ids, nulls=False)
+            tx.flat("INSERT OR IGNORE INTO job_events", 3, change.events)
+            tx.flat("INSERT OR IGNORE INTO job_event_ids", 3, change.ids)
             tx.rows("INSERT OR REPLACE INTO runs", change.runs.values())
         tx.many("INSERT OR REPLACE INTO queues VALUES (?, ?, ?)",
                 [queue_row(q) for q in change.queues.values()])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from jobledger.schemas import Envelope, JobStatus
+from jobledger.schemas import SECURITY, WORKERS, Envelope, JobStatus, decode
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from tests.support.api_harness import api_client, assert_error
@@ -155,3 +155,43 @@ async def test_a_sync_handler_enqueues_from_its_thread_and_a_bad_option_is_named
     assert child.priority == 200 and child.correlation_id == parent["JobEnqueued"].id
     assert (await history(node, child_id))[0].causation_id == parent["JobPicked"].id
     assert len(refused) == 1 and "priority" in refused[0]
+
+
+async def _topic(node: Any, topic: str) -> list[Envelope]:
+    """Every envelope of a topic, partition by partition."""
+    log = node.backend.topic(topic)
+    return [decode(r.value) for p in range(log.partitions) for r in await log.read(p, 0)]
+
+
+async def test_user_and_key_events_cite_the_request_that_asked(make_node: NodeFactory) -> None:
+    node = await make_node(App())
+    async with api_client(node) as client:
+        def asked(n: int) -> dict[str, str]:
+            return {"X-Request-ID": f"req-{n}"}
+
+        key = (await client.post("/api/v1/keys", headers=asked(1), json={
+            "name": "ci", "permissions": ["read_tasks"]})).json()
+        await client.delete(f"/api/v1/keys/{key['id']}", headers=asked(2))
+        await client.post("/auth/register", headers=asked(3), json={
+            "username": "ana", "password": "a long enough password 1", "permissions": []})
+        await client.put("/api/v1/users/ana/permissions", headers=asked(4),
+                         json={"permissions": ["read_tasks", "submit_tasks"]})
+        await client.delete("/api/v1/users/ana", headers=asked(5))
+    events = [(e.type, e.causation_id, e.correlation_id) for e in await _topic(node, SECURITY)]
+    assert events == [
+        ("KeyCreated", "req-1", "req-1"), ("KeyRevoked", "req-2", "req-2"),
+        ("UserRegistered", "req-3", "req-3"), ("UserPermissionsChanged", "req-4", "req-4"),
+        ("UserRemoved", "req-5", "req-5")]
+
+
+async def test_a_workers_start_is_the_chain_of_its_heartbeats_and_its_stop(
+    make_node: NodeFactory,
+) -> None:
+    node = await make_node(App(), lease_seconds=30)
+    await advance(node, 25)  # a few heartbeats
+    await make_node.stop(node)
+    started, *rest = await _topic(node, WORKERS)
+    assert started.type == "WorkerStarted" and started.correlation_id == started.id
+    assert started.causation_id is None
+    assert {e.type for e in rest} == {"WorkerHeartbeat", "WorkerStopped"}
+    assert {(e.causation_id, e.correlation_id) for e in rest} == {(started.id, started.id)}

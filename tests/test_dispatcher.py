@@ -34,7 +34,7 @@ from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from jobledger.services.handlers.demo import demo
 from jobledger.services.log.protocol import LogError
-from jobledger.services.log.sqlite import SQLiteLogBackend
+from jobledger.services.log.sqlite import SQLiteLog, SQLiteLogBackend
 from jobledger.services.runtime.clock import ManualClock
 from jobledger.services.runtime.dispatcher import WORKER_STOPPED, Dispatcher, DispatcherConfig
 from jobledger.services.runtime.faults import FIRST_RETRY_S
@@ -304,3 +304,42 @@ async def test_a_later_attempt_runs_only_once_its_pick_is_durable(
         gate.set()
     done = await wait_until(node, job_id, S.COMPLETED)
     assert done.attempt == 2 and started == [1, 2]
+
+
+async def test_a_job_pending_at_a_takeover_runs_its_first_attempt_once_its_pick_is_durable(
+    make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault-injection row R13: a first attempt runs ahead of its pick, so a job that kills
+    its process at once lost its pick again at every owner, and its retries only began once
+    a pick happened to land first. The jobs a takeover finds pending (the head of the pick
+    order, where such a job is) wait for their pick; jobs enqueued later do not."""
+    app, ran, release = recording_app()
+    first = await make_node(app, concurrency=1)
+    blocker = await enqueue(first, "blocker")
+    await wait_until(first, blocker, S.IN_PROGRESS)
+    found = await enqueue(first, "record", "found pending")
+    await settle(first)
+    await make_node.stop(first)  # the blocker is handed back; the other job stays pending
+
+    append, reached, gate = SQLiteLog.append, asyncio.Event(), asyncio.Event()
+
+    async def held(self: SQLiteLog, entries: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(e.key == found and b'"JobPicked"' in e.value for e in entries):
+            reached.set()
+            await gate.wait()  # its pick is not durable until the gate opens
+        return await append(self, entries, *args, **kwargs)
+
+    monkeypatch.setattr(SQLiteLog, "append", held)
+    second = await make_node(app)
+    await asyncio.wait_for(reached.wait(), 5)
+    later = await enqueue(second, "record", "enqueued later")
+    try:
+        for _ in range(200):  # turns of the loop: a handler started ahead would have run
+            await asyncio.sleep(0)
+        assert ran == ["enqueued later"]  # before: the pending job ran ahead of its pick too
+    finally:
+        gate.set()
+        release.set()
+    for job_id in (found, later):
+        assert (await wait_until(second, job_id, S.COMPLETED)).attempt == 1
+    assert sorted(ran) == ["enqueued later", "found pending"]

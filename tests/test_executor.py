@@ -331,3 +331,30 @@ async def test_a_sync_handlers_log_line_is_emitted_in_its_threads_context() -> N
             break
         await asyncio.sleep(0)
     assert seen == [span]
+
+
+async def test_a_finished_attempts_context_is_freed_without_the_cyclic_gc(
+        make_node: NodeFactory) -> None:
+    """No reference cycle through the context of an attempt whose handler never logs: in a
+    drain, a cycle per attempt meant more collections of the young generation, each
+    freeing thousands of contexts (docs/performance.md)."""
+    import gc
+    import weakref
+
+    app = App()
+    contexts: list[weakref.ref[JobContext]] = []
+
+    @app.job("quiet")
+    async def quiet(ctx: JobContext, payload: Any) -> None:
+        contexts.append(weakref.ref(ctx))
+
+    node = await make_node(app)
+    gc.collect()
+    gc.disable()
+    try:
+        job_id = await enqueue(node, "quiet")
+        await wait_until(node, job_id, S.COMPLETED)
+        await settle(node)
+        assert len(contexts) == 1 and contexts[0]() is None, "the context lives on in a cycle"
+    finally:
+        gc.enable()

@@ -17,6 +17,12 @@ correlation_id and cause_id, and job_event_ids, are the point. When it was added
 history_v1's jobs rows gained those two columns (and nothing else changed): its jobs get
 their JobEnqueued's id as correlation id, as any job enqueued without one.
 
+tests/golden/history_v3.jsonl (added with the trace column, docs/observability.md) holds a
+job enqueued with a traceparent and a tracestate, one enqueued with no trace, and one
+enqueued with a trace (not sampled), failed for good and requeued with another trace. Its
+jobs rows' trace (traceparent, a newline, tracestate) is the point; the rows of the older
+histories gained that column as null.
+
 tests/golden/security_v1.jsonl (added with the security topic) holds API keys: a key made
 at first start, one made by it with permissions listed twice and an expiry, a second
 KeyCreated under that id trying to rewrite its digest and permissions (ignored), its
@@ -76,13 +82,15 @@ SECURITY_TABLES = {"api_keys": "key_id"}
 USERS_TABLES = {"users": "username"}
 CAUSAL_TABLES = {"jobs": "job_id", "job_events": "job_id, offset",
                  "job_event_ids": "event_id"}
+TRACE_TABLES = {"jobs": "job_id"}
 # Columns added after a history was recorded, with the value every old row projects to.
 # An old expectation does not list them; a column added without a line here fails.
 ADDED_COLUMNS: dict[str, dict[str, Any]] = {
     "workers": {"partitions": "[]"},  # WorkerHeartbeat.partitions: none before it existed
+    "jobs": {"trace": None},  # the enqueue's trace context: these histories carry none
 }
 # Each history and the tables its expectation holds.
-HISTORIES = {"history_v1": TABLES, "history_v2": CAUSAL_TABLES,
+HISTORIES = {"history_v1": TABLES, "history_v2": CAUSAL_TABLES, "history_v3": TRACE_TABLES,
              "security_v1": SECURITY_TABLES, "users_v1": USERS_TABLES}
 
 
@@ -124,8 +132,9 @@ async def test_a_history_projects_to_the_recorded_rows(name: str, tmp_path: Path
     actual = await project(GOLDEN / f"{name}.jsonl", tmp_path, tables)
     assert set(expected) == set(tables)
     for table in tables:
-        added = ADDED_COLUMNS.get(table, {})
         recorded = set(expected[table][0]) if expected[table] else set()
+        # Only the columns added after this history was recorded (its expectation lacks them).
+        added = {k: v for k, v in ADDED_COLUMNS.get(table, {}).items() if k not in recorded}
         rows = [{k: v for k, v in row.items() if k in recorded or k not in added}
                 for row in actual[table]]
         assert rows == expected[table], f"{name}: {table} differs from the golden rows"

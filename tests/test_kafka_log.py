@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from aiokafka.structs import ConsumerRecord
 
 from jobledger.schemas import Actor, ActorKind, Envelope
 from jobledger.schemas.codec import decode, encode
@@ -31,7 +32,9 @@ from jobledger.services.log.kafka import (
     SCHEDULES,
     Gaps,
     KafkaConfig,
+    KafkaLog,
     KafkaLogBackend,
+    _Reader,
     _settled,
     jobledger_topics,
     murmur2,
@@ -387,3 +390,92 @@ def test_durable_defaults() -> None:
     assert config.idempotent is True
     assert config.topic_prefix == "jobledger."
     assert config.compression == "none"
+
+
+async def test_a_long_read_of_many_small_batches_takes_few_fetches(
+    kafka_broker: TansuBroker,
+) -> None:
+    """The test broker answers a fetch with what it gathered within fetch_max_wait_ms and
+    lists every batch of the partition for each fetch. Reads used 1 ms: with a few thousand
+    batches a fetch brought one record, and a fold of 5,000 records in R26's 10-minute soak
+    did not end within the request timeout. A bulk read waits longer (_new_reader)."""
+    config = _config(kafka_broker, request_timeout_ms=3_000)
+    backend = await KafkaLogBackend.open(config, {"b": 1})
+    topic = config.topic_name("b")
+    producers = [AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap) for _ in range(8)]
+    try:
+        await asyncio.gather(*(p.start() for p in producers))
+
+        async def one_batch_a_send(producer: AIOKafkaProducer) -> None:
+            for _ in range(250):
+                await producer.send_and_wait(topic, b"v" * 200, partition=0)
+
+        await asyncio.gather(*(one_batch_a_send(p) for p in producers))
+        log = backend.topic("b")
+        assert await log.end_offsets() == {0: 2000}
+        started = time.monotonic()
+        records = await log.read(0, 0, limit=2000)  # before: LogError, no answer within 3 s
+        assert len(records) == 2000, f"{len(records)} in {time.monotonic() - started:.1f} s"
+    finally:
+        await asyncio.gather(*(p.stop() for p in producers))
+        await backend.close()
+
+
+class _FetchesBringNothing:
+    """A reader's consumer whose fetches bring no record although the partition's highwater
+    lies beyond the position: the test broker answering a 1 ms fetch of a partition of
+    16,000 batches (KafkaLog._new_reader). `serving`: it brings them (a longer wait)."""
+
+    def __init__(self, records: int, serving: bool):
+        self.records, self.serving, self.at = records, serving, 0
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        pass
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.at = offset
+
+    def pause(self, *tps: TopicPartition) -> None:
+        pass
+
+    def assignment(self) -> set[TopicPartition]:
+        return set()
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return self.records
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.at
+
+    async def getmany(self, tp: TopicPartition, timeout_ms: int,
+                      max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:  # fmt: skip
+        await asyncio.sleep(timeout_ms / 1000)
+        if not self.serving:
+            return {}
+        end = min(self.records, self.at + max_records)
+        got = [ConsumerRecord(tp.topic, 0, o, 0, 0, b"k", b"v", None, 1, 1, ())
+               for o in range(self.at, end)]
+        self.at = end
+        return {tp: got}
+
+
+async def test_a_short_read_whose_fetches_bring_nothing_goes_on_with_a_longer_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """R26's 10-minute soak: a worker's fold of the last 40 records of a partition, a short
+    read with 1 ms fetches, got nothing from the test broker for 30 s at a time, over and
+    over, so the worker never took its partitions over. A short read that starves goes on
+    with a bulk reader (its fetches wait long enough), not until the request timeout."""
+    backend = KafkaLogBackend(KafkaConfig("127.0.0.1:9", topic_prefix="t.",
+                                          request_timeout_ms=2_000))  # fmt: skip
+    log = KafkaLog(backend, "b", "t.b", 1)
+
+    async def new_reader(bulk: bool) -> _Reader:
+        return _Reader(_FetchesBringNothing(16_000, serving=bulk), log)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(log, "_new_reader", new_reader)
+    log._known_ends[0] = 16_000
+    started = time.monotonic()
+    records = await log.read(0, 15_960, limit=40)  # before: LogError after 2 s
+    assert [r.offset for r in records] == list(range(15_960, 16_000))
+    assert time.monotonic() - started < 1.5

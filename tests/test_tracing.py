@@ -407,7 +407,7 @@ def test_on_with_the_flag_or_an_endpoint_and_off_when_the_sdk_is_disabled() -> N
 
 def test_a_given_up_partitions_traces_are_kept_with_its_snapshot() -> None:
     telemetry, exporter, _ = in_memory()
-    traces = JobTraces(telemetry.tracer, "w1")
+    traces = JobTraces(telemetry, "w1")
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     env = Envelope(id="e1", key="j1", time=datetime.now(UTC), actor=Actor(ActorKind.CLIENT, "t"),
                    event=JobEnqueued(job_id="j1", task_type="noop"),
@@ -451,3 +451,25 @@ async def test_a_job_a_handler_enqueues_joins_its_parents_trace(make_node: NodeF
     child_pick = one(spans, "jobledger.pick", id=children[0])
     assert parent_id(child_pick) == span_id(parent_attempt)
     assert trace_id(child_pick) == trace_id(parent_pick)
+
+
+async def test_a_job_restored_from_the_read_model_keeps_its_trace(
+    make_node: NodeFactory,
+) -> None:
+    """A restart loads unfinished jobs from the read model, past their JobEnqueued: the
+    trace context kept there puts the job's spans in its enqueue's trace."""
+    telemetry, exporter, _ = in_memory()
+    node = await make_node(demo, telemetry=telemetry)
+    await node.commands.set_paused("default", True)
+    job_id = await enqueue(node, "echo")
+    await settle(node)
+    await make_node.stop(node)
+    node = await make_node(demo, telemetry=telemetry)
+    assert node.dispatcher is not None and job_id in node.dispatcher.jobs  # loaded, pending
+    await node.commands.set_paused("default", False)
+    await wait_until(node, job_id, S.COMPLETED)
+    await settle(node)
+    spans = exporter.get_finished_spans()
+    enqueued = one(spans, "jobledger.enqueue")
+    pick = one(spans, "jobledger.pick", id=job_id)
+    assert parent_id(pick) == span_id(enqueued) and trace_id(pick) == trace_id(enqueued)

@@ -42,13 +42,29 @@ def _restart(c: Cluster, victim: Any) -> Any:
     return fresh
 
 
+def _restart_exited(c: Cluster, apis: list[Any], exited: list[str]) -> None:
+    """Processes that ended without the nemesis (a crash: those it killed were replaced at
+    once) are noted with their exit status and started again, as a supervisor would."""
+    for n, api in enumerate(apis):
+        if api.proc.poll() is not None:
+            exited.append(f"{api.name} (status {api.proc.returncode})")
+            apis[n] = c.start_api(f"api{len(c.procs)}")
+    for worker in [w for w in c.workers if w.proc.poll() is not None]:
+        exited.append(f"{worker.name} (status {worker.proc.returncode})")
+        c.workers.remove(worker)
+        c.start_worker()
+
+
 def r26_soak(workdir: Path, quick: bool) -> Result:
     seconds = soak_seconds(quick)
     gap = (3.0, 8.0) if quick else (10.0, 30.0)
     rng = random.Random(26)
     faults: dict[str, int] = {"kill -9": 0, "stop/continue": 0, "restart": 0}
     rss: dict[int, list[float]] = {}
+    broker_rss: list[float] = []
+    exited: list[str] = []
     with cluster(workdir, worker_args(8, 3.0)) as c:
+        broker = psutil.Process(c.broker.process.pid)
         apis = [c.start_api(f"api{n}") for n in range(API_NODES)]
         for _ in range(WORKERS):
             c.took_over(c.start_worker())
@@ -56,6 +72,7 @@ def r26_soak(workdir: Path, quick: bool) -> Result:
         started = time.monotonic()
         next_fault = started + rng.uniform(*gap)
         while time.monotonic() - started < seconds:
+            _restart_exited(c, apis, exited)
             api = rng.choice([a for a in apis if a.proc.poll() is None])
             c.api = api
             try:
@@ -65,6 +82,7 @@ def r26_soak(workdir: Path, quick: bool) -> Result:
             for a in apis:
                 if a.proc.poll() is None:
                     rss.setdefault(a.pid, []).append(psutil.Process(a.pid).memory_info().rss)
+            broker_rss.append(broker.memory_info().rss)
             if time.monotonic() >= next_fault:
                 victim = rng.choice([p for p in [*apis, *c.workers] if p.proc.poll() is None])
                 kind = rng.choice(list(faults))
@@ -87,6 +105,7 @@ def r26_soak(workdir: Path, quick: bool) -> Result:
         except TimeoutError:  # the log says whether the jobs or this node's read model stuck
             shown_unfinished, health = c.unfinished(), c.api.health()
         history = c.history()
+        broker_cpu = sum(broker.cpu_times()[:2])
     completed_twice = sum(
         1 for j in ids
         if sum(isinstance(e.event, JobSucceeded) for e in history.jobs[j].events) > 1
@@ -95,11 +114,18 @@ def r26_soak(workdir: Path, quick: bool) -> Result:
     growth = _rss_growth(rss)
     anomalies = {"lost": len(history.lost(ids)), "final pending": len(history.unfinished(ids)),
                  "completed twice": completed_twice, "stale outcomes applied": stale_applied,
-                 "unfinished in an API node's read model 300 s after": shown_unfinished}
+                 "unfinished in an API node's read model 300 s after": shown_unfinished,
+                 "processes that exited on their own": len(exited)}
     figures = {"seconds": seconds, "jobs": len(ids), "faults": faults, "anomalies": anomalies,
                "final pending": anomalies["final pending"],
                "redundant runs": history.redundant_runs(ids),
-               "API RSS MB first third -> last third": growth}
+               "API RSS MB first third -> last third": growth,
+               "test broker RSS MB first third -> last third":
+                   _rss_growth({c.broker.process.pid: broker_rss}).popitem()[1],
+               "test broker CPU s": round(broker_cpu),
+               "jobs topic records": sum(len(job.events) for job in history.jobs.values())}
+    if exited:
+        figures["exited on their own"] = exited
     if health is not None:
         figures["that API node's /health"] = health
     return Result("R26", "nemesis soak in Kafka mode (kill, stop/continue, restart)", figures,

@@ -12,6 +12,8 @@ import signal
 import time
 from pathlib import Path
 
+from jobledger.schemas.jobs import JobDue, JobHeartbeat, JobLeaseExpired, JobPicked
+
 from .common import Cluster, Result, cluster, send, sleep_tasks, wait_for, worker_args
 from .history import History, percentile
 
@@ -39,6 +41,39 @@ def reclaim_seconds(history: History, kills: dict[str, float]) -> list[float]:
             if killed_at is not None and then.time.timestamp() >= killed_at:
                 out.append(then.time.timestamp() - killed_at)
     return out
+
+
+def reclaim_phases(history: History, kills: dict[str, float]) -> dict[str, list[float]]:
+    """Where each re-claim's time goes, by the log's times, for each attempt a killed worker
+    held that ended in JobLeaseExpired: "lease left" (kill -> the lease's end as last
+    renewed), "expiry after lease" (the lease's end -> the new owner's JobLeaseExpired: the
+    group's rebalances and its fold, when they outlast the lease), "retry backoff"
+    (JobLeaseExpired -> JobDue) and "due -> pick" (JobDue -> the next JobPicked).
+    "moved before due": how many JobDue another owner appended than the JobLeaseExpired
+    (the partition changed hands in between: a rebalance delayed the due)."""
+    phases: dict[str, list[float]] = {"lease left": [], "expiry after lease": [],
+                                      "retry backoff": [], "due -> pick": [],
+                                      "moved before due": []}
+    for job in history.jobs.values():
+        lease_end = killed_at = expired_at = due_at = expired_by = None
+        for env in job.events:
+            event, at = env.event, env.time.timestamp()
+            if isinstance(event, JobPicked):
+                if due_at is not None:
+                    phases["due -> pick"].append(at - due_at)
+                    lease_end = killed_at = expired_at = due_at = None
+                killed_at = kills.get(event.worker_id)
+            if isinstance(event, JobPicked | JobHeartbeat) and killed_at and at < killed_at:
+                lease_end = event.lease_expires_at.timestamp()
+            elif isinstance(event, JobLeaseExpired) and killed_at and lease_end:
+                expired_at, expired_by = at, env.actor.id
+                phases["lease left"].append(max(0.0, lease_end - killed_at))
+                phases["expiry after lease"].append(at - max(lease_end, killed_at))
+            elif isinstance(event, JobDue) and expired_at is not None:
+                due_at = at
+                phases["retry backoff"].append(at - expired_at)
+                phases["moved before due"].append(float(env.actor.id != expired_by))
+    return phases
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -73,10 +108,16 @@ def r1_kill_workers(workdir: Path, quick: bool) -> Result:
         history = c.history()
     lost = history.lost(ids) + history.unfinished(ids)
     reclaim = reclaim_seconds(history, kills)
+    phases = reclaim_phases(history, kills)
+    moved = [int(x) for x in phases.pop("moved before due")]
     figures = {"jobs": jobs, "kills": len(kills), "lost": len(lost),
                "re-claim p50 ms": _ms(percentile(reclaim, 50)),
                "re-claim p99 ms": _ms(percentile(reclaim, 99)), "re-claimed jobs": len(reclaim),
-               "redundant runs": history.redundant_runs(ids), "lease s": LEASE_S}
+               "redundant runs": history.redundant_runs(ids), "lease s": LEASE_S,
+               "re-claim phases p50 ms": {name: _ms(percentile(values, 50))
+                                          for name, values in phases.items()},
+               "dues appended by another owner than the expiry":
+                   f"{sum(moved)} of {len(moved)}"}
     return Result("R1", "kill -9 of a worker at random points (Kafka mode)", figures,
                   ok=not lost)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -42,6 +43,9 @@ class JobLogger:
 
 # Appends a job enqueued by a handler: (context, task type, payload, options) -> its id.
 EnqueueChild = Callable[["JobContext", str, Any, dict[str, Any]], Awaitable[str]]
+EmitLog = Callable[[LogLevel, str, dict[str, Any]], None]
+# Emits a log line of the context given (the executor's: see JobContext).
+EmitLogOf = Callable[["JobContext", LogLevel, str, dict[str, Any]], None]
 
 
 class JobContext:
@@ -49,12 +53,17 @@ class JobContext:
 
     pick_id is the id of the JobPicked event that started this attempt, correlation_id the
     chain the job belongs to (docs/events.md, "Causal ids"): the events of this attempt,
-    and the jobs it enqueues, cite them."""
+    and the jobs it enqueues, cite them.
+
+    Log lines go to emit_log, or to emit_log_of with this context: the executor's emitter
+    needs the context, and a closure over it held here would make every attempt a
+    reference cycle, freed only by the cyclic GC (docs/performance.md, "Figures behind the
+    code")."""
 
     def __init__(
         self, *, job_id: str, task_type: str, queue: str, attempt: int, priority: int,
-        emit_log: Callable[[LogLevel, str, dict[str, Any]], None],
-        loop: asyncio.AbstractEventLoop, pick_id: str | None = None,
+        loop: asyncio.AbstractEventLoop, emit_log: EmitLog | None = None,
+        emit_log_of: EmitLogOf | None = None, pick_id: str | None = None,
         correlation_id: str | None = None, enqueue: EnqueueChild | None = None,
     ):
         self.job_id = job_id
@@ -68,6 +77,7 @@ class JobContext:
         self.progress_now: Progress | None = None
         self._cancelled = False
         self._emit_log = emit_log
+        self._emit_log_of = emit_log_of
         self._loop = loop
         self._log: JobLogger | None = None
 
@@ -75,13 +85,18 @@ class JobContext:
     def log(self) -> JobLogger:
         """A logger whose lines become JobLogged events of this run."""
         if self._log is None:  # built on first use: most handlers never log
-            self._log = JobLogger(self._threadsafe(self._emit_log, self._loop))
+            self._log = JobLogger(self._threadsafe(self._emitter(), self._loop))
         return self._log
 
+    def _emitter(self) -> EmitLog:
+        if self._emit_log_of is not None:
+            return partial(self._emit_log_of, self)  # a cycle only for a handler that logs
+        if self._emit_log is None:
+            raise RuntimeError("this context cannot log: it was made without an emitter")
+        return self._emit_log
+
     @staticmethod
-    def _threadsafe(
-        emit: Callable[[LogLevel, str, dict[str, Any]], None], loop: asyncio.AbstractEventLoop
-    ) -> Callable[[LogLevel, str, dict[str, Any]], None]:
+    def _threadsafe(emit: EmitLog, loop: asyncio.AbstractEventLoop) -> EmitLog:
         def call(level: LogLevel, message: str, details: dict[str, Any]) -> None:
             # Checked here, in the handler's own call: from a worker thread an encoding
             # error would surface on the event loop instead, and the line be lost unseen.

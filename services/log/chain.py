@@ -13,9 +13,11 @@ copied record for record (export/import, the migration to Kafka) has the same ch
 from __future__ import annotations
 
 import hashlib
+import struct
 
 VERSION = b"jobledger.chain/1"
 LINK_BYTES = 32
+_OFFSET_AND_KEY_LENGTH = struct.Struct(">QI").pack  # 8 bytes big-endian, then 4
 
 
 def genesis(topic: str, partition: int) -> bytes:
@@ -27,8 +29,7 @@ def link(prev: bytes, offset: int, key: str, value: bytes) -> bytes:
     """The link of the record at offset, following prev. Key and offset have fixed-size
     prefixes, so no two different records give the same input."""
     key_bytes = key.encode()
-    head = prev + offset.to_bytes(8, "big") + len(key_bytes).to_bytes(4, "big") + key_bytes
-    digest = hashlib.sha256(head)
+    digest = hashlib.sha256(prev + _OFFSET_AND_KEY_LENGTH(offset, len(key_bytes)) + key_bytes)
     digest.update(value)
     return digest.digest()
 

@@ -85,6 +85,10 @@ TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]*")  # Kafka's legal topic-name characte
 MAX_TOPIC_NAME = 249
 READERS_PER_TOPIC = 4  # concurrent read/end_offsets calls per topic before they queue
 READER_POLL_MS = 2  # how often a read checks for a fetch that brought only a highwater
+READER_WAIT_MS = 1  # fetch_max_wait_ms of the readers of a few records (see _new_reader)
+BULK_READER_WAIT_MS = 250  # and of those reading many records far behind the end
+BULK_READ = 1000  # a read of at least this many records that are there is a bulk read
+STARVED_READ_S = 0.1  # a short read whose fetches bring nothing this long goes on as bulk
 TAIL_POLL_MS = 1000  # a tail's getmany returns on records; this only bounds each wait
 FETCH_OVERHEAD = 64 * 1024  # batch and record headers above max_message_bytes
 
@@ -314,23 +318,32 @@ class _Reader:
         self._consumer = consumer
         self._log = log
 
-    async def read(self, partition: int, offset: int, limit: int) -> list[Record]:
+    async def read(self, partition: int, offset: int, limit: int,
+                   starved_after: float | None = None) -> tuple[list[Record], bool]:  # fmt: skip
+        """Up to limit records from offset, and whether the read stopped starved: for
+        starved_after seconds the fetches brought nothing although the partition's highwater
+        lies beyond the position (KafkaLog._new_reader says why a broker does that)."""
         tp = TopicPartition(self._log.kafka_topic, partition)
         self._assign({tp: offset})
         got: list[Record] = []
         deadline = self._log.deadline()
+        progress = time.monotonic()
         while len(got) < limit:
             try:
                 fetched = await self._consumer.getmany(
                     tp, timeout_ms=READER_POLL_MS, max_records=limit - len(got)
                 )
             except OffsetOutOfRangeError:
-                return await self._out_of_range(tp, offset, got)
-            got.extend(_to_record(m) for m in fetched.get(tp, ()))
+                return await self._out_of_range(tp, offset, got), False
+            if records := fetched.get(tp):
+                got.extend(_to_record(m) for m in records)
+                progress = time.monotonic()
             if await self._at_end(tp):
                 break
+            if starved_after is not None and time.monotonic() - progress > starved_after:
+                return got, True
             self._log.check_deadline(deadline, f"read of partition {partition} from {offset}")
-        return got
+        return got, False
 
     async def end_offsets(self, known: Mapping[int, int], retry: bool = True) -> dict[int, int]:
         """The highwater of each partition, from fetch responses to requests sent now.
@@ -401,7 +414,7 @@ class KafkaLog:
         self._send_lock = asyncio.Lock()
         self._last_ts = dict.fromkeys(range(partitions), 0)  # by this process, per partition
         self._known_ends = dict.fromkeys(range(partitions), 0)  # highest end seen
-        self._idle_readers: list[_Reader] = []
+        self._idle_readers: dict[bool, list[_Reader]] = {False: [], True: []}  # by bulk
         self._reader_slots = asyncio.Semaphore(READERS_PER_TOPIC)
 
     @property
@@ -524,8 +537,15 @@ class KafkaLog:
             raise LogError(f"offset must be >= 0, got {offset}")
         if limit < 1:
             return []
-        async with self._reader() as reader:
-            records = await reader.read(partition, offset, limit)
+        bulk = min(limit, self._known_ends[partition] - offset) >= BULK_READ
+        async with self._reader(bulk) as reader:
+            records, starved = await reader.read(partition, offset, limit,
+                                                 None if bulk else STARVED_READ_S)
+        if starved:  # the rest with a reader whose fetches wait long enough to bring it
+            start = records[-1].offset + 1 if records else offset
+            async with self._reader(bulk=True) as reader:
+                rest, _ = await reader.read(partition, start, limit - len(records))
+            records += rest
         if records:
             end = records[-1].offset + 1
             self._known_ends[partition] = max(self._known_ends[partition], end)
@@ -562,20 +582,30 @@ class KafkaLog:
         return found
 
     @asynccontextmanager
-    async def _reader(self) -> AsyncIterator[_Reader]:
+    async def _reader(self, bulk: bool = False) -> AsyncIterator[_Reader]:
         async with self._reader_slots:
             self._backend.check_open()
-            reader = self._idle_readers.pop() if self._idle_readers else await self._new_reader()
+            idle = self._idle_readers[bulk]
+            reader = idle.pop() if idle else await self._new_reader(bulk)
             try:
                 yield reader
             finally:
                 reader.release()
-                self._idle_readers.append(reader)
+                idle.append(reader)
 
-    async def _new_reader(self) -> _Reader:
-        # A read that reaches the end waits one fetch_max_wait_ms for records that will not
-        # come; 1 ms keeps that short. Only reads use these consumers, and only briefly.
-        consumer = await self._backend.consumer(fetch_max_wait_ms=1)
+    async def _new_reader(self, bulk: bool) -> _Reader:
+        """A consumer for reads only. The fetch that follows a read which reached the end
+        waits fetch_max_wait_ms for records that will not come, and delays the reader's
+        next use: 1 ms keeps that short. But the test broker (Tansu, in memory) answers a
+        fetch with what it gathered within fetch_max_wait_ms, and it lists every batch of
+        the partition for each fetch: with 2,000 batches a 1 ms fetch brought one record,
+        with 16,000 none at all (10 ms: all 40 asked for). R26's 10-minute soak: a worker's
+        fold of 5,000 records, then of 40, did not end within 30 s, so it never took its
+        partitions over. Bulk reads (folds, catch-ups), and short reads whose fetches
+        starve (STARVED_READ_S), use readers that wait longer: on Apache Kafka a fetch with
+        records at hand answers at once whatever the wait."""
+        wait = BULK_READER_WAIT_MS if bulk else READER_WAIT_MS
+        consumer = await self._backend.consumer(fetch_max_wait_ms=wait)
         return _Reader(consumer, self)
 
     # -- tail -----------------------------------------------------------------------------
@@ -610,7 +640,8 @@ class KafkaLog:
 
     def closed(self) -> None:
         """The backend stopped every consumer, the readers' too."""
-        self._idle_readers.clear()
+        for idle in self._idle_readers.values():
+            idle.clear()
 
 
 class _DeliveryCancelled(KafkaError):  # type: ignore[misc]  # aiokafka has no types: Any

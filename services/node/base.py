@@ -97,7 +97,7 @@ class Node:
         telemetry = self.config.telemetry
         if telemetry is None:
             return None
-        return JobTraces(telemetry.tracer, worker_id, telemetry.parent_based)
+        return JobTraces(telemetry, worker_id)
 
     def time_appends(self, timer: AppendTimer | None) -> None:
         """Tell `timer` how long each append of this node's publishers took."""

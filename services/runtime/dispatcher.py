@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from msgspec.structs import replace
+
 from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job
 from jobledger.projections.queues import QueueState
 from jobledger.schemas import (
     JOBS,
+    WORKERS,
     Actor,
     ActorKind,
     Envelope,
@@ -64,7 +67,7 @@ from jobledger.services.runtime.faults import Faults, Later, passing_fault
 from jobledger.services.runtime.heartbeats import Heartbeats
 from jobledger.services.runtime.partition_owner import PartitionOwner
 from jobledger.services.runtime.partition_state import JobsFold, JobsSnapshot, merge_queues
-from jobledger.services.runtime.ready_set import ReadySet
+from jobledger.services.runtime.ready_set import ReadySet, ready_key
 from jobledger.services.runtime.retry_policy import RetryPolicy
 from jobledger.services.runtime.server_log import log_handler_line
 from jobledger.services.runtime.supervise import crashed, spawn
@@ -158,6 +161,9 @@ class Dispatcher(JobsFold):
         self._fill_scheduled = False
         self._stopping = False  # no new picks once stop() has begun
         self._starting: set[str] = set()  # picked, to run once the pick is durable (_fill)
+        # Jobs pending when their partition was taken over, whose first attempt runs only
+        # once its pick is durable (_suspect_first_attempts).
+        self._suspects: set[str] = set()
         self._deciding = False  # no picks before start() has folded the log to its end
         self.faults = Faults(clock)  # its appends failing, for /health
         self._later = Later(clock)  # decisions to take again once their append failed
@@ -180,13 +186,18 @@ class Dispatcher(JobsFold):
             # Before deciding anything: the snapshot (load) may be behind the log, and
             # picking from it would run jobs the log already shows picked or finished.
             await self.ownership.catch_up()
-        await self.publisher.publish(
+        started = self.publisher.envelope(
             WorkerStarted(
                 worker_id=self.config.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
                 concurrency=self.config.concurrency, task_types=sorted(self.app.handlers),
             ),
             self.config.worker_id,
         )
+        # This run of the worker is a chain of its own: its start names it (correlation id:
+        # its own id), and its heartbeats and its stop cite the start.
+        started = replace(started, correlation_id=started.id)
+        self.heartbeats.cause = Cause(causation_id=started.id, correlation_id=started.id)
+        await self.publisher.publish_envelope(started, WORKERS)
         self._tasks = [
             spawn(self.timers.run(), "dispatcher-timers"),
             spawn(self.heartbeats.run(), "dispatcher-heartbeats"),
@@ -209,7 +220,8 @@ class Dispatcher(JobsFold):
         for run in await self.executor.stop(self.config.shutdown_grace_seconds):
             self._hand_back(run)
         worker_id = self.config.worker_id
-        self.publisher.publish_then(WorkerStopped(worker_id=worker_id), worker_id, unchecked)
+        self.publisher.publish_then(WorkerStopped(worker_id=worker_id), worker_id, unchecked,
+                                    **self.heartbeats.cause)
         await self.publisher.drain()
 
     def _hand_back(self, run: Running) -> None:
@@ -242,8 +254,21 @@ class Dispatcher(JobsFold):
             self._remember_finished(job_id)
         for job in snapshot.jobs.values():
             self._job_changed(None, job)
+        self._suspect_first_attempts(snapshot.jobs.values())
         if self._tasks:
             self._schedule_fill()
+
+    def _suspect_first_attempts(self, jobs: Iterable[JobState]) -> None:
+        """A first attempt runs ahead of its pick (_fill), so a job that kills its process
+        at once (os.abort()) can die before its pick is durable: the log still shows it
+        pending, and the next owner would run it ahead of its pick again, losing the pick
+        again (fault-injection row R13). Such a job is among the pending ones a takeover
+        finds, at the head of the pick order: the previous owner picked in that order, at
+        most max_unread_picks ahead of the log. Those run their first attempt only once
+        its pick is durable; jobs enqueued later still run ahead of theirs."""
+        waiting = sorted((job for job in jobs if job.status == S.PENDING and job.attempt == 0),
+                         key=ready_key)
+        self._suspects.update(job.job_id for job in waiting[:self.config.max_unread_picks])
 
     async def give_up(self, kept: Mapping[int, JobsSnapshot]) -> None:
         """No more picks, expiries or retries for these partitions; returns once everything
@@ -256,6 +281,7 @@ class Dispatcher(JobsFold):
         for job_id, job in list(self.jobs.items()):
             if job.partition in kept:
                 kept[job.partition].jobs[job_id] = self.jobs.pop(job_id)
+                self._suspects.discard(job_id)  # the next owner judges for itself
                 if self.traces is not None:  # kept with the job, for when it comes back
                     self.traces.hand_over(job_id, kept[job.partition].traces)
         await self.publisher.drain()
@@ -315,6 +341,7 @@ class Dispatcher(JobsFold):
                 self._remember_finished(job_id)
             self.executor.cancel(job_id, report=False)  # e.g. it timed out: stop the handler
             self._decided.pop(job_id, None)
+            self._suspects.discard(job_id)
             if self.traces is not None:
                 self.traces.forget(job_id)
             return
@@ -409,8 +436,9 @@ class Dispatcher(JobsFold):
             # A later attempt (rare) waits for its pick to be durable: a job that kills its
             # process at once (os.abort()) would otherwise kill worker after worker without
             # one more attempt ever reaching the log, never reaching its dead letter
-            # (fault-injection row R13).
-            durable_first = attempt > 1
+            # (fault-injection row R13). So does the first attempt of a job pending when
+            # its partition was taken over (_suspect_first_attempts).
+            durable_first = attempt > 1 or job_id in self._suspects
             if durable_first:
                 self._starting.add(job_id)
             started_later: list[str] = []  # the pick's id, for a start once it is durable
@@ -439,6 +467,7 @@ class Dispatcher(JobsFold):
         if self.traces is not None:
             self.traces.picked(job_id, error)
         if error is None:
+            self._suspects.discard(job_id)
             self.faults.resumed(APPENDS)
             return
         if self.executor.is_running(job_id, attempt):

@@ -18,9 +18,13 @@ import msgspec
 from opentelemetry import context as otel_context
 
 from jobledger.projections.jobs import JobState
-from jobledger.schemas import LogLevel
 from jobledger.services.handlers.app import App, Handler, PermanentError
-from jobledger.services.handlers.context import EnqueueChild, JobCancelledError, JobContext
+from jobledger.services.handlers.context import (
+    EmitLogOf,
+    EnqueueChild,
+    JobCancelledError,
+    JobContext,
+)
 from jobledger.services.telemetry.jobs import JobTraces
 
 _decode_payload = msgspec.json.Decoder()
@@ -57,12 +61,11 @@ class Running:
 
 
 Report = Callable[[Running, Outcome], None]
-EmitLog = Callable[[JobContext, LogLevel, str, dict[str, Any]], None]
 
 
 class Executor:
     def __init__(
-        self, app: App, concurrency: int, report: Report, emit_log: EmitLog,
+        self, app: App, concurrency: int, report: Report, emit_log: EmitLogOf,
         freed: Callable[[], None] = lambda: None, enqueue: EnqueueChild | None = None,
         traces: JobTraces | None = None,
     ):
@@ -93,8 +96,7 @@ class Executor:
         ctx = JobContext(
             job_id=job.job_id, task_type=job.task_type, queue=job.queue, attempt=attempt,
             priority=job.priority, loop=loop, pick_id=pick_id,
-            correlation_id=job.correlation_id,
-            emit_log=lambda level, msg, details: self._emit_log(ctx, level, msg, details),
+            correlation_id=job.correlation_id, emit_log_of=self._emit_log,
             enqueue=self._enqueue,
         )
         handler = self.app.handlers.get(job.task_type)

@@ -17,7 +17,7 @@ import psutil
 from jobledger.schemas import Actor, JobHeartbeat, WorkerHeartbeat
 from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.executor import Executor
-from jobledger.services.write.publisher import Publisher, unchecked
+from jobledger.services.write.publisher import NO_CAUSE, Cause, Publisher, unchecked
 
 
 class Heartbeats:
@@ -32,6 +32,7 @@ class Heartbeats:
         self.lease_seconds = lease_seconds
         self.every = every
         self.partitions = partitions  # the jobs partitions the worker decides for now
+        self.cause: Cause = NO_CAUSE  # the worker's start, once appended (Dispatcher.start)
         self._process = psutil.Process()
 
     async def run(self) -> None:
@@ -58,5 +59,5 @@ class Heartbeats:
                 current_jobs=sorted(self.executor.running),
                 partitions=sorted(self.partitions()),
             ),
-            worker_id, unchecked, actor=self.actor,
+            worker_id, unchecked, actor=self.actor, **self.cause,
         )

@@ -13,7 +13,14 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from jobledger.projections.jobs import JobState, Reducer, detached, reduce_job, revive
+from jobledger.projections.jobs import (
+    JobState,
+    Reducer,
+    detached,
+    reduce_job,
+    revive,
+    unpacked_trace,
+)
 from jobledger.projections.queues import QueueState, reduce_queue
 from jobledger.projections.schedules import ScheduleState, reduce_schedule
 from jobledger.schemas import Envelope, JobEnqueued, JobRequeued
@@ -134,6 +141,8 @@ class JobsSnapshot(JobsFold):
 
     def hold(self, state: JobState) -> None:
         self.jobs[state.job_id] = state
+        if state.trace is not None:  # loaded from the read model (a restart)
+            self.traces[state.job_id] = unpacked_trace(state.trace)
 
     def _job_changed(self, old: JobState | None, new: JobState) -> None:
         if new.status in TERMINAL:

@@ -31,32 +31,35 @@ class UserCommands:
         self.passwords = passwords or Passwords()
 
     async def register(self, username: str, password: str, permissions: list[Permission],
-                       actor: Actor) -> UserState:
+                       actor: Actor, request_id: str | None = None) -> UserState:
         """A new user; KeyCommandError 409 when the username is taken. Two nodes
-        registering one username at once: the first on the log wins, the other is 409."""
+        registering one username at once: the first on the log wins, the other is 409.
+        request_id, here and below: the request that asked (the event's causal ids)."""
         state = await self.queries.user(username)
         if state is not None and state.active:
             raise _taken(username)
         event = UserRegistered(user_id=uuid7(), username=username,
                                password_hash=await self.passwords.hash(password),
                                permissions=sorted(set(permissions)))
-        after = await self._append(state, event, actor)
+        after = await self._append(state, event, actor, request_id)
         held = await self.queries.user(username)
         if held is not None and held.active and held.user_id != event.user_id:
             raise _taken(username)  # another registration came first
         return after
 
     async def change_permissions(self, username: str, permissions: list[Permission],
-                                 actor: Actor) -> UserState:
+                                 actor: Actor, request_id: str | None = None) -> UserState:
         """The user now holds exactly these; KeyCommandError 404 for no such user."""
         state = await self._active(username)
         wanted = tuple(sorted(set(permissions)))
         if wanted == state.permissions:
             return state  # nothing to append
         return await self._append(state, UserPermissionsChanged(
-            user_id=state.user_id, username=username, permissions=list(wanted)), actor)
+            user_id=state.user_id, username=username, permissions=list(wanted)), actor,
+            request_id)
 
-    async def remove(self, username: str, actor: Actor) -> UserState:
+    async def remove(self, username: str, actor: Actor,
+                     request_id: str | None = None) -> UserState:
         """The user can no longer sign in and its tokens stop working; removing a removed
         user changes nothing. KeyCommandError 404 for a username never registered."""
         state = await self.queries.user(username)
@@ -65,7 +68,7 @@ class UserCommands:
         if not state.active:
             return state
         return await self._append(state, UserRemoved(user_id=state.user_id,
-                                                     username=username), actor)
+                                                     username=username), actor, request_id)
 
     async def _active(self, username: str) -> UserState:
         state = await self.queries.user(username)
@@ -73,9 +76,10 @@ class UserCommands:
             raise _unknown(username)
         return state
 
-    async def _append(self, state: UserState | None, event: Event, actor: Actor) -> UserState:
+    async def _append(self, state: UserState | None, event: Event, actor: Actor,
+                      request_id: str | None) -> UserState:
         env = await append_visible(self.publisher, self.projector, event,
-                                   event.username, actor)  # type: ignore[union-attr]
+                                   event.username, actor, request_id)  # type: ignore[union-attr]
         after = reduce_user(state, env)
         assert after is not None
         return after
