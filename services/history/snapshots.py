@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jobledger.projections.stats import MINUTE_MS
+from jobledger.projections.store_file import schema_shapes, table_shapes
 from jobledger.schemas import JOBS
 from jobledger.schemas.codec import decode_batch
 from jobledger.schemas.common import to_ms
@@ -116,6 +117,10 @@ class Snapshots:
                 continue
             if _log_of(path) != log_id:
                 log.warning("removing %s: a snapshot of another log", path)
+                path.unlink()
+                continue
+            if not _of_this_schema(path):  # as the read models themselves are rebuilt
+                log.warning("removing %s: a snapshot of another version's read models", path)
                 path.unlink()
                 continue
             bases.append(path)
@@ -238,6 +243,17 @@ def _write_base(views: Path, compacted: Snapshot | None, path: Path) -> None:
 def _remove_deltas(path: Path) -> None:
     for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         each.unlink(missing_ok=True)
+
+
+def _of_this_schema(path: Path) -> bool:
+    """Are the base's tables those of this version's schema.sql (the store writes rows by
+    position, so a column added since cannot be made up in a base)?"""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        shapes = table_shapes(conn)
+    finally:
+        conn.close()
+    return all(shapes.get(name) == sql for name, sql in schema_shapes().items())
 
 
 def _log_of(path: Path) -> str | None:
