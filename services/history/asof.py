@@ -33,11 +33,11 @@ from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 
 from .copies import apply_deltas, deltas_path
+from .fold import READ_BATCH, fold_to
 from .log_retention import Retained
 from .position import AsOfError, Positions, format_position, parse_position, parse_time
 from .snapshots import Snapshot, Snapshots
 
-READ_BATCH = 20_000  # records read at a time while folding
 # The models whose tables the as_of queries read (stats, tasks, queues, workers, schedules):
 # not run_logs nor keys, whose topics an as_of need not fold at all.
 FOLDED_MODELS = ("jobs", "workers", "schedules")
@@ -223,26 +223,9 @@ async def _folded(snapshot: Snapshot | None, backend: LogBackend,
         store.audit_rows = False
         projector = Projector(backend, store)
         await projector.load()
-        await _fold(projector, backend, target)
+        await fold_to(projector, backend, target, FOLDED_MODELS)
         yield Queries(db)
     finally:
         if db.in_transaction:
             await db.execute("ROLLBACK")
         await db.close()
-
-
-async def _fold(projector: Projector, backend: LogBackend, target: Positions) -> None:
-    for model in FOLDED_MODELS:
-        topic = TOPIC_OF_MODEL[model]
-        try:
-            log = backend.topic(topic)
-        except LogError:
-            continue
-        for partition, end in target.get(topic, {}).items():
-            start = projector.positions[model].get(partition, 0)
-            while start < end:
-                records = await log.read(partition, start, limit=min(READ_BATCH, end - start))
-                if not records:
-                    break
-                await projector.apply(model, records)
-                start = records[-1].offset + 1

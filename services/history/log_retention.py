@@ -47,12 +47,12 @@ from jobledger.services.runtime.clock import Clock
 from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projector
 from jobledger.services.runtime.supervise import Periodic
 
+from .fold import fold_to
 from .position import AsOfError, Positions, format_position
 from .snapshots import Snapshot
 
 log = logging.getLogger("jobledger.retention")
 CUT_EVERY_S = 3600.0  # the cadence of --retain-finished (retention.py)
-READ_BATCH = 20_000  # records folded into the base at a time
 _UNFINISHED = "'scheduled', 'pending', 'in_progress'"
 Owners = Callable[[], Mapping[str, Mapping[int, int]]]  # topic -> partition -> folded to
 
@@ -259,7 +259,7 @@ async def build_base(backend: SQLiteLogBackend, base: Path, target: Positions) -
             await store.record_source(identity.log_id, identity.epoch)
         projector = Projector(backend, store)
         await projector.load()
-        await _fold(projector, backend, target)
+        await fold_to(projector, backend, target, TOPIC_OF_MODEL)
         await store.finish_bulk()
     finally:
         await store.close()
@@ -276,19 +276,6 @@ def _rollback_journal(path: Path) -> None:
         conn.execute("PRAGMA journal_mode=DELETE")
     finally:
         conn.close()
-
-
-async def _fold(projector: Projector, backend: SQLiteLogBackend, target: Positions) -> None:
-    for model, topic in TOPIC_OF_MODEL.items():
-        log_ = backend.topic(topic)
-        for partition, end in target.get(topic, {}).items():
-            start = projector.positions[model].get(partition, 0)
-            while start < end:
-                records = await log_.read(partition, start, limit=min(READ_BATCH, end - start))
-                if not records:
-                    break
-                await projector.apply(model, records)
-                start = records[-1].offset + 1
 
 
 class LogRetention(Periodic):
