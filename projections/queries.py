@@ -314,6 +314,13 @@ class Queries:
         out.reverse()
         return out
 
+    async def alive_workers(self) -> dict[str, str | None]:
+        """The workers the read model shows alive, each with its WorkerStarted's event id
+        (None: started before the read models kept it): what a WorkerLost cites."""
+        rows = await self._fetch("SELECT worker_id, started_event_id FROM workers"
+                                 " WHERE status = 'alive'")
+        return dict(rows)
+
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._fetch(
             "SELECT worker_id, registered_at, last_heartbeat, current_jobs, cpu_percent,"

@@ -172,7 +172,8 @@ CREATE TABLE IF NOT EXISTS workers (
     current_jobs BLOB NOT NULL,   -- JSON array of job ids
     cpu_percent REAL NOT NULL,
     memory_mb REAL NOT NULL,
-    partitions BLOB NOT NULL      -- JSON array: the jobs partitions it decides for
+    partitions BLOB NOT NULL,     -- JSON array: the jobs partitions it decides for
+    started_event_id TEXT         -- its WorkerStarted's event id (a WorkerLost's causal ids)
 ) WITHOUT ROWID;
 
 -- The task types each worker declared in its latest WorkerStarted. A type is known (the

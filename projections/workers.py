@@ -24,6 +24,7 @@ class WorkerState(msgspec.Struct, frozen=True, gc=False):
     cpu_percent: float = 0.0
     memory_mb: float = 0.0
     partitions: list[int] = []  # the jobs partitions it decided for at its last heartbeat
+    started_event_id: str | None = None  # its WorkerStarted: what a WorkerLost cites
 
 
 def reduce_worker(state: WorkerState | None, env: Envelope) -> WorkerState | None:
@@ -33,7 +34,7 @@ def reduce_worker(state: WorkerState | None, env: Envelope) -> WorkerState | Non
         return WorkerState(
             worker_id=event.worker_id, hostname=event.hostname, pid=event.pid,
             concurrency=event.concurrency, registered_at=now, last_heartbeat=now,
-            status=WorkerStatus.ALIVE,
+            status=WorkerStatus.ALIVE, started_event_id=env.id,
         )
     if state is None:
         return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from jobledger.schemas import SECURITY, WORKERS, Envelope, JobStatus, decode
+from jobledger.schemas import SECURITY, WORKERS, Envelope, JobStatus, WorkerStarted, decode
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from tests.support.api_harness import api_client, assert_error
@@ -195,3 +195,19 @@ async def test_a_workers_start_is_the_chain_of_its_heartbeats_and_its_stop(
     assert started.causation_id is None
     assert {e.type for e in rest} == {"WorkerHeartbeat", "WorkerStopped"}
     assert {(e.causation_id, e.correlation_id) for e in rest} == {(started.id, started.id)}
+
+
+async def test_a_worker_lost_with_its_server_cites_its_start(make_node: NodeFactory) -> None:
+    """A worker still alive in the read model when the next server starts on the file
+    died with the previous one; its WorkerLost cites the start, as its heartbeats did."""
+    first = await make_node(App())
+    ghost = WorkerStarted(worker_id="ghost", hostname="gone", pid=1, concurrency=1,
+                          task_types=[])
+    await first.publisher.publish(ghost, "ghost")
+    await settle(first)
+    await make_node.stop(first)
+    second = await make_node(App())
+    await settle(second)
+    started, lost = [e for e in await _topic(second, WORKERS) if e.key == "ghost"]
+    assert lost.type == "WorkerLost"
+    assert (lost.causation_id, lost.correlation_id) == (started.id, started.id)

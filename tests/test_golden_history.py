@@ -86,7 +86,8 @@ TRACE_TABLES = {"jobs": "job_id"}
 # Columns added after a history was recorded, with the value every old row projects to.
 # An old expectation does not list them; a column added without a line here fails.
 ADDED_COLUMNS: dict[str, dict[str, Any]] = {
-    "workers": {"partitions": "[]"},  # WorkerHeartbeat.partitions: none before it existed
+    "workers": {"partitions": "[]",  # WorkerHeartbeat.partitions: none before it existed
+                "started_event_id": "018f3264-6a40-7000-8000-000000000001"},  # v1's one start
     "jobs": {"trace": None},  # the enqueue's trace context: these histories carry none
 }
 # Each history and the tables its expectation holds.

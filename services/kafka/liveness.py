@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient
 
 from jobledger.projections.queries import Queries
-from jobledger.schemas import Actor, ActorKind, WorkerLost, WorkerStatus
+from jobledger.schemas import Actor, ActorKind, WorkerLost
 from jobledger.services.log.kafka import KafkaConfig
 from jobledger.services.log.protocol import LogError
 from jobledger.services.runtime.clock import Clock
@@ -80,8 +80,8 @@ class GroupLiveness:
         returns the ones marked now."""
         members = list(members)
         now = self.clock.now().timestamp()
-        alive = [w.worker_id for w in await self.queries.workers()
-                 if w.status == WorkerStatus.ALIVE]
+        starts = await self.queries.alive_workers()
+        alive = list(starts)
         for gone in self._missing_since.keys() - set(alive):
             del self._missing_since[gone]  # stopped, or marked lost meanwhile
         lost = []
@@ -97,7 +97,8 @@ class GroupLiveness:
             del self._missing_since[worker_id]
             try:
                 await self.publisher.publish(WorkerLost(worker_id=worker_id), worker_id,
-                                             actor=self.actor)
+                                             actor=self.actor, causation_id=starts[worker_id],
+                                             correlation_id=starts[worker_id])
             except LogError as error:
                 log.warning("cannot mark worker %s lost: %s", worker_id, error)
             else:

@@ -23,7 +23,6 @@ from jobledger.schemas import (
     WorkerLost,
 )
 from jobledger.schemas.api import DEFAULT_MAX_PAYLOAD_DEPTH
-from jobledger.schemas.lifecycle import WorkerStatus
 from jobledger.schemas.schedules import DEFAULT_MIN_INTERVAL_SECONDS
 from jobledger.services.handlers.app import App
 from jobledger.services.history.asof import History
@@ -265,12 +264,12 @@ class EmbeddedNode(Node):
         """Workers still alive in the read model ran in an earlier process on this file
         (the file lock allows one writer): that process is gone, so they are lost."""
         mine = self.dispatcher.config.worker_id if self.dispatcher else None
-        for worker in await self.queries.workers():
-            if worker.status == WorkerStatus.ALIVE and worker.worker_id != mine:
-                event = WorkerLost(worker_id=worker.worker_id)
-                self.publisher.publish(event, worker.worker_id,
-                                       actor=Actor(ActorKind.DISPATCHER, mine or "embedded"))
-                log_worker_lost(worker.worker_id, "alive when the previous server on this "
+        for worker_id, start in (await self.queries.alive_workers()).items():
+            if worker_id != mine:
+                self.publisher.publish(WorkerLost(worker_id=worker_id), worker_id,
+                                       actor=Actor(ActorKind.DISPATCHER, mine or "embedded"),
+                                       causation_id=start, correlation_id=start)
+                log_worker_lost(worker_id, "alive when the previous server on this "
                                 "log ended; its running jobs are retried once their leases expire")
 
     def log_writable(self) -> bool:
