@@ -10,14 +10,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from jobledger.projections.fold import JobsChange
 from jobledger.projections.queries import Queries
 from jobledger.services.handlers.app import App
+from jobledger.services.history import snapshots
 from jobledger.services.history.copies import deltas_path
 from jobledger.services.history.position import format_position
-from jobledger.services.history.snapshots import Snapshot, snapshots_dir
+from jobledger.services.history.snapshots import AppliedTimes, Snapshot, minute_floor, snapshots_dir
 from jobledger.services.node.embedded import EmbeddedNode, NodeConfig, views_path
 from jobledger.services.runtime.clock import ManualClock
-from jobledger.services.runtime.projector import TOPIC_OF_MODEL
+from jobledger.services.runtime.projector import TOPIC_OF_MODEL, Projected
 from jobledger.services.write.producer import task_request
 
 app = App()
@@ -176,3 +180,44 @@ async def test_bases_of_another_schema_are_removed_at_start(tmp_path: Path) -> N
         assert not list(directory.glob("*.db"))
         for position, live in recorded:  # folded from offset 0
             assert await _as_of(node, position) == (position, live)
+
+
+async def test_deltas_learn_their_minute_floor_from_the_projector_not_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reading a delta's records back from the log to date them consumed the jobs topic a
+    second time (on Kafka, a fifth of the drain); the projector's batches tell it instead."""
+    reads = []
+
+    async def counted(*args: Any) -> int | None:
+        reads.append(args)
+        return await minute_floor(*args)
+
+    monkeypatch.setattr(snapshots, "minute_floor", counted)
+    async with EmbeddedNode(_config(tmp_path), app, clock=ManualClock()) as node:
+        recorded = await _grow(node, 12)
+        await _until(lambda: sum(1 for s in _taken(node) if s.seq) >= 3)
+        for position, live in recorded:
+            assert await _as_of(node, position) == (position, live)
+    assert reads == []
+
+
+def test_applied_times_cover_a_range_or_say_they_do_not() -> None:
+    def batch(ends: dict[int, int], *minutes: int) -> Projected:
+        change = JobsChange()
+        for minute in minutes:
+            change.stats.pending_moves[(minute, "default")] += 1
+        return Projected(change, ends)
+
+    times = AppliedTimes({0: 2})  # applied before it listened: offsets 0-1 of partition 0
+    times.heard(batch({0: 4, 1: 1}, 180_000, 120_000))
+    times.heard(batch({0: 5, 1: 1}))  # changed no row by minute
+    times.heard(batch({0: 6, 1: 3}, 240_000))
+    assert times.oldest({0: 2}, {0: 6, 1: 3}) == (120_000,)
+    assert times.oldest({0: 4, 1: 1}, {0: 5, 1: 1}) == (None,)  # nothing by minute
+    assert times.oldest({0: 5, 1: 1}, {0: 6, 1: 3}) == (240_000,)
+    assert times.oldest({}, {0: 6}) is None  # offsets 0-1 not heard: read them
+    assert times.oldest({0: 2}, {0: 7}) is None  # offset 6 not heard yet
+    times.forget_before({0: 5})
+    assert times.oldest({0: 2}, {0: 6}) is None  # forgotten
+    assert times.oldest({0: 5}, {0: 6}) == (240_000,)
