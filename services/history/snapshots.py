@@ -213,7 +213,7 @@ class AppliedTimes:
     """The oldest by-minute stats row each committed jobs batch changed, by partition and
     offsets, so that a delta learns its minute floor from the projector instead of reading
     its records back from the log: on Kafka that read consumed the jobs topic a second
-    time, a fifth of the drain and 50 MB (docs/performance.md). Where the batches heard do
+    time, a sixth of the drain and 46 MB (docs/performance.md). Where the batches heard do
     not cover a range (applied before this listened), the delta reads it."""
 
     def __init__(self, applied: Mapping[int, int]):
