@@ -28,6 +28,7 @@ from .asof import AS_OF_ERRORS, AsOfQuery, answer_as_of, as_of_param
 from .body import read_json
 from .deps import node
 from .openapi import APPEND_ERRORS, JSON_BODY_ERRORS, Endpoint, Reply, routes_of
+from .request_id import request_id_of
 from .responses import JSON, ApiError, valid_utf8
 from .tasks import actor_of
 
@@ -69,7 +70,8 @@ async def list_schedules(request: Request) -> Response:
 
 @_answers_schedule_errors
 async def create_schedule(request: Request) -> Response:
-    view = await _commands(request).define(await _body(request), actor_of(request))
+    view = await _commands(request).define(await _body(request), actor_of(request),
+                                              request_id_of(request.scope))
     return JSON(view, 201)
 
 
@@ -91,27 +93,31 @@ async def get_schedule(request: Request) -> Response:
 @_answers_schedule_errors
 async def update_schedule(request: Request) -> Response:
     schedule_id = request.path_params["schedule_id"]
-    view = await _commands(request).update(schedule_id, await _body(request), actor_of(request))
+    view = await _commands(request).update(schedule_id, await _body(request), actor_of(request),
+                                              request_id_of(request.scope))
     return JSON(view)
 
 
 @_answers_schedule_errors
 async def delete_schedule(request: Request) -> Response:
     schedule_id = request.path_params["schedule_id"]
-    await _commands(request).remove(schedule_id, actor_of(request))
+    await _commands(request).remove(schedule_id, actor_of(request),
+                                                request_id_of(request.scope))
     return JSON(Removed(id=schedule_id))
 
 
 @_answers_schedule_errors
 async def pause_schedule(request: Request) -> Response:
     schedule_id = request.path_params["schedule_id"]
-    return JSON(await _commands(request).pause(schedule_id, actor_of(request)))
+    return JSON(await _commands(request).pause(schedule_id, actor_of(request),
+                                                request_id_of(request.scope)))
 
 
 @_answers_schedule_errors
 async def resume_schedule(request: Request) -> Response:
     schedule_id = request.path_params["schedule_id"]
-    return JSON(await _commands(request).resume(schedule_id, actor_of(request)))
+    return JSON(await _commands(request).resume(schedule_id, actor_of(request),
+                                                request_id_of(request.scope)))
 
 
 @_answers_schedule_errors

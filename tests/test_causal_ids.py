@@ -8,7 +8,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from jobledger.schemas import SECURITY, WORKERS, Envelope, JobStatus, WorkerStarted, decode
+from jobledger.schemas import (
+    SCHEDULES,
+    SECURITY,
+    WORKERS,
+    Envelope,
+    JobStatus,
+    WorkerStarted,
+    decode,
+)
 from jobledger.services.handlers.app import App
 from jobledger.services.handlers.context import JobContext
 from tests.support.api_harness import api_client, assert_error
@@ -182,6 +190,29 @@ async def test_user_and_key_events_cite_the_request_that_asked(make_node: NodeFa
         ("KeyCreated", "req-1", "req-1"), ("KeyRevoked", "req-2", "req-2"),
         ("UserRegistered", "req-3", "req-3"), ("UserPermissionsChanged", "req-4", "req-4"),
         ("UserRemoved", "req-5", "req-5")]
+
+
+async def test_schedule_events_cite_the_request_that_asked(make_node: NodeFactory) -> None:
+    app, _release, _children = _chain_app()
+    node = await make_node(app)
+    async with api_client(node) as client:
+        def asked(n: int) -> dict[str, str]:
+            return {"X-Request-ID": f"req-{n}"}
+
+        for n, (method, path, body) in enumerate([
+            ("POST", "/api/v1/schedules", {"id": "s", "task_type": "child",
+                                           "trigger": "interval", "seconds": 3600}),
+            ("PUT", "/api/v1/schedules/s", {"seconds": 7200}),
+            ("POST", "/api/v1/schedules/s/pause", None),
+            ("POST", "/api/v1/schedules/s/resume", None),
+            ("DELETE", "/api/v1/schedules/s", None)], start=1):
+            answer = await client.request(method, path, headers=asked(n), json=body)
+            assert answer.status_code < 300, answer.text
+    events = [(e.type, e.causation_id, e.correlation_id) for e in await _topic(node, SCHEDULES)]
+    assert events == [
+        ("ScheduleDefined", "req-1", "req-1"), ("ScheduleUpdated", "req-2", "req-2"),
+        ("SchedulePaused", "req-3", "req-3"), ("ScheduleResumed", "req-4", "req-4"),
+        ("ScheduleRemoved", "req-5", "req-5")]
 
 
 async def test_a_workers_start_is_the_chain_of_its_heartbeats_and_its_stop(

@@ -201,21 +201,22 @@ class ScheduleCommands:
             raise ScheduleNotFound(f"no schedule {schedule_id!r}", "id")
         return state.definition
 
-    async def define(self, request: ScheduleRequest, actor: Actor | None = None) -> ScheduleView:
+    async def define(self, request: ScheduleRequest, actor: Actor | None = None,
+                     request_id: str | None = None) -> ScheduleView:
         definition = definition_of(request, None, self.clock.now(), self.min_interval)
         await self.task_types.require(definition.task_type)
         schedule_id = str(request.id)
         if await self.queries.schedules(schedule_id):
             raise ScheduleExists(f"schedule {schedule_id!r} already exists", "id")
         defined = ScheduleDefined(schedule_id=schedule_id, definition=definition)
-        position = await self._append(defined, schedule_id, actor)
+        position = await self._append(defined, schedule_id, actor, request_id)
         state = await self.queries.schedule_state(schedule_id)
         if state is not None and (state.partition, state.defined_offset) != position:
             raise ScheduleExists(f"schedule {schedule_id!r} already exists", "id")  # lost a race
         return await self.view(schedule_id)
 
     async def update(self, schedule_id: str, request: ScheduleRequest,
-                     actor: Actor | None = None) -> ScheduleView:
+                     actor: Actor | None = None, request_id: str | None = None) -> ScheduleView:
         current = await self._current(schedule_id)  # first: no such schedule is a 404
         if request.id is not UNSET:
             raise InvalidSchedule(f"id {request.id!r} in the body: the path names the schedule "
@@ -226,22 +227,26 @@ class ScheduleCommands:
             await self.task_types.require(definition.task_type)
         if definition != current:
             await self._append(ScheduleUpdated(schedule_id=schedule_id, definition=definition),
-                               schedule_id, actor)
+                               schedule_id, actor, request_id)
         return await self.view(schedule_id)
 
-    async def pause(self, schedule_id: str, actor: Actor | None = None) -> ScheduleView:
+    async def pause(self, schedule_id: str, actor: Actor | None = None,
+                    request_id: str | None = None) -> ScheduleView:
         await self._current(schedule_id)
-        await self._append(SchedulePaused(schedule_id=schedule_id), schedule_id, actor)
+        await self._append(SchedulePaused(schedule_id=schedule_id), schedule_id, actor, request_id)
         return await self.view(schedule_id)
 
-    async def resume(self, schedule_id: str, actor: Actor | None = None) -> ScheduleView:
+    async def resume(self, schedule_id: str, actor: Actor | None = None,
+                    request_id: str | None = None) -> ScheduleView:
         await self._current(schedule_id)
-        await self._append(ScheduleResumed(schedule_id=schedule_id), schedule_id, actor)
+        await self._append(ScheduleResumed(schedule_id=schedule_id), schedule_id, actor, request_id)
         return await self.view(schedule_id)
 
-    async def remove(self, schedule_id: str, actor: Actor | None = None) -> None:
+    async def remove(self, schedule_id: str, actor: Actor | None = None,
+                     request_id: str | None = None) -> None:
         await self._current(schedule_id)
-        await self._append(ScheduleRemoved(schedule_id=schedule_id), schedule_id, actor)
+        await self._append(ScheduleRemoved(schedule_id=schedule_id), schedule_id, actor,
+                           request_id)
 
     async def trigger(self, schedule_id: str, actor: Actor | None = None) -> str:
         """Run the schedule's job now (paused or not, whatever max_instances says); the
@@ -264,11 +269,13 @@ class ScheduleCommands:
         return job_id
 
     async def _append(self, event: Event, schedule_id: str, actor: Actor | None,
-                      fire: str | None = None) -> tuple[int, int]:
-        """Append once durable, then wait (bounded) until the read model shows it. fire:
-        the key of the fire it records (its cause and chain)."""
+                      cause: str | None = None) -> tuple[int, int]:
+        """Append once durable, then wait (bounded) until the read model shows it. cause:
+        the request that asked for it, or the key of the fire it records (its cause and
+        chain)."""
         partition, offset = await self.publisher.publish(event, schedule_id, actor=actor,
-                                                         causation_id=fire, correlation_id=fire)
+                                                         causation_id=cause,
+                                                         correlation_id=cause)
         await self._visible("schedules", partition, offset)
         return partition, offset
 
